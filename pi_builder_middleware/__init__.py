@@ -1,0 +1,1 @@
+"""Health-aware routing, monitoring and failover for LLM calls."""
