@@ -1,0 +1,46 @@
+"""Provider simulator: real OpenAI-compatible HTTP servers on 127.0.0.1 with scripted faults.
+
+Used by tests, benchmarks and demos instead of real LLM providers::
+
+    from pi_builder_middleware.sim import Behaviour, Outcome, SimProvider, Simulator
+
+    with Simulator([SimProvider(name="a"), SimProvider(name="b")], seed=1) as sim:
+        sim.base_url("a")          # http://127.0.0.1:PORT/v1
+        sim.down("a", Outcome.RATE_LIMIT)
+        ...
+        sim.stats("a").total
+
+Needs the ``sim`` extra (aiohttp). Not imported by ``pi_builder_middleware`` itself.
+"""
+
+from __future__ import annotations
+
+from .clock import Clock, ManualClock, MonotonicClock
+from .errors import SimulatorConfigError, SimulatorStateError
+from .models import Behaviour, FaultWindow, Latency, LatencyDistribution, Outcome, Scenario, SimProvider
+from .scenario import load_scenario, load_scenario_file
+from .server import OUTCOME_HEADER
+from .simulator import ProviderHandle, Simulator
+from .state import ProviderStats, RequestRecord
+
+__all__ = [
+    "OUTCOME_HEADER",
+    "Behaviour",
+    "Clock",
+    "FaultWindow",
+    "Latency",
+    "LatencyDistribution",
+    "ManualClock",
+    "MonotonicClock",
+    "Outcome",
+    "ProviderHandle",
+    "ProviderStats",
+    "RequestRecord",
+    "Scenario",
+    "SimProvider",
+    "Simulator",
+    "SimulatorConfigError",
+    "SimulatorStateError",
+    "load_scenario",
+    "load_scenario_file",
+]
