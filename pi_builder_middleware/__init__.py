@@ -1,1 +1,97 @@
-"""Health-aware routing, monitoring and failover for LLM calls."""
+"""Health-aware routing, monitoring and failover for LLM calls.
+
+Import what you need from here; submodules are private unless documented. Framework glue lives in
+``pi_builder_middleware.adapters.litellm`` and ``pi_builder_middleware.adapters.langchain`` and is
+imported only when you ask for it.
+"""
+
+from __future__ import annotations
+
+from ._clock import Clock, ManualClock, monotonic_clock
+from .config import AlertThresholds, FailoverConfig, HealthThresholds, MonitorConfig
+from .enums import AlertKind, CircuitState, ErrorKind, EventKind, FailoverPreset, HealthStatus
+from .errorinfo import extract_retry_after, parse_retry_after, status_code_of
+from .errors import (
+    AllProvidersFailedError,
+    ConfigError,
+    NoProviderAvailableError,
+    PiBuilderError,
+    PluginError,
+    StreamInterruptedError,
+)
+from .failover import FailoverManager, ProbeFn
+from .hookspecs import hookimpl, hookspec
+from .interfaces import BreakerWindow, Candidate, FailoverPolicy, HealthScorer, Strategy, StrategyContext
+from .middleware import Middleware
+from .models import (
+    Alert,
+    Attempt,
+    FailoverEvent,
+    HealthChange,
+    HealthSnapshot,
+    Outcome,
+    Provider,
+    RouteRequest,
+    RoutingDecision,
+    Usage,
+)
+from .monitor import HealthMonitor
+from .pluginmanager import BLOCK_ENV_VAR, PluginHost, get_plugin_manager
+from .registry import FailoverPolicyRegistry, HealthScorerRegistry, StrategyRegistry
+from .routing import ProviderRouter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BLOCK_ENV_VAR",
+    "Alert",
+    "AlertKind",
+    "AlertThresholds",
+    "AllProvidersFailedError",
+    "Attempt",
+    "BreakerWindow",
+    "Candidate",
+    "CircuitState",
+    "Clock",
+    "ConfigError",
+    "ErrorKind",
+    "EventKind",
+    "FailoverConfig",
+    "FailoverEvent",
+    "FailoverManager",
+    "FailoverPolicy",
+    "FailoverPolicyRegistry",
+    "FailoverPreset",
+    "HealthChange",
+    "HealthMonitor",
+    "HealthScorer",
+    "HealthScorerRegistry",
+    "HealthSnapshot",
+    "HealthStatus",
+    "HealthThresholds",
+    "ManualClock",
+    "Middleware",
+    "MonitorConfig",
+    "NoProviderAvailableError",
+    "Outcome",
+    "PiBuilderError",
+    "PluginError",
+    "PluginHost",
+    "ProbeFn",
+    "Provider",
+    "ProviderRouter",
+    "RouteRequest",
+    "RoutingDecision",
+    "Strategy",
+    "StrategyContext",
+    "StrategyRegistry",
+    "StreamInterruptedError",
+    "Usage",
+    "extract_retry_after",
+    "get_plugin_manager",
+    "hookimpl",
+    "hookspec",
+    "monotonic_clock",
+    "parse_retry_after",
+    "status_code_of",
+]

@@ -1,0 +1,29 @@
+"""Filling the typed registries through the registration hooks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .pluginmanager import PluginHost, get_plugin_manager
+from .registry import FailoverPolicyRegistry, HealthScorerRegistry, StrategyRegistry
+
+__all__ = ["Registries", "build_registries"]
+
+
+@dataclass(frozen=True, slots=True)
+class Registries:
+    """The three registries of one plugin host."""
+
+    strategies: StrategyRegistry
+    scorers: HealthScorerRegistry
+    policies: FailoverPolicyRegistry
+
+
+def build_registries(host: PluginHost | None = None) -> Registries:
+    """Ask every plugin to register; a plugin that raises is logged, counted and skipped."""
+    host = host or PluginHost(get_plugin_manager())
+    out = Registries(StrategyRegistry(), HealthScorerRegistry(), FailoverPolicyRegistry())
+    host.notify("pbm_register_strategies", registry=out.strategies)
+    host.notify("pbm_register_health_scorers", registry=out.scorers)
+    host.notify("pbm_register_failover_policies", registry=out.policies)
+    return out

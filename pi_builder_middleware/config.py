@@ -1,0 +1,134 @@
+"""Configuration models. Every invalid value raises :class:`ConfigError` naming the field."""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+from pydantic import Field, model_validator
+
+from ._validation import ConfigModel
+from .enums import FailoverPreset
+from .errors import ConfigError
+
+__all__ = ["AlertThresholds", "FailoverConfig", "HealthThresholds", "MonitorConfig"]
+
+
+class HealthThresholds(ConfigModel):
+    """Boundaries between health states (defaults: the seed's 99 % / 95 % / 50 %, 1 % / 5 %)."""
+
+    healthy_availability: float = Field(default=0.99, ge=0, le=1)
+    healthy_error_rate: float = Field(default=0.01, ge=0, le=1)
+    degraded_availability: float = Field(default=0.95, ge=0, le=1)
+    degraded_error_rate: float = Field(default=0.05, ge=0, le=1)
+    offline_availability: float = Field(default=0.5, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if not self.offline_availability <= self.degraded_availability <= self.healthy_availability:
+            raise ValueError(
+                "availabilities must satisfy offline_availability <= degraded_availability <= "
+                "healthy_availability"
+            )
+        if self.healthy_error_rate > self.degraded_error_rate:
+            raise ValueError("healthy_error_rate must be <= degraded_error_rate")
+        return self
+
+
+class AlertThresholds(ConfigModel):
+    """When alerts fire. Each alert fires once when its condition starts and clears when it ends."""
+
+    high_latency_ms: float = Field(default=5000.0, gt=0)
+    high_error_rate: float = Field(default=0.05, ge=0, le=1)
+    min_samples: int = Field(default=5, ge=1)
+
+
+class MonitorConfig(ConfigModel):
+    """Sliding-window monitor settings.
+
+    ``window_s`` is the time window metrics cover; ``max_samples`` bounds memory per provider (oldest
+    samples are dropped first); ``min_samples`` is how many outcomes a status needs (fewer: UNKNOWN).
+    """
+
+    window_s: float = Field(default=300.0, gt=0)
+    max_samples: int = Field(default=2048, ge=8, le=1_000_000)
+    min_samples: int = Field(default=5, ge=1)
+    latency_ewma_alpha: float = Field(default=0.2, gt=0, le=1)
+    thresholds: HealthThresholds = HealthThresholds()
+    alerts: AlertThresholds = AlertThresholds()
+
+
+_PRESETS: dict[FailoverPreset, dict[str, Any]] = {
+    FailoverPreset.AGGRESSIVE: dict(
+        consecutive_failures=2, failure_rate_threshold=0.25, minimum_calls=4, window_s=30.0,
+        base_ejection_s=10.0, ejection_multiplier=2.0, max_ejection_s=120.0,
+        half_open_max_calls=1, recovery_successes=1,
+    ),
+    FailoverPreset.BALANCED: dict(
+        consecutive_failures=5, failure_rate_threshold=0.5, minimum_calls=10, window_s=60.0,
+        base_ejection_s=30.0, ejection_multiplier=2.0, max_ejection_s=300.0,
+        half_open_max_calls=1, recovery_successes=2,
+    ),
+    FailoverPreset.CONSERVATIVE: dict(
+        consecutive_failures=10, failure_rate_threshold=0.6, minimum_calls=20, window_s=120.0,
+        base_ejection_s=60.0, ejection_multiplier=1.5, max_ejection_s=600.0,
+        half_open_max_calls=2, recovery_successes=3,
+    ),
+}
+
+
+class FailoverConfig(ConfigModel):
+    """Circuit-breaker settings per provider (defaults are the ``balanced`` preset).
+
+    A provider trips OPEN after ``consecutive_failures`` health failures in a row, or when at least
+    ``minimum_calls`` calls in the last ``window_s`` seconds failed at ``failure_rate_threshold`` or more.
+    It stays out for ``base_ejection_s``, multiplied by ``ejection_multiplier`` on each repeat trip (up
+    to ``max_ejection_s``, ±``jitter``); then HALF_OPEN lets ``half_open_max_calls`` trial calls through
+    and closes after ``recovery_successes`` successes in a row. A 429 cools the provider down for its
+    Retry-After (or ``default_rate_limit_cooldown_s``) without counting as a failure.
+    """
+
+    policy: str = Field(default="default", min_length=1)
+    consecutive_failures: int = Field(default=5, ge=1)
+    failure_rate_threshold: float = Field(default=0.5, gt=0, le=1)
+    minimum_calls: int = Field(default=10, ge=1)
+    window_s: float = Field(default=60.0, gt=0)
+    base_ejection_s: float = Field(default=30.0, gt=0)
+    ejection_multiplier: float = Field(default=2.0, ge=1)
+    max_ejection_s: float = Field(default=300.0, gt=0)
+    jitter: float = Field(default=0.1, ge=0, lt=1)
+    half_open_max_calls: int = Field(default=1, ge=1)
+    recovery_successes: int = Field(default=2, ge=1)
+    half_open_permit_timeout_s: float = Field(default=60.0, gt=0)
+    default_rate_limit_cooldown_s: float = Field(default=5.0, ge=0)
+    max_rate_limit_cooldown_s: float = Field(default=300.0, ge=0)
+    trip_memory_s: float = Field(default=900.0, ge=0)
+    max_events: int = Field(default=1000, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.max_ejection_s < self.base_ejection_s:
+            raise ValueError("max_ejection_s must be >= base_ejection_s")
+        if self.max_rate_limit_cooldown_s < self.default_rate_limit_cooldown_s:
+            raise ValueError("max_rate_limit_cooldown_s must be >= default_rate_limit_cooldown_s")
+        return self
+
+    @classmethod
+    def preset(cls, name: FailoverPreset | str, **overrides: Any) -> FailoverConfig:
+        """The named preset (aggressive, balanced, conservative), with optional overrides."""
+        try:
+            key = FailoverPreset(name)
+        except ValueError:
+            choices = ", ".join(p.value for p in FailoverPreset)
+            raise ConfigError("failover", f"unknown preset {name!r}; use one of {choices}") from None
+        return cls(**{**_PRESETS[key], **overrides})
+
+    @classmethod
+    def coerce(cls, value: FailoverConfig | FailoverPreset | str | None) -> FailoverConfig:
+        """Accept a config, a preset name or None (balanced)."""
+        if value is None:
+            return cls.preset(FailoverPreset.BALANCED)
+        if isinstance(value, FailoverConfig):
+            return value
+        if isinstance(value, str):
+            return cls.preset(value)
+        raise ConfigError("failover", f"expected a preset name or FailoverConfig, got {type(value).__name__}")

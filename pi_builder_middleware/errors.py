@@ -1,0 +1,101 @@
+"""Exceptions raised by pi-builder-middleware.
+
+Hierarchy::
+
+    PiBuilderError
+    ├── ConfigError                  bad configuration or input; names the field and the fix
+    ├── PluginError                  a plugin registered something unusable
+    ├── NoProviderAvailableError     filters left no provider; carries the reason per provider
+    ├── AllProvidersFailedError      every provider in the chain failed; carries every attempt
+    └── StreamInterruptedError       a stream failed after chunks were already delivered
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .models import Attempt
+
+__all__ = [
+    "AllProvidersFailedError",
+    "ConfigError",
+    "NoProviderAvailableError",
+    "PiBuilderError",
+    "PluginError",
+    "StreamInterruptedError",
+]
+
+
+class PiBuilderError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class ConfigError(PiBuilderError, ValueError):
+    """Configuration or input that cannot be used.
+
+    ``field`` names the offending setting (dotted path) so the message says what to fix.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+class PluginError(PiBuilderError):
+    """A plugin registered something the host cannot use (duplicate name, wrong type, ...)."""
+
+
+class NoProviderAvailableError(PiBuilderError):
+    """No provider passed the request's filters.
+
+    ``reasons`` maps every provider id that was considered to why it was excluded.
+    """
+
+    def __init__(self, reasons: Mapping[str, str]) -> None:
+        self.reasons = dict(reasons)
+        if self.reasons:
+            detail = "; ".join(f"{pid}: {why}" for pid, why in self.reasons.items())
+        else:
+            detail = "no providers are configured for this request"
+        super().__init__(f"no provider available ({detail})")
+
+
+class AllProvidersFailedError(PiBuilderError):
+    """Every provider in the failover chain failed.
+
+    ``attempts`` lists each attempt in order with its provider and cause; the exception is chained
+    (``__cause__``) to the last attempt's error.
+    """
+
+    def __init__(self, attempts: Sequence[Attempt]) -> None:
+        self.attempts = list(attempts)
+        detail = "; ".join(
+            f"{a.provider_id}: {a.error_kind.value} ({type(a.error).__name__}: {_short(a.error)})"
+            for a in self.attempts
+        )
+        super().__init__(f"all {len(self.attempts)} attempt(s) failed: {detail}")
+
+
+class StreamInterruptedError(PiBuilderError):
+    """A streamed response failed after chunks had already been delivered to the caller.
+
+    Failing over at that point would splice two different answers together, so the stream ends
+    with this error instead of a silently truncated answer. ``chunks_delivered`` says how far it got.
+    """
+
+    def __init__(self, provider_id: str, chunks_delivered: int, error: BaseException) -> None:
+        self.provider_id = provider_id
+        self.chunks_delivered = chunks_delivered
+        self.error = error
+        super().__init__(
+            f"stream from {provider_id!r} failed after {chunks_delivered} chunk(s): "
+            f"{type(error).__name__}: {_short(error)}"
+        )
+
+
+def _short(error: BaseException, limit: int = 160) -> str:
+    text = str(error).replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,363 @@
+"""FailoverManager: one circuit breaker per provider, fed by classified outcomes.
+
+States: CLOSED → (policy trips) → OPEN for an ejection time that grows on repeat trips (with jitter)
+→ HALF_OPEN, which lets a limited number of trial calls through → CLOSED after enough successes in a
+row, or OPEN again on a failure. A 429 puts the provider in a cooldown for its Retry-After without
+touching the breaker. OPEN → HALF_OPEN happens lazily when the state is next read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import threading
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ._clock import Clock, monotonic_clock
+from .config import FailoverConfig
+from .enums import CircuitState, ErrorKind, EventKind, FailoverPreset
+from .errors import ConfigError
+from .interfaces import BreakerWindow, FailoverPolicy
+from .models import FailoverEvent
+
+__all__ = ["FailoverManager", "ProbeFn"]
+
+#: A health probe: awaits a check of one provider id; returning False or raising is a failure.
+ProbeFn = Callable[[str], Awaitable[object]]
+
+
+class _Breaker:
+    __slots__ = ("consecutive_failures", "consecutive_successes", "cooldown_until", "counts", "last_trip_at",
+                 "open_until", "permits", "state", "trips", "window", "window_failures")
+
+    def __init__(self) -> None:
+        self.state = CircuitState.CLOSED
+        self.open_until = 0.0
+        self.cooldown_until = 0.0
+        self.trips = 0
+        self.last_trip_at = float("-inf")
+        self.consecutive_failures = 0
+        self.consecutive_successes = 0
+        self.window: deque[tuple[float, bool]] = deque()
+        self.window_failures = 0
+        self.permits: deque[float] = deque()
+        self.counts: Counter[str] = Counter()
+
+
+class FailoverManager:
+    """Per-provider circuit breakers, rate-limit cooldowns, an event log and optional health checks.
+
+    ``policy`` decides trips and ejection times; without one, the policy named in the config is
+    looked up through the plugin hooks. ``subscribe`` receives every :class:`FailoverEvent` (the
+    Middleware uses it to keep the monitor's view of breaker states current).
+    """
+
+    def __init__(
+        self,
+        config: FailoverConfig | FailoverPreset | str | None = None,
+        *,
+        policy: FailoverPolicy | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        classify: Callable[[BaseException, str], ErrorKind] | None = None,
+    ) -> None:
+        self.config = FailoverConfig.coerce(config)
+        if policy is None:
+            from ._registries import build_registries
+
+            policy = build_registries().policies.get(self.config.policy)
+        self.policy = policy
+        self.clock: Clock = clock or monotonic_clock
+        self.rng = rng or random.Random()
+        self._classify = classify or (lambda _e, _p: ErrorKind.UNKNOWN)
+        self._breakers: dict[str, _Breaker] = {}
+        self._lock = threading.Lock()
+        self.events: deque[FailoverEvent] = deque(maxlen=self.config.max_events)
+        self.event_counts: Counter[EventKind] = Counter()
+        self._subscribers: list[Callable[[FailoverEvent], None]] = []
+        self._checker: asyncio.Task[None] | None = None
+
+    # -- providers -----------------------------------------------------------------------------
+    def add_provider(self, provider_id: str) -> None:
+        """Start a breaker (CLOSED) for ``provider_id``."""
+        with self._lock:
+            self._breakers.setdefault(provider_id, _Breaker())
+
+    def remove_provider(self, provider_id: str) -> None:
+        """Forget a provider's breaker."""
+        with self._lock:
+            self._breakers.pop(provider_id, None)
+
+    def subscribe(self, callback: Callable[[FailoverEvent], None]) -> Callable[[], None]:
+        """Call ``callback`` for every event; returns a function that unsubscribes."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    # -- hot path ------------------------------------------------------------------------------
+    def state(self, provider_id: str) -> CircuitState:
+        """The breaker state now (OPEN turns HALF_OPEN here once its ejection time is over)."""
+        now = self.clock()
+        with self._lock:
+            b = self._breaker(provider_id)
+            pending = self._refresh(provider_id, b, now)
+            state = b.state
+        self._emit(pending)
+        return state
+
+    def unavailable_reason(self, provider_id: str) -> str | None:
+        """None if a call may be sent to the provider now, else why not."""
+        now = self.clock()
+        with self._lock:
+            b = self._breaker(provider_id)
+            pending = self._refresh(provider_id, b, now)
+            reason = self._reason(b, now)
+        self._emit(pending)
+        return reason
+
+    def acquire(self, provider_id: str) -> bool:
+        """Claim the right to send one call: always for CLOSED, a trial permit for HALF_OPEN."""
+        now = self.clock()
+        with self._lock:
+            b = self._breaker(provider_id)
+            pending = self._refresh(provider_id, b, now)
+            ok = self._reason(b, now) is None
+            if ok and b.state is CircuitState.HALF_OPEN:
+                b.permits.append(now)
+        self._emit(pending)
+        return ok
+
+    def record(self, provider_id: str, ok: bool, kind: ErrorKind | None = None,
+               retry_after_s: float | None = None, *, probe: bool = False, detail: str = "") -> CircuitState:
+        """Feed one outcome to the provider's breaker; returns the state after it."""
+        now = self.clock()
+        cfg = self.config
+        with self._lock:
+            b = self._breaker(provider_id)
+            pending = self._refresh(provider_id, b, now)
+            if b.state is CircuitState.HALF_OPEN and b.permits:
+                b.permits.popleft()
+            if ok:
+                b.counts["successes"] += 1
+                pending += self._on_success(provider_id, b, now, probe)
+            else:
+                kind = kind or ErrorKind.UNKNOWN
+                b.counts[kind.value] += 1
+                if probe:
+                    pending.append(self._event(EventKind.PROBE, provider_id, now, f"probe failed: {detail}", b))
+                if kind is ErrorKind.RATE_LIMITED:
+                    wait = cfg.default_rate_limit_cooldown_s if retry_after_s is None else retry_after_s
+                    wait = min(max(wait, 0.0), cfg.max_rate_limit_cooldown_s)
+                    b.cooldown_until = max(b.cooldown_until, now + wait)
+                    pending.append(self._event(EventKind.RATE_LIMITED, provider_id, now,
+                                               f"cooling down {wait:.1f} s (Retry-After)", b))
+                elif kind.is_config_problem:
+                    pending.append(self._event(EventKind.CONFIG_ERROR, provider_id, now,
+                                               f"{kind.value}: {detail}".rstrip(": "), b))
+                elif kind.is_health_failure:
+                    pending += self._on_failure(provider_id, b, now, kind, detail)
+            state = b.state
+        self._emit(pending)
+        return state
+
+    def note_switch(self, from_id: str, to_id: str, why: str) -> None:
+        """Log that a request moved from one provider to the next in its chain."""
+        now = self.clock()
+        with self._lock:
+            b = self._breaker(from_id)
+            b.counts["switched_away"] += 1
+            event = self._event(EventKind.SWITCH, from_id, now, f"-> {to_id}: {why}", b)
+        self._emit([event])
+
+    # -- management ----------------------------------------------------------------------------
+    def reset(self, provider_id: str | None = None) -> None:
+        """Close breakers and forget their history (one provider, or all)."""
+        now = self.clock()
+        pending = []
+        with self._lock:
+            ids = [provider_id] if provider_id is not None else list(self._breakers)
+            for pid in ids:
+                self._breaker(pid)
+                self._breakers[pid] = fresh = _Breaker()
+                pending.append(self._event(EventKind.RESET, pid, now, "breaker reset", fresh))
+        self._emit(pending)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts per provider and event kind, and current states."""
+        now = self.clock()
+        with self._lock:
+            providers = {}
+            for pid, b in self._breakers.items():
+                self._refresh(pid, b, now)  # transitions are emitted by the next hot-path call
+                providers[pid] = {
+                    "state": b.state.value, "trips": b.trips, "consecutive_failures": b.consecutive_failures,
+                    "open_for_s": max(b.open_until - now, 0.0) if b.state is CircuitState.OPEN else 0.0,
+                    "cooldown_for_s": max(b.cooldown_until - now, 0.0), **dict(b.counts),
+                }
+            return {"providers": providers, "events": {k.value: n for k, n in self.event_counts.items()}}
+
+    def export(self) -> dict[str, Any]:
+        """JSON-safe state: config, per-provider breakers, event log."""
+        out = self.stats()
+        out["config"] = self.config.model_dump(mode="json")
+        out["policy"] = self.policy.name
+        out["event_log"] = [e.to_dict() for e in self.events]
+        return out
+
+    def breaker_info(self, provider_id: str) -> dict[str, Any]:
+        """State, trips and remaining times of one breaker."""
+        return dict(self.stats()["providers"][self._known(provider_id)])
+
+    # -- health checks -------------------------------------------------------------------------
+    def start_health_checks(self, probe: ProbeFn, interval_s: float, timeout_s: float | None = None) -> None:
+        """Start an asyncio task that probes every provider each ``interval_s`` seconds.
+
+        Must be called from a running event loop. A probe that returns False, raises or exceeds
+        ``timeout_s`` counts as a failure of that provider; a successful probe of an OPEN provider
+        moves it to HALF_OPEN early.
+        """
+        if interval_s <= 0:
+            raise ConfigError("interval_s", f"must be > 0 (got {interval_s})")
+        if self._checker is not None and not self._checker.done():
+            raise ConfigError("health_checks", "already running; call stop_health_checks() first")
+        self._checker = asyncio.get_running_loop().create_task(self._check_loop(probe, interval_s, timeout_s))
+
+    async def stop_health_checks(self) -> None:
+        """Stop the health-check task and wait for it to end."""
+        task, self._checker = self._checker, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def run_health_checks_once(self, probe: ProbeFn, timeout_s: float | None = None) -> None:
+        """Probe every provider once, concurrently."""
+        await asyncio.gather(*(self._probe_one(probe, pid, timeout_s) for pid in list(self._breakers)))
+
+    async def _check_loop(self, probe: ProbeFn, interval_s: float, timeout_s: float | None) -> None:
+        while True:
+            await self.run_health_checks_once(probe, timeout_s)
+            await asyncio.sleep(interval_s)
+
+    async def _probe_one(self, probe: ProbeFn, provider_id: str, timeout_s: float | None) -> None:
+        try:
+            result = await asyncio.wait_for(probe(provider_id), timeout_s)
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError as exc:
+            self.record(provider_id, False, ErrorKind.TIMEOUT, probe=True, detail=f"timed out: {exc}")
+            return
+        except Exception as exc:
+            self.record(provider_id, False, self._classify(exc, provider_id), probe=True,
+                        detail=f"{type(exc).__name__}")
+            return
+        if result is False:
+            self.record(provider_id, False, ErrorKind.UNKNOWN, probe=True, detail="probe returned False")
+        else:
+            self.record(provider_id, True, probe=True)
+
+    # -- internals -----------------------------------------------------------------------------
+    def _known(self, provider_id: str) -> str:
+        if provider_id not in self._breakers:
+            raise ConfigError("provider_id", f"unknown provider {provider_id!r}; add it first")
+        return provider_id
+
+    def _breaker(self, provider_id: str) -> _Breaker:
+        try:
+            return self._breakers[provider_id]
+        except KeyError:
+            raise ConfigError("provider_id", f"unknown provider {provider_id!r}; add it first") from None
+
+    def _reason(self, b: _Breaker, now: float) -> str | None:
+        if b.state is CircuitState.OPEN:
+            return f"circuit open for {b.open_until - now:.1f} s more"
+        if b.state is CircuitState.HALF_OPEN:
+            timeout = self.config.half_open_permit_timeout_s
+            while b.permits and b.permits[0] + timeout <= now:
+                b.permits.popleft()  # a trial whose outcome never came back
+            if len(b.permits) >= self.config.half_open_max_calls:
+                return f"half-open with {len(b.permits)} trial call(s) in flight"
+        if now < b.cooldown_until:
+            return f"rate limited for {b.cooldown_until - now:.1f} s more"
+        return None
+
+    def _refresh(self, provider_id: str, b: _Breaker, now: float) -> list[FailoverEvent]:
+        if b.state is CircuitState.OPEN and now >= b.open_until:
+            b.state = CircuitState.HALF_OPEN
+            b.consecutive_successes = 0
+            b.permits.clear()
+            return [self._event(EventKind.HALF_OPEN, provider_id, now, "ejection over; allowing trial calls", b)]
+        return []
+
+    def _on_success(self, provider_id: str, b: _Breaker, now: float, probe: bool) -> list[FailoverEvent]:
+        b.consecutive_failures = 0
+        if b.state is CircuitState.CLOSED:
+            self._push_window(b, now, failed=False)
+            return []
+        if b.state is CircuitState.OPEN:
+            if not probe:
+                return []  # a call that started before the trip; says nothing about recovery
+            b.state = CircuitState.HALF_OPEN
+            b.consecutive_successes = 0
+            b.permits.clear()
+            return [self._event(EventKind.HALF_OPEN, provider_id, now, "probe succeeded during ejection", b)]
+        b.consecutive_successes += 1
+        if b.consecutive_successes < self.config.recovery_successes:
+            return []
+        b.state = CircuitState.CLOSED
+        b.window.clear()
+        b.window_failures = 0
+        b.permits.clear()
+        return [self._event(EventKind.RECOVERY, provider_id, now,
+                            f"{b.consecutive_successes} successful trial call(s)", b)]
+
+    def _on_failure(self, provider_id: str, b: _Breaker, now: float, kind: ErrorKind,
+                    detail: str) -> list[FailoverEvent]:
+        b.consecutive_failures += 1
+        out = [self._event(EventKind.FAILURE, provider_id, now, f"{kind.value} {detail}".strip(), b)]
+        if b.state is CircuitState.OPEN:
+            return out
+        if b.state is CircuitState.HALF_OPEN:
+            return out + self._trip(provider_id, b, now, f"trial call failed ({kind.value})")
+        self._push_window(b, now, failed=True)
+        window = BreakerWindow(provider_id, b.consecutive_failures, len(b.window), b.window_failures, b.trips)
+        why = self.policy.should_trip(window, self.config)
+        if why:
+            out += self._trip(provider_id, b, now, why)
+        return out
+
+    def _trip(self, provider_id: str, b: _Breaker, now: float, why: str) -> list[FailoverEvent]:
+        if now - b.last_trip_at > self.config.trip_memory_s:
+            b.trips = 0  # long healthy since the last trip: start again from the base ejection time
+        b.trips += 1
+        b.last_trip_at = now
+        ejection = self.policy.ejection_s(b.trips, self.config, self.rng)
+        b.state = CircuitState.OPEN
+        b.open_until = now + ejection
+        b.consecutive_successes = 0
+        b.window.clear()
+        b.window_failures = 0
+        b.permits.clear()
+        return [self._event(EventKind.BLACKLIST, provider_id, now,
+                            f"{why}; ejected for {ejection:.1f} s (trip {b.trips})", b)]
+
+    def _push_window(self, b: _Breaker, now: float, *, failed: bool) -> None:
+        b.window.append((now, failed))
+        b.window_failures += failed
+        cutoff = now - self.config.window_s
+        while b.window and (b.window[0][0] < cutoff or len(b.window) > 10_000):
+            _, old_failed = b.window.popleft()
+            b.window_failures -= old_failed
+
+    def _event(self, kind: EventKind, provider_id: str, now: float, detail: str, b: _Breaker) -> FailoverEvent:
+        event = FailoverEvent(kind, provider_id, now, detail, b.state)
+        self.events.append(event)
+        self.event_counts[kind] += 1
+        return event
+
+    def _emit(self, events: list[FailoverEvent]) -> None:
+        for event in events:
+            for cb in list(self._subscribers):
+                cb(event)

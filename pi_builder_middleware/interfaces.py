@@ -1,0 +1,120 @@
+"""What plugins implement: routing strategies, health scorers and failover policies.
+
+Each is a small class with a ``name`` (how configuration refers to it) and one job. Strategies see
+providers as :class:`Candidate` objects: the provider plus live, precomputed health numbers, so
+scoring is O(candidates) and reads no percentiles.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from .enums import CircuitState
+
+if TYPE_CHECKING:
+    from .config import FailoverConfig
+    from .models import Provider, RouteRequest
+
+__all__ = [
+    "BreakerWindow",
+    "Candidate",
+    "FailoverPolicy",
+    "HealthScorer",
+    "Strategy",
+    "StrategyContext",
+]
+
+
+class Candidate:
+    """A provider as strategies see it. The engine updates these fields in place as outcomes arrive.
+
+    ``latency_s`` / ``ttft_s`` are smoothed (EWMA) over successful calls, None until the first one;
+    ``availability`` is successes / (successes + health failures) in the monitor window (1.0 with no
+    data); ``samples`` counts outcomes in that window; ``explore_picks`` counts how often this
+    provider was chosen while it had too little data.
+    """
+
+    __slots__ = (
+        "availability",
+        "circuit",
+        "consecutive_failures",
+        "error_rate",
+        "explore_picks",
+        "latency_s",
+        "provider",
+        "samples",
+        "ttft_s",
+    )
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+        self.latency_s: float | None = None
+        self.ttft_s: float | None = None
+        self.availability = 1.0
+        self.error_rate = 0.0
+        self.samples = 0
+        self.circuit = CircuitState.CLOSED
+        self.consecutive_failures = 0
+        self.explore_picks = 0
+
+    def __repr__(self) -> str:
+        return (f"Candidate({self.provider.id!r}, latency_s={self.latency_s}, availability="
+                f"{self.availability:.3f}, samples={self.samples}, circuit={self.circuit.value})")
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyContext:
+    """What a strategy may use besides the candidates."""
+
+    rng: random.Random
+    health_scorer: HealthScorer
+    min_samples: int
+
+
+class Strategy(ABC):
+    """Orders candidates for a request. Subclass it, set ``name`` and implement :meth:`rank`."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def rank(self, candidates: Sequence[Candidate], request: RouteRequest, ctx: StrategyContext) -> list[float]:
+        """Return one score per candidate, in the same order, in [0, 1]; higher is better."""
+
+
+class HealthScorer(ABC):
+    """Turns a candidate's live health into one 0–1 number (1 = fully reliable)."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def score(self, candidate: Candidate) -> float:
+        """Score one candidate."""
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerWindow:
+    """What a failover policy sees when deciding whether to trip a breaker."""
+
+    provider_id: str
+    consecutive_failures: int
+    calls: int
+    failures: int
+    trips: int
+
+
+class FailoverPolicy(ABC):
+    """Decides when a breaker trips and how long the provider stays ejected."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def should_trip(self, window: BreakerWindow, config: FailoverConfig) -> str | None:
+        """Return why the breaker should open now, or None to keep it closed."""
+
+    @abstractmethod
+    def ejection_s(self, trips: int, config: FailoverConfig, rng: random.Random) -> float:
+        """Seconds to keep the provider out on its ``trips``-th trip (1 = first)."""

@@ -1,0 +1,290 @@
+"""Middleware: the facade that wires router, monitor and failover manager through the plugin host."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from ._clock import Clock, monotonic_clock
+from ._registries import build_registries
+from .config import FailoverConfig, MonitorConfig
+from .enums import ErrorKind, EventKind, FailoverPreset
+from .errorinfo import extract_retry_after
+from .errors import AllProvidersFailedError, NoProviderAvailableError
+from .failover import FailoverManager
+from .interfaces import Strategy
+from .models import (
+    Alert,
+    Attempt,
+    FailoverEvent,
+    HealthChange,
+    HealthSnapshot,
+    Outcome,
+    Provider,
+    RouteRequest,
+    RoutingDecision,
+    Usage,
+)
+from .monitor import HealthMonitor
+from .pluginmanager import PluginHost, get_plugin_manager
+from .routing import DEFAULT_REQUEST, ProviderRouter
+
+__all__ = ["Middleware"]
+
+T = TypeVar("T")
+_CIRCUIT_EVENTS = frozenset({EventKind.BLACKLIST, EventKind.HALF_OPEN, EventKind.RECOVERY, EventKind.RESET})
+
+
+class Middleware:
+    """Health-aware routing, monitoring and failover for a set of providers.
+
+    >>> mw = Middleware(providers=[Provider(id="a"), Provider(id="b")], strategy="failover")
+    >>> mw.select().provider.id
+    'a'
+    """
+
+    def __init__(
+        self,
+        providers: Iterable[Provider] = (),
+        *,
+        strategy: str | Strategy = "latency-optimal",
+        failover: FailoverConfig | FailoverPreset | str | None = "balanced",
+        monitor: MonitorConfig | None = None,
+        health_scorer: str = "availability",
+        plugins: Sequence[object] = (),
+        load_entrypoints: bool = True,
+        blocked_plugins: Iterable[str] = (),
+        clock: Clock | None = None,
+        seed: int | None = None,
+        history_size: int = 1000,
+    ) -> None:
+        self.load_errors: list[str] = []
+        pm = get_plugin_manager(load_entrypoints=load_entrypoints, blocked=blocked_plugins,
+                                load_errors=self.load_errors)
+        for plugin in plugins:
+            pm.register(plugin)
+        self.plugins = PluginHost(pm)
+        self.registries = build_registries(self.plugins)
+        self.clock: Clock = clock or monotonic_clock
+        rng = random.Random(seed)
+        fo_config = FailoverConfig.coerce(failover)
+        self.monitor = HealthMonitor(monitor, clock=self.clock)
+        self.failover = FailoverManager(
+            fo_config, policy=self.registries.policies.get(fo_config.policy), clock=self.clock, rng=rng,
+            classify=lambda exc, pid: self.classify(exc, self.router.provider(pid)),
+        )
+        self.router = ProviderRouter(
+            strategy=strategy, health_scorer=health_scorer, monitor=self.monitor, failover=self.failover,
+            registries=self.registries, clock=self.clock, rng=rng, history_size=history_size,
+        )
+        self.failover.subscribe(self._on_failover_event)
+        self.monitor.subscribe_health(self._on_health_change)
+        self.monitor.subscribe_alerts(self._on_alert)
+        for provider in providers:
+            self.router.add_provider(provider)
+
+    # -- providers -----------------------------------------------------------------------------
+    def add_provider(self, provider: Provider) -> None:
+        """Add a provider at runtime (ids must be unique)."""
+        self.router.add_provider(provider)
+
+    def remove_provider(self, provider_id: str) -> None:
+        """Remove a provider and its health data."""
+        self.router.remove_provider(provider_id)
+
+    @property
+    def providers(self) -> dict[str, Provider]:
+        """Providers by id."""
+        return self.router.providers
+
+    # -- hot path ------------------------------------------------------------------------------
+    def select(self, request: RouteRequest | None = None, *, reserve: bool = True) -> RoutingDecision:
+        """Choose a provider (plus ordered backups) for one request."""
+        decision = self.router.select(request or DEFAULT_REQUEST, reserve=reserve)
+        self.plugins.notify("pbm_on_decision", decision=decision)
+        return decision
+
+    def record(self, outcome: Outcome) -> ErrorKind | None:
+        """Feed one attempt's outcome to the monitor and the breaker; returns its classification."""
+        provider = self.router.provider(outcome.provider_id)
+        kind = outcome.error_kind
+        if not outcome.ok and kind is None:
+            kind = self.classify(outcome.error, provider) if outcome.error is not None else ErrorKind.UNKNOWN
+        cost = outcome.cost
+        if cost is None:
+            cost = provider.cost_of(outcome.input_tokens, outcome.output_tokens)
+        retry_after = outcome.retry_after_s
+        if kind is ErrorKind.RATE_LIMITED and retry_after is None and outcome.error is not None:
+            retry_after = extract_retry_after(outcome.error)
+        self.monitor.record(outcome, kind, cost)
+        detail = type(outcome.error).__name__ if outcome.error is not None else ""
+        self.failover.record(outcome.provider_id, outcome.ok, kind, retry_after, probe=outcome.probe,
+                             detail=detail)
+        self.plugins.notify("pbm_on_outcome", outcome=outcome, error_kind=kind)
+        return kind
+
+    def classify(self, error: BaseException, provider: Provider | str) -> ErrorKind:
+        """What ``error`` means (first plugin that answers; the built-in answers last)."""
+        if isinstance(provider, str):
+            provider = self.router.provider(provider)
+        result = self.plugins.first_result("pbm_classify_error", error=error, provider=provider)
+        if isinstance(result, ErrorKind):
+            return result
+        if result is not None:
+            try:
+                return ErrorKind(result)
+            except ValueError:
+                self.plugins.failures["pbm_classify_error.bad_result"] += 1
+        return ErrorKind.UNKNOWN
+
+    # -- execution -----------------------------------------------------------------------------
+    def execute(self, fn: Callable[[Provider], T], request: RouteRequest | None = None, *,
+                usage: Callable[[T], Usage] | None = None) -> T:
+        """Call ``fn(provider)`` along the decision's chain until one succeeds.
+
+        Each attempt is recorded. Errors whose kind does not fail over (bad request) propagate at
+        once; if every provider fails, :class:`AllProvidersFailedError` lists every attempt.
+        """
+        decision = self.select(request)
+        attempts: list[Attempt] = []
+        for index, provider in enumerate(decision.providers):
+            if index and not self._next(decision, index, attempts):
+                continue
+            start = self.clock()
+            try:
+                result = fn(provider)
+            except Exception as exc:
+                if not self._failed(provider, exc, self.clock() - start, attempts):
+                    raise
+                continue
+            self._succeeded(provider, result, self.clock() - start, usage)
+            return result
+        raise self._exhausted(decision, attempts)
+
+    async def aexecute(self, fn: Callable[[Provider], Awaitable[T]], request: RouteRequest | None = None, *,
+                       usage: Callable[[T], Usage] | None = None) -> T:
+        """Async :meth:`execute`; ``request.timeout_s`` bounds each attempt (a timeout fails over)."""
+        decision = self.select(request)
+        timeout = request.timeout_s if request is not None else None
+        attempts: list[Attempt] = []
+        for index, provider in enumerate(decision.providers):
+            if index and not self._next(decision, index, attempts):
+                continue
+            start = self.clock()
+            try:
+                async with asyncio.timeout(timeout):
+                    result = await fn(provider)
+            except Exception as exc:
+                if not self._failed(provider, exc, self.clock() - start, attempts):
+                    raise
+                continue
+            self._succeeded(provider, result, self.clock() - start, usage)
+            return result
+        raise self._exhausted(decision, attempts)
+
+    def _next(self, decision: RoutingDecision, index: int, attempts: list[Attempt]) -> bool:
+        provider = decision.providers[index]
+        if not self.failover.acquire(provider.id):
+            return False  # its breaker opened (or its permits went) since the decision was made
+        if attempts:
+            self.failover.note_switch(attempts[-1].provider_id, provider.id, attempts[-1].error_kind.value)
+        return True
+
+    def _failed(self, provider: Provider, exc: Exception, latency: float, attempts: list[Attempt]) -> bool:
+        kind = self.classify(exc, provider)
+        self.record(Outcome(provider.id, False, max(latency, 0.0), error=exc, error_kind=kind))
+        attempts.append(Attempt(provider.id, exc, kind, latency))
+        return kind.fails_over
+
+    def _succeeded(self, provider: Provider, result: Any, latency: float, usage: Callable[[Any], Usage] | None
+                   ) -> None:
+        u = usage(result) if usage is not None else Usage()
+        self.record(Outcome(provider.id, True, max(latency, 0.0), input_tokens=u.input_tokens,
+                            output_tokens=u.output_tokens, cost=u.cost))
+
+    def _exhausted(self, decision: RoutingDecision, attempts: list[Attempt]) -> Exception:
+        if not attempts:
+            return NoProviderAvailableError({p.id: "became unavailable before it could be tried"
+                                             for p in decision.providers})
+        error = AllProvidersFailedError(attempts)
+        error.__cause__ = attempts[-1].error
+        return error
+
+    # -- reading -------------------------------------------------------------------------------
+    def health(self, provider_id: str) -> HealthSnapshot:
+        """Everything known about one provider's health now."""
+        self.router.provider(provider_id)
+        self.monitor.refresh(provider_id)
+        breaker = self.failover.breaker_info(provider_id)
+        m = self.monitor.metrics(provider_id)
+        return HealthSnapshot(
+            provider_id=provider_id, status=self.monitor.status(provider_id),
+            circuit=self.failover.state(provider_id), calls=m["calls"], successes=m["successes"],
+            failures=m["failures"], errors=m["errors"], rate_limited=m["rate_limited"],
+            availability=m["availability"], success_rate=m["success_rate"], error_rate=m["error_rate"],
+            latency_min_ms=m["latency_min_ms"], latency_avg_ms=m["latency_avg_ms"],
+            latency_p50_ms=m["latency_p50_ms"], latency_p95_ms=m["latency_p95_ms"],
+            latency_p99_ms=m["latency_p99_ms"], latency_max_ms=m["latency_max_ms"],
+            ttft_avg_ms=m["ttft_avg_ms"], ttft_p50_ms=m["ttft_p50_ms"], ttft_p95_ms=m["ttft_p95_ms"],
+            tokens_in=m["tokens_in"], tokens_out=m["tokens_out"], cost_total=m["cost_total"],
+            cost_per_request=m["cost_per_request"], consecutive_failures=breaker["consecutive_failures"],
+            trips=breaker["trips"], open_for_s=breaker["open_for_s"], cooldown_for_s=breaker["cooldown_for_s"],
+            at=self.clock(),
+        )
+
+    def subscribe_alerts(self, callback: Callable[[Alert], None]) -> Callable[[], None]:
+        """Call ``callback`` for each alert; returns an unsubscribe function."""
+        return self.monitor.subscribe_alerts(callback)
+
+    def stats(self) -> dict[str, Any]:
+        """Routing statistics, failover statistics and plugin failure counts."""
+        return {"router": self.router.statistics(), "failover": self.failover.stats(),
+                "plugin_failures": dict(self.plugins.failures), "plugin_load_errors": list(self.load_errors)}
+
+    def export(self) -> dict[str, Any]:
+        """JSON-safe state: configuration, metrics, breaker states, events, decisions. No secrets."""
+        return {
+            "config": {
+                "strategy": self.router.strategy.name,
+                "health_scorer": self.router.health_scorer.name,
+                "providers": [p.model_dump(mode="json") for p in self.router.providers.values()],
+            },
+            "health": {pid: self.health(pid).to_dict() for pid in self.router.providers},
+            "monitor": self.monitor.export(),
+            "failover": self.failover.export(),
+            "router": self.router.statistics(),
+            "decisions": [d.to_dict() for d in self.router.history],
+            "plugins": {"registered": sorted(n for n, _ in self.plugins.pm.list_name_plugin() if n),
+                        "failures": dict(self.plugins.failures), "load_errors": list(self.load_errors),
+                        "strategies": self.registries.strategies.names()},
+        }
+
+    def reset(self, provider_id: str | None = None) -> None:
+        """Close breakers and clear metrics (one provider, or all)."""
+        self.failover.reset(provider_id)
+        self.monitor.clear(provider_id)
+        if provider_id is None:
+            self.router.clear_history()
+
+    # -- health checks -------------------------------------------------------------------------
+    def start_health_checks(self, probe: Callable[[Provider], Awaitable[object]], interval_s: float,
+                            timeout_s: float | None = None) -> None:
+        """Probe every provider every ``interval_s`` seconds (from a running loop); feeds the breakers."""
+        self.failover.start_health_checks(lambda pid: probe(self.router.provider(pid)), interval_s, timeout_s)
+
+    async def stop_health_checks(self) -> None:
+        """Stop periodic health checks."""
+        await self.failover.stop_health_checks()
+
+    # -- wiring --------------------------------------------------------------------------------
+    def _on_failover_event(self, event: FailoverEvent) -> None:
+        if event.kind in _CIRCUIT_EVENTS and event.provider_id in self.router.providers:
+            self.monitor.set_circuit(event.provider_id, event.circuit)
+
+    def _on_health_change(self, event: HealthChange) -> None:
+        self.plugins.notify("pbm_on_health_change", event=event)
+
+    def _on_alert(self, alert: Alert) -> None:
+        self.plugins.notify("pbm_on_alert", alert=alert)

@@ -1,0 +1,314 @@
+"""Typed values passed between the engines, plugins and adapters."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from ._validation import ConfigModel
+from .enums import AlertKind, CircuitState, ErrorKind, EventKind, HealthStatus
+from .errors import ConfigError
+
+__all__ = [
+    "Alert",
+    "Attempt",
+    "FailoverEvent",
+    "HealthChange",
+    "HealthSnapshot",
+    "Outcome",
+    "Provider",
+    "RouteRequest",
+    "RoutingDecision",
+    "Usage",
+]
+
+
+class Provider(ConfigModel):
+    """One place a request can be sent: a deployment, a model at a vendor, a local server.
+
+    Costs are in currency units (USD by convention) per 1,000 tokens. ``quality`` is a 0–1 score the
+    user assigns (higher is more capable). ``priority`` breaks ties, lower first.
+    """
+
+    id: str = Field(min_length=1)
+    cost_per_1k_input: float = Field(default=0.0, ge=0)
+    cost_per_1k_output: float = Field(default=0.0, ge=0)
+    quality: float = Field(default=0.5, ge=0, le=1)
+    capabilities: frozenset[str] = frozenset()
+    max_context_tokens: int | None = Field(default=None, gt=0)
+    priority: int = 0
+    model: str | None = None
+    group: str | None = None
+
+    @field_validator("capabilities", mode="before")
+    @classmethod
+    def _caps(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError("give a set of capability names, e.g. {'tools', 'vision'}, not one string")
+        return value
+
+    def cost_of(self, input_tokens: int, output_tokens: int) -> float:
+        """Cost of a call with these token counts at this provider's prices."""
+        return input_tokens * self.cost_per_1k_input / 1000 + output_tokens * self.cost_per_1k_output / 1000
+
+
+def _frozen_names(value: Iterable[str] | None, name: str) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if isinstance(value, str):
+        raise ConfigError(f"RouteRequest.{name}", "give a set of names, not one string")
+    return frozenset(value)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    """What a caller needs from the provider chosen for one request.
+
+    ``candidates`` restricts the choice to these provider ids (e.g. one LiteLLM model group).
+    Token estimates feed cost-aware strategies. ``timeout_s`` bounds each attempt in ``aexecute``.
+    ``stream`` makes latency-aware strategies rank by time to first token where it is known.
+    """
+
+    required_capabilities: frozenset[str] = frozenset()
+    max_latency_ms: float | None = None
+    min_availability: float | None = None
+    exclude: frozenset[str] = frozenset()
+    candidates: frozenset[str] | None = None
+    strategy: str | None = None
+    input_tokens: int = 1000
+    output_tokens: int = 250
+    timeout_s: float | None = None
+    stream: bool = False
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "required_capabilities", _frozen_names(self.required_capabilities, "required_capabilities"))
+        set_(self, "exclude", _frozen_names(self.exclude, "exclude"))
+        if self.candidates is not None:
+            set_(self, "candidates", _frozen_names(self.candidates, "candidates"))
+        if self.max_latency_ms is not None and not self.max_latency_ms > 0:
+            raise ConfigError("RouteRequest.max_latency_ms", f"must be > 0 (got {self.max_latency_ms})")
+        if self.min_availability is not None and not 0 <= self.min_availability <= 1:
+            raise ConfigError(
+                "RouteRequest.min_availability", f"must be between 0 and 1 (got {self.min_availability})"
+            )
+        if self.input_tokens < 0 or self.output_tokens < 0:
+            raise ConfigError("RouteRequest.input_tokens", "token estimates must be >= 0")
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise ConfigError("RouteRequest.timeout_s", f"must be > 0 (got {self.timeout_s})")
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts and cost of one call, when the caller knows them."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one attempt against one provider, fed to :meth:`Middleware.record`.
+
+    ``cost`` None means "compute from the provider's prices". ``error_kind`` None with an ``error``
+    means "classify it" (through the ``pbm_classify_error`` hook). ``at`` None means "now".
+    """
+
+    provider_id: str
+    ok: bool
+    latency_s: float = 0.0
+    ttft_s: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float | None = None
+    error: BaseException | None = None
+    error_kind: ErrorKind | None = None
+    status_code: int | None = None
+    retry_after_s: float | None = None
+    probe: bool = False
+    at: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.provider_id:
+            raise ConfigError("Outcome.provider_id", "must be a non-empty provider id")
+        if not (self.latency_s >= 0 and math.isfinite(self.latency_s)):
+            raise ConfigError("Outcome.latency_s", f"must be a finite number >= 0 (got {self.latency_s})")
+        if self.ttft_s is not None and not (self.ttft_s >= 0 and math.isfinite(self.ttft_s)):
+            raise ConfigError("Outcome.ttft_s", f"must be a finite number >= 0 (got {self.ttft_s})")
+        if self.input_tokens < 0 or self.output_tokens < 0:
+            raise ConfigError("Outcome.input_tokens", "token counts must be >= 0")
+        if self.cost is not None and not (self.cost >= 0 and math.isfinite(self.cost)):
+            raise ConfigError("Outcome.cost", f"must be a finite number >= 0 (got {self.cost})")
+        if self.retry_after_s is not None and not self.retry_after_s >= 0:
+            raise ConfigError("Outcome.retry_after_s", f"must be >= 0 (got {self.retry_after_s})")
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One failed attempt inside :meth:`Middleware.execute`, kept for the final error."""
+
+    provider_id: str
+    error: BaseException
+    error_kind: ErrorKind
+    latency_s: float
+
+
+class RoutingDecision:
+    """The provider chosen for one request, its ordered backups, and why.
+
+    ``scores`` holds each ranked candidate's strategy score (0–1, higher is better); ``excluded``
+    maps providers that were filtered out to the reason. ``reason`` is built on first access.
+    """
+
+    __slots__ = ("_reason", "at", "chain", "excluded", "provider", "scores", "strategy")
+
+    def __init__(
+        self,
+        provider: Provider,
+        chain: tuple[Provider, ...],
+        scores: dict[str, float],
+        strategy: str,
+        excluded: dict[str, str],
+        at: float,
+    ) -> None:
+        self.provider = provider
+        self.chain = chain
+        self.scores = scores
+        self.strategy = strategy
+        self.excluded = excluded
+        self.at = at
+        self._reason: str | None = None
+
+    @property
+    def providers(self) -> tuple[Provider, ...]:
+        """The chosen provider followed by its backups, in the order to try them."""
+        return (self.provider, *self.chain)
+
+    @property
+    def score(self) -> float:
+        """The chosen provider's score."""
+        return self.scores[self.provider.id]
+
+    @property
+    def reason(self) -> str:
+        """A human-readable explanation of the choice."""
+        if self._reason is None:
+            ranked = ", ".join(f"{p.id}={self.scores[p.id]:.3f}" for p in self.providers)
+            text = f"{self.strategy}: chose {self.provider.id} (scores {ranked})"
+            if self.excluded:
+                text += "; excluded " + "; ".join(f"{pid}: {why}" for pid, why in self.excluded.items())
+            self._reason = text
+        return self._reason
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return {
+            "provider": self.provider.id,
+            "chain": [p.id for p in self.chain],
+            "scores": dict(self.scores),
+            "strategy": self.strategy,
+            "excluded": dict(self.excluded),
+            "reason": self.reason,
+            "at": self.at,
+        }
+
+    def __repr__(self) -> str:
+        return f"RoutingDecision({self.reason!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSnapshot:
+    """Everything known about one provider's health at one moment. Latencies in milliseconds."""
+
+    provider_id: str
+    status: HealthStatus
+    circuit: CircuitState
+    calls: int
+    successes: int
+    failures: int
+    errors: int
+    rate_limited: int
+    availability: float
+    success_rate: float
+    error_rate: float
+    latency_min_ms: float | None
+    latency_avg_ms: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    latency_max_ms: float | None
+    ttft_avg_ms: float | None
+    ttft_p50_ms: float | None
+    ttft_p95_ms: float | None
+    tokens_in: int
+    tokens_out: int
+    cost_total: float
+    cost_per_request: float
+    consecutive_failures: int
+    trips: int
+    open_for_s: float
+    cooldown_for_s: float
+    at: float
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "extra"}
+        out["status"] = self.status.value
+        out["circuit"] = self.circuit.value
+        out["extra"] = dict(self.extra)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An alert raised (or cleared, for RECOVERED) by the monitor."""
+
+    kind: AlertKind
+    provider_id: str
+    message: str
+    value: float
+    threshold: float
+    at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return {"kind": self.kind.value, "provider_id": self.provider_id, "message": self.message,
+                "value": self.value, "threshold": self.threshold, "at": self.at}
+
+
+@dataclass(frozen=True, slots=True)
+class HealthChange:
+    """A provider's health status changed."""
+
+    provider_id: str
+    old: HealthStatus
+    new: HealthStatus
+    at: float
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return {"provider_id": self.provider_id, "old": self.old.value, "new": self.new.value,
+                "at": self.at, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverEvent:
+    """One entry of the failover event log."""
+
+    kind: EventKind
+    provider_id: str
+    at: float
+    detail: str
+    circuit: CircuitState
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return {"kind": self.kind.value, "provider_id": self.provider_id, "at": self.at,
+                "detail": self.detail, "circuit": self.circuit.value}

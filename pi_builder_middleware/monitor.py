@@ -1,0 +1,390 @@
+"""HealthMonitor: per-provider metrics over a sliding time window, health status and alerts.
+
+``record`` is O(1) amortised: it appends one sample and keeps running totals; samples older than
+the window (or beyond ``max_samples``) are subtracted as they fall out. Percentiles are computed
+only when a snapshot is read.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+from ._clock import Clock, monotonic_clock
+from ._stats import percentile
+from .config import MonitorConfig
+from .enums import AlertKind, CircuitState, ErrorKind, HealthStatus
+from .errors import ConfigError
+from .interfaces import Candidate
+from .models import Alert, HealthChange, Outcome, Provider
+
+__all__ = ["HealthMonitor", "TrendMetric"]
+
+TrendMetric = Literal["calls", "error_rate", "availability", "latency_avg_ms", "latency_p95_ms", "cost"]
+_TREND_METRICS: tuple[str, ...] = ("calls", "error_rate", "availability", "latency_avg_ms", "latency_p95_ms", "cost")
+_LOWER_IS_BETTER = {"latency_avg_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "error_rate",
+                    "cost_per_request", "ttft_avg_ms"}
+
+# Sample verdicts.
+_OK, _FAIL, _RATE, _OTHER = 0, 1, 2, 3
+
+
+class _Window:
+    """Samples and running totals for one provider."""
+
+    __slots__ = ("active_alerts", "calls", "candidate", "cost", "errors", "failures", "latency_ok_sum",
+                 "lifetime_calls", "ok_latency_n", "rate_limited", "samples", "status", "successes",
+                 "tokens_in", "tokens_out", "ttft_n", "ttft_sum")
+
+    def __init__(self, provider: Provider) -> None:
+        # (at, verdict, latency_s, ttft_s | None, tokens_in, tokens_out, cost)
+        self.samples: deque[tuple[float, int, float, float | None, int, int, float]] = deque()
+        self.candidate = Candidate(provider)
+        self.calls = self.successes = self.failures = self.errors = self.rate_limited = 0
+        self.tokens_in = self.tokens_out = self.ok_latency_n = self.ttft_n = self.lifetime_calls = 0
+        self.cost = self.latency_ok_sum = self.ttft_sum = 0.0
+        self.status = HealthStatus.UNKNOWN
+        self.active_alerts: set[AlertKind] = set()
+
+    def add(self, sample: tuple[float, int, float, float | None, int, int, float], sign: int) -> None:
+        _, verdict, latency, ttft, t_in, t_out, cost = sample
+        self.calls += sign
+        if verdict == _OK:
+            self.successes += sign
+            self.ok_latency_n += sign
+            self.latency_ok_sum += sign * latency
+        else:
+            self.errors += sign
+            if verdict == _FAIL:
+                self.failures += sign
+            elif verdict == _RATE:
+                self.rate_limited += sign
+        if ttft is not None:
+            self.ttft_n += sign
+            self.ttft_sum += sign * ttft
+        self.tokens_in += sign * t_in
+        self.tokens_out += sign * t_out
+        self.cost += sign * cost
+
+    @property
+    def availability(self) -> float:
+        verdicts = self.successes + self.failures
+        return self.successes / verdicts if verdicts else 1.0
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.calls if self.calls else 0.0
+
+
+class HealthMonitor:
+    """Sliding-window health metrics, status and alerts for a set of providers.
+
+    Usable on its own: ``add_provider``, then ``record(outcome)``; read with ``snapshot`` data via
+    :meth:`metrics`, :meth:`status`, :meth:`compare`, :meth:`trend`, :meth:`export`. Subscribers
+    get :class:`HealthChange` and :class:`Alert` objects after the lock is released.
+    """
+
+    def __init__(self, config: MonitorConfig | None = None, clock: Clock | None = None) -> None:
+        self.config = config or MonitorConfig()
+        self.clock: Clock = clock or monotonic_clock
+        self._windows: dict[str, _Window] = {}
+        self._circuits: dict[str, CircuitState] = {}
+        self._lock = threading.Lock()
+        self._alert_subscribers: list[Callable[[Alert], None]] = []
+        self._health_subscribers: list[Callable[[HealthChange], None]] = []
+        self.alert_log: deque[Alert] = deque(maxlen=1000)
+
+    # -- providers -----------------------------------------------------------------------------
+    def add_provider(self, provider: Provider) -> Candidate:
+        """Start tracking ``provider``; returns its live :class:`Candidate`."""
+        with self._lock:
+            if provider.id not in self._windows:
+                self._windows[provider.id] = _Window(provider)
+                self._circuits[provider.id] = CircuitState.CLOSED
+            return self._windows[provider.id].candidate
+
+    def remove_provider(self, provider_id: str) -> None:
+        """Stop tracking a provider and drop its data."""
+        with self._lock:
+            self._windows.pop(provider_id, None)
+            self._circuits.pop(provider_id, None)
+
+    def provider_ids(self) -> list[str]:
+        """Tracked provider ids in insertion order."""
+        return list(self._windows)
+
+    def candidate(self, provider_id: str) -> Candidate:
+        """The live Candidate of a tracked provider."""
+        return self._window(provider_id).candidate
+
+    # -- subscriptions -------------------------------------------------------------------------
+    def subscribe_alerts(self, callback: Callable[[Alert], None]) -> Callable[[], None]:
+        """Call ``callback`` for every alert; returns a function that unsubscribes."""
+        self._alert_subscribers.append(callback)
+        return lambda: self._alert_subscribers.remove(callback)
+
+    def subscribe_health(self, callback: Callable[[HealthChange], None]) -> Callable[[], None]:
+        """Call ``callback`` for every health status change; returns a function that unsubscribes."""
+        self._health_subscribers.append(callback)
+        return lambda: self._health_subscribers.remove(callback)
+
+    # -- hot path ------------------------------------------------------------------------------
+    def record(self, outcome: Outcome, error_kind: ErrorKind | None = None, cost: float = 0.0) -> None:
+        """Add one outcome. ``error_kind`` (for failures) decides whether it counts against health."""
+        now = self.clock() if outcome.at is None else outcome.at
+        if outcome.ok:
+            verdict = _OK
+        elif error_kind is ErrorKind.RATE_LIMITED:
+            verdict = _RATE
+        elif error_kind is None or error_kind.is_health_failure:
+            verdict = _FAIL
+        else:
+            verdict = _OTHER
+        sample = (now, verdict, outcome.latency_s, outcome.ttft_s, outcome.input_tokens,
+                  outcome.output_tokens, cost)
+        with self._lock:
+            w = self._window(outcome.provider_id)
+            samples = w.samples
+            if len(samples) >= self.config.max_samples:
+                w.add(samples.popleft(), -1)
+            samples.append(sample)
+            w.add(sample, +1)
+            w.lifetime_calls += 1
+            self._expire(w, now)
+            cand = w.candidate
+            alpha = self.config.latency_ewma_alpha
+            if verdict == _OK:
+                lat = outcome.latency_s
+                cand.latency_s = lat if cand.latency_s is None else cand.latency_s + alpha * (lat - cand.latency_s)
+                cand.consecutive_failures = 0
+            elif verdict == _FAIL:
+                cand.consecutive_failures += 1
+            if outcome.ttft_s is not None:
+                t = outcome.ttft_s
+                cand.ttft_s = t if cand.ttft_s is None else cand.ttft_s + alpha * (t - cand.ttft_s)
+            pending = self._evaluate(outcome.provider_id, w, now)
+        self._emit(pending)
+
+    def set_circuit(self, provider_id: str, circuit: CircuitState) -> None:
+        """Tell the monitor a provider's breaker state; it takes part in the health status."""
+        now = self.clock()
+        with self._lock:
+            w = self._window(provider_id)
+            self._circuits[provider_id] = circuit
+            w.candidate.circuit = circuit
+            pending = self._evaluate(provider_id, w, now)
+        self._emit(pending)
+
+    def refresh(self, provider_id: str, now: float | None = None) -> None:
+        """Drop samples that left the window (also done on every record)."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            w = self._window(provider_id)
+            if w.samples and w.samples[0][0] < now - self.config.window_s:
+                self._expire(w, now)
+                pending = self._evaluate(provider_id, w, now)
+            else:
+                pending = []
+        self._emit(pending)
+
+    # -- reading -------------------------------------------------------------------------------
+    def status(self, provider_id: str) -> HealthStatus:
+        """Current health status (metrics combined with the breaker state)."""
+        return self._window(provider_id).status
+
+    def metrics(self, provider_id: str) -> dict[str, Any]:
+        """Window metrics of one provider, percentiles included (computed now). Latencies in ms."""
+        now = self.clock()
+        with self._lock:
+            w = self._window(provider_id)
+            self._expire(w, now)
+            ok_lat = sorted(s[2] for s in w.samples if s[1] == _OK)
+            ttfts = sorted(s[3] for s in w.samples if s[3] is not None)
+            out: dict[str, Any] = {
+                "calls": w.calls, "successes": w.successes, "failures": w.failures, "errors": w.errors,
+                "rate_limited": w.rate_limited, "availability": w.availability,
+                "success_rate": w.successes / w.calls if w.calls else 1.0, "error_rate": w.error_rate,
+                "tokens_in": w.tokens_in, "tokens_out": w.tokens_out, "cost_total": max(w.cost, 0.0),
+                "cost_per_request": max(w.cost, 0.0) / w.calls if w.calls else 0.0,
+                "lifetime_calls": w.lifetime_calls, "status": w.status,
+                "consecutive_failures": w.candidate.consecutive_failures,
+            }
+        ms = 1000.0
+        out["latency_min_ms"] = ok_lat[0] * ms if ok_lat else None
+        out["latency_max_ms"] = ok_lat[-1] * ms if ok_lat else None
+        out["latency_avg_ms"] = sum(ok_lat) / len(ok_lat) * ms if ok_lat else None
+        for q in (50, 95, 99):
+            out[f"latency_p{q}_ms"] = percentile(ok_lat, q) * ms if ok_lat else None
+        out["ttft_avg_ms"] = sum(ttfts) / len(ttfts) * ms if ttfts else None
+        out["ttft_p50_ms"] = percentile(ttfts, 50) * ms if ttfts else None
+        out["ttft_p95_ms"] = percentile(ttfts, 95) * ms if ttfts else None
+        return out
+
+    def compare(self, metric: str = "latency_p50_ms", provider_ids: Iterable[str] | None = None
+                ) -> list[tuple[str, float | None]]:
+        """Providers ordered best first by ``metric`` (any key of :meth:`metrics`); no data last."""
+        ids = list(provider_ids) if provider_ids is not None else self.provider_ids()
+        rows = [(pid, self.metrics(pid).get(metric)) for pid in ids]
+        if rows and any(v is not None and not isinstance(v, int | float) for _, v in rows):
+            raise ConfigError("metric", f"{metric!r} is not numeric; pick e.g. latency_p50_ms or error_rate")
+        sign = 1.0 if metric in _LOWER_IS_BETTER else -1.0
+        return sorted(rows, key=lambda r: (r[1] is None, sign * float(r[1] or 0.0)))
+
+    def trend(self, provider_id: str, metric: TrendMetric = "latency_avg_ms", intervals: int = 10,
+              interval_s: float | None = None) -> list[float | None]:
+        """``metric`` over the last ``intervals`` intervals (oldest first); None where no data.
+
+        Intervals default to window_s / intervals; only samples still in the window are used.
+        """
+        if metric not in _TREND_METRICS:
+            raise ConfigError("metric", f"unknown trend metric {metric!r}; use one of {', '.join(_TREND_METRICS)}")
+        if intervals < 1:
+            raise ConfigError("intervals", "must be >= 1")
+        span = interval_s if interval_s is not None else self.config.window_s / intervals
+        if span <= 0:
+            raise ConfigError("interval_s", "must be > 0")
+        now = self.clock()
+        start = now - span * intervals
+        buckets: list[list[tuple[float, int, float, float | None, int, int, float]]] = [
+            [] for _ in range(intervals)]
+        with self._lock:
+            for s in self._window(provider_id).samples:
+                if s[0] >= start:
+                    buckets[min(int((s[0] - start) / span), intervals - 1)].append(s)
+        return [_bucket_value(b, metric) for b in buckets]
+
+    def export(self) -> dict[str, Any]:
+        """JSON-safe metrics of every provider plus the configuration and recent alerts."""
+        providers = {}
+        for pid in self.provider_ids():
+            m = self.metrics(pid)
+            m["status"] = m["status"].value
+            providers[pid] = m
+        return {"config": self.config.model_dump(mode="json"), "providers": providers,
+                "alerts": [a.to_dict() for a in self.alert_log]}
+
+    def clear(self, provider_id: str | None = None) -> None:
+        """Forget samples and alerts of one provider, or of all."""
+        with self._lock:
+            ids = [provider_id] if provider_id is not None else list(self._windows)
+            for pid in ids:
+                old = self._window(pid)
+                fresh = _Window(old.candidate.provider)
+                fresh.candidate = old.candidate
+                cand = old.candidate
+                cand.latency_s = cand.ttft_s = None
+                cand.availability, cand.error_rate, cand.samples = 1.0, 0.0, 0
+                cand.consecutive_failures = cand.explore_picks = 0
+                self._windows[pid] = fresh
+            if provider_id is None:
+                self.alert_log.clear()
+
+    # -- internals -----------------------------------------------------------------------------
+    def _window(self, provider_id: str) -> _Window:
+        try:
+            return self._windows[provider_id]
+        except KeyError:
+            raise ConfigError("provider_id", f"unknown provider {provider_id!r}; add it first") from None
+
+    def _expire(self, w: _Window, now: float) -> None:
+        cutoff = now - self.config.window_s
+        samples = w.samples
+        while samples and samples[0][0] < cutoff:
+            w.add(samples.popleft(), -1)
+        cand = w.candidate
+        cand.availability = w.availability
+        cand.error_rate = w.error_rate
+        cand.samples = w.calls
+
+    def _evaluate(self, provider_id: str, w: _Window, now: float) -> list[Alert | HealthChange]:
+        pending: list[Alert | HealthChange] = []
+        new = self._combined_status(w, self._circuits.get(provider_id, CircuitState.CLOSED))
+        if new is not w.status:
+            pending.append(HealthChange(provider_id, w.status, new, now, self._why(w)))
+            w.status = new
+        pending.extend(self._alerts(provider_id, w, now))
+        return pending
+
+    def _combined_status(self, w: _Window, circuit: CircuitState) -> HealthStatus:
+        if circuit is CircuitState.OPEN:
+            return HealthStatus.OFFLINE
+        cfg = self.config
+        if w.calls < cfg.min_samples:
+            metric = HealthStatus.UNKNOWN
+        else:
+            th, avail, err = cfg.thresholds, w.availability, w.error_rate
+            if avail < th.offline_availability:
+                metric = HealthStatus.OFFLINE
+            elif avail >= th.healthy_availability and (err < th.healthy_error_rate or err == 0):
+                metric = HealthStatus.HEALTHY
+            elif avail >= th.degraded_availability and err <= th.degraded_error_rate:
+                metric = HealthStatus.DEGRADED
+            else:
+                metric = HealthStatus.UNHEALTHY
+        if circuit is CircuitState.HALF_OPEN and metric.rank < HealthStatus.UNHEALTHY.rank:
+            return HealthStatus.UNHEALTHY
+        return metric
+
+    @staticmethod
+    def _why(w: _Window) -> str:
+        return (f"availability {w.availability:.1%}, error rate {w.error_rate:.1%} over {w.calls} calls, "
+                f"circuit {w.candidate.circuit.value}")
+
+    def _alerts(self, provider_id: str, w: _Window, now: float) -> list[Alert]:
+        cfg = self.config.alerts
+        conditions: dict[AlertKind, tuple[float, float]] = {}
+        if w.ok_latency_n >= cfg.min_samples:
+            avg_ms = w.latency_ok_sum / w.ok_latency_n * 1000
+            if avg_ms > cfg.high_latency_ms:
+                conditions[AlertKind.HIGH_LATENCY] = (avg_ms, cfg.high_latency_ms)
+        if w.calls >= cfg.min_samples and w.error_rate > cfg.high_error_rate:
+            conditions[AlertKind.HIGH_ERROR_RATE] = (w.error_rate, cfg.high_error_rate)
+        if w.status is HealthStatus.OFFLINE:
+            conditions[AlertKind.UNAVAILABLE] = (w.availability, self.config.thresholds.offline_availability)
+        out = [Alert(kind, provider_id, _ALERT_TEXT[kind].format(pid=provider_id, value=v, threshold=t), v, t, now)
+               for kind, (v, t) in conditions.items() if kind not in w.active_alerts]
+        if w.active_alerts and not conditions:
+            out.append(Alert(AlertKind.RECOVERED, provider_id, f"{provider_id} recovered ({self._why(w)})",
+                             w.availability, self.config.thresholds.healthy_availability, now))
+        w.active_alerts = set(conditions)
+        return out
+
+    def _emit(self, pending: list[Alert | HealthChange]) -> None:
+        for item in pending:
+            if isinstance(item, Alert):
+                self.alert_log.append(item)
+                for cb in list(self._alert_subscribers):
+                    cb(item)
+            else:
+                for hcb in list(self._health_subscribers):
+                    hcb(item)
+
+
+_ALERT_TEXT = {
+    AlertKind.HIGH_LATENCY: "{pid}: average latency {value:.0f} ms above {threshold:.0f} ms",
+    AlertKind.HIGH_ERROR_RATE: "{pid}: error rate {value:.1%} above {threshold:.1%}",
+    AlertKind.UNAVAILABLE: "{pid}: unavailable (availability {value:.1%}, or circuit open)",
+}
+
+
+def _bucket_value(bucket: list[tuple[float, int, float, float | None, int, int, float]], metric: str
+                  ) -> float | None:
+    if metric == "calls":
+        return float(len(bucket))
+    if not bucket:
+        return None
+    if metric == "error_rate":
+        return sum(1 for s in bucket if s[1] != _OK) / len(bucket)
+    if metric == "availability":
+        verdicts = [s for s in bucket if s[1] in (_OK, _FAIL)]
+        return sum(1 for s in verdicts if s[1] == _OK) / len(verdicts) if verdicts else None
+    if metric == "cost":
+        return sum(s[6] for s in bucket)
+    ok = sorted(s[2] for s in bucket if s[1] == _OK)
+    if not ok:
+        return None
+    if metric == "latency_avg_ms":
+        return sum(ok) / len(ok) * 1000
+    return percentile(ok, 95) * 1000

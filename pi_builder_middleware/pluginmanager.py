@@ -1,0 +1,112 @@
+"""Building the plugin manager and calling hooks so that a faulty plugin never breaks a request."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterable
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .hookspecs import PROJECT_NAME
+
+__all__ = ["BLOCK_ENV_VAR", "BUILTIN_PLUGINS", "PluginHost", "get_plugin_manager"]
+
+log = logging.getLogger("pi_builder_middleware.plugins")
+
+#: Comma-separated plugin names (entry-point names or built-in module paths) that must not load.
+BLOCK_ENV_VAR = "PI_BUILDER_BLOCK_PLUGINS"
+
+#: Built-in plugins, registered by module path after entry points; their hooks are all ``trylast``.
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "pi_builder_middleware.plugins.strategies",
+    "pi_builder_middleware.plugins.scorers",
+    "pi_builder_middleware.plugins.policies",
+    "pi_builder_middleware.plugins.classify",
+    "pi_builder_middleware.plugins.observers",
+)
+
+
+def _blocked_from_env() -> set[str]:
+    raw = os.environ.get(BLOCK_ENV_VAR, "")
+    return {name.strip() for name in raw.split(",") if name.strip()}
+
+
+def get_plugin_manager(
+    *,
+    load_entrypoints: bool = True,
+    blocked: Iterable[str] = (),
+    load_errors: list[str] | None = None,
+) -> pluggy.PluginManager:
+    """A plugin manager with the hookspecs, third-party entry points and the built-ins registered.
+
+    ``blocked`` (plus ``$PI_BUILDER_BLOCK_PLUGINS``) names plugins that must not load. An entry point
+    that fails to import is logged and skipped (and appended to ``load_errors``), never fatal.
+    """
+    pm = pluggy.PluginManager(PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    for name in {*blocked, *_blocked_from_env()}:
+        pm.set_blocked(name)
+    if load_entrypoints:
+        for ep in entry_points(group=PROJECT_NAME):
+            if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
+                continue
+            try:
+                pm.register(ep.load(), name=ep.name)
+            except Exception as exc:  # a broken third-party package must not take the host down
+                log.error("plugin entry point %r failed to load: %s: %s", ep.name, type(exc).__name__, exc)
+                if load_errors is not None:
+                    load_errors.append(f"{ep.name}: {type(exc).__name__}: {exc}")
+    for module_path in BUILTIN_PLUGINS:
+        if not pm.is_blocked(module_path):
+            pm.register(importlib.import_module(module_path), name=module_path)
+    pm.check_pending()
+    return pm
+
+
+class PluginHost:
+    """Calls hooks one implementation at a time, so one raising plugin cannot break the others.
+
+    A failing implementation is logged with its plugin name and counted in :attr:`failures`; the
+    call carries on with the remaining implementations (for firstresult hooks: with the next one,
+    down to the built-in default).
+    """
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.pm = pm
+        self.failures: Counter[str] = Counter()
+
+    def notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Call every (non-wrapper) implementation of an observer hook."""
+        caller: pluggy.HookCaller = getattr(self.pm.hook, hook_name)
+        for impl in reversed(caller.get_hookimpls()):
+            if impl.wrapper or impl.hookwrapper:
+                continue  # observer hooks call plain implementations only
+            try:
+                impl.function(*[kwargs[arg] for arg in impl.argnames])
+            except Exception as exc:
+                self._failed(hook_name, impl.plugin_name, exc)
+
+    def first_result(self, hook_name: str, **kwargs: Any) -> Any:
+        """Call implementations in pluggy's order until one returns something other than None."""
+        caller: pluggy.HookCaller = getattr(self.pm.hook, hook_name)
+        for impl in reversed(caller.get_hookimpls()):
+            if impl.wrapper or impl.hookwrapper:
+                continue
+            try:
+                result = impl.function(*[kwargs[arg] for arg in impl.argnames])
+            except Exception as exc:
+                self._failed(hook_name, impl.plugin_name, exc)
+                continue
+            if result is not None:
+                return result
+        return None
+
+    def _failed(self, hook_name: str, plugin_name: str, exc: Exception) -> None:
+        self.failures[f"{plugin_name}.{hook_name}"] += 1
+        log.error("plugin %r raised in %s (ignored): %s: %s", plugin_name, hook_name, type(exc).__name__, exc)

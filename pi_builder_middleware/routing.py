@@ -1,0 +1,213 @@
+"""ProviderRouter: filters providers for a request and ranks the rest with a strategy.
+
+``select`` is O(providers): it reads the live :class:`Candidate` numbers the monitor keeps current
+and asks the failover manager whether each provider may be called now.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections import Counter, deque
+from collections.abc import Iterable
+from typing import Any
+
+from ._clock import Clock, monotonic_clock
+from ._registries import Registries, build_registries
+from .errors import ConfigError, NoProviderAvailableError
+from .failover import FailoverManager
+from .interfaces import Candidate, HealthScorer, Strategy, StrategyContext
+from .models import Provider, RouteRequest, RoutingDecision
+from .monitor import HealthMonitor
+
+__all__ = ["DEFAULT_REQUEST", "ProviderRouter"]
+
+log = logging.getLogger("pi_builder_middleware.routing")
+
+#: The request used when ``select`` is called without one.
+DEFAULT_REQUEST = RouteRequest()
+
+
+class ProviderRouter:
+    """Chooses a provider per request and keeps a bounded history of decisions.
+
+    ``strategy`` and ``health_scorer`` are names looked up in the registries (plugins can add
+    more) or instances. A strategy that raises or returns nonsense is logged and counted in
+    :attr:`plugin_failures`, and the request is ranked by the health scorer instead.
+    """
+
+    def __init__(
+        self,
+        providers: Iterable[Provider] = (),
+        *,
+        strategy: str | Strategy = "latency-optimal",
+        health_scorer: str | HealthScorer = "availability",
+        monitor: HealthMonitor | None = None,
+        failover: FailoverManager | None = None,
+        registries: Registries | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        history_size: int = 1000,
+    ) -> None:
+        if history_size < 1:
+            raise ConfigError("history_size", f"must be >= 1 (got {history_size})")
+        self.registries = registries or build_registries()
+        self.clock: Clock = clock or monotonic_clock
+        self.monitor = monitor or HealthMonitor(clock=self.clock)
+        self.failover = failover or FailoverManager(clock=self.clock)
+        self.strategy = self._resolve_strategy(strategy)
+        self.health_scorer = (health_scorer if isinstance(health_scorer, HealthScorer)
+                              else self.registries.scorers.get(health_scorer))
+        self._ctx = StrategyContext(rng or random.Random(), self.health_scorer, self.monitor.config.min_samples)
+        self._providers: dict[str, Provider] = {}
+        self._candidates: dict[str, Candidate] = {}
+        self._lock = threading.Lock()
+        self.history: deque[RoutingDecision] = deque(maxlen=history_size)
+        self._total = 0
+        self._score_sum = 0.0
+        self._by_provider: Counter[str] = Counter()
+        self._by_strategy: Counter[str] = Counter()
+        self.plugin_failures = 0
+        for provider in providers:
+            self.add_provider(provider)
+
+    # -- providers -----------------------------------------------------------------------------
+    def add_provider(self, provider: Provider) -> None:
+        """Add a provider (its id must be new)."""
+        if not isinstance(provider, Provider):
+            raise ConfigError("providers", f"expected a Provider, got {type(provider).__name__}")
+        with self._lock:
+            if provider.id in self._providers:
+                raise ConfigError("providers", f"duplicate provider id {provider.id!r}; ids must be unique")
+            self._providers[provider.id] = provider
+        self.failover.add_provider(provider.id)
+        self._candidates[provider.id] = self.monitor.add_provider(provider)
+
+    def remove_provider(self, provider_id: str) -> None:
+        """Remove a provider and its health data."""
+        with self._lock:
+            self._providers.pop(provider_id, None)
+            self._candidates.pop(provider_id, None)
+        self.monitor.remove_provider(provider_id)
+        self.failover.remove_provider(provider_id)
+
+    @property
+    def providers(self) -> dict[str, Provider]:
+        """Providers by id, in the order they were added."""
+        return dict(self._providers)
+
+    def provider(self, provider_id: str) -> Provider:
+        """One provider by id; ConfigError if unknown."""
+        try:
+            return self._providers[provider_id]
+        except KeyError:
+            raise ConfigError("provider_id", f"unknown provider {provider_id!r}; add it first") from None
+
+    # -- selection -----------------------------------------------------------------------------
+    def select(self, request: RouteRequest = DEFAULT_REQUEST, *, reserve: bool = True) -> RoutingDecision:
+        """Choose a provider for ``request``; ``reserve`` claims a half-open trial permit for it."""
+        strategy = self.strategy if request.strategy is None else self._resolve_strategy(request.strategy)
+        eligible, excluded = self._filter(request)
+        if not eligible:
+            raise NoProviderAvailableError(excluded)
+        scores = self._rank(strategy, eligible, request)
+        order = sorted(range(len(eligible)), key=lambda i: (-scores[i], eligible[i].provider.priority, i))
+        ranked = [eligible[i] for i in order]
+        if reserve:
+            while ranked and not self.failover.acquire(ranked[0].provider.id):
+                lost = ranked.pop(0)  # lost a race for the last half-open permit
+                excluded[lost.provider.id] = "half-open trial permits taken"
+            if not ranked:
+                raise NoProviderAvailableError(excluded)
+        chosen = ranked[0]
+        decision = RoutingDecision(
+            chosen.provider, tuple(c.provider for c in ranked[1:]),
+            {eligible[i].provider.id: scores[i] for i in order}, strategy.name, excluded, self.clock(),
+        )
+        with self._lock:
+            if chosen.samples < self._ctx.min_samples:
+                chosen.explore_picks += 1
+            self.history.append(decision)
+            self._total += 1
+            self._score_sum += decision.score
+            self._by_provider[chosen.provider.id] += 1
+            self._by_strategy[strategy.name] += 1
+        return decision
+
+    def _filter(self, request: RouteRequest) -> tuple[list[Candidate], dict[str, str]]:
+        excluded: dict[str, str] = {}
+        eligible: list[Candidate] = []
+        wanted = request.candidates
+        if wanted is not None:
+            for pid in wanted - self._candidates.keys():
+                excluded[pid] = "unknown provider"
+        caps = request.required_capabilities
+        min_avail = request.min_availability
+        max_lat = None if request.max_latency_ms is None else request.max_latency_ms / 1000.0
+        min_samples = self._ctx.min_samples
+        unavailable = self.failover.unavailable_reason
+        for pid, cand in self._candidates.items():
+            if wanted is not None and pid not in wanted:
+                continue
+            if pid in request.exclude:
+                excluded[pid] = "excluded by request"
+                continue
+            if caps and not caps <= cand.provider.capabilities:
+                missing = ", ".join(sorted(caps - cand.provider.capabilities))
+                excluded[pid] = f"missing capabilities: {missing}"
+                continue
+            why = unavailable(pid)
+            if why is not None:
+                excluded[pid] = why
+                continue
+            if min_avail is not None and cand.samples >= min_samples and cand.availability < min_avail:
+                excluded[pid] = f"availability {cand.availability:.1%} below {min_avail:.1%}"
+                continue
+            if max_lat is not None and cand.latency_s is not None and cand.latency_s > max_lat:
+                excluded[pid] = f"latency {cand.latency_s * 1000:.0f} ms above {max_lat * 1000:.0f} ms"
+                continue
+            eligible.append(cand)
+        return eligible, excluded
+
+    def _rank(self, strategy: Strategy, eligible: list[Candidate], request: RouteRequest) -> list[float]:
+        try:
+            scores = strategy.rank(eligible, request, self._ctx)
+            if len(scores) != len(eligible):
+                raise ValueError(f"returned {len(scores)} scores for {len(eligible)} candidates")
+            return [float(s) for s in scores]
+        except Exception as exc:  # a broken strategy plugin must not fail the request
+            with self._lock:
+                self.plugin_failures += 1
+            log.error("strategy %r failed (falling back to health ranking): %s: %s",
+                      getattr(strategy, "name", strategy), type(exc).__name__, exc)
+            return [self.health_scorer.score(c) for c in eligible]
+
+    def _resolve_strategy(self, strategy: str | Strategy) -> Strategy:
+        if isinstance(strategy, Strategy):
+            return strategy
+        if not isinstance(strategy, str):
+            raise ConfigError("strategy", f"expected a strategy name or Strategy, got {type(strategy).__name__}")
+        return self.registries.strategies.get(strategy)
+
+    # -- reporting -----------------------------------------------------------------------------
+    def statistics(self) -> dict[str, Any]:
+        """Totals over all decisions: count, average score, preferred provider, per-strategy counts."""
+        with self._lock:
+            preferred = self._by_provider.most_common(1)
+            return {
+                "total_decisions": self._total,
+                "average_score": self._score_sum / self._total if self._total else 0.0,
+                "preferred_provider": preferred[0][0] if preferred else None,
+                "per_provider": dict(self._by_provider),
+                "per_strategy": dict(self._by_strategy),
+                "strategy_failures": self.plugin_failures,
+            }
+
+    def clear_history(self) -> None:
+        """Forget decisions and statistics."""
+        with self._lock:
+            self.history.clear()
+            self._total, self._score_sum = 0, 0.0
+            self._by_provider.clear()
+            self._by_strategy.clear()
