@@ -1,0 +1,181 @@
+"""Router: strategies, filters, chain, history and statistics."""
+
+from __future__ import annotations
+
+import pytest
+
+from pi_builder_middleware import (
+    CircuitState,
+    ConfigError,
+    ErrorKind,
+    Middleware,
+    NoProviderAvailableError,
+    Outcome,
+    Provider,
+    RouteRequest,
+)
+
+
+def warm(mw, pid, latency_s, n=10, ok=True):
+    for _ in range(n):
+        mw.record(Outcome(pid, ok, latency_s, error_kind=None if ok else ErrorKind.SERVER_ERROR))
+
+
+def test_cost_optimal_picks_cheapest_for_token_estimate(providers, clock):
+    mw = Middleware(providers=providers, strategy="cost-optimal", clock=clock)
+    decision = mw.select(RouteRequest(input_tokens=2000, output_tokens=500))
+    assert decision.provider.id == "cheap"
+    assert [p.id for p in decision.chain] == ["fast", "smart"]
+    assert decision.scores["cheap"] == 1.0
+    assert decision.scores["fast"] < 1.0
+
+
+def test_cost_optimal_counts_unreliability_as_cost(clock):
+    flaky = Provider(id="flaky", cost_per_1k_input=0.001)
+    solid = Provider(id="solid", cost_per_1k_input=0.0015)
+    mw = Middleware(providers=[flaky, solid], strategy="cost-optimal", clock=clock, failover="conservative")
+    assert mw.select().provider.id == "flaky"
+    for i in range(20):  # half of flaky's calls fail: its expected cost per answer doubles
+        mw.record(Outcome("flaky", i % 2 == 0, 0.1, error_kind=None if i % 2 == 0 else ErrorKind.SERVER_ERROR))
+    assert mw.select().provider.id == "solid"
+
+
+def test_quality_optimal_respects_capability_filter(mw):
+    mw.router.strategy = mw.registries.strategies.get("quality-optimal")
+    assert mw.select().provider.id == "smart"
+    decision = mw.select(RouteRequest(required_capabilities={"tools"}, exclude={"smart"}))
+    assert decision.provider.id == "fast"
+    assert decision.excluded == {"cheap": "missing capabilities: tools", "smart": "excluded by request"}
+
+
+def test_latency_optimal_prefers_measured_fastest(mw):
+    warm(mw, "fast", 0.1)
+    warm(mw, "cheap", 0.5)
+    warm(mw, "smart", 0.9)
+    picks = [mw.select().provider.id for _ in range(20)]
+    assert picks == ["fast"] * 20
+
+
+def test_latency_optimal_fast_failures_do_not_look_fast(mw):
+    warm(mw, "fast", 0.05, n=4)
+    warm(mw, "fast", 0.001, n=12, ok=False)  # errors come back instantly
+    mw.failover.reset("fast")  # keep the breaker out of it: this is about scoring
+    warm(mw, "cheap", 0.15)  # slower than fast's 50 ms successes, faster than fast's 0.05 / 25 % availability
+    warm(mw, "smart", 0.3)
+    assert mw.select().provider.id == "cheap"
+
+
+def test_latency_optimal_explores_unknown_provider_then_uses_data(mw):
+    warm(mw, "fast", 0.1)
+    warm(mw, "cheap", 0.5)
+    # "smart" has no data: it is explored (chosen) for min_samples picks, not starved...
+    picks = [mw.select(RouteRequest(exclude={"cheap"})).provider.id for _ in range(mw.monitor.config.min_samples)]
+    assert picks.count("smart") == mw.monitor.config.min_samples
+    # ...and not blindly preferred forever when its outcomes never arrive.
+    assert mw.select().provider.id == "fast"
+    # Once its real latency is known it is ranked by it.
+    warm(mw, "smart", 0.05)
+    assert mw.select().provider.id == "smart"
+
+
+def test_latency_optimal_uses_ttft_for_streams(mw):
+    for _ in range(6):
+        mw.record(Outcome("fast", True, 1.0, ttft_s=0.8))
+        mw.record(Outcome("smart", True, 2.0, ttft_s=0.1))
+        mw.record(Outcome("cheap", True, 3.0, ttft_s=0.9))
+    assert mw.select().provider.id == "fast"
+    assert mw.select(RouteRequest(stream=True)).provider.id == "smart"
+
+
+def test_failover_strategy_keeps_priority_until_failures(providers, clock, fast_failover):
+    mw = Middleware(providers=providers, strategy="failover", failover=fast_failover, clock=clock)
+    assert [p.id for p in mw.select().providers] == ["fast", "cheap", "smart"]
+    mw.record(Outcome("fast", False, 0.1, error_kind=ErrorKind.SERVER_ERROR))
+    assert mw.select().provider.id == "cheap"
+
+
+def test_open_breaker_is_never_chosen_and_reason_given(mw, clock):
+    warm(mw, "fast", 0.1)
+    warm(mw, "fast", 0.1, n=2, ok=False)
+    assert mw.failover.state("fast") is CircuitState.OPEN
+    decision = mw.select()
+    assert decision.provider.id != "fast"
+    assert "fast" not in [p.id for p in decision.providers]
+    assert decision.excluded["fast"].startswith("circuit open for")
+    assert "fast: circuit open" in decision.reason
+
+
+def test_half_open_allows_only_its_trial_calls(mw, clock):
+    warm(mw, "fast", 0.01)
+    warm(mw, "cheap", 0.5)
+    warm(mw, "fast", 0.1, n=2, ok=False)
+    clock.advance(10.5)
+    assert mw.failover.state("fast") is CircuitState.HALF_OPEN
+    first = mw.select(RouteRequest(candidates={"fast", "cheap"}))
+    assert first.provider.id == "fast"  # one trial permit (aggressive: half_open_max_calls=1)
+    second = mw.select(RouteRequest(candidates={"fast", "cheap"}))
+    assert second.provider.id == "cheap"
+    assert "trial call" in second.excluded["fast"]
+    mw.record(Outcome("fast", True, 0.01))
+    assert mw.failover.state("fast") is CircuitState.CLOSED
+
+
+def test_min_availability_and_max_latency_filters(mw):
+    warm(mw, "fast", 0.05, n=8)
+    warm(mw, "fast", 0.05, n=1, ok=False)
+    warm(mw, "cheap", 2.0)
+    warm(mw, "smart", 0.2)
+    decision = mw.select(RouteRequest(min_availability=0.95, max_latency_ms=1000))
+    assert decision.provider.id == "smart"
+    assert decision.excluded["fast"].startswith("availability 88.9% below")
+    assert decision.excluded["cheap"].startswith("latency 2000 ms above")
+
+
+def test_no_provider_available_lists_every_reason(mw):
+    with pytest.raises(NoProviderAvailableError) as info:
+        mw.select(RouteRequest(required_capabilities={"vision"}, exclude={"smart"}, candidates={"smart", "fast", "x"}))
+    assert info.value.reasons == {
+        "x": "unknown provider", "fast": "missing capabilities: vision", "smart": "excluded by request",
+    }
+    assert "missing capabilities" in str(info.value)
+
+
+def test_request_can_override_strategy_and_unknown_name_is_config_error(mw):
+    assert mw.select(RouteRequest(strategy="cost-optimal")).strategy == "cost-optimal"
+    with pytest.raises(ConfigError, match="unknown strategy 'fastest'; known: cost-optimal, failover"):
+        mw.select(RouteRequest(strategy="fastest"))
+
+
+def test_history_is_bounded_and_statistics_add_up(providers, clock):
+    mw = Middleware(providers=providers, strategy="cost-optimal", clock=clock, history_size=5)
+    for _ in range(7):
+        mw.select()
+    mw.select(RouteRequest(strategy="quality-optimal"))
+    stats = mw.router.statistics()
+    assert len(mw.router.history) == 5
+    assert stats["total_decisions"] == 8
+    assert stats["preferred_provider"] == "cheap"
+    assert stats["per_strategy"] == {"cost-optimal": 7, "quality-optimal": 1}
+    assert stats["per_provider"] == {"cheap": 7, "smart": 1}
+    assert stats["average_score"] == pytest.approx((7 * 1.0 + 0.95) / 8)  # quality-optimal scores quality
+
+
+def test_duplicate_provider_ids_rejected(providers):
+    with pytest.raises(ConfigError, match="duplicate provider id 'fast'"):
+        Middleware(providers=[*providers, Provider(id="fast")])
+
+
+def test_providers_added_at_runtime_are_routed(mw):
+    mw.add_provider(Provider(id="late", cost_per_1k_input=0.0, cost_per_1k_output=0.0))
+    assert mw.select(RouteRequest(strategy="cost-optimal")).provider.id == "late"
+    mw.remove_provider("late")
+    assert "late" not in mw.providers
+    assert mw.select(RouteRequest(strategy="cost-optimal")).provider.id == "cheap"
+
+
+def test_decision_to_dict_is_json_ready(mw):
+    import json
+
+    data = mw.select().to_dict()
+    assert json.loads(json.dumps(data))["provider"] == data["provider"]
+    assert set(data) == {"provider", "chain", "scores", "strategy", "excluded", "reason", "at"}
