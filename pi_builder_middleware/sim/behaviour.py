@@ -23,6 +23,7 @@ class Decision:
 
     n: int
     outcome: Outcome
+    stream: bool
     latency_s: float
     """Wait before answering a non-streaming request (or before its error)."""
     ttft_s: float
@@ -33,9 +34,9 @@ class Decision:
     hang_s: float
     stream_cut_after_chunks: int
 
-    def wait_s(self, stream: bool) -> float:
-        """Delay before the first byte of the response."""
-        return self.ttft_s if stream else self.latency_s
+    def wait_s(self) -> float:
+        """Delay before the first byte of the response: TTFT for streams, latency otherwise."""
+        return self.ttft_s if self.stream else self.latency_s
 
 
 def request_rng(seed: int, provider: str, n: int) -> random.Random:
@@ -78,7 +79,15 @@ def _pick_error(behaviour: Behaviour, u: float) -> Outcome:
     return kinds[-1]
 
 
-def decide(seed: int, provider: str, n: int, behaviour: Behaviour, forced: Outcome | None = None) -> Decision:
+def decide(
+    seed: int,
+    provider: str,
+    n: int,
+    behaviour: Behaviour,
+    forced: Outcome | None = None,
+    *,
+    stream: bool = False,
+) -> Decision:
     """Decide request ``n``'s fate; ``forced`` overrides the outcome but not the timing draws."""
     rng = request_rng(seed, provider, n)
     u_error = rng.random()
@@ -101,6 +110,7 @@ def decide(seed: int, provider: str, n: int, behaviour: Behaviour, forced: Outco
     return Decision(
         n=n,
         outcome=outcome,
+        stream=stream,
         latency_s=latency_s,
         ttft_s=ttft_s,
         token_interval_s=0.0 if tps is None else 1.0 / tps,

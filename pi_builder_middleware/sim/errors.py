@@ -52,9 +52,7 @@ def config_error_from_validation(exc: ValidationError, prefix: str = "") -> Simu
     problems: list[tuple[str, str]] = []
     for error in exc.errors(include_url=False):
         # Drop pydantic's internal location segments (validator names, enum/dict key markers).
-        loc = tuple(
-            p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "[key]")))
-        )
+        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "[key]"))))
         kind = error["type"]
         if kind == "value_error":
             message = str(error.get("ctx", {}).get("error", error["msg"]))

@@ -116,9 +116,7 @@ class Latency(_Frozen):
         if isinstance(data, int | float) and not isinstance(data, bool):
             return {"distribution": LatencyDistribution.FIXED, "median_ms": data}
         if not isinstance(data, dict | Latency):
-            raise ValueError(
-                "must be a number of milliseconds or a table with distribution, median_ms, spread"
-            )
+            raise ValueError("must be a number of milliseconds or a table with distribution, median_ms, spread")
         return data
 
     @model_validator(mode="after")
@@ -140,9 +138,7 @@ class Latency(_Frozen):
     @classmethod
     def lognormal(cls, median_ms: float, spread: float, max_ms: float | None = None) -> Latency:
         """Log-normal with the given median and log-sigma ``spread`` (long right tail, like real APIs)."""
-        return cls(
-            distribution=LatencyDistribution.LOGNORMAL, median_ms=median_ms, spread=spread, max_ms=max_ms
-        )
+        return cls(distribution=LatencyDistribution.LOGNORMAL, median_ms=median_ms, spread=spread, max_ms=max_ms)
 
     def sample_ms(self, z: float) -> float:
         """Map a standard-normal draw ``z`` to a latency in milliseconds."""

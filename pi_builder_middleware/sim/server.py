@@ -191,7 +191,7 @@ class ProviderServer:
         if bad_key:
             override = Outcome.AUTHENTICATION
         decision = self.state.begin(stream=stream, model=model, override=override)
-        wait = 0.0 if bad_key else decision.wait_s(stream)
+        wait = 0.0 if bad_key else decision.wait_s()
         if wait > 0:
             await asyncio.sleep(wait)
         outcome = decision.outcome
@@ -214,16 +214,15 @@ class ProviderServer:
                 return await self._stream(request, body, decision, model, cut=True)
             return await self._cut_body(request, body, decision, model)
         err = error_response(outcome, model, decision.retry_after_s, api_key)
-        return web.json_response(
-            err.body, status=err.status, headers={**self._headers(decision), **err.headers}
-        )
+        return web.json_response(err.body, status=err.status, headers={**self._headers(decision), **err.headers})
 
     def _headers(self, decision: Decision) -> dict[str, str]:
         return {
             "x-sim-provider": self.state.name,
             "x-sim-request": str(decision.n),
             "x-request-id": f"req_{self.state.name}_{decision.n}",
-            "openai-processing-ms": str(round(decision.latency_s * 1000)),
+            "openai-processing-ms": str(round(decision.wait_s() * 1000)),
+            "openai-version": "2020-10-01",
         }
 
     def _content(self, body: dict[str, Any], decision: Decision) -> tuple[list[str], str, int]:
@@ -248,9 +247,7 @@ class ProviderServer:
         )
 
     def _complete(self, body: dict[str, Any], decision: Decision, model: str) -> web.Response:
-        return web.json_response(
-            self._completion_body(body, decision, model), headers=self._headers(decision)
-        )
+        return web.json_response(self._completion_body(body, decision, model), headers=self._headers(decision))
 
     async def _cut_body(
         self, request: web.Request, body: dict[str, Any], decision: Decision, model: str

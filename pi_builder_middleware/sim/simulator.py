@@ -151,9 +151,7 @@ class Simulator:
         self._lifecycle = threading.Lock()
 
     @classmethod
-    def from_scenario(
-        cls, scenario: Scenario, *, clock: Clock | None = None, host: str = "127.0.0.1"
-    ) -> Self:
+    def from_scenario(cls, scenario: Scenario, *, clock: Clock | None = None, host: str = "127.0.0.1") -> Self:
         """Build a simulator from a validated :class:`Scenario`."""
         return cls(scenario.providers, seed=scenario.seed, clock=clock, host=host)
 

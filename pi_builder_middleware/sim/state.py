@@ -145,10 +145,8 @@ class ProviderState:
             at = self._clock()
             behaviour = effective_behaviour(self._behaviour, self._faults, at)
             forced = override if override is not None else self._forced
-            decision = decide(self._seed, self.name, n, behaviour, forced)
-            self._records.append(
-                RequestRecord(n=n, at=at, outcome=decision.outcome, stream=stream, model=model)
-            )
+            decision = decide(self._seed, self.name, n, behaviour, forced, stream=stream)
+            self._records.append(RequestRecord(n=n, at=at, outcome=decision.outcome, stream=stream, model=model))
         return decision
 
     def stats(self) -> ProviderStats:

@@ -158,9 +158,7 @@ def models_payload(models: tuple[str, ...], created: int) -> dict[str, Any]:
     }
 
 
-def openai_error(
-    message: str, type_: str, param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
+def openai_error(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     """OpenAI's error envelope."""
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
@@ -170,15 +168,11 @@ def error_response(outcome: Outcome, model: str, retry_after_s: float, api_key: 
     if outcome is Outcome.SERVER_ERROR:
         return ErrorResponse(
             500,
-            openai_error(
-                "The server had an error while processing your request. Sorry about that!", "server_error"
-            ),
+            openai_error("The server had an error while processing your request. Sorry about that!", "server_error"),
             {},
         )
     if outcome is Outcome.SERVICE_UNAVAILABLE:
-        return ErrorResponse(
-            503, openai_error("The server is overloaded or not ready yet.", "server_error"), {}
-        )
+        return ErrorResponse(503, openai_error("The server is overloaded or not ready yet.", "server_error"), {})
     if outcome is Outcome.OVERLOADED:
         return ErrorResponse(529, openai_error("Overloaded", "overloaded_error"), {})
     if outcome is Outcome.RATE_LIMIT:
@@ -212,14 +206,10 @@ def error_response(outcome: Outcome, model: str, retry_after_s: float, api_key: 
         )
     if outcome is Outcome.CONTENT_POLICY:
         message = (
-            "Your request was rejected as a result of our safety system. Your prompt may contain text "
-            "that is not allowed by our safety system."
+            "Invalid prompt: your prompt was flagged as potentially violating our usage policy. "
+            "Please try again with a different prompt."
         )
-        return ErrorResponse(
-            400, openai_error(message, "invalid_request_error", None, "content_policy_violation"), {}
-        )
+        return ErrorResponse(400, openai_error(message, "invalid_request_error", None, "content_policy_violation"), {})
     if outcome is Outcome.BAD_REQUEST:
-        return ErrorResponse(
-            400, openai_error("Invalid request (simulated).", "invalid_request_error", None, None), {}
-        )
+        return ErrorResponse(400, openai_error("Invalid request (simulated).", "invalid_request_error", None, None), {})
     raise ValueError(f"outcome {outcome.value!r} is not answered with an HTTP error status")

@@ -345,7 +345,7 @@ def test_bad_config_names_the_field():
         FailoverConfig(consecutive_failure=3)
     with pytest.raises(ConfigError, match="max_ejection_s must be >= base_ejection_s"):
         FailoverConfig(base_ejection_s=100, max_ejection_s=10)
-    with pytest.raises(ConfigError, match="RouteRequest.min_availability"):
+    with pytest.raises(ConfigError, match=r"RouteRequest\.min_availability"):
         RouteRequest(min_availability=1.5)
-    with pytest.raises(ConfigError, match="Outcome.latency_s"):
+    with pytest.raises(ConfigError, match=r"Outcome\.latency_s"):
         Outcome("a", True, -1.0)
