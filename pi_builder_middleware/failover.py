@@ -107,9 +107,13 @@ class FailoverManager:
         self._emit(pending)
         return state
 
-    def unavailable_reason(self, provider_id: str) -> str | None:
+    def unavailable_reason(self, provider_id: str, now: float | None = None) -> str | None:
         """None if a call may be sent to the provider now, else why not."""
-        now = self.clock()
+        b = self._breakers.get(provider_id)
+        if now is None:
+            now = self.clock()
+        if b is not None and b.state is CircuitState.CLOSED and b.cooldown_until <= now:
+            return None  # lock-free fast path: each field is replaced atomically; a racing trip is seen next call
         with self._lock:
             b = self._breaker(provider_id)
             pending = self._refresh(provider_id, b, now)
@@ -120,6 +124,9 @@ class FailoverManager:
     def acquire(self, provider_id: str) -> bool:
         """Claim the right to send one call: always for CLOSED, a trial permit for HALF_OPEN."""
         now = self.clock()
+        b = self._breakers.get(provider_id)
+        if b is not None and b.state is CircuitState.CLOSED and b.cooldown_until <= now:
+            return True
         with self._lock:
             b = self._breaker(provider_id)
             pending = self._refresh(provider_id, b, now)

@@ -147,6 +147,7 @@ class ProviderRouter:
         max_lat = None if request.max_latency_ms is None else request.max_latency_ms / 1000.0
         min_samples = self._ctx.min_samples
         unavailable = self.failover.unavailable_reason
+        now = self.clock()
         for pid, cand in self._candidates.items():
             if wanted is not None and pid not in wanted:
                 continue
@@ -157,7 +158,7 @@ class ProviderRouter:
                 missing = ", ".join(sorted(caps - cand.provider.capabilities))
                 excluded[pid] = f"missing capabilities: {missing}"
                 continue
-            why = unavailable(pid)
+            why = unavailable(pid, now)
             if why is not None:
                 excluded[pid] = why
                 continue
