@@ -1,0 +1,46 @@
+"""LangChain adapter: health-aware routing and failover as a Runnable or a chat model.
+
+::
+
+    from pi_builder_middleware.adapters.langchain import HealthAwareFallbacks
+
+    llm = HealthAwareFallbacks(
+        models={"openai/gpt-4o": ChatOpenAI(model="gpt-4o", max_retries=0),
+                "anthropic/sonnet": ChatAnthropic(model="claude-sonnet-4-5", max_retries=0)},
+        strategy="cost-optimal", failover="balanced",  # or middleware=mw (provider ids = these keys)
+    )
+    chain = prompt | llm | StrOutputParser()
+
+Unlike ``with_fallbacks``, every call asks the middleware for the order, so a provider whose breaker is
+open is not even tried; every attempt is recorded (latency, time to first chunk, tokens from
+``usage_metadata``, cost, error); errors the classifier marks as the request's fault (400) propagate at
+once; when everything fails, :class:`~pi_builder_middleware.AllProvidersFailedError` lists each attempt.
+Streams fail over while the caller has seen nothing (leading empty chunks, such as OpenAI's role chunk,
+are held back); a failure after that raises :class:`~pi_builder_middleware.StreamInterruptedError`
+instead of ending with a silently truncated answer. ``first_chunk_timeout_s`` fails over a provider too
+slow to start streaming.
+
+:class:`HealthAwareChatModel` does the same as a ``BaseChatModel`` (agents, ``bind_tools``,
+``with_structured_output``); both share one routing loop.
+
+Provider SDK retries delay failover
+-----------------------------------
+Chat models retry on their own before raising (``ChatOpenAI``/``ChatAnthropic`` default to
+``max_retries=2`` with exponential backoff, ``ChatLiteLLM`` has ``max_retries`` too). The wrapper only
+sees the error after all of them, so an outage costs every call several round trips and seconds of
+backoff before it fails over, and the breaker learns late. Create wrapped models with ``max_retries=0``
+(and a client ``timeout``): failing over to a healthy provider is the retry.
+
+A provider whose breaker is open is skipped; when every provider is open, cooling down or filtered out,
+the call raises :class:`~pi_builder_middleware.NoProviderAvailableError` at once (fail fast) instead
+of trying providers known to be down.
+"""
+
+from __future__ import annotations
+
+from ._loop import FirstChunkTimeoutError
+from ._setup import ProvidersArg
+from .chat_model import HealthAwareChatModel
+from .fallbacks import HealthAwareFallbacks
+
+__all__ = ["FirstChunkTimeoutError", "HealthAwareChatModel", "HealthAwareFallbacks", "ProvidersArg"]

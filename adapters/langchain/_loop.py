@@ -1,0 +1,328 @@
+"""The routing loop both front-ends share: order, skip, call, classify, record, fail over.
+
+Per call: the middleware decides the order (providers whose breaker is open or that are cooling
+down after a 429 are already left out); each attempt runs the wrapped runnable with a child config
+so LangChain tracing sees the real call; every attempt is recorded (latency, TTFT, tokens, error);
+errors the classifier says not to fail over on (bad request) propagate at once; when every
+provider failed, :class:`AllProvidersFailedError` lists each attempt. Streams fail over only while
+the caller has seen nothing; a failure after that raises :class:`StreamInterruptedError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
+from contextvars import Context
+from typing import Any, TypeVar
+
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import set_config_context
+from langchain_core.runnables.utils import coro_with_context
+
+from pi_builder_middleware import (
+    AllProvidersFailedError,
+    Attempt,
+    ErrorKind,
+    Middleware,
+    NoProviderAvailableError,
+    Outcome,
+    PiBuilderError,
+    RouteRequest,
+    RoutingDecision,
+    StreamInterruptedError,
+)
+
+from ._chunks import HeadTimeout, UsageSum, is_empty_chunk, pull_head, pull_head_in_thread, usage_of
+
+__all__ = ["FirstChunkTimeoutError", "RoutingLoop"]
+
+log = logging.getLogger("pi_builder_middleware.adapters.langchain")
+
+T = TypeVar("T")
+#: Builds the config of one attempt (child callbacks of the caller's run) from the provider id.
+ConfigFor = Callable[[str], RunnableConfig]
+AnyRunnable = Runnable[Any, Any]
+
+
+class FirstChunkTimeoutError(PiBuilderError, TimeoutError):
+    """A provider sent no chunk within ``first_chunk_timeout_s``; the stream failed over to the next one."""
+
+    def __init__(self, provider_id: str, timeout_s: float) -> None:
+        self.provider_id = provider_id
+        self.timeout_s = timeout_s
+        super().__init__(f"{provider_id!r} sent no chunk within {timeout_s} s (first_chunk_timeout_s)")
+
+
+class RoutingLoop:
+    """Runs one call (invoke, ainvoke, stream, astream) across ``runnables`` in the middleware's order.
+
+    ``op(runnable, config)`` performs the call on one runnable; ``config_for(provider_id)`` gives the
+    config for that attempt. ``route`` is the request template (filters, strategy, token estimates);
+    its ``timeout_s`` bounds each async attempt.
+    """
+
+    __slots__ = ("_request", "_stream_request", "first_chunk_timeout_s", "middleware", "runnables")
+
+    def __init__(self, middleware: Middleware, runnables: Mapping[str, AnyRunnable], *,
+                 route: RouteRequest | None = None, first_chunk_timeout_s: float | None = None) -> None:
+        self.middleware = middleware
+        self.runnables = dict(runnables)
+        self.first_chunk_timeout_s = first_chunk_timeout_s
+        base = route or RouteRequest()
+        keys = frozenset(self.runnables)
+        candidates = keys if base.candidates is None else base.candidates & keys
+        self._request = dataclasses.replace(base, candidates=candidates, stream=False)
+        self._stream_request = dataclasses.replace(base, candidates=candidates, stream=True)
+
+    # -- invoke --------------------------------------------------------------------------------
+    def invoke(self, op: Callable[[AnyRunnable, RunnableConfig], T], config_for: ConfigFor) -> tuple[str, T]:
+        """``(provider_id, output)`` of the first attempt that succeeds."""
+        decision = self._select(self._request)
+        attempts: list[Attempt] = []
+        clock = self.middleware.clock
+        for index, provider in enumerate(decision.providers):
+            pid = provider.id
+            if index and not self._acquire(pid, attempts):
+                continue
+            config = config_for(pid)
+            start = clock()
+            try:
+                with set_config_context(config) as context:
+                    output = context.run(op, self.runnables[pid], config)
+            except Exception as exc:
+                if not self._failed(pid, exc, clock() - start, attempts):
+                    raise
+                continue
+            self._succeeded(pid, clock() - start, None, *usage_of(output))
+            return pid, output
+        raise self._exhausted(decision, attempts)
+
+    async def ainvoke(self, op: Callable[[AnyRunnable, RunnableConfig], Awaitable[T]],
+                      config_for: ConfigFor) -> tuple[str, T]:
+        """Async :meth:`invoke`; ``route.timeout_s`` bounds each attempt (a timeout fails over)."""
+        decision = self._select(self._request)
+        attempts: list[Attempt] = []
+        clock = self.middleware.clock
+        timeout = self._request.timeout_s
+        for index, provider in enumerate(decision.providers):
+            pid = provider.id
+            if index and not self._acquire(pid, attempts):
+                continue
+            config = config_for(pid)
+            start = clock()
+            try:
+                async with asyncio.timeout(timeout):
+                    with set_config_context(config) as context:
+                        coro = context.run(op, self.runnables[pid], config)
+                        output = await coro_with_context(coro, context)
+            except Exception as exc:
+                if not self._failed(pid, exc, clock() - start, attempts):
+                    raise
+                continue
+            self._succeeded(pid, clock() - start, None, *usage_of(output))
+            return pid, output
+        raise self._exhausted(decision, attempts)
+
+    # -- stream --------------------------------------------------------------------------------
+    def stream(self, op: Callable[[AnyRunnable, RunnableConfig], Iterator[T]], config_for: ConfigFor
+               ) -> Generator[T, None, None]:
+        """Chunks of the first provider that produces one; fails over only before anything was yielded."""
+        decision = self._select(self._stream_request)
+        attempts: list[Attempt] = []
+        clock = self.middleware.clock
+        timeout = self.first_chunk_timeout_s
+        for index, provider in enumerate(decision.providers):
+            pid = provider.id
+            if index and not self._acquire(pid, attempts):
+                continue
+            config = config_for(pid)
+            start = clock()
+            iterator: Iterator[T] | None = None
+            try:
+                with set_config_context(config) as context:
+                    iterator = context.run(op, self.runnables[pid], config)
+                    if timeout is None:
+                        head, ended = pull_head(iterator, context)
+                    else:
+                        head, ended = pull_head_in_thread(iterator, context, timeout)
+            except HeadTimeout:  # the thread closes the iterator once the slow call returns
+                self._failed(pid, FirstChunkTimeoutError(pid, timeout or 0.0), clock() - start, attempts,
+                             kind=ErrorKind.TIMEOUT)
+                continue
+            except Exception as exc:
+                _close(iterator)
+                if not self._failed(pid, exc, clock() - start, attempts):
+                    raise
+                continue
+            yield from self._deliver(pid, iterator, head, ended, start)
+            return
+        raise self._exhausted(decision, attempts)
+
+    def _deliver(self, pid: str, iterator: Iterator[T], head: list[T], ended: bool, start: float
+                 ) -> Generator[T, None, None]:
+        clock = self.middleware.clock
+        ttft = None if ended else clock() - start
+        usage = UsageSum()
+        delivered = 0
+        finished = False
+        try:
+            for chunk in head:
+                usage.add(chunk)
+                yield chunk
+                delivered += 1
+            while not ended:
+                try:
+                    chunk = next(iterator)
+                except StopIteration:
+                    break
+                except Exception as exc:
+                    finished = True
+                    self._interrupted(pid, exc, clock() - start, ttft)
+                    raise StreamInterruptedError(pid, delivered, exc) from exc
+                usage.add(chunk)
+                yield chunk
+                delivered += 1
+            finished = True
+            self._succeeded(pid, clock() - start, ttft, usage.input_tokens, usage.output_tokens)
+        finally:
+            if not finished:  # the caller stopped reading early: the provider did nothing wrong
+                _close(iterator)
+                self._succeeded(pid, clock() - start, ttft, usage.input_tokens, usage.output_tokens)
+
+    async def astream(self, op: Callable[[AnyRunnable, RunnableConfig], AsyncIterator[T]], config_for: ConfigFor
+                      ) -> AsyncGenerator[T, None]:
+        """Async :meth:`stream`; ``first_chunk_timeout_s`` cancels a provider too slow to start."""
+        decision = self._select(self._stream_request)
+        attempts: list[Attempt] = []
+        clock = self.middleware.clock
+        timeout = self.first_chunk_timeout_s
+        for index, provider in enumerate(decision.providers):
+            pid = provider.id
+            if index and not self._acquire(pid, attempts):
+                continue
+            config = config_for(pid)
+            start = clock()
+            iterator: AsyncIterator[T] | None = None
+            deadline = asyncio.timeout(timeout)
+            try:
+                async with deadline:
+                    with set_config_context(config) as context:
+                        iterator = context.run(op, self.runnables[pid], config)
+                        head, ended = await _apull_head(iterator, context)
+            except Exception as exc:
+                await _aclose(iterator)
+                if isinstance(exc, TimeoutError) and deadline.expired():
+                    self._failed(pid, FirstChunkTimeoutError(pid, timeout or 0.0), clock() - start, attempts,
+                                 kind=ErrorKind.TIMEOUT)
+                    continue
+                if not self._failed(pid, exc, clock() - start, attempts):
+                    raise
+                continue
+            async for chunk in self._adeliver(pid, iterator, head, ended, start):
+                yield chunk
+            return
+        raise self._exhausted(decision, attempts)
+
+    async def _adeliver(self, pid: str, iterator: AsyncIterator[T], head: list[T], ended: bool, start: float
+                        ) -> AsyncGenerator[T, None]:
+        clock = self.middleware.clock
+        ttft = None if ended else clock() - start
+        usage = UsageSum()
+        delivered = 0
+        finished = False
+        try:
+            for chunk in head:
+                usage.add(chunk)
+                yield chunk
+                delivered += 1
+            while not ended:
+                try:
+                    chunk = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+                except Exception as exc:
+                    finished = True
+                    self._interrupted(pid, exc, clock() - start, ttft)
+                    raise StreamInterruptedError(pid, delivered, exc) from exc
+                usage.add(chunk)
+                yield chunk
+                delivered += 1
+            finished = True
+            self._succeeded(pid, clock() - start, ttft, usage.input_tokens, usage.output_tokens)
+        finally:
+            if not finished:
+                await _aclose(iterator)
+                self._succeeded(pid, clock() - start, ttft, usage.input_tokens, usage.output_tokens)
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def _select(self, request: RouteRequest) -> RoutingDecision:
+        decision = self.middleware.select(request)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("routing: %s", decision.reason)
+        return decision
+
+    def _acquire(self, pid: str, attempts: list[Attempt]) -> bool:
+        failover = self.middleware.failover
+        if not failover.acquire(pid):
+            return False  # its breaker opened (or its trial permits went) since the decision was made
+        if attempts:
+            failover.note_switch(attempts[-1].provider_id, pid, attempts[-1].error_kind.value)
+        return True
+
+    def _failed(self, pid: str, exc: BaseException, latency: float, attempts: list[Attempt], *,
+                kind: ErrorKind | None = None) -> bool:
+        if kind is None:
+            kind = self.middleware.classify(exc, pid)
+        latency = max(latency, 0.0)
+        self.middleware.record(Outcome(pid, False, latency, error=exc, error_kind=kind))
+        attempts.append(Attempt(pid, exc, kind, latency))
+        log.info("provider %r failed (%s: %s: %s)%s", pid, kind.value, type(exc).__name__, exc,
+                 "; failing over" if kind.fails_over else "")
+        return kind.fails_over
+
+    def _interrupted(self, pid: str, exc: BaseException, latency: float, ttft: float | None) -> None:
+        kind = self.middleware.classify(exc, pid)
+        self.middleware.record(Outcome(pid, False, max(latency, 0.0), ttft_s=ttft, error=exc, error_kind=kind))
+        log.warning("stream from %r broke after its first chunk (%s: %s)", pid, kind.value, type(exc).__name__)
+
+    def _succeeded(self, pid: str, latency: float, ttft: float | None, tokens_in: int, tokens_out: int) -> None:
+        self.middleware.record(Outcome(pid, True, max(latency, 0.0), ttft_s=None if ttft is None else max(ttft, 0.0),
+                                       input_tokens=tokens_in, output_tokens=tokens_out))
+
+    @staticmethod
+    def _exhausted(decision: RoutingDecision, attempts: list[Attempt]) -> Exception:
+        if not attempts:
+            return NoProviderAvailableError({p.id: "became unavailable before it could be tried"
+                                             for p in decision.providers})
+        error = AllProvidersFailedError(attempts)
+        error.__cause__ = attempts[-1].error
+        return error
+
+
+async def _apull_head(iterator: AsyncIterator[T], context: Context) -> tuple[list[T], bool]:
+    head: list[T] = []
+    while True:
+        try:
+            chunk = await coro_with_context(anext(iterator), context)
+        except StopAsyncIteration:
+            return head, True
+        head.append(chunk)
+        if not is_empty_chunk(chunk):
+            return head, False
+
+
+def _close(iterator: object) -> None:
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            close()
+
+
+async def _aclose(iterator: object) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()

@@ -1,0 +1,132 @@
+"""Turning the front-ends' constructor arguments into a checked ``(middleware, models)`` pair."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from langchain_core.runnables import Runnable
+
+from pi_builder_middleware import ConfigError, FailoverConfig, FailoverPreset, Middleware, Provider, Strategy
+
+__all__ = ["DEFAULT_STRATEGY", "ProvidersArg", "build_middleware", "check_models", "check_timeout", "derive",
+           "provider_tag"]
+
+#: Without data every provider scores the same under ``failover``, so the keys' order decides: the first
+#: key is the primary and the rest are backups in order, like ``with_fallbacks`` but health-aware.
+DEFAULT_STRATEGY = "failover"
+
+#: Per-key provider settings: Provider objects (ids = model keys), or a mapping key -> Provider or
+#: key -> dict of Provider fields (``cost_per_1k_input``, ``quality``, ``capabilities``, ...).
+ProvidersArg = Iterable[Provider] | Mapping[str, Provider | Mapping[str, Any]]
+
+
+def check_models(models: Mapping[str, Any], owner: str) -> dict[str, Runnable[Any, Any]]:
+    """A plain dict of the models; ConfigError if it is empty or holds something that is not a Runnable."""
+    if not isinstance(models, Mapping):
+        raise ConfigError(f"{owner}.models", f"expected a dict of key -> Runnable, got {type(models).__name__}")
+    if not models:
+        raise ConfigError(f"{owner}.models", "give at least one model, e.g. {'openai/gpt-4o': ChatOpenAI(...)}")
+    out: dict[str, Runnable[Any, Any]] = {}
+    for key, model in models.items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"{owner}.models", f"keys must be non-empty strings (got {key!r})")
+        if not isinstance(model, Runnable):
+            raise ConfigError(f"{owner}.models[{key!r}]",
+                              f"expected a LangChain Runnable (e.g. a chat model), got {type(model).__name__}")
+        out[key] = model
+    return out
+
+
+def _providers_by_key(keys: Iterable[str], providers: ProvidersArg | None, owner: str) -> list[Provider]:
+    given: dict[str, Provider] = {}
+    if isinstance(providers, Mapping):
+        for key, value in providers.items():
+            if isinstance(value, Provider):
+                if value.id != key:
+                    raise ConfigError(f"{owner}.providers[{key!r}]",
+                                      f"Provider id {value.id!r} must equal its key {key!r}")
+                given[key] = value
+            elif isinstance(value, Mapping):
+                given[key] = Provider(id=key, **dict(value))
+            else:
+                raise ConfigError(f"{owner}.providers[{key!r}]",
+                                  f"expected a Provider or a dict of its fields, got {type(value).__name__}")
+    elif providers is not None:
+        for provider in providers:
+            if not isinstance(provider, Provider):
+                raise ConfigError(f"{owner}.providers", f"expected Provider objects, got {type(provider).__name__}")
+            if provider.id in given:
+                raise ConfigError(f"{owner}.providers", f"duplicate provider id {provider.id!r}")
+            given[provider.id] = provider
+    keys = list(keys)
+    unknown = sorted(set(given) - set(keys))
+    if unknown:
+        raise ConfigError(f"{owner}.providers",
+                          f"no model for provider id(s) {', '.join(map(repr, unknown))}; ids must be keys of models "
+                          f"({', '.join(map(repr, keys))})")
+    return [given.get(key) or Provider(id=key) for key in keys]
+
+
+def build_middleware(
+    models: Mapping[str, Runnable[Any, Any]],
+    *,
+    middleware: Middleware | None,
+    strategy: str | Strategy | None,
+    failover: FailoverConfig | FailoverPreset | str | None,
+    providers: ProvidersArg | None,
+    owner: str,
+) -> Middleware:
+    """The middleware to route with: ``middleware`` checked against the keys, or a new one built from them.
+
+    A given middleware must know every key as a provider id (it may know more providers, e.g. when
+    several wrappers share one view of provider health); ``strategy``/``failover``/``providers`` are
+    then not allowed, because the middleware already has its own.
+    """
+    if middleware is None:
+        return Middleware(_providers_by_key(models, providers, owner), strategy=strategy or DEFAULT_STRATEGY,
+                          failover=failover)
+    if not isinstance(middleware, Middleware):
+        raise ConfigError(f"{owner}.middleware", f"expected a Middleware, got {type(middleware).__name__}")
+    for name, value in (("providers", providers), ("strategy", strategy), ("failover", failover)):
+        if value is not None:
+            raise ConfigError(f"{owner}.{name}",
+                              f"the Middleware you passed (middleware=...) has its own {name}; set it there")
+    missing = [key for key in models if key not in middleware.providers]
+    if missing:
+        known = ", ".join(map(repr, middleware.providers)) or "none"
+        raise ConfigError(f"{owner}.middleware",
+                          f"no provider for model key(s) {', '.join(map(repr, missing))} in the middleware "
+                          f"(its providers: {known}); provider ids must equal the keys of models")
+    return middleware
+
+
+def check_timeout(value: float | None, owner: str) -> float | None:
+    """``first_chunk_timeout_s`` checked: None or a number > 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"{owner}.first_chunk_timeout_s", f"must be a number of seconds > 0 or None (got {value!r})")
+    return float(value)
+
+
+def provider_tag(provider_id: str) -> str:
+    """Tag on the child run of each attempt, so traces show which provider a call went to."""
+    return f"pbm:provider={provider_id}"
+
+
+def derive(models: Mapping[str, Runnable[Any, Any]], method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+           ) -> dict[str, Runnable[Any, Any]]:
+    """``{key: model.<method>(*args, **kwargs)}``, e.g. for ``bind_tools``; names the model that cannot."""
+    out: dict[str, Runnable[Any, Any]] = {}
+    for key, model in models.items():
+        fn = getattr(model, method, None)
+        if not callable(fn):
+            raise NotImplementedError(f"model {key!r} ({type(model).__name__}) has no {method}(); "
+                                      f"wrap only models that support it")
+        try:
+            out[key] = fn(*args, **kwargs)
+        except NotImplementedError as exc:
+            raise NotImplementedError(f"model {key!r} ({type(model).__name__}) does not implement {method}(); "
+                                      f"wrap only models that support it") from exc
+    return out

@@ -1,0 +1,219 @@
+"""``HealthAwareFallbacks``: a Runnable over several runnables, routed per call by the middleware."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.runnables.config import (
+    ensure_config,
+    get_async_callback_manager_for_config,
+    get_callback_manager_for_config,
+    patch_config,
+)
+from langchain_core.runnables.utils import ConfigurableFieldSpec, Input, Output, get_unique_config_specs
+from langchain_core.utils.pydantic import TypeBaseModel
+from pydantic import ConfigDict, PrivateAttr, SkipValidation
+from typing_extensions import override
+
+from pi_builder_middleware import FailoverConfig, FailoverPreset, Middleware, RouteRequest, Strategy
+
+from ._loop import RoutingLoop
+from ._setup import ProvidersArg, build_middleware, check_models, check_timeout, derive, provider_tag
+
+__all__ = ["HealthAwareFallbacks"]
+
+
+class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
+    """Several runnables behind one, tried in the order the middleware decides for each call.
+
+    ::
+
+        llm = HealthAwareFallbacks(
+            models={"openai/gpt-4o": ChatOpenAI(max_retries=0), "local": ChatLiteLLM(...)},
+            strategy="cost-optimal", failover="balanced",
+        )
+        chain = prompt | llm | StrOutputParser()
+
+    Keys are provider ids. Without ``middleware`` a :class:`Middleware` is built from the keys
+    (``providers`` may give costs, quality, capabilities per key); with ``middleware=mw`` every key
+    must be one of its provider ids and routing, health and breakers are shared with whoever else
+    uses ``mw``. ``first_chunk_timeout_s`` fails a stream over when a provider has not produced its
+    first chunk in time. ``route`` is the :class:`RouteRequest` template for every call (filters,
+    strategy override, token estimates; its ``timeout_s`` bounds each async attempt).
+
+    ``invoke``/``ainvoke``/``batch``/``abatch``/``stream``/``astream`` all route each input on its own
+    (``batch`` runs ``invoke`` per input, so ``return_exceptions`` gives per-input errors).
+    """
+
+    models: dict[str, Runnable[Input, Output]]
+    """The wrapped runnables by provider id."""
+    middleware: SkipValidation[Middleware]
+    """Routing, health monitoring and breakers (shared by copies made with ``bind_tools`` & co)."""
+    first_chunk_timeout_s: float | None = None
+    """Fail a stream over when its first chunk takes longer than this (None: wait)."""
+    route: SkipValidation[RouteRequest | None] = None
+    """Request template for every call."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    _loop: RoutingLoop = PrivateAttr()
+
+    def __init__(
+        self,
+        models: Mapping[str, Runnable[Input, Output]],
+        *,
+        middleware: Middleware | None = None,
+        strategy: str | Strategy | None = None,
+        failover: FailoverConfig | FailoverPreset | str | None = None,
+        providers: ProvidersArg | None = None,
+        first_chunk_timeout_s: float | None = None,
+        route: RouteRequest | None = None,
+        **kwargs: Any,
+    ) -> None:
+        owner = type(self).__name__
+        checked = check_models(models, owner)
+        mw = build_middleware(checked, middleware=middleware, strategy=strategy, failover=failover,
+                              providers=providers, owner=owner)
+        fields: dict[str, Any] = {"models": checked, "middleware": mw, "route": route,
+                                  "first_chunk_timeout_s": check_timeout(first_chunk_timeout_s, owner)}
+        super().__init__(**fields, **kwargs)
+
+    @override
+    def model_post_init(self, context: Any, /) -> None:
+        self._loop = RoutingLoop(self.middleware, self.models, route=self.route,
+                                 first_chunk_timeout_s=self.first_chunk_timeout_s)
+
+    # -- types ---------------------------------------------------------------------------------
+    @property
+    def _first(self) -> Runnable[Input, Output]:
+        return next(iter(self.models.values()))
+
+    @property
+    @override
+    def InputType(self) -> type[Input]:
+        return self._first.InputType
+
+    @property
+    @override
+    def OutputType(self) -> type[Output]:
+        return self._first.OutputType
+
+    @override
+    def get_input_schema(self, config: RunnableConfig | None = None) -> TypeBaseModel:
+        return self._first.get_input_schema(config)
+
+    @override
+    def get_output_schema(self, config: RunnableConfig | None = None) -> TypeBaseModel:
+        return self._first.get_output_schema(config)
+
+    @property
+    @override
+    def config_specs(self) -> list[ConfigurableFieldSpec]:
+        return get_unique_config_specs(spec for model in self.models.values() for spec in model.config_specs)
+
+    # -- calls ---------------------------------------------------------------------------------
+    @override
+    def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
+        config = ensure_config(config)
+        run_manager = get_callback_manager_for_config(config).on_chain_start(
+            None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None))
+        try:
+            served: tuple[str, Output] = self._loop.invoke(
+                lambda model, cfg: model.invoke(input, cfg, **kwargs),
+                lambda pid: patch_config(config, callbacks=run_manager.get_child(provider_tag(pid))),
+            )
+        except BaseException as exc:
+            run_manager.on_chain_error(exc)
+            raise
+        output = served[1]
+        run_manager.on_chain_end(output)
+        return output
+
+    @override
+    async def ainvoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
+        config = ensure_config(config)
+        run_manager = await get_async_callback_manager_for_config(config).on_chain_start(
+            None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None))
+        try:
+            served: tuple[str, Output] = await self._loop.ainvoke(
+                lambda model, cfg: model.ainvoke(input, cfg, **kwargs),
+                lambda pid: patch_config(config, callbacks=run_manager.get_child(provider_tag(pid))),
+            )
+        except BaseException as exc:
+            await run_manager.on_chain_error(exc)
+            raise
+        output = served[1]
+        await run_manager.on_chain_end(output)
+        return output
+
+    @override
+    def stream(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any | None) -> Iterator[Output]:
+        config = ensure_config(config)
+        run_manager = get_callback_manager_for_config(config).on_chain_start(
+            None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None))
+        chunks = self._loop.stream(
+            lambda model, cfg: model.stream(input, cfg, **kwargs),
+            lambda pid: patch_config(config, callbacks=run_manager.get_child(provider_tag(pid))),
+        )
+        output: Any = _NOTHING
+        try:
+            for chunk in chunks:
+                yield chunk
+                output = _add(output, chunk)
+        except BaseException as exc:
+            chunks.close()
+            run_manager.on_chain_error(exc)
+            raise
+        run_manager.on_chain_end(None if output is _NOTHING else output)
+
+    @override
+    async def astream(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any | None
+                      ) -> AsyncIterator[Output]:
+        config = ensure_config(config)
+        run_manager = await get_async_callback_manager_for_config(config).on_chain_start(
+            None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None))
+        chunks = self._loop.astream(
+            lambda model, cfg: model.astream(input, cfg, **kwargs),
+            lambda pid: patch_config(config, callbacks=run_manager.get_child(provider_tag(pid))),
+        )
+        output: Any = _NOTHING
+        try:
+            async for chunk in chunks:
+                yield chunk
+                output = _add(output, chunk)
+        except BaseException as exc:
+            await chunks.aclose()
+            await run_manager.on_chain_error(exc)
+            raise
+        await run_manager.on_chain_end(None if output is _NOTHING else output)
+
+    # -- derived wrappers ----------------------------------------------------------------------
+    def bind_tools(self, tools: Any, **kwargs: Any) -> HealthAwareFallbacks[Input, Any]:
+        """A wrapper over ``model.bind_tools(tools, **kwargs)`` of every model (same middleware)."""
+        return self._derive("bind_tools", tools, **kwargs)
+
+    def with_structured_output(self, schema: Any, **kwargs: Any) -> HealthAwareFallbacks[Input, Any]:
+        """A wrapper over ``model.with_structured_output(schema, **kwargs)`` of every model (same middleware)."""
+        return self._derive("with_structured_output", schema, **kwargs)
+
+    def _derive(self, method: str, *args: Any, **kwargs: Any) -> HealthAwareFallbacks[Input, Any]:
+        return HealthAwareFallbacks(
+            derive(self.models, method, args, kwargs), middleware=self.middleware,
+            first_chunk_timeout_s=self.first_chunk_timeout_s, route=self.route,
+        )
+
+
+_NOTHING: Any = object()
+
+
+def _add(total: Any, chunk: Any) -> Any:
+    """Running sum of the chunks for the trace (None once they turn out not to add up)."""
+    if total is _NOTHING:
+        return chunk
+    if total is None:
+        return None
+    try:
+        return total + chunk
+    except TypeError:
+        return None
