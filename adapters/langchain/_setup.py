@@ -12,9 +12,11 @@ from pi_builder_middleware import ConfigError, FailoverConfig, FailoverPreset, M
 __all__ = ["DEFAULT_STRATEGY", "ProvidersArg", "build_middleware", "check_models", "check_timeout", "derive",
            "provider_tag"]
 
-#: Without data every provider scores the same under ``failover``, so the keys' order decides: the first
-#: key is the primary and the rest are backups in order, like ``with_fallbacks`` but health-aware.
-DEFAULT_STRATEGY = "failover"
+#: Default order: the keys' order (every provider has the same default quality, ties keep insertion order),
+#: so the first key is the primary and the rest are backups, like ``with_fallbacks``; providers whose breaker
+#: is open are skipped, and a recovered primary gets its half-open trial call and takes traffic back.
+#: (Health-ranked strategies put a half-open provider behind healthy ones, so it would not get that trial.)
+DEFAULT_STRATEGY = "quality-optimal"
 
 #: Per-key provider settings: Provider objects (ids = model keys), or a mapping key -> Provider or
 #: key -> dict of Provider fields (``cost_per_1k_input``, ``quality``, ``capabilities``, ...).
