@@ -141,8 +141,9 @@ class Simulator:
             raise config_error_from_validation(exc) from None
         self._scenario = scenario
         self._host = host
-        self._own_clock = MonotonicClock() if clock is None else None
-        self._clock: Clock = clock if clock is not None else self._own_clock  # type: ignore[assignment]
+        own_clock = MonotonicClock() if clock is None else None
+        self._own_clock = own_clock  # restarted by start() so t=0 is when serving begins
+        self._clock: Clock = clock if clock is not None else own_clock or MonotonicClock()
         self._states = {p.name: ProviderState(p, scenario.seed, self._clock) for p in scenario.providers}
         self._slots = {name: _ServerSlot(host) for name in self._states}
         self._handles = {name: ProviderHandle(self._states[name], self._slots[name]) for name in self._states}
