@@ -1,4 +1,4 @@
-"""Reading LangChain outputs: token usage, empty stream chunks, and the thread that bounds TTFT in sync streams."""
+"""Stream heads: empty chunks are held back, and a thread bounds the wait for the first chunk of a sync stream."""
 
 from __future__ import annotations
 
@@ -8,42 +8,13 @@ from collections.abc import Iterator
 from contextvars import Context
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import BaseMessage
 
-__all__ = ["HeadTimeout", "UsageSum", "is_empty_chunk", "pull_head", "pull_head_in_thread", "usage_of"]
+__all__ = ["HeadTimeout", "is_empty_chunk", "pull_head", "pull_head_in_thread"]
 
 
 class HeadTimeout(TimeoutError):
     """Raised by :func:`pull_head_in_thread` when no non-empty chunk arrived in time."""
-
-
-def usage_of(output: Any) -> tuple[int, int]:
-    """``(input_tokens, output_tokens)`` from an AIMessage's ``usage_metadata`` (also inside ``{"raw": ...}``)."""
-    if isinstance(output, dict):
-        output = output.get("raw")
-    if isinstance(output, AIMessage):
-        usage = output.usage_metadata
-        if usage:
-            return int(usage.get("input_tokens", 0) or 0), int(usage.get("output_tokens", 0) or 0)
-    return 0, 0
-
-
-class UsageSum:
-    """Adds up ``usage_metadata`` over the chunks of a stream (LangChain's usage is additive per chunk)."""
-
-    __slots__ = ("input_tokens", "output_tokens")
-
-    def __init__(self) -> None:
-        self.input_tokens = 0
-        self.output_tokens = 0
-
-    def add(self, chunk: Any) -> None:
-        """Count ``chunk``'s tokens, if it carries any."""
-        if isinstance(chunk, AIMessage):
-            usage = chunk.usage_metadata
-            if usage:
-                self.input_tokens += int(usage.get("input_tokens", 0) or 0)
-                self.output_tokens += int(usage.get("output_tokens", 0) or 0)
 
 
 def is_empty_chunk(chunk: Any) -> bool:

@@ -35,7 +35,8 @@ from pi_builder_middleware import (
     StreamInterruptedError,
 )
 
-from ._chunks import HeadTimeout, UsageSum, is_empty_chunk, pull_head, pull_head_in_thread, usage_of
+from ._chunks import HeadTimeout, is_empty_chunk, pull_head, pull_head_in_thread
+from ._usage import UsageHandler, UsageSum, usage_of, with_usage_handler
 
 __all__ = ["FirstChunkTimeoutError", "RoutingLoop"]
 
@@ -87,7 +88,7 @@ class RoutingLoop:
             pid = provider.id
             if index and not self._acquire(pid, attempts):
                 continue
-            config = config_for(pid)
+            config, handler = with_usage_handler(config_for(pid))
             start = clock()
             try:
                 with set_config_context(config) as context:
@@ -96,7 +97,7 @@ class RoutingLoop:
                 if not self._failed(pid, exc, clock() - start, attempts):
                     raise
                 continue
-            self._succeeded(pid, clock() - start, None, *usage_of(output))
+            self._succeeded(pid, clock() - start, None, *_tokens(handler, usage_of(output)))
             return pid, output
         raise self._exhausted(decision, attempts)
 
@@ -111,7 +112,7 @@ class RoutingLoop:
             pid = provider.id
             if index and not self._acquire(pid, attempts):
                 continue
-            config = config_for(pid)
+            config, handler = with_usage_handler(config_for(pid))
             start = clock()
             try:
                 async with asyncio.timeout(timeout):
@@ -122,7 +123,7 @@ class RoutingLoop:
                 if not self._failed(pid, exc, clock() - start, attempts):
                     raise
                 continue
-            self._succeeded(pid, clock() - start, None, *usage_of(output))
+            self._succeeded(pid, clock() - start, None, *_tokens(handler, usage_of(output)))
             return pid, output
         raise self._exhausted(decision, attempts)
 
@@ -138,7 +139,7 @@ class RoutingLoop:
             pid = provider.id
             if index and not self._acquire(pid, attempts):
                 continue
-            config = config_for(pid)
+            config, handler = with_usage_handler(config_for(pid))
             start = clock()
             iterator: Iterator[T] | None = None
             try:
@@ -157,20 +158,20 @@ class RoutingLoop:
                 if not self._failed(pid, exc, clock() - start, attempts):
                     raise
                 continue
-            yield from self._deliver(pid, iterator, head, ended, start)
+            yield from self._deliver(pid, iterator, head, ended, start, handler)
             return
         raise self._exhausted(decision, attempts)
 
-    def _deliver(self, pid: str, iterator: Iterator[T], head: list[T], ended: bool, start: float
-                 ) -> Generator[T, None, None]:
+    def _deliver(self, pid: str, iterator: Iterator[T], head: list[T], ended: bool, start: float,
+                 handler: UsageHandler) -> Generator[T, None, None]:
         clock = self.middleware.clock
         ttft = None if ended else clock() - start
-        usage = UsageSum()
+        summed = UsageSum()
         delivered = 0
         finished = False
         try:
             for chunk in head:
-                usage.add(chunk)
+                summed.add(chunk)
                 yield chunk
                 delivered += 1
             while not ended:
@@ -182,15 +183,15 @@ class RoutingLoop:
                     finished = True
                     self._interrupted(pid, exc, clock() - start, ttft)
                     raise StreamInterruptedError(pid, delivered, exc) from exc
-                usage.add(chunk)
+                summed.add(chunk)
                 yield chunk
                 delivered += 1
             finished = True
-            self._succeeded(pid, clock() - start, ttft, usage.input_tokens, usage.output_tokens)
+            self._succeeded(pid, clock() - start, ttft, *_tokens(handler, summed.tokens()))
         finally:
             if not finished:  # the caller stopped reading early: the provider did nothing wrong
                 _close(iterator)
-                self._succeeded(pid, clock() - start, ttft, usage.input_tokens, usage.output_tokens)
+                self._succeeded(pid, clock() - start, ttft, *_tokens(handler, summed.tokens()))
 
     async def astream(self, op: Callable[[AnyRunnable, RunnableConfig], AsyncIterator[T]], config_for: ConfigFor
                       ) -> AsyncGenerator[T, None]:
@@ -203,7 +204,7 @@ class RoutingLoop:
             pid = provider.id
             if index and not self._acquire(pid, attempts):
                 continue
-            config = config_for(pid)
+            config, handler = with_usage_handler(config_for(pid))
             start = clock()
             iterator: AsyncIterator[T] | None = None
             deadline = asyncio.timeout(timeout)
@@ -221,21 +222,21 @@ class RoutingLoop:
                 if not self._failed(pid, exc, clock() - start, attempts):
                     raise
                 continue
-            async for chunk in self._adeliver(pid, iterator, head, ended, start):
+            async for chunk in self._adeliver(pid, iterator, head, ended, start, handler):
                 yield chunk
             return
         raise self._exhausted(decision, attempts)
 
-    async def _adeliver(self, pid: str, iterator: AsyncIterator[T], head: list[T], ended: bool, start: float
-                        ) -> AsyncGenerator[T, None]:
+    async def _adeliver(self, pid: str, iterator: AsyncIterator[T], head: list[T], ended: bool, start: float,
+                        handler: UsageHandler) -> AsyncGenerator[T, None]:
         clock = self.middleware.clock
         ttft = None if ended else clock() - start
-        usage = UsageSum()
+        summed = UsageSum()
         delivered = 0
         finished = False
         try:
             for chunk in head:
-                usage.add(chunk)
+                summed.add(chunk)
                 yield chunk
                 delivered += 1
             while not ended:
@@ -247,15 +248,15 @@ class RoutingLoop:
                     finished = True
                     self._interrupted(pid, exc, clock() - start, ttft)
                     raise StreamInterruptedError(pid, delivered, exc) from exc
-                usage.add(chunk)
+                summed.add(chunk)
                 yield chunk
                 delivered += 1
             finished = True
-            self._succeeded(pid, clock() - start, ttft, usage.input_tokens, usage.output_tokens)
+            self._succeeded(pid, clock() - start, ttft, *_tokens(handler, summed.tokens()))
         finally:
             if not finished:
                 await _aclose(iterator)
-                self._succeeded(pid, clock() - start, ttft, usage.input_tokens, usage.output_tokens)
+                self._succeeded(pid, clock() - start, ttft, *_tokens(handler, summed.tokens()))
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _select(self, request: RouteRequest) -> RoutingDecision:
@@ -300,6 +301,11 @@ class RoutingLoop:
         error = AllProvidersFailedError(attempts)
         error.__cause__ = attempts[-1].error
         return error
+
+
+def _tokens(handler: UsageHandler, fallback: tuple[int, int]) -> tuple[int, int]:
+    """Tokens of the LLM runs the handler saw; else what the output itself carried (plain runnables)."""
+    return (handler.input_tokens, handler.output_tokens) if handler.seen else fallback
 
 
 async def _apull_head(iterator: AsyncIterator[T], context: Context) -> tuple[list[T], bool]:

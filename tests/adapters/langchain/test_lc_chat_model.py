@@ -1,0 +1,122 @@
+"""HealthAwareChatModel as a BaseChatModel; callbacks and tools on both front-ends."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
+from langchain_core.messages import AIMessage
+from lc_fakes import HTTPError, Recorder, ScriptedChat
+from pi_builder_middleware.adapters.langchain import HealthAwareChatModel, HealthAwareFallbacks
+from pydantic import BaseModel
+
+from pi_builder_middleware import StreamInterruptedError
+
+
+class Weather(BaseModel):
+    """Weather in a city."""
+
+    city: str
+    celsius: float
+
+
+def get_weather(city: str) -> str:
+    """Look up the weather."""
+    return f"sunny in {city}"
+
+
+def test_is_a_chat_model_that_fails_over(make_mw):
+    a, b = ScriptedChat(key="a", fail=HTTPError(503)), ScriptedChat(key="b")
+    llm = HealthAwareChatModel({"a": a, "b": b}, middleware=make_mw("a", "b"))
+    assert isinstance(llm, BaseChatModel)
+    message = llm.invoke("q")
+    assert isinstance(message, AIMessage)
+    assert message.content == "b says hi"
+    assert message.response_metadata["provider_id"] == "b"
+    assert message.usage_metadata["output_tokens"] == 3
+    assert llm._llm_type == "pi-builder-middleware"
+    assert llm._identifying_params["models"]["a"]["type"] == "ScriptedChat"
+    assert llm._identifying_params["strategy"] == "quality-optimal"
+
+
+async def test_async_and_streaming(make_mw):
+    a, b = ScriptedChat(key="a", fail=HTTPError(500)), ScriptedChat(key="b")
+    llm = HealthAwareChatModel({"a": a, "b": b}, middleware=make_mw("a", "b", consecutive_failures=100))
+    assert (await llm.ainvoke("q")).content == "b says hi"
+    assert "".join(c.content for c in llm.stream("q")) == "b says hi"
+    assert "".join([c.content async for c in llm.astream("q")]) == "b says hi"
+    assert (a.calls, b.calls) == (3, 3)
+
+
+async def test_mid_stream_cut_raises_stream_interrupted(make_mw):
+    a = ScriptedChat(key="a", fail=ConnectionError("cut"), cut_after=2)
+    llm = HealthAwareChatModel({"a": a, "b": ScriptedChat(key="b")}, middleware=make_mw("a", "b"))
+    with pytest.raises(StreamInterruptedError) as info:
+        _ = [c async for c in llm.astream("q")]
+    assert info.value.provider_id == "a"
+
+
+def test_works_with_langchains_own_fake_chat_models():
+    llm = HealthAwareChatModel({
+        "list": FakeListChatModel(responses=["from the list"]),
+        "generic": GenericFakeChatModel(messages=iter(["unused"])),
+    })
+    assert llm.invoke("q").content == "from the list"
+    assert [m.content for m in llm.batch(["q", "q"])] == ["from the list", "from the list"]
+
+
+@pytest.mark.parametrize("front_end", [HealthAwareFallbacks, HealthAwareChatModel])
+def test_callbacks_see_the_inner_call_of_the_provider_that_served(make_mw, front_end):
+    a, b = ScriptedChat(key="a", fail=HTTPError(503)), ScriptedChat(key="b")
+    llm = front_end({"a": a, "b": b}, middleware=make_mw("a", "b"))
+    recorder = Recorder()
+    llm.invoke("q", config={"callbacks": [recorder], "tags": ["mine"]})
+
+    inner_starts = [e for e in recorder.of("chat_start") if e[1] == "ScriptedChat"]
+    assert [tag for e in inner_starts for tag in e[4] if tag.startswith("pbm:")] == [
+        "pbm:provider=a", "pbm:provider=b"]
+    assert all("mine" in e[4] for e in inner_starts)  # inherited tags reach the real calls
+    outer_run = next(e[2] for e in recorder.events if e[1] == llm.get_name() and e[0] in ("chat_start", "chain_start"))
+    assert {e[3] for e in inner_starts} == {outer_run}  # child runs of the wrapper's run
+    run_a, run_b = inner_starts[0][2], inner_starts[1][2]
+    assert ("llm_error", "ScriptedChat", run_a, outer_run, []) in recorder.events
+    assert ("llm_end", "ScriptedChat", run_b, outer_run, []) in recorder.events
+
+
+@pytest.mark.parametrize("front_end", [HealthAwareFallbacks, HealthAwareChatModel])
+def test_bind_tools_binds_every_model_and_shares_the_middleware(make_mw, front_end):
+    a = ScriptedChat(key="a", fail=HTTPError(503))
+    b = ScriptedChat(key="b", tool_args={"city": "Oslo"})
+    llm = front_end({"a": a, "b": b}, middleware=make_mw("a", "b"))
+    with_tools = llm.bind_tools([get_weather], tool_choice="any")
+    assert type(with_tools) is front_end
+    assert with_tools.middleware is llm.middleware
+
+    message = with_tools.invoke("weather in Oslo?")
+    assert message.tool_calls[0]["name"] == "get_weather"
+    assert message.tool_calls[0]["args"] == {"city": "Oslo"}
+    assert a.last_kwargs["tools"][0]["function"]["name"] == "get_weather"  # a got the tools too
+    assert b.last_kwargs["tool_choice"] == "any"
+    assert llm.middleware.health("a").failures == 1  # one view of health for both wrappers
+
+
+@pytest.mark.parametrize("front_end", [HealthAwareFallbacks, HealthAwareChatModel])
+async def test_with_structured_output_parses_the_serving_models_answer(make_mw, front_end):
+    a = ScriptedChat(key="a", fail=HTTPError(500))
+    b = ScriptedChat(key="b", tool_args={"city": "Oslo", "celsius": 21.5})
+    llm = front_end({"a": a, "b": b}, middleware=make_mw("a", "b"))
+    structured = llm.with_structured_output(Weather)
+    assert isinstance(structured, HealthAwareFallbacks)
+    assert structured.invoke("weather?") == Weather(city="Oslo", celsius=21.5)
+    assert await structured.ainvoke("weather?") == Weather(city="Oslo", celsius=21.5)
+
+    raw = llm.with_structured_output(Weather, include_raw=True).invoke("weather?")
+    assert raw["parsed"] == Weather(city="Oslo", celsius=21.5)
+    # tokens are recorded although the parsed outputs carry none: they come from the inner LLM runs
+    assert (llm.middleware.health("b").tokens_in, llm.middleware.health("b").tokens_out) == (3 * 7, 3 * 3)
+
+
+def test_bind_tools_names_the_model_that_cannot():
+    llm = HealthAwareFallbacks({"ok": ScriptedChat(key="ok"), "plain": FakeListChatModel(responses=["x"])})
+    with pytest.raises(NotImplementedError, match="'plain'"):
+        llm.bind_tools([get_weather])
