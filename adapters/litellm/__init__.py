@@ -1,0 +1,91 @@
+"""LiteLLM adapter: health-aware routing, monitoring and failover inside your own ``litellm.Router``.
+
+::
+
+    from litellm import Router
+    from pi_builder_middleware.adapters.litellm import install
+
+    router = Router(model_list=[...], num_retries=2, retry_after=0, disable_cooldowns=True)
+    handle = install(router, strategy="latency-optimal", failover="balanced")  # or middleware=mw
+    await router.acompletion(model="gpt-4o", messages=[...])   # unchanged calls
+    handle.middleware.health("<deployment id>")               # live health per deployment
+    handle.uninstall()                                         # router back to how it was
+
+What ``install`` adds
+---------------------
+- A routing strategy (``router.register_plugin``; ``set_custom_routing_strategy`` on older LiteLLM).
+  For every pick, it asks LiteLLM for the group's healthy deployments (LiteLLM's cooldowns, tags and
+  pre-call checks still apply) and lets the middleware choose among them:
+  ``RouteRequest(candidates=<those ids>, stream=<stream>)``. A retry or fallback attempt avoids
+  deployments the same request already tried while another candidate remains.
+- A ``CustomLogger`` in ``litellm.callbacks`` that records every attempt (success, failure, each retry
+  and fallback; sync and async; streaming and not) with deployment id, latency, time to first token
+  (streams), tokens, ``response_cost``, the exception (classified by the middleware), HTTP status and
+  Retry-After. Its ``async_filter_deployments`` removes deployments whose breaker is open.
+- Providers come from the deployments: provider id = deployment id (``model_info["id"]``); prices
+  from ``model_info`` / ``litellm_params`` ``input_cost_per_token``/``output_cost_per_token`` or
+  LiteLLM's price map; quality from ``model_info["quality"]``; capabilities from
+  ``model_info["capabilities"]`` and LiteLLM's ``supports_*`` flags; ``order`` as priority.
+  Deployments added to the router later are picked up on the next pick or event.
+
+When everything is excluded
+---------------------------
+If the middleware rules out every healthy candidate (all breakers open or rate limited), the call is
+not failed by us: the strategy draws a deployment from LiteLLM's healthy list at random (preferring ones
+not yet tried by this request), as LiteLLM's default shuffle would, counts it in
+``handle.stats()["fallback_picks"]`` and logs a warning. Likewise the filter never returns an empty
+list. Only explicit per-request options (``metadata={"pi_builder_middleware": {"exclude": [...],
+"required_capabilities": [...]}}``) are hard constraints; if nothing meets them the pick raises
+``NoProviderAvailableError``.
+
+How the two layers combine (recommended Router settings)
+--------------------------------------------------------
+- ``num_retries``: 1–2 (at most the group size − 1) with ``retry_after=0``. Each retry goes to a
+  *different* deployment chosen by the middleware, so retries are in-group failover and need no
+  backoff. Larger values multiply with fallbacks and provider SDK retries into retry storms; keep
+  deployment-level ``max_retries`` (OpenAI SDK retries) at 0 so failures reach the router quickly.
+- Cooldowns: LiteLLM cools a deployment for a fixed ``cooldown_time`` (default 5 s) after 429s and
+  after ``allowed_fails`` failures; the middleware already ejects failing deployments with growing
+  ejection times and half-open probing, and honours Retry-After exactly. Two cooldowns do not add up
+  (a deployment is out while either layer excludes it) but LiteLLM's fixed cooldown overrides a
+  shorter Retry-After and hides recovery from the half-open probe. Recommended:
+  ``disable_cooldowns=True`` so the middleware alone decides; or, to keep LiteLLM's as a backstop,
+  ``allowed_fails`` above the breaker's ``consecutive_failures`` and a short ``cooldown_time``.
+- ``fallbacks`` / ``context_window_fallbacks`` / ``content_policy_fallbacks`` keep working; the
+  fallback group's pick also goes through the middleware. Context-window and content-policy errors are
+  not counted against a deployment's health.
+- Mid-stream failures are recorded (as connection errors) but LiteLLM does not fail over after the
+  first chunk was delivered; failures before the first chunk are retried and fall back as usual.
+
+Process-wide callbacks
+----------------------
+LiteLLM callbacks are global. Each installation's strategy stamps a router token into the request
+metadata (``metadata["pi_builder_middleware_router"]``) and LiteLLM carries it into every event of
+that request, so two routers with their own middlewares in one process never see each other's outcomes
+(even with identical deployment ids). ``install(..., route=False)`` (keep LiteLLM's strategy) has no
+token and matches events by deployment id. Installing twice on one router raises ``ConfigError``;
+use :func:`installed` to get the existing handle.
+"""
+
+from __future__ import annotations
+
+from ._binding import METADATA_KEY, ROUTE_OPTIONS_KEY
+from ._events import LiteLLMFailure, MiddlewareCallback
+from ._install import LiteLLMHandle, install, installed
+from ._providers import CAPABILITY_FLAGS, deployment_id, provider_from_deployment
+from ._strategy import MiddlewareRoutingStrategy, route_request
+
+__all__ = [
+    "CAPABILITY_FLAGS",
+    "METADATA_KEY",
+    "ROUTE_OPTIONS_KEY",
+    "LiteLLMFailure",
+    "LiteLLMHandle",
+    "MiddlewareCallback",
+    "MiddlewareRoutingStrategy",
+    "deployment_id",
+    "install",
+    "installed",
+    "provider_from_deployment",
+    "route_request",
+]

@@ -1,0 +1,164 @@
+"""State shared by one installation's routing strategy and callback: the router, the middleware, the
+provider sync, the router token that tells this router's events from others', and counters."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+import weakref
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pi_builder_middleware import ConfigError, Middleware
+
+from ._providers import deployment_id, provider_from_deployment
+
+__all__ = ["METADATA_KEY", "ROUTE_OPTIONS_KEY", "Binding", "request_token"]
+
+log = logging.getLogger("pi_builder_middleware.adapters.litellm")
+
+#: Key in a request's ``metadata`` under which the routing strategy stamps its router token; LiteLLM
+#: carries it into every logging event of that request, which is how events find their router.
+METADATA_KEY = "pi_builder_middleware_router"
+#: Key in a request's ``metadata`` for per-request routing options (see ``RouteOptions``).
+ROUTE_OPTIONS_KEY = "pi_builder_middleware"
+
+
+def request_token(request_kwargs: Mapping[str, Any] | None) -> str | None:
+    """The router token stamped on a request (or an event's ``litellm_params``), if any."""
+    if not request_kwargs:
+        return None
+    metadata = request_kwargs.get("metadata")
+    if isinstance(metadata, Mapping):
+        token = metadata.get(METADATA_KEY)
+        return token if isinstance(token, str) else None
+    return None
+
+
+class Binding:
+    """One router ↔ one middleware. Holds the router weakly so an abandoned router can be collected."""
+
+    def __init__(self, router: Any, middleware: Middleware, overrides: Mapping[str, Mapping[str, Any]],
+                 *, route: bool) -> None:
+        self.middleware = middleware
+        self.route = route
+        self.token = f"pbm-{uuid.uuid4().hex}"
+        self.counts: Counter[str] = Counter()
+        self._router_ref = weakref.ref(router)
+        self._overrides = {str(k): dict(v) for k, v in overrides.items()}
+        self._owned: set[str] = set()  # provider ids this installation added to the middleware
+        self.known: frozenset[str] = frozenset()  # deployment ids of the router at the last sync
+        self._version: object = None
+        self._lock = threading.Lock()
+
+    # -- router ----------------------------------------------------------------------------------
+    def router(self) -> Any:
+        """The router, or None once it was garbage-collected."""
+        return self._router_ref()
+
+    def _registry_version(self, router: Any) -> object:
+        try:
+            return router.registry().version
+        except Exception:  # older LiteLLM: no versioned registry; the id check in ensure_current remains
+            return None
+
+    # -- providers ---------------------------------------------------------------------------------
+    def sync(self) -> tuple[list[str], list[str]]:
+        """Match the middleware's providers to the router's deployments; returns (added, removed) ids.
+
+        Deployments the middleware already knows (e.g. providers the caller configured on a
+        middleware passed to ``install``) are left as they are; providers this installation added
+        whose deployment left the router are removed.
+        """
+        router = self.router()
+        if router is None:
+            return [], []
+        deployments = _all_deployments(router)
+        with self._lock:
+            version = self._registry_version(router)
+            current: dict[str, Mapping[str, Any]] = {}
+            for deployment in deployments:
+                pid = deployment_id(deployment)
+                if pid is not None:
+                    current.setdefault(pid, deployment)
+            mw = self.middleware
+            have = mw.router.providers.keys()
+            added = []
+            for pid, deployment in current.items():
+                if pid in have:
+                    continue
+                group = deployment.get("model_name")
+                overrides = self._overrides.get(pid) or (self._overrides.get(group) if isinstance(group, str) else None)
+                mw.add_provider(provider_from_deployment(deployment, overrides))
+                self._owned.add(pid)
+                added.append(pid)
+            removed = sorted(self._owned - current.keys())
+            for pid in removed:
+                mw.remove_provider(pid)
+                self._owned.discard(pid)
+            self.known = frozenset(current)
+            self._version = version
+        if added or removed:
+            log.debug("providers synced from router: added %s, removed %s", added, removed)
+        return added, removed
+
+    def ensure_current(self, ids: Iterable[str]) -> None:
+        """Re-sync when the router's deployments changed (registry version) or an id is unknown."""
+        router = self.router()
+        if router is None:
+            return
+        if self._registry_version(router) != self._version or not self.known.issuperset(ids):
+            self.sync()
+            self.counts["provider_syncs"] += 1
+
+    def check_overrides(self) -> None:
+        """Refuse overrides that name neither a deployment id nor a model group of the router."""
+        router = self.router()
+        names: set[str] = set(self.known)
+        for deployment in _all_deployments(router) if router is not None else ():
+            group = deployment.get("model_name")
+            if isinstance(group, str):
+                names.add(group)
+        unknown = sorted(set(self._overrides) - names)
+        if unknown:
+            raise ConfigError("providers", f"no deployment id or model group named {unknown}; "
+                                           f"known: {sorted(names)}")
+
+    # -- filtering ---------------------------------------------------------------------------------
+    def owns_request(self, request_kwargs: Mapping[str, Any] | None) -> bool:
+        """Whether a request routed through LiteLLM belongs to this installation's router."""
+        token = request_token(request_kwargs)
+        if token is not None:
+            return token == self.token
+        return not self.route  # unstamped: only a monitoring-only installation filters by deployment id
+
+    def filter(self, deployments: Sequence[Any]) -> list[Any]:
+        """Drop deployments whose breaker is open or that are cooling down after a 429.
+
+        If that would drop every one, the list is returned unchanged (LiteLLM's healthy list): a
+        request is never failed by our filter alone. Counted as ``filter_kept_all``.
+        """
+        known = self.known
+        unavailable = self.middleware.failover.unavailable_reason
+        keep = []
+        for deployment in deployments:
+            pid = deployment_id(deployment)
+            if pid is not None and pid in known and unavailable(pid) is not None:
+                continue
+            keep.append(deployment)
+        if not keep and deployments:
+            self.counts["filter_kept_all"] += 1
+            return list(deployments)
+        if len(keep) != len(deployments):
+            self.counts["filtered_out"] += len(deployments) - len(keep)
+        return keep
+
+
+def _all_deployments(router: Any) -> list[Mapping[str, Any]]:
+    try:
+        deployments = router.registry().all()
+    except AttributeError:  # LiteLLM before the registry() entry point
+        deployments = router.model_list
+    return [d for d in deployments if isinstance(d, Mapping) or hasattr(d, "get")]

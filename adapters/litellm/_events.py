@@ -1,0 +1,188 @@
+"""The LiteLLM ``CustomLogger`` that feeds every attempt's outcome to the middleware.
+
+LiteLLM calls these hooks by keyword, so the parameter names are exactly LiteLLM's
+(``kwargs, response_obj, start_time, end_time``); a different name is only logged by LiteLLM and the
+event is lost. Each attempt (first try, every retry, every fallback) is one LiteLLM call with its own
+``litellm_call_id``; an attempt is recorded once even if it reaches more than one hook.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import threading
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from litellm.integrations.custom_logger import CustomLogger
+
+from pi_builder_middleware import Outcome, extract_retry_after, status_code_of
+
+from ._binding import Binding, request_token
+
+__all__ = ["LiteLLMFailure", "MiddlewareCallback"]
+
+log = logging.getLogger("pi_builder_middleware.adapters.litellm")
+
+_SEEN_MAX = 8192
+
+
+class LiteLLMFailure(Exception):
+    """Stands in for a failure LiteLLM logged without an exception object (rare)."""
+
+
+def _seconds(start: object, end: object) -> float | None:
+    if isinstance(start, _dt.datetime) and isinstance(end, _dt.datetime):
+        value = (end - start).total_seconds()
+    elif isinstance(start, int | float) and isinstance(end, int | float):
+        value = float(end) - float(start)
+    else:
+        return None
+    return value if value >= 0 else 0.0
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _tokens(slo: Mapping[str, Any], response_obj: Any) -> tuple[int, int]:
+    prompt, completion = _count(slo.get("prompt_tokens")), _count(slo.get("completion_tokens"))
+    if prompt or completion:
+        return prompt, completion
+    usage = getattr(response_obj, "usage", None)
+    return _count(getattr(usage, "prompt_tokens", None)), _count(getattr(usage, "completion_tokens", None))
+
+
+class MiddlewareCallback(CustomLogger):
+    """Outcomes of one router's calls → :meth:`Middleware.record`; open breakers → filtered candidates.
+
+    Callbacks are process-wide in LiteLLM, so every router's events reach every installed callback.
+    An event belongs to this installation when it carries this installation's router token (stamped
+    into the request metadata by its routing strategy); events stamped by another installation are
+    ignored; unstamped events (no routing strategy was involved) count only for a monitoring-only
+    installation (``install(..., route=False)``) and only for deployment ids of its router.
+    """
+
+    def __init__(self, binding: Binding) -> None:
+        super().__init__()
+        # Public and unique: LiteLLM de-duplicates callbacks by class name plus public str/int/bool
+        # attributes, so two installations must differ here or the second one would be dropped.
+        self.pbm_router_token = binding.token
+        self._binding = binding
+        self._seen: set[tuple[str, str]] = set()
+        self._order: deque[tuple[str, str]] = deque()
+        self._lock = threading.Lock()
+
+    # -- LiteLLM hooks (names and parameters exactly as LiteLLM calls them) --------------------------
+    async def async_log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        """An attempt of an async call succeeded (for streams: after the last chunk)."""
+        self._on_event(kwargs, response_obj, start_time, end_time, ok=True)
+
+    async def async_log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        """An attempt of an async call failed; LiteLLM awaits this before it retries or falls back."""
+        self._on_event(kwargs, response_obj, start_time, end_time, ok=False)
+
+    def log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        """An attempt of a sync call succeeded (LiteLLM calls this on a logging thread)."""
+        self._on_event(kwargs, response_obj, start_time, end_time, ok=True)
+
+    def log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+        """An attempt of a sync call failed."""
+        self._on_event(kwargs, response_obj, start_time, end_time, ok=False)
+
+    async def async_filter_deployments(
+        self,
+        model: str,
+        healthy_deployments: list[Any],
+        messages: Any,
+        request_kwargs: dict[str, Any] | None = None,
+        parent_otel_span: Any = None,
+    ) -> list[Any]:
+        """Remove this router's deployments whose breaker is open (never all of them)."""
+        try:
+            if not self._binding.owns_request(request_kwargs):
+                return healthy_deployments
+            return self._binding.filter(healthy_deployments)
+        except Exception:  # a bug here must never fail the caller's request
+            self._binding.counts["hook_errors"] += 1
+            log.exception("pi-builder-middleware: async_filter_deployments failed; not filtering")
+            return healthy_deployments
+
+    # -- recording ---------------------------------------------------------------------------------
+    def _on_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any, *, ok: bool) -> None:
+        try:
+            self._record(kwargs, response_obj, start_time, end_time, ok=ok)
+        except Exception:  # never let monitoring break LiteLLM's logging
+            self._binding.counts["hook_errors"] += 1
+            log.exception("pi-builder-middleware: could not record a LiteLLM %s event",
+                          "success" if ok else "failure")
+
+    def _record(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any, *, ok: bool) -> None:
+        binding = self._binding
+        if not isinstance(kwargs, Mapping):
+            return
+        params = kwargs.get("litellm_params")
+        params = params if isinstance(params, Mapping) else {}
+        slo = kwargs.get("standard_logging_object")
+        slo = slo if isinstance(slo, Mapping) else {}
+        info = params.get("model_info")
+        pid = info.get("id") if isinstance(info, Mapping) else None
+        pid = pid if pid is not None else slo.get("model_id")
+        if pid is None:
+            return  # not a deployment call (e.g. the router refused before picking one)
+        pid = str(pid)
+        token = request_token(params)
+        if token is not None:
+            if token != binding.token:
+                return  # another installation's router
+        elif binding.route or pid not in binding.known:
+            return
+        if not self._first_time(kwargs.get("litellm_call_id"), pid):
+            binding.counts["duplicate_events"] += 1
+            return
+        if kwargs.get("cache_hit") is True:
+            binding.counts["cache_hits_ignored"] += 1  # served from cache: says nothing about the deployment
+            return
+        if pid not in binding.known:
+            binding.ensure_current((pid,))
+            if pid not in binding.known:
+                binding.counts["unknown_deployment"] += 1
+                return
+        binding.middleware.record(self._outcome(pid, kwargs, slo, response_obj, start_time, end_time, ok))
+        binding.counts["recorded_ok" if ok else "recorded_failure"] += 1
+
+    def _outcome(self, pid: str, kwargs: Mapping[str, Any], slo: Mapping[str, Any], response_obj: Any,
+                 start_time: Any, end_time: Any, ok: bool) -> Outcome:
+        start = kwargs.get("start_time", start_time) or start_time
+        end = kwargs.get("end_time", end_time) or end_time
+        latency = _seconds(start, end) or 0.0
+        ttft = None
+        if ok and kwargs.get("stream") is True:
+            ttft = _seconds(start, kwargs.get("completion_start_time"))
+        tokens_in, tokens_out = _tokens(slo, response_obj) if ok else (0, 0)
+        cost = kwargs.get("response_cost")
+        cost = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) and cost > 0 else None
+        if ok:
+            return Outcome(pid, True, latency, ttft_s=ttft, input_tokens=tokens_in, output_tokens=tokens_out,
+                           cost=cost)
+        error = kwargs.get("exception")
+        if not isinstance(error, BaseException):
+            info = slo.get("error_information")
+            name = info.get("error_class") if isinstance(info, Mapping) else None
+            error = LiteLLMFailure(f"{name or 'unknown error'}: {slo.get('error_str') or ''}".strip())
+        return Outcome(pid, False, latency, error=error, status_code=status_code_of(error),
+                       retry_after_s=extract_retry_after(error))
+
+    def _first_time(self, call_id: object, pid: str) -> bool:
+        if not isinstance(call_id, str) or not call_id:
+            return True
+        key = (call_id, pid)
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen.add(key)
+            self._order.append(key)
+            if len(self._order) > _SEEN_MAX:
+                self._seen.discard(self._order.popleft())
+        return True

@@ -1,0 +1,229 @@
+"""``install`` / ``uninstall``: put the middleware into a ``litellm.Router`` and take it out again."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import litellm
+
+from pi_builder_middleware import Clock, ConfigError, FailoverConfig, Middleware, MonitorConfig, Strategy
+
+from ._binding import Binding
+from ._events import MiddlewareCallback
+from ._strategy import MiddlewareRoutingStrategy
+
+__all__ = ["LiteLLMHandle", "install", "installed"]
+
+log = logging.getLogger("pi_builder_middleware.adapters.litellm")
+
+_MISSING = object()
+# Where a custom routing strategy lives on a router: the Rust core (1.110: ``_custom_strategy`` plus an
+# instance-level sync pick) and the older Python Router (instance-level picks set by
+# ``set_custom_routing_strategy``). Install snapshots these and uninstall puts them back.
+_STRATEGY_SLOTS = ("_custom_strategy", "_custom_discovery", "get_available_deployment",
+                   "_core_async_get_available_deployment", "async_get_available_deployment")
+# Every LiteLLM list a callback in ``litellm.callbacks`` can be promoted into on the first call.
+_CALLBACK_LISTS = ("callbacks", "input_callback", "success_callback", "failure_callback", "service_callback",
+                   "_async_success_callback", "_async_failure_callback", "_async_input_callback")
+
+_handles: weakref.WeakKeyDictionary[Any, LiteLLMHandle] = weakref.WeakKeyDictionary()
+_install_lock = threading.Lock()
+
+
+def _holders(router: Any) -> list[Any]:
+    """The objects whose ``__dict__`` can hold the router's custom strategy (facade, and its core if any)."""
+    holders = [router]
+    core = vars(router).get("_core")
+    if core is not None:
+        holders.append(core)
+    return holders
+
+
+def _snapshot(router: Any) -> list[tuple[Any, dict[str, object]]]:
+    return [(h, {slot: vars(h).get(slot, _MISSING) for slot in _STRATEGY_SLOTS}) for h in _holders(router)]
+
+
+def _current_strategy(router: Any) -> object:
+    for holder in reversed(_holders(router)):
+        value = vars(holder).get("_custom_strategy", _MISSING)
+        if value is not _MISSING:
+            return value
+        pick = vars(holder).get("get_available_deployment")
+        if pick is not None:
+            return getattr(pick, "__self__", pick)
+    return None
+
+
+def _remove_callback(callback: object) -> None:
+    lock = getattr(getattr(litellm, "logging_callback_manager", None), "callback_lists_lock", None) or threading.Lock()
+    with lock:
+        for name in _CALLBACK_LISTS:
+            entries = getattr(litellm, name, None)
+            if isinstance(entries, list):
+                entries[:] = [c for c in entries if c is not callback]
+
+
+class LiteLLMHandle:
+    """What :func:`install` returns: the middleware, the installed parts, and :meth:`uninstall`.
+
+    Usable as a context manager (uninstalls on exit).
+    """
+
+    def __init__(self, router: Any, binding: Binding, callback: MiddlewareCallback,
+                 strategy: MiddlewareRoutingStrategy | None, snapshot: list[tuple[Any, dict[str, object]]]) -> None:
+        self._router_ref = weakref.ref(router)
+        self._binding = binding
+        self.callback = callback
+        self.strategy = strategy
+        self._snapshot = snapshot
+        self._installed = True
+        self._finalizer = weakref.finalize(router, _remove_callback, callback)
+
+    @property
+    def middleware(self) -> Middleware:
+        """The middleware making the decisions; provider ids are the router's deployment ids."""
+        return self._binding.middleware
+
+    @property
+    def router(self) -> Any:
+        """The ``litellm.Router`` this handle is installed on (None once it was garbage-collected)."""
+        return self._router_ref()
+
+    @property
+    def installed(self) -> bool:
+        """False after :meth:`uninstall`."""
+        return self._installed
+
+    def stats(self) -> dict[str, int]:
+        """Adapter counters: picks, fallback_picks, recorded_ok/_failure, duplicate_events, filtered_out, ..."""
+        return dict(self._binding.counts)
+
+    def sync_providers(self) -> tuple[list[str], list[str]]:
+        """Re-read the router's deployments now; returns (added, removed) provider ids.
+
+        Not normally needed: new deployments are picked up on the next routing call or event.
+        """
+        return self._binding.sync()
+
+    def uninstall(self) -> None:
+        """Remove exactly what :func:`install` added and put back the routing strategy it replaced.
+
+        The callback leaves every LiteLLM callback list; the router's previous custom strategy (or
+        none) is restored unless another strategy was registered after ours, which is left in place.
+        Idempotent.
+        """
+        with _install_lock:
+            if not self._installed:
+                return
+            self._installed = False
+            _remove_callback(self.callback)
+            self._finalizer.detach()
+            router = self._router_ref()
+            if router is None:
+                return
+            if self.strategy is not None:
+                if _current_strategy(router) is self.strategy:
+                    for holder, slots in self._snapshot:
+                        state = vars(holder)
+                        for slot, value in slots.items():
+                            if value is _MISSING:
+                                state.pop(slot, None)
+                            else:
+                                state[slot] = value
+                else:
+                    log.warning("pi-builder-middleware: the router's routing strategy was replaced after install; "
+                                "leaving the current one in place")
+            if _handles.get(router) is self:
+                del _handles[router]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.uninstall()
+
+    def __repr__(self) -> str:
+        state = "installed" if self._installed else "uninstalled"
+        return (f"<LiteLLMHandle {state} strategy={self.middleware.router.strategy.name!r} "
+                f"providers={sorted(self.middleware.providers)}>")
+
+
+def installed(router: Any) -> LiteLLMHandle | None:
+    """The handle installed on ``router``, or None."""
+    try:
+        return _handles.get(router)
+    except TypeError:  # not weak-referenceable: certainly not a router we installed on
+        return None
+
+
+def install(
+    router: Any,
+    *,
+    middleware: Middleware | None = None,
+    strategy: str | Strategy | None = None,
+    failover: FailoverConfig | str | None = None,
+    monitor: MonitorConfig | None = None,
+    providers: Mapping[str, Mapping[str, Any]] | None = None,
+    route: bool = True,
+    plugins: Sequence[object] = (),
+    clock: Clock | None = None,
+    seed: int | None = None,
+) -> LiteLLMHandle:
+    """Install health-aware routing, monitoring and failover into a ``litellm.Router``.
+
+    Either pass ``middleware=`` (your own :class:`Middleware`; providers you configured on it under a
+    deployment id keep your settings) or the settings to build one: ``strategy`` (default
+    ``"latency-optimal"``), ``failover`` (default ``"balanced"``), ``monitor``, ``plugins``,
+    ``clock``, ``seed``.
+
+    ``providers`` overrides derived provider fields per deployment id or model group name, e.g.
+    ``{"gpt-4o": {"quality": 0.9, "capabilities": {"vision", "tools"}}}``.
+    ``route=False`` keeps LiteLLM's own routing strategy and only monitors and filters out
+    deployments whose breaker is open (async calls only).
+
+    Raises :class:`ConfigError` for something that is not a Router, an unknown strategy or preset,
+    conflicting arguments, or a router that already has an installation.
+    """
+    if not isinstance(router, litellm.Router):
+        raise ConfigError("router", f"expected a litellm.Router instance (Router(model_list=[...])), got "
+                                    f"{type(router).__name__}; pass the router itself, not its model_list or a client")
+    if middleware is not None:
+        if not isinstance(middleware, Middleware):
+            raise ConfigError("middleware", f"expected a pi_builder_middleware.Middleware, got "
+                                            f"{type(middleware).__name__}")
+        given = [name for name, value in (("strategy", strategy), ("failover", failover), ("monitor", monitor),
+                                          ("clock", clock), ("seed", seed)) if value is not None]
+        if given or plugins:
+            raise ConfigError("middleware", f"pass either middleware= or settings to build one "
+                                            f"({', '.join(given + (['plugins'] if plugins else []))}), not both")
+    else:
+        middleware = Middleware(strategy=strategy if strategy is not None else "latency-optimal",
+                                failover=failover if failover is not None else "balanced",
+                                monitor=monitor, plugins=plugins, clock=clock, seed=seed)
+    with _install_lock:
+        existing = _handles.get(router)
+        if existing is not None and existing.installed:
+            raise ConfigError("router", "pi-builder-middleware is already installed on this Router; use "
+                                        "installed(router) to get its handle, or handle.uninstall() first")
+        binding = Binding(router, middleware, providers or {}, route=route)
+        binding.sync()
+        binding.check_overrides()
+        callback = MiddlewareCallback(binding)
+        snapshot = _snapshot(router)
+        routing = MiddlewareRoutingStrategy(router, binding, seed=seed) if route else None
+        if routing is not None:
+            register = getattr(router, "register_plugin", None)
+            if callable(register):
+                register(routing)
+            else:  # LiteLLM before register_plugin
+                router.set_custom_routing_strategy(routing)
+        litellm.callbacks.append(callback)
+        handle = LiteLLMHandle(router, binding, callback, routing, snapshot)
+        _handles[router] = handle
+    return handle

@@ -1,0 +1,227 @@
+"""The LiteLLM custom routing strategy that lets the middleware choose each deployment."""
+
+from __future__ import annotations
+
+import logging
+import random
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from litellm.router import CustomRoutingStrategyBase
+
+from pi_builder_middleware import ConfigError, NoProviderAvailableError, RouteRequest
+
+from ._binding import METADATA_KEY, ROUTE_OPTIONS_KEY, Binding
+from ._providers import deployment_id
+
+__all__ = ["MiddlewareRoutingStrategy", "route_request"]
+
+log = logging.getLogger("pi_builder_middleware.adapters.litellm")
+
+_DEFAULT_OUTPUT_TOKENS = RouteRequest().output_tokens
+_DEFAULT_INPUT_TOKENS = RouteRequest().input_tokens
+_OPTION_FIELDS = ("strategy", "required_capabilities", "max_latency_ms", "min_availability", "exclude")
+
+
+def _stamp(request_kwargs: dict[str, Any], token: str) -> None:
+    metadata = request_kwargs.get("metadata")
+    if isinstance(metadata, dict):
+        metadata[METADATA_KEY] = token
+    elif metadata is None:
+        request_kwargs["metadata"] = {METADATA_KEY: token}
+    else:  # some other mapping type: keep it, add ours in a copy
+        request_kwargs["metadata"] = {**dict(metadata), METADATA_KEY: token}
+
+
+def _attempted(metadata: Mapping[str, Any]) -> frozenset[str]:
+    """Deployment ids this request already tried (LiteLLM's ``previous_models`` on a retry/fallback)."""
+    previous = metadata.get("previous_models")
+    if not previous:
+        return frozenset()
+    return frozenset(str(p["deployment_id"]) for p in previous
+                     if isinstance(p, Mapping) and p.get("deployment_id") is not None)
+
+
+def _input_tokens(messages: object, input: object) -> int:
+    chars = 0
+    if isinstance(messages, list):
+        for message in messages:
+            content = message.get("content") if isinstance(message, Mapping) else None
+            if isinstance(content, str):
+                chars += len(content)
+            elif isinstance(content, list):
+                for part in content:
+                    text = part.get("text") if isinstance(part, Mapping) else None
+                    if isinstance(text, str):
+                        chars += len(text)
+    elif isinstance(input, str):
+        chars = len(input)
+    elif isinstance(input, list):
+        chars = sum(len(i) for i in input if isinstance(i, str))
+    return chars // 4 + 1 if chars else _DEFAULT_INPUT_TOKENS
+
+
+def route_request(request_kwargs: Mapping[str, Any], candidates: Iterable[str], *, exclude: Iterable[str] = (),
+                  messages: object = None, input: object = None) -> RouteRequest:
+    """The :class:`RouteRequest` for one LiteLLM pick.
+
+    ``candidates`` are LiteLLM's healthy deployments for the model group, so LiteLLM's own cooldowns,
+    tags and pre-call checks stay in force. ``stream=True`` for streaming calls (latency-aware
+    strategies then rank by time to first token). Token estimates: ~4 characters per input token,
+    ``max_tokens`` / ``max_completion_tokens`` for output. Per-request options may be given as
+    ``metadata={"pi_builder_middleware": {"strategy": ..., "required_capabilities": [...],
+    "max_latency_ms": ..., "min_availability": ..., "exclude": [...]}}``.
+    """
+    metadata = request_kwargs.get("metadata")
+    options = metadata.get(ROUTE_OPTIONS_KEY) if isinstance(metadata, Mapping) else None
+    extra: dict[str, Any] = {}
+    if options is not None:
+        if not isinstance(options, Mapping) or set(options) - set(_OPTION_FIELDS):
+            raise ConfigError(f"metadata[{ROUTE_OPTIONS_KEY!r}]",
+                              f"expected a dict with some of {list(_OPTION_FIELDS)}, got {options!r}")
+        extra = {k: v for k, v in options.items() if v is not None}
+        for key in ("required_capabilities", "exclude"):
+            if key in extra and not isinstance(extra[key], str):
+                extra[key] = frozenset(extra[key])
+    excluded = frozenset(exclude) | extra.pop("exclude", frozenset())
+    max_out = request_kwargs.get("max_completion_tokens") or request_kwargs.get("max_tokens")
+    return RouteRequest(
+        candidates=frozenset(candidates),
+        exclude=excluded,
+        stream=request_kwargs.get("stream") is True,
+        input_tokens=_input_tokens(messages if messages is not None else request_kwargs.get("messages"),
+                                   input if input is not None else request_kwargs.get("input")),
+        output_tokens=max_out if isinstance(max_out, int) and max_out > 0 else _DEFAULT_OUTPUT_TOKENS,
+        **extra,
+    )
+
+
+class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
+    """Asks the middleware to choose among LiteLLM's healthy deployments for the requested group.
+
+    - Candidates: LiteLLM's healthy list (its cooldowns respected), minus deployments whose breaker is
+      open (the installation's ``async_filter_deployments`` removes them; the sync path does it here).
+    - A retry or fallback attempt avoids deployments this request already tried, as long as another
+      candidate is left, so ``num_retries`` becomes failover inside the group.
+    - If the middleware excludes every candidate (all breakers open, all rate limited), the call is
+      not failed: a deployment is drawn at random from LiteLLM's healthy list, preferring ones not yet
+      tried, as LiteLLM's default ``simple-shuffle`` would. Counted as ``fallback_picks``.
+    """
+
+    def __init__(self, router: Any, binding: Binding, *, seed: int | None = None) -> None:
+        self._router_ref = weakref.ref(router)
+        self._binding = binding
+        self._rng = random.Random(seed)
+
+    def _context(self) -> Any:
+        from litellm.router_api import RoutingContext
+
+        router = self._router_ref()
+        if router is None:
+            raise ConfigError("router", "the litellm.Router this strategy was installed on no longer exists")
+        return RoutingContext(router)
+
+    async def async_get_available_deployment(  # type: ignore[override]  # LiteLLM's base is annotated -> None
+        self,
+        model: str,
+        messages: list[dict[str, str]] | None = None,
+        input: str | list[object] | None = None,
+        specific_deployment: bool | None = False,
+        request_kwargs: dict[str, object] | None = None,
+    ) -> Mapping[str, Any]:
+        """The async pick (``Router.acompletion`` and every other async endpoint)."""
+        request: dict[str, Any] = request_kwargs if request_kwargs is not None else {}
+        _stamp(request, self._binding.token)
+        healthy = await self._context().select(model, request, kind="healthy", messages=messages, input=input,
+                                               specific_deployment=specific_deployment)
+        if isinstance(healthy, Mapping):
+            return healthy  # a specific deployment was asked for: LiteLLM already resolved it
+        return self.choose(list(healthy), request, messages=messages, input=input)
+
+    def get_available_deployment(  # type: ignore[override]  # LiteLLM's base is annotated -> None
+        self,
+        model: str,
+        messages: list[dict[str, str]] | None = None,
+        input: str | list[object] | None = None,
+        specific_deployment: bool | None = False,
+        request_kwargs: dict[str, object] | None = None,
+    ) -> Mapping[str, Any]:
+        """The sync pick (``Router.completion``): LiteLLM's deployments for the group minus its cooldowns."""
+        request: dict[str, Any] = request_kwargs if request_kwargs is not None else {}
+        _stamp(request, self._binding.token)
+        ctx = self._context()
+        registry = ctx.registry()
+        if specific_deployment:
+            found = registry.deployment(model)
+            if found is not None:
+                return found  # type: ignore[no-any-return]
+        deployments = list(registry.deployments(model) or ())
+        if not deployments:
+            import litellm
+
+            raise litellm.BadRequestError(message=f"no deployments for model {model!r} on this router",
+                                          model=model, llm_provider="")
+        ids = [deployment_id(d) or "" for d in deployments]
+        cooling = {pid for pid, _ in ctx.health().cooldowns.get_active_cooldowns(ids, None)}
+        healthy = [d for d, pid in zip(deployments, ids, strict=True) if pid not in cooling]
+        if not healthy:
+            import litellm
+
+            raise litellm.RouterRateLimitError(model=model, cooldown_time=0.0, enable_pre_call_checks=False,
+                                               cooldown_list=sorted(cooling))
+        return self.choose(self._binding.filter(healthy), request, messages=messages, input=input)
+
+    def choose(self, healthy: Sequence[Mapping[str, Any]], request_kwargs: Mapping[str, Any], *,
+               messages: object = None, input: object = None) -> Mapping[str, Any]:
+        """Let the middleware pick one of ``healthy`` (LiteLLM's candidates) for this request."""
+        binding = self._binding
+        by_id: dict[str, Mapping[str, Any]] = {}
+        for deployment in healthy:
+            pid = deployment_id(deployment)
+            if pid is not None:
+                by_id.setdefault(pid, deployment)
+        if not by_id:
+            return healthy[0]
+        binding.ensure_current(by_id)
+        metadata = request_kwargs.get("metadata")
+        attempted = _attempted(metadata) if isinstance(metadata, Mapping) else frozenset()
+        tried_here = attempted & by_id.keys()
+        avoid = tried_here if len(tried_here) < len(by_id) else frozenset()
+        request = route_request(request_kwargs, by_id, exclude=avoid, messages=messages, input=input)
+        mw = binding.middleware
+        try:
+            decision = mw.select(request)
+        except NoProviderAvailableError:
+            decision = None
+            if avoid:  # everything untried is unavailable: an available, already-tried one beats none
+                try:
+                    decision = mw.select(route_request(request_kwargs, by_id, messages=messages, input=input))
+                except NoProviderAvailableError:
+                    decision = None
+        binding.counts["picks"] += 1
+        if decision is not None:
+            return by_id[decision.provider.id]
+        return self._fallback(by_id, attempted, request, avoid)
+
+    def _fallback(self, by_id: Mapping[str, Mapping[str, Any]], attempted: frozenset[str], request: RouteRequest,
+                  avoid: frozenset[str]) -> Mapping[str, Any]:
+        """Every candidate is unavailable to the middleware: draw from LiteLLM's healthy list instead.
+
+        What the caller asked for explicitly (``exclude`` / ``required_capabilities`` in the request
+        options) still holds; if no candidate meets it, NoProviderAvailableError is raised.
+        """
+        binding = self._binding
+        providers = binding.middleware.providers
+        user_excluded = request.exclude - avoid
+        needs = request.required_capabilities
+        allowed = {pid: d for pid, d in by_id.items() if pid not in user_excluded
+                   and (not needs or (pid in providers and needs <= providers[pid].capabilities))}
+        if not allowed:
+            raise NoProviderAvailableError({pid: "excluded by the request's options" for pid in by_id})
+        pool = [d for pid, d in allowed.items() if pid not in attempted] or list(allowed.values())
+        binding.counts["fallback_picks"] += 1
+        if binding.counts["fallback_picks"] == 1 or log.isEnabledFor(logging.DEBUG):
+            log.warning("pi-builder-middleware: every candidate of this request is unavailable to the middleware "
+                        "(%s); falling back to LiteLLM's healthy list", ", ".join(sorted(by_id)))
+        return self._rng.choice(pool)
