@@ -11,11 +11,15 @@ __all__ = ["extract_retry_after", "headers_of", "parse_retry_after", "status_cod
 
 
 def status_code_of(error: BaseException) -> int | None:
-    """The HTTP status carried by ``error`` (``status_code``, ``status``, ``code`` or ``response.status_code``)."""
+    """The HTTP status the provider sent, from ``error`` or its ``response``.
+
+    ``provider_status_code`` (litellm's record of the upstream status, e.g. Anthropic's 529 that it
+    maps to a 500) wins over ``status_code``, ``status`` and ``http_status``.
+    """
     for owner in (error, getattr(error, "response", None)):
         if owner is None:
             continue
-        for attr in ("status_code", "status", "http_status"):
+        for attr in ("provider_status_code", "status_code", "status", "http_status"):
             value = getattr(owner, attr, None)
             if isinstance(value, int) and 100 <= value <= 599:
                 return value
