@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from typing import Any, NamedTuple, cast
+from uuid import UUID
 
 from langchain_core.callbacks import (
     AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
+    BaseCallbackManager,
     CallbackManager,
     CallbackManagerForLLMRun,
 )
@@ -15,6 +18,12 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, BaseMessageChunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import (
+    ensure_config,
+    get_async_callback_manager_for_config,
+    get_callback_manager_for_config,
+)
+from langchain_core.utils.uuid import uuid7
 from pydantic import ConfigDict, PrivateAttr, SkipValidation
 from typing_extensions import override
 
@@ -27,6 +36,19 @@ from .fallbacks import HealthAwareFallbacks
 __all__ = ["HealthAwareChatModel"]
 
 RunManager = CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun
+#: LangGraph's tag for chat-model runs whose tokens its "messages" stream mode must not emit.
+NOSTREAM_TAG = "nostream"
+
+
+class _StreamParent(NamedTuple):
+    """This model's streaming run, handed to ``_stream`` (which LangChain calls without its run manager)."""
+
+    model: object
+    run_id: UUID
+    manager: BaseCallbackManager
+
+
+_STREAM_PARENT: ContextVar[_StreamParent | None] = ContextVar("pbm_langchain_stream_parent", default=None)
 
 
 class HealthAwareChatModel(BaseChatModel):
@@ -103,7 +125,7 @@ class HealthAwareChatModel(BaseChatModel):
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         call = _call_kwargs(stop, kwargs)
         pid, message = self._loop.invoke(lambda model, cfg: model.invoke(messages, cfg, **call),
-                                         _config_for(run_manager))
+                                         self._child_configs(run_manager))
         return _result(pid, message)
 
     @override
@@ -111,14 +133,15 @@ class HealthAwareChatModel(BaseChatModel):
                          run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
         call = _call_kwargs(stop, kwargs)
         pid, message = await self._loop.ainvoke(lambda model, cfg: model.ainvoke(messages, cfg, **call),
-                                                _config_for(run_manager))
+                                                self._child_configs(run_manager))
         return _result(pid, message)
 
     @override
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         call = _call_kwargs(stop, kwargs)
-        chunks = self._loop.stream(lambda model, cfg: model.stream(messages, cfg, **call), _config_for(run_manager))
+        chunks = self._loop.stream(lambda model, cfg: model.stream(messages, cfg, **call),
+                                   self._child_configs(run_manager, streaming=True))
         try:
             for chunk in chunks:
                 yield ChatGenerationChunk(message=_as_chunk(chunk))
@@ -131,12 +154,78 @@ class HealthAwareChatModel(BaseChatModel):
                        ) -> AsyncIterator[ChatGenerationChunk]:
         call = _call_kwargs(stop, kwargs)
         chunks = self._loop.astream(lambda model, cfg: model.astream(messages, cfg, **call),
-                                    _config_for(run_manager))
+                                    self._child_configs(run_manager, streaming=True))
         try:
             async for chunk in chunks:
                 yield ChatGenerationChunk(message=_as_chunk(chunk))
         finally:
             await chunks.aclose()
+
+    # -- keeping the real calls child runs of this model's run ------------------------------------
+    # LangChain passes the run manager to _generate, but calls _stream from stream()/astream() (and from
+    # invoke() when a streaming handler is attached) without it. stream()/astream() therefore fix this
+    # run's id and callback manager up front and hand them to _stream; invoke() does not take the
+    # _stream detour (the wrapped models stream to such handlers themselves, as child runs).
+    @override
+    def _should_stream(self, *, async_api: bool, run_manager: RunManager | None = None, **kwargs: Any) -> bool:
+        if not kwargs.get("stream"):
+            return False
+        return super()._should_stream(async_api=async_api, run_manager=run_manager, **kwargs)
+
+    @override
+    def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+               stop: list[str] | None = None, **kwargs: Any) -> Iterator[AIMessageChunk]:
+        config = ensure_config(config)
+        parent = _StreamParent(self, config.get("run_id") or uuid7(), get_callback_manager_for_config(config))
+        chunks = cast(Generator[AIMessageChunk, None, None],
+                      super().stream(input, _pinned(config, parent), stop=stop, **kwargs))
+        try:
+            token = _STREAM_PARENT.set(parent)
+            try:
+                first = next(chunks, None)  # _stream starts inside this call and picks the parent up
+            finally:
+                _STREAM_PARENT.reset(token)
+            if first is not None:
+                yield first
+                yield from chunks
+        finally:
+            chunks.close()
+
+    @override
+    async def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+                      stop: list[str] | None = None, **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
+        config = ensure_config(config)
+        parent = _StreamParent(self, config.get("run_id") or uuid7(), get_async_callback_manager_for_config(config))
+        chunks = cast(AsyncGenerator[AIMessageChunk, None],
+                      super().astream(input, _pinned(config, parent), stop=stop, **kwargs))
+        try:
+            token = _STREAM_PARENT.set(parent)
+            try:
+                first = await anext(chunks, None)
+            finally:
+                _STREAM_PARENT.reset(token)
+            if first is not None:
+                yield first
+                async for chunk in chunks:
+                    yield chunk
+        finally:
+            await chunks.aclose()
+
+    def _child_configs(self, run_manager: RunManager | None, *, streaming: bool = False
+                       ) -> Callable[[str], RunnableConfig]:
+        """Configs that make each attempt a child run of this model's run.
+
+        When this model streams, it emits the tokens itself, so the wrapped models' runs are tagged
+        ``nostream`` (LangGraph's "messages" stream would otherwise show every token twice).
+        """
+        tags = [NOSTREAM_TAG] if streaming else []
+        if run_manager is not None:
+            cls = AsyncCallbackManager if isinstance(run_manager, AsyncCallbackManagerForLLMRun) else CallbackManager
+            return lambda pid: _child_config(run_manager, run_manager.run_id, pid, cls, tags)
+        parent = _STREAM_PARENT.get()
+        if parent is not None and parent.model is self:
+            return lambda pid: _child_config(parent.manager, parent.run_id, pid, type(parent.manager), tags)
+        return lambda pid: ensure_config()  # called some other way: at least keep the caller's callbacks
 
     # -- derived wrappers ----------------------------------------------------------------------
     @override
@@ -167,22 +256,23 @@ def _call_kwargs(stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, An
     return kwargs if stop is None else {**kwargs, "stop": stop}
 
 
-def _config_for(run_manager: RunManager | None) -> Callable[[str], RunnableConfig]:
-    """Configs whose callbacks make each attempt a child run of this model's run (as ``get_child`` does
-    for chains; LLM run managers have no ``get_child``)."""
-    if run_manager is None:
-        return lambda _pid: RunnableConfig()
-    manager_cls = AsyncCallbackManager if isinstance(run_manager, AsyncCallbackManagerForLLMRun) else CallbackManager
+def _child_config(source: RunManager | BaseCallbackManager, run_id: UUID, pid: str,
+                  cls: type[BaseCallbackManager], tags: list[str]) -> RunnableConfig:
+    """What ``run_manager.get_child(tag)`` gives chains (LLM run managers have no ``get_child``)."""
+    manager = cls(handlers=[], parent_run_id=run_id)
+    manager.set_handlers(source.inheritable_handlers)
+    manager.add_tags(source.inheritable_tags)
+    manager.add_metadata(source.inheritable_metadata)
+    manager.add_tags([*tags, provider_tag(pid)], inherit=False)
+    return RunnableConfig(callbacks=manager)
 
-    def config_for(pid: str) -> RunnableConfig:
-        manager = manager_cls(handlers=[], parent_run_id=run_manager.run_id)
-        manager.set_handlers(run_manager.inheritable_handlers)
-        manager.add_tags(run_manager.inheritable_tags)
-        manager.add_metadata(run_manager.inheritable_metadata)
-        manager.add_tags([provider_tag(pid)], inherit=False)
-        return RunnableConfig(callbacks=manager)
 
-    return config_for
+def _pinned(config: RunnableConfig, parent: _StreamParent) -> RunnableConfig:
+    """``config`` with this run's id and (already configured) callback manager fixed."""
+    pinned = config.copy()
+    pinned["run_id"] = parent.run_id
+    pinned["callbacks"] = parent.manager
+    return pinned
 
 
 def _result(provider_id: str, message: Any) -> ChatResult:

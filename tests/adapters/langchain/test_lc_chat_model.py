@@ -6,6 +6,7 @@ import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage
+from langchain_core.runnables import RunnableLambda
 from lc_fakes import HTTPError, Recorder, ScriptedChat
 from pi_builder_middleware.adapters.langchain import HealthAwareChatModel, HealthAwareFallbacks
 from pydantic import BaseModel
@@ -120,3 +121,46 @@ def test_bind_tools_names_the_model_that_cannot():
     llm = HealthAwareFallbacks({"ok": ScriptedChat(key="ok"), "plain": FakeListChatModel(responses=["x"])})
     with pytest.raises(NotImplementedError, match="'plain'"):
         llm.bind_tools([get_weather])
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_streamed_calls_are_child_runs_too(make_mw, use_async):
+    """LangChain calls _stream without the run manager; the wrapper still parents the real calls."""
+    llm = HealthAwareChatModel({"a": ScriptedChat(key="a", fail=HTTPError(503)), "b": ScriptedChat(key="b")},
+                               middleware=make_mw("a", "b"))
+    recorder = Recorder()
+    config = {"callbacks": [recorder]}
+    if use_async:
+        text = "".join([c.content async for c in llm.astream("q", config=config)])
+    else:
+        text = "".join(c.content for c in llm.stream("q", config=config))
+    assert text == "b says hi"
+    outer, *inner = recorder.of("chat_start")
+    assert outer[1] == "HealthAwareChatModel"
+    assert [(e[1], e[3]) for e in inner] == [("ScriptedChat", outer[2])] * 2
+    assert all("nostream" in e[4] for e in inner)  # the wrapper emits the tokens; LangGraph shows them once
+    assert recorder.of("llm_end")[-1][2] == outer[2]
+
+
+async def test_stream_events_show_the_real_calls(make_mw):
+    llm = HealthAwareChatModel({"a": ScriptedChat(key="a", fail=HTTPError(503)), "b": ScriptedChat(key="b")},
+                               middleware=make_mw("a", "b"))
+    events = [e async for e in llm.astream_events("q", version="v2")]
+    outer_id = next(e["run_id"] for e in events if e["event"] == "on_chat_model_start")
+    inner = [e for e in events if e["event"] == "on_chat_model_start" and e["name"] == "ScriptedChat"]
+    assert [e["parent_ids"][-1] for e in inner] == [outer_id, outer_id]
+    streamed = [e["data"]["chunk"].content for e in events
+                if e["event"] == "on_chat_model_stream" and e["name"] == "HealthAwareChatModel"]
+    assert "".join(streamed) == "b says hi"
+
+
+async def test_invoke_under_a_streaming_handler_lets_the_real_model_stream(make_mw):
+    """invoke() inside astream_events (as in LangGraph nodes): tokens come from the serving model's run."""
+    llm = HealthAwareChatModel({"a": ScriptedChat(key="a", fail=HTTPError(503)), "b": ScriptedChat(key="b")},
+                               middleware=make_mw("a", "b"))
+    node = RunnableLambda(lambda text, config: llm.invoke(text, config=config))
+    events = [e async for e in node.astream_events("q", version="v2")]
+    tokens = [(e["name"], e["tags"][-1], e["data"]["chunk"].content) for e in events
+              if e["event"] == "on_chat_model_stream"]
+    assert "".join(t[2] for t in tokens) == "b says hi"
+    assert {t[:2] for t in tokens} == {("ScriptedChat", "pbm:provider=b")}
