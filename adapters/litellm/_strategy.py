@@ -215,10 +215,18 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         providers = binding.middleware.providers
         user_excluded = request.exclude - avoid
         needs = request.required_capabilities
-        allowed = {pid: d for pid, d in by_id.items() if pid not in user_excluded
-                   and (not needs or (pid in providers and needs <= providers[pid].capabilities))}
+        reasons: dict[str, str] = {}
+        allowed: dict[str, Mapping[str, Any]] = {}
+        for pid, deployment in by_id.items():
+            have = providers[pid].capabilities if pid in providers else frozenset()
+            if pid in user_excluded:
+                reasons[pid] = "excluded by the request's options"
+            elif not needs <= have:
+                reasons[pid] = f"missing capabilities: {', '.join(sorted(needs - have))}"
+            else:
+                allowed[pid] = deployment
         if not allowed:
-            raise NoProviderAvailableError({pid: "excluded by the request's options" for pid in by_id})
+            raise NoProviderAvailableError(reasons)
         pool = [d for pid, d in allowed.items() if pid not in attempted] or list(allowed.values())
         binding.counts["fallback_picks"] += 1
         if binding.counts["fallback_picks"] == 1 or log.isEnabledFor(logging.DEBUG):

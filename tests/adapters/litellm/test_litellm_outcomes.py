@@ -1,0 +1,146 @@
+"""Every attempt is recorded exactly once, with its numbers; routers in one process stay isolated."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import litellm
+from litellm.integrations.custom_logger import CustomLogger
+from litellm_support import MESSAGES, OutcomeLog, async_wait_until, deployment, mock_deployment, wait_until
+from pi_builder_middleware.adapters.litellm import install
+
+from pi_builder_middleware import ErrorKind, FailoverConfig, Middleware
+from pi_builder_middleware.sim import Behaviour, Latency, SimProvider
+from pi_builder_middleware.sim import Outcome as SimOutcome
+
+NEVER_TRIP = FailoverConfig.preset("conservative", consecutive_failures=1000, minimum_calls=1000)
+
+
+async def test_each_attempt_is_recorded_exactly_once_sync_async_and_streaming(make_sim) -> None:
+    sim = make_sim(SimProvider(name="bad", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)),
+                   SimProvider(name="good", behaviour=Behaviour(latency=Latency.fixed(2))))
+    router = litellm.Router(model_list=[deployment(sim, "bad", quality=0.9), deployment(sim, "good", quality=0.1)],
+                            num_retries=1, retry_after=0, disable_cooldowns=True)
+    log = OutcomeLog()
+    with install(router, strategy="quality-optimal", failover=NEVER_TRIP, plugins=[log]) as handle:
+        for _ in range(4):
+            await router.acompletion(model="g", messages=MESSAGES)
+        for _ in range(2):
+            stream = await router.acompletion(model="g", messages=MESSAGES, stream=True)
+            async for _chunk in stream:
+                pass
+        await asyncio.to_thread(lambda: [router.completion(model="g", messages=MESSAGES) for _ in range(3)])
+        sync_stream = await asyncio.to_thread(router.completion, model="g", messages=MESSAGES, stream=True)
+        await asyncio.to_thread(lambda: list(sync_stream))
+        await async_wait_until(lambda: len(log.items) >= 20)
+        await asyncio.sleep(0.2)  # would any duplicate still arrive?
+
+        # 10 requests, each: one failed attempt on "bad", then the retry on "good"
+        assert sim.stats("bad").total == 10 and sim.stats("good").total == 10
+        assert len(log.of("bad")) == 10 and all(kind is ErrorKind.SERVER_ERROR for _, kind in log.of("bad"))
+        assert len(log.of("good")) == 10 and all(o.ok for o, _ in log.of("good"))
+        assert handle.middleware.health("bad").calls == 10 and handle.middleware.health("good").calls == 10
+        stats = handle.stats()
+        assert stats["recorded_failure"] == 10 and stats["recorded_ok"] == 10
+        assert stats.get("duplicate_events", 0) == 0
+
+
+async def test_recorded_numbers_latency_tokens_cost_status(make_sim) -> None:
+    sim = make_sim(SimProvider(name="p", behaviour=Behaviour(latency=Latency.fixed(30), response_tokens=12)),
+                   SimProvider(name="limited", behaviour=Behaviour.failing(SimOutcome.RATE_LIMIT, retry_after_s=3)))
+    router = litellm.Router(model_list=[deployment(sim, "p", input_cost_per_token=1e-6, output_cost_per_token=2e-6),
+                                        deployment(sim, "limited", group="h")], num_retries=0)
+    log = OutcomeLog()
+    with install(router, plugins=[log]):
+        await router.acompletion(model="g", messages=MESSAGES)
+        with contextlib.suppress(litellm.RateLimitError):
+            await router.acompletion(model="h", messages=MESSAGES)
+        await async_wait_until(lambda: len(log.items) == 2)
+    [(ok, _)] = log.of("p")
+    assert 0.03 <= ok.latency_s < 2.0
+    assert ok.output_tokens == 12 and ok.input_tokens > 0
+    assert ok.cost is not None and ok.cost > 0  # LiteLLM's response_cost from the deployment's prices
+    [(failed, kind)] = log.of("limited")
+    assert kind is ErrorKind.RATE_LIMITED and failed.status_code == 429 and failed.retry_after_s == 3.0
+    assert type(failed.error).__name__ == "RateLimitError"
+
+
+class Capture(CustomLogger):
+    """Keeps the kwargs LiteLLM passes to the failure hook (to replay them into our callback)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
+        self.calls.append((kwargs, response_obj, start_time, end_time))
+
+
+async def test_the_same_attempt_through_several_hooks_counts_once() -> None:
+    router = litellm.Router(model_list=[mock_deployment("x", answer="litellm.InternalServerError")], num_retries=0)
+    capture = Capture()
+    litellm.callbacks.append(capture)
+    try:
+        with install(router) as handle:
+            with contextlib.suppress(litellm.InternalServerError):
+                await router.acompletion(model="g", messages=MESSAGES)
+            await async_wait_until(lambda: len(capture.calls) == 1 and handle.stats().get("recorded_failure") == 1)
+            event = capture.calls[0]
+            # the same attempt delivered again, through the async and the sync hook
+            await handle.callback.async_log_failure_event(*event)
+            handle.callback.log_failure_event(*event)
+            assert handle.middleware.health("x").failures == 1
+            assert handle.stats()["duplicate_events"] == 2
+    finally:
+        litellm.callbacks.remove(capture)
+
+
+async def test_two_routers_in_one_process_stay_isolated(make_sim) -> None:
+    sim = make_sim(SimProvider(name="a1"), SimProvider(name="a2"), SimProvider(name="b1"),
+                   SimProvider(name="b2", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)))
+    router_a = litellm.Router(model_list=[deployment(sim, "a1"), deployment(sim, "a2")], num_retries=0)
+    router_b = litellm.Router(model_list=[deployment(sim, "b1", quality=0.1), deployment(sim, "b2", quality=0.9)],
+                              num_retries=1, retry_after=0, disable_cooldowns=True)
+    with install(router_a, strategy="latency-optimal") as ha, \
+            install(router_b, strategy="quality-optimal", failover=NEVER_TRIP) as hb:
+        await asyncio.gather(*(router_a.acompletion(model="g", messages=MESSAGES) for _ in range(5)),
+                             *(router_b.acompletion(model="g", messages=MESSAGES) for _ in range(3)))
+        await async_wait_until(lambda: ha.stats().get("recorded_ok", 0) == 5 and hb.stats().get("recorded_ok", 0) == 3)
+        assert set(ha.middleware.providers) == {"a1", "a2"}
+        assert set(hb.middleware.providers) == {"b1", "b2"}
+        assert ha.stats().get("recorded_failure", 0) == 0  # b2's failures never reached router A's middleware
+        assert hb.stats()["recorded_failure"] == 3
+        assert sum(ha.middleware.health(p).calls for p in ("a1", "a2")) == 5
+        assert hb.middleware.health("b2").failures == 3 and hb.middleware.health("b1").successes == 3
+
+
+async def test_routers_with_identical_deployment_ids_stay_isolated(make_sim) -> None:
+    """Same model_list (so the same deployment ids) in two routers: the router token keeps them apart."""
+    sim = make_sim(SimProvider(name="x"), SimProvider(name="y"))
+    model_list = [deployment(sim, "x"), deployment(sim, "y")]
+    router_1 = litellm.Router(model_list=[dict(d) for d in model_list], num_retries=0)
+    router_2 = litellm.Router(model_list=[dict(d) for d in model_list], num_retries=0)
+    mw_1, mw_2 = Middleware(strategy="failover"), Middleware(strategy="failover")
+    with install(router_1, middleware=mw_1) as h1, install(router_2, middleware=mw_2) as h2:
+        for _ in range(3):
+            await router_1.acompletion(model="g", messages=MESSAGES)
+        await router_2.acompletion(model="g", messages=MESSAGES)
+        await async_wait_until(lambda: h1.stats().get("recorded_ok") == 3 and h2.stats().get("recorded_ok") == 1)
+        await asyncio.sleep(0.1)
+        assert sum(mw_1.health(p).calls for p in "xy") == 3
+        assert sum(mw_2.health(p).calls for p in "xy") == 1
+
+
+def test_monitoring_only_install_keeps_litellms_strategy_and_matches_by_deployment_id(make_sim) -> None:
+    sim = make_sim(SimProvider(name="m1"), SimProvider(name="m2"))
+    router = litellm.Router(model_list=[deployment(sim, "m1"), deployment(sim, "m2")], num_retries=0,
+                            routing_strategy="simple-shuffle")
+    with install(router, route=False) as handle:
+        assert handle.strategy is None and router._custom_strategy is None
+        for _ in range(6):
+            router.completion(model="g", messages=MESSAGES)
+        wait_until(lambda: handle.stats().get("recorded_ok", 0) == 6)
+        assert handle.middleware.health("m1").calls + handle.middleware.health("m2").calls == 6
+        assert handle.stats().get("picks", 0) == 0

@@ -1,0 +1,139 @@
+"""The installed strategy decides which deployment LiteLLM calls (real Router, simulated providers over HTTP)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import litellm
+import pytest
+from litellm_support import MESSAGES, async_wait_until, deployment, mock_deployment, served_by
+from pi_builder_middleware.adapters.litellm import install
+
+from pi_builder_middleware import ErrorKind, NoProviderAvailableError, Outcome
+from pi_builder_middleware.sim import Behaviour, Latency, SimProvider
+
+
+def sim_router(sim: Any, names: list[str], **kwargs: Any) -> litellm.Router:
+    settings: dict[str, Any] = {"num_retries": 0, "retry_after": 0, "disable_cooldowns": True} | kwargs
+    return litellm.Router(model_list=[deployment(sim, n) for n in names], **settings)
+
+
+async def test_latency_optimal_sends_most_traffic_to_the_fastest_provider(make_sim) -> None:
+    sim = make_sim(SimProvider(name="fast", behaviour=Behaviour(latency=Latency.fixed(2))),
+                   SimProvider(name="mid", behaviour=Behaviour(latency=Latency.fixed(25))),
+                   SimProvider(name="slow", behaviour=Behaviour(latency=Latency.fixed(50))))
+    router = sim_router(sim, ["fast", "mid", "slow"])
+    with install(router, strategy="latency-optimal") as handle:
+        # Warm-up: the first call to each deployment pays for its HTTP client and connection; forget those.
+        for _ in range(6):
+            await router.acompletion(model="g", messages=MESSAGES)
+        await async_wait_until(lambda: handle.stats().get("recorded_ok", 0) == 6)
+        handle.middleware.reset()
+        sim.reset_stats()
+        picks = Counter()
+        for _ in range(30):
+            picks[served_by(await router.acompletion(model="g", messages=MESSAGES))] += 1
+        assert picks["fast"] >= 20, picks
+        assert sim.stats("fast").total == picks["fast"]  # the pick is what was really called
+        await async_wait_until(lambda: handle.stats().get("recorded_ok", 0) == 36)
+        h = {n: handle.middleware.health(n) for n in ("fast", "mid", "slow")}
+        assert h["fast"].latency_p50_ms < h["mid"].latency_p50_ms < h["slow"].latency_p50_ms
+        assert handle.middleware.stats()["router"]["preferred_provider"] == "fast"
+
+
+async def test_cost_optimal_picks_the_cheapest_deployment(make_sim) -> None:
+    sim = make_sim(SimProvider(name="pricey"), SimProvider(name="cheap"), SimProvider(name="middle"))
+    prices = {"pricey": 1e-5, "cheap": 1e-7, "middle": 1e-6}
+    router = litellm.Router(
+        model_list=[deployment(sim, n, input_cost_per_token=p, output_cost_per_token=p * 4) for n, p in prices.items()],
+        num_retries=0,
+    )
+    with install(router, strategy="cost-optimal"):
+        served = {served_by(await router.acompletion(model="g", messages=MESSAGES)) for _ in range(8)}
+    assert served == {"cheap"}
+    assert sim.stats("cheap").total == 8 and sim.stats("pricey").total == sim.stats("middle").total == 0
+
+
+async def test_cost_optimal_uses_litellms_price_map(make_sim) -> None:
+    sim = make_sim(SimProvider(name="gpt-4o", models=("gpt-4o",)),
+                   SimProvider(name="gpt-4o-mini", models=("gpt-4o-mini",)))
+    model_list = [{"model_name": "g", "model_info": {"id": n},
+                   "litellm_params": {"model": f"openai/{n}", "api_key": "sk-fake", "api_base": sim.base_url(n)}}
+                  for n in ("gpt-4o", "gpt-4o-mini")]
+    router = litellm.Router(model_list=model_list, num_retries=0)
+    with install(router, strategy="cost-optimal") as handle:
+        for _ in range(3):
+            assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "gpt-4o-mini"
+        await async_wait_until(lambda: handle.middleware.health("gpt-4o-mini").calls == 3)
+        assert handle.middleware.health("gpt-4o-mini").cost_total > 0  # LiteLLM's response_cost
+
+
+async def test_quality_optimal_and_per_request_strategy(make_sim) -> None:
+    sim = make_sim(SimProvider(name="smart"), SimProvider(name="cheap"))
+    router = litellm.Router(model_list=[deployment(sim, "smart", quality=0.95, input_cost_per_token=1e-5),
+                                        deployment(sim, "cheap", quality=0.4, input_cost_per_token=1e-7)],
+                            num_retries=0)
+    with install(router, strategy="quality-optimal"):
+        assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "smart"
+        options = {"pi_builder_middleware": {"strategy": "cost-optimal"}}
+        response = await router.acompletion(model="g", messages=MESSAGES, metadata=options)
+        assert served_by(response) == "cheap"
+
+
+async def test_required_capabilities_are_a_hard_constraint() -> None:
+    router = litellm.Router(model_list=[mock_deployment("plain", quality=0.9, capabilities=["tools"],
+                                                        supports_vision=False),
+                                        mock_deployment("eyes", quality=0.3, capabilities=["vision"])],
+                            num_retries=0)
+    with install(router, strategy="quality-optimal"):
+        need = {"pi_builder_middleware": {"required_capabilities": ["vision"]}}
+        assert served_by(await router.acompletion(model="g", messages=MESSAGES, metadata=need)) == "eyes"
+        impossible = {"pi_builder_middleware": {"required_capabilities": ["teleport"]}}
+        with pytest.raises(NoProviderAvailableError, match="missing capabilities: teleport"):
+            await router.acompletion(model="g", messages=MESSAGES, metadata=impossible)
+
+
+async def test_when_every_candidate_is_excluded_the_call_falls_back_to_litellms_healthy_list() -> None:
+    """All breakers open: we do not fail the call ourselves; LiteLLM's healthy list is used instead."""
+    router = litellm.Router(model_list=[mock_deployment("a", answer="from a"), mock_deployment("b", answer="from b")],
+                            num_retries=0)
+    with install(router, strategy="latency-optimal", failover="aggressive") as handle:
+        mw = handle.middleware
+        for pid in ("a", "b"):
+            for _ in range(2):  # aggressive: 2 consecutive failures trip the breaker
+                mw.record(Outcome(pid, False, 0.01, error_kind=ErrorKind.SERVER_ERROR))
+            assert mw.failover.unavailable_reason(pid) is not None
+        with pytest.raises(NoProviderAvailableError):
+            mw.select()
+        served = Counter()
+        for _ in range(10):
+            response = await router.acompletion(model="g", messages=MESSAGES)
+            served[served_by(response)] += 1
+        assert sum(served.values()) == 10  # every call succeeded
+        assert set(served) == {"a", "b"}  # drawn from the whole healthy list, not stuck on one
+        assert handle.stats()["fallback_picks"] == 10
+        assert handle.stats()["filter_kept_all"] == 10  # the filter never empties LiteLLM's list
+
+
+async def test_open_breaker_is_filtered_out_but_the_rest_still_route() -> None:
+    router = litellm.Router(model_list=[mock_deployment("a", quality=0.9), mock_deployment("b", quality=0.5),
+                                        mock_deployment("c", quality=0.1)], num_retries=0)
+    with install(router, strategy="quality-optimal", failover="aggressive") as handle:
+        for _ in range(2):
+            handle.middleware.record(Outcome("a", False, 0.01, error_kind=ErrorKind.SERVER_ERROR))
+        for _ in range(4):
+            assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "b"
+        assert handle.stats()["filtered_out"] == 4
+        assert handle.stats().get("fallback_picks", 0) == 0
+
+
+def test_sync_completion_is_routed_too(make_sim) -> None:
+    sim = make_sim(SimProvider(name="cheap"), SimProvider(name="pricey"))
+    router = litellm.Router(model_list=[deployment(sim, "cheap", input_cost_per_token=1e-7),
+                                        deployment(sim, "pricey", input_cost_per_token=1e-5)], num_retries=0)
+    with install(router, strategy="cost-optimal") as handle:
+        for _ in range(3):
+            assert served_by(router.completion(model="g", messages=MESSAGES)) == "cheap"
+        assert handle.stats()["picks"] == 3
+    assert sim.stats("cheap").total == 3
