@@ -1,0 +1,152 @@
+"""Contenders: the routing set-ups the bench compares, each behind one small interface.
+
+Every contender is built fresh for a run, started against that run's simulator (base URLs by provider
+name, the load clock), asked to answer each planned request, and stopped. Frameworks are imported
+inside ``start`` so listing contenders stays cheap.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from .load import Clock, PlannedRequest, Reply
+from .scenario import ChaosConfigError, ChaosScenario
+
+__all__ = [
+    "DEFAULT_CONTENDERS",
+    "QUICK_CONTENDERS",
+    "Contender",
+    "ContenderSpec",
+    "contender_specs",
+    "select_contenders",
+]
+
+API_KEY = "sk-chaos-bench"
+"""The fake key every contender sends (the simulator accepts any key)."""
+
+
+class Contender(ABC):
+    """One routing set-up under test."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @abstractmethod
+    async def start(self, scenario: ChaosScenario, urls: Mapping[str, str], clock: Clock) -> None:
+        """Build clients/routers for this run's simulator (``urls``: provider name -> base URL)."""
+
+    @abstractmethod
+    async def call(self, request: PlannedRequest) -> Reply:
+        """Answer one request (raise on failure); streams report their first-token time on ``clock``."""
+
+    async def stop(self) -> None:  # noqa: B027  # optional hook: most contenders have nothing to release
+        """Release what :meth:`start` built (callbacks, clients)."""
+
+    def describe(self) -> dict[str, object]:
+        """The exact settings this contender ran with (for the report)."""
+        return {}
+
+
+@dataclass(frozen=True)
+class ContenderSpec:
+    """A named contender: how to build it and what it is."""
+
+    name: str
+    label: str
+    family: str
+    build: Callable[[], Contender]
+
+
+def _litellm(name: str, label: str, routing: str) -> ContenderSpec:
+    def build() -> Contender:
+        from .litellm_contenders import LiteLLMRouterContender
+
+        return LiteLLMRouterContender(name, routing)
+
+    return ContenderSpec(name, label, "litellm", build)
+
+
+def _pbm_litellm(name: str, label: str, strategy: str) -> ContenderSpec:
+    def build() -> Contender:
+        from .litellm_contenders import MiddlewareLiteLLMContender
+
+        return MiddlewareLiteLLMContender(name, strategy)
+
+    return ContenderSpec(name, label, "pbm", build)
+
+
+def _langchain(name: str, label: str) -> ContenderSpec:
+    def build() -> Contender:
+        from .langchain_contenders import LangChainFallbacksContender
+
+        return LangChainFallbacksContender(name)
+
+    return ContenderSpec(name, label, "langchain", build)
+
+
+def _pbm_langchain(name: str, label: str, strategy: str) -> ContenderSpec:
+    def build() -> Contender:
+        from .langchain_contenders import MiddlewareLangChainContender
+
+        return MiddlewareLangChainContender(name, strategy)
+
+    return ContenderSpec(name, label, "pbm", build)
+
+
+def _oracle(name: str, label: str) -> ContenderSpec:
+    def build() -> Contender:
+        from .oracle import OracleContender
+
+        return OracleContender(name)
+
+    return ContenderSpec(name, label, "oracle", build)
+
+
+def contender_specs() -> dict[str, ContenderSpec]:
+    """Every known contender by name, in report order."""
+    specs = [
+        _litellm("litellm-shuffle", "LiteLLM Router, simple-shuffle", "simple-shuffle"),
+        _litellm("litellm-latency", "LiteLLM Router, latency-based-routing", "latency-based-routing"),
+        _langchain("langchain-fallbacks", "LangChain with_fallbacks"),
+        _pbm_litellm("pbm-litellm-latency", "pi-builder via LiteLLM, latency-optimal", "latency-optimal"),
+        _pbm_litellm("pbm-litellm-cost", "pi-builder via LiteLLM, cost-optimal", "cost-optimal"),
+        _pbm_litellm("pbm-litellm-failover", "pi-builder via LiteLLM, failover", "failover"),
+        _pbm_litellm("pbm-litellm-quality", "pi-builder via LiteLLM, quality-optimal", "quality-optimal"),
+        _pbm_langchain("pbm-langchain-latency", "pi-builder via LangChain, latency-optimal", "latency-optimal"),
+        _pbm_langchain("pbm-langchain-cost", "pi-builder via LangChain, cost-optimal", "cost-optimal"),
+        _pbm_langchain("pbm-langchain-failover", "pi-builder via LangChain, failover", "failover"),
+        _pbm_langchain("pbm-langchain-quality", "pi-builder via LangChain, quality-optimal", "quality-optimal"),
+        _oracle("oracle", "Oracle (knows the fault schedule)"),
+    ]
+    return {spec.name: spec for spec in specs}
+
+
+DEFAULT_CONTENDERS = (
+    "litellm-shuffle", "litellm-latency", "langchain-fallbacks",
+    "pbm-litellm-latency", "pbm-litellm-cost", "pbm-litellm-failover",
+    "pbm-langchain-latency", "pbm-langchain-cost", "pbm-langchain-failover",
+    "oracle",
+)
+"""What ``pi-builder bench`` runs by default (quality-optimal only on request)."""
+
+QUICK_CONTENDERS = ("litellm-shuffle", "langchain-fallbacks", "pbm-litellm-latency", "pbm-langchain-latency", "oracle")
+"""The ``--quick`` subset: LiteLLM alone, LangChain with_fallbacks, this project via both adapters, the oracle."""
+
+
+def select_contenders(names: list[str] | None, *, quick: bool = False) -> list[ContenderSpec]:
+    """Specs for ``names`` (``all`` means every known one); the default or quick set when None."""
+    specs = contender_specs()
+    if not names:
+        names = list(QUICK_CONTENDERS if quick else DEFAULT_CONTENDERS)
+    if names == ["all"]:
+        names = list(specs)
+    unknown = [n for n in names if n not in specs]
+    if unknown:
+        raise ChaosConfigError([("--contenders", f"unknown contender(s) {', '.join(unknown)}; "
+                                                 f"known: {', '.join(specs)}, all")])
+    seen: dict[str, ContenderSpec] = {}
+    for name in names:
+        seen.setdefault(name, specs[name])
+    return list(seen.values())

@@ -1,0 +1,127 @@
+"""LangChain contenders: ``with_fallbacks`` over ChatOpenAI models, and this project's ``HealthAwareFallbacks``.
+
+Every provider is a ``ChatOpenAI(base_url=<simulator>, max_retries=0, timeout=<load.timeout_s>,
+max_tokens=<load.output_tokens>, stream_usage=True)``; the provider order of the scenario is the
+fallback order (first = primary).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+from .contenders import API_KEY, Contender
+from .load import Clock, PlannedRequest, Reply
+from .scenario import ChaosScenario
+
+__all__ = ["LangChainFallbacksContender", "MiddlewareLangChainContender", "chat_models"]
+
+
+def chat_models(scenario: ChaosScenario, urls: Mapping[str, str]) -> dict[str, Any]:
+    """One ChatOpenAI per provider, in the scenario's order, without SDK retries."""
+    from langchain_openai import ChatOpenAI
+
+    load = scenario.load
+    return {
+        p.name: ChatOpenAI(model=p.models[0], base_url=urls[p.name], api_key=API_KEY,  # type: ignore[arg-type]
+                           max_retries=0, timeout=load.timeout_s, max_tokens=load.output_tokens,  # type: ignore[call-arg]
+                           stream_usage=True)
+        for p in scenario.providers
+    }
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part if isinstance(part, str) else str(part.get("text", "")) for part in content
+                       if isinstance(part, str | dict))
+    return ""
+
+
+def _usage(message: Any) -> tuple[int, int]:
+    usage = getattr(message, "usage_metadata", None) or {}
+    return int(usage.get("input_tokens", 0) or 0), int(usage.get("output_tokens", 0) or 0)
+
+
+class _RunnableContender(Contender):
+    """Shared calling code: ``ainvoke`` / ``astream`` on one runnable."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.runnable: Any = None
+        self._clock: Clock | None = None
+
+    async def call(self, request: PlannedRequest) -> Reply:
+        assert self.runnable is not None and self._clock is not None
+        messages = [("user", request.prompt)]
+        if not request.stream:
+            message = await self.runnable.ainvoke(messages)
+            tokens_in, tokens_out = _usage(message)
+            return Reply(text=_text(message.content), input_tokens=tokens_in, output_tokens=tokens_out)
+        parts: list[str] = []
+        first: float | None = None
+        tokens_in = tokens_out = 0
+        async for chunk in self.runnable.astream(messages):
+            piece = _text(getattr(chunk, "content", ""))
+            if piece:
+                if first is None:
+                    first = self._clock()
+                parts.append(piece)
+            chunk_in, chunk_out = _usage(chunk)
+            tokens_in += chunk_in
+            tokens_out += chunk_out
+        return Reply(text="".join(parts), input_tokens=tokens_in, output_tokens=tokens_out, first_token_s=first)
+
+    async def stop(self) -> None:
+        self.runnable = None
+
+
+class LangChainFallbacksContender(_RunnableContender):
+    """``primary.with_fallbacks([backup, ...])``: every call starts at the primary, no memory of health."""
+
+    async def start(self, scenario: ChaosScenario, urls: Mapping[str, str], clock: Clock) -> None:
+        models = list(chat_models(scenario, urls).values())
+        self.runnable = models[0].with_fallbacks(models[1:])
+        self._clock = clock
+
+    def describe(self) -> dict[str, object]:
+        return {"runnable": "models[0].with_fallbacks(models[1:]) (exceptions_to_handle=(Exception,))",
+                "chat_model": "ChatOpenAI(max_retries=0, timeout=load.timeout_s, stream_usage=True)"}
+
+
+class MiddlewareLangChainContender(_RunnableContender):
+    """``HealthAwareFallbacks(models=..., strategy=..., failover=...)`` over the same ChatOpenAI models.
+
+    Prices and quality go in ``providers``; the breaker is the ``balanced`` preset with
+    ``base_ejection_s`` = the scenario's ``cooldown_s`` (what LiteLLM's cooldown gets);
+    ``first_chunk_timeout_s`` and ``route.timeout_s`` equal the load's timeout, as the other contenders'.
+    """
+
+    def __init__(self, name: str, strategy: str) -> None:
+        super().__init__(name)
+        self.strategy = strategy
+        self.settings: dict[str, object] = {}
+
+    async def start(self, scenario: ChaosScenario, urls: Mapping[str, str], clock: Clock) -> None:
+        from pi_builder_middleware import FailoverConfig, RouteRequest
+
+        # Imported by name: the adapters live in adapters/ and are mapped into the package at install time.
+        fallbacks = importlib.import_module("pi_builder_middleware.adapters.langchain").HealthAwareFallbacks
+
+        load = scenario.load
+        providers = {p.name: {"cost_per_1k_input": p.cost_per_1k_input, "cost_per_1k_output": p.cost_per_1k_output,
+                              "quality": p.quality} for p in scenario.providers}
+        failover = FailoverConfig.preset("balanced", base_ejection_s=scenario.bench.cooldown_s)
+        route = RouteRequest(input_tokens=load.input_tokens, output_tokens=load.output_tokens, timeout_s=load.timeout_s)
+        self.runnable = fallbacks(chat_models(scenario, urls), strategy=self.strategy, failover=failover,
+                                             providers=providers, route=route, first_chunk_timeout_s=load.timeout_s)
+        self._clock = clock
+        self.settings = {"strategy": self.strategy, "failover": {"preset": "balanced",
+                                                                 "base_ejection_s": scenario.bench.cooldown_s},
+                         "first_chunk_timeout_s": load.timeout_s, "route.timeout_s": load.timeout_s}
+
+    def describe(self) -> dict[str, object]:
+        return {"runnable": "HealthAwareFallbacks(models, strategy, failover, providers, route, first_chunk_timeout_s)",
+                **self.settings}
