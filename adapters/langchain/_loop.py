@@ -36,7 +36,7 @@ from pi_builder_middleware import (
 )
 
 from ._chunks import HeadTimeout, is_empty_chunk, pull_head, pull_head_in_thread
-from ._usage import UsageHandler, UsageSum, usage_of, with_usage_handler
+from ._usage import UsageHandler, UsageSum, returns_usage, usage_of, with_usage_handler
 
 __all__ = ["FirstChunkTimeoutError", "RoutingLoop"]
 
@@ -65,12 +65,13 @@ class RoutingLoop:
     its ``timeout_s`` bounds each async attempt.
     """
 
-    __slots__ = ("_request", "_stream_request", "first_chunk_timeout_s", "middleware", "runnables")
+    __slots__ = ("_direct_usage", "_request", "_stream_request", "first_chunk_timeout_s", "middleware", "runnables")
 
     def __init__(self, middleware: Middleware, runnables: Mapping[str, AnyRunnable], *,
                  route: RouteRequest | None = None, first_chunk_timeout_s: float | None = None) -> None:
         self.middleware = middleware
         self.runnables = dict(runnables)
+        self._direct_usage = frozenset(pid for pid, r in self.runnables.items() if returns_usage(r))
         self.first_chunk_timeout_s = first_chunk_timeout_s
         base = route or RouteRequest()
         keys = frozenset(self.runnables)
@@ -88,7 +89,7 @@ class RoutingLoop:
             pid = provider.id
             if index and not self._acquire(pid, attempts):
                 continue
-            config, handler = with_usage_handler(config_for(pid))
+            config, handler = self._config(pid, config_for)
             start = clock()
             try:
                 with set_config_context(config) as context:
@@ -112,7 +113,7 @@ class RoutingLoop:
             pid = provider.id
             if index and not self._acquire(pid, attempts):
                 continue
-            config, handler = with_usage_handler(config_for(pid))
+            config, handler = self._config(pid, config_for)
             start = clock()
             try:
                 async with asyncio.timeout(timeout):
@@ -139,7 +140,7 @@ class RoutingLoop:
             pid = provider.id
             if index and not self._acquire(pid, attempts):
                 continue
-            config, handler = with_usage_handler(config_for(pid))
+            config, handler = self._config(pid, config_for)
             start = clock()
             iterator: Iterator[T] | None = None
             try:
@@ -163,7 +164,7 @@ class RoutingLoop:
         raise self._exhausted(decision, attempts)
 
     def _deliver(self, pid: str, iterator: Iterator[T], head: list[T], ended: bool, start: float,
-                 handler: UsageHandler) -> Generator[T, None, None]:
+                 handler: UsageHandler | None) -> Generator[T, None, None]:
         clock = self.middleware.clock
         ttft = None if ended else clock() - start
         summed = UsageSum()
@@ -204,7 +205,7 @@ class RoutingLoop:
             pid = provider.id
             if index and not self._acquire(pid, attempts):
                 continue
-            config, handler = with_usage_handler(config_for(pid))
+            config, handler = self._config(pid, config_for)
             start = clock()
             iterator: AsyncIterator[T] | None = None
             deadline = asyncio.timeout(timeout)
@@ -228,7 +229,7 @@ class RoutingLoop:
         raise self._exhausted(decision, attempts)
 
     async def _adeliver(self, pid: str, iterator: AsyncIterator[T], head: list[T], ended: bool, start: float,
-                        handler: UsageHandler) -> AsyncGenerator[T, None]:
+                        handler: UsageHandler | None) -> AsyncGenerator[T, None]:
         clock = self.middleware.clock
         ttft = None if ended else clock() - start
         summed = UsageSum()
@@ -259,6 +260,12 @@ class RoutingLoop:
                 self._succeeded(pid, clock() - start, ttft, *_tokens(handler, summed.tokens()))
 
     # -- bookkeeping ---------------------------------------------------------------------------
+    def _config(self, pid: str, config_for: ConfigFor) -> tuple[RunnableConfig, UsageHandler | None]:
+        config = config_for(pid)
+        if pid in self._direct_usage:
+            return config, None  # its output (or chunks) carries usage_metadata
+        return with_usage_handler(config)
+
     def _select(self, request: RouteRequest) -> RoutingDecision:
         decision = self.middleware.select(request)
         if log.isEnabledFor(logging.DEBUG):
@@ -303,9 +310,11 @@ class RoutingLoop:
         return error
 
 
-def _tokens(handler: UsageHandler, fallback: tuple[int, int]) -> tuple[int, int]:
-    """Tokens of the LLM runs the handler saw; else what the output itself carried (plain runnables)."""
-    return (handler.input_tokens, handler.output_tokens) if handler.seen else fallback
+def _tokens(handler: UsageHandler | None, fallback: tuple[int, int]) -> tuple[int, int]:
+    """Tokens of the LLM runs the handler saw; else what the output itself carried."""
+    if handler is not None and handler.seen:
+        return handler.input_tokens, handler.output_tokens
+    return fallback
 
 
 async def _apull_head(iterator: AsyncIterator[T], context: Context) -> tuple[list[T], bool]:

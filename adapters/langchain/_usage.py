@@ -6,12 +6,23 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import LLMResult
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.runnables.config import patch_config
 
-__all__ = ["UsageHandler", "UsageSum", "usage_of", "with_usage_handler"]
+__all__ = ["UsageHandler", "UsageSum", "returns_usage", "usage_of", "with_usage_handler"]
+
+
+def returns_usage(runnable: Runnable[Any, Any]) -> bool:
+    """Whether the runnable's own output carries its usage (a chat model, possibly bound, e.g. ``bind_tools``).
+
+    For those the attempt needs no :class:`UsageHandler`, which saves LangChain's callback work per call.
+    """
+    while isinstance(runnable, RunnableBinding):
+        runnable = runnable.bound
+    return isinstance(runnable, BaseChatModel)
 
 
 def _tokens(message: Any) -> tuple[int, int] | None:

@@ -1,0 +1,254 @@
+"""LangChain adapter benchmark: one provider outage through ``with_fallbacks`` and through ``HealthAwareFallbacks``.
+
+Run: ``python benchmarks/bench_langchain.py`` (about 70 s; ``--quick`` for about 30 s).
+
+Each scenario sends calls one after another for a fixed time: a healthy phase, an outage of the
+primary ``a``, and a recovered phase. It reports how many attempts went to the dead provider, how many
+calls the caller completed, and the latency per call (p50/p99, overall and during the outage), then
+the share of calls the primary served again after it recovered. Scenarios:
+
+- in-process fake chat models (a ``BaseChatModel`` subclass that sleeps 20-50 ms, or fails during
+  the outage after 5-15 ms for a 503, or after 250 ms for a connection timeout);
+- real ``ChatOpenAI`` clients over HTTP to the provider simulator (30 ms lognormal latency, 503s).
+
+It finishes with the wrapper's own overhead per call over an instant fake model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.runnables import Runnable
+from pi_builder_middleware.adapters.langchain import HealthAwareChatModel, HealthAwareFallbacks
+from pydantic import PrivateAttr
+
+from pi_builder_middleware import FailoverConfig
+
+FAILOVER = FailoverConfig.preset("balanced", base_ejection_s=1.0)  # balanced, with ejections short enough to see
+# recovery in a few seconds (ejections double on repeat trips: 1 s, 2 s, 4 s, ...)
+
+
+class ProviderDown(Exception):
+    """What a provider SDK raises for a 503 (the classifier reads ``status_code``)."""
+
+    status_code = 503
+
+
+class ConnectTimeout(Exception):
+    """What an HTTP client raises when a connection attempt times out."""
+
+
+@dataclass
+class Phases:
+    """Healthy, outage and recovered phases of one run, in seconds since its start."""
+
+    healthy_s: float
+    outage_s: float
+    recovered_s: float
+    start: float = 0.0
+
+    @property
+    def total_s(self) -> float:
+        return self.healthy_s + self.outage_s + self.recovered_s
+
+    def phase(self, now: float) -> str:
+        t = now - self.start
+        if t < self.healthy_s:
+            return "healthy"
+        return "outage" if t < self.healthy_s + self.outage_s else "recovered"
+
+
+class DelayedChat(BaseChatModel):
+    """A chat model with a realistic latency (20-50 ms) that fails while ``phases`` says the outage is on."""
+
+    key: str
+    failure: str = "503"  # or "timeout"
+    _phases: Phases | None = PrivateAttr(default=None)
+    _rng: random.Random = PrivateAttr(default_factory=lambda: random.Random(1))
+    _attempts: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    @property
+    def _llm_type(self) -> str:
+        return "delayed"
+
+    def start(self, phases: Phases | None) -> None:
+        self._phases, self._attempts = phases, {}
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
+                  **kwargs: Any) -> ChatResult:
+        phase = self._phases.phase(time.perf_counter()) if self._phases else "healthy"
+        self._attempts[phase] = self._attempts.get(phase, 0) + 1
+        if phase == "outage":
+            if self.failure == "timeout":
+                time.sleep(0.25)
+                raise ConnectTimeout("connect timed out after 250 ms")
+            time.sleep(self._rng.uniform(0.005, 0.015))
+            raise ProviderDown("503 Service Unavailable")
+        time.sleep(self._rng.uniform(0.020, 0.050))
+        usage = {"input_tokens": 12, "output_tokens": 20, "total_tokens": 32}
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=self.key, usage_metadata=usage))])
+
+
+@dataclass
+class Result:
+    name: str
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {"healthy": [], "outage": [], "recovered": []})
+    served_by: dict[str, list[str]] = field(default_factory=lambda: {"healthy": [], "outage": [], "recovered": []})
+    errors: int = 0
+    dead_attempts: int = 0
+
+
+def run(name: str, call: Callable[[], str], phases: Phases) -> Result:
+    result = Result(name)
+    phases.start = time.perf_counter()
+    while (now := time.perf_counter()) - phases.start < phases.total_s:
+        phase = phases.phase(now)
+        try:
+            served = call()
+        except Exception:
+            served = "error"
+            result.errors += 1
+        result.latencies[phase].append(time.perf_counter() - now)
+        result.served_by[phase].append(served)
+    return result
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
+
+
+def table(title: str, results: list[Result]) -> str:
+    lines = [f"### {title}", "",
+             "| wrapper | calls (outage) | attempts to dead `a` | caller errors | p50 / p99 ms, all calls "
+             "| p50 / p99 ms, outage | recovered calls served by `a` |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results:
+        every = [x for xs in r.latencies.values() for x in xs]
+        outage = r.latencies["outage"]
+        rec = r.served_by["recovered"]
+        share = f"{rec.count('a') / len(rec):.0%}" if rec else "n/a"
+        lines.append(
+            f"| {r.name} | {len(every)} ({len(outage)}) | {r.dead_attempts} | {r.errors} "
+            f"| {pct(every, 0.5):.1f} / {pct(every, 0.99):.1f} | {pct(outage, 0.5):.1f} / {pct(outage, 0.99):.1f} "
+            f"| {share} |")
+    return "\n".join(lines)
+
+
+def fake_scenario(failure: str, phases: Phases) -> list[Result]:
+    results = []
+    a, b = DelayedChat(key="a", failure=failure), DelayedChat(key="b")
+    wrappers: list[tuple[str, Runnable[Any, Any]]] = [
+        ("`a.with_fallbacks([b])`", a.with_fallbacks([b])),
+        ("`HealthAwareFallbacks`", HealthAwareFallbacks({"a": a, "b": b}, failover=FAILOVER)),
+        ("`HealthAwareChatModel`", HealthAwareChatModel({"a": a, "b": b}, failover=FAILOVER)),
+    ]
+    for name, llm in wrappers:
+        a.start(phases)
+        b.start(None)
+        result = run(name, lambda llm=llm: str(llm.invoke("hi").content), phases)
+        result.dead_attempts = a._attempts.get("outage", 0)
+        results.append(result)
+    return results
+
+
+def http_scenario(phases: Phases) -> list[Result]:
+    from langchain_openai import ChatOpenAI
+
+    from pi_builder_middleware.sim import Behaviour, Latency, SimProvider, Simulator
+
+    behaviour = Behaviour(latency=Latency.lognormal(30, 0.25, max_ms=200))
+    results = []
+    with Simulator([SimProvider(name="a", behaviour=behaviour), SimProvider(name="b", behaviour=behaviour)],
+                   seed=3) as sim:
+        def chat(name: str) -> ChatOpenAI:
+            return ChatOpenAI(base_url=sim.base_url(name), api_key="sk-fake", model="sim",  # type: ignore[arg-type]
+                              max_retries=0, timeout=5)
+
+        wrappers: list[tuple[str, Runnable[Any, Any]]] = [
+            ("`ChatOpenAI.with_fallbacks`", chat("a").with_fallbacks([chat("b")])),
+            ("`HealthAwareFallbacks`", HealthAwareFallbacks({"a": chat("a"), "b": chat("b")}, failover=FAILOVER)),
+        ]
+        for name, llm in wrappers:
+            sim.reset_stats()
+            sim.up("a")
+            state = {"down": False}
+
+            def call(llm: Runnable[Any, Any] = llm, state: dict[str, bool] = state) -> str:
+                down = phases.phase(time.perf_counter()) == "outage"
+                if down != state["down"]:
+                    (sim.down if down else sim.up)("a")
+                    state["down"] = down
+                return str(llm.invoke("hi").content).split()[0]
+
+            result = run(name, call, phases)
+            result.dead_attempts = sim.stats("a").errors
+            results.append(result)
+            sim.up("a")
+    return results
+
+
+def overhead(calls: int) -> str:
+    def per_call_us(llm: Runnable[Any, Any]) -> float:
+        for _ in range(200):
+            llm.invoke("hi")
+        best = float("inf")
+        for _ in range(5):  # CPU time, best of 5 rounds: the least disturbed by other work on the machine
+            start = time.process_time()
+            for _ in range(calls // 5):
+                llm.invoke("hi")
+            best = min(best, (time.process_time() - start) / (calls // 5) * 1e6)
+        return best
+
+    def fake() -> FakeListChatModel:
+        return FakeListChatModel(responses=["ok"])
+
+    rows = [
+        ("bare `FakeListChatModel`", fake()),
+        ("`with_fallbacks` (primary healthy)", fake().with_fallbacks([fake()])),
+        ("`HealthAwareFallbacks`", HealthAwareFallbacks({"a": fake(), "b": fake()})),
+        ("`HealthAwareChatModel`", HealthAwareChatModel({"a": fake(), "b": fake()})),
+    ]
+    measured = [(name, per_call_us(llm)) for name, llm in rows]
+    base = measured[0][1]
+    lines = ["### Overhead per call (instant fake model, sync invoke, CPU time, best of 5 rounds)", "",
+             "| runnable | µs per call | added µs |",
+             "|---|---|---|"]
+    lines += [f"| {name} | {us:.0f} | {us - base:+.0f} |" for name, us in measured]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="shorter phases (about 20 s in all)")
+    parser.add_argument("--no-http", action="store_true", help="skip the HTTP simulator scenario")
+    args = parser.parse_args(argv)
+    scale = 0.4 if args.quick else 1.0
+    phases = Phases(healthy_s=1.0 * scale, outage_s=4.0 * scale, recovered_s=3.0 * scale)
+    print(f"phases: healthy {phases.healthy_s:.1f} s, outage of `a` {phases.outage_s:.1f} s, "
+          f"recovered {phases.recovered_s:.1f} s; calls sent one after another; "
+          f"HealthAware* use FailoverConfig.preset('balanced', base_ejection_s=1.0)\n")
+    print(table("Fake chat models, outage = fast 503 (5-15 ms)", fake_scenario("503", phases)), "\n", flush=True)
+    print(table("Fake chat models, outage = connect timeout (250 ms)", fake_scenario("timeout", phases)), "\n",
+          flush=True)
+    if not args.no_http:
+        print(table("ChatOpenAI over HTTP to the simulator (30 ms lognormal), outage = 503",
+                    http_scenario(phases)), "\n", flush=True)
+    print(overhead(500 if args.quick else 2000))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
