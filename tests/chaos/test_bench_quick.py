@@ -1,0 +1,112 @@
+"""CI run of ``pi-builder bench --quick``: the report's structure and sane numbers (never the ranking).
+
+One short run (a few seconds of traffic per contender against real HTTP servers on 127.0.0.1, real
+LiteLLM Router, real LangChain runnables) shared by every test in this module.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pi_builder_middleware.chaos import QUICK_CONTENDERS
+from pi_builder_middleware.chaos.report import COLUMNS
+from pi_builder_middleware.cli import main
+
+pytestmark = pytest.mark.timeout(240)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("chaos") / "report"
+    assert main(["bench", "--quick", "--scenario", "outage", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def data(report: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((report / "metrics.json").read_text())
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def contenders(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    (scenario,) = data["scenarios"]
+    return {c["contender"]: c for c in scenario["contenders"]}
+
+
+def test_every_quick_contender_ran(data, contenders):
+    (scenario,) = data["scenarios"]
+    assert scenario["skipped"] == {}
+    assert list(contenders) == list(QUICK_CONTENDERS)
+    assert data["quick"] is True
+    assert data["machine"]["nproc"] >= 1 and data["machine"]["python"]
+
+
+def test_report_table_has_a_row_per_contender_and_the_metric_columns(report):
+    lines = (report / "report.md").read_text().splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| contender | success"))
+    assert [c.strip() for c in lines[header].strip("|").split("|")] == list(COLUMNS)
+    rows = []
+    for line in lines[header + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    assert [r[0].strip("`") for r in rows] == list(QUICK_CONTENDERS)
+    assert all(len(r) == len(COLUMNS) for r in rows)
+    assert any(line.startswith("### Targets") for line in lines)
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    raw = path.read_bytes()
+    assert raw[:8] == PNG_SIGNATURE and raw[12:16] == b"IHDR", path
+    width, height = struct.unpack(">II", raw[16:24])
+    return width, height
+
+
+def test_plots_are_non_empty_pngs_linked_from_the_report(report):
+    text = (report / "report.md").read_text()
+    for kind in ("latency", "traffic", "success"):
+        path = report / f"outage-{kind}.png"
+        width, height = _png_size(path)
+        assert width > 100 and height > 100
+        assert path.stat().st_size > 2000
+        assert f"({path.name})" in text
+
+
+def test_numbers_are_sane(contenders):
+    for name, c in contenders.items():
+        assert 0.0 <= c["success_rate"] <= 1.0, name
+        assert c["requests"] > 0 and 0 <= c["successes"] <= c["requests"], name
+        assert 0 <= c["wasted_attempts"] <= c["attempts"], name
+        assert 0 <= c["failed_attempts"] <= c["attempts"], name
+        if c["successes"]:
+            assert c["latency_p50_ms"] <= c["latency_p95_ms"] <= c["latency_p99_ms"], name
+            assert c["cost"] > 0, name
+        if c["ttft_p50_ms"] is not None:
+            assert c["ttft_p50_ms"] <= c["ttft_p95_ms"] <= c["ttft_p99_ms"], name
+        assert sum(sum(v) for v in c["attempts_by_provider"].values()) == c["attempts"], name
+        assert sum(sum(v) for v in c["served_by_provider"].values()) == c["successes"], name
+        for window in c["windows"]:
+            assert window["detect_s"] is None or 0 <= window["detect_s"] <= window["end"] - window["start"]
+            assert window["recover_s"] is None or window["recover_s"] >= 0
+
+
+def test_the_oracle_never_sends_into_a_fault_window(contenders):
+    oracle = contenders["oracle"]
+    assert oracle["wasted_attempts"] == 0
+    assert all(w["attempts"] == 0 for w in oracle["windows"])
+
+
+def test_every_contender_reached_the_providers_over_http(contenders):
+    for name, c in contenders.items():
+        if name == "oracle":
+            continue
+        assert c["attempts"] >= c["successes"] > 0, name
+        assert c["settings"], name  # the exact settings are in the JSON
