@@ -26,10 +26,11 @@ slow to start streaming.
 Provider SDK retries delay failover
 -----------------------------------
 Chat models retry on their own before raising (``ChatOpenAI``/``ChatAnthropic`` default to
-``max_retries=2`` with exponential backoff, ``ChatLiteLLM`` has ``max_retries`` too). The wrapper only
-sees the error after all of them, so an outage costs every call several round trips and seconds of
-backoff before it fails over, and the breaker learns late. Create wrapped models with ``max_retries=0``
-(and a client ``timeout``): failing over to a healthy provider is the retry.
+``max_retries=2`` with exponential backoff). The wrapper only sees the error after all of them, so an
+outage costs every call several round trips and seconds of backoff before it fails over, and the breaker
+learns late. Create wrapped models with ``max_retries=0`` (and a client ``timeout``): failing over to a
+healthy provider is the retry. ``ChatLiteLLM`` needs ``max_retries=0`` *and*
+``model_kwargs={"max_retries": 0}`` (the SDK client inside LiteLLM retries a 503 twice otherwise).
 
 A provider whose breaker is open is skipped; when every provider is open, cooling down or filtered out,
 the call raises :class:`~pi_builder_middleware.NoProviderAvailableError` at once (fail fast) instead

@@ -142,3 +142,19 @@ def test_batch_routes_each_input(sim: Simulator, make_chat, make_mw):
     out = llm.batch(["one", "two", "three", "four"], config={"max_concurrency": 1})
     assert [served_by(m.content) for m in out] == ["b"] * 4
     assert sim.stats("a").total == 2  # the breaker opened after two of the inputs
+
+
+def test_chat_litellm_behind_the_wrapper(sim: Simulator, make_chat, make_mw):
+    """ChatLiteLLM as a provider: its errors classify too, and the recommended settings mean one request per try."""
+    chat_litellm = pytest.importorskip("langchain_litellm").ChatLiteLLM
+    # max_retries=0 stops ChatLiteLLM's own retries; model_kwargs max_retries=0 those of the OpenAI SDK inside
+    local = chat_litellm(model="openai/sim-model", api_base=sim.base_url("c"), api_key="sk-fake", max_retries=0,
+                         model_kwargs={"max_retries": 0})
+    llm = HealthAwareChatModel({"c": local, "a": make_chat("a")}, middleware=make_mw("c", "a"))
+    assert served_by(llm.invoke("hi").content) == "c"
+    sim.down("c")
+    assert served_by(llm.invoke("hi").content) == "a"
+    assert sim.stats("c").total == 2  # no hidden SDK retries before failing over
+    failed = llm.middleware.failover.events[-2]
+    assert (failed.provider_id, failed.detail) == ("c", "overloaded ServiceUnavailableError")
+    assert llm.middleware.health("c").tokens_out == 16
