@@ -7,18 +7,19 @@ import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
+import pluggy
+
 from ._clock import Clock, monotonic_clock
 from ._registries import build_registries
 from .config import FailoverConfig, MonitorConfig
-from .enums import ErrorKind, EventKind, FailoverPreset
+from .enums import ErrorKind, FailoverPreset
 from .errorinfo import extract_retry_after
-from .errors import AllProvidersFailedError, NoProviderAvailableError
+from .errors import AllProvidersFailedError, ConfigError, NoProviderAvailableError
 from .failover import FailoverManager
 from .interfaces import Strategy
 from .models import (
     Alert,
     Attempt,
-    FailoverEvent,
     HealthChange,
     HealthSnapshot,
     Outcome,
@@ -34,7 +35,6 @@ from .routing import DEFAULT_REQUEST, ProviderRouter
 __all__ = ["Middleware"]
 
 T = TypeVar("T")
-_CIRCUIT_EVENTS = frozenset({EventKind.BLACKLIST, EventKind.HALF_OPEN, EventKind.RECOVERY, EventKind.RESET})
 
 
 class Middleware:
@@ -60,11 +60,19 @@ class Middleware:
         seed: int | None = None,
         history_size: int = 1000,
     ) -> None:
+        provider_list, plugin_list, blocked = _checked_arguments(providers, plugins, blocked_plugins, monitor,
+                                                                 clock, seed)
         self.load_errors: list[str] = []
-        pm = get_plugin_manager(load_entrypoints=load_entrypoints, blocked=blocked_plugins,
-                                load_errors=self.load_errors)
-        for plugin in plugins:
-            pm.register(plugin)
+        pm = get_plugin_manager(load_entrypoints=load_entrypoints, blocked=blocked, load_errors=self.load_errors)
+        for plugin in plugin_list:
+            try:
+                pm.register(plugin)
+            except (ValueError, pluggy.PluginValidationError) as exc:  # registered twice, or a malformed hook
+                raise ConfigError("plugins", f"cannot register {plugin!r}: {exc}") from None
+        try:
+            pm.check_pending()
+        except pluggy.PluginValidationError as exc:  # a misspelled hook name would silently never run
+            raise ConfigError("plugins", f"{exc}; hook names are listed in pi_builder_middleware.hookspecs") from None
         self.plugins = PluginHost(pm)
         self.registries = build_registries(self.plugins)
         self.clock: Clock = clock or monotonic_clock
@@ -79,10 +87,9 @@ class Middleware:
             strategy=strategy, health_scorer=health_scorer, monitor=self.monitor, failover=self.failover,
             registries=self.registries, clock=self.clock, rng=rng, history_size=history_size,
         )
-        self.failover.subscribe(self._on_failover_event)
         self.monitor.subscribe_health(self._on_health_change)
         self.monitor.subscribe_alerts(self._on_alert)
-        for provider in providers:
+        for provider in provider_list:
             self.router.add_provider(provider)
 
     # -- providers -----------------------------------------------------------------------------
@@ -245,17 +252,23 @@ class Middleware:
 
     def export(self) -> dict[str, Any]:
         """JSON-safe state: configuration, metrics, breaker states, events, decisions. No secrets."""
+        health = {}
+        for pid in self.router.providers:
+            try:
+                health[pid] = self.health(pid).to_dict()
+            except ConfigError:  # removed by another thread while exporting
+                continue
         return {
             "config": {
                 "strategy": self.router.strategy.name,
                 "health_scorer": self.router.health_scorer.name,
                 "providers": [p.model_dump(mode="json") for p in self.router.providers.values()],
             },
-            "health": {pid: self.health(pid).to_dict() for pid in self.router.providers},
+            "health": health,
             "monitor": self.monitor.export(),
             "failover": self.failover.export(),
             "router": self.router.statistics(),
-            "decisions": [d.to_dict() for d in self.router.history],
+            "decisions": [d.to_dict() for d in list(self.router.history)],  # copy: other threads append
             "plugins": {"registered": sorted(n for n, _ in self.plugins.pm.list_name_plugin() if n),
                         "failures": dict(self.plugins.failures), "load_errors": list(self.load_errors),
                         "strategies": self.registries.strategies.names()},
@@ -279,12 +292,29 @@ class Middleware:
         await self.failover.stop_health_checks()
 
     # -- wiring --------------------------------------------------------------------------------
-    def _on_failover_event(self, event: FailoverEvent) -> None:
-        if event.kind in _CIRCUIT_EVENTS and event.provider_id in self.router.providers:
-            self.monitor.set_circuit(event.provider_id, event.circuit)
-
     def _on_health_change(self, event: HealthChange) -> None:
         self.plugins.notify("pbm_on_health_change", event=event)
 
     def _on_alert(self, alert: Alert) -> None:
         self.plugins.notify("pbm_on_alert", alert=alert)
+
+
+def _checked_arguments(providers: object, plugins: object, blocked_plugins: object, monitor: object,
+                       clock: object, seed: object) -> tuple[list[Any], list[object], list[str]]:
+    """Check the constructor's loosely typed arguments up front, so a mistake is a ConfigError."""
+
+    def as_list(value: object, field: str) -> list[Any]:
+        if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+            raise ConfigError(field, f"expected a list, got {type(value).__name__}")
+        return list(value)
+
+    blocked = as_list(blocked_plugins, "blocked_plugins")
+    if not all(isinstance(name, str) for name in blocked):
+        raise ConfigError("blocked_plugins", "plugin names must be strings")
+    if monitor is not None and not isinstance(monitor, MonitorConfig):
+        raise ConfigError("monitor", f"expected a MonitorConfig or None, got {type(monitor).__name__}")
+    if clock is not None and not callable(clock):
+        raise ConfigError("clock", f"expected a callable returning seconds, got {type(clock).__name__}")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise ConfigError("seed", f"expected an int or None, got {type(seed).__name__}")
+    return as_list(providers, "providers"), as_list(plugins, "plugins"), blocked

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,7 @@ from pydantic import Field, field_validator
 from ._validation import ConfigModel
 from .enums import AlertKind, CircuitState, ErrorKind, EventKind, HealthStatus
 from .errors import ConfigError
+from .interfaces import Strategy
 
 __all__ = [
     "Alert",
@@ -38,7 +40,7 @@ class Provider(ConfigModel):
     cost_per_1k_input: float = Field(default=0.0, ge=0)
     cost_per_1k_output: float = Field(default=0.0, ge=0)
     quality: float = Field(default=0.5, ge=0, le=1)
-    capabilities: frozenset[str] = frozenset()
+    capabilities: AbstractSet[str] = frozenset()
     max_context_tokens: int | None = Field(default=None, gt=0)
     priority: int = 0
     model: str | None = None
@@ -51,6 +53,11 @@ class Provider(ConfigModel):
             raise ValueError("give a set of capability names, e.g. {'tools', 'vision'}, not one string")
         return value
 
+    @field_validator("capabilities", mode="after")
+    @classmethod
+    def _freeze(cls, value: AbstractSet[str]) -> frozenset[str]:
+        return frozenset(value)
+
     def cost_of(self, input_tokens: int, output_tokens: int) -> float:
         """Cost of a call with these token counts at this provider's prices."""
         return input_tokens * self.cost_per_1k_input / 1000 + output_tokens * self.cost_per_1k_output / 1000
@@ -61,7 +68,30 @@ def _frozen_names(value: Iterable[str] | None, name: str) -> frozenset[str]:
         return frozenset()
     if isinstance(value, str):
         raise ConfigError(f"RouteRequest.{name}", "give a set of names, not one string")
-    return frozenset(value)
+    try:
+        names = frozenset(value)
+    except TypeError:
+        raise ConfigError(f"RouteRequest.{name}", f"give a set of names (got {type(value).__name__})") from None
+    if not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"RouteRequest.{name}", "names must be strings")
+    return names
+
+
+# Checks for the dataclasses below (pydantic would be too slow for objects made on every call).
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check(field: str, ok: bool, expected: str, value: object) -> None:
+    if not ok:
+        raise ConfigError(field, f"must be {expected} (got {value!r})")
+
+
+def _tokens(owner: object, field: str, value: object) -> None:
+    """Token counts: whole numbers >= 0 (an integral float such as 12.0 is stored as 12)."""
+    ok = _is_number(value) and value >= 0 and float(value).is_integer()  # type: ignore[operator, arg-type]
+    _check(f"{type(owner).__name__}.{field}", ok, "a whole number >= 0", value)
+    object.__setattr__(owner, field, int(value))  # type: ignore[call-overload]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,16 +120,19 @@ class RouteRequest:
         set_(self, "exclude", _frozen_names(self.exclude, "exclude"))
         if self.candidates is not None:
             set_(self, "candidates", _frozen_names(self.candidates, "candidates"))
-        if self.max_latency_ms is not None and not self.max_latency_ms > 0:
-            raise ConfigError("RouteRequest.max_latency_ms", f"must be > 0 (got {self.max_latency_ms})")
-        if self.min_availability is not None and not 0 <= self.min_availability <= 1:
-            raise ConfigError(
-                "RouteRequest.min_availability", f"must be between 0 and 1 (got {self.min_availability})"
-            )
-        if self.input_tokens < 0 or self.output_tokens < 0:
-            raise ConfigError("RouteRequest.input_tokens", "token estimates must be >= 0")
-        if self.timeout_s is not None and not self.timeout_s > 0:
-            raise ConfigError("RouteRequest.timeout_s", f"must be > 0 (got {self.timeout_s})")
+        v: Any = self.max_latency_ms
+        if v is not None:
+            _check("RouteRequest.max_latency_ms", _is_number(v) and v > 0, "a number > 0 or None", v)
+        v = self.min_availability
+        if v is not None:
+            _check("RouteRequest.min_availability", _is_number(v) and 0 <= v <= 1, "between 0 and 1, or None", v)
+        v = self.strategy
+        _check("RouteRequest.strategy", v is None or isinstance(v, str | Strategy), "a strategy name or None", v)
+        _tokens(self, "input_tokens", self.input_tokens)
+        _tokens(self, "output_tokens", self.output_tokens)
+        v = self.timeout_s
+        if v is not None:
+            _check("RouteRequest.timeout_s", _is_number(v) and v > 0, "a number > 0 or None", v)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,18 +167,34 @@ class Outcome:
     at: float | None = None
 
     def __post_init__(self) -> None:
-        if not self.provider_id:
-            raise ConfigError("Outcome.provider_id", "must be a non-empty provider id")
-        if not (self.latency_s >= 0 and math.isfinite(self.latency_s)):
-            raise ConfigError("Outcome.latency_s", f"must be a finite number >= 0 (got {self.latency_s})")
-        if self.ttft_s is not None and not (self.ttft_s >= 0 and math.isfinite(self.ttft_s)):
-            raise ConfigError("Outcome.ttft_s", f"must be a finite number >= 0 (got {self.ttft_s})")
-        if self.input_tokens < 0 or self.output_tokens < 0:
-            raise ConfigError("Outcome.input_tokens", "token counts must be >= 0")
-        if self.cost is not None and not (self.cost >= 0 and math.isfinite(self.cost)):
-            raise ConfigError("Outcome.cost", f"must be a finite number >= 0 (got {self.cost})")
-        if self.retry_after_s is not None and not self.retry_after_s >= 0:
-            raise ConfigError("Outcome.retry_after_s", f"must be >= 0 (got {self.retry_after_s})")
+        pid: Any = self.provider_id
+        _check("Outcome.provider_id", isinstance(pid, str) and pid != "", "a non-empty provider id", pid)
+        _check("Outcome.ok", isinstance(self.ok, bool), "True or False", self.ok)
+        _check("Outcome.probe", isinstance(self.probe, bool), "True or False", self.probe)
+        v: Any = self.latency_s
+        _check("Outcome.latency_s", _is_number(v) and v >= 0, "a finite number >= 0", v)
+        for name in ("ttft_s", "cost", "retry_after_s"):
+            v = getattr(self, name)
+            if v is not None:
+                _check(f"Outcome.{name}", _is_number(v) and v >= 0, "a finite number >= 0 or None", v)
+        _tokens(self, "input_tokens", self.input_tokens)
+        _tokens(self, "output_tokens", self.output_tokens)
+        v = self.at
+        if v is not None:
+            _check("Outcome.at", _is_number(v), "a finite clock reading or None", v)
+        v = self.status_code
+        if v is not None:
+            _check("Outcome.status_code", isinstance(v, int) and not isinstance(v, bool) and 100 <= v <= 599,
+                   "an HTTP status (100-599) or None", v)
+        _check("Outcome.error", self.error is None or isinstance(self.error, BaseException),
+               "an exception instance or None", self.error)
+        v = self.error_kind
+        if v is not None and not isinstance(v, ErrorKind):
+            try:
+                object.__setattr__(self, "error_kind", ErrorKind(v))
+            except ValueError:
+                kinds = ", ".join(k.value for k in ErrorKind)
+                raise ConfigError("Outcome.error_kind", f"must be an ErrorKind ({kinds}), got {v!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,10 +211,11 @@ class RoutingDecision:
     """The provider chosen for one request, its ordered backups, and why.
 
     ``scores`` holds each ranked candidate's strategy score (0–1, higher is better); ``excluded``
-    maps providers that were filtered out to the reason. ``reason`` is built on first access.
+    maps providers that were filtered out to the reason. ``trial`` marks a decision that sends the
+    request to a half-open provider as its trial call. ``reason`` is built on first access.
     """
 
-    __slots__ = ("_reason", "at", "chain", "excluded", "provider", "scores", "strategy")
+    __slots__ = ("_reason", "at", "chain", "excluded", "provider", "scores", "strategy", "trial")
 
     def __init__(
         self,
@@ -175,8 +225,10 @@ class RoutingDecision:
         strategy: str,
         excluded: dict[str, str],
         at: float,
+        trial: bool = False,
     ) -> None:
         self.provider = provider
+        self.trial = trial
         self.chain = chain
         self.scores = scores
         self.strategy = strategy
@@ -200,6 +252,8 @@ class RoutingDecision:
         if self._reason is None:
             ranked = ", ".join(f"{p.id}={self.scores[p.id]:.3f}" for p in self.providers)
             text = f"{self.strategy}: chose {self.provider.id} (scores {ranked})"
+            if self.trial:
+                text = f"trial call to half-open {self.provider.id}; " + text
             if self.excluded:
                 text += "; excluded " + "; ".join(f"{pid}: {why}" for pid, why in self.excluded.items())
             self._reason = text
@@ -215,6 +269,7 @@ class RoutingDecision:
             "excluded": dict(self.excluded),
             "reason": self.reason,
             "at": self.at,
+            "trial": self.trial,
         }
 
     def __repr__(self) -> str:

@@ -15,15 +15,18 @@ from typing import Any
 
 from ._clock import Clock, monotonic_clock
 from ._registries import Registries, build_registries
+from .enums import CircuitState, EventKind
 from .errors import ConfigError, NoProviderAvailableError
 from .failover import FailoverManager
 from .interfaces import Candidate, HealthScorer, Strategy, StrategyContext
-from .models import Provider, RouteRequest, RoutingDecision
+from .models import FailoverEvent, Provider, RouteRequest, RoutingDecision
 from .monitor import HealthMonitor
 
 __all__ = ["DEFAULT_REQUEST", "ProviderRouter"]
 
 log = logging.getLogger("pi_builder_middleware.routing")
+
+_CIRCUIT_EVENTS = frozenset({EventKind.BLACKLIST, EventKind.HALF_OPEN, EventKind.RECOVERY, EventKind.RESET})
 
 #: The request used when ``select`` is called without one.
 DEFAULT_REQUEST = RouteRequest()
@@ -50,13 +53,15 @@ class ProviderRouter:
         rng: random.Random | None = None,
         history_size: int = 1000,
     ) -> None:
-        if history_size < 1:
-            raise ConfigError("history_size", f"must be >= 1 (got {history_size})")
+        if not isinstance(history_size, int) or isinstance(history_size, bool) or history_size < 1:
+            raise ConfigError("history_size", f"must be a whole number >= 1 (got {history_size!r})")
         self.registries = registries or build_registries()
         self.clock: Clock = clock or monotonic_clock
         self.monitor = monitor or HealthMonitor(clock=self.clock)
         self.failover = failover or FailoverManager(clock=self.clock)
         self.strategy = self._resolve_strategy(strategy)
+        if not isinstance(health_scorer, str | HealthScorer):
+            raise ConfigError("health_scorer", f"expected a scorer name or HealthScorer, got {health_scorer!r}")
         self.health_scorer = (health_scorer if isinstance(health_scorer, HealthScorer)
                               else self.registries.scorers.get(health_scorer))
         self._ctx = StrategyContext(rng or random.Random(), self.health_scorer, self.monitor.config.min_samples)
@@ -69,8 +74,14 @@ class ProviderRouter:
         self._by_provider: Counter[str] = Counter()
         self._by_strategy: Counter[str] = Counter()
         self.plugin_failures = 0
+        self.failover.subscribe(self._on_failover_event)
         for provider in providers:
             self.add_provider(provider)
+
+    def _on_failover_event(self, event: FailoverEvent) -> None:
+        # keeps each Candidate's circuit (what strategies and health status read) in step with its breaker
+        if event.kind in _CIRCUIT_EVENTS and event.provider_id in self._candidates:
+            self.monitor.set_circuit(event.provider_id, event.circuit)
 
     # -- providers -----------------------------------------------------------------------------
     def add_provider(self, provider: Provider) -> None:
@@ -114,8 +125,14 @@ class ProviderRouter:
         scores = self._rank(strategy, eligible, request)
         order = sorted(range(len(eligible)), key=lambda i: (-scores[i], eligible[i].provider.priority, i))
         ranked = [eligible[i] for i in order]
+        trial = next((c for c in ranked if c.circuit is CircuitState.HALF_OPEN), None)
+        if trial is not None and trial is not ranked[0]:
+            # A half-open provider only recovers through trial calls; the strategy would rarely rank it
+            # first (its window still holds the outage), so it goes first within its permit allowance.
+            ranked.remove(trial)
+            ranked.insert(0, trial)
         if reserve:
-            while ranked and not self.failover.acquire(ranked[0].provider.id):
+            while ranked and not self._acquire(ranked[0].provider.id):
                 lost = ranked.pop(0)  # lost a race for the last half-open permit
                 excluded[lost.provider.id] = "half-open trial permits taken"
             if not ranked:
@@ -124,6 +141,7 @@ class ProviderRouter:
         decision = RoutingDecision(
             chosen.provider, tuple(c.provider for c in ranked[1:]),
             {eligible[i].provider.id: scores[i] for i in order}, strategy.name, excluded, self.clock(),
+            trial=chosen.circuit is CircuitState.HALF_OPEN,
         )
         with self._lock:
             if chosen.samples < self._ctx.min_samples:
@@ -134,6 +152,12 @@ class ProviderRouter:
             self._by_provider[chosen.provider.id] += 1
             self._by_strategy[strategy.name] += 1
         return decision
+
+    def _acquire(self, provider_id: str) -> bool:
+        try:
+            return self.failover.acquire(provider_id)
+        except ConfigError:  # removed by another thread since it was ranked
+            return False
 
     def _filter(self, request: RouteRequest) -> tuple[list[Candidate], dict[str, str]]:
         excluded: dict[str, str] = {}
@@ -148,7 +172,7 @@ class ProviderRouter:
         min_samples = self._ctx.min_samples
         unavailable = self.failover.unavailable_reason
         now = self.clock()
-        for pid, cand in self._candidates.items():
+        for pid, cand in list(self._candidates.items()):  # a copy: other threads may add or remove providers
             if wanted is not None and pid not in wanted:
                 continue
             if pid in request.exclude:
@@ -158,7 +182,10 @@ class ProviderRouter:
                 missing = ", ".join(sorted(caps - cand.provider.capabilities))
                 excluded[pid] = f"missing capabilities: {missing}"
                 continue
-            why = unavailable(pid, now)
+            try:
+                why = unavailable(pid, now)
+            except ConfigError:  # removed by another thread after the copy was taken
+                continue
             if why is not None:
                 excluded[pid] = why
                 continue

@@ -343,7 +343,7 @@ def test_bad_config_names_the_field():
         Provider(id="x", cost_per_1k_input=-0.1)
     with pytest.raises(ConfigError, match="unknown setting"):
         FailoverConfig(consecutive_failure=3)
-    with pytest.raises(ConfigError, match="max_ejection_s must be >= base_ejection_s"):
+    with pytest.raises(ConfigError, match="max_ejection_s: must be >= base_ejection_s"):
         FailoverConfig(base_ejection_s=100, max_ejection_s=10)
     with pytest.raises(ConfigError, match=r"RouteRequest\.min_availability"):
         RouteRequest(min_availability=1.5)

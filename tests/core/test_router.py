@@ -178,4 +178,21 @@ def test_decision_to_dict_is_json_ready(mw):
 
     data = mw.select().to_dict()
     assert json.loads(json.dumps(data))["provider"] == data["provider"]
-    assert set(data) == {"provider", "chain", "scores", "strategy", "excluded", "reason", "at"}
+    assert set(data) == {"provider", "chain", "scores", "strategy", "excluded", "reason", "at", "trial"}
+
+
+def test_half_open_provider_gets_its_trial_call_even_when_ranked_low(mw, clock):
+    """Without trial calls a half-open provider would never recover under a ranking strategy."""
+    warm(mw, "fast", 0.01, n=4)
+    warm(mw, "fast", 0.1, n=2, ok=False)  # trips (aggressive: 2 in a row); availability now 67 %
+    warm(mw, "cheap", 0.005)
+    warm(mw, "smart", 0.006)
+    clock.advance(10.5)
+    trial = mw.select()
+    assert trial.provider.id == "fast" and trial.trial
+    assert trial.reason.startswith("trial call to half-open fast;")
+    assert trial.scores["fast"] < trial.scores["cheap"]  # it went first despite its score
+    assert mw.select().provider.id == "cheap"  # the single permit is taken: back to the ranking
+    mw.record(Outcome("fast", True, 0.01))
+    assert mw.failover.state("fast") is CircuitState.CLOSED
+    assert not mw.select().trial

@@ -1,0 +1,78 @@
+"""``pi-builder demo``: live traffic through a real LiteLLM Router and a LangChain Runnable that share one
+Middleware, against simulated providers on 127.0.0.1 that go down, rate-limit and brown out.
+
+Needs the ``all`` extra (litellm, langchain, aiohttp, rich). Not imported by ``pi_builder_middleware``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo; returns the process exit code."""
+    parser = argparse.ArgumentParser(prog="pi-builder demo", description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
+    parser.add_argument("--rate", type=float, default=None, help="requests per second (default 10)")
+    parser.add_argument("--no-live", action="store_true", help="print a snapshot every few seconds instead")
+    args = parser.parse_args(argv)
+    if args.duration <= 0 or (args.rate is not None and args.rate <= 0):
+        print("pi-builder demo: --duration and --rate must be > 0", file=sys.stderr)
+        return 2
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    return asyncio.run(_run(args.duration, args.rate, live=not args.no_live))
+
+
+async def _run(duration: float, rate: float | None, *, live: bool) -> int:
+    import dataclasses
+    import logging
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from pi_builder_middleware import Alert
+    from pi_builder_middleware.sim import Simulator
+
+    from .scenario import default_scenario
+    from .traffic import DemoRun, build_middleware, preload, run_traffic
+    from .view import render, summary
+
+    logging.getLogger("pi_builder_middleware").setLevel(logging.ERROR)  # alerts are shown in the view
+    logging.getLogger("LiteLLM").setLevel(logging.CRITICAL)
+    logging.getLogger("LiteLLM Router").setLevel(logging.CRITICAL)
+    scenario = default_scenario(duration)
+    if rate is not None:
+        scenario = dataclasses.replace(scenario, rate_per_s=rate)
+    console = Console() if Console().is_terminal else Console(width=150)
+    alerts: list[Alert] = []
+    console.print("loading litellm and langchain ...")
+    preload()
+    with Simulator.from_scenario(scenario.sim_scenario()) as sim:
+        run = DemoRun(scenario=scenario, sim=sim, middleware=build_middleware(scenario))
+        run.middleware.subscribe_alerts(alerts.append)
+        traffic = asyncio.create_task(run_traffic(run))
+        live = live and console.is_terminal
+        if live:
+            with Live(render(run, alerts), console=console, refresh_per_second=4) as view:
+                while not traffic.done():
+                    await asyncio.sleep(0.25)
+                    view.update(render(run, alerts))
+        else:
+            last = -10.0
+            while not traffic.done():
+                await asyncio.sleep(0.25)
+                if run.elapsed() - last >= 10:
+                    last = run.elapsed()
+                    console.print(render(run, alerts))
+        await traffic
+        if not live:
+            console.print(render(run, alerts))
+        console.print(summary(run, alerts))
+    failed = sum(1 for r in run.results if not r.ok)
+    console.print(f"{len(run.results)} requests, {failed} failed, {len(alerts)} alerts.")
+    return 0
