@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from ._validation import ConfigModel
 from .enums import FailoverPreset
@@ -13,25 +13,44 @@ from .errors import ConfigError
 __all__ = ["AlertThresholds", "FailoverConfig", "HealthThresholds", "MonitorConfig"]
 
 
+def _at_most(value: float, info: ValidationInfo, other: str) -> float:
+    bound = info.data.get(other)  # absent when that field failed its own validation
+    if bound is not None and value > bound:
+        raise ValueError(f"must be <= {other} ({bound}), got {value}")
+    return value
+
+
+def _at_least(value: float, info: ValidationInfo, other: str) -> float:
+    bound = info.data.get(other)
+    if bound is not None and value < bound:
+        raise ValueError(f"must be >= {other} ({bound}), got {value}")
+    return value
+
+
 class HealthThresholds(ConfigModel):
     """Boundaries between health states (defaults: the seed's 99 % / 95 % / 50 %, 1 % / 5 %)."""
 
     healthy_availability: float = Field(default=0.99, ge=0, le=1)
     healthy_error_rate: float = Field(default=0.01, ge=0, le=1)
-    degraded_availability: float = Field(default=0.95, ge=0, le=1)
-    degraded_error_rate: float = Field(default=0.05, ge=0, le=1)
-    offline_availability: float = Field(default=0.5, ge=0, le=1)
+    degraded_availability: float = Field(default=0.95, validate_default=True, ge=0, le=1)
+    degraded_error_rate: float = Field(default=0.05, validate_default=True, ge=0, le=1)
+    offline_availability: float = Field(default=0.5, validate_default=True, ge=0, le=1)
 
-    @model_validator(mode="after")
-    def _ordered(self) -> Self:
-        if not self.offline_availability <= self.degraded_availability <= self.healthy_availability:
-            raise ValueError(
-                "availabilities must satisfy offline_availability <= degraded_availability <= "
-                "healthy_availability"
-            )
-        if self.healthy_error_rate > self.degraded_error_rate:
-            raise ValueError("healthy_error_rate must be <= degraded_error_rate")
-        return self
+    # Cross-field checks are field validators (on the later field) so the error names a field.
+    @field_validator("degraded_availability")
+    @classmethod
+    def _not_above_healthy(cls, value: float, info: ValidationInfo) -> float:
+        return _at_most(value, info, "healthy_availability")
+
+    @field_validator("offline_availability")
+    @classmethod
+    def _not_above_degraded(cls, value: float, info: ValidationInfo) -> float:
+        return _at_most(value, info, "degraded_availability")
+
+    @field_validator("degraded_error_rate")
+    @classmethod
+    def _error_rates_ordered(cls, value: float, info: ValidationInfo) -> float:
+        return _at_least(value, info, "healthy_error_rate")
 
 
 class AlertThresholds(ConfigModel):
@@ -84,7 +103,8 @@ class FailoverConfig(ConfigModel):
     It stays out for ``base_ejection_s``, multiplied by ``ejection_multiplier`` on each repeat trip (up
     to ``max_ejection_s``, ±``jitter``); then HALF_OPEN lets ``half_open_max_calls`` trial calls through
     and closes after ``recovery_successes`` successes in a row. A 429 cools the provider down for its
-    Retry-After (or ``default_rate_limit_cooldown_s``) without counting as a failure.
+    Retry-After (or ``default_rate_limit_cooldown_s``) without counting as a failure. Repeat trips are
+    forgotten once the breaker has stayed CLOSED for ``trip_memory_s``.
     """
 
     policy: str = Field(default="default", min_length=1)
@@ -94,23 +114,25 @@ class FailoverConfig(ConfigModel):
     window_s: float = Field(default=60.0, gt=0)
     base_ejection_s: float = Field(default=30.0, gt=0)
     ejection_multiplier: float = Field(default=2.0, ge=1)
-    max_ejection_s: float = Field(default=300.0, gt=0)
+    max_ejection_s: float = Field(default=300.0, validate_default=True, gt=0)
     jitter: float = Field(default=0.1, ge=0, lt=1)
     half_open_max_calls: int = Field(default=1, ge=1)
     recovery_successes: int = Field(default=2, ge=1)
     half_open_permit_timeout_s: float = Field(default=60.0, gt=0)
     default_rate_limit_cooldown_s: float = Field(default=5.0, ge=0)
-    max_rate_limit_cooldown_s: float = Field(default=300.0, ge=0)
+    max_rate_limit_cooldown_s: float = Field(default=300.0, validate_default=True, ge=0)
     trip_memory_s: float = Field(default=900.0, ge=0)
     max_events: int = Field(default=1000, ge=1)
 
-    @model_validator(mode="after")
-    def _ordered(self) -> Self:
-        if self.max_ejection_s < self.base_ejection_s:
-            raise ValueError("max_ejection_s must be >= base_ejection_s")
-        if self.max_rate_limit_cooldown_s < self.default_rate_limit_cooldown_s:
-            raise ValueError("max_rate_limit_cooldown_s must be >= default_rate_limit_cooldown_s")
-        return self
+    @field_validator("max_ejection_s")
+    @classmethod
+    def _max_ejection(cls, value: float, info: ValidationInfo) -> float:
+        return _at_least(value, info, "base_ejection_s")
+
+    @field_validator("max_rate_limit_cooldown_s")
+    @classmethod
+    def _max_cooldown(cls, value: float, info: ValidationInfo) -> float:
+        return _at_least(value, info, "default_rate_limit_cooldown_s")
 
     @classmethod
     def preset(cls, name: FailoverPreset | str, **overrides: Any) -> FailoverConfig:

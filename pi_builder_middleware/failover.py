@@ -30,7 +30,7 @@ ProbeFn = Callable[[str], Awaitable[object]]
 
 
 class _Breaker:
-    __slots__ = ("consecutive_failures", "consecutive_successes", "cooldown_until", "counts", "last_trip_at",
+    __slots__ = ("closed_at", "consecutive_failures", "consecutive_successes", "cooldown_until", "counts",
                  "open_until", "permits", "state", "trips", "window", "window_failures")
 
     def __init__(self) -> None:
@@ -38,7 +38,7 @@ class _Breaker:
         self.open_until = 0.0
         self.cooldown_until = 0.0
         self.trips = 0
-        self.last_trip_at = float("-inf")
+        self.closed_at = float("-inf")  # when it last recovered (trip memory counts from there)
         self.consecutive_failures = 0
         self.consecutive_successes = 0
         self.window: deque[tuple[float, bool]] = deque()
@@ -194,23 +194,28 @@ class FailoverManager:
     def stats(self) -> dict[str, Any]:
         """Counts per provider and event kind, and current states."""
         now = self.clock()
+        pending: list[FailoverEvent] = []
         with self._lock:
             providers = {}
             for pid, b in self._breakers.items():
-                self._refresh(pid, b, now)  # transitions are emitted by the next hot-path call
+                pending += self._refresh(pid, b, now)
                 providers[pid] = {
                     "state": b.state.value, "trips": b.trips, "consecutive_failures": b.consecutive_failures,
                     "open_for_s": max(b.open_until - now, 0.0) if b.state is CircuitState.OPEN else 0.0,
                     "cooldown_for_s": max(b.cooldown_until - now, 0.0), **dict(b.counts),
                 }
-            return {"providers": providers, "events": {k.value: n for k, n in self.event_counts.items()}}
+            out = {"providers": providers, "events": {k.value: n for k, n in self.event_counts.items()}}
+        self._emit(pending)  # a transition made here must reach subscribers: _refresh will not repeat it
+        return out
 
     def export(self) -> dict[str, Any]:
         """JSON-safe state: config, per-provider breakers, event log."""
         out = self.stats()
         out["config"] = self.config.model_dump(mode="json")
         out["policy"] = self.policy.name
-        out["event_log"] = [e.to_dict() for e in self.events]
+        with self._lock:  # events are appended under the lock by other threads
+            log = list(self.events)
+        out["event_log"] = [e.to_dict() for e in log]
         return out
 
     def breaker_info(self, provider_id: str) -> dict[str, Any]:
@@ -314,6 +319,7 @@ class FailoverManager:
         if b.consecutive_successes < self.config.recovery_successes:
             return []
         b.state = CircuitState.CLOSED
+        b.closed_at = now
         b.window.clear()
         b.window_failures = 0
         b.permits.clear()
@@ -336,10 +342,9 @@ class FailoverManager:
         return out
 
     def _trip(self, provider_id: str, b: _Breaker, now: float, why: str) -> list[FailoverEvent]:
-        if now - b.last_trip_at > self.config.trip_memory_s:
-            b.trips = 0  # long healthy since the last trip: start again from the base ejection time
+        if b.state is CircuitState.CLOSED and now - b.closed_at > self.config.trip_memory_s:
+            b.trips = 0  # long healthy since it last recovered: start again from the base ejection time
         b.trips += 1
-        b.last_trip_at = now
         ejection = self.policy.ejection_s(b.trips, self.config, self.rng)
         b.state = CircuitState.OPEN
         b.open_until = now + ejection

@@ -259,11 +259,14 @@ class HealthMonitor:
         """JSON-safe metrics of every provider plus the configuration and recent alerts."""
         providers = {}
         for pid in self.provider_ids():
-            m = self.metrics(pid)
+            try:
+                m = self.metrics(pid)
+            except ConfigError:  # removed by another thread while exporting
+                continue
             m["status"] = m["status"].value
             providers[pid] = m
         return {"config": self.config.model_dump(mode="json"), "providers": providers,
-                "alerts": [a.to_dict() for a in self.alert_log]}
+                "alerts": [a.to_dict() for a in list(self.alert_log)]}  # copy: other threads append
 
     def clear(self, provider_id: str | None = None) -> None:
         """Forget samples and alerts of one provider, or of all."""

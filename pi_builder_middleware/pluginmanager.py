@@ -65,7 +65,18 @@ def get_plugin_manager(
     for module_path in BUILTIN_PLUGINS:
         if not pm.is_blocked(module_path):
             pm.register(importlib.import_module(module_path), name=module_path)
-    pm.check_pending()
+    while True:
+        try:
+            pm.check_pending()
+            break
+        except pluggy.PluginValidationError as exc:  # an installed plugin implements a hook that does not exist
+            bad_name = pm.get_name(exc.plugin)
+            if bad_name is None or bad_name in BUILTIN_PLUGINS:
+                raise
+            pm.unregister(exc.plugin)  # like one that fails to import: logged and skipped, never fatal
+            log.error("plugin entry point %r dropped: %s", bad_name, exc)
+            if load_errors is not None:
+                load_errors.append(f"{bad_name}: PluginValidationError: {exc}")
     return pm
 
 

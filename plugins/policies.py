@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 from pi_builder_middleware import (
@@ -31,7 +32,10 @@ class DefaultPolicy(FailoverPolicy):
         return None
 
     def ejection_s(self, trips: int, config: FailoverConfig, rng: random.Random) -> float:
-        base = config.base_ejection_s * config.ejection_multiplier ** max(trips - 1, 0)
+        try:
+            base = config.base_ejection_s * config.ejection_multiplier ** max(trips - 1, 0)
+        except OverflowError:  # after ~1000 trips in a row multiplier**trips leaves float range: the cap applies
+            base = math.inf
         jittered = base * (1.0 + rng.uniform(-config.jitter, config.jitter))
         return min(jittered, config.max_ejection_s)
 
