@@ -15,7 +15,8 @@ __all__ = ["DEFAULT_STRATEGY", "ProvidersArg", "build_middleware", "check_models
 #: Default order: the keys' order (every provider has the same default quality, ties keep insertion order),
 #: so the first key is the primary and the rest are backups, like ``with_fallbacks``; providers whose breaker
 #: is open are skipped, and a recovered primary gets its half-open trial call and takes traffic back.
-#: (Health-ranked strategies put a half-open provider behind healthy ones, so it would not get that trial.)
+#: (Under the health-ranked ``failover`` strategy one transient error would move traffic to the backup for
+#: as long as the monitor window remembers it, although the primary's breaker never opened.)
 DEFAULT_STRATEGY = "quality-optimal"
 
 #: Per-key provider settings: Provider objects (ids = model keys), or a mapping key -> Provider or
