@@ -62,7 +62,7 @@ class RoutingLoop:
 
     ``op(runnable, config)`` performs the call on one runnable; ``config_for(provider_id)`` gives the
     config for that attempt. ``route`` is the request template (filters, strategy, token estimates);
-    its ``timeout_s`` bounds each async attempt.
+    its ``timeout_s`` bounds each ``ainvoke`` attempt.
     """
 
     __slots__ = ("_direct_usage", "_request", "_stream_request", "first_chunk_timeout_s", "middleware", "runnables")
@@ -115,12 +115,17 @@ class RoutingLoop:
                 continue
             config, handler = self._config(pid, config_for)
             start = clock()
+            deadline = asyncio.timeout(timeout)
             try:
-                async with asyncio.timeout(timeout):
+                async with deadline:
                     with set_config_context(config) as context:
                         coro = context.run(op, self.runnables[pid], config)
                         output = await coro_with_context(coro, context)
             except Exception as exc:
+                if isinstance(exc, TimeoutError) and deadline.expired():
+                    late = TimeoutError(f"{pid!r} did not answer within {timeout} s (route.timeout_s)")
+                    self._failed(pid, late, clock() - start, attempts, kind=ErrorKind.TIMEOUT)
+                    continue
                 if not self._failed(pid, exc, clock() - start, attempts):
                     raise
                 continue

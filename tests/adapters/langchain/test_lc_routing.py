@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
@@ -16,6 +18,7 @@ from pi_builder_middleware import (
     ManualClock,
     NoProviderAvailableError,
     Provider,
+    RouteRequest,
 )
 
 PROMPT = ChatPromptTemplate.from_messages([("user", "{question}")])
@@ -173,3 +176,25 @@ async def test_batch_returns_per_input_results_in_order(make_mw, use_async: bool
 
     with pytest.raises(HTTPError):
         await llm.abatch(inputs) if use_async else llm.batch(inputs)
+
+
+def test_one_transient_error_does_not_move_traffic_away_from_the_primary(make_mw):
+    a, b = ScriptedChat(key="a", fail=HTTPError(500)), ScriptedChat(key="b")
+    llm = HealthAwareFallbacks({"a": a, "b": b}, middleware=make_mw("a", "b"))
+    assert llm.invoke("q").content == "b says hi"
+    a.fail = None
+    assert [llm.invoke("q").content for _ in range(3)] == ["a says hi"] * 3  # its breaker never opened
+
+
+async def test_route_timeout_bounds_each_async_attempt(make_mw):
+    async def slow(text: str) -> str:
+        await asyncio.sleep(5)
+        return "slow"
+
+    async def fast(text: str) -> str:
+        return "fast"
+
+    llm = HealthAwareFallbacks({"a": RunnableLambda(slow), "b": RunnableLambda(fast)}, middleware=make_mw("a", "b"),
+                               route=RouteRequest(timeout_s=0.05))
+    assert await llm.ainvoke("q") == "fast"
+    assert llm.middleware.failover.stats()["providers"]["a"]["timeout"] == 1
