@@ -41,7 +41,7 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
     must be one of its provider ids and routing, health and breakers are shared with whoever else
     uses ``mw``. ``first_chunk_timeout_s`` fails a stream over when a provider has not produced its
     first chunk in time. ``route`` is the :class:`RouteRequest` template for every call (filters,
-    strategy override, token estimates; its ``timeout_s`` bounds each async attempt).
+    strategy override, token estimates; its ``timeout_s`` bounds each ``ainvoke`` attempt).
 
     ``invoke``/``ainvoke``/``batch``/``abatch``/``stream``/``astream`` all route each input on its own
     (``batch`` runs ``invoke`` per input, so ``return_exceptions`` gives per-input errors).

@@ -198,3 +198,16 @@ async def test_route_timeout_bounds_each_async_attempt(make_mw):
                                route=RouteRequest(timeout_s=0.05))
     assert await llm.ainvoke("q") == "fast"
     assert llm.middleware.failover.stats()["providers"]["a"]["timeout"] == 1
+
+
+def test_config_reaches_the_wrapped_runnables(make_mw):
+    def down(text: str) -> str:
+        raise HTTPError(503)
+
+    def echo_config(text: str, config) -> tuple:
+        return config["configurable"]["user"], config["metadata"]["team"], "mine" in config["tags"]
+
+    llm = HealthAwareFallbacks({"a": RunnableLambda(down), "b": RunnableLambda(echo_config)},
+                               middleware=make_mw("a", "b"))
+    config = {"configurable": {"user": "u1"}, "metadata": {"team": "t1"}, "tags": ["mine"]}
+    assert llm.invoke("q", config=config) == ("u1", "t1", True)
