@@ -42,20 +42,30 @@ How the two layers combine (recommended Router settings)
 --------------------------------------------------------
 - ``num_retries``: 1–2 (at most the group size − 1) with ``retry_after=0``. Each retry goes to a
   *different* deployment chosen by the middleware, so retries are in-group failover and need no
-  backoff. Larger values multiply with fallbacks and provider SDK retries into retry storms; keep
-  deployment-level ``max_retries`` (OpenAI SDK retries) at 0 so failures reach the router quickly.
-- Cooldowns: LiteLLM cools a deployment for a fixed ``cooldown_time`` (default 5 s) after 429s and
-  after ``allowed_fails`` failures; the middleware already ejects failing deployments with growing
-  ejection times and half-open probing, and honours Retry-After exactly. Two cooldowns do not add up
-  (a deployment is out while either layer excludes it) but LiteLLM's fixed cooldown overrides a
-  shorter Retry-After and hides recovery from the half-open probe. Recommended:
-  ``disable_cooldowns=True`` so the middleware alone decides; or, to keep LiteLLM's as a backstop,
-  ``allowed_fails`` above the breaker's ``consecutive_failures`` and a short ``cooldown_time``.
+  backoff. More retries multiply with ``fallbacks`` into retry storms during wide outages. (The Router
+  already runs the provider SDKs without their own retries: one HTTP request per attempt.)
+- Cooldowns: LiteLLM 1.110 cools a deployment for its Retry-After after a 429 in a multi-deployment
+  group, and for a fixed ``cooldown_time`` once it exceeds ``allowed_fails``; it does not extend the
+  cooldown on repeat failures, and a cooled deployment is hidden from the middleware's half-open trial.
+  The two exclusions do not add up (a deployment is out while either layer excludes it). Recommended:
+  ``disable_cooldowns=True`` so the middleware alone decides (growing ejections, half-open probing,
+  exact Retry-After); or, to keep LiteLLM's as a backstop, ``allowed_fails`` at least the preset's
+  ``consecutive_failures`` and a short ``cooldown_time``.
 - ``fallbacks`` / ``context_window_fallbacks`` / ``content_policy_fallbacks`` keep working; the
   fallback group's pick also goes through the middleware. Context-window and content-policy errors are
   not counted against a deployment's health.
+- Set ``timeout`` / ``stream_timeout``: a hung deployment then becomes a timeout, recorded as a health
+  failure and retried elsewhere.
 - Mid-stream failures are recorded (as connection errors) but LiteLLM does not fail over after the
   first chunk was delivered; failures before the first chunk are retried and fall back as usual.
+
+Candidates
+----------
+``install(candidates="healthy")`` (default) asks LiteLLM for the group's healthy list on every async
+pick, so its tags, ``order`` groups, pre-call checks and team/budget/health-check filters hold; that is
+one extra LiteLLM selection per pick. ``candidates="group"`` uses the group's deployments minus
+LiteLLM's cooldowns and paused deployments (several times cheaper) and skips those filters. Sync
+``router.completion`` picks always work the second way: LiteLLM's sync path has no selection to ask.
 
 Process-wide callbacks
 ----------------------

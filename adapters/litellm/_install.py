@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import litellm
+from litellm.router import Router
 
 from pi_builder_middleware import Clock, ConfigError, FailoverConfig, Middleware, MonitorConfig, Strategy
 
@@ -171,6 +172,7 @@ def install(
     monitor: MonitorConfig | None = None,
     providers: Mapping[str, Mapping[str, Any]] | None = None,
     route: bool = True,
+    candidates: str = "healthy",
     plugins: Sequence[object] = (),
     clock: Clock | None = None,
     seed: int | None = None,
@@ -186,11 +188,19 @@ def install(
     ``{"gpt-4o": {"quality": 0.9, "capabilities": {"vision", "tools"}}}``.
     ``route=False`` keeps LiteLLM's own routing strategy and only monitors and filters out
     deployments whose breaker is open (async calls only).
+    ``candidates`` is what the strategy chooses among on async calls: ``"healthy"`` (default) asks
+    LiteLLM for the group's healthy deployments, so its cooldowns, tag filtering, pre-call checks,
+    team/budget/health-check filters and other callbacks' filters all apply (about one extra LiteLLM
+    selection per pick); ``"group"`` takes the group's deployments minus LiteLLM's cooldowns and paused
+    ones (much cheaper; for routers that use none of those filters). Sync calls always use ``"group"``.
 
     Raises :class:`ConfigError` for something that is not a Router, an unknown strategy or preset,
     conflicting arguments, or a router that already has an installation.
     """
-    if not isinstance(router, litellm.Router):
+    if candidates not in ("healthy", "group"):
+        raise ConfigError("candidates", f"use 'healthy' (LiteLLM's healthy list) or 'group' (the group minus "
+                                        f"cooldowns), not {candidates!r}")
+    if not isinstance(router, Router):
         raise ConfigError("router", f"expected a litellm.Router instance (Router(model_list=[...])), got "
                                     f"{type(router).__name__}; pass the router itself, not its model_list or a client")
     if middleware is not None:
@@ -216,7 +226,8 @@ def install(
         binding.check_overrides()
         callback = MiddlewareCallback(binding)
         snapshot = _snapshot(router)
-        routing = MiddlewareRoutingStrategy(router, binding, seed=seed) if route else None
+        routing = (MiddlewareRoutingStrategy(router, binding, seed=seed, group_candidates=candidates == "group")
+                   if route else None)
         if routing is not None:
             register = getattr(router, "register_plugin", None)
             if callable(register):

@@ -97,6 +97,35 @@ def route_request(request_kwargs: Mapping[str, Any], candidates: Iterable[str], 
     )
 
 
+def _group(ctx: Any, model: str) -> tuple[list[Mapping[str, Any]], list[str]]:
+    """The model group's deployments (aliases and wildcards resolved by LiteLLM's registry) and their ids."""
+    deployments = list(ctx.registry().deployments(model) or ())
+    if not deployments:
+        from litellm.exceptions import BadRequestError
+
+        raise BadRequestError(message=f"no deployments for model {model!r} on this router", model=model,
+                              llm_provider="")
+    return deployments, [deployment_id(d) or "" for d in deployments]
+
+
+def _without_cooling(model: str, deployments: list[Mapping[str, Any]], ids: list[str],
+                     cooling: set[str]) -> list[Mapping[str, Any]]:
+    """``deployments`` minus those LiteLLM cools down or an admin paused; LiteLLM's error if none is left."""
+    healthy = [d for d, pid in zip(deployments, ids, strict=True)
+               if pid not in cooling and not _paused(d)]
+    if not healthy:
+        from litellm.types.router import RouterRateLimitError
+
+        raise RouterRateLimitError(model=model, cooldown_time=0.0, enable_pre_call_checks=False,
+                                   cooldown_list=sorted(cooling))
+    return healthy
+
+
+def _paused(deployment: Mapping[str, Any]) -> bool:
+    info = deployment.get("model_info")
+    return isinstance(info, Mapping) and info.get("blocked") is True
+
+
 class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
     """Asks the middleware to choose among LiteLLM's healthy deployments for the requested group.
 
@@ -109,8 +138,12 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
       tried, as LiteLLM's default ``simple-shuffle`` would. Counted as ``fallback_picks``.
     """
 
-    def __init__(self, router: Any, binding: Binding, *, seed: int | None = None) -> None:
+    def __init__(self, router: Any, binding: Binding, *, seed: int | None = None,
+                 group_candidates: bool = False) -> None:
         self._router_ref = weakref.ref(router)
+        #: True: candidates are the group's deployments minus LiteLLM's cooldowns (fast); False: LiteLLM's
+        #: full healthy list (tags, pre-call checks, team/budget/health-check filters, other callbacks).
+        self.group_candidates = group_candidates
         self._binding = binding
         self._rng = random.Random(seed)
 
@@ -133,11 +166,17 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         """The async pick (``Router.acompletion`` and every other async endpoint)."""
         request: dict[str, Any] = request_kwargs if request_kwargs is not None else {}
         _stamp(request, self._binding.token)
-        healthy = await self._context().select(model, request, kind="healthy", messages=messages, input=input,
-                                               specific_deployment=specific_deployment)
-        if isinstance(healthy, Mapping):
-            return healthy  # a specific deployment was asked for: LiteLLM already resolved it
-        return self.choose(list(healthy), request, messages=messages, input=input)
+        ctx = self._context()
+        if self.group_candidates and not specific_deployment:
+            deployments, ids = _group(ctx, model)
+            cooling = {pid for pid, _ in await ctx.health().cooldowns.async_get_active_cooldowns(ids, None)}
+            healthy = _without_cooling(model, deployments, ids, cooling)
+            return self.choose(self._binding.filter(healthy), request, messages=messages, input=input)
+        selected = await ctx.select(model, request, kind="healthy", messages=messages, input=input,
+                                    specific_deployment=specific_deployment)
+        if isinstance(selected, Mapping):
+            return selected  # a specific deployment was asked for: LiteLLM already resolved it
+        return self.choose(list(selected), request, messages=messages, input=input)
 
     def get_available_deployment(  # type: ignore[override]  # LiteLLM's base is annotated -> None
         self,
@@ -147,29 +186,21 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         specific_deployment: bool | None = False,
         request_kwargs: dict[str, object] | None = None,
     ) -> Mapping[str, Any]:
-        """The sync pick (``Router.completion``): LiteLLM's deployments for the group minus its cooldowns."""
+        """The sync pick (``Router.completion``): the group's deployments minus LiteLLM's cooldowns.
+
+        LiteLLM's sync path has no async selection pipeline to ask (and calls no callback filters),
+        so candidates are always the group's deployments less those cooling down or paused.
+        """
         request: dict[str, Any] = request_kwargs if request_kwargs is not None else {}
         _stamp(request, self._binding.token)
         ctx = self._context()
-        registry = ctx.registry()
         if specific_deployment:
-            found = registry.deployment(model)
+            found = ctx.registry().deployment(model)
             if found is not None:
                 return found  # type: ignore[no-any-return]
-        deployments = list(registry.deployments(model) or ())
-        if not deployments:
-            import litellm
-
-            raise litellm.BadRequestError(message=f"no deployments for model {model!r} on this router",
-                                          model=model, llm_provider="")
-        ids = [deployment_id(d) or "" for d in deployments]
+        deployments, ids = _group(ctx, model)
         cooling = {pid for pid, _ in ctx.health().cooldowns.get_active_cooldowns(ids, None)}
-        healthy = [d for d, pid in zip(deployments, ids, strict=True) if pid not in cooling]
-        if not healthy:
-            import litellm
-
-            raise litellm.RouterRateLimitError(model=model, cooldown_time=0.0, enable_pre_call_checks=False,
-                                               cooldown_list=sorted(cooling))
+        healthy = _without_cooling(model, deployments, ids, cooling)
         return self.choose(self._binding.filter(healthy), request, messages=messages, input=input)
 
     def choose(self, healthy: Sequence[Mapping[str, Any]], request_kwargs: Mapping[str, Any], *,

@@ -17,17 +17,25 @@ FAST_BREAKER = FailoverConfig.preset("aggressive", base_ejection_s=0.3, jitter=0
                                      minimum_calls=50)
 
 
+@pytest.fixture(params=["healthy", "group"])
+def candidates(request: pytest.FixtureRequest) -> str:
+    """Both ways the strategy can get its candidates: LiteLLM's healthy list, or the group minus cooldowns."""
+    return str(request.param)
+
+
 def ranked_router(sim: Any, qualities: dict[str, float], **kwargs: Any) -> litellm.Router:
     """Deployments with fixed qualities, so quality-optimal gives a fixed preference order."""
     settings: dict[str, Any] = {"num_retries": 1, "retry_after": 0, "disable_cooldowns": True} | kwargs
     return litellm.Router(model_list=[deployment(sim, n, quality=q) for n, q in qualities.items()], **settings)
 
 
-async def test_failing_provider_leaves_rotation_within_threshold_and_returns_after_recovery(make_sim) -> None:
+async def test_failing_provider_leaves_rotation_within_threshold_and_returns_after_recovery(make_sim,
+                                                                                          candidates: str) -> None:
     sim = make_sim(SimProvider(name="primary"), SimProvider(name="backup"), SimProvider(name="spare"))
     router = ranked_router(sim, {"primary": 0.9, "backup": 0.6, "spare": 0.3})
     clock = ManualClock(100.0)
-    with install(router, strategy="quality-optimal", failover=FAST_BREAKER, clock=clock) as handle:
+    with install(router, strategy="quality-optimal", failover=FAST_BREAKER, clock=clock,
+                 candidates=candidates) as handle:
         mw = handle.middleware
         for _ in range(3):
             assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "primary"
@@ -71,13 +79,13 @@ async def test_half_open_lets_one_trial_through_and_reopens_if_it_fails(make_sim
 
 
 @pytest.mark.parametrize("retry_after", [2, 7])
-async def test_429_keeps_the_provider_out_for_its_retry_after(make_sim, retry_after: int) -> None:
+async def test_429_keeps_the_provider_out_for_its_retry_after(make_sim, retry_after: int, candidates: str) -> None:
     sim = make_sim(SimProvider(name="limited", behaviour=Behaviour.failing(Outcome.RATE_LIMIT,
                                                                            retry_after_s=retry_after)),
                    SimProvider(name="other"))
     router = ranked_router(sim, {"limited": 0.9, "other": 0.5})
     clock = ManualClock(50.0)
-    with install(router, strategy="quality-optimal", clock=clock) as handle:
+    with install(router, strategy="quality-optimal", clock=clock, candidates=candidates) as handle:
         mw = handle.middleware
         assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "other"  # retried elsewhere
         assert mw.failover.unavailable_reason("limited") == f"rate limited for {retry_after:.1f} s more"
@@ -113,24 +121,37 @@ async def test_litellm_cross_group_fallbacks_still_work(make_sim) -> None:
         assert handle.middleware.health("b1").successes == 1
 
 
-async def test_retries_inside_the_group_try_each_deployment_once(make_sim) -> None:
+async def test_retries_inside_the_group_try_each_deployment_once(make_sim, candidates: str) -> None:
     sim = make_sim(*(SimProvider(name=n, behaviour=Behaviour.failing(Outcome.SERVER_ERROR)) for n in "abc"),
                    SimProvider(name="d", behaviour=Behaviour(latency=Latency.fixed(1))))
     router = ranked_router(sim, {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.1}, num_retries=3)
-    with install(router, strategy="quality-optimal", failover="conservative"):
+    with install(router, strategy="quality-optimal", failover="conservative", candidates=candidates):
         assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "d"
     assert [sim.stats(n).total for n in "abcd"] == [1, 1, 1, 1]  # no deployment was retried twice
 
 
-async def test_litellm_cooldowns_are_respected(make_sim) -> None:
+async def test_litellm_cooldowns_are_respected(make_sim, candidates: str) -> None:
     """A deployment LiteLLM cooled down is not a candidate, even if the middleware would rank it first."""
     sim = make_sim(SimProvider(name="favourite"), SimProvider(name="other"))
     model_list = [deployment(sim, "favourite", quality=0.9), deployment(sim, "other", quality=0.1)]
     router = litellm.Router(model_list=model_list, num_retries=0, cooldown_time=60)
-    with install(router, strategy="quality-optimal") as handle:
+    with install(router, strategy="quality-optimal", candidates=candidates) as handle:
         error = litellm.RateLimitError(message="slow down", llm_provider="openai", model="sim-model")
         router.health().record_failure("favourite", error, 429)
         for _ in range(3):
             assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "other"
         assert handle.middleware.failover.unavailable_reason("favourite") is None  # it was LiteLLM's cooldown
     assert sim.stats("favourite").total == 0
+
+
+async def test_all_cooling_down_is_litellms_own_error(make_sim, candidates: str) -> None:
+    sim = make_sim(SimProvider(name="one"), SimProvider(name="two"))
+    router = litellm.Router(model_list=[deployment(sim, "one"), deployment(sim, "two")], num_retries=0,
+                            cooldown_time=60)
+    with install(router, candidates=candidates):
+        for pid in ("one", "two"):
+            error = litellm.RateLimitError(message="x", llm_provider="openai", model="sim-model")
+            assert router.health().record_failure(pid, error, 429)
+        with pytest.raises(litellm.RouterRateLimitError):
+            await router.acompletion(model="g", messages=MESSAGES)
+    assert sim.stats("one").total == sim.stats("two").total == 0

@@ -45,6 +45,11 @@ def test_unknown_strategy_name_is_a_config_error_listing_the_known_ones() -> Non
     assert not any(isinstance(c, MiddlewareCallback) for c in litellm.callbacks)
 
 
+def test_unknown_candidates_mode_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="'healthy'"):
+        install(make_router(), candidates="all")
+
+
 def test_unknown_failover_preset_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="preset"):
         install(make_router(), failover="reckless")

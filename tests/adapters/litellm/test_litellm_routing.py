@@ -137,3 +137,21 @@ def test_sync_completion_is_routed_too(make_sim) -> None:
             assert served_by(router.completion(model="g", messages=MESSAGES)) == "cheap"
         assert handle.stats()["picks"] == 3
     assert sim.stats("cheap").total == 3
+
+
+async def test_litellms_own_filters_still_apply_order_and_tags() -> None:
+    """Default candidates are LiteLLM's healthy list: `order` priority groups and tag filtering hold."""
+    primary, backup = mock_deployment("primary", quality=0.1), mock_deployment("backup", quality=0.9)
+    primary["litellm_params"]["order"], backup["litellm_params"]["order"] = 1, 2
+    router = litellm.Router(model_list=[primary, backup], num_retries=0)
+    with install(router, strategy="quality-optimal"):
+        assert {served_by(await router.acompletion(model="g", messages=MESSAGES)) for _ in range(3)} == {"primary"}
+
+    eu, us = mock_deployment("eu", quality=0.1), mock_deployment("us", quality=0.9)
+    eu["litellm_params"]["tags"], us["litellm_params"]["tags"] = ["eu"], ["us"]
+    router = litellm.Router(model_list=[eu, us], num_retries=0, enable_tag_filtering=True)
+    with install(router, strategy="quality-optimal"):
+        tagged = {"tags": ["eu"]}
+        assert {served_by(await router.acompletion(model="g", messages=MESSAGES, metadata=tagged))
+                for _ in range(3)} == {"eu"}
+        assert served_by(await router.acompletion(model="g", messages=MESSAGES, metadata={"tags": ["us"]})) == "us"

@@ -1,0 +1,174 @@
+"""Cost of the LiteLLM adapter, measured against LiteLLM itself (no network: ``mock_response``).
+
+1. Overhead: ``Router.acompletion`` without and with ``install(...)`` on the same router, in
+   alternating blocks within one run; reported as the median of the per-pair ratios (target <= 1.03).
+   Both candidate modes: ``install(candidates="healthy")`` (default: LiteLLM's healthy list, one extra
+   LiteLLM selection per pick) and ``install(candidates="group")`` (group minus cooldowns).
+2. Decision time: ``await router.select(group, {})`` (a pick without a call) with LiteLLM's built-in
+   ``latency-based-routing`` vs with our strategy installed (both modes), at 10 and 100 deployments,
+   all warmed with latency data; plus the middleware's own ``select()`` for reference.
+
+Run: python benchmarks/bench_litellm.py [--quick]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import argparse
+import asyncio
+import gc
+import logging
+import statistics
+import time
+from typing import Any
+
+import litellm
+from pi_builder_middleware.adapters.litellm import install
+
+from pi_builder_middleware import RouteRequest
+
+MESSAGES = [{"role": "user", "content": "Say hello."}]
+
+
+def model_list(n: int) -> list[dict[str, Any]]:
+    return [{"model_name": "g",
+             "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-fake", "mock_response": f"hi from {i}"},
+             "model_info": {"id": f"d{i}"}} for i in range(n)]
+
+
+async def _calls(router: Any, n: int) -> tuple[float, float]:
+    """Median wall-clock and median CPU µs of ``n`` calls.
+
+    Medians per call resist the spikes of a shared machine; CPU time (this process, all threads) is
+    what the calls cost regardless of other processes competing for the cores.
+    """
+    wall, cpu = time.perf_counter, time.process_time
+    walls, cpus = [], []
+    for _ in range(n):
+        w, c = wall(), cpu()
+        await router.acompletion(model="g", messages=MESSAGES)
+        cpus.append(cpu() - c)
+        walls.append(wall() - w)
+    return statistics.median(walls) * 1e6, statistics.median(cpus) * 1e6
+
+
+MODES = ("healthy", "group")  # install(candidates=...): LiteLLM's healthy list / the group minus cooldowns
+
+
+async def overhead(blocks: int, calls: int) -> dict[str, dict[str, float]]:
+    """µs per Router.acompletion plain and installed (each candidates mode), rotating blocks on one router.
+
+    Each block's figure is its median call; per round the installed/plain ratio is taken against the
+    round's plain block, and the median of those ratios is reported. LiteLLM's success logging runs in
+    background tasks on the same loop, so its cost (ours included) lands inside the measured calls.
+    """
+    router = litellm.Router(model_list=model_list(3), num_retries=0)
+    for _ in range(200):  # warm-up: imports, clients, LiteLLM's first-call callback set-up
+        await router.acompletion(model="g", messages=MESSAGES)
+    for mode in MODES:
+        handle = install(router, strategy="latency-optimal", candidates=mode)
+        for _ in range(100):
+            await router.acompletion(model="g", messages=MESSAGES)
+        handle.uninstall()
+    variants = ("plain", *MODES)
+    times: dict[str, dict[str, list[float]]] = {v: {"wall": [], "cpu": []} for v in variants}
+    ratios: dict[str, dict[str, list[float]]] = {m: {"wall": [], "cpu": []} for m in MODES}
+    for i in range(blocks):
+        gc.collect()
+        shift = i % len(variants)  # rotate which variant goes first
+        measured: dict[str, tuple[float, float]] = {}
+        for variant in variants[shift:] + variants[:shift]:
+            if variant == "plain":
+                measured[variant] = await _calls(router, calls)
+            else:
+                handle = install(router, strategy="latency-optimal", candidates=variant)
+                measured[variant] = await _calls(router, calls)
+                await asyncio.sleep(0.01)
+                handle.uninstall()
+            await asyncio.sleep(0.01)
+        for variant in variants:
+            times[variant]["wall"].append(measured[variant][0])
+            times[variant]["cpu"].append(measured[variant][1])
+        for mode in MODES:
+            ratios[mode]["wall"].append(measured[mode][0] / measured["plain"][0])
+            ratios[mode]["cpu"].append(measured[mode][1] / measured["plain"][1])
+    out: dict[str, dict[str, float]] = {}
+    for variant in variants:
+        out[variant] = {f"{k}_us": statistics.median(v) for k, v in times[variant].items()}
+    for mode in MODES:
+        for k, v in ratios[mode].items():
+            out[mode][f"{k}_ratio"] = statistics.median(v)
+            out[mode][f"{k}_ratio_min"], out[mode][f"{k}_ratio_max"] = min(v), max(v)
+    return out
+
+
+async def _pick_us(router: Any, n: int, repeats: int) -> float:
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(n):
+            await router.select("g", {})
+        samples.append((time.perf_counter() - start) / n * 1e6)
+    return statistics.median(samples)
+
+
+async def decision(n_deployments: int, picks: int, repeats: int) -> dict[str, float]:
+    """µs per pick: LiteLLM latency-based-routing vs our strategy (both modes), same deployments, all warmed."""
+    routers = {"litellm": litellm.Router(model_list=model_list(n_deployments), num_retries=0,
+                                         routing_strategy="latency-based-routing")}
+    handles = {}
+    for mode in MODES:
+        routers[mode] = litellm.Router(model_list=model_list(n_deployments), num_retries=0)
+        handles[mode] = install(routers[mode], strategy="latency-optimal", candidates=mode)
+    warm = max(3 * n_deployments, 60)
+    for router in routers.values():
+        for _ in range(warm):
+            await router.acompletion(model="g", messages=MESSAGES)
+    await asyncio.sleep(0.2)
+    result = {name: float("inf") for name in routers}
+    for _ in range(2):  # two passes, best of each: evens out drift on a busy machine
+        for name, router in routers.items():
+            result[name] = min(result[name], await _pick_us(router, picks, repeats))
+    mw = handles["healthy"].middleware
+    request = RouteRequest(candidates=frozenset(mw.providers))
+    start = time.perf_counter()
+    for _ in range(picks * repeats):
+        mw.select(request)
+    result["middleware_select"] = (time.perf_counter() - start) / (picks * repeats) * 1e6
+    for handle in handles.values():
+        handle.uninstall()
+    return result
+
+
+async def main(quick: bool) -> None:
+    logging.getLogger("LiteLLM").setLevel(logging.ERROR)
+    logging.getLogger("LiteLLM Router").setLevel(logging.ERROR)
+    blocks, calls = (4, 80) if quick else (8, 120)
+    picks, repeats = (60, 3) if quick else (120, 5)
+    print(f"overhead: {blocks} rounds of rotating blocks x {calls} calls (plain | healthy | group); "
+          f"per-call medians, ratios per round, median of ratios")
+    o = await overhead(blocks, calls)
+    p = o["plain"]
+    print(f"Router.acompletion (mock_response), plain               wall {p['wall_us']:8.1f} µs  "
+          f"cpu {p['cpu_us']:8.1f} µs")
+    for mode in MODES:
+        r = o[mode]
+        print(f"Router.acompletion (mock_response), install({mode + ')':8s} wall {r['wall_us']:8.1f} µs  "
+              f"cpu {r['cpu_us']:8.1f} µs   ratio wall {r['wall_ratio']:.3f} "
+              f"[{r['wall_ratio_min']:.3f}..{r['wall_ratio_max']:.3f}]  cpu {r['cpu_ratio']:.3f} "
+              f"[{r['cpu_ratio_min']:.3f}..{r['cpu_ratio_max']:.3f}]")
+    for n in (10, 100):
+        d = await decision(n, picks, repeats)
+        base = d["litellm"]
+        print(f"decision @ {n:3d} deployments (router.select): litellm latency-based-routing {base:8.1f} µs | "
+              f"ours healthy {d['healthy']:8.1f} µs ({d['healthy'] / base:.2f}x) | ours group {d['group']:8.1f} µs "
+              f"({d['group'] / base:.2f}x) | middleware.select alone {d['middleware_select']:.1f} µs")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (~40 s)")
+    asyncio.run(main(parser.parse_args().quick))
