@@ -15,14 +15,17 @@ from pi_builder_middleware import ConfigError, Middleware
 
 from ._providers import deployment_id, provider_from_deployment
 
-__all__ = ["METADATA_KEY", "ROUTE_OPTIONS_KEY", "Binding", "request_token"]
+__all__ = ["METADATA_KEY", "ROUTE_OPTIONS_KEY", "TRACE_KEY", "Binding", "request_token", "stamped_trace"]
 
 log = logging.getLogger("pi_builder_middleware.adapters.litellm")
 
 #: Key in a request's ``metadata`` under which the routing strategy stamps its router token; LiteLLM
 #: carries it into every logging event of that request, which is how events find their router.
 METADATA_KEY = "pi_builder_middleware_router"
-#: Key in a request's ``metadata`` for per-request routing options (see ``RouteOptions``).
+#: Key beside it holding the request's ``litellm_trace_id`` when stamped: LiteLLM writes into the caller's
+#: own metadata dict, so a dict reused for another request carries an old stamp; the trace id exposes it.
+TRACE_KEY = "pi_builder_middleware_trace"
+#: Key in a request's ``metadata`` for per-request routing options (see ``route_request``).
 ROUTE_OPTIONS_KEY = "pi_builder_middleware"
 
 
@@ -35,6 +38,13 @@ def request_token(request_kwargs: Mapping[str, Any] | None) -> str | None:
         token = metadata.get(METADATA_KEY)
         return token if isinstance(token, str) else None
     return None
+
+
+def stamped_trace(request_kwargs: Mapping[str, Any] | None) -> str | None:
+    """The ``litellm_trace_id`` recorded with the router token, if any."""
+    metadata = request_kwargs.get("metadata") if request_kwargs else None
+    trace = metadata.get(TRACE_KEY) if isinstance(metadata, Mapping) else None
+    return trace if isinstance(trace, str) else None
 
 
 class Binding:

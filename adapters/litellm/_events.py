@@ -19,7 +19,7 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from pi_builder_middleware import Outcome, extract_retry_after, status_code_of
 
-from ._binding import Binding, request_token
+from ._binding import Binding, request_token, stamped_trace
 
 __all__ = ["LiteLLMFailure", "MiddlewareCallback"]
 
@@ -133,6 +133,9 @@ class MiddlewareCallback(CustomLogger):
             return  # not a deployment call (e.g. the router refused before picking one)
         pid = str(pid)
         token = request_token(params)
+        trace = stamped_trace(params)
+        if token is not None and trace is not None and kwargs.get("litellm_trace_id") not in (None, trace):
+            token = None  # a stale stamp: the caller reused a metadata dict LiteLLM had written ours into
         if token is not None:
             if token != binding.token:
                 return  # another installation's router

@@ -12,7 +12,7 @@ from litellm.router import CustomRoutingStrategyBase
 
 from pi_builder_middleware import ConfigError, NoProviderAvailableError, RouteRequest
 
-from ._binding import METADATA_KEY, ROUTE_OPTIONS_KEY, Binding
+from ._binding import METADATA_KEY, ROUTE_OPTIONS_KEY, TRACE_KEY, Binding
 from ._providers import deployment_id
 
 __all__ = ["MiddlewareRoutingStrategy", "route_request"]
@@ -25,13 +25,19 @@ _OPTION_FIELDS = ("strategy", "required_capabilities", "max_latency_ms", "min_av
 
 
 def _stamp(request_kwargs: dict[str, Any], token: str) -> None:
+    stamp = {METADATA_KEY: token}
+    trace = request_kwargs.get("litellm_trace_id")
+    if isinstance(trace, str):
+        stamp[TRACE_KEY] = trace
     metadata = request_kwargs.get("metadata")
     if isinstance(metadata, dict):
-        metadata[METADATA_KEY] = token
+        metadata.update(stamp)
+        if not isinstance(trace, str):
+            metadata.pop(TRACE_KEY, None)
     elif metadata is None:
-        request_kwargs["metadata"] = {METADATA_KEY: token}
+        request_kwargs["metadata"] = stamp
     else:  # some other mapping type: keep it, add ours in a copy
-        request_kwargs["metadata"] = {**dict(metadata), METADATA_KEY: token}
+        request_kwargs["metadata"] = {**dict(metadata), **stamp}
 
 
 def _attempted(metadata: Mapping[str, Any]) -> frozenset[str]:

@@ -144,3 +144,22 @@ def test_monitoring_only_install_keeps_litellms_strategy_and_matches_by_deployme
         wait_until(lambda: handle.stats().get("recorded_ok", 0) == 6)
         assert handle.middleware.health("m1").calls + handle.middleware.health("m2").calls == 6
         assert handle.stats().get("picks", 0) == 0
+
+
+async def test_a_reused_metadata_dict_does_not_carry_one_routers_events_to_another(make_sim) -> None:
+    """LiteLLM writes into the caller's metadata dict (our router token included). Reusing that dict for a
+    call on another, uninstalled router with the same deployment ids must not be counted for the first."""
+    sim = make_sim(SimProvider(name="x"))
+    installed_router = litellm.Router(model_list=[deployment(sim, "x")], num_retries=0)
+    plain_router = litellm.Router(model_list=[deployment(sim, "x")], num_retries=0)
+    metadata: dict[str, Any] = {"team": "blue"}
+    with install(installed_router) as handle:
+        await installed_router.acompletion(model="g", messages=MESSAGES, metadata=metadata)
+        await async_wait_until(lambda: handle.stats().get("recorded_ok") == 1)
+        for _ in range(2):
+            await plain_router.acompletion(model="g", messages=MESSAGES, metadata=metadata)
+        await installed_router.acompletion(model="g", messages=MESSAGES, metadata=metadata)
+        await async_wait_until(lambda: handle.stats().get("recorded_ok") == 2)
+        await asyncio.sleep(0.1)
+        assert handle.middleware.health("x").calls == 2
+    assert sim.stats("x").total == 4
