@@ -155,3 +155,15 @@ async def test_all_cooling_down_is_litellms_own_error(make_sim, candidates: str)
         with pytest.raises(litellm.RouterRateLimitError):
             await router.acompletion(model="g", messages=MESSAGES)
     assert sim.stats("one").total == sim.stats("two").total == 0
+
+
+def test_sync_calls_fail_over_and_trip_the_breaker(make_sim) -> None:
+    """router.completion: failure events arrive inline, so the breaker opens and retries go elsewhere."""
+    sim = make_sim(SimProvider(name="primary", behaviour=Behaviour.failing(Outcome.SERVER_ERROR)),
+                   SimProvider(name="backup"))
+    router = ranked_router(sim, {"primary": 0.9, "backup": 0.5})
+    with install(router, strategy="quality-optimal", failover=FAST_BREAKER, clock=ManualClock(0.0)) as handle:
+        served = [served_by(router.completion(model="g", messages=MESSAGES)) for _ in range(5)]
+        assert served == ["backup"] * 5
+        assert sim.stats("primary").total == 2
+        assert handle.middleware.failover.state("primary") is CircuitState.OPEN

@@ -11,7 +11,7 @@ from litellm.integrations.custom_logger import CustomLogger
 from litellm_support import MESSAGES, OutcomeLog, async_wait_until, deployment, mock_deployment, wait_until
 from pi_builder_middleware.adapters.litellm import install
 
-from pi_builder_middleware import ErrorKind, FailoverConfig, Middleware
+from pi_builder_middleware import ErrorKind, FailoverConfig, Middleware, hookimpl
 from pi_builder_middleware.sim import Behaviour, Latency, SimProvider
 from pi_builder_middleware.sim import Outcome as SimOutcome
 
@@ -163,3 +163,24 @@ async def test_a_reused_metadata_dict_does_not_carry_one_routers_events_to_anoth
         await asyncio.sleep(0.1)
         assert handle.middleware.health("x").calls == 2
     assert sim.stats("x").total == 4
+
+
+class ExplodingObserver:
+    """A middleware plugin that raises on every outcome."""
+
+    @hookimpl
+    def pbm_on_outcome(self, outcome, error_kind) -> None:
+        raise RuntimeError("observer bug")
+
+
+async def test_a_failing_plugin_or_hook_never_breaks_the_call() -> None:
+    router = litellm.Router(model_list=[mock_deployment("a")], num_retries=0)
+    with install(router, plugins=[ExplodingObserver()]) as handle:
+        for _ in range(3):
+            response = await router.acompletion(model="g", messages=MESSAGES)
+            assert response.choices[0].message.content == "ok"
+        await async_wait_until(lambda: handle.middleware.health("a").calls == 3)
+        assert handle.middleware.stats()["plugin_failures"]
+        handle.callback._on_event({"litellm_params": "not a mapping"}, None, None, None, ok=True)  # ignored
+        handle.callback._on_event(None, None, None, None, ok=False)
+        assert handle.stats().get("hook_errors", 0) == 0
