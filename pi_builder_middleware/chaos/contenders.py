@@ -68,11 +68,11 @@ def _litellm(name: str, label: str, routing: str) -> ContenderSpec:
     return ContenderSpec(name, label, "litellm", build)
 
 
-def _pbm_litellm(name: str, label: str, strategy: str) -> ContenderSpec:
+def _pbm_litellm(name: str, label: str, strategy: str, preset: str = "balanced") -> ContenderSpec:
     def build() -> Contender:
         from .litellm_contenders import MiddlewareLiteLLMContender
 
-        return MiddlewareLiteLLMContender(name, strategy)
+        return MiddlewareLiteLLMContender(name, strategy, preset)
 
     return ContenderSpec(name, label, "pbm", build)
 
@@ -86,13 +86,32 @@ def _langchain(name: str, label: str) -> ContenderSpec:
     return ContenderSpec(name, label, "langchain", build)
 
 
-def _pbm_langchain(name: str, label: str, strategy: str) -> ContenderSpec:
+def _pbm_langchain(name: str, label: str, strategy: str, preset: str = "balanced") -> ContenderSpec:
     def build() -> Contender:
         from .langchain_contenders import MiddlewareLangChainContender
 
-        return MiddlewareLangChainContender(name, strategy)
+        return MiddlewareLangChainContender(name, strategy, preset)
 
     return ContenderSpec(name, label, "pbm", build)
+
+
+_PRESETS = ("aggressive", "balanced", "conservative")
+_STRATEGIES = {"latency": "latency-optimal", "cost": "cost-optimal", "failover": "failover",
+               "quality": "quality-optimal"}
+
+
+def _variant(name: str) -> ContenderSpec | None:
+    """``pbm-<adapter>-<strategy>@<preset>``: one of this project's contenders with another failover preset."""
+    base, _, preset = name.partition("@")
+    parts = base.split("-")
+    if preset not in _PRESETS or len(parts) != 3 or parts[0] != "pbm" or parts[2] not in _STRATEGIES:
+        return None
+    strategy = _STRATEGIES[parts[2]]
+    if parts[1] == "litellm":
+        return _pbm_litellm(name, f"pi-builder via LiteLLM, {strategy}, {preset}", strategy, preset)
+    if parts[1] == "langchain":
+        return _pbm_langchain(name, f"pi-builder via LangChain, {strategy}, {preset}", strategy, preset)
+    return None
 
 
 def _oracle(name: str, label: str) -> ContenderSpec:
@@ -136,16 +155,23 @@ QUICK_CONTENDERS = ("litellm-shuffle", "langchain-fallbacks", "pbm-litellm-laten
 
 
 def select_contenders(names: list[str] | None, *, quick: bool = False) -> list[ContenderSpec]:
-    """Specs for ``names`` (``all`` means every known one); the default or quick set when None."""
+    """Specs for ``names`` (``all`` means every known one); the default or quick set when None.
+
+    This project's contenders also come with another failover preset: ``pbm-langchain-latency@aggressive``.
+    """
     specs = contender_specs()
     if not names:
         names = list(QUICK_CONTENDERS if quick else DEFAULT_CONTENDERS)
     if names == ["all"]:
         names = list(specs)
+    for name in names:
+        if name not in specs and (variant := _variant(name)) is not None:
+            specs[name] = variant
     unknown = [n for n in names if n not in specs]
     if unknown:
         raise ChaosConfigError([("--contenders", f"unknown contender(s) {', '.join(unknown)}; "
-                                                 f"known: {', '.join(specs)}, all")])
+                                                 f"known: {', '.join(specs)}, all; this project's contenders "
+                                                 f"take another failover preset as pbm-...@aggressive")])
     seen: dict[str, ContenderSpec] = {}
     for name in names:
         seen.setdefault(name, specs[name])

@@ -94,14 +94,15 @@ class LangChainFallbacksContender(_RunnableContender):
 class MiddlewareLangChainContender(_RunnableContender):
     """``HealthAwareFallbacks(models=..., strategy=..., failover=...)`` over the same ChatOpenAI models.
 
-    Prices and quality go in ``providers``; the breaker is the ``balanced`` preset with
+    Prices and quality go in ``providers``; the breaker is the ``balanced`` preset (or ``preset``) with
     ``base_ejection_s`` = the scenario's ``cooldown_s`` (what LiteLLM's cooldown gets);
     ``first_chunk_timeout_s`` and ``route.timeout_s`` equal the load's timeout, as the other contenders'.
     """
 
-    def __init__(self, name: str, strategy: str) -> None:
+    def __init__(self, name: str, strategy: str, preset: str = "balanced") -> None:
         super().__init__(name)
         self.strategy = strategy
+        self.preset = preset
         self.settings: dict[str, object] = {}
 
     async def start(self, scenario: ChaosScenario, urls: Mapping[str, str], clock: Clock) -> None:
@@ -113,12 +114,12 @@ class MiddlewareLangChainContender(_RunnableContender):
         load = scenario.load
         providers = {p.name: {"cost_per_1k_input": p.cost_per_1k_input, "cost_per_1k_output": p.cost_per_1k_output,
                               "quality": p.quality} for p in scenario.providers}
-        failover = FailoverConfig.preset("balanced", base_ejection_s=scenario.bench.cooldown_s)
+        failover = FailoverConfig.preset(self.preset, base_ejection_s=scenario.bench.cooldown_s)
         route = RouteRequest(input_tokens=load.input_tokens, output_tokens=load.output_tokens, timeout_s=load.timeout_s)
         self.runnable = fallbacks(chat_models(scenario, urls), strategy=self.strategy, failover=failover,
                                              providers=providers, route=route, first_chunk_timeout_s=load.timeout_s)
         self._clock = clock
-        self.settings = {"strategy": self.strategy, "failover": {"preset": "balanced",
+        self.settings = {"strategy": self.strategy, "failover": {"preset": self.preset,
                                                                  "base_ejection_s": scenario.bench.cooldown_s},
                          "first_chunk_timeout_s": load.timeout_s, "route.timeout_s": load.timeout_s}
 

@@ -152,12 +152,13 @@ class MiddlewareLiteLLMContender(_RouterContender):
 
     Router settings follow the adapter's documentation: ``num_retries=2, retry_after=0,
     disable_cooldowns=True`` (the middleware's breakers decide); the breaker is the ``balanced`` preset
-    with ``base_ejection_s`` set to the scenario's ``cooldown_s``, the same memory LiteLLM gets.
+    (or ``preset``) with ``base_ejection_s`` set to the scenario's ``cooldown_s``, the same memory LiteLLM gets.
     """
 
-    def __init__(self, name: str, strategy: str) -> None:
+    def __init__(self, name: str, strategy: str, preset: str = "balanced") -> None:
         super().__init__(name)
         self.strategy = strategy
+        self.preset = preset
         self.handle: Any = None
         self.failover: dict[str, object] = {}
 
@@ -168,8 +169,8 @@ class MiddlewareLiteLLMContender(_RouterContender):
         install = importlib.import_module("pi_builder_middleware.adapters.litellm").install
         settings = router_settings(scenario, routing=None, cooldowns=False)
         router = await self._build_router(scenario, urls, clock, settings)
-        failover = FailoverConfig.preset("balanced", base_ejection_s=scenario.bench.cooldown_s)
-        self.failover = {"preset": "balanced", "base_ejection_s": scenario.bench.cooldown_s}
+        failover = FailoverConfig.preset(self.preset, base_ejection_s=scenario.bench.cooldown_s)
+        self.failover = {"preset": self.preset, "base_ejection_s": scenario.bench.cooldown_s}
         self.handle = install(router, strategy=self.strategy, failover=failover, seed=scenario.seed)
 
     async def stop(self) -> None:

@@ -3,11 +3,13 @@
 An upper bound, not a product: it ranks the providers that are out of trouble from now until
 ``oracle_lookahead_s`` ahead (so a request never lands just as a window opens) by the scenario's
 objective (expected latency from the configured medians, or price), tries them in that order with the
-plain OpenAI SDK, and fails a request without sending anything when every provider is in trouble.
+plain OpenAI SDK. When every provider is in trouble it holds the request until the first one is back,
+if that is within the load's timeout, and otherwise fails it without sending anything.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,7 +18,7 @@ from .load import Clock, PlannedRequest, Reply
 from .metrics import Window, trouble_windows
 from .scenario import ChaosProvider, ChaosScenario, Objective
 
-__all__ = ["NoHealthyProviderError", "OracleContender", "oracle_order"]
+__all__ = ["NoHealthyProviderError", "OracleContender", "next_healthy_at", "oracle_order"]
 
 
 class NoHealthyProviderError(RuntimeError):
@@ -47,6 +49,18 @@ def oracle_order(scenario: ChaosScenario, troubles: Mapping[str, Sequence[Window
     return [p.name for p in sorted(healthy, key=key)]
 
 
+def next_healthy_at(troubles: Mapping[str, Sequence[Window]], t: float, lookahead_s: float) -> float | None:
+    """The first moment after ``t`` when some provider is out of trouble for ``lookahead_s`` (None: never)."""
+    best: float | None = None
+    for windows in troubles.values():
+        moment = t
+        for w in sorted(windows, key=lambda w: w.start):
+            if w.start < moment + lookahead_s and w.end > moment:
+                moment = w.end
+        best = moment if best is None else min(best, moment)
+    return best
+
+
 class OracleContender(Contender):
     """Schedule-aware routing with the OpenAI SDK (``max_retries=0``); falls over only to healthy providers."""
 
@@ -67,10 +81,19 @@ class OracleContender(Contender):
 
     async def call(self, request: PlannedRequest) -> Reply:
         assert self._scenario is not None and self._clock is not None
+        bench = self._scenario.bench
         order = oracle_order(self._scenario, self._troubles, self._clock(), stream=request.stream,
-                             lookahead_s=self._scenario.bench.oracle_lookahead_s)
+                             lookahead_s=bench.oracle_lookahead_s)
         if not order:
-            raise NoHealthyProviderError("every provider is in a fault window now")
+            # Everyone is in trouble: wait for the first provider to come back if that fits the timeout.
+            wake = next_healthy_at(self._troubles, self._clock(), bench.oracle_lookahead_s)
+            if wake is None or wake - request.at_s > self._scenario.load.timeout_s:
+                raise NoHealthyProviderError("every provider is in a fault window until after the timeout")
+            await asyncio.sleep(max(0.0, wake - self._clock()))
+            order = oracle_order(self._scenario, self._troubles, self._clock(), stream=request.stream,
+                                 lookahead_s=bench.oracle_lookahead_s)
+            if not order:
+                raise NoHealthyProviderError("every provider is in a fault window now")
         error: Exception | None = None
         for name in order:
             try:

@@ -48,6 +48,7 @@ from pi_builder_middleware.sim.errors import config_error_from_validation
 from pi_builder_middleware.sim.models import NonNegative, Positive, Rate
 
 __all__ = [
+    "BUILTIN_ORDER",
     "BenchSettings",
     "ChaosConfigError",
     "ChaosProvider",
@@ -263,14 +264,22 @@ def load_chaos_scenario_file(path: str | Path) -> ChaosScenario:
     return load_chaos_scenario(data, source=file.name)
 
 
+#: Report order of the built-in scenarios (others follow alphabetically).
+BUILTIN_ORDER = ("outage", "brownout", "rate-limit", "flapping", "slow-ttft", "cost-vs-reliability", "all-down")
+
+
 def builtin_scenarios() -> dict[str, Path]:
-    """The scenarios shipped with the package, by name."""
+    """The scenarios shipped with the package, by name, in report order."""
     folder = resources.files(_SCENARIO_PACKAGE) / "scenarios"
     found: dict[str, Path] = {}
     for entry in folder.iterdir():
         if entry.name.endswith(".toml"):
             found[entry.name.removesuffix(".toml")] = Path(str(entry))
-    return dict(sorted(found.items()))
+
+    def rank(name: str) -> tuple[int, str]:
+        return (BUILTIN_ORDER.index(name) if name in BUILTIN_ORDER else len(BUILTIN_ORDER), name)
+
+    return {name: found[name] for name in sorted(found, key=rank)}
 
 
 def resolve_scenario(name_or_path: str) -> ChaosScenario:

@@ -158,3 +158,31 @@ def test_contender_selection():
     assert "pbm-litellm-quality" in [s.name for s in select_contenders(["all"])]
     with pytest.raises(ChaosConfigError, match="--contenders"):
         select_contenders(["nobody"])
+
+
+def test_oracle_waits_for_the_first_provider_back_when_everyone_is_down():
+    from pi_builder_middleware.chaos.oracle import next_healthy_at
+
+    down = resolve_scenario("all-down")
+    troubles = trouble_windows(down)
+    (window,) = troubles["alpha"]
+    assert next_healthy_at(troubles, window.start + 0.5, 0.3) == window.end
+    assert next_healthy_at(troubles, 0.0, 0.3) == 0.0
+    flapping = trouble_windows(resolve_scenario("flapping"))
+    first, second = flapping["alpha"][:2]
+    assert next_healthy_at({"alpha": flapping["alpha"]}, first.start, 0.3) == first.end
+    assert next_healthy_at({"alpha": [first, second]}, first.start, second.start - first.end + 0.1) == second.end
+
+
+def test_pbm_contenders_come_with_other_failover_presets():
+    (spec,) = select_contenders(["pbm-langchain-latency@aggressive"])
+    assert spec.name == "pbm-langchain-latency@aggressive" and "aggressive" in spec.label
+    assert spec.build().preset == "aggressive"  # type: ignore[attr-defined]
+    for bad in ("pbm-langchain-latency@wild", "litellm-shuffle@aggressive", "pbm-foo-latency@aggressive"):
+        with pytest.raises(ChaosConfigError):
+            select_contenders([bad])
+
+
+def test_builtin_scenarios_come_in_report_order():
+    assert list(builtin_scenarios())[:7] == ["outage", "brownout", "rate-limit", "flapping", "slow-ttft",
+                                              "cost-vs-reliability", "all-down"]
