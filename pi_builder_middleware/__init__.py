@@ -18,6 +18,7 @@ from .errors import (
     PiBuilderError,
     PluginError,
     StreamInterruptedError,
+    chain_exhausted,
 )
 from .failover import FailoverManager, ProbeFn
 from .hookspecs import hookimpl, hookspec
@@ -87,6 +88,7 @@ __all__ = [
     "StrategyRegistry",
     "StreamInterruptedError",
     "Usage",
+    "chain_exhausted",
     "extract_retry_after",
     "get_plugin_manager",
     "hookimpl",

@@ -25,6 +25,7 @@ __all__ = [
     "PiBuilderError",
     "PluginError",
     "StreamInterruptedError",
+    "chain_exhausted",
 ]
 
 
@@ -99,3 +100,16 @@ class StreamInterruptedError(PiBuilderError):
 def _short(error: BaseException, limit: int = 160) -> str:
     text = str(error).replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def chain_exhausted(provider_ids: Sequence[str], attempts: Sequence[Attempt]) -> PiBuilderError:
+    """The error to raise when a failover chain ran out.
+
+    :class:`AllProvidersFailedError` chained to the last attempt's error, or, when no provider could
+    even be tried (their breakers opened meanwhile), :class:`NoProviderAvailableError`.
+    """
+    if not attempts:
+        return NoProviderAvailableError({pid: "became unavailable before it could be tried" for pid in provider_ids})
+    error = AllProvidersFailedError(attempts)
+    error.__cause__ = attempts[-1].error
+    return error

@@ -14,7 +14,7 @@ from ._registries import build_registries
 from .config import FailoverConfig, MonitorConfig
 from .enums import ErrorKind, FailoverPreset
 from .errorinfo import extract_retry_after
-from .errors import AllProvidersFailedError, ConfigError, NoProviderAvailableError
+from .errors import ConfigError, chain_exhausted
 from .failover import FailoverManager
 from .interfaces import Strategy
 from .models import (
@@ -168,7 +168,7 @@ class Middleware:
                 continue
             self._succeeded(provider, result, self.clock() - start, usage)
             return result
-        raise self._exhausted(decision, attempts)
+        raise chain_exhausted([p.id for p in decision.providers], attempts)
 
     async def aexecute(self, fn: Callable[[Provider], Awaitable[T]], request: RouteRequest | None = None, *,
                        usage: Callable[[T], Usage] | None = None) -> T:
@@ -189,7 +189,7 @@ class Middleware:
                 continue
             self._succeeded(provider, result, self.clock() - start, usage)
             return result
-        raise self._exhausted(decision, attempts)
+        raise chain_exhausted([p.id for p in decision.providers], attempts)
 
     def _next(self, decision: RoutingDecision, index: int, attempts: list[Attempt]) -> bool:
         provider = decision.providers[index]
@@ -210,14 +210,6 @@ class Middleware:
         u = usage(result) if usage is not None else Usage()
         self.record(Outcome(provider.id, True, max(latency, 0.0), input_tokens=u.input_tokens,
                             output_tokens=u.output_tokens, cost=u.cost))
-
-    def _exhausted(self, decision: RoutingDecision, attempts: list[Attempt]) -> Exception:
-        if not attempts:
-            return NoProviderAvailableError({p.id: "became unavailable before it could be tried"
-                                             for p in decision.providers})
-        error = AllProvidersFailedError(attempts)
-        error.__cause__ = attempts[-1].error
-        return error
 
     # -- reading -------------------------------------------------------------------------------
     def health(self, provider_id: str) -> HealthSnapshot:

@@ -23,16 +23,15 @@ from langchain_core.runnables.config import set_config_context
 from langchain_core.runnables.utils import coro_with_context
 
 from pi_builder_middleware import (
-    AllProvidersFailedError,
     Attempt,
     ErrorKind,
     Middleware,
-    NoProviderAvailableError,
     Outcome,
     PiBuilderError,
     RouteRequest,
     RoutingDecision,
     StreamInterruptedError,
+    chain_exhausted,
 )
 
 from ._chunks import HeadTimeout, is_empty_chunk, pull_head, pull_head_in_thread
@@ -100,7 +99,7 @@ class RoutingLoop:
                 continue
             self._succeeded(pid, clock() - start, None, *_tokens(handler, usage_of(output)))
             return pid, output
-        raise self._exhausted(decision, attempts)
+        raise chain_exhausted([p.id for p in decision.providers], attempts)
 
     async def ainvoke(self, op: Callable[[AnyRunnable, RunnableConfig], Awaitable[T]],
                       config_for: ConfigFor) -> tuple[str, T]:
@@ -131,7 +130,7 @@ class RoutingLoop:
                 continue
             self._succeeded(pid, clock() - start, None, *_tokens(handler, usage_of(output)))
             return pid, output
-        raise self._exhausted(decision, attempts)
+        raise chain_exhausted([p.id for p in decision.providers], attempts)
 
     # -- stream --------------------------------------------------------------------------------
     def stream(self, op: Callable[[AnyRunnable, RunnableConfig], Iterator[T]], config_for: ConfigFor
@@ -166,7 +165,7 @@ class RoutingLoop:
                 continue
             yield from self._deliver(pid, iterator, head, ended, start, handler)
             return
-        raise self._exhausted(decision, attempts)
+        raise chain_exhausted([p.id for p in decision.providers], attempts)
 
     def _deliver(self, pid: str, iterator: Iterator[T], head: list[T], ended: bool, start: float,
                  handler: UsageHandler | None) -> Generator[T, None, None]:
@@ -231,7 +230,7 @@ class RoutingLoop:
             async for chunk in self._adeliver(pid, iterator, head, ended, start, handler):
                 yield chunk
             return
-        raise self._exhausted(decision, attempts)
+        raise chain_exhausted([p.id for p in decision.providers], attempts)
 
     async def _adeliver(self, pid: str, iterator: AsyncIterator[T], head: list[T], ended: bool, start: float,
                         handler: UsageHandler | None) -> AsyncGenerator[T, None]:
@@ -305,14 +304,6 @@ class RoutingLoop:
         self.middleware.record(Outcome(pid, True, max(latency, 0.0), ttft_s=None if ttft is None else max(ttft, 0.0),
                                        input_tokens=tokens_in, output_tokens=tokens_out))
 
-    @staticmethod
-    def _exhausted(decision: RoutingDecision, attempts: list[Attempt]) -> Exception:
-        if not attempts:
-            return NoProviderAvailableError({p.id: "became unavailable before it could be tried"
-                                             for p in decision.providers})
-        error = AllProvidersFailedError(attempts)
-        error.__cause__ = attempts[-1].error
-        return error
 
 
 def _tokens(handler: UsageHandler | None, fallback: tuple[int, int]) -> tuple[int, int]:
