@@ -146,8 +146,8 @@ async def decision(n_deployments: int, picks: int, repeats: int) -> dict[str, fl
 async def main(quick: bool) -> None:
     logging.getLogger("LiteLLM").setLevel(logging.ERROR)
     logging.getLogger("LiteLLM Router").setLevel(logging.ERROR)
-    blocks, calls = (4, 80) if quick else (8, 120)
-    picks, repeats = (60, 3) if quick else (120, 5)
+    blocks, calls = (10, 25) if quick else (30, 25)
+    picks, repeats = (60, 3) if quick else (100, 5)
     print(f"overhead: {blocks} rounds of rotating blocks x {calls} calls (plain | healthy | group); "
           f"per-call medians, ratios per round, median of ratios")
     o = await overhead(blocks, calls)
