@@ -15,7 +15,8 @@ from pi_builder_middleware import ConfigError, Middleware
 
 from ._providers import deployment_id, provider_from_deployment
 
-__all__ = ["METADATA_KEY", "ROUTE_OPTIONS_KEY", "TRACE_KEY", "Binding", "request_token", "stamped_trace"]
+__all__ = ["METADATA_KEY", "ROUTE_OPTIONS_KEY", "TRACE_KEY", "Binding", "metadata_field", "request_token",
+           "stamped_trace"]
 
 log = logging.getLogger("pi_builder_middleware.adapters.litellm")
 
@@ -29,22 +30,32 @@ TRACE_KEY = "pi_builder_middleware_trace"
 ROUTE_OPTIONS_KEY = "pi_builder_middleware"
 
 
-def request_token(request_kwargs: Mapping[str, Any] | None) -> str | None:
-    """The router token stamped on a request (or an event's ``litellm_params``), if any."""
+def metadata_field(request_kwargs: Mapping[str, Any]) -> str:
+    """Where LiteLLM keeps its own metadata for this request: ``litellm_metadata`` when present (Responses,
+    Anthropic messages, ...: there ``metadata`` is the caller's and goes to the provider), else ``metadata``."""
+    return "litellm_metadata" if "litellm_metadata" in request_kwargs else "metadata"
+
+
+def _stamp_value(request_kwargs: Mapping[str, Any] | None, key: str) -> str | None:
     if not request_kwargs:
         return None
-    metadata = request_kwargs.get("metadata")
-    if isinstance(metadata, Mapping):
-        token = metadata.get(METADATA_KEY)
-        return token if isinstance(token, str) else None
+    for field in ("litellm_metadata", "metadata"):
+        metadata = request_kwargs.get(field)
+        if isinstance(metadata, Mapping):
+            value = metadata.get(key)
+            if isinstance(value, str):
+                return value
     return None
+
+
+def request_token(request_kwargs: Mapping[str, Any] | None) -> str | None:
+    """The router token stamped on a request (or an event's ``litellm_params``), if any."""
+    return _stamp_value(request_kwargs, METADATA_KEY)
 
 
 def stamped_trace(request_kwargs: Mapping[str, Any] | None) -> str | None:
     """The ``litellm_trace_id`` recorded with the router token, if any."""
-    metadata = request_kwargs.get("metadata") if request_kwargs else None
-    trace = metadata.get(TRACE_KEY) if isinstance(metadata, Mapping) else None
-    return trace if isinstance(trace, str) else None
+    return _stamp_value(request_kwargs, TRACE_KEY)
 
 
 class Binding:

@@ -12,6 +12,11 @@ from typing import Any, Self
 import litellm
 from litellm.router import Router
 
+try:  # the entry points the strategy reads candidates through (litellm >= 1.110)
+    from litellm.router_api import RoutingContext as _RoutingContext
+except ImportError:  # pragma: no cover - older LiteLLM
+    _RoutingContext = None  # type: ignore[assignment,misc]
+
 from pi_builder_middleware import Clock, ConfigError, FailoverConfig, Middleware, MonitorConfig, Strategy
 
 from ._binding import Binding
@@ -203,6 +208,12 @@ def install(
     if not isinstance(router, Router):
         raise ConfigError("router", f"expected a litellm.Router instance (Router(model_list=[...])), got "
                                     f"{type(router).__name__}; pass the router itself, not its model_list or a client")
+    if _RoutingContext is None or not callable(getattr(router, "registry", None)):  # pragma: no cover - old LiteLLM
+        from importlib.metadata import version
+
+        raise ConfigError("router", f"litellm {version('litellm')} lacks Router.registry() / RoutingContext; "
+                                    "the LiteLLM adapter needs litellm>=1.110 "
+                                    "(pip install 'pi-builder-middleware[litellm]')")
     if middleware is not None:
         if not isinstance(middleware, Middleware):
             raise ConfigError("middleware", f"expected a pi_builder_middleware.Middleware, got "

@@ -9,10 +9,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from litellm.router import CustomRoutingStrategyBase
+from litellm.router_api import RoutingContext
 
 from pi_builder_middleware import ConfigError, NoProviderAvailableError, RouteRequest
 
-from ._binding import METADATA_KEY, ROUTE_OPTIONS_KEY, TRACE_KEY, Binding
+from ._binding import METADATA_KEY, ROUTE_OPTIONS_KEY, TRACE_KEY, Binding, metadata_field
 from ._providers import deployment_id
 
 __all__ = ["MiddlewareRoutingStrategy", "route_request"]
@@ -25,19 +26,21 @@ _OPTION_FIELDS = ("strategy", "required_capabilities", "max_latency_ms", "min_av
 
 
 def _stamp(request_kwargs: dict[str, Any], token: str) -> None:
+    """Put the router token (and the request's trace id) into LiteLLM's own metadata for this request."""
     stamp = {METADATA_KEY: token}
     trace = request_kwargs.get("litellm_trace_id")
     if isinstance(trace, str):
         stamp[TRACE_KEY] = trace
-    metadata = request_kwargs.get("metadata")
+    field = metadata_field(request_kwargs)
+    metadata = request_kwargs.get(field)
     if isinstance(metadata, dict):
         metadata.update(stamp)
         if not isinstance(trace, str):
             metadata.pop(TRACE_KEY, None)
     elif metadata is None:
-        request_kwargs["metadata"] = stamp
+        request_kwargs[field] = stamp
     else:  # some other mapping type: keep it, add ours in a copy
-        request_kwargs["metadata"] = {**dict(metadata), **stamp}
+        request_kwargs[field] = {**dict(metadata), **stamp}
 
 
 def _attempted(metadata: Mapping[str, Any]) -> frozenset[str]:
@@ -79,8 +82,12 @@ def route_request(request_kwargs: Mapping[str, Any], candidates: Iterable[str], 
     ``metadata={"pi_builder_middleware": {"strategy": ..., "required_capabilities": [...],
     "max_latency_ms": ..., "min_availability": ..., "exclude": [...]}}``.
     """
-    metadata = request_kwargs.get("metadata")
-    options = metadata.get(ROUTE_OPTIONS_KEY) if isinstance(metadata, Mapping) else None
+    options = None
+    for field in ("litellm_metadata", "metadata"):
+        metadata = request_kwargs.get(field)
+        if isinstance(metadata, Mapping) and metadata.get(ROUTE_OPTIONS_KEY) is not None:
+            options = metadata[ROUTE_OPTIONS_KEY]
+            break
     extra: dict[str, Any] = {}
     if options is not None:
         if not isinstance(options, Mapping) or set(options) - set(_OPTION_FIELDS):
@@ -154,8 +161,6 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         self._rng = random.Random(seed)
 
     def _context(self) -> Any:
-        from litellm.router_api import RoutingContext
-
         router = self._router_ref()
         if router is None:
             raise ConfigError("router", "the litellm.Router this strategy was installed on no longer exists")
@@ -221,7 +226,7 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         if not by_id:
             return healthy[0]
         binding.ensure_current(by_id)
-        metadata = request_kwargs.get("metadata")
+        metadata = request_kwargs.get(metadata_field(request_kwargs))
         attempted = _attempted(metadata) if isinstance(metadata, Mapping) else frozenset()
         tried_here = attempted & by_id.keys()
         avoid = tried_here if len(tried_here) < len(by_id) else frozenset()

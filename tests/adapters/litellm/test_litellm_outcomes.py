@@ -184,3 +184,18 @@ async def test_a_failing_plugin_or_hook_never_breaks_the_call() -> None:
         handle.callback._on_event({"litellm_params": "not a mapping"}, None, None, None, ok=True)  # ignored
         handle.callback._on_event(None, None, None, None, ok=False)
         assert handle.stats().get("hook_errors", 0) == 0
+
+
+async def test_responses_api_is_routed_and_recorded_without_touching_the_callers_metadata() -> None:
+    """On the Responses API ``metadata`` is the caller's and is sent to the provider; LiteLLM keeps its own
+    in ``litellm_metadata``, which is where the router token goes."""
+    router = litellm.Router(model_list=[mock_deployment("r1", quality=0.9), mock_deployment("r2", quality=0.1)],
+                            num_retries=0)
+    with install(router, strategy="quality-optimal") as handle:
+        sent = {"customer": "acme"}
+        response = await router.aresponses(model="g", input="hi", metadata=sent, mock_response="hello")
+        assert response.output
+        assert sent == {"customer": "acme"}
+        await async_wait_until(lambda: handle.stats().get("recorded_ok") == 1)
+        assert handle.middleware.health("r1").successes == 1
+        assert handle.stats()["picks"] == 1
