@@ -74,9 +74,9 @@ LiteLLM callbacks are global. Each installation's strategy stamps a router token
 or ``litellm_metadata`` where LiteLLM keeps its own there, e.g. the Responses API whose ``metadata`` is
 sent to the provider). LiteLLM carries it into every event of that request, so two routers with their
 own middlewares in one process never see each other's outcomes (even with identical deployment ids),
-and a metadata dict reused across requests cannot carry a stale stamp. ``install(..., route=False)`` (keep LiteLLM's strategy) has no
-token and matches events by deployment id. Installing twice on one router raises ``ConfigError``;
-use :func:`installed` to get the existing handle.
+and a metadata dict reused across requests cannot carry a stale stamp. ``install(..., route=False)``
+(keep LiteLLM's strategy) has no token and matches events by deployment id. Installing twice on one
+router raises ``ConfigError``; use :func:`installed` to get the existing handle.
 """
 
 from __future__ import annotations

@@ -205,10 +205,10 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         request: dict[str, Any] = request_kwargs if request_kwargs is not None else {}
         _stamp(request, self._binding.token)
         ctx = self._context()
-        if specific_deployment:
-            found = ctx.registry().deployment(model)
-            if found is not None:
-                return found  # type: ignore[no-any-return]
+        if specific_deployment:  # ``model`` names one deployment's litellm model: no choice to make
+            named = [d for d in ctx.registry().all()
+                     if isinstance(d.get("litellm_params"), Mapping) and d["litellm_params"].get("model") == model]
+            return _without_cooling(model, named, [deployment_id(d) or "" for d in named], set())[0]
         deployments, ids = _group(ctx, model)
         cooling = {pid for pid, _ in ctx.health().cooldowns.get_active_cooldowns(ids, None)}
         healthy = _without_cooling(model, deployments, ids, cooling)
@@ -223,7 +223,9 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
             pid = deployment_id(deployment)
             if pid is not None:
                 by_id.setdefault(pid, deployment)
-        if not by_id:
+        if not by_id:  # deployments without ids (not built by a Router): nothing to decide with
+            if not healthy:
+                raise NoProviderAvailableError({})
             return healthy[0]
         binding.ensure_current(by_id)
         metadata = request_kwargs.get(metadata_field(request_kwargs))

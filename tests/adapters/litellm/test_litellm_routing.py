@@ -155,3 +155,18 @@ async def test_litellms_own_filters_still_apply_order_and_tags() -> None:
         assert {served_by(await router.acompletion(model="g", messages=MESSAGES, metadata=tagged))
                 for _ in range(3)} == {"eu"}
         assert served_by(await router.acompletion(model="g", messages=MESSAGES, metadata={"tags": ["us"]})) == "us"
+
+
+async def test_specific_deployment_calls_go_to_that_deployment_and_are_recorded() -> None:
+    named = mock_deployment("named", quality=0.1)
+    named["litellm_params"]["model"] = "openai/gpt-4o"
+    router = litellm.Router(model_list=[mock_deployment("best", quality=0.9), named], num_retries=0)
+    with install(router, strategy="quality-optimal") as handle:
+        response = await router.acompletion(model="openai/gpt-4o", messages=MESSAGES, specific_deployment=True)
+        assert served_by(response) == "named"
+        assert served_by(router.completion(model="openai/gpt-4o", messages=MESSAGES, specific_deployment=True)) \
+            == "named"
+        with pytest.raises(litellm.RouterRateLimitError):
+            router.completion(model="openai/no-such", messages=MESSAGES, specific_deployment=True)
+        await async_wait_until(lambda: handle.middleware.health("named").calls == 2)
+        assert handle.middleware.health("best").calls == 0
