@@ -199,3 +199,21 @@ async def test_responses_api_is_routed_and_recorded_without_touching_the_callers
         await async_wait_until(lambda: handle.stats().get("recorded_ok") == 1)
         assert handle.middleware.health("r1").successes == 1
         assert handle.stats()["picks"] == 1
+
+
+def test_hook_parameter_names_are_exactly_litellms() -> None:
+    """LiteLLM calls hooks by keyword; a renamed parameter only logs an error and loses the event."""
+    import inspect
+
+    from pi_builder_middleware.adapters.litellm import MiddlewareCallback, MiddlewareRoutingStrategy
+
+    for name in ("async_log_success_event", "async_log_failure_event", "log_success_event", "log_failure_event",
+                 "async_filter_deployments"):
+        ours = list(inspect.signature(getattr(MiddlewareCallback, name)).parameters)
+        theirs = list(inspect.signature(getattr(CustomLogger, name)).parameters)
+        assert ours == theirs, name
+    from litellm.router import CustomRoutingStrategyBase
+
+    for name in ("async_get_available_deployment", "get_available_deployment"):
+        ours = list(inspect.signature(getattr(MiddlewareRoutingStrategy, name)).parameters)
+        assert ours == list(inspect.signature(getattr(CustomRoutingStrategyBase, name)).parameters), name
