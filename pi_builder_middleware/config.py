@@ -66,12 +66,14 @@ class MonitorConfig(ConfigModel):
 
     ``window_s`` is the time window metrics cover; ``max_samples`` bounds memory per provider (oldest
     samples are dropped first); ``min_samples`` is how many outcomes a status needs (fewer: UNKNOWN).
+    Routing reads latency and TTFT as the median of the last ``latency_recent`` successful calls: a
+    median shrugs off one cold-connection outlier that a moving average would carry for many calls.
     """
 
     window_s: float = Field(default=300.0, gt=0)
     max_samples: int = Field(default=2048, ge=8, le=1_000_000)
     min_samples: int = Field(default=5, ge=1)
-    latency_ewma_alpha: float = Field(default=0.2, gt=0, le=1)
+    latency_recent: int = Field(default=15, ge=1, le=1000)
     thresholds: HealthThresholds = HealthThresholds()
     alerts: AlertThresholds = AlertThresholds()
 

@@ -32,7 +32,8 @@ __all__ = [
 class Candidate:
     """A provider as strategies see it. The engine updates these fields in place as outcomes arrive.
 
-    ``latency_s`` / ``ttft_s`` are smoothed (EWMA) over successful calls, None until the first one;
+    ``latency_s`` / ``ttft_s`` are the median of the last successful calls, None until the first one
+    (and again once the window holds nothing, so a starved provider gets explored again);
     ``availability`` is successes / (successes + health failures) in the monitor window (1.0 with no
     data); ``samples`` counts outcomes in that window; ``explore_picks`` counts how often this
     provider was chosen while it had too little data.
@@ -47,6 +48,7 @@ class Candidate:
         "latency_s",
         "provider",
         "samples",
+        "stale_at",
         "ttft_s",
     )
 
@@ -60,6 +62,7 @@ class Candidate:
         self.circuit = CircuitState.CLOSED
         self.consecutive_failures = 0
         self.explore_picks = 0
+        self.stale_at = float("inf")  # when the oldest sample leaves the window (the router refreshes then)
 
     def __repr__(self) -> str:
         return (f"Candidate({self.provider.id!r}, latency_s={self.latency_s}, availability="

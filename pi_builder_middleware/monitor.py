@@ -35,10 +35,12 @@ class _Window:
     """Samples and running totals for one provider."""
 
     __slots__ = ("active_alerts", "calls", "candidate", "cost", "errors", "failures", "latency_ok_sum",
-                 "lifetime_calls", "ok_latency_n", "rate_limited", "samples", "status", "successes",
-                 "tokens_in", "tokens_out", "ttft_n", "ttft_sum")
+                 "lifetime_calls", "ok_latency_n", "rate_limited", "recent_latency", "recent_ttft", "samples",
+                 "status", "successes", "tokens_in", "tokens_out", "ttft_n", "ttft_sum")
 
-    def __init__(self, provider: Provider) -> None:
+    def __init__(self, provider: Provider, recent: int) -> None:
+        self.recent_latency: deque[float] = deque(maxlen=recent)
+        self.recent_ttft: deque[float] = deque(maxlen=recent)
         # (at, verdict, latency_s, ttft_s | None, tokens_in, tokens_out, cost)
         self.samples: deque[tuple[float, int, float, float | None, int, int, float]] = deque()
         self.candidate = Candidate(provider)
@@ -101,7 +103,7 @@ class HealthMonitor:
         """Start tracking ``provider``; returns its live :class:`Candidate`."""
         with self._lock:
             if provider.id not in self._windows:
-                self._windows[provider.id] = _Window(provider)
+                self._windows[provider.id] = _Window(provider, self.config.latency_recent)
                 self._circuits[provider.id] = CircuitState.CLOSED
             return self._windows[provider.id].candidate
 
@@ -154,16 +156,15 @@ class HealthMonitor:
             w.lifetime_calls += 1
             self._expire(w, now)
             cand = w.candidate
-            alpha = self.config.latency_ewma_alpha
             if verdict == _OK:
-                lat = outcome.latency_s
-                cand.latency_s = lat if cand.latency_s is None else cand.latency_s + alpha * (lat - cand.latency_s)
+                w.recent_latency.append(outcome.latency_s)
+                cand.latency_s = _median(w.recent_latency)
                 cand.consecutive_failures = 0
+                if outcome.ttft_s is not None:
+                    w.recent_ttft.append(outcome.ttft_s)
+                    cand.ttft_s = _median(w.recent_ttft)
             elif verdict == _FAIL:
                 cand.consecutive_failures += 1
-            if outcome.ttft_s is not None:
-                t = outcome.ttft_s
-                cand.ttft_s = t if cand.ttft_s is None else cand.ttft_s + alpha * (t - cand.ttft_s)
             pending = self._evaluate(outcome.provider_id, w, now)
         self._emit(pending)
 
@@ -274,7 +275,7 @@ class HealthMonitor:
             ids = [provider_id] if provider_id is not None else list(self._windows)
             for pid in ids:
                 old = self._window(pid)
-                fresh = _Window(old.candidate.provider)
+                fresh = _Window(old.candidate.provider, self.config.latency_recent)
                 fresh.candidate = old.candidate
                 cand = old.candidate
                 cand.latency_s = cand.ttft_s = None
@@ -300,6 +301,14 @@ class HealthMonitor:
         cand.availability = w.availability
         cand.error_rate = w.error_rate
         cand.samples = w.calls
+        cand.stale_at = samples[0][0] + self.config.window_s if samples else float("inf")
+        if not samples and cand.latency_s is not None:
+            # Nothing left in the window: forget the old latency so the provider is explored again
+            # instead of being starved forever by a measurement nobody refreshes.
+            w.recent_latency.clear()
+            w.recent_ttft.clear()
+            cand.latency_s = cand.ttft_s = None
+            cand.explore_picks = 0
 
     def _evaluate(self, provider_id: str, w: _Window, now: float) -> list[Alert | HealthChange]:
         pending: list[Alert | HealthChange] = []
@@ -391,3 +400,9 @@ def _bucket_value(bucket: list[tuple[float, int, float, float | None, int, int, 
     if metric == "latency_avg_ms":
         return sum(ok) / len(ok) * 1000
     return percentile(ok, 95) * 1000
+
+
+def _median(values: deque[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2

@@ -6,6 +6,7 @@ and asks the failover manager whether each provider may be called now.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -92,8 +93,9 @@ class ProviderRouter:
             if provider.id in self._providers:
                 raise ConfigError("providers", f"duplicate provider id {provider.id!r}; ids must be unique")
             self._providers[provider.id] = provider
-        self.failover.add_provider(provider.id)
+        # candidate first: a breaker state adopted from a shared store on add must reach the monitor
         self._candidates[provider.id] = self.monitor.add_provider(provider)
+        self.failover.add_provider(provider.id)
 
     def remove_provider(self, provider_id: str) -> None:
         """Remove a provider and its health data."""
@@ -153,6 +155,10 @@ class ProviderRouter:
             self._by_strategy[strategy.name] += 1
         return decision
 
+    def _refresh(self, provider_id: str, now: float) -> None:
+        with contextlib.suppress(ConfigError):  # removed by another thread meanwhile
+            self.monitor.refresh(provider_id, now)
+
     def _acquire(self, provider_id: str) -> bool:
         try:
             return self.failover.acquire(provider_id)
@@ -175,6 +181,8 @@ class ProviderRouter:
         for pid, cand in list(self._candidates.items()):  # a copy: other threads may add or remove providers
             if wanted is not None and pid not in wanted:
                 continue
+            if now >= cand.stale_at:
+                self._refresh(pid, now)
             if pid in request.exclude:
                 excluded[pid] = "excluded by request"
                 continue

@@ -196,3 +196,27 @@ def test_half_open_provider_gets_its_trial_call_even_when_ranked_low(mw, clock):
     mw.record(Outcome("fast", True, 0.01))
     assert mw.failover.state("fast") is CircuitState.CLOSED
     assert not mw.select().trial
+
+
+def test_one_cold_start_outlier_does_not_starve_the_fastest(mw):
+    """The first call pays for connection setup; the median forgets it, a moving average would not."""
+    mw.record(Outcome("fast", True, 0.270))  # cold connection
+    for _ in range(4):
+        mw.record(Outcome("fast", True, 0.002))
+    warm(mw, "cheap", 0.020)
+    warm(mw, "smart", 0.030)
+    assert mw.monitor.candidate("fast").latency_s == pytest.approx(0.002)
+    assert mw.select().provider.id == "fast"
+
+
+def test_provider_is_explored_again_once_its_window_is_empty(mw, clock):
+    warm(mw, "fast", 0.5)
+    warm(mw, "cheap", 0.1)
+    warm(mw, "smart", 0.2)
+    for _ in range(19):
+        assert mw.select().provider.id == "cheap"
+        mw.record(Outcome("cheap", True, 0.1))
+        mw.record(Outcome("smart", True, 0.2))
+        clock.advance(16)  # 304 s in all: fast's samples leave the 300 s window
+    assert mw.select().provider.id == "fast"  # re-measured rather than starved on a stale number
+    assert mw.monitor.candidate("fast").latency_s is None
