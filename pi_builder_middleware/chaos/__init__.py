@@ -40,6 +40,7 @@ from .scenario import (
     load_chaos_scenario_file,
     resolve_scenario,
 )
+from .simproc import SimulatorProcess
 
 __all__ = [
     "DEFAULT_CONTENDERS",
@@ -58,6 +59,7 @@ __all__ = [
     "PlannedRequest",
     "Reply",
     "ScenarioResult",
+    "SimulatorProcess",
     "Window",
     "WindowMetrics",
     "builtin_scenarios",

@@ -172,9 +172,10 @@ class LoadClock:
     def __init__(self) -> None:
         self._origin = time.monotonic()
 
-    def restart(self) -> None:
-        """Make now t = 0."""
+    def restart(self) -> float:
+        """Make now t = 0; returns the origin (a ``time.monotonic()`` value, the same in every process)."""
         self._origin = time.monotonic()
+        return self._origin
 
     def __call__(self) -> float:
         return time.monotonic() - self._origin

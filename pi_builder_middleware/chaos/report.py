@@ -6,11 +6,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .metrics import ContenderMetrics, trouble_windows
+from .metrics import ContenderMetrics, WindowMetrics, trouble_windows
 from .runner import BenchResult, ScenarioResult
-from .scenario import Objective
+from .scenario import Objective, load_chaos_scenario
 
-__all__ = ["COLUMNS", "Target", "scenario_table", "targets", "write_report"]
+__all__ = ["COLUMNS", "Target", "read_metrics", "render_markdown", "scenario_section", "scenario_sections",
+           "scenario_table", "targets", "write_report"]
 
 COLUMNS = ("contender", "success", "wasted", "attempts", "failed att.", "p50 ms", "p95 ms", "p99 ms",
            "TTFT p50", "TTFT p95", "TTFT p99", "cost $", "detect s", "recover s")
@@ -178,6 +179,31 @@ def render_markdown(result: BenchResult, plots: dict[str, dict[str, str]]) -> st
     ]
     parts += [scenario_section(s, plots.get(s.scenario.name, {})) for s in result.scenarios]
     return "\n\n".join(parts) + "\n"
+
+
+def scenario_sections(result: BenchResult, *, level: int = 3, link_prefix: str = "") -> str:
+    """Every scenario's section at heading ``level``, plot links prefixed (for embedding, e.g. BENCHMARKS.md)."""
+    return "\n\n".join(
+        scenario_section(s, {kind: f"{s.scenario.name}-{kind}.png" for kind in ("latency", "traffic", "success")}
+                         if s.metrics else {}, level=level, link_prefix=link_prefix)
+        for s in result.scenarios)
+
+
+def read_metrics(path: str | Path) -> BenchResult:
+    """Rebuild a :class:`BenchResult` from a ``metrics.json`` (to re-render a report or embed its tables)."""
+    data = json.loads(Path(path).read_text())
+    scenarios: list[ScenarioResult] = []
+    for entry in data["scenarios"]:
+        result = ScenarioResult(scenario=load_chaos_scenario(entry["scenario"]), skipped=dict(entry["skipped"]))
+        for raw in entry["contenders"]:
+            fields = {k: v for k, v in raw.items() if k not in ("label", "settings")}
+            fields["windows"] = [WindowMetrics(**w) for w in fields.get("windows", [])]
+            result.metrics.append(ContenderMetrics(**fields))
+            result.labels[raw["contender"]] = raw.get("label", raw["contender"])
+            result.settings[raw["contender"]] = raw.get("settings", {})
+        scenarios.append(result)
+    return BenchResult(scenarios=scenarios, machine=data["machine"], command=data["command"],
+                       started_at=data["started_at"], total_s=data["total_s"], quick=data.get("quick", False))
 
 
 def write_report(result: BenchResult, folder: str | Path) -> Path:

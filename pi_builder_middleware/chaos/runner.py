@@ -1,8 +1,8 @@
 """Running contenders: each against a fresh simulator whose fault schedule starts with its own load.
 
 Runs are sequential (one event loop for the whole bench, so LiteLLM's and httpx's loop-bound clients
-stay valid). A contender that cannot start (an adapter or framework missing) is reported as skipped
-with the reason; the other runs go on.
+stay valid); the simulator runs in a separate worker process (:mod:`.simproc`). A contender that cannot
+start (an adapter or framework missing) is reported as skipped with the reason; the other runs go on.
 """
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pi_builder_middleware.sim import Simulator
-
 from .contenders import ContenderSpec
 from .load import CallResult, LoadClock, drive, plan_requests
 from .metrics import ContenderMetrics, compute_metrics, trouble_windows
 from .scenario import ChaosScenario
+from .simproc import SimulatorProcess
 
 __all__ = ["BenchResult", "Progress", "ScenarioResult", "machine_info", "run_bench", "run_contender"]
 
@@ -99,42 +98,40 @@ def machine_info() -> dict[str, object]:
             "versions": versions}
 
 
-async def run_contender(scenario: ChaosScenario, spec: ContenderSpec, progress: Progress | None = None,
-                        ) -> tuple[ContenderMetrics, dict[str, object]]:
-    """Run one contender against a fresh simulator; returns its metrics and the settings it used."""
+async def run_contender(scenario: ChaosScenario, spec: ContenderSpec, sims: SimulatorProcess,
+                        progress: Progress | None = None) -> tuple[ContenderMetrics, dict[str, object]]:
+    """Run one contender against a fresh simulator in ``sims``; returns its metrics and the settings it used."""
     progress = progress or _Silent()
     clock = LoadClock()
-    sim = Simulator(scenario.sim_providers(), seed=scenario.seed, clock=clock)
-    await asyncio.to_thread(sim.start)
+    urls = await asyncio.to_thread(sims.start, scenario.sim_providers(), scenario.seed)
     try:
         contender = spec.build()
-        await contender.start(scenario, sim.urls(), clock)
+        await contender.start(scenario, urls, clock)
         try:
             plan = plan_requests(scenario)
             progress.run_started(scenario.name, spec.name, len(plan))
-            sim.reset_stats()
-            clock.restart()
+            await asyncio.to_thread(sims.go, clock.restart())
             began = time.monotonic()
             results = await drive(plan, contender.call, clock=clock, providers=scenario.provider_names,
                                   concurrency=scenario.load.concurrency, on_result=progress.request_done)
             wall = time.monotonic() - began
         finally:
             await contender.stop()
-        attempts = {name: stats.records for name, stats in sim.all_stats().items()}
+        attempts = await asyncio.to_thread(sims.records)
         settings = contender.describe()
     finally:
-        await asyncio.to_thread(sim.stop)
+        await asyncio.to_thread(sims.stop)
     return compute_metrics(spec.name, scenario, results, attempts, wall_s=wall), settings
 
 
-async def run_scenario(scenario: ChaosScenario, specs: Sequence[ContenderSpec], progress: Progress | None = None,
-                       ) -> ScenarioResult:
+async def run_scenario(scenario: ChaosScenario, specs: Sequence[ContenderSpec], sims: SimulatorProcess,
+                       progress: Progress | None = None) -> ScenarioResult:
     """Every contender in turn on one scenario."""
     progress = progress or _Silent()
     result = ScenarioResult(scenario=scenario, labels={s.name: s.label for s in specs})
     for spec in specs:
         try:
-            metrics, settings = await run_contender(scenario, spec, progress)
+            metrics, settings = await run_contender(scenario, spec, sims, progress)
         except (ImportError, ModuleNotFoundError) as exc:
             result.skipped[spec.name] = f"cannot start: {type(exc).__name__}: {exc}"
             progress.run_finished(scenario.name, spec.name, None)
@@ -151,9 +148,10 @@ def run_bench(scenarios: Sequence[ChaosScenario], specs: Sequence[ContenderSpec]
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     began = time.monotonic()
 
-    async def main() -> list[ScenarioResult]:
-        return [await run_scenario(s, specs, progress) for s in scenarios]
+    async def main(sims: SimulatorProcess) -> list[ScenarioResult]:
+        return [await run_scenario(s, specs, sims, progress) for s in scenarios]
 
-    results = asyncio.run(main())
+    with SimulatorProcess() as sims:
+        results = asyncio.run(main(sims))
     return BenchResult(scenarios=results, machine=machine_info(), command=command, started_at=started_at,
                        total_s=time.monotonic() - began, quick=quick)

@@ -110,3 +110,12 @@ def test_every_contender_reached_the_providers_over_http(contenders):
             continue
         assert c["attempts"] >= c["successes"] > 0, name
         assert c["settings"], name  # the exact settings are in the JSON
+
+
+def test_metrics_json_rebuilds_the_same_table(report):
+    from pi_builder_middleware.chaos.report import read_metrics, scenario_table
+
+    rebuilt = read_metrics(report / "metrics.json")
+    (scenario,) = rebuilt.scenarios
+    assert [m.contender for m in scenario.metrics] == list(QUICK_CONTENDERS)
+    assert scenario_table(scenario) in (report / "report.md").read_text()
