@@ -174,7 +174,9 @@ def render_markdown(result: BenchResult, plots: dict[str, dict[str, str]]) -> st
         "# Chaos benchmark report",
         f"Command: `{result.command}`  \nStarted {result.started_at}, took {result.total_s:.0f} s"
         f"{' (quick mode)' if result.quick else ''}.  \nMachine: {m.get('nproc')} CPUs, Python {m.get('python')}, "
-        f"{m.get('platform')}; {versions}.",
+        f"{m.get('platform')}; {versions}.  \nLoad average (1/5/15 min) at start {m.get('load_average_at_start')}, "
+        f"at end {m.get('load_average')}: other work on the machine stretches latencies; attempt counts do not "
+        "depend on it.",
         METRIC_NOTES,
     ]
     parts += [scenario_section(s, plots.get(s.scenario.name, {})) for s in result.scenarios]

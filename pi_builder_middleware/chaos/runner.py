@@ -85,7 +85,7 @@ class BenchResult:
 
 
 def machine_info() -> dict[str, object]:
-    """CPU count, Python and framework versions, platform."""
+    """CPU count, Python and framework versions, platform, load average (other work skews latencies)."""
     from importlib import metadata
 
     versions: dict[str, str] = {}
@@ -95,7 +95,7 @@ def machine_info() -> dict[str, object]:
         except metadata.PackageNotFoundError:
             versions[dist] = "not installed"
     return {"nproc": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
-            "versions": versions}
+            "versions": versions, "load_average": [round(v, 2) for v in os.getloadavg()]}
 
 
 async def run_contender(scenario: ChaosScenario, spec: ContenderSpec, sims: SimulatorProcess,
@@ -146,6 +146,7 @@ def run_bench(scenarios: Sequence[ChaosScenario], specs: Sequence[ContenderSpec]
               progress: Progress | None = None, quick: bool = False) -> BenchResult:
     """Run every scenario with every contender (blocking; one event loop for the whole bench)."""
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    load_before = [round(v, 2) for v in os.getloadavg()]
     began = time.monotonic()
 
     async def main(sims: SimulatorProcess) -> list[ScenarioResult]:
@@ -153,5 +154,6 @@ def run_bench(scenarios: Sequence[ChaosScenario], specs: Sequence[ContenderSpec]
 
     with SimulatorProcess() as sims:
         results = asyncio.run(main(sims))
-    return BenchResult(scenarios=results, machine=machine_info(), command=command, started_at=started_at,
+    machine = {**machine_info(), "load_average_at_start": load_before}
+    return BenchResult(scenarios=results, machine=machine, command=command, started_at=started_at,
                        total_s=time.monotonic() - began, quick=quick)

@@ -10,12 +10,15 @@ so "seconds since the load started" means the same instant on both sides.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
+import os
+import pickle
+import select
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
-from multiprocessing.connection import Connection
 from types import TracebackType
-from typing import Any, Self
+from typing import IO, Any, Self
 
 from pi_builder_middleware.sim import RequestRecord, SimProvider, Simulator
 
@@ -34,12 +37,17 @@ class _OriginClock:
         return time.monotonic() - self.origin
 
 
-def _serve(conn: Connection) -> None:
+def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
     sim: Simulator | None = None
     clock = _OriginClock()
+
+    def reply(status: str, value: Any) -> None:
+        pickle.dump((status, value), replies, protocol=pickle.HIGHEST_PROTOCOL)
+        replies.flush()
+
     while True:
         try:
-            command, arg = conn.recv()
+            command, arg = pickle.load(requests)
         except EOFError:
             break
         try:
@@ -47,46 +55,55 @@ def _serve(conn: Connection) -> None:
                 providers, seed = arg
                 clock = _OriginClock()
                 sim = Simulator(providers, seed=seed, clock=clock).start()
-                conn.send(("ok", sim.urls()))
+                reply("ok", sim.urls())
             elif command == "go":
                 assert sim is not None
                 sim.reset_stats()
                 clock.origin = float(arg)
-                conn.send(("ok", None))
+                reply("ok", None)
             elif command == "records":
                 assert sim is not None
-                conn.send(("ok", {name: stats.records for name, stats in sim.all_stats().items()}))
+                reply("ok", {name: stats.records for name, stats in sim.all_stats().items()})
             elif command == "stop":
                 if sim is not None:
                     sim.stop()
                 sim = None
-                conn.send(("ok", None))
+                reply("ok", None)
             elif command == "exit":
-                conn.send(("ok", None))
+                reply("ok", None)
                 break
             else:
-                conn.send(("error", f"unknown command {command!r}"))
+                reply("error", f"unknown command {command!r}")
         except Exception as exc:  # report to the parent instead of dying silently
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            reply("error", f"{type(exc).__name__}: {exc}")
     if sim is not None:
         sim.stop()
 
 
 class SimulatorProcess:
-    """A worker process hosting one simulator at a time (``with SimulatorProcess() as sims: ...``)."""
+    """A worker process hosting one simulator at a time (``with SimulatorProcess() as sims: ...``).
+
+    Started as ``python -m pi_builder_middleware.chaos.simproc`` (not ``multiprocessing``, which would
+    re-run the caller's main script); commands and replies are pickles over its stdin and stdout.
+    """
 
     def __init__(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child,), name="pbm-chaos-sim", daemon=True)
-        self._process.start()
-        child.close()
+        self._process = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE)
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._requests: IO[bytes] = self._process.stdin
+        self._replies: IO[bytes] = self._process.stdout
 
     def _ask(self, command: str, arg: Any = None) -> Any:
-        self._conn.send((command, arg))
-        if not self._conn.poll(_REPLY_TIMEOUT_S):
+        pickle.dump((command, arg), self._requests, protocol=pickle.HIGHEST_PROTOCOL)
+        self._requests.flush()
+        ready, _, _ = select.select([self._replies], [], [], _REPLY_TIMEOUT_S)
+        if not ready:
             raise RuntimeError(f"the simulator process did not answer {command!r} within {_REPLY_TIMEOUT_S:g} s")
-        status, value = self._conn.recv()
+        try:
+            status, value = pickle.load(self._replies)
+        except EOFError:
+            raise RuntimeError(f"the simulator process exited (code {self._process.poll()})") from None
         if status != "ok":
             raise RuntimeError(f"simulator process: {value}")
         return value
@@ -111,13 +128,18 @@ class SimulatorProcess:
 
     def close(self) -> None:
         """End the worker process."""
-        if self._process.is_alive():
+        if self._process.poll() is None:
             with contextlib.suppress(OSError, RuntimeError, EOFError):
                 self._ask("exit")
-            self._process.join(5.0)
-            if self._process.is_alive():
-                self._process.terminate()
-        self._conn.close()
+            with contextlib.suppress(OSError):
+                self._requests.close()
+            try:
+                self._process.wait(5.0)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(5.0)
+        with contextlib.suppress(OSError):
+            self._replies.close()
 
     def __enter__(self) -> Self:
         return self
@@ -125,3 +147,14 @@ class SimulatorProcess:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _main() -> None:
+    # Replies go over the real stdout; anything else that prints lands on stderr instead.
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    _serve(sys.stdin.buffer, replies)
+
+
+if __name__ == "__main__":
+    _main()
