@@ -265,7 +265,8 @@ def load_chaos_scenario_file(path: str | Path) -> ChaosScenario:
 
 
 #: Report order of the built-in scenarios (others follow alphabetically).
-BUILTIN_ORDER = ("outage", "brownout", "rate-limit", "flapping", "slow-ttft", "cost-vs-reliability", "all-down")
+BUILTIN_ORDER = ("outage", "long-outage", "brownout", "rate-limit", "flapping", "slow-ttft", "cost-vs-reliability",
+                 "all-down")
 
 
 def builtin_scenarios() -> dict[str, Path]:

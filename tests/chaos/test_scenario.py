@@ -184,5 +184,5 @@ def test_pbm_contenders_come_with_other_failover_presets():
 
 
 def test_builtin_scenarios_come_in_report_order():
-    assert list(builtin_scenarios())[:7] == ["outage", "brownout", "rate-limit", "flapping", "slow-ttft",
-                                              "cost-vs-reliability", "all-down"]
+    assert list(builtin_scenarios())[:8] == ["outage", "long-outage", "brownout", "rate-limit", "flapping",
+                                              "slow-ttft", "cost-vs-reliability", "all-down"]
