@@ -1,8 +1,8 @@
 """Health-aware routing, monitoring and failover for LLM calls.
 
 Import what you need from here; submodules are private unless documented. Framework glue lives in
-``pi_builder_middleware.adapters.litellm`` and ``pi_builder_middleware.adapters.langchain`` and is
-imported only when you ask for it.
+``pi_builder_middleware.adapters.litellm`` and ``pi_builder_middleware.adapters.langchain``, the Redis
+state store in ``pi_builder_middleware.redis_store``; each is imported only when you ask for it.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from .monitor import HealthMonitor
 from .pluginmanager import BLOCK_ENV_VAR, PluginHost, get_plugin_manager
 from .registry import FailoverPolicyRegistry, HealthScorerRegistry, StrategyRegistry
 from .routing import ProviderRouter
+from .state import BreakerUpdate, MemoryStateStore, StateReplica, StateStore
 
 __version__ = "0.1.0"
 
@@ -50,6 +51,7 @@ __all__ = [
     "AlertThresholds",
     "AllProvidersFailedError",
     "Attempt",
+    "BreakerUpdate",
     "BreakerWindow",
     "Candidate",
     "CircuitState",
@@ -71,6 +73,7 @@ __all__ = [
     "HealthStatus",
     "HealthThresholds",
     "ManualClock",
+    "MemoryStateStore",
     "Middleware",
     "MonitorConfig",
     "NoProviderAvailableError",
@@ -83,6 +86,8 @@ __all__ = [
     "ProviderRouter",
     "RouteRequest",
     "RoutingDecision",
+    "StateReplica",
+    "StateStore",
     "Strategy",
     "StrategyContext",
     "StrategyRegistry",

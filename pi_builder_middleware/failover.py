@@ -4,24 +4,32 @@ States: CLOSED → (policy trips) → OPEN for an ejection time that grows on re
 → HALF_OPEN, which lets a limited number of trial calls through → CLOSED after enough successes in a
 row, or OPEN again on a failure. A 429 puts the provider in a cooldown for its Retry-After without
 touching the breaker. OPEN → HALF_OPEN happens lazily when the state is next read.
+
+With a ``store`` (:mod:`pi_builder_middleware.state`), transitions and cooldowns are shared with the
+other replicas attached to it: local ones are handed to the store after the lock is released, remote
+ones are applied under the lock (see :mod:`pi_builder_middleware._replication` for the rules).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import threading
+import uuid
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._clock import Clock, monotonic_clock
+from ._replication import Replicator
 from .config import FailoverConfig
 from .enums import CircuitState, ErrorKind, EventKind, FailoverPreset
 from .errors import ConfigError
 from .interfaces import BreakerWindow, FailoverPolicy
 from .models import FailoverEvent
+from .state import BreakerUpdate, StateStore
 
 __all__ = ["FailoverManager", "ProbeFn"]
 
@@ -52,7 +60,9 @@ class FailoverManager:
 
     ``policy`` decides trips and ejection times; without one, the policy named in the config is
     looked up through the plugin hooks. ``subscribe`` receives every :class:`FailoverEvent` (the
-    Middleware uses it to keep the monitor's view of breaker states current).
+    Middleware uses it to keep the monitor's view of breaker states current). ``store`` shares breaker
+    transitions with other replicas (``replica_id`` names this one; default: pid and a random suffix);
+    :meth:`close` detaches from it.
     """
 
     def __init__(
@@ -63,6 +73,8 @@ class FailoverManager:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         classify: Callable[[BaseException, str], ErrorKind] | None = None,
+        store: StateStore | None = None,
+        replica_id: str | None = None,
     ) -> None:
         self.config = FailoverConfig.coerce(config)
         if policy is None:
@@ -79,17 +91,27 @@ class FailoverManager:
         self.event_counts: Counter[EventKind] = Counter()
         self._subscribers: list[Callable[[FailoverEvent], None]] = []
         self._checker: asyncio.Task[None] | None = None
+        self._replica: Replicator | None = None
+        if store is not None:
+            self._replica = Replicator(self, store, replica_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            store.attach(self._replica)
 
     # -- providers -----------------------------------------------------------------------------
     def add_provider(self, provider_id: str) -> None:
         """Start a breaker (CLOSED) for ``provider_id``."""
         with self._lock:
             self._breakers.setdefault(provider_id, _Breaker())
+        replica = self._replica
+        if replica is not None:
+            replica.adopt_cached(provider_id)
 
     def remove_provider(self, provider_id: str) -> None:
         """Forget a provider's breaker."""
         with self._lock:
             self._breakers.pop(provider_id, None)
+        replica = self._replica
+        if replica is not None:
+            replica.forget(provider_id)
 
     def subscribe(self, callback: Callable[[FailoverEvent], None]) -> Callable[[], None]:
         """Call ``callback`` for every event; returns a function that unsubscribes."""
@@ -206,6 +228,9 @@ class FailoverManager:
                 }
             out = {"providers": providers, "events": {k.value: n for k, n in self.event_counts.items()}}
         self._emit(pending)  # a transition made here must reach subscribers: _refresh will not repeat it
+        replica = self._replica
+        if replica is not None:
+            out["store"] = replica.stats()
         return out
 
     def export(self) -> dict[str, Any]:
@@ -221,6 +246,33 @@ class FailoverManager:
     def breaker_info(self, provider_id: str) -> dict[str, Any]:
         """State, trips and remaining times of one breaker."""
         return dict(self.stats()["providers"][self._known(provider_id)])
+
+    # -- shared state --------------------------------------------------------------------------
+    @property
+    def replica_id(self) -> str | None:
+        """This replica's id in the shared store (None without a store)."""
+        replica = self._replica
+        return replica.replica_id if replica is not None else None
+
+    def apply_update(self, update: BreakerUpdate) -> bool:
+        """Apply another replica's breaker update (stores call this); True if it was news."""
+        replica = self._replica
+        if replica is None:
+            raise ConfigError("store", "this FailoverManager has no state store; pass store=...")
+        return replica.apply_update(update)
+
+    def shared_updates(self) -> list[BreakerUpdate]:
+        """The latest transition and live cooldown per provider, for a store to resync."""
+        replica = self._replica
+        return replica.shared_updates() if replica is not None else []
+
+    def close(self) -> None:
+        """Hand over staged updates and detach from the state store (its threads stop with its last replica)."""
+        with self._lock:
+            replica, self._replica = self._replica, None
+        if replica is not None:
+            replica.flush()
+            replica.store.detach(replica)
 
     # -- health checks -------------------------------------------------------------------------
     def start_health_checks(self, probe: ProbeFn, interval_s: float, timeout_s: float | None = None) -> None:
@@ -363,13 +415,20 @@ class FailoverManager:
             _, old_failed = b.window.popleft()
             b.window_failures -= old_failed
 
-    def _event(self, kind: EventKind, provider_id: str, now: float, detail: str, b: _Breaker) -> FailoverEvent:
+    def _event(self, kind: EventKind, provider_id: str, now: float, detail: str, b: _Breaker, *,
+               share: bool = True) -> FailoverEvent:
         event = FailoverEvent(kind, provider_id, now, detail, b.state)
         self.events.append(event)
         self.event_counts[kind] += 1
+        replica = self._replica
+        if share and replica is not None:
+            replica.stage(event, b, now)
         return event
 
     def _emit(self, events: list[FailoverEvent]) -> None:
+        replica = self._replica
+        if replica is not None and replica.outbox:  # hand transitions to the store, outside the lock
+            replica.flush()
         for event in events:
             for cb in list(self._subscribers):
                 cb(event)

@@ -31,6 +31,7 @@ from .models import (
 from .monitor import HealthMonitor
 from .pluginmanager import PluginHost, get_plugin_manager
 from .routing import DEFAULT_REQUEST, ProviderRouter
+from .state import StateStore
 
 __all__ = ["Middleware"]
 
@@ -43,6 +44,10 @@ class Middleware:
     >>> mw = Middleware(providers=[Provider(id="a"), Provider(id="b")], strategy="failover")
     >>> mw.select().provider.id
     'a'
+
+    ``state_store`` shares breaker trips, recoveries and rate-limit cooldowns with other replicas
+    (:class:`MemoryStateStore` in one process, ``redis_store.RedisStateStore`` across processes);
+    :meth:`close` (or ``with Middleware(...) as mw:``) detaches from it.
     """
 
     def __init__(
@@ -59,9 +64,13 @@ class Middleware:
         clock: Clock | None = None,
         seed: int | None = None,
         history_size: int = 1000,
+        state_store: StateStore | None = None,
     ) -> None:
         provider_list, plugin_list, blocked = _checked_arguments(providers, plugins, blocked_plugins, monitor,
                                                                  clock, seed)
+        if state_store is not None and not isinstance(state_store, StateStore):
+            raise ConfigError("state_store", f"expected a StateStore (e.g. MemoryStateStore), got "
+                                             f"{type(state_store).__name__}")
         self.load_errors: list[str] = []
         pm = get_plugin_manager(load_entrypoints=load_entrypoints, blocked=blocked, load_errors=self.load_errors)
         for plugin in plugin_list:
@@ -81,7 +90,7 @@ class Middleware:
         self.monitor = HealthMonitor(monitor, clock=self.clock)
         self.failover = FailoverManager(
             fo_config, policy=self.registries.policies.get(fo_config.policy), clock=self.clock, rng=rng,
-            classify=lambda exc, pid: self.classify(exc, self.router.provider(pid)),
+            classify=lambda exc, pid: self.classify(exc, self.router.provider(pid)), store=state_store,
         )
         self.router = ProviderRouter(
             strategy=strategy, health_scorer=health_scorer, monitor=self.monitor, failover=self.failover,
@@ -282,6 +291,17 @@ class Middleware:
     async def stop_health_checks(self) -> None:
         """Stop periodic health checks."""
         await self.failover.stop_health_checks()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Detach from the state store; a store's background threads stop with its last middleware."""
+        self.failover.close()
+
+    def __enter__(self) -> Middleware:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- wiring --------------------------------------------------------------------------------
     def _on_health_change(self, event: HealthChange) -> None:

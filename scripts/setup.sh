@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv (if missing) and install the project with every extra. Idempotent; needs only python3.11 + pip.
+# Create .venv (if missing) and install the project with every extra; install redis-server (tests/state) when
+# missing and possible (root + apt-get). Idempotent; otherwise needs only python3.11 + pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -8,3 +9,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[all,dev]"
+# A real redis-server for the shared-state tests (tests/state; under CI they fail without it).
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    echo "setup: redis-server not found and cannot be installed here (not root, or no apt-get);" \
+         "install it to run tests/state" >&2
+  fi
+fi

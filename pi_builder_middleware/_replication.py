@@ -1,0 +1,182 @@
+"""The FailoverManager side of shared state: stage local transitions, apply remote ones.
+
+Kept out of ``failover.py`` so a manager without a store carries none of it. Rules (see
+:mod:`pi_builder_middleware.state`): per provider the transition with the later ``(sent_at, origin)``
+wins, whether it was made here or elsewhere, and a local transition is stamped later than anything
+this replica has seen for that provider; cooldowns only extend (a reset elsewhere does not lift this
+replica's Retry-After); own echoes and unknown providers are ignored; half-open trial permits are
+never shared. Applying the same set of updates in any order gives the same breakers.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter, deque
+from typing import TYPE_CHECKING, Any
+
+from .enums import CircuitState, EventKind
+from .models import FailoverEvent
+from .state import SHARED_EVENT_KINDS, BreakerUpdate, LatestUpdates, StateStore
+
+if TYPE_CHECKING:
+    from .failover import FailoverManager, _Breaker
+
+__all__ = ["Replicator"]
+
+_COOLDOWN_SLACK_S = 0.05  # a cooldown extended by less than this is not re-shared
+_MIN_STEP = 1e-6  # keeps one replica's stamps strictly increasing when the wall clock stalls or steps back
+
+
+class Replicator:
+    """Connects one :class:`FailoverManager` to a :class:`StateStore` (the :class:`StateReplica` it attaches)."""
+
+    def __init__(self, manager: FailoverManager, store: StateStore, replica_id: str) -> None:
+        self.manager = manager
+        self.store = store
+        self.replica_id = replica_id
+        self.outbox: deque[BreakerUpdate] = deque()  # appended under the manager's lock, drained outside it
+        self.latest = LatestUpdates()  # guarded by the manager's lock
+        self.counts: Counter[str] = Counter()
+        self._seq = itertools.count(1)
+        self._last_stamp = float("-inf")
+
+    # -- local transitions (called with the manager's lock held) --------------------------------
+    def stage(self, event: FailoverEvent, b: _Breaker, now: float) -> None:
+        """Queue ``event`` for the store if it is a shared kind."""
+        if event.kind not in SHARED_EVENT_KINDS:
+            return
+        # Later than anything this replica has seen for the provider: a transition made after applying
+        # a remote one must win over it everywhere, even if the remote replica's clock runs ahead.
+        stamp = max(self.store.wall_time(), self._last_stamp + _MIN_STEP)
+        seen = self.latest.breakers.get(event.provider_id)
+        if seen is not None and event.kind is not EventKind.RATE_LIMITED:
+            stamp = max(stamp, seen.sent_at + _MIN_STEP)
+        self._last_stamp = stamp
+        update = BreakerUpdate(
+            provider_id=event.provider_id, kind=event.kind, state=b.state,
+            open_for_s=max(b.open_until - now, 0.0) if b.state is CircuitState.OPEN else 0.0,
+            cooldown_for_s=max(b.cooldown_until - now, 0.0), trips=b.trips, origin=self.replica_id,
+            sent_at=stamp, seq=next(self._seq),
+        )
+        if update.is_cooldown:
+            # Shared only if it outlasts what the others know by more than a little: a burst of 429s from
+            # calls that were in flight together would otherwise send one message each.
+            known = self.latest.cooldowns.get(event.provider_id)
+            if update.cooldown_for_s <= 0 or (
+                    known is not None and update.cooldown_ends_at <= known.cooldown_ends_at + _COOLDOWN_SLACK_S):
+                return
+        self.latest.merge(update)
+        self.outbox.append(update)
+
+    def flush(self) -> None:
+        """Hand staged updates to the store (called without the manager's lock; never raises)."""
+        while True:
+            try:
+                update = self.outbox.popleft()
+            except IndexError:
+                return
+            try:
+                self.store.publish(update)
+                self.counts["published"] += 1
+            except Exception:  # a store must not raise into a request; count it if one does
+                self.counts["publish_errors"] += 1
+
+    # -- remote updates ------------------------------------------------------------------------
+    def apply_update(self, update: BreakerUpdate) -> bool:
+        """Apply another replica's update; True if it was newer than what this replica knew."""
+        if update.origin == self.replica_id:
+            self.counts["ignored_echo"] += 1
+            return False
+        m = self.manager
+        now = m.clock()
+        wall = self.store.wall_time()
+        with m._lock:
+            b = m._breakers.get(update.provider_id)
+            if b is None:
+                self.counts["ignored_unknown"] += 1
+                return False
+            if not self.latest.merge(update):
+                self.counts["ignored_stale"] += 1
+                return False
+            self.counts["applied"] += 1
+            event = self._cooldown(b, update, now, wall) if update.is_cooldown else self._transition(b, update, now,
+                                                                                                      wall)
+        if event is not None:
+            m._emit([event])
+        return True
+
+    def _cooldown(self, b: _Breaker, u: BreakerUpdate, now: float, wall: float) -> FailoverEvent | None:
+        left = u.remaining(u.cooldown_for_s, wall)
+        if left <= 0 or now + left <= b.cooldown_until:
+            return None  # already cooling down at least that long
+        b.cooldown_until = now + left
+        return self._event(EventKind.RATE_LIMITED, u, now, f"cooling down {left:.1f} s (Retry-After)", b)
+
+    def _transition(self, b: _Breaker, u: BreakerUpdate, now: float, wall: float) -> FailoverEvent | None:
+        # Cooldowns travel only as RATE_LIMITED updates (merged by extension, so order never matters);
+        # a transition's cooldown_for_s is informational, and a remote reset leaves Retry-After alone.
+        before = b.state
+        b.trips = u.trips
+        if u.kind is EventKind.RESET:
+            b.consecutive_failures = 0
+            b.closed_at = float("-inf")
+        if u.state is CircuitState.OPEN:
+            left = u.remaining(u.open_for_s, wall)
+            b.open_until = now + left
+            if before is not CircuitState.OPEN:
+                b.state = CircuitState.OPEN
+                b.consecutive_successes = 0
+                b.window.clear()
+                b.window_failures = 0
+                b.permits.clear()
+            detail = f"open for {max(left, 0.0):.1f} s (trip {u.trips})"
+        elif u.state is CircuitState.HALF_OPEN:
+            if before is not CircuitState.HALF_OPEN:  # same state: keep this replica's trial permits
+                b.state = CircuitState.HALF_OPEN
+                b.consecutive_successes = 0
+                b.permits.clear()
+            detail = "allowing trial calls"
+        else:
+            if before is not CircuitState.CLOSED or u.kind is EventKind.RESET:
+                b.state = CircuitState.CLOSED
+                b.window.clear()
+                b.window_failures = 0
+                b.consecutive_successes = 0
+                b.permits.clear()
+            if u.kind is EventKind.RECOVERY:
+                b.closed_at = now - max(wall - u.sent_at, 0.0)
+            detail = "closed" if u.kind is EventKind.RECOVERY else "breaker reset"
+        if b.state is before and u.kind is not EventKind.RESET:
+            return None  # same state, new numbers: nothing for subscribers to react to
+        return self._event(u.kind, u, now, detail, b)
+
+    def _event(self, kind: EventKind, u: BreakerUpdate, now: float, detail: str, b: _Breaker) -> FailoverEvent:
+        return self.manager._event(kind, u.provider_id, now, f"from replica {u.origin}: {detail}", b, share=False)
+
+    # -- management ----------------------------------------------------------------------------
+    def shared_updates(self) -> list[BreakerUpdate]:
+        """Latest known update per provider (transitions, and cooldowns not yet over)."""
+        wall = self.store.wall_time()
+        with self.manager._lock:
+            return [u for u in self.latest.all() if not u.is_cooldown or u.cooldown_ends_at > wall]
+
+    def adopt_cached(self, provider_id: str) -> None:
+        """Apply what the store already knows about a provider that was just added."""
+        for update in self.store.cached(provider_id):
+            self.apply_update(update)
+
+    def forget(self, provider_id: str) -> None:
+        """Drop the versions of a removed provider (a re-added one starts from the store's view)."""
+        with self.manager._lock:
+            self.latest.forget(provider_id)
+
+    def stats(self) -> dict[str, Any]:
+        """The store's counters plus this replica's id and what it applied or ignored."""
+        try:
+            out = dict(self.store.stats())
+        except Exception as exc:  # stats must not fail because the store is broken
+            out = {"connected": False, "stats_error": type(exc).__name__}
+        out["replica_id"] = self.replica_id
+        for key in ("published", "publish_errors", "applied", "ignored_stale", "ignored_echo", "ignored_unknown"):
+            out[f"replica_{key}"] = self.counts[key]
+        return out
