@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -48,7 +49,7 @@ def get_plugin_manager(
     ``blocked`` (plus ``$PI_BUILDER_BLOCK_PLUGINS``) names plugins that must not load. An entry point
     that fails to import is logged and skipped (and appended to ``load_errors``), never fatal.
     """
-    pm = pluggy.PluginManager(PROJECT_NAME)
+    pm = _VersionedPluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     for name in {*blocked, *_blocked_from_env()}:
         pm.set_blocked(name)
@@ -80,6 +81,23 @@ def get_plugin_manager(
     return pm
 
 
+class _VersionedPluginManager(pluggy.PluginManager):
+    """Counts registrations so :class:`PluginHost` can cache each hook's implementations."""
+
+    version = 0
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        self.version += 1
+        return super().register(plugin, name)
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
+        self.version += 1
+        return super().unregister(plugin, name)
+
+
+_Impl = tuple[Callable[..., Any], tuple[str, ...], str]
+
+
 class PluginHost:
     """Calls hooks one implementation at a time, so one raising plugin cannot break the others.
 
@@ -91,33 +109,44 @@ class PluginHost:
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
         self.failures: Counter[str] = Counter()
+        self._failures_lock = threading.Lock()
+        self._cache: dict[str, tuple[int, tuple[_Impl, ...]]] = {}
+
+    def _impls(self, hook_name: str) -> tuple[_Impl, ...]:
+        """Plain implementations in call order; cached until a plugin is (un)registered."""
+        version = getattr(self.pm, "version", None)
+        cached = self._cache.get(hook_name)
+        if cached is not None and version is not None and cached[0] == version:
+            return cached[1]
+        caller: pluggy.HookCaller = getattr(self.pm.hook, hook_name)
+        impls = tuple((impl.function, tuple(impl.argnames), impl.plugin_name)
+                      for impl in reversed(caller.get_hookimpls())
+                      if not (impl.wrapper or impl.hookwrapper))  # observer hooks call plain implementations only
+        if version is not None:
+            self._cache[hook_name] = (version, impls)
+        return impls
 
     def notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call every (non-wrapper) implementation of an observer hook."""
-        caller: pluggy.HookCaller = getattr(self.pm.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):
-            if impl.wrapper or impl.hookwrapper:
-                continue  # observer hooks call plain implementations only
+        for function, argnames, plugin_name in self._impls(hook_name):
             try:
-                impl.function(*[kwargs[arg] for arg in impl.argnames])
+                function(*[kwargs[arg] for arg in argnames])
             except Exception as exc:
-                self._failed(hook_name, impl.plugin_name, exc)
+                self._failed(hook_name, plugin_name, exc)
 
     def first_result(self, hook_name: str, **kwargs: Any) -> Any:
         """Call implementations in pluggy's order until one returns something other than None."""
-        caller: pluggy.HookCaller = getattr(self.pm.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):
-            if impl.wrapper or impl.hookwrapper:
-                continue
+        for function, argnames, plugin_name in self._impls(hook_name):
             try:
-                result = impl.function(*[kwargs[arg] for arg in impl.argnames])
+                result = function(*[kwargs[arg] for arg in argnames])
             except Exception as exc:
-                self._failed(hook_name, impl.plugin_name, exc)
+                self._failed(hook_name, plugin_name, exc)
                 continue
             if result is not None:
                 return result
         return None
 
     def _failed(self, hook_name: str, plugin_name: str, exc: Exception) -> None:
-        self.failures[f"{plugin_name}.{hook_name}"] += 1
+        with self._failures_lock:
+            self.failures[f"{plugin_name}.{hook_name}"] += 1
         log.error("plugin %r raised in %s (ignored): %s: %s", plugin_name, hook_name, type(exc).__name__, exc)

@@ -278,3 +278,15 @@ def test_every_hook_has_a_builtin_and_a_test():
     here = Path(__file__).read_text()
     for name in specs:
         assert here.count(name) >= 2, f"{name} has no test here"
+
+
+def test_plugins_registered_later_are_called_and_unregistered_ones_not():
+    mw = Middleware(providers=PROVIDERS)
+    mw.select()  # hook implementations are cached after the first call
+    rec = Recorder()
+    mw.plugins.pm.register(rec)
+    mw.select()
+    assert rec.decisions == ["a"]
+    mw.plugins.pm.unregister(rec)
+    mw.select()
+    assert rec.decisions == ["a"]
