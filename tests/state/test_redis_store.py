@@ -172,8 +172,9 @@ def test_no_redis_at_start_keeps_working_logs_once_and_syncs_when_it_comes(tmp_p
     assert len(warnings) == 1 and "unreachable" in warnings[0].getMessage()
     server.start()
     try:
-        wait_until(lambda: store_of(a)["connected"], 5.0, "the store to reconnect")
-        late = replica(server.url)
+        wait_until(lambda: store_of(a)["connected"], 5.0, "the store to connect")
+        wait_until(lambda: store_of(a)["published"] >= 2, 5.0, "A to republish its trip and cooldown")
+        late = replica(server.url)  # reads them from the hashes
         assert late.failover.state("x") is CircuitState.OPEN  # A republished its view on connecting
         assert late.failover.breaker_info("y")["cooldown_for_s"] == pytest.approx(30.0, abs=1.0)
     finally:
