@@ -7,7 +7,7 @@
     pi-builder demo [...]
 
 Exit codes: 0 done, 1 something failed while running (a missing extra, an I/O error), 2 bad arguments
-or a bad scenario file (the message on stderr names the field).
+or a bad scenario file (the message on stderr names the field), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -123,6 +123,8 @@ def _bench(args: argparse.Namespace, argv: list[str]) -> int:
         with _RichProgress(len(scenarios) * len(specs)) as progress:
             result = run_bench(scenarios, specs, command=command, progress=progress, quick=args.quick)
         report = write_report(result, out)
+    except KeyboardInterrupt:
+        return _error("interrupted", 130)
     except ImportError as exc:
         return _error(f"{exc}; install the extras: pip install 'pi-builder-middleware[litellm,langchain,cli]'", 1)
     except OSError as exc:

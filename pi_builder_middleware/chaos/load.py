@@ -90,8 +90,8 @@ def plan_requests(scenario: ChaosScenario) -> tuple[PlannedRequest, ...]:
     plan: list[PlannedRequest] = []
     t = 0.0
     while True:
-        gap = rng.expovariate(load.rate_rps) if load.arrival == "poisson" else 1.0 / load.rate_rps
-        t += gap
+        # Uniform times are computed from the index, so float drift cannot add or drop a request.
+        t = t + rng.expovariate(load.rate_rps) if load.arrival == "poisson" else (len(plan) + 1) / load.rate_rps
         if t >= load.duration_s:
             break
         index = len(plan)

@@ -2,7 +2,8 @@
 
 Runs are sequential (one event loop for the whole bench, so LiteLLM's and httpx's loop-bound clients
 stay valid); the simulator runs in a separate worker process (:mod:`.simproc`). A contender that cannot
-start (an adapter or framework missing) is reported as skipped with the reason; the other runs go on.
+start or breaks outside a request (an adapter or framework missing, a setup error) is reported as skipped
+with the reason; the other runs go on. Failures of single requests are results, not errors.
 """
 
 from __future__ import annotations
@@ -132,8 +133,12 @@ async def run_scenario(scenario: ChaosScenario, specs: Sequence[ContenderSpec], 
     for spec in specs:
         try:
             metrics, settings = await run_contender(scenario, spec, sims, progress)
-        except (ImportError, ModuleNotFoundError) as exc:
+        except ImportError as exc:
             result.skipped[spec.name] = f"cannot start: {type(exc).__name__}: {exc}"
+            progress.run_finished(scenario.name, spec.name, None)
+            continue
+        except Exception as exc:  # one broken contender must not cost the rest of a long bench
+            result.skipped[spec.name] = f"failed: {type(exc).__name__}: {exc}"
             progress.run_finished(scenario.name, spec.name, None)
             continue
         result.metrics.append(metrics)
