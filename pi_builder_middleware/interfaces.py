@@ -34,6 +34,8 @@ class Candidate:
 
     ``latency_s`` / ``ttft_s`` are the median of the last successful calls, None until the first one
     (and again once the window holds nothing, so a starved provider gets explored again);
+    ``latency_s`` comes from non-streamed calls (streamed ones only while there are none: a stream's
+    duration depends on the answer's length), ``ttft_s`` from streamed ones;
     ``availability`` is successes / (successes + health failures) in the monitor window (1.0 with no
     data); ``samples`` counts outcomes in that window; ``explore_picks`` counts how often this
     provider was chosen while it had too little data.

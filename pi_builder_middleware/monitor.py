@@ -35,12 +35,14 @@ class _Window:
     """Samples and running totals for one provider."""
 
     __slots__ = ("active_alerts", "calls", "candidate", "cost", "errors", "failures", "latency_ok_sum",
-                 "lifetime_calls", "ok_latency_n", "rate_limited", "recent_latency", "recent_ttft", "samples",
+                 "lifetime_calls", "ok_latency_n", "rate_limited", "recent_latency", "recent_stream", "recent_ttft",
+                 "samples",
                  "status", "successes", "tokens_in", "tokens_out", "ttft_n", "ttft_sum")
 
     def __init__(self, provider: Provider, recent: int) -> None:
         self.recent_latency: deque[float] = deque(maxlen=recent)
         self.recent_ttft: deque[float] = deque(maxlen=recent)
+        self.recent_stream: deque[float] = deque(maxlen=recent)
         # (at, verdict, latency_s, ttft_s | None, tokens_in, tokens_out, cost)
         self.samples: deque[tuple[float, int, float, float | None, int, int, float]] = deque()
         self.candidate = Candidate(provider)
@@ -157,12 +159,14 @@ class HealthMonitor:
             self._expire(w, now)
             cand = w.candidate
             if verdict == _OK:
-                w.recent_latency.append(outcome.latency_s)
-                cand.latency_s = _median(w.recent_latency)
                 cand.consecutive_failures = 0
-                if outcome.ttft_s is not None:
+                if outcome.ttft_s is None:
+                    w.recent_latency.append(outcome.latency_s)
+                else:  # a stream: its duration depends on the answer's length, so it ranks by TTFT
                     w.recent_ttft.append(outcome.ttft_s)
+                    w.recent_stream.append(outcome.latency_s)
                     cand.ttft_s = _median(w.recent_ttft)
+                cand.latency_s = _median(w.recent_latency or w.recent_stream)
             elif verdict == _FAIL:
                 cand.consecutive_failures += 1
             pending = self._evaluate(outcome.provider_id, w, now)
@@ -307,6 +311,7 @@ class HealthMonitor:
             # instead of being starved forever by a measurement nobody refreshes.
             w.recent_latency.clear()
             w.recent_ttft.clear()
+            w.recent_stream.clear()
             cand.latency_s = cand.ttft_s = None
             cand.explore_picks = 0
 

@@ -220,3 +220,20 @@ def test_provider_is_explored_again_once_its_window_is_empty(mw, clock):
         clock.advance(16)  # 304 s in all: fast's samples leave the 300 s window
     assert mw.select().provider.id == "fast"  # re-measured rather than starved on a stale number
     assert mw.monitor.candidate("fast").latency_s is None
+
+
+def test_stream_durations_do_not_make_a_provider_look_slow(mw):
+    """A long streamed answer is slow to finish, not slow to serve: non-stream latency ranks calls."""
+    for _ in range(6):
+        mw.record(Outcome("fast", True, 0.1))
+        mw.record(Outcome("fast", True, 3.0, ttft_s=0.05))  # long streamed answers
+        mw.record(Outcome("cheap", True, 0.3))
+        mw.record(Outcome("smart", True, 0.4))
+    assert mw.monitor.candidate("fast").latency_s == pytest.approx(0.1)
+    assert mw.select().provider.id == "fast"
+    only_streams = Provider(id="streamer")
+    mw.add_provider(only_streams)
+    for _ in range(6):
+        mw.record(Outcome("streamer", True, 2.0, ttft_s=0.02))
+    assert mw.monitor.candidate("streamer").latency_s == pytest.approx(2.0)  # no plain calls yet: streams stand in
+    assert mw.select(RouteRequest(stream=True)).provider.id == "streamer"
