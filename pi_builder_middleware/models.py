@@ -78,6 +78,10 @@ def _frozen_names(value: Iterable[str] | None, name: str) -> frozenset[str]:
 
 
 # Checks for the dataclasses below (pydantic would be too slow for objects made on every call).
+_NUM = (float, int)
+_INF = math.inf
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -167,6 +171,25 @@ class Outcome:
     at: float | None = None
 
     def __post_init__(self) -> None:
+        # One cheap pass for the well-formed case (this runs on every LLM call); the detailed checks
+        # below run only when it fails, to name the offending field.
+        lat, ttft, cost, wait, at, status = (self.latency_s, self.ttft_s, self.cost, self.retry_after_s, self.at,
+                                             self.status_code)
+        if (type(self.provider_id) is str and self.provider_id and type(self.ok) is bool
+                and type(self.probe) is bool and type(lat) in _NUM and 0.0 <= lat < _INF
+                and (ttft is None or (type(ttft) in _NUM and 0.0 <= ttft < _INF))
+                and (cost is None or (type(cost) in _NUM and 0.0 <= cost < _INF))
+                and (wait is None or (type(wait) in _NUM and 0.0 <= wait < _INF))
+                and (at is None or (type(at) in _NUM and -_INF < at < _INF))
+                and (status is None or (type(status) is int and 100 <= status <= 599))
+                and type(self.input_tokens) is int and self.input_tokens >= 0
+                and type(self.output_tokens) is int and self.output_tokens >= 0
+                and (self.error is None or isinstance(self.error, BaseException))
+                and (self.error_kind is None or type(self.error_kind) is ErrorKind)):
+            return
+        self._validate()
+
+    def _validate(self) -> None:
         pid: Any = self.provider_id
         _check("Outcome.provider_id", isinstance(pid, str) and pid != "", "a non-empty provider id", pid)
         _check("Outcome.ok", isinstance(self.ok, bool), "True or False", self.ok)
