@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .scenario import DemoScenario
 
 __all__ = ["main"]
 
@@ -17,19 +22,34 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the process exit code."""
     parser = argparse.ArgumentParser(prog="pi-builder demo", description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
+    parser.add_argument("--duration", type=float, default=None,
+                        help="seconds of traffic (default 60, or the scenario's own length)")
+    parser.add_argument("--scenario", default=None,
+                        help="a chaos scenario (built-in name such as 'outage', or a TOML path) instead of "
+                             "the embedded one")
     parser.add_argument("--rate", type=float, default=None, help="requests per second (default 10)")
     parser.add_argument("--no-live", action="store_true", help="print a snapshot every few seconds instead")
     args = parser.parse_args(argv)
-    if args.duration <= 0 or (args.rate is not None and args.rate <= 0):
+    if (args.duration is not None and args.duration <= 0) or (args.rate is not None and args.rate <= 0):
         print("pi-builder demo: --duration and --rate must be > 0", file=sys.stderr)
         return 2
+    from .scenario import default_scenario, from_chaos
+
+    if args.scenario is None:
+        scenario = default_scenario(args.duration or 60.0)
+    else:
+        try:
+            scenario = from_chaos(args.scenario, args.duration)
+        except (ValueError, OSError) as exc:  # ChaosConfigError names the field
+            print(f"pi-builder demo: bad --scenario: {exc}", file=sys.stderr)
+            return 2
+    if args.rate is not None:
+        scenario = dataclasses.replace(scenario, rate_per_s=args.rate)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    return asyncio.run(_run(args.duration, args.rate, live=not args.no_live))
+    return asyncio.run(_run(scenario, live=not args.no_live))
 
 
-async def _run(duration: float, rate: float | None, *, live: bool) -> int:
-    import dataclasses
+async def _run(scenario: DemoScenario, *, live: bool) -> int:
     import logging
 
     from rich.console import Console
@@ -38,16 +58,12 @@ async def _run(duration: float, rate: float | None, *, live: bool) -> int:
     from pi_builder_middleware import Alert
     from pi_builder_middleware.sim import Simulator
 
-    from .scenario import default_scenario
     from .traffic import DemoRun, build_middleware, preload, run_traffic
     from .view import render, summary
 
     logging.getLogger("pi_builder_middleware").setLevel(logging.ERROR)  # alerts are shown in the view
     logging.getLogger("LiteLLM").setLevel(logging.CRITICAL)
     logging.getLogger("LiteLLM Router").setLevel(logging.CRITICAL)
-    scenario = default_scenario(duration)
-    if rate is not None:
-        scenario = dataclasses.replace(scenario, rate_per_s=rate)
     console = Console() if Console().is_terminal else Console(width=150)
     alerts: list[Alert] = []
     console.print("loading litellm and langchain ...")

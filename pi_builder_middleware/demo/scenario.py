@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from pi_builder_middleware.sim import Behaviour, FaultWindow, Latency, Outcome, Scenario, SimProvider
 
-__all__ = ["DemoProvider", "DemoScenario", "default_scenario"]
+__all__ = ["DemoProvider", "DemoScenario", "default_scenario", "from_chaos"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +85,20 @@ def default_scenario(duration_s: float = 60.0) -> DemoScenario:
         ),
         duration_s=d, rate_per_s=10.0, concurrency=8, stream_share=0.25, seed=7,
     )
+
+
+def from_chaos(name_or_path: str, duration_s: float | None = None) -> DemoScenario:
+    """A chaos-benchmark scenario (built-in name or TOML path) as a demo; faults keep their times.
+
+    Raises the chaos loader's ``ChaosConfigError`` (a ValueError naming the field) for a bad one.
+    """
+    from pi_builder_middleware.chaos.scenario import resolve_scenario
+
+    chaos = resolve_scenario(name_or_path)
+    providers = tuple(
+        DemoProvider(p.to_sim(chaos.load.output_tokens), p.cost_per_1k_input, p.cost_per_1k_output, p.quality)
+        for p in chaos.providers
+    )
+    return DemoScenario(providers=providers, duration_s=duration_s or chaos.load.duration_s,
+                        rate_per_s=chaos.load.rate_rps, concurrency=chaos.load.concurrency,
+                        stream_share=chaos.load.stream_share, seed=chaos.seed)
