@@ -23,6 +23,7 @@ from langchain_core.runnables.config import (
     get_async_callback_manager_for_config,
     get_callback_manager_for_config,
 )
+from langchain_core.runnables.utils import ConfigurableFieldSpec, get_unique_config_specs
 from langchain_core.utils.uuid import uuid7
 from pydantic import ConfigDict, PrivateAttr, SkipValidation
 from typing_extensions import override
@@ -49,6 +50,19 @@ class _StreamParent(NamedTuple):
 
 
 _STREAM_PARENT: ContextVar[_StreamParent | None] = ContextVar("pbm_langchain_stream_parent", default=None)
+
+
+class _CallerConfig(NamedTuple):
+    """The config this model's public entry point was called with (``_generate`` & co never see it)."""
+
+    model: object
+    config: RunnableConfig
+
+
+_CALLER_CONFIG: ContextVar[_CallerConfig | None] = ContextVar("pbm_langchain_caller_config", default=None)
+#: Keys of the caller's config passed on to the wrapped models besides callbacks (which carry tags and
+#: metadata): run_name and run_id name this model's own run, so they are not.
+_PASSED_KEYS = ("configurable", "recursion_limit", "max_concurrency")
 
 
 class HealthAwareChatModel(BaseChatModel):
@@ -119,6 +133,12 @@ class HealthAwareChatModel(BaseChatModel):
             "first_chunk_timeout_s": self.first_chunk_timeout_s,
         }
 
+    @property
+    @override
+    def config_specs(self) -> list[ConfigurableFieldSpec]:
+        """The wrapped models' configurable fields (the caller's ``configurable`` values reach them)."""
+        return get_unique_config_specs(spec for model in self.models.values() for spec in model.config_specs)
+
     # -- LangChain's chat-model hooks ----------------------------------------------------------
     @override
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
@@ -172,6 +192,30 @@ class HealthAwareChatModel(BaseChatModel):
             return False
         return super()._should_stream(async_api=async_api, run_manager=run_manager, **kwargs)
 
+    # -- passing the caller's config (configurable & co) on to the wrapped models -------------------
+    # invoke()/ainvoke() (and batch()/abatch(), which call them) and stream()/astream() record the
+    # caller's config in a context variable that _child_configs reads. batch() runs each invoke() in a
+    # copy of the caller's context, so every input keeps its own config.
+    @override
+    def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+               stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
+        config = ensure_config(config)
+        token = _CALLER_CONFIG.set(_CallerConfig(self, config))
+        try:
+            return super().invoke(input, config, stop=stop, **kwargs)
+        finally:
+            _CALLER_CONFIG.reset(token)
+
+    @override
+    async def ainvoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+                      stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
+        config = ensure_config(config)
+        token = _CALLER_CONFIG.set(_CallerConfig(self, config))
+        try:
+            return await super().ainvoke(input, config, stop=stop, **kwargs)
+        finally:
+            _CALLER_CONFIG.reset(token)
+
     @override
     def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                stop: list[str] | None = None, **kwargs: Any) -> Iterator[AIMessageChunk]:
@@ -181,9 +225,11 @@ class HealthAwareChatModel(BaseChatModel):
                       super().stream(input, _pinned(config, parent), stop=stop, **kwargs))
         try:
             token = _STREAM_PARENT.set(parent)
+            caller = _CALLER_CONFIG.set(_CallerConfig(self, config))
             try:
                 first = next(chunks, None)  # _stream starts inside this call and picks the parent up
             finally:
+                _CALLER_CONFIG.reset(caller)
                 _STREAM_PARENT.reset(token)
             if first is not None:
                 yield first
@@ -200,9 +246,11 @@ class HealthAwareChatModel(BaseChatModel):
                       super().astream(input, _pinned(config, parent), stop=stop, **kwargs))
         try:
             token = _STREAM_PARENT.set(parent)
+            caller = _CALLER_CONFIG.set(_CallerConfig(self, config))
             try:
                 first = await anext(chunks, None)
             finally:
+                _CALLER_CONFIG.reset(caller)
                 _STREAM_PARENT.reset(token)
             if first is not None:
                 yield first
@@ -216,16 +264,21 @@ class HealthAwareChatModel(BaseChatModel):
         """Configs that make each attempt a child run of this model's run.
 
         When this model streams, it emits the tokens itself, so the wrapped models' runs are tagged
-        ``nostream`` (LangGraph's "messages" stream would otherwise show every token twice).
+        ``nostream`` (LangGraph's "messages" stream would otherwise show every token twice). The caller's
+        ``configurable`` (and recursion / concurrency limits) are passed on, when a public entry point
+        recorded them.
         """
         tags = [NOSTREAM_TAG] if streaming else []
+        caller = _CALLER_CONFIG.get()
+        passed = _passed(caller.config) if caller is not None and caller.model is self else RunnableConfig()
         if run_manager is not None:
             cls = AsyncCallbackManager if isinstance(run_manager, AsyncCallbackManagerForLLMRun) else CallbackManager
-            return lambda pid: _child_config(run_manager, run_manager.run_id, pid, cls, tags)
+            return lambda pid: _child_config(run_manager, run_manager.run_id, pid, cls, tags, passed)
         parent = _STREAM_PARENT.get()
         if parent is not None and parent.model is self:
-            return lambda pid: _child_config(parent.manager, parent.run_id, pid, type(parent.manager), tags)
-        return lambda pid: ensure_config()  # called some other way: at least keep the caller's callbacks
+            return lambda pid: _child_config(parent.manager, parent.run_id, pid, type(parent.manager), tags, passed)
+        # called some other way: at least keep the caller's callbacks
+        return lambda pid: ensure_config(passed or None)
 
     # -- derived wrappers ----------------------------------------------------------------------
     @override
@@ -257,14 +310,27 @@ def _call_kwargs(stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, An
 
 
 def _child_config(source: RunManager | BaseCallbackManager, run_id: UUID, pid: str,
-                  cls: type[BaseCallbackManager], tags: list[str]) -> RunnableConfig:
+                  cls: type[BaseCallbackManager], tags: list[str], passed: RunnableConfig) -> RunnableConfig:
     """What ``run_manager.get_child(tag)`` gives chains (LLM run managers have no ``get_child``)."""
     manager = cls(handlers=[], parent_run_id=run_id)
     manager.set_handlers(source.inheritable_handlers)
     manager.add_tags(source.inheritable_tags)
     manager.add_metadata(source.inheritable_metadata)
     manager.add_tags([*tags, provider_tag(pid)], inherit=False)
-    return RunnableConfig(callbacks=manager)
+    child = passed.copy()
+    child["callbacks"] = manager
+    return child
+
+
+def _passed(config: RunnableConfig) -> RunnableConfig:
+    """The part of the caller's config the wrapped models get besides callbacks (tags and metadata ride on those)."""
+    passed = RunnableConfig()
+    for key in _PASSED_KEYS:
+        if key in config:
+            passed[key] = config[key]  # type: ignore[literal-required]
+    if "configurable" in passed:
+        passed["configurable"] = dict(passed["configurable"])
+    return passed
 
 
 def _pinned(config: RunnableConfig, parent: _StreamParent) -> RunnableConfig:

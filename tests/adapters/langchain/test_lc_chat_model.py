@@ -6,7 +6,7 @@ import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage
-from langchain_core.runnables import RunnableLambda
+from langchain_core.runnables import ConfigurableField, RunnableConfig, RunnableLambda
 from lc_fakes import HTTPError, Recorder, ScriptedChat
 from pi_builder_middleware.adapters.langchain import HealthAwareChatModel, HealthAwareFallbacks
 from pydantic import BaseModel
@@ -164,3 +164,68 @@ async def test_invoke_under_a_streaming_handler_lets_the_real_model_stream(make_
               if e["event"] == "on_chat_model_stream"]
     assert "".join(t[2] for t in tokens) == "b says hi"
     assert {t[:2] for t in tokens} == {("ScriptedChat", "pbm:provider=b")}
+
+
+def _configurable_answers() -> HealthAwareChatModel:
+    model = FakeListChatModel(responses=["default"]).configurable_fields(
+        responses=ConfigurableField(id="answers"))
+    return HealthAwareChatModel({"a": model})
+
+
+def _configurable_alternatives() -> HealthAwareChatModel:
+    model = FakeListChatModel(responses=["default"]).configurable_alternatives(
+        ConfigurableField(id="which"), default_key="default",
+        other=GenericFakeChatModel(messages=iter(["from the other", "from the other"])))
+    return HealthAwareChatModel({"a": model})
+
+
+async def test_configurable_values_reach_the_wrapped_model():
+    llm = _configurable_answers()
+    chosen = {"configurable": {"answers": ["chosen"]}}
+    assert llm.invoke("q", chosen).content == "chosen"
+    assert (await llm.ainvoke("q", chosen)).content == "chosen"
+    assert "".join(str(c.content) for c in llm.stream("q", chosen)) == "chosen"
+    assert "".join([str(c.content) async for c in llm.astream("q", chosen)]) == "chosen"
+    assert llm.with_config(chosen).invoke("q").content == "chosen"
+    assert [spec.id for spec in llm.config_specs] == ["answers"]
+
+
+async def test_configurable_alternatives_pick_the_wrapped_model():
+    llm = _configurable_alternatives()
+    other = {"configurable": {"which": "other"}}
+    assert llm.invoke("q", other).content == "from the other"
+    assert (await llm.ainvoke("q", other)).content == "from the other"
+    llm = _configurable_alternatives()
+    assert "".join(str(c.content) for c in llm.stream("q", other)) == "from the other"
+
+
+async def test_batches_pass_each_inputs_own_config():
+    llm = _configurable_answers()
+    configs: list[RunnableConfig] = [{"configurable": {"answers": ["one"]}}, {"configurable": {"answers": ["two"]}}]
+    assert [m.content for m in llm.batch(["q", "q"], configs)] == ["one", "two"]
+    assert [m.content for m in await llm.abatch(["q", "q"], configs)] == ["one", "two"]
+
+
+async def test_without_configurable_the_default_is_used():
+    for llm in (_configurable_answers(), _configurable_alternatives()):
+        assert llm.invoke("q").content == "default"
+        assert (await llm.ainvoke("q")).content == "default"
+        assert "".join(str(c.content) for c in llm.stream("q")) == "default"
+        assert llm.invoke("q", {"configurable": {"unrelated": 1}}).content == "default"
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_configurable_values_keep_the_child_runs(streaming):
+    llm = _configurable_answers()
+    recorder = Recorder()
+    config: RunnableConfig = {"configurable": {"answers": ["chosen"]}, "callbacks": [recorder], "tags": ["mine"]}
+    if streaming:
+        assert "".join(str(c.content) for c in llm.stream("q", config)) == "chosen"
+    else:
+        assert llm.invoke("q", config).content == "chosen"
+    starts = recorder.of("chat_start")
+    outer = next(e for e in starts if e[1] == llm.get_name())
+    inner = [e for e in starts if "pbm:provider=a" in e[4]]
+    assert len(inner) == 1 and inner[0][3] == outer[2]  # still a child run of the wrapper's run
+    assert "mine" in inner[0][4]
+    assert ("nostream" in inner[0][4]) == streaming
