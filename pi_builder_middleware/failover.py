@@ -158,6 +158,17 @@ class FailoverManager:
         self._emit(pending)
         return ok
 
+    def release(self, provider_id: str) -> None:
+        """Give back a half-open trial permit whose call never produced an outcome (e.g. cancelled).
+
+        Without it the permit stays taken until ``half_open_permit_timeout_s``, and with the default
+        single permit the provider gets no trial call for that long.
+        """
+        with self._lock:
+            b = self._breakers.get(provider_id)
+            if b is not None and b.state is CircuitState.HALF_OPEN and b.permits:
+                b.permits.pop()
+
     def record(self, provider_id: str, ok: bool, kind: ErrorKind | None = None,
                retry_after_s: float | None = None, *, probe: bool = False, detail: str = "") -> CircuitState:
         """Feed one outcome to the provider's breaker; returns the state after it."""

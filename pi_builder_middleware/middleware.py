@@ -175,6 +175,9 @@ class Middleware:
                 if not self._failed(provider, exc, self.clock() - start, attempts):
                     raise
                 continue
+            except BaseException:  # KeyboardInterrupt, GeneratorExit: no outcome, give the trial permit back
+                self.failover.release(provider.id)
+                raise
             self._succeeded(provider, result, self.clock() - start, usage)
             return result
         raise chain_exhausted([p.id for p in decision.providers], attempts)
@@ -196,6 +199,9 @@ class Middleware:
                 if not self._failed(provider, exc, self.clock() - start, attempts):
                     raise
                 continue
+            except BaseException:  # cancelled: no outcome, give the trial permit back
+                self.failover.release(provider.id)
+                raise
             self._succeeded(provider, result, self.clock() - start, usage)
             return result
         raise chain_exhausted([p.id for p in decision.providers], attempts)

@@ -349,3 +349,25 @@ def test_bad_config_names_the_field():
         RouteRequest(min_availability=1.5)
     with pytest.raises(ConfigError, match=r"Outcome\.latency_s"):
         Outcome("a", True, -1.0)
+
+
+async def test_cancelled_trial_call_gives_its_permit_back(clock):
+    mw = failover_mw(clock)
+    for _ in range(2):
+        mw.record(Outcome("a", False, 0.0, error_kind=ErrorKind.SERVER_ERROR))
+    clock.advance(5.1)
+    assert mw.failover.state("a") is CircuitState.HALF_OPEN
+    started = asyncio.Event()
+
+    async def hang(provider):
+        started.set()
+        await asyncio.sleep(30)
+
+    task = asyncio.create_task(mw.aexecute(hang))
+    await started.wait()
+    assert "trial call" in mw.select(reserve=False).excluded["a"]  # the only permit is out
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert mw.failover.unavailable_reason("a") is None  # permit returned: the next request can probe
+    assert mw.select().provider.id == "a"
