@@ -97,6 +97,9 @@ class RoutingLoop:
                 if not self._failed(pid, exc, clock() - start, attempts):
                     raise
                 continue
+            except BaseException:  # cancelled / interrupted: no outcome, give a half-open trial permit back
+                self.middleware.failover.release(pid)
+                raise
             self._succeeded(pid, clock() - start, None, *_tokens(handler, usage_of(output)))
             return pid, output
         raise chain_exhausted([p.id for p in decision.providers], attempts)
@@ -128,6 +131,9 @@ class RoutingLoop:
                 if not self._failed(pid, exc, clock() - start, attempts):
                     raise
                 continue
+            except BaseException:  # cancelled / interrupted: no outcome, give a half-open trial permit back
+                self.middleware.failover.release(pid)
+                raise
             self._succeeded(pid, clock() - start, None, *_tokens(handler, usage_of(output)))
             return pid, output
         raise chain_exhausted([p.id for p in decision.providers], attempts)
@@ -163,6 +169,10 @@ class RoutingLoop:
                 if not self._failed(pid, exc, clock() - start, attempts):
                     raise
                 continue
+            except BaseException:  # cancelled / interrupted: no outcome, give a half-open trial permit back
+                _close(iterator)
+                self.middleware.failover.release(pid)
+                raise
             yield from self._deliver(pid, iterator, head, ended, start, handler)
             return
         raise chain_exhausted([p.id for p in decision.providers], attempts)
@@ -227,6 +237,9 @@ class RoutingLoop:
                 if not self._failed(pid, exc, clock() - start, attempts):
                     raise
                 continue
+            except BaseException:  # cancelled / interrupted: no outcome, give a half-open trial permit back
+                self.middleware.failover.release(pid)
+                raise
             async for chunk in self._adeliver(pid, iterator, head, ended, start, handler):
                 yield chunk
             return

@@ -211,3 +211,30 @@ def test_config_reaches_the_wrapped_runnables(make_mw):
                                middleware=make_mw("a", "b"))
     config = {"configurable": {"user": "u1"}, "metadata": {"team": "t1"}, "tags": ["mine"]}
     assert llm.invoke("q", config=config) == ("u1", "t1", True)
+
+
+async def test_cancelled_trial_call_gives_the_half_open_permit_back(make_mw, clock: ManualClock):
+    started = asyncio.Event()
+    state = {"down": True}
+
+    async def primary(_: object) -> str:
+        if state["down"]:
+            raise HTTPError(503)
+        started.set()
+        await asyncio.sleep(30)
+        return "a"
+
+    llm = HealthAwareFallbacks({"a": RunnableLambda(primary), "b": RunnableLambda(lambda _: "b")},
+                               middleware=make_mw("a", "b", base_ejection_s=10.0))
+    for _ in range(2):
+        assert await llm.ainvoke("q") == "b"
+    assert llm.middleware.failover.state("a") is CircuitState.OPEN
+    state["down"] = False
+    clock.advance(10.5)
+    task = asyncio.create_task(llm.ainvoke("q"))  # the half-open trial call, cancelled by its caller
+    await started.wait()
+    assert llm.middleware.failover.unavailable_reason("a") is not None  # its only permit is out
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert llm.middleware.failover.unavailable_reason("a") is None  # given back: the next call can probe
