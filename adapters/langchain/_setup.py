@@ -9,8 +9,16 @@ from langchain_core.runnables import Runnable
 
 from pi_builder_middleware import ConfigError, FailoverConfig, FailoverPreset, Middleware, Provider, Strategy
 
-__all__ = ["DEFAULT_STRATEGY", "ProvidersArg", "build_middleware", "check_models", "check_timeout", "derive",
-           "provider_tag"]
+__all__ = [
+    "DEFAULT_STRATEGY",
+    "ProvidersArg",
+    "build_middleware",
+    "check_models",
+    "check_timeout",
+    "derive",
+    "provider_tag",
+    "wrapper_fields",
+]
 
 #: Default order: the keys' order (every provider has the same default quality, ties keep insertion order),
 #: so the first key is the primary and the rest are backups, like ``with_fallbacks``; providers whose breaker
@@ -133,3 +141,22 @@ def derive(models: Mapping[str, Runnable[Any, Any]], method: str, args: tuple[An
             raise NotImplementedError(f"model {key!r} ({type(model).__name__}) does not implement {method}(); "
                                       f"wrap only models that support it") from exc
     return out
+
+
+def wrapper_fields(
+    owner: str,
+    models: Mapping[str, Any],
+    *,
+    middleware: Middleware | None,
+    strategy: str | Strategy | None,
+    failover: FailoverConfig | FailoverPreset | str | None,
+    providers: ProvidersArg | None,
+    first_chunk_timeout_s: float | None,
+    route: Any,
+) -> dict[str, Any]:
+    """The checked pydantic fields both wrappers are built from (one place for their constructors)."""
+    checked = check_models(models, owner)
+    mw = build_middleware(checked, middleware=middleware, strategy=strategy, failover=failover,
+                          providers=providers, owner=owner)
+    return {"models": checked, "middleware": mw, "route": route,
+            "first_chunk_timeout_s": check_timeout(first_chunk_timeout_s, owner)}

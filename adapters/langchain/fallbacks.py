@@ -20,7 +20,7 @@ from typing_extensions import override
 from pi_builder_middleware import FailoverConfig, FailoverPreset, Middleware, RouteRequest, Strategy
 
 from ._loop import RoutingLoop
-from ._setup import ProvidersArg, build_middleware, check_models, check_timeout, derive, provider_tag
+from ._setup import ProvidersArg, derive, provider_tag, wrapper_fields
 
 __all__ = ["HealthAwareFallbacks"]
 
@@ -71,12 +71,9 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
         route: RouteRequest | None = None,
         **kwargs: Any,
     ) -> None:
-        owner = type(self).__name__
-        checked = check_models(models, owner)
-        mw = build_middleware(checked, middleware=middleware, strategy=strategy, failover=failover,
-                              providers=providers, owner=owner)
-        fields: dict[str, Any] = {"models": checked, "middleware": mw, "route": route,
-                                  "first_chunk_timeout_s": check_timeout(first_chunk_timeout_s, owner)}
+        fields = wrapper_fields(type(self).__name__, models, middleware=middleware, strategy=strategy,
+                                failover=failover, providers=providers,
+                                first_chunk_timeout_s=first_chunk_timeout_s, route=route)
         super().__init__(**fields, **kwargs)
 
     @override
