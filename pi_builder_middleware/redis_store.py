@@ -23,13 +23,12 @@ import contextlib
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigError
-from .state import BreakerUpdate, LatestUpdates, StateReplica
+from .state import BreakerUpdate, ReplicaSet, StateReplica
 
 if TYPE_CHECKING:
     import redis
@@ -62,7 +61,7 @@ return 1
 _STOP = object()
 
 
-class RedisStateStore:
+class RedisStateStore(ReplicaSet):
     """Shares breaker transitions through Redis (pub/sub for speed, hashes for late joiners).
 
     ``url`` as for ``redis.Redis.from_url`` (its password never appears in stats or logs).
@@ -105,7 +104,7 @@ class RedisStateStore:
         self.channel = f"{prefix}:{cluster}:updates"
         self._ttl_ms = int(ttl_s * 1000)
         self._reconnect_max_s = float(reconnect_max_s)
-        self._wall = wall_clock or time.time
+        super().__init__(wall_clock)
         self._errors_caught: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         try:
             # No silent retries: a lost connection must surface here so the store resyncs after it.
@@ -118,10 +117,7 @@ class RedisStateStore:
             raise ConfigError("url", f"not a Redis URL ({exc}); e.g. redis://localhost:6379/0") from None
         self._script = self._client.register_script(_WRITE_IF_NEWER)
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
-        self._lock = threading.Lock()
         self._lifecycle = threading.Lock()
-        self._replicas: list[StateReplica] = []
-        self._latest = LatestUpdates()
         self._stop = threading.Event()
         self._up = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -136,11 +132,7 @@ class RedisStateStore:
     # -- StateStore ----------------------------------------------------------------------------
     def attach(self, replica: StateReplica) -> None:
         """Deliver updates to ``replica``; starts the background threads with the first one."""
-        with self._lock:
-            if replica not in self._replicas:
-                self._replicas.append(replica)
-            view = self._latest.all()
-        for update in view:
+        for update in self._add_replica(replica):
             self._apply(replica, update)
         with self._lifecycle:
             if not self._threads:
@@ -152,11 +144,7 @@ class RedisStateStore:
 
     def detach(self, replica: StateReplica) -> None:
         """Stop delivering to ``replica``; the threads stop (after sending what is queued) with the last one."""
-        with self._lock:
-            if replica in self._replicas:
-                self._replicas.remove(replica)
-            last = not self._replicas
-        if last:
+        if self._remove_replica(replica):
             self._shutdown()
 
     def publish(self, update: BreakerUpdate) -> None:
@@ -166,15 +154,6 @@ class RedisStateStore:
         except queue.Full:
             self._count("dropped")
             self._needs_resync = True  # the next resync republishes the latest state instead
-
-    def cached(self, provider_id: str) -> list[BreakerUpdate]:
-        """The newest transition and longest cooldown seen for ``provider_id`` (from Redis)."""
-        with self._lock:
-            return self._latest.of(provider_id)
-
-    def wall_time(self) -> float:
-        """Wall-clock time (``time.time`` unless injected)."""
-        return self._wall()
 
     def stats(self) -> dict[str, Any]:
         """Connection state and counters; the URL is shown without its password."""

@@ -207,7 +207,40 @@ class LatestUpdates:
         self.cooldowns.pop(provider_id, None)
 
 
-class MemoryStateStore:
+class ReplicaSet:
+    """What every store keeps: attached replicas, the newest update per provider, a wall clock."""
+
+    def __init__(self, wall_clock: Callable[[], float] | None) -> None:
+        self._wall = wall_clock or time.time
+        self._lock = threading.Lock()
+        self._replicas: list[StateReplica] = []
+        self._latest = LatestUpdates()
+
+    def _add_replica(self, replica: StateReplica) -> list[BreakerUpdate]:
+        """Register ``replica``; returns the current view to hand it."""
+        with self._lock:
+            if replica not in self._replicas:
+                self._replicas.append(replica)
+            return self._latest.all()
+
+    def _remove_replica(self, replica: StateReplica) -> bool:
+        """Unregister ``replica``; returns whether none is left."""
+        with self._lock:
+            if replica in self._replicas:
+                self._replicas.remove(replica)
+            return not self._replicas
+
+    def cached(self, provider_id: str) -> list[BreakerUpdate]:
+        """The newest transition and longest cooldown seen for ``provider_id``."""
+        with self._lock:
+            return self._latest.of(provider_id)
+
+    def wall_time(self) -> float:
+        """Shared wall-clock time (``time.time`` unless injected)."""
+        return self._wall()
+
+
+class MemoryStateStore(ReplicaSet):
     """In-process store: several :class:`~pi_builder_middleware.Middleware` objects share breakers.
 
     Delivery is synchronous, in the publishing thread, after the publisher released its own lock.
@@ -215,27 +248,18 @@ class MemoryStateStore:
     """
 
     def __init__(self, *, wall_clock: Callable[[], float] | None = None) -> None:
-        self._wall = wall_clock or time.time
-        self._lock = threading.Lock()
-        self._replicas: list[StateReplica] = []
-        self._latest = LatestUpdates()
+        super().__init__(wall_clock)
         self._published = 0
         self._delivery_errors = 0
 
     def attach(self, replica: StateReplica) -> None:
         """Add ``replica`` and hand it the current view."""
-        with self._lock:
-            if replica not in self._replicas:
-                self._replicas.append(replica)
-            view = self._latest.all()
-        for update in view:
+        for update in self._add_replica(replica):
             self._deliver(replica, update)
 
     def detach(self, replica: StateReplica) -> None:
         """Stop delivering to ``replica``."""
-        with self._lock:
-            if replica in self._replicas:
-                self._replicas.remove(replica)
+        self._remove_replica(replica)
 
     def publish(self, update: BreakerUpdate) -> None:
         """Record ``update`` and apply it to every other attached replica."""
@@ -247,15 +271,6 @@ class MemoryStateStore:
         for replica in replicas:
             if replica.replica_id != update.origin:
                 self._deliver(replica, update)
-
-    def cached(self, provider_id: str) -> list[BreakerUpdate]:
-        """The latest transition and cooldown of ``provider_id``."""
-        with self._lock:
-            return self._latest.of(provider_id)
-
-    def wall_time(self) -> float:
-        """Shared wall-clock time."""
-        return self._wall()
 
     def stats(self) -> dict[str, Any]:
         """Counters (always connected: there is nothing to lose)."""
