@@ -1,11 +1,13 @@
 """Cost of the LiteLLM adapter, measured against LiteLLM itself (no network: ``mock_response``).
 
 1. Overhead: ``Router.acompletion`` without and with ``install(...)`` on the same router, in
-   alternating blocks within one run; reported as the median of the per-pair ratios (target <= 1.03).
-   Both candidate modes: ``install(candidates="healthy")`` (default: LiteLLM's healthy list, one extra
-   LiteLLM selection per pick) and ``install(candidates="group")`` (group minus cooldowns).
+   rotating blocks within one run; reported as the median of the per-round ratios (target <= 1.03).
+   Every candidate mode: ``install(candidates="auto")`` (the default: the group minus cooldowns where that
+   equals LiteLLM's healthy list, as here), ``"healthy"`` (LiteLLM's healthy list on every pick, one extra
+   LiteLLM selection) and ``"group"``. A second plain block per round ("plain A/A") shows the noise floor:
+   its ratio to the first plain block would be 1.000 on a quiet machine.
 2. Decision time: ``await router.select(group, {})`` (a pick without a call) with LiteLLM's built-in
-   ``latency-based-routing`` vs with our strategy installed (both modes), at 10 and 100 deployments,
+   ``latency-based-routing`` vs with our strategy installed (each mode), at 10 and 100 deployments,
    all warmed with latency data; plus the middleware's own ``select()`` for reference.
 
 Run: python benchmarks/bench_litellm.py [--quick]
@@ -23,6 +25,7 @@ import gc
 import logging
 import statistics
 import time
+from collections import Counter
 from typing import Any
 
 import litellm
@@ -55,7 +58,8 @@ async def _calls(router: Any, n: int) -> tuple[float, float]:
     return statistics.median(walls) * 1e6, statistics.median(cpus) * 1e6
 
 
-MODES = ("healthy", "group")  # install(candidates=...): LiteLLM's healthy list / the group minus cooldowns
+MODES = ("auto", "healthy", "group")  # install(candidates=...)
+CONTROL = "plain A/A"
 
 
 async def overhead(blocks: int, calls: int) -> dict[str, dict[str, float]]:
@@ -73,35 +77,40 @@ async def overhead(blocks: int, calls: int) -> dict[str, dict[str, float]]:
         for _ in range(100):
             await router.acompletion(model="g", messages=MESSAGES)
         handle.uninstall()
-    variants = ("plain", *MODES)
+    variants = ("plain", CONTROL, *MODES)
+    compared = (CONTROL, *MODES)
     times: dict[str, dict[str, list[float]]] = {v: {"wall": [], "cpu": []} for v in variants}
-    ratios: dict[str, dict[str, list[float]]] = {m: {"wall": [], "cpu": []} for m in MODES}
+    ratios: dict[str, dict[str, list[float]]] = {m: {"wall": [], "cpu": []} for m in compared}
+    picks: Counter[str] = Counter()  # how the auto blocks' picks were made
     for i in range(blocks):
         gc.collect()
         shift = i % len(variants)  # rotate which variant goes first
         measured: dict[str, tuple[float, float]] = {}
         for variant in variants[shift:] + variants[:shift]:
-            if variant == "plain":
+            if variant in ("plain", CONTROL):
                 measured[variant] = await _calls(router, calls)
             else:
                 handle = install(router, strategy="latency-optimal", candidates=variant)
                 measured[variant] = await _calls(router, calls)
                 await asyncio.sleep(0.01)
                 handle.uninstall()
+                if variant == "auto":
+                    picks.update({k: v for k, v in handle.stats().items() if k.startswith(("picks_", "auto_"))})
             await asyncio.sleep(0.01)
         for variant in variants:
             times[variant]["wall"].append(measured[variant][0])
             times[variant]["cpu"].append(measured[variant][1])
-        for mode in MODES:
+        for mode in compared:
             ratios[mode]["wall"].append(measured[mode][0] / measured["plain"][0])
             ratios[mode]["cpu"].append(measured[mode][1] / measured["plain"][1])
     out: dict[str, dict[str, float]] = {}
     for variant in variants:
         out[variant] = {f"{k}_us": statistics.median(v) for k, v in times[variant].items()}
-    for mode in MODES:
+    for mode in compared:
         for k, v in ratios[mode].items():
             out[mode][f"{k}_ratio"] = statistics.median(v)
             out[mode][f"{k}_ratio_min"], out[mode][f"{k}_ratio_max"] = min(v), max(v)
+    print(f"install(auto) picks: {dict(sorted(picks.items()))}")
     return out
 
 
@@ -146,29 +155,30 @@ async def decision(n_deployments: int, picks: int, repeats: int) -> dict[str, fl
 async def main(quick: bool) -> None:
     logging.getLogger("LiteLLM").setLevel(logging.ERROR)
     logging.getLogger("LiteLLM Router").setLevel(logging.ERROR)
-    blocks, calls = (10, 25) if quick else (30, 25)
+    blocks, calls = (10, 20) if quick else (40, 20)
     picks, repeats = (60, 3) if quick else (100, 5)
-    print(f"overhead: {blocks} rounds of rotating blocks x {calls} calls (plain | healthy | group); "
+    print(f"overhead: {blocks} rounds of rotating blocks x {calls} calls (plain | plain A/A | {' | '.join(MODES)}); "
           f"per-call medians, ratios per round, median of ratios")
     o = await overhead(blocks, calls)
     p = o["plain"]
     print(f"Router.acompletion (mock_response), plain               wall {p['wall_us']:8.1f} µs  "
           f"cpu {p['cpu_us']:8.1f} µs")
-    for mode in MODES:
+    for mode in (CONTROL, *MODES):
         r = o[mode]
-        print(f"Router.acompletion (mock_response), install({mode + ')':8s} wall {r['wall_us']:8.1f} µs  "
+        label = mode if mode == CONTROL else f"install({mode})"
+        print(f"Router.acompletion (mock_response), {label:19s} wall {r['wall_us']:8.1f} µs  "
               f"cpu {r['cpu_us']:8.1f} µs   ratio wall {r['wall_ratio']:.3f} "
               f"[{r['wall_ratio_min']:.3f}..{r['wall_ratio_max']:.3f}]  cpu {r['cpu_ratio']:.3f} "
               f"[{r['cpu_ratio_min']:.3f}..{r['cpu_ratio_max']:.3f}]")
     for n in (10, 100):
         d = await decision(n, picks, repeats)
         base = d["litellm"]
-        print(f"decision @ {n:3d} deployments (router.select): litellm latency-based-routing {base:8.1f} µs | "
-              f"ours healthy {d['healthy']:8.1f} µs ({d['healthy'] / base:.2f}x) | ours group {d['group']:8.1f} µs "
-              f"({d['group'] / base:.2f}x) | middleware.select alone {d['middleware_select']:.1f} µs")
+        ours = " | ".join(f"ours {mode} {d[mode]:7.1f} µs ({d[mode] / base:.2f}x)" for mode in MODES)
+        print(f"decision @ {n:3d} deployments (router.select): litellm latency-based-routing {base:7.1f} µs | "
+              f"{ours} | middleware.select alone {d['middleware_select']:.1f} µs")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions (~40 s)")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (~50 s)")
     asyncio.run(main(parser.parse_args().quick))

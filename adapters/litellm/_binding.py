@@ -177,6 +177,20 @@ class Binding:
         return keep
 
 
+    def filter_by_id(self, by_id: dict[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+        """:meth:`filter` for candidates keyed by deployment id (the same rules; ``by_id`` itself if none drop)."""
+        unavailable = self.middleware.failover.unavailable_reason
+        known = self.known
+        out = [pid for pid in by_id if pid in known and unavailable(pid) is not None]
+        if not out:
+            return by_id
+        if len(out) == len(by_id):
+            self.counts["filter_kept_all"] += 1
+            return by_id
+        self.counts["filtered_out"] += len(out)
+        return {pid: d for pid, d in by_id.items() if pid not in out}
+
+
 def _all_deployments(router: Any) -> list[Mapping[str, Any]]:
     try:
         deployments = router.registry().all()

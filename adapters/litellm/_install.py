@@ -20,7 +20,9 @@ except ImportError:  # pragma: no cover - older LiteLLM
 from pi_builder_middleware import Clock, ConfigError, FailoverConfig, Middleware, MonitorConfig, Strategy
 
 from ._binding import Binding
+from ._candidates import CALLBACK_LISTS, CANDIDATE_MODES
 from ._events import MiddlewareCallback
+from ._legacy import check_legacy_router
 from ._strategy import MiddlewareRoutingStrategy
 
 __all__ = ["LiteLLMHandle", "install", "installed"]
@@ -33,9 +35,6 @@ _MISSING = object()
 # ``set_custom_routing_strategy``). Install snapshots these and uninstall puts them back.
 _STRATEGY_SLOTS = ("_custom_strategy", "_custom_discovery", "get_available_deployment",
                    "_core_async_get_available_deployment", "async_get_available_deployment")
-# Every LiteLLM list a callback in ``litellm.callbacks`` can be promoted into on the first call.
-_CALLBACK_LISTS = ("callbacks", "input_callback", "success_callback", "failure_callback", "service_callback",
-                   "_async_success_callback", "_async_failure_callback", "_async_input_callback")
 
 _handles: weakref.WeakKeyDictionary[Any, LiteLLMHandle] = weakref.WeakKeyDictionary()
 _install_lock = threading.Lock()
@@ -68,7 +67,7 @@ def _current_strategy(router: Any) -> object:
 def _remove_callback(callback: object) -> None:
     lock = getattr(getattr(litellm, "logging_callback_manager", None), "callback_lists_lock", None) or threading.Lock()
     with lock:
-        for name in _CALLBACK_LISTS:
+        for name in CALLBACK_LISTS:
             entries = getattr(litellm, name, None)
             if isinstance(entries, list):
                 entries[:] = [c for c in entries if c is not callback]
@@ -177,7 +176,7 @@ def install(
     monitor: MonitorConfig | None = None,
     providers: Mapping[str, Mapping[str, Any]] | None = None,
     route: bool = True,
-    candidates: str = "healthy",
+    candidates: str = "auto",
     plugins: Sequence[object] = (),
     clock: Clock | None = None,
     seed: int | None = None,
@@ -193,27 +192,26 @@ def install(
     ``{"gpt-4o": {"quality": 0.9, "capabilities": {"vision", "tools"}}}``.
     ``route=False`` keeps LiteLLM's own routing strategy and only monitors and filters out
     deployments whose breaker is open (async calls only).
-    ``candidates`` is what the strategy chooses among on async calls: ``"healthy"`` (default) asks
-    LiteLLM for the group's healthy deployments, so its cooldowns, tag filtering, pre-call checks,
+    ``candidates`` is what the strategy chooses among on async calls: ``"healthy"`` asks LiteLLM for
+    the group's healthy deployments, so its cooldowns, ``order`` groups, tag filtering, pre-call checks,
     team/budget/health-check filters and other callbacks' filters all apply (about one extra LiteLLM
     selection per pick); ``"group"`` takes the group's deployments minus LiteLLM's cooldowns and paused
-    ones (much cheaper; for routers that use none of those filters). Sync calls always use ``"group"``.
+    ones (much cheaper; ignores those filters); ``"auto"`` (default) takes the group wherever that
+    equals the healthy list (none of those features in use, checked against LiteLLM's own answer after
+    every deployment change and every second) and the healthy list elsewhere
+    (``handle.strategy.auto_status()`` says which and why). Sync calls always use ``"group"``.
 
     Raises :class:`ConfigError` for something that is not a Router, an unknown strategy or preset,
     conflicting arguments, or a router that already has an installation.
     """
-    if candidates not in ("healthy", "group"):
-        raise ConfigError("candidates", f"use 'healthy' (LiteLLM's healthy list) or 'group' (the group minus "
-                                        f"cooldowns), not {candidates!r}")
+    if candidates not in CANDIDATE_MODES:
+        raise ConfigError("candidates", f"use 'auto' (default), 'healthy' (LiteLLM's healthy list) or 'group' "
+                                        f"(the group minus cooldowns), not {candidates!r}")
     if not isinstance(router, Router):
         raise ConfigError("router", f"expected a litellm.Router instance (Router(model_list=[...])), got "
                                     f"{type(router).__name__}; pass the router itself, not its model_list or a client")
-    if _RoutingContext is None or not callable(getattr(router, "registry", None)):  # pragma: no cover - old LiteLLM
-        from importlib.metadata import version
-
-        raise ConfigError("router", f"litellm {version('litellm')} lacks Router.registry() / RoutingContext; "
-                                    "the LiteLLM adapter needs litellm>=1.110 "
-                                    "(pip install 'pi-builder-middleware[litellm]')")
+    if _RoutingContext is None or not callable(getattr(router, "registry", None)):
+        check_legacy_router(router)  # LiteLLM before 1.109: set_custom_routing_strategy, candidates from _legacy
     if middleware is not None:
         if not isinstance(middleware, Middleware):
             raise ConfigError("middleware", f"expected a pi_builder_middleware.Middleware, got "
@@ -237,7 +235,7 @@ def install(
         binding.check_overrides()
         callback = MiddlewareCallback(binding)
         snapshot = _snapshot(router)
-        routing = (MiddlewareRoutingStrategy(router, binding, seed=seed, group_candidates=candidates == "group")
+        routing = (MiddlewareRoutingStrategy(router, binding, seed=seed, mode=candidates)
                    if route else None)
         if routing is not None:
             register = getattr(router, "register_plugin", None)

@@ -5,15 +5,29 @@ from __future__ import annotations
 import logging
 import random
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Container, Iterable, Mapping, Sequence
+from typing import Any, cast
 
+import litellm
 from litellm.router import CustomRoutingStrategyBase
-from litellm.router_api import RoutingContext
+try:  # LiteLLM >= 1.109; older routers get their candidates from ._legacy
+    from litellm.router_api import RoutingContext
+except ImportError:  # pragma: no cover - exercised by tests/adapters/litellm_legacy
+    RoutingContext = None  # type: ignore[assignment,misc]
 
 from pi_builder_middleware import ConfigError, NoProviderAvailableError, RouteRequest
 
 from ._binding import METADATA_KEY, ROUTE_OPTIONS_KEY, TRACE_KEY, Binding, metadata_field
+from ._candidates import (
+    CALLBACK_LISTS,
+    CANDIDATE_MODES,
+    AutoVerdict,
+    GroupCache,
+    GroupEntry,
+    narrowing_reason,
+    request_narrows,
+)
+from ._legacy import legacy_candidates
 from ._providers import deployment_id
 
 __all__ = ["MiddlewareRoutingStrategy", "route_request"]
@@ -110,28 +124,29 @@ def route_request(request_kwargs: Mapping[str, Any], candidates: Iterable[str], 
     )
 
 
-def _group(ctx: Any, model: str) -> tuple[list[Mapping[str, Any]], list[str]]:
-    """The model group's deployments (aliases and wildcards resolved by LiteLLM's registry) and their ids."""
-    deployments = list(ctx.registry().deployments(model) or ())
-    if not deployments:
-        from litellm.exceptions import BadRequestError
+def _no_deployments(model: str) -> Exception:
+    from litellm.exceptions import BadRequestError
 
-        raise BadRequestError(message=f"no deployments for model {model!r} on this router", model=model,
-                              llm_provider="")
-    return deployments, [deployment_id(d) or "" for d in deployments]
+    return BadRequestError(message=f"no deployments for model {model!r} on this router", model=model, llm_provider="")
 
 
-def _without_cooling(model: str, deployments: list[Mapping[str, Any]], ids: list[str],
-                     cooling: set[str]) -> list[Mapping[str, Any]]:
-    """``deployments`` minus those LiteLLM cools down or an admin paused; LiteLLM's error if none is left."""
-    healthy = [d for d, pid in zip(deployments, ids, strict=True)
-               if pid not in cooling and not _paused(d)]
-    if not healthy:
-        from litellm.types.router import RouterRateLimitError
+def _all_cooling(model: str, cooling: Iterable[str]) -> Exception:
+    """LiteLLM's own error when every deployment of the group is cooling down or paused."""
+    from litellm.types.router import RouterRateLimitError
 
-        raise RouterRateLimitError(model=model, cooldown_time=0.0, enable_pre_call_checks=False,
-                                   cooldown_list=sorted(cooling))
-    return healthy
+    return RouterRateLimitError(model=model, cooldown_time=0.0, enable_pre_call_checks=False,
+                                cooldown_list=sorted(cooling))
+
+
+def _usable(model: str, entry: GroupEntry, cooling: Container[str]) -> dict[str, Mapping[str, Any]]:
+    """The group's deployments by id, less those LiteLLM cools down or an admin paused; LiteLLM's error if none."""
+    usable: dict[str, Mapping[str, Any]] = {}
+    for deployment, pid in zip(entry.deployments, entry.ids, strict=True):
+        if pid and pid not in cooling and not _paused(deployment):
+            usable.setdefault(pid, deployment)
+    if not usable:
+        raise _all_cooling(model, (pid for pid in entry.ids if pid in cooling))
+    return usable
 
 
 def _paused(deployment: Mapping[str, Any]) -> bool:
@@ -142,8 +157,10 @@ def _paused(deployment: Mapping[str, Any]) -> bool:
 class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
     """Asks the middleware to choose among LiteLLM's healthy deployments for the requested group.
 
-    - Candidates: LiteLLM's healthy list (its cooldowns respected), minus deployments whose breaker is
-      open (the installation's ``async_filter_deployments`` removes them; the sync path does it here).
+    - Candidates (``mode``): ``"auto"`` the group minus cooldowns wherever that equals LiteLLM's healthy
+      list, else the healthy list (see ``_candidates``); ``"healthy"`` always LiteLLM's healthy list;
+      ``"group"`` always the group minus cooldowns. Deployments whose breaker is open are removed (by the
+      installation's ``async_filter_deployments`` inside LiteLLM's healthy list, here otherwise).
     - A retry or fallback attempt avoids deployments this request already tried, as long as another
       candidate is left, so ``num_retries`` becomes failover inside the group.
     - If the middleware excludes every candidate (all breakers open, all rate limited), the call is
@@ -151,20 +168,46 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
       tried, as LiteLLM's default ``simple-shuffle`` would. Counted as ``fallback_picks``.
     """
 
-    def __init__(self, router: Any, binding: Binding, *, seed: int | None = None,
-                 group_candidates: bool = False) -> None:
+    #: ``candidates="auto"``: how often (seconds) a group on the cheap source is compared with LiteLLM's again.
+    recheck_s: float = 1.0
+
+    def __init__(self, router: Any, binding: Binding, *, seed: int | None = None, mode: str = "auto") -> None:
+        if mode not in CANDIDATE_MODES:
+            raise ConfigError("candidates", f"use one of {list(CANDIDATE_MODES)}, not {mode!r}")
         self._router_ref = weakref.ref(router)
-        #: True: candidates are the group's deployments minus LiteLLM's cooldowns (fast); False: LiteLLM's
-        #: full healthy list (tags, pre-call checks, team/budget/health-check filters, other callbacks).
-        self.group_candidates = group_candidates
+        self.mode = mode
         self._binding = binding
         self._rng = random.Random(seed)
+        self._groups = GroupCache()
+        self._verdicts: dict[str, AutoVerdict] = {}
+        self._legacy = legacy_candidates(router, binding)  # None where LiteLLM has registry()/RoutingContext
+
+    @property
+    def group_candidates(self) -> bool:
+        """True when every async pick uses the group minus cooldowns (``candidates="group"``)."""
+        return self.mode == "group"
+
+    def auto_status(self) -> dict[str, dict[str, object]]:
+        """``candidates="auto"``: per model group, whether picks use the cheap source and, if not, why."""
+        return {model: {"fast": v.fast, "reason": v.reason} for model, v in sorted(self._verdicts.items())}
 
     def _context(self) -> Any:
         router = self._router_ref()
         if router is None:
             raise ConfigError("router", "the litellm.Router this strategy was installed on no longer exists")
         return RoutingContext(router)
+
+    def _group(self, ctx: Any, model: str) -> GroupEntry:
+        entry = self._groups.get(ctx.registry(), model)
+        if entry is None:
+            raise _no_deployments(model)
+        return entry
+
+    async def _fast(self, ctx: Any, model: str) -> dict[str, Mapping[str, Any]]:
+        """The group minus LiteLLM's cooldowns, paused deployments and open breakers, by id."""
+        entry = self._group(ctx, model)
+        cooling = {pid for pid, _ in await ctx.health().cooldowns.async_get_active_cooldowns(entry.id_list, None)}
+        return self._binding.filter_by_id(_usable(model, entry, cooling))
 
     async def async_get_available_deployment(  # type: ignore[override]  # LiteLLM's base is annotated -> None
         self,
@@ -177,17 +220,62 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         """The async pick (``Router.acompletion`` and every other async endpoint)."""
         request: dict[str, Any] = request_kwargs if request_kwargs is not None else {}
         _stamp(request, self._binding.token)
+        if self._legacy is not None:  # LiteLLM before 1.109 (set_custom_routing_strategy): see _legacy
+            found = await self._legacy.async_candidates(model, request, messages=messages, input=input,
+                                                        specific_deployment=specific_deployment)
+            return found if isinstance(found, Mapping) else self.choose(found, request, messages=messages,
+                                                                        input=input)
         ctx = self._context()
-        if self.group_candidates and not specific_deployment:
-            deployments, ids = _group(ctx, model)
-            cooling = {pid for pid, _ in await ctx.health().cooldowns.async_get_active_cooldowns(ids, None)}
-            healthy = _without_cooling(model, deployments, ids, cooling)
-            return self.choose(self._binding.filter(healthy), request, messages=messages, input=input)
+        mode = self.mode
+        if not specific_deployment and mode != "healthy":
+            if mode == "auto":
+                mode, picked = await self._auto_mode(ctx, model, request, messages, input)
+                if picked is not None:  # the pick was made while comparing the two sources
+                    return picked
+            if mode == "group":
+                self._binding.counts["picks_fast"] += 1
+                return self.choose_by_id(await self._fast(ctx, model), request, messages=messages, input=input)
         selected = await ctx.select(model, request, kind="healthy", messages=messages, input=input,
                                     specific_deployment=specific_deployment)
         if isinstance(selected, Mapping):
             return selected  # a specific deployment was asked for: LiteLLM already resolved it
+        self._binding.counts["picks_healthy"] += 1
         return self.choose(list(selected), request, messages=messages, input=input)
+
+    async def _auto_mode(self, ctx: Any, model: str, request: dict[str, Any], messages: object,
+                         input: object) -> tuple[str, Mapping[str, Any] | None]:
+        """``("group" | "healthy", None)`` for this pick, or ``("healthy", pick)`` when it compared the sources."""
+        if request_narrows(request):
+            return "healthy", None
+        verdict = self._verdicts.get(model)
+        now = self._binding.middleware.clock()
+        if (verdict is not None and verdict.version == ctx.registry().version
+                and now - verdict.at < self.recheck_s):
+            return ("group" if verdict.fast else "healthy"), None
+        # Compare: LiteLLM's healthy list for this very request vs the group minus cooldowns.
+        entry = self._group(ctx, model)
+        version = ctx.registry().version
+        reason = narrowing_reason(ctx, entry, [getattr(litellm, name, None) for name in CALLBACK_LISTS])
+        healthy = list(await ctx.select(model, request, kind="healthy", messages=messages, input=input))
+        if reason is None:
+            try:
+                fast = await self._fast(ctx, model)
+            except Exception as exc:  # LiteLLM has candidates where the group has none
+                reason = f"the group minus cooldowns is empty ({type(exc).__name__}) but LiteLLM's healthy list is not"
+            else:
+                listed = {deployment_id(d) for d in healthy}
+                if listed != fast.keys():
+                    reason = (f"LiteLLM's healthy list {sorted(map(str, listed))} differs from the group minus "
+                              f"cooldowns {sorted(fast)}")
+        self._binding.counts["auto_checks"] += 1
+        previous = self._verdicts.get(model)
+        self._verdicts[model] = AutoVerdict(version, now, reason is None, reason)
+        if reason is not None:
+            self._binding.counts["auto_mismatches"] += 1
+            if previous is None or previous.reason != reason:
+                log.info("pi-builder-middleware: picks for %r use LiteLLM's healthy list: %s", model, reason)
+        self._binding.counts["picks_healthy"] += 1
+        return "healthy", self.choose(healthy, request, messages=messages, input=input)
 
     def get_available_deployment(  # type: ignore[override]  # LiteLLM's base is annotated -> None
         self,
@@ -204,20 +292,26 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         """
         request: dict[str, Any] = request_kwargs if request_kwargs is not None else {}
         _stamp(request, self._binding.token)
+        if self._legacy is not None:  # LiteLLM before 1.109 (set_custom_routing_strategy): see _legacy
+            found = self._legacy.candidates(model, request, messages=messages, input=input,
+                                            specific_deployment=specific_deployment)
+            return found if isinstance(found, Mapping) else self.choose(found, request, messages=messages,
+                                                                        input=input)
         ctx = self._context()
         if specific_deployment:  # ``model`` names one deployment's litellm model: no choice to make
-            named = [d for d in ctx.registry().all()
-                     if isinstance(d.get("litellm_params"), Mapping) and d["litellm_params"].get("model") == model]
-            return _without_cooling(model, named, [deployment_id(d) or "" for d in named], set())[0]
-        deployments, ids = _group(ctx, model)
-        cooling = {pid for pid, _ in ctx.health().cooldowns.get_active_cooldowns(ids, None)}
-        healthy = _without_cooling(model, deployments, ids, cooling)
-        return self.choose(self._binding.filter(healthy), request, messages=messages, input=input)
+            named = [d for d in ctx.registry().all() if isinstance(d.get("litellm_params"), Mapping)
+                     and d["litellm_params"].get("model") == model and not _paused(d)]
+            if not named:
+                raise _all_cooling(model, ())
+            return cast("Mapping[str, Any]", named[0])
+        entry = self._group(ctx, model)
+        cooling = {pid for pid, _ in ctx.health().cooldowns.get_active_cooldowns(entry.id_list, None)}
+        return self.choose_by_id(self._binding.filter_by_id(_usable(model, entry, cooling)), request,
+                                 messages=messages, input=input)
 
     def choose(self, healthy: Sequence[Mapping[str, Any]], request_kwargs: Mapping[str, Any], *,
                messages: object = None, input: object = None) -> Mapping[str, Any]:
         """Let the middleware pick one of ``healthy`` (LiteLLM's candidates) for this request."""
-        binding = self._binding
         by_id: dict[str, Mapping[str, Any]] = {}
         for deployment in healthy:
             pid = deployment_id(deployment)
@@ -227,6 +321,12 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
             if not healthy:
                 raise NoProviderAvailableError({})
             return healthy[0]
+        return self.choose_by_id(by_id, request_kwargs, messages=messages, input=input)
+
+    def choose_by_id(self, by_id: Mapping[str, Mapping[str, Any]], request_kwargs: Mapping[str, Any], *,
+                     messages: object = None, input: object = None) -> Mapping[str, Any]:
+        """Let the middleware pick one of ``by_id`` (candidate deployments by id, not empty)."""
+        binding = self._binding
         binding.ensure_current(by_id)
         metadata = request_kwargs.get(metadata_field(request_kwargs))
         attempted = _attempted(metadata) if isinstance(metadata, Mapping) else frozenset()
