@@ -15,7 +15,7 @@ from pi_builder_middleware import ConfigError, Middleware
 
 from ._providers import deployment_id, provider_from_deployment
 
-__all__ = ["METADATA_KEY", "ROUTE_OPTIONS_KEY", "TRACE_KEY", "Binding", "metadata_field", "request_token",
+__all__ = ["COUNTERS", "METADATA_KEY", "ROUTE_OPTIONS_KEY", "TRACE_KEY", "Binding", "metadata_field", "request_token",
            "stamped_trace"]
 
 log = logging.getLogger("pi_builder_middleware.adapters.litellm")
@@ -26,6 +26,12 @@ METADATA_KEY = "pi_builder_middleware_router"
 #: Key beside it holding the request's ``litellm_trace_id`` when stamped: LiteLLM writes into the caller's
 #: own metadata dict, so a dict reused for another request carries an old stamp; the trace id exposes it.
 TRACE_KEY = "pi_builder_middleware_trace"
+#: Every adapter counter (``handle.stats()``): picks (``picks_fast`` from the group, ``picks_healthy`` from
+#: LiteLLM's healthy list), ``auto_checks`` / ``auto_mismatches`` (candidates="auto" comparisons), recording,
+#: filtering and error counts.
+COUNTERS = ("picks", "picks_fast", "picks_healthy", "fallback_picks", "auto_checks", "auto_mismatches",
+            "recorded_ok", "recorded_failure", "duplicate_events", "cache_hits_ignored", "unknown_deployment",
+            "filtered_out", "filter_kept_all", "provider_syncs", "hook_errors")
 #: Key in a request's ``metadata`` for per-request routing options (see ``route_request``).
 ROUTE_OPTIONS_KEY = "pi_builder_middleware"
 
@@ -66,7 +72,7 @@ class Binding:
         self.middleware = middleware
         self.route = route
         self.token = f"pbm-{uuid.uuid4().hex}"
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
         self._router_ref = weakref.ref(router)
         self._overrides = {str(k): dict(v) for k, v in overrides.items()}
         self._owned: set[str] = set()  # provider ids this installation added to the middleware

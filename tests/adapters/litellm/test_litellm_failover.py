@@ -17,9 +17,10 @@ FAST_BREAKER = FailoverConfig.preset("aggressive", base_ejection_s=0.3, jitter=0
                                      minimum_calls=50)
 
 
-@pytest.fixture(params=["healthy", "group"])
+@pytest.fixture(params=["auto", "healthy", "group"])
 def candidates(request: pytest.FixtureRequest) -> str:
-    """Both ways the strategy can get its candidates: LiteLLM's healthy list, or the group minus cooldowns."""
+    """Every way the strategy can get its candidates: auto (default), LiteLLM's healthy list, the group minus
+    cooldowns."""
     return str(request.param)
 
 
