@@ -14,8 +14,8 @@
 What ``install`` adds
 ---------------------
 - A routing strategy (``router.register_plugin``; ``set_custom_routing_strategy`` on older LiteLLM).
-  For every pick, it asks LiteLLM for the group's healthy deployments (LiteLLM's cooldowns, tags and
-  pre-call checks still apply) and lets the middleware choose among them:
+  For every pick, it takes the group's healthy deployments (LiteLLM's cooldowns, ``order`` groups, tags and
+  pre-call checks still apply; see *Candidates*) and lets the middleware choose among them:
   ``RouteRequest(candidates=<those ids>, stream=<stream>)``. A retry or fallback attempt avoids
   deployments the same request already tried while another candidate remains.
 - A ``CustomLogger`` in ``litellm.callbacks`` that records every attempt (success, failure, each retry
@@ -61,11 +61,13 @@ How the two layers combine (recommended Router settings)
 
 Candidates
 ----------
-``install(candidates="healthy")`` (default) asks LiteLLM for the group's healthy list on every async
-pick, so its tags, ``order`` groups, pre-call checks and team/budget/health-check filters hold; that is
-one extra LiteLLM selection per pick. ``candidates="group"`` uses the group's deployments minus
-LiteLLM's cooldowns and paused deployments (several times cheaper) and skips those filters. Sync
-``router.completion`` picks always work the second way: LiteLLM's sync path has no selection to ask.
+``install(candidates="auto")`` (default) picks among the group's deployments minus LiteLLM's cooldowns and
+paused deployments wherever that equals LiteLLM's healthy list (no ``order`` groups, tags, pre-call
+checks, team/budget/health-check filters or other callbacks' filters in play; verified against LiteLLM's
+own answer after every deployment change and every second), and among LiteLLM's healthy list elsewhere
+(``handle.strategy.auto_status()``). ``"healthy"`` always asks LiteLLM (one extra selection per pick);
+``"group"`` never does. Sync ``router.completion`` picks always use the group minus cooldowns: LiteLLM's
+sync path has no selection to ask.
 
 Process-wide callbacks
 ----------------------
