@@ -3,6 +3,7 @@ provider sync, the router token that tells this router's events from others', an
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import uuid
@@ -31,7 +32,7 @@ TRACE_KEY = "pi_builder_middleware_trace"
 #: filtering and error counts.
 COUNTERS = ("picks", "picks_fast", "picks_healthy", "fallback_picks", "auto_checks", "auto_mismatches",
             "recorded_ok", "recorded_failure", "duplicate_events", "cache_hits_ignored", "unknown_deployment",
-            "filtered_out", "filter_kept_all", "provider_syncs", "hook_errors")
+            "filtered_out", "filter_kept_all", "trials_released", "provider_syncs", "hook_errors")
 #: Key in a request's ``metadata`` for per-request routing options (see ``route_request``).
 ROUTE_OPTIONS_KEY = "pi_builder_middleware"
 
@@ -79,6 +80,7 @@ class Binding:
         self.known: frozenset[str] = frozenset()  # deployment ids of the router at the last sync
         self._version: object = None
         self._lock = threading.Lock()
+        self._trials: set[tuple[object, str]] = set()  # half-open trial picks whose call has not ended yet
 
     # -- router ----------------------------------------------------------------------------------
     def router(self) -> Any:
@@ -152,6 +154,40 @@ class Binding:
         if unknown:
             raise ConfigError("providers", f"no deployment id or model group named {unknown}; "
                                            f"known: {sorted(names)}")
+
+    # -- half-open trials ------------------------------------------------------------------------------
+    def trial_started(self, call_id: object, provider_id: str) -> None:
+        """A pick took a half-open trial permit; give it back if the caller's task is cancelled first.
+
+        LiteLLM reports no outcome for a cancelled call (``asyncio.wait_for`` timeouts, client
+        disconnects), so without this the permit would stay taken until the breaker's permit timeout.
+        Only async calls: the pick runs in the caller's task, whose end is watched.
+        """
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no running loop: a sync call, nothing can cancel it half-way
+            return
+        if task is None:
+            return
+        key = (call_id if call_id is not None else id(task), provider_id)
+        with self._lock:
+            self._trials.add(key)
+        task.add_done_callback(lambda done: self._trial_ended(done, key))
+
+    def trial_recorded(self, call_id: object, provider_id: str) -> None:
+        """The trial's outcome was recorded: the permit was used up as intended."""
+        if self._trials:
+            with self._lock:
+                self._trials.discard((call_id, provider_id))
+
+    def _trial_ended(self, task: asyncio.Task[Any], key: tuple[object, str]) -> None:
+        with self._lock:
+            if key not in self._trials:
+                return
+            self._trials.discard(key)
+        if task.cancelled():
+            self.middleware.failover.release(key[1])
+            self.counts["trials_released"] += 1
 
     # -- filtering ---------------------------------------------------------------------------------
     def owns_request(self, request_kwargs: Mapping[str, Any] | None) -> bool:

@@ -153,6 +153,7 @@ class MiddlewareCallback(CustomLogger):
                 binding.counts["unknown_deployment"] += 1
                 return
         binding.middleware.record(self._outcome(pid, kwargs, slo, response_obj, start_time, end_time, ok))
+        binding.trial_recorded(kwargs.get("litellm_call_id"), pid)
         binding.counts["recorded_ok" if ok else "recorded_failure"] += 1
 
     def _outcome(self, pid: str, kwargs: Mapping[str, Any], slo: Mapping[str, Any], response_obj: Any,

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import litellm
 from litellm.router import CustomRoutingStrategyBase
+
 try:  # LiteLLM >= 1.109; older routers get their candidates from ._legacy
     from litellm.router_api import RoutingContext
 except ImportError:  # pragma: no cover - exercised by tests/adapters/litellm_legacy
@@ -345,6 +346,8 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
                     decision = None
         binding.counts["picks"] += 1
         if decision is not None:
+            if decision.trial:
+                binding.trial_started(request_kwargs.get("litellm_call_id"), decision.provider.id)
             return by_id[decision.provider.id]
         return self._fallback(by_id, attempted, request, avoid)
 

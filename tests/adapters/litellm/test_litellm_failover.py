@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import litellm
@@ -9,7 +10,8 @@ import pytest
 from litellm_support import MESSAGES, async_wait_until, deployment, served_by
 from pi_builder_middleware.adapters.litellm import install
 
-from pi_builder_middleware import CircuitState, EventKind, FailoverConfig, ManualClock
+from pi_builder_middleware import CircuitState, ErrorKind, EventKind, FailoverConfig, ManualClock
+from pi_builder_middleware import Outcome as CallOutcome
 from pi_builder_middleware.sim import Behaviour, Latency, Outcome, SimProvider
 
 # Trips on 2 consecutive failures (the failure-rate trip is kept out of the way), ejects for 0.3 s.
@@ -168,3 +170,35 @@ def test_sync_calls_fail_over_and_trip_the_breaker(make_sim) -> None:
         assert served == ["backup"] * 5
         assert sim.stats("primary").total == 2
         assert handle.middleware.failover.state("primary") is CircuitState.OPEN
+
+
+async def test_a_cancelled_trial_call_gives_its_half_open_permit_back(make_sim) -> None:
+    """LiteLLM reports nothing for a cancelled call; the trial permit must not stay taken until its timeout."""
+    sim = make_sim(SimProvider(name="slow", behaviour=Behaviour(latency=Latency(median_ms=3000))),
+                   SimProvider(name="ok"))
+    clock = ManualClock()
+    router = ranked_router(sim, {"slow": 0.9, "ok": 0.1}, num_retries=0)
+    with install(router, strategy="quality-optimal", failover=FAST_BREAKER, clock=clock) as handle:
+        mw = handle.middleware
+        for _ in range(2):
+            mw.record(CallOutcome("slow", False, 0.01, error_kind=ErrorKind.SERVER_ERROR))
+        clock.advance(1.0)  # past the ejection: the next pick is slow's half-open trial
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(router.acompletion(model="g", messages=MESSAGES), 0.3)
+        assert handle.stats()["trials_released"] == 1
+        assert mw.failover.unavailable_reason("slow") is None  # a new trial may go out at once
+        assert mw.select().provider.id == "slow"
+
+
+async def test_a_completed_trial_call_is_recorded_not_released(make_sim) -> None:
+    sim = make_sim(SimProvider(name="a"), SimProvider(name="b"))
+    clock = ManualClock()
+    router = ranked_router(sim, {"a": 0.9, "b": 0.1}, num_retries=0)
+    with install(router, strategy="quality-optimal", failover=FAST_BREAKER, clock=clock) as handle:
+        for _ in range(2):
+            handle.middleware.record(CallOutcome("a", False, 0.01, error_kind=ErrorKind.SERVER_ERROR))
+        clock.advance(1.0)
+        assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "a"  # the trial
+        await async_wait_until(lambda: handle.stats()["recorded_ok"] == 1)
+        assert handle.middleware.failover.state("a") is CircuitState.CLOSED  # recovery_successes=1
+        assert handle.stats()["trials_released"] == 0
