@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv (if missing) and install the project with every extra; install redis-server (tests/state) when
+# Create .venv (if missing) and install the project with every extra; the .venv-litellm-legacy* venvs with
+# older LiteLLM releases (scripts/litellm-legacy.sh); install redis-server (tests/state) when
 # missing and possible (root + apt-get). Idempotent; otherwise needs only python3.11 + pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,17 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[all,dev]"
+# The LiteLLM adapter on older LiteLLM (tests/adapters/litellm_legacy): a small venv per pinned release.
+source scripts/litellm-legacy.sh
+for entry in "${LITELLM_LEGACY[@]}"; do
+  venv="${entry%%=*}"
+  if [ ! -x "$venv/bin/python" ]; then
+    "$PY" -m venv "$venv"
+  fi
+  "$venv/bin/python" -m pip install --quiet --upgrade pip
+  "$venv/bin/python" -m pip install --quiet -e ".[sim]" "litellm==${entry#*=}" "pytest>=8" "pytest-asyncio>=0.23" \
+    "pytest-timeout>=2.3"
+done
 # A real redis-server for the shared-state tests (tests/state; under CI they fail without it).
 if ! command -v redis-server >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then

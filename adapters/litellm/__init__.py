@@ -13,7 +13,9 @@
 
 What ``install`` adds
 ---------------------
-- A routing strategy (``router.register_plugin``; ``set_custom_routing_strategy`` on older LiteLLM).
+- A routing strategy (``router.register_plugin``; ``set_custom_routing_strategy`` on LiteLLM 1.80–1.108,
+  where the candidates come from ``_legacy``: the group minus cooldowns, paused deployments and open
+  breakers, without LiteLLM's tag / ``order`` / pre-call filters).
   For every pick, it takes the group's healthy deployments (LiteLLM's cooldowns, ``order`` groups, tags and
   pre-call checks still apply; see *Candidates*) and lets the middleware choose among them:
   ``RouteRequest(candidates=<those ids>, stream=<stream>)``. A retry or fallback attempt avoids

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import litellm
@@ -115,6 +117,12 @@ def test_the_installed_version_is_at_least_the_claimed_minimum() -> None:
     have = tuple(int(p) for p in version("litellm").split(".")[:3])
     need = tuple(int(p) for p in _legacy.MIN_LEGACY_VERSION.split("."))
     assert have >= need
+
+
+def test_ci_tests_the_claimed_minimum() -> None:
+    """scripts/litellm-legacy.sh pins the venvs CI runs this suite in; its oldest must be the claimed minimum."""
+    pins = re.findall(r"=(\d+\.\d+\.\d+)\"", (Path(__file__).parents[3] / "scripts/litellm-legacy.sh").read_text())
+    assert pins and min(pins, key=lambda v: tuple(map(int, v.split(".")))) == _legacy.MIN_LEGACY_VERSION
 
 
 async def test_specific_deployment_returns_the_named_deployment() -> None:
