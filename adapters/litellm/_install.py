@@ -22,7 +22,7 @@ from pi_builder_middleware import Clock, ConfigError, FailoverConfig, Middleware
 from ._binding import Binding
 from ._candidates import CALLBACK_LISTS, CANDIDATE_MODES
 from ._events import MiddlewareCallback
-from ._legacy import check_legacy_router
+from ._legacy import check_legacy_router, litellm_version, unsupported_reason
 from ._strategy import MiddlewareRoutingStrategy
 
 __all__ = ["LiteLLMHandle", "install", "installed"]
@@ -212,6 +212,8 @@ def install(
                                     f"{type(router).__name__}; pass the router itself, not its model_list or a client")
     if _RoutingContext is None or not callable(getattr(router, "registry", None)):
         check_legacy_router(router)  # LiteLLM before 1.109: set_custom_routing_strategy, candidates from _legacy
+    elif (unsupported := unsupported_reason(litellm_version())) is not None:
+        raise ConfigError("router", unsupported)
     if middleware is not None:
         if not isinstance(middleware, Middleware):
             raise ConfigError("middleware", f"expected a pi_builder_middleware.Middleware, got "

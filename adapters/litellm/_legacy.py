@@ -36,7 +36,8 @@ from pi_builder_middleware import ConfigError
 from ._binding import Binding
 from ._providers import deployment_id
 
-__all__ = ["MIN_LEGACY_VERSION", "LegacyCandidates", "check_legacy_router", "legacy_candidates"]
+__all__ = ["MIN_LEGACY_VERSION", "LegacyCandidates", "check_legacy_router", "legacy_candidates",
+           "unsupported_reason"]
 
 #: The oldest LiteLLM the ``set_custom_routing_strategy`` path was tested with (``scripts/setup.sh``
 #: pins the versions CI runs). From 1.109 on the adapter uses ``register_plugin`` / ``RoutingContext``.
@@ -59,6 +60,20 @@ def litellm_version() -> str:
         return version("litellm")
     except PackageNotFoundError:
         return "unknown"
+
+
+def unsupported_reason(have: str) -> str | None:
+    """Why LiteLLM ``have`` cannot take the modern (``register_plugin``) path, or None if it can.
+
+    1.109.x has ``register_plugin`` and ``RoutingContext`` but wraps the strategy's pick methods, so
+    ``uninstall`` cannot tell ours from another strategy and would leave it in place.
+    """
+    release = _release(have)
+    if release is not None and release[:2] == (1, 109):
+        return (f"litellm {have} is not supported by the LiteLLM adapter (its plugin registration cannot be "
+                "undone by uninstall); use litellm>=1.110 (pip install 'pi-builder-middleware[litellm]') "
+                "or 1.80-1.108")
+    return None
 
 
 def check_legacy_router(router: Any) -> None:

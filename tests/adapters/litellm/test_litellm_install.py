@@ -17,6 +17,7 @@ from pi_builder_middleware.adapters.litellm import (
     installed,
     provider_from_deployment,
 )
+from pi_builder_middleware.adapters.litellm._legacy import unsupported_reason
 
 from pi_builder_middleware import ConfigError, Middleware, Provider
 
@@ -199,3 +200,13 @@ async def test_deployments_added_later_are_picked_up_on_the_next_call() -> None:
         router.apply(ChangeSet(delete=["a"]))
         await router.acompletion(model="g", messages=MESSAGES)
         assert set(handle.middleware.providers) == {"late"}
+
+
+@pytest.mark.parametrize(("version", "refused"), [("1.109.0", True), ("1.109.3", True), ("1.110.2", False),
+                                                   ("1.108.14", False), ("1.111.0", False)])
+def test_litellm_1_109_is_refused_by_name(version: str, refused: bool) -> None:
+    """1.109.x takes the modern path but its registration cannot be undone: refused with a clear message."""
+    reason = unsupported_reason(version)
+    assert (reason is not None) is refused
+    if reason is not None:
+        assert version in reason and "litellm>=1.110" in reason
