@@ -80,7 +80,9 @@ class Binding:
         self.known: frozenset[str] = frozenset()  # deployment ids of the router at the last sync
         self._version: object = None
         self._lock = threading.Lock()
-        self._trials: set[tuple[object, str]] = set()  # half-open trial picks whose call has not ended yet
+        self._trials: set[tuple[object, str]] = set()
+        #: Failure events seen by the callback (any router): a change makes cached LiteLLM cooldowns stale.
+        self.failure_events = 0  # half-open trial picks whose call has not ended yet
 
     # -- router ----------------------------------------------------------------------------------
     def router(self) -> Any:

@@ -111,6 +111,8 @@ class MiddlewareCallback(CustomLogger):
 
     # -- recording ---------------------------------------------------------------------------------
     def _on_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any, *, ok: bool) -> None:
+        if not ok:
+            self._binding.failure_events += 1  # LiteLLM may have set a cooldown: re-read it on the next pick
         try:
             self._record(kwargs, response_obj, start_time, end_time, ok=ok)
         except Exception:  # never let monitoring break LiteLLM's logging

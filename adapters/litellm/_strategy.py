@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import weakref
 from collections.abc import Container, Iterable, Mapping, Sequence
 from typing import Any, cast
@@ -37,6 +38,7 @@ log = logging.getLogger("pi_builder_middleware.adapters.litellm")
 
 _DEFAULT_OUTPUT_TOKENS = RouteRequest().output_tokens
 _DEFAULT_INPUT_TOKENS = RouteRequest().input_tokens
+_MAX_COOLDOWN_ENTRIES = 4096
 _OPTION_FIELDS = ("strategy", "required_capabilities", "max_latency_ms", "min_availability", "exclude")
 
 
@@ -171,6 +173,9 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
 
     #: ``candidates="auto"``: how often (seconds) a group on the cheap source is compared with LiteLLM's again.
     recheck_s: float = 1.0
+    #: Cheap source: how long (seconds, real time) a group's LiteLLM cooldown list is reused; a failure event
+    #: of any call makes the next pick read it again.
+    cooldown_refresh_s: float = 0.1
 
     def __init__(self, router: Any, binding: Binding, *, seed: int | None = None, mode: str = "auto") -> None:
         if mode not in CANDIDATE_MODES:
@@ -181,6 +186,7 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         self._rng = random.Random(seed)
         self._groups = GroupCache()
         self._verdicts: dict[str, AutoVerdict] = {}
+        self._cooldowns: dict[str, tuple[float, int, GroupEntry, frozenset[str]]] = {}
         self._legacy = legacy_candidates(router, binding)  # None where LiteLLM has registry()/RoutingContext
 
     @property
@@ -204,11 +210,26 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
             raise _no_deployments(model)
         return entry
 
-    async def _fast(self, ctx: Any, model: str) -> dict[str, Mapping[str, Any]]:
+    async def _fast(self, ctx: Any, model: str, *, fresh: bool = False) -> dict[str, Mapping[str, Any]]:
         """The group minus LiteLLM's cooldowns, paused deployments and open breakers, by id."""
         entry = self._group(ctx, model)
-        cooling = {pid for pid, _ in await ctx.health().cooldowns.async_get_active_cooldowns(entry.id_list, None)}
-        return self._binding.filter_by_id(_usable(model, entry, cooling))
+        return self._binding.filter_by_id(_usable(model, entry, await self._cooling(ctx, model, entry, fresh)))
+
+    async def _cooling(self, ctx: Any, model: str, entry: GroupEntry, fresh: bool) -> frozenset[str]:
+        """LiteLLM's cooldowns in the group: read at most every ``cooldown_refresh_s`` while no failure
+        event arrives (LiteLLM sets a cooldown after a failure; another replica's reaches us within that time)."""
+        now = time.monotonic()
+        failures = self._binding.failure_events
+        cached = self._cooldowns.get(model)
+        if (not fresh and cached is not None and cached[0] > now and cached[1] == failures
+                and cached[2] is entry):
+            return cached[3]
+        cooling = frozenset(pid for pid, _ in await ctx.health().cooldowns.async_get_active_cooldowns(entry.id_list,
+                                                                                                      None))
+        if len(self._cooldowns) > _MAX_COOLDOWN_ENTRIES:
+            self._cooldowns.clear()
+        self._cooldowns[model] = (now + self.cooldown_refresh_s, failures, entry, cooling)
+        return cooling
 
     async def async_get_available_deployment(  # type: ignore[override]  # LiteLLM's base is annotated -> None
         self,
@@ -260,7 +281,7 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         healthy = list(await ctx.select(model, request, kind="healthy", messages=messages, input=input))
         if reason is None:
             try:
-                fast = await self._fast(ctx, model)
+                fast = await self._fast(ctx, model, fresh=True)
             except Exception as exc:  # LiteLLM has candidates where the group has none
                 reason = f"the group minus cooldowns is empty ({type(exc).__name__}) but LiteLLM's healthy list is not"
             else:

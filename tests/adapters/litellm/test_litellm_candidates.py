@@ -6,13 +6,14 @@ wrong candidates (``strategy="quality-optimal"``) would land on it.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any
 
 import litellm
 import pytest
 from litellm.integrations.custom_logger import CustomLogger
-from litellm.router_api import ChangeSet
+from litellm.router_api import ChangeSet, RoutingContext
 from litellm.types.router import Deployment
 from litellm_support import MESSAGES, mock_deployment, served_by
 from pi_builder_middleware.adapters.litellm import _candidates, install
@@ -160,3 +161,19 @@ async def test_candidate_modes_are_explicit_choices_too() -> None:
     with install(router, strategy="quality-optimal", candidates="healthy") as handle:
         assert await _served(router, 3) == {"other": 3}
         assert handle.stats()["picks_healthy"] == 3 and handle.stats()["auto_checks"] == 0
+
+
+async def test_a_cooldown_set_outside_this_process_is_seen_within_the_refresh_time() -> None:
+    """The cheap source reuses LiteLLM's cooldown list for ``cooldown_refresh_s`` unless a failure event arrives
+    (a cooldown set by another replica, as here directly in LiteLLM's cooldown store, comes without one)."""
+    router = litellm.Router(model_list=[mock_deployment("best", quality=0.9), mock_deployment("other", quality=0.1)],
+                            num_retries=0)
+    with install(router, strategy="quality-optimal") as handle:
+        assert handle.strategy is not None
+        handle.strategy.cooldown_refresh_s = 0.6
+        assert await _served(router, 3) == {"best": 3}
+        RoutingContext(router).health().cooldowns.add_deployment_to_cooldown("best", Exception("503"), 503, 30.0)
+        assert await _served(router, 1) == {"best": 1}  # the list read < 0.6 s ago is still used
+        await asyncio.sleep(0.65)
+        assert await _served(router, 3) == {"other": 3}
+        assert handle.stats()["picks_fast"] == 6  # all but the first, comparing pick
