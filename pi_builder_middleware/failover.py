@@ -143,6 +143,23 @@ class FailoverManager:
         self._emit(pending)
         return reason
 
+    def available_at(self, provider_id: str) -> float:
+        """When (the manager's clock) a call may next be sent to the provider: now if it may be sent now.
+
+        An open breaker: the end of its ejection; a 429 cooldown: its end; a half-open provider whose
+        trial permits are all taken: when the oldest permit times out (sooner if its outcome comes back).
+        """
+        now = self.clock()
+        with self._lock:
+            b = self._breaker(provider_id)
+            pending = self._refresh(provider_id, b, now)
+            at = b.open_until if b.state is CircuitState.OPEN else now
+            if self._reason(b, now) is not None and b.state is CircuitState.HALF_OPEN and b.permits:
+                at = b.permits[0] + self.config.half_open_permit_timeout_s
+            at = max(at, b.cooldown_until)
+        self._emit(pending)
+        return at
+
     def acquire(self, provider_id: str) -> bool:
         """Claim the right to send one call: always for CLOSED, a trial permit for HALF_OPEN."""
         now = self.clock()
