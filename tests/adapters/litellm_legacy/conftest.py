@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import litellm
 import pytest
-from legacy_support import CALLBACK_LISTS
+from litellm_support import CALLBACK_LISTS
 from pi_builder_middleware.adapters.litellm import MiddlewareCallback
 
 from pi_builder_middleware.sim import SimProvider, Simulator

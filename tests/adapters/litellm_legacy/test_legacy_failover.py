@@ -6,7 +6,8 @@ from typing import Any
 
 import litellm
 import pytest
-from legacy_support import FAST_BREAKER, MESSAGES, async_wait_until, deployment, mock_deployment, served_by
+from legacy_support import FAST_BREAKER
+from litellm_support import MESSAGES, async_wait_until, deployment, mock_deployment, served_by
 from pi_builder_middleware.adapters.litellm import install
 
 from pi_builder_middleware import CircuitState, ManualClock

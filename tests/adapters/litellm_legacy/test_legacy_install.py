@@ -10,8 +10,8 @@ from typing import Any
 
 import litellm
 import pytest
-from legacy_support import MESSAGES, async_wait_until, mock_deployment, served_by
 from litellm.router import CustomRoutingStrategyBase
+from litellm_support import MESSAGES, async_wait_until, mock_deployment, served_by
 from pi_builder_middleware.adapters.litellm import MiddlewareCallback, _legacy, install, installed
 
 from pi_builder_middleware import ConfigError

@@ -5,15 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import litellm
-from legacy_support import (
-    MESSAGES,
-    NEVER_TRIP,
-    OutcomeLog,
-    async_wait_until,
-    deployment,
-    served_by,
-    wait_until,
-)
+from legacy_support import NEVER_TRIP
+from litellm_support import MESSAGES, OutcomeLog, async_wait_until, deployment, served_by, wait_until
 from pi_builder_middleware.adapters.litellm import install
 
 from pi_builder_middleware import ErrorKind, Middleware

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any
 
 import litellm
-from legacy_support import MESSAGES, async_wait_until, deployment, served_by
+from litellm_support import MESSAGES, async_wait_until, deployment, served_by
 from pi_builder_middleware.adapters.litellm import install
 
 from pi_builder_middleware.sim import Behaviour, Latency, SimProvider
@@ -61,7 +61,7 @@ def test_sync_completion_is_routed_and_recorded(make_sim) -> None:
         for _ in range(3):
             assert served_by(router.completion(model="g", messages=MESSAGES)) == "cheap"
         assert handle.stats()["picks"] == 3
-        from legacy_support import wait_until
+        from litellm_support import wait_until
 
         wait_until(lambda: handle.middleware.health("cheap").successes == 3)  # LiteLLM logs sync calls on a thread
     assert sim.stats("cheap").total == 3 and sim.stats("pricey").total == 0

@@ -1,4 +1,5 @@
-"""Helpers shared by the LiteLLM adapter tests (deployments on the simulator, polling, outcome log)."""
+"""Helpers shared by both LiteLLM adapter suites, ``litellm/`` and ``litellm_legacy/`` (deployments on the
+simulator, polling, outcome log). Nothing here depends on the LiteLLM version."""
 
 from __future__ import annotations
 
