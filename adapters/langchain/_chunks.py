@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextvars import Context
 from typing import Any
 
 from langchain_core.messages import BaseMessage
+from langchain_core.runnables.utils import coro_with_context
 
-__all__ = ["HeadTimeout", "is_empty_chunk", "pull_head", "pull_head_in_thread"]
+__all__ = ["HeadTimeout", "aclose_quietly", "apull_head", "close_quietly", "is_empty_chunk", "pull_head",
+           "pull_head_in_thread"]
 
 
 class HeadTimeout(TimeoutError):
@@ -90,3 +92,32 @@ def pull_head_in_thread(iterator: Iterator[Any], context: Context, timeout_s: fl
         raise box.error
     assert box.result is not None
     return box.result
+
+
+async def apull_head(iterator: AsyncIterator[Any], context: Context) -> tuple[list[Any], bool]:
+    """Async :func:`pull_head`."""
+    head: list[Any] = []
+    while True:
+        try:
+            chunk = await coro_with_context(anext(iterator), context)
+        except StopAsyncIteration:
+            return head, True
+        head.append(chunk)
+        if not is_empty_chunk(chunk):
+            return head, False
+
+
+def close_quietly(iterator: object) -> None:
+    """Close a sync iterator (a stream given up on), ignoring what closing raises."""
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            close()
+
+
+async def aclose_quietly(iterator: object) -> None:
+    """Close an async iterator (a stream given up on), ignoring what closing raises."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()

@@ -6,17 +6,20 @@ so LangChain tracing sees the real call; every attempt is recorded (latency, TTF
 errors the classifier says not to fail over on (bad request) propagate at once; when every
 provider failed, :class:`AllProvidersFailedError` lists each attempt. Streams fail over only while
 the caller has seen nothing; a failure after that raises :class:`StreamInterruptedError`.
+
+With ``max_wait_s > 0`` a pass that ends without an answer (nobody available, or everyone tried
+failed over) is followed by another after a wait for the breakers' schedule (see ``_wait.py``), until
+``max_wait_s`` after the call started; the final error then lists the attempts of every pass.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
-from contextvars import Context
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import set_config_context
@@ -26,6 +29,7 @@ from pi_builder_middleware import (
     Attempt,
     ErrorKind,
     Middleware,
+    NoProviderAvailableError,
     Outcome,
     PiBuilderError,
     RouteRequest,
@@ -34,14 +38,16 @@ from pi_builder_middleware import (
     chain_exhausted,
 )
 
-from ._chunks import HeadTimeout, is_empty_chunk, pull_head, pull_head_in_thread
+from ._chunks import HeadTimeout, aclose_quietly, apull_head, close_quietly, pull_head, pull_head_in_thread
 from ._usage import UsageHandler, UsageSum, returns_usage, usage_of, with_usage_handler
+from ._wait import RecoveryWait
 
 __all__ = ["FirstChunkTimeoutError", "RoutingLoop"]
 
 log = logging.getLogger("pi_builder_middleware.adapters.langchain")
 
 T = TypeVar("T")
+It = TypeVar("It")
 #: Builds the config of one attempt (child callbacks of the caller's run) from the provider id.
 ConfigFor = Callable[[str], RunnableConfig]
 AnyRunnable = Runnable[Any, Any]
@@ -61,28 +67,44 @@ class RoutingLoop:
 
     ``op(runnable, config)`` performs the call on one runnable; ``config_for(provider_id)`` gives the
     config for that attempt. ``route`` is the request template (filters, strategy, token estimates);
-    its ``timeout_s`` bounds each ``ainvoke`` attempt.
+    its ``timeout_s`` bounds each ``ainvoke`` attempt. ``max_wait_s`` > 0 runs further passes while
+    no provider can answer, until that long after the call started (0: fail at once).
     """
 
-    __slots__ = ("_direct_usage", "_request", "_stream_request", "first_chunk_timeout_s", "middleware", "runnables")
+    __slots__ = ("_direct_usage", "_request", "_stream_request", "_waitable", "first_chunk_timeout_s",
+                 "max_wait_s", "middleware", "runnables")
 
     def __init__(self, middleware: Middleware, runnables: Mapping[str, AnyRunnable], *,
-                 route: RouteRequest | None = None, first_chunk_timeout_s: float | None = None) -> None:
+                 route: RouteRequest | None = None, first_chunk_timeout_s: float | None = None,
+                 max_wait_s: float = 0.0) -> None:
         self.middleware = middleware
         self.runnables = dict(runnables)
         self._direct_usage = frozenset(pid for pid, r in self.runnables.items() if returns_usage(r))
         self.first_chunk_timeout_s = first_chunk_timeout_s
+        self.max_wait_s = max_wait_s
         base = route or RouteRequest()
         keys = frozenset(self.runnables)
         candidates = keys if base.candidates is None else base.candidates & keys
         self._request = dataclasses.replace(base, candidates=candidates, stream=False)
         self._stream_request = dataclasses.replace(base, candidates=candidates, stream=True)
+        self._waitable = tuple(pid for pid in self.runnables if pid in candidates and pid not in base.exclude)
 
     # -- invoke --------------------------------------------------------------------------------
     def invoke(self, op: Callable[[AnyRunnable, RunnableConfig], T], config_for: ConfigFor) -> tuple[str, T]:
         """``(provider_id, output)`` of the first attempt that succeeds."""
-        decision = self._select(self._request)
-        attempts: list[Attempt] = []
+        wait = self._wait()
+        while isinstance(served := self._invoke_pass(op, config_for, wait.attempts), PiBuilderError):
+            delay = wait.delay(served)
+            if delay is None:
+                raise wait.give_up(served)
+            time.sleep(delay)
+        return served
+
+    def _invoke_pass(self, op: Callable[[AnyRunnable, RunnableConfig], T], config_for: ConfigFor,
+                     attempts: list[Attempt]) -> tuple[str, T] | PiBuilderError:
+        decision = self._decide(self._request)
+        if isinstance(decision, PiBuilderError):
+            return decision
         clock = self.middleware.clock
         for index, provider in enumerate(decision.providers):
             pid = provider.id
@@ -102,13 +124,24 @@ class RoutingLoop:
                 raise
             self._succeeded(pid, clock() - start, None, *_tokens(handler, usage_of(output)))
             return pid, output
-        raise chain_exhausted([p.id for p in decision.providers], attempts)
+        return chain_exhausted([p.id for p in decision.providers], attempts)
 
     async def ainvoke(self, op: Callable[[AnyRunnable, RunnableConfig], Awaitable[T]],
                       config_for: ConfigFor) -> tuple[str, T]:
         """Async :meth:`invoke`; ``route.timeout_s`` bounds each attempt (a timeout fails over)."""
-        decision = self._select(self._request)
-        attempts: list[Attempt] = []
+        wait = self._wait()
+        while isinstance(served := await self._ainvoke_pass(op, config_for, wait.attempts), PiBuilderError):
+            delay = wait.delay(served)
+            if delay is None:
+                raise wait.give_up(served)
+            await asyncio.sleep(delay)
+        return served
+
+    async def _ainvoke_pass(self, op: Callable[[AnyRunnable, RunnableConfig], Awaitable[T]], config_for: ConfigFor,
+                            attempts: list[Attempt]) -> tuple[str, T] | PiBuilderError:
+        decision = self._decide(self._request)
+        if isinstance(decision, PiBuilderError):
+            return decision
         clock = self.middleware.clock
         timeout = self._request.timeout_s
         for index, provider in enumerate(decision.providers):
@@ -136,14 +169,27 @@ class RoutingLoop:
                 raise
             self._succeeded(pid, clock() - start, None, *_tokens(handler, usage_of(output)))
             return pid, output
-        raise chain_exhausted([p.id for p in decision.providers], attempts)
+        return chain_exhausted([p.id for p in decision.providers], attempts)
 
     # -- stream --------------------------------------------------------------------------------
     def stream(self, op: Callable[[AnyRunnable, RunnableConfig], Iterator[T]], config_for: ConfigFor
                ) -> Generator[T, None, None]:
         """Chunks of the first provider that produces one; fails over only before anything was yielded."""
-        decision = self._select(self._stream_request)
-        attempts: list[Attempt] = []
+        wait = self._wait()
+        while isinstance(started := self._open_stream(op, config_for, wait.attempts), PiBuilderError):
+            delay = wait.delay(started)
+            if delay is None:
+                raise wait.give_up(started)
+            time.sleep(delay)
+        yield from self._deliver(started.pid, started.iterator, started.head, started.ended, started.start,
+                                 started.handler)
+
+    def _open_stream(self, op: Callable[[AnyRunnable, RunnableConfig], Iterator[T]], config_for: ConfigFor,
+                     attempts: list[Attempt]) -> _Started[Iterator[T], T] | PiBuilderError:
+        """One pass: the first provider whose stream produced a chunk (or ended), with that head."""
+        decision = self._decide(self._stream_request)
+        if isinstance(decision, PiBuilderError):
+            return decision
         clock = self.middleware.clock
         timeout = self.first_chunk_timeout_s
         for index, provider in enumerate(decision.providers):
@@ -165,17 +211,16 @@ class RoutingLoop:
                              kind=ErrorKind.TIMEOUT)
                 continue
             except Exception as exc:
-                _close(iterator)
+                close_quietly(iterator)
                 if not self._failed(pid, exc, clock() - start, attempts):
                     raise
                 continue
             except BaseException:  # cancelled / interrupted: no outcome, give a half-open trial permit back
-                _close(iterator)
+                close_quietly(iterator)
                 self.middleware.failover.release(pid)
                 raise
-            yield from self._deliver(pid, iterator, head, ended, start, handler)
-            return
-        raise chain_exhausted([p.id for p in decision.providers], attempts)
+            return _Started(pid, iterator, head, ended, start, handler)
+        return chain_exhausted([p.id for p in decision.providers], attempts)
 
     def _deliver(self, pid: str, iterator: Iterator[T], head: list[T], ended: bool, start: float,
                  handler: UsageHandler | None) -> Generator[T, None, None]:
@@ -205,14 +250,28 @@ class RoutingLoop:
             self._succeeded(pid, clock() - start, ttft, *_tokens(handler, summed.tokens()))
         finally:
             if not finished:  # the caller stopped reading early: the provider did nothing wrong
-                _close(iterator)
+                close_quietly(iterator)
                 self._succeeded(pid, clock() - start, ttft, *_tokens(handler, summed.tokens()))
 
     async def astream(self, op: Callable[[AnyRunnable, RunnableConfig], AsyncIterator[T]], config_for: ConfigFor
                       ) -> AsyncGenerator[T, None]:
         """Async :meth:`stream`; ``first_chunk_timeout_s`` cancels a provider too slow to start."""
-        decision = self._select(self._stream_request)
-        attempts: list[Attempt] = []
+        wait = self._wait()
+        while isinstance(started := await self._aopen_stream(op, config_for, wait.attempts), PiBuilderError):
+            delay = wait.delay(started)
+            if delay is None:
+                raise wait.give_up(started)
+            await asyncio.sleep(delay)
+        async for chunk in self._adeliver(started.pid, started.iterator, started.head, started.ended, started.start,
+                                          started.handler):
+            yield chunk
+
+    async def _aopen_stream(self, op: Callable[[AnyRunnable, RunnableConfig], AsyncIterator[T]],
+                            config_for: ConfigFor, attempts: list[Attempt]
+                            ) -> _Started[AsyncIterator[T], T] | PiBuilderError:
+        decision = self._decide(self._stream_request)
+        if isinstance(decision, PiBuilderError):
+            return decision
         clock = self.middleware.clock
         timeout = self.first_chunk_timeout_s
         for index, provider in enumerate(decision.providers):
@@ -227,9 +286,9 @@ class RoutingLoop:
                 async with deadline:
                     with set_config_context(config) as context:
                         iterator = context.run(op, self.runnables[pid], config)
-                        head, ended = await _apull_head(iterator, context)
+                        head, ended = await apull_head(iterator, context)
             except Exception as exc:
-                await _aclose(iterator)
+                await aclose_quietly(iterator)
                 if isinstance(exc, TimeoutError) and deadline.expired():
                     self._failed(pid, FirstChunkTimeoutError(pid, timeout or 0.0), clock() - start, attempts,
                                  kind=ErrorKind.TIMEOUT)
@@ -240,10 +299,8 @@ class RoutingLoop:
             except BaseException:  # cancelled / interrupted: no outcome, give a half-open trial permit back
                 self.middleware.failover.release(pid)
                 raise
-            async for chunk in self._adeliver(pid, iterator, head, ended, start, handler):
-                yield chunk
-            return
-        raise chain_exhausted([p.id for p in decision.providers], attempts)
+            return _Started(pid, iterator, head, ended, start, handler)
+        return chain_exhausted([p.id for p in decision.providers], attempts)
 
     async def _adeliver(self, pid: str, iterator: AsyncIterator[T], head: list[T], ended: bool, start: float,
                         handler: UsageHandler | None) -> AsyncGenerator[T, None]:
@@ -273,7 +330,7 @@ class RoutingLoop:
             self._succeeded(pid, clock() - start, ttft, *_tokens(handler, summed.tokens()))
         finally:
             if not finished:
-                await _aclose(iterator)
+                await aclose_quietly(iterator)
                 self._succeeded(pid, clock() - start, ttft, *_tokens(handler, summed.tokens()))
 
     # -- bookkeeping ---------------------------------------------------------------------------
@@ -283,8 +340,15 @@ class RoutingLoop:
             return config, None  # its output (or chunks) carries usage_metadata
         return with_usage_handler(config)
 
-    def _select(self, request: RouteRequest) -> RoutingDecision:
-        decision = self.middleware.select(request)
+    def _wait(self) -> RecoveryWait:
+        return RecoveryWait(self.middleware.failover, self._waitable, self.max_wait_s, self.middleware.clock)
+
+    def _decide(self, request: RouteRequest) -> RoutingDecision | NoProviderAvailableError:
+        """The middleware's decision, or the error saying why no provider is available (returned, not raised)."""
+        try:
+            decision = self.middleware.select(request)
+        except NoProviderAvailableError as exc:
+            return exc
         if log.isEnabledFor(logging.DEBUG):
             log.debug("routing: %s", decision.reason)
         return decision
@@ -318,35 +382,20 @@ class RoutingLoop:
                                        input_tokens=tokens_in, output_tokens=tokens_out))
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Started(Generic[It, T]):
+    """A stream that produced its first chunk (or ended): what delivering the rest needs."""
+
+    pid: str
+    iterator: It
+    head: list[T]
+    ended: bool
+    start: float
+    handler: UsageHandler | None
+
 
 def _tokens(handler: UsageHandler | None, fallback: tuple[int, int]) -> tuple[int, int]:
     """Tokens of the LLM runs the handler saw; else what the output itself carried."""
     if handler is not None and handler.seen:
         return handler.input_tokens, handler.output_tokens
     return fallback
-
-
-async def _apull_head(iterator: AsyncIterator[T], context: Context) -> tuple[list[T], bool]:
-    head: list[T] = []
-    while True:
-        try:
-            chunk = await coro_with_context(anext(iterator), context)
-        except StopAsyncIteration:
-            return head, True
-        head.append(chunk)
-        if not is_empty_chunk(chunk):
-            return head, False
-
-
-def _close(iterator: object) -> None:
-    close = getattr(iterator, "close", None)
-    if close is not None:
-        with contextlib.suppress(Exception):
-            close()
-
-
-async def _aclose(iterator: object) -> None:
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        with contextlib.suppress(Exception):
-            await aclose()

@@ -13,6 +13,7 @@ __all__ = [
     "DEFAULT_STRATEGY",
     "ProvidersArg",
     "build_middleware",
+    "check_max_wait",
     "check_models",
     "check_timeout",
     "derive",
@@ -121,6 +122,15 @@ def check_timeout(value: float | None, owner: str) -> float | None:
     return float(value)
 
 
+def check_max_wait(value: float, owner: str) -> float:
+    """``max_wait_s`` checked: a finite number of seconds >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+        raise ConfigError(f"{owner}.max_wait_s",
+                          f"must be a number of seconds >= 0 (0: fail at once when no provider can answer; "
+                          f"e.g. the caller's timeout to wait out an outage of every provider), got {value!r}")
+    return float(value)
+
+
 def provider_tag(provider_id: str) -> str:
     """Tag on the child run of each attempt, so traces show which provider a call went to."""
     return f"pbm:provider={provider_id}"
@@ -152,6 +162,7 @@ def wrapper_fields(
     failover: FailoverConfig | FailoverPreset | str | None,
     providers: ProvidersArg | None,
     first_chunk_timeout_s: float | None,
+    max_wait_s: float,
     route: Any,
 ) -> dict[str, Any]:
     """The checked pydantic fields both wrappers are built from (one place for their constructors)."""
@@ -159,4 +170,5 @@ def wrapper_fields(
     mw = build_middleware(checked, middleware=middleware, strategy=strategy, failover=failover,
                           providers=providers, owner=owner)
     return {"models": checked, "middleware": mw, "route": route,
-            "first_chunk_timeout_s": check_timeout(first_chunk_timeout_s, owner)}
+            "first_chunk_timeout_s": check_timeout(first_chunk_timeout_s, owner),
+            "max_wait_s": check_max_wait(max_wait_s, owner)}

@@ -87,6 +87,8 @@ class HealthAwareChatModel(BaseChatModel):
     """Routing, health monitoring and breakers (shared by copies made with ``bind_tools`` & co)."""
     first_chunk_timeout_s: float | None = None
     """Fail a stream over when its first chunk takes longer than this (None: wait)."""
+    max_wait_s: float = 0.0
+    """When no provider can answer, wait for one to recover until this long after the call started (0: fail at once)."""
     route: SkipValidation[RouteRequest | None] = None
     """Request template for every call."""
 
@@ -102,19 +104,20 @@ class HealthAwareChatModel(BaseChatModel):
         failover: FailoverConfig | FailoverPreset | str | None = None,
         providers: ProvidersArg | None = None,
         first_chunk_timeout_s: float | None = None,
+        max_wait_s: float = 0.0,
         route: RouteRequest | None = None,
         **kwargs: Any,
     ) -> None:
         fields = wrapper_fields(type(self).__name__, models, middleware=middleware, strategy=strategy,
                                 failover=failover, providers=providers,
-                                first_chunk_timeout_s=first_chunk_timeout_s, route=route)
+                                first_chunk_timeout_s=first_chunk_timeout_s, max_wait_s=max_wait_s, route=route)
         super().__init__(**fields, **kwargs)
 
     @override
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
         self._loop = RoutingLoop(self.middleware, self.models, route=self.route,
-                                 first_chunk_timeout_s=self.first_chunk_timeout_s)
+                                 first_chunk_timeout_s=self.first_chunk_timeout_s, max_wait_s=self.max_wait_s)
 
     @property
     @override
@@ -128,6 +131,7 @@ class HealthAwareChatModel(BaseChatModel):
             "models": {key: _describe(model) for key, model in self.models.items()},
             "strategy": self.middleware.router.strategy.name,
             "first_chunk_timeout_s": self.first_chunk_timeout_s,
+            "max_wait_s": self.max_wait_s,
         }
 
     @property
@@ -286,7 +290,8 @@ class HealthAwareChatModel(BaseChatModel):
             kwargs["tool_choice"] = tool_choice
         return HealthAwareChatModel(
             derive(self.models, "bind_tools", (tools,), kwargs), middleware=self.middleware,
-            first_chunk_timeout_s=self.first_chunk_timeout_s, route=self.route,
+            first_chunk_timeout_s=self.first_chunk_timeout_s, max_wait_s=self.max_wait_s,
+            route=self.route,
         )
 
     @override
@@ -298,7 +303,8 @@ class HealthAwareChatModel(BaseChatModel):
         """
         return HealthAwareFallbacks(
             derive(self.models, "with_structured_output", (schema,), {"include_raw": include_raw, **kwargs}),
-            middleware=self.middleware, first_chunk_timeout_s=self.first_chunk_timeout_s, route=self.route,
+            middleware=self.middleware, first_chunk_timeout_s=self.first_chunk_timeout_s, max_wait_s=self.max_wait_s,
+            route=self.route,
         )
 
 

@@ -42,6 +42,8 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
     uses ``mw``. ``first_chunk_timeout_s`` fails a stream over when a provider has not produced its
     first chunk in time. ``route`` is the :class:`RouteRequest` template for every call (filters,
     strategy override, token estimates; its ``timeout_s`` bounds each ``ainvoke`` attempt).
+    ``max_wait_s`` > 0: when no provider can answer (all ejected, cooling down, or each failed over),
+    wait for the first to come back and try again, until that long after the call started.
 
     ``invoke``/``ainvoke``/``batch``/``abatch``/``stream``/``astream`` all route each input on its own
     (``batch`` runs ``invoke`` per input, so ``return_exceptions`` gives per-input errors).
@@ -53,6 +55,8 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
     """Routing, health monitoring and breakers (shared by copies made with ``bind_tools`` & co)."""
     first_chunk_timeout_s: float | None = None
     """Fail a stream over when its first chunk takes longer than this (None: wait)."""
+    max_wait_s: float = 0.0
+    """When no provider can answer, wait for one to recover until this long after the call started (0: fail at once)."""
     route: SkipValidation[RouteRequest | None] = None
     """Request template for every call."""
 
@@ -68,18 +72,19 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
         failover: FailoverConfig | FailoverPreset | str | None = None,
         providers: ProvidersArg | None = None,
         first_chunk_timeout_s: float | None = None,
+        max_wait_s: float = 0.0,
         route: RouteRequest | None = None,
         **kwargs: Any,
     ) -> None:
         fields = wrapper_fields(type(self).__name__, models, middleware=middleware, strategy=strategy,
                                 failover=failover, providers=providers,
-                                first_chunk_timeout_s=first_chunk_timeout_s, route=route)
+                                first_chunk_timeout_s=first_chunk_timeout_s, max_wait_s=max_wait_s, route=route)
         super().__init__(**fields, **kwargs)
 
     @override
     def model_post_init(self, context: Any, /) -> None:
         self._loop = RoutingLoop(self.middleware, self.models, route=self.route,
-                                 first_chunk_timeout_s=self.first_chunk_timeout_s)
+                                 first_chunk_timeout_s=self.first_chunk_timeout_s, max_wait_s=self.max_wait_s)
 
     # -- types ---------------------------------------------------------------------------------
     @property
@@ -197,7 +202,8 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
     def _derive(self, method: str, *args: Any, **kwargs: Any) -> HealthAwareFallbacks[Input, Any]:
         return HealthAwareFallbacks(
             derive(self.models, method, args, kwargs), middleware=self.middleware,
-            first_chunk_timeout_s=self.first_chunk_timeout_s, route=self.route,
+            first_chunk_timeout_s=self.first_chunk_timeout_s, max_wait_s=self.max_wait_s,
+            route=self.route,
         )
 
 

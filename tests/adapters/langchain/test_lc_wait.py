@@ -1,0 +1,323 @@
+"""``max_wait_s``: riding out a spell in which every provider is down, instead of failing at once.
+
+Real time, real LangChain runnables: the scripted models answer 503 until a moment on the monotonic
+clock, and the middleware's breakers eject for 0.2 s (0.4 s on the next trip), so the loop's waits
+follow the breakers' schedule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, AIMessageChunk
+from lc_fakes import HTTPError, ScriptedChat
+from pi_builder_middleware.adapters.langchain import HealthAwareChatModel, HealthAwareFallbacks
+from pi_builder_middleware.adapters.langchain._wait import RecoveryWait
+from pydantic import BaseModel
+
+from pi_builder_middleware import (
+    AllProvidersFailedError,
+    Attempt,
+    ConfigError,
+    ErrorKind,
+    FailoverConfig,
+    FailoverManager,
+    ManualClock,
+    Middleware,
+    NoProviderAvailableError,
+    Provider,
+    RouteRequest,
+    StreamInterruptedError,
+)
+
+MODES = ["invoke", "ainvoke", "stream", "astream"]
+FRONT_ENDS = [HealthAwareFallbacks, HealthAwareChatModel]
+
+
+class OutageChat(ScriptedChat):
+    """A scripted model that answers 503 until ``down_until`` (``time.monotonic()``), then recovers."""
+
+    down_until: float = 0.0
+    calls_while_down: int = 0
+
+    def _down(self) -> None:
+        down = time.monotonic() < self.down_until
+        self.calls_while_down += down
+        self.fail = HTTPError(503, "overloaded") if down else None
+
+    def _answer(self, **kwargs: Any) -> AIMessage:
+        self._down()
+        return super()._answer(**kwargs)
+
+    def _chunks(self) -> Iterator[AIMessageChunk | Exception]:
+        self._down()
+        return super()._chunks()
+
+
+def outage(seconds: float, *keys: str) -> dict[str, OutageChat]:
+    until = time.monotonic() + seconds
+    return {key: OutageChat(key=key, down_until=until) for key in keys}
+
+
+def middleware(*keys: str, ejection_s: float = 0.2) -> Middleware:
+    """Real clock; two failures in a row open a breaker for 0.2 s, a failed trial for 0.4 s."""
+    config = FailoverConfig.preset("aggressive", base_ejection_s=ejection_s, jitter=0.0)
+    return Middleware([Provider(id=k) for k in keys], strategy="quality-optimal", failover=config, seed=1)
+
+
+def call(llm: Any, mode: str) -> str:
+    """The answer's text through one of the four entry points."""
+    if mode == "invoke":
+        return str(llm.invoke("q").content)
+    if mode == "ainvoke":
+        return str(asyncio.run(llm.ainvoke("q")).content)
+    if mode == "stream":
+        return "".join(str(chunk.content) for chunk in llm.stream("q"))
+
+    async def collect() -> str:
+        return "".join([str(chunk.content) async for chunk in llm.astream("q")])
+
+    return asyncio.run(collect())
+
+
+def timed(llm: Any, mode: str) -> tuple[str, float]:
+    start = time.monotonic()
+    return call(llm, mode), time.monotonic() - start
+
+
+@pytest.mark.parametrize("front_end", FRONT_ENDS)
+@pytest.mark.parametrize("mode", MODES)
+def test_an_outage_of_every_provider_shorter_than_max_wait_is_ridden_out_with_few_calls(front_end, mode):
+    models = outage(0.5, "a", "b")
+    llm = front_end(models, middleware=middleware("a", "b"), max_wait_s=2)
+
+    text, took = timed(llm, mode)
+
+    assert text == "a says hi"
+    assert took >= 0.5  # it answered only once the outage was over ...
+    assert took < 1.5
+    # ... after passes at 0 s and 0.05 s (both breakers open for 0.2 s), the half-open trials at about
+    # 0.25 s (open again for 0.4 s) and a pass at 0.65 s that succeeds; retrying without waiting would
+    # have sent hundreds of calls into the outage.
+    assert sum(m.calls_while_down for m in models.values()) <= 6
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_without_max_wait_the_same_outage_fails_at_once(mode):
+    models = outage(0.5, "a", "b")
+    llm = HealthAwareFallbacks(models, middleware=middleware("a", "b"))
+
+    start = time.monotonic()
+    with pytest.raises(AllProvidersFailedError) as info:
+        call(llm, mode)
+
+    assert time.monotonic() - start < 0.3
+    assert [a.provider_id for a in info.value.attempts] == ["a", "b"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_deadline_shorter_than_the_outage_gives_up_with_every_pass_attempts(mode):
+    models = outage(3.0, "a", "b")
+    llm = HealthAwareChatModel(models, middleware=middleware("a", "b"), max_wait_s=0.6)
+
+    start = time.monotonic()
+    with pytest.raises(AllProvidersFailedError) as info:
+        call(llm, mode)
+    took = time.monotonic() - start
+
+    # Passes at 0, 0.05 and 0.25 s; then both breakers are open until 0.65 s, past the 0.6 s deadline,
+    # so it gives up at once instead of sleeping until the deadline.
+    assert took < 0.55
+    ids = [a.provider_id for a in info.value.attempts]
+    assert ids == ["a", "b"] * 3
+    assert all(a.error_kind.fails_over for a in info.value.attempts)
+    assert info.value.__cause__ is info.value.attempts[-1].error
+
+
+def test_the_deadline_bounds_the_call_when_providers_keep_coming_back_to_fail():
+    config = FailoverConfig.preset("aggressive", base_ejection_s=0.05, ejection_multiplier=1.0, jitter=0.0)
+    mw = Middleware([Provider(id="a")], failover=config)
+    llm = HealthAwareFallbacks(outage(3.0, "a"), middleware=mw, max_wait_s=0.4)
+
+    start = time.monotonic()
+    with pytest.raises(AllProvidersFailedError) as info:
+        llm.invoke("q")
+
+    assert time.monotonic() - start < 0.4 + 0.2
+    assert len(info.value.attempts) >= 3  # a trial every 0.05 s ejection (at least the doubling backoff)
+
+
+def test_providers_failing_with_closed_breakers_get_a_doubling_backoff_not_a_hammering():
+    config = FailoverConfig(consecutive_failures=1000, minimum_calls=1000, jitter=0.0)  # never trips
+    models = outage(0.3, "a")
+    llm = HealthAwareFallbacks(models, middleware=Middleware([Provider(id="a")], failover=config), max_wait_s=2)
+
+    text, took = timed(llm, "invoke")
+
+    assert text == "a says hi"
+    assert took >= 0.3
+    assert models["a"].calls_while_down <= 4  # passes at 0, 0.05, 0.15 s, then 0.35 s answers
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_waits_for_ejected_providers_when_no_provider_is_available_at_the_start(mode):
+    models = {key: ScriptedChat(key=key) for key in ("a", "b")}
+    mw = middleware("a", "b", ejection_s=0.4)
+    for key in models:  # both ejected for 0.4 s, although they are healthy again
+        mw.failover.record(key, False, ErrorKind.SERVER_ERROR)
+        mw.failover.record(key, False, ErrorKind.SERVER_ERROR)
+
+    with pytest.raises(NoProviderAvailableError):
+        call(HealthAwareFallbacks(models, middleware=mw), mode)
+
+    text, took = timed(HealthAwareFallbacks(models, middleware=mw, max_wait_s=1), mode)
+    assert text == "a says hi"
+    # woken by the end of the ejection, not by a backoff (passes at 0.05, 0.15, 0.35, 0.75 s)
+    assert 0.3 <= took < 0.6
+    assert (models["a"].calls, models["b"].calls) == (1, 0)
+
+
+def test_providers_the_request_filters_out_are_not_waited_for():
+    llm = HealthAwareFallbacks({"a": ScriptedChat(key="a")}, middleware=middleware("a"), max_wait_s=2,
+                               route=RouteRequest(required_capabilities=frozenset({"vision"})))
+    start = time.monotonic()
+    with pytest.raises(NoProviderAvailableError, match="missing capabilities"):
+        llm.invoke("q")
+    assert time.monotonic() - start < 0.2
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_bad_request_is_not_retried(mode):
+    models = {key: ScriptedChat(key=key, fail=HTTPError(400, "bad field")) for key in ("a", "b")}
+    llm = HealthAwareFallbacks(models, middleware=middleware("a", "b"), max_wait_s=2)
+
+    start = time.monotonic()
+    with pytest.raises(HTTPError):
+        call(llm, mode)
+
+    assert time.monotonic() - start < 0.2
+    assert (models["a"].calls, models["b"].calls) == (1, 0)
+
+
+@pytest.mark.parametrize("mode", ["stream", "astream"])
+def test_a_stream_broken_after_its_first_chunk_is_not_retried(mode):
+    models = {"a": ScriptedChat(key="a", fail=HTTPError(503), cut_after=1), "b": ScriptedChat(key="b")}
+    llm = HealthAwareFallbacks(models, middleware=middleware("a", "b"), max_wait_s=2)
+
+    with pytest.raises(StreamInterruptedError):
+        call(llm, mode)
+    assert (models["a"].calls, models["b"].calls) == (1, 0)
+
+
+async def test_the_async_wait_can_be_cancelled():
+    llm = HealthAwareFallbacks(outage(3.0, "a"), middleware=middleware("a"), max_wait_s=2)
+    start = time.monotonic()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.3):
+            await llm.ainvoke("q")
+    assert time.monotonic() - start < 0.5
+
+
+@pytest.mark.parametrize("front_end", FRONT_ENDS)
+@pytest.mark.parametrize("value", [-1, "x", True, float("inf"), float("nan")])
+def test_invalid_max_wait_raises_config_error_naming_the_field(front_end, value):
+    with pytest.raises(ConfigError) as info:
+        front_end({"a": ScriptedChat(key="a")}, max_wait_s=value)
+    assert info.value.field == f"{front_end.__name__}.max_wait_s"
+
+
+class Answer(BaseModel):
+    text: str
+
+
+@pytest.mark.parametrize("front_end", FRONT_ENDS)
+def test_max_wait_survives_the_copies_the_wrappers_make(front_end):
+    llm = front_end({"a": ScriptedChat(key="a")}, max_wait_s=1.5)
+    copies = [llm, llm.bind_tools([Answer]), llm.with_structured_output(Answer)]
+    assert [c.max_wait_s for c in copies] == [1.5, 1.5, 1.5]
+    assert [c._loop.max_wait_s for c in copies] == [1.5, 1.5, 1.5]
+    if isinstance(llm, HealthAwareChatModel):
+        assert llm._identifying_params["max_wait_s"] == 1.5
+
+
+# -- RecoveryWait itself, on a manual clock -------------------------------------------------------------
+
+
+@pytest.fixture
+def fm(clock: ManualClock) -> FailoverManager:
+    config = FailoverConfig.preset("aggressive", base_ejection_s=0.2, jitter=0.0, half_open_permit_timeout_s=30.0)
+    manager = FailoverManager(config, clock=clock)
+    for pid in ("a", "b"):
+        manager.add_provider(pid)
+    return manager
+
+
+def trip(fm: FailoverManager, pid: str) -> None:
+    fm.record(pid, False, ErrorKind.SERVER_ERROR)
+    fm.record(pid, False, ErrorKind.SERVER_ERROR)
+
+
+def failed(*pids: str) -> AllProvidersFailedError:
+    return AllProvidersFailedError([Attempt(pid, HTTPError(503), ErrorKind.SERVER_ERROR, 0.01) for pid in pids])
+
+
+NOBODY = NoProviderAvailableError({"a": "circuit open", "b": "circuit open"})
+
+
+def test_wait_sleeps_until_the_first_ejection_ends(fm, clock):
+    trip(fm, "a")
+    clock.advance(0.1)
+    trip(fm, "b")
+    wait = RecoveryWait(fm, ["a", "b"], 1.0, clock)
+    assert wait.delay(NOBODY) == pytest.approx(0.1)  # a is back at +0.2 s from its trip
+
+
+def test_wait_backs_off_doubling_while_providers_are_available_but_failing(fm, clock):
+    wait = RecoveryWait(fm, ["a", "b"], 10.0, clock)
+    delays = []
+    for _ in range(4):
+        delays.append(wait.delay(failed("a", "b")))
+        clock.advance(delays[-1] or 0.0)
+    assert delays == pytest.approx([0.05, 0.1, 0.2, 0.4])
+
+
+def test_wait_gives_up_when_nobody_is_back_before_the_deadline(fm, clock):
+    trip(fm, "a")
+    trip(fm, "b")
+    assert RecoveryWait(fm, ["a", "b"], 0.15, clock).delay(NOBODY) is None
+    assert RecoveryWait(fm, ["a", "b"], 0.0, clock).delay(failed("a")) is None  # max_wait_s=0: never waits
+
+
+def test_wait_never_sleeps_past_the_deadline_nor_longer_in_total_than_max_wait(fm, clock):
+    wait = RecoveryWait(fm, ["a"], 0.12, clock)
+    assert wait.delay(failed("a")) == pytest.approx(0.05)
+    assert wait.delay(failed("a")) == pytest.approx(0.07)  # the backoff (0.1) is cut at the deadline
+    assert wait.delay(failed("a")) is None  # the clock never moved, but 0.12 s were slept
+
+
+def test_wait_polls_a_half_open_provider_whose_trial_permit_is_taken(fm, clock):
+    trip(fm, "a")
+    clock.advance(0.2)
+    assert fm.acquire("a")  # another call's trial: available_at says +30 s (the permit timeout) ...
+    wait = RecoveryWait(fm, ["a"], 1.0, clock)
+    assert wait.delay(NoProviderAvailableError({"a": "half-open with 1 trial call(s) in flight"})) == 0.05
+
+
+def test_wait_ignores_providers_that_selection_excluded_for_other_reasons(fm, clock):
+    trip(fm, "a")
+    wait = RecoveryWait(fm, ["a", "b"], 1.0, clock)  # b is healthy: excluded by a filter, not by its breaker
+    nobody = NoProviderAvailableError({"a": "circuit open", "b": "missing capabilities"})
+    assert wait.delay(nobody) == pytest.approx(0.2)
+
+
+def test_giving_up_after_selection_found_nobody_still_lists_the_earlier_attempts(fm, clock):
+    wait = RecoveryWait(fm, ["a", "b"], 1.0, clock)
+    assert wait.give_up(NOBODY) is NOBODY  # no attempt was made: the selection's reasons are the news
+    wait.attempts.extend(failed("a", "b").attempts)
+    error = wait.give_up(NOBODY)
+    assert isinstance(error, AllProvidersFailedError)
+    assert [a.provider_id for a in error.attempts] == ["a", "b"]
