@@ -39,6 +39,17 @@ healthy provider is the retry. ``ChatLiteLLM`` needs ``max_retries=0`` *and*
 A provider whose breaker is open is skipped; when every provider is open, cooling down or filtered out,
 the call raises :class:`~pi_builder_middleware.NoProviderAvailableError` at once (fail fast) instead
 of trying providers known to be down.
+
+Waiting out an outage of every provider
+---------------------------------------
+``max_wait_s`` (default 0: fail at once) makes a call that found nobody available, or whose every
+attempt failed over, sleep until the first provider may take a call again (its breaker's ejection or
+429 cooldown ends; at least a 50 ms backoff that doubles each time it decides the wait) and try a new
+pass, until ``max_wait_s`` after the call started; if nobody is back before then it gives up at once.
+The final :class:`~pi_builder_middleware.AllProvidersFailedError` lists every pass's attempts; errors
+that do not fail over and streams broken after their first chunk still propagate at once. Set it to
+the request's time budget (the client's timeout, less a margin for the last attempt) so that an
+all-down spell shorter than that costs a few trial calls instead of the request.
 """
 
 from __future__ import annotations
