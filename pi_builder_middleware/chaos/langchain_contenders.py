@@ -15,7 +15,11 @@ from .contenders import API_KEY, Contender
 from .load import Clock, PlannedRequest, Reply
 from .scenario import ChaosScenario
 
-__all__ = ["LangChainFallbacksContender", "MiddlewareLangChainContender", "chat_models"]
+__all__ = ["WAIT_SHARE", "LangChainFallbacksContender", "MiddlewareLangChainContender", "chat_models"]
+
+#: ``max_wait_s`` of this project's LangChain contenders = this share of the load's timeout (4.5 s of 5 s):
+#: the margin leaves the attempt of the last pass started before the deadline a moment to answer.
+WAIT_SHARE = 0.9
 
 
 def chat_models(scenario: ChaosScenario, urls: Mapping[str, str]) -> dict[str, Any]:
@@ -97,6 +101,9 @@ class MiddlewareLangChainContender(_RunnableContender):
     Prices and quality go in ``providers``; the breaker is the ``balanced`` preset (or ``preset``) with
     ``base_ejection_s`` = the scenario's ``cooldown_s`` (what LiteLLM's cooldown gets);
     ``first_chunk_timeout_s`` and ``route.timeout_s`` equal the load's timeout, as the other contenders'.
+    ``max_wait_s`` is :data:`WAIT_SHARE` of the load's timeout: when every provider is down the
+    call waits for the first breaker to let calls through again and retries within the request's time
+    budget, as the LiteLLM contenders' routers retry within the same timeout (0 would fail at once).
     """
 
     def __init__(self, name: str, strategy: str, preset: str = "balanced") -> None:
@@ -116,13 +123,17 @@ class MiddlewareLangChainContender(_RunnableContender):
                               "quality": p.quality} for p in scenario.providers}
         failover = FailoverConfig.preset(self.preset, base_ejection_s=scenario.bench.cooldown_s)
         route = RouteRequest(input_tokens=load.input_tokens, output_tokens=load.output_tokens, timeout_s=load.timeout_s)
+        max_wait_s = round(load.timeout_s * WAIT_SHARE, 3)
         self.runnable = fallbacks(chat_models(scenario, urls), strategy=self.strategy, failover=failover,
-                                             providers=providers, route=route, first_chunk_timeout_s=load.timeout_s)
+                                  providers=providers, route=route, first_chunk_timeout_s=load.timeout_s,
+                                  max_wait_s=max_wait_s)
         self._clock = clock
         self.settings = {"strategy": self.strategy, "failover": {"preset": self.preset,
                                                                  "base_ejection_s": scenario.bench.cooldown_s},
-                         "first_chunk_timeout_s": load.timeout_s, "route.timeout_s": load.timeout_s}
+                         "first_chunk_timeout_s": load.timeout_s, "route.timeout_s": load.timeout_s,
+                         "max_wait_s": max_wait_s}
 
     def describe(self) -> dict[str, object]:
-        return {"runnable": "HealthAwareFallbacks(models, strategy, failover, providers, route, first_chunk_timeout_s)",
+        return {"runnable": "HealthAwareFallbacks(models, strategy, failover, providers, route, first_chunk_timeout_s, "
+                            "max_wait_s=0.9 * load.timeout_s)",
                 **self.settings}
