@@ -27,7 +27,7 @@ from pi_builder_middleware import (
 
 __all__ = ["FIRST_BACKOFF_S", "RecoveryWait"]
 
-#: Shortest sleep between two passes; doubles with every further pass.
+#: Shortest sleep between two passes; doubles each time it, not a breaker, decides the wait.
 FIRST_BACKOFF_S = 0.05
 
 
