@@ -106,7 +106,10 @@ class FailoverConfig(ConfigModel):
     to ``max_ejection_s``, ±``jitter``); then HALF_OPEN lets ``half_open_max_calls`` trial calls through
     and closes after ``recovery_successes`` successes in a row. A 429 cools the provider down for its
     Retry-After (or ``default_rate_limit_cooldown_s``) without counting as a failure. Repeat trips are
-    forgotten once the breaker has stayed CLOSED for ``trip_memory_s``.
+    forgotten once the breaker has stayed CLOSED for ``trip_memory_s``. ``escalate_when_all_out=False``:
+    a trip while every other provider's breaker is out too (OPEN or HALF_OPEN) ejects for the base time
+    instead of a multiplied one — with nowhere else to go, the first provider to recover is found at the
+    base probing rate (what callers waiting with ``max_wait_s`` need), as LiteLLM's fixed cooldown does.
     """
 
     policy: str = Field(default="default", min_length=1)
@@ -124,6 +127,7 @@ class FailoverConfig(ConfigModel):
     default_rate_limit_cooldown_s: float = Field(default=5.0, ge=0)
     max_rate_limit_cooldown_s: float = Field(default=300.0, validate_default=True, ge=0)
     trip_memory_s: float = Field(default=900.0, ge=0)
+    escalate_when_all_out: bool = True
     max_events: int = Field(default=1000, ge=1)
 
     @field_validator("max_ejection_s")

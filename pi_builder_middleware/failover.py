@@ -425,7 +425,9 @@ class FailoverManager:
         if b.state is CircuitState.CLOSED and now - b.closed_at > self.config.trip_memory_s:
             b.trips = 0  # long healthy since it last recovered: start again from the base ejection time
         b.trips += 1
-        ejection = self.policy.ejection_s(b.trips, self.config, self.rng)
+        held = not self.config.escalate_when_all_out and all(
+            other.state is not CircuitState.CLOSED for pid, other in self._breakers.items() if pid != provider_id)
+        ejection = self.policy.ejection_s(1 if held else b.trips, self.config, self.rng)
         b.state = CircuitState.OPEN
         b.open_until = now + ejection
         b.consecutive_successes = 0
@@ -433,7 +435,8 @@ class FailoverManager:
         b.window_failures = 0
         b.permits.clear()
         return [self._event(EventKind.BLACKLIST, provider_id, now,
-                            f"{why}; ejected for {ejection:.1f} s (trip {b.trips})", b)]
+                            f"{why}; ejected for {ejection:.1f} s (trip {b.trips}"
+                            f"{', every provider out: base ejection' if held else ''})", b)]
 
     def _push_window(self, b: _Breaker, now: float, *, failed: bool) -> None:
         b.window.append((now, failed))

@@ -103,7 +103,9 @@ class MiddlewareLangChainContender(_RunnableContender):
     ``first_chunk_timeout_s`` and ``route.timeout_s`` equal the load's timeout, as the other contenders'.
     ``max_wait_s`` is :data:`WAIT_SHARE` of the load's timeout: when every provider is down the
     call waits for the first breaker to let calls through again and retries within the request's time
-    budget, as the LiteLLM contenders' routers retry within the same timeout (0 would fail at once).
+    budget, as the LiteLLM contenders' routers retry within the same timeout (0 would fail at once);
+    with it, ``escalate_when_all_out=False`` (as the README recommends for waiting callers): while every
+    provider is out, a failed trial re-ejects for the base time, so a recovery is found within the budget.
     """
 
     def __init__(self, name: str, strategy: str, preset: str = "balanced") -> None:
@@ -121,7 +123,8 @@ class MiddlewareLangChainContender(_RunnableContender):
         load = scenario.load
         providers = {p.name: {"cost_per_1k_input": p.cost_per_1k_input, "cost_per_1k_output": p.cost_per_1k_output,
                               "quality": p.quality} for p in scenario.providers}
-        failover = FailoverConfig.preset(self.preset, base_ejection_s=scenario.bench.cooldown_s)
+        failover = FailoverConfig.preset(self.preset, base_ejection_s=scenario.bench.cooldown_s,
+                                         escalate_when_all_out=False)
         route = RouteRequest(input_tokens=load.input_tokens, output_tokens=load.output_tokens, timeout_s=load.timeout_s)
         max_wait_s = round(load.timeout_s * WAIT_SHARE, 3)
         self.runnable = fallbacks(chat_models(scenario, urls), strategy=self.strategy, failover=failover,
@@ -129,7 +132,8 @@ class MiddlewareLangChainContender(_RunnableContender):
                                   max_wait_s=max_wait_s)
         self._clock = clock
         self.settings = {"strategy": self.strategy, "failover": {"preset": self.preset,
-                                                                 "base_ejection_s": scenario.bench.cooldown_s},
+                                                                 "base_ejection_s": scenario.bench.cooldown_s,
+                                                                 "escalate_when_all_out": False},
                          "first_chunk_timeout_s": load.timeout_s, "route.timeout_s": load.timeout_s,
                          "max_wait_s": max_wait_s}
 

@@ -41,3 +41,35 @@ def test_a_rate_limit_cooldown_ends_at_its_retry_after() -> None:
     assert fm.available_at("p") == 107.5
     clock.advance(8.0)
     assert fm.available_at("p") == clock()
+
+
+def _trip(fm: FailoverManager, pid: str) -> None:
+    fm.record(pid, False, ErrorKind.SERVER_ERROR)
+    fm.record(pid, False, ErrorKind.SERVER_ERROR)
+
+
+def test_escalate_when_all_out_false_keeps_the_base_ejection_while_every_provider_is_out() -> None:
+    """With nowhere else to go, a failed trial re-ejects for the base time instead of a doubled one."""
+    for escalate, expected in ((True, 20.0), (False, 10.0)):
+        clock = ManualClock(100.0)
+        fm = FailoverManager(CONFIG.model_copy(update={"escalate_when_all_out": escalate}), clock=clock)
+        for pid in ("a", "b"):
+            fm.add_provider(pid)
+            _trip(fm, pid)  # first trips: base ejection (10 s) either way
+        assert fm.available_at("a") == 110.0
+        clock.advance(10.0)
+        assert fm.acquire("a")  # half-open trial ...
+        fm.record("a", False, ErrorKind.SERVER_ERROR)  # ... fails while b is out too
+        assert fm.available_at("a") == 110.0 + expected
+
+
+def test_escalation_still_applies_when_another_provider_is_serving() -> None:
+    clock = ManualClock(100.0)
+    fm = FailoverManager(CONFIG.model_copy(update={"escalate_when_all_out": False}), clock=clock)
+    fm.add_provider("a")
+    fm.add_provider("b")  # healthy: callers have somewhere to go
+    _trip(fm, "a")
+    clock.advance(10.0)
+    assert fm.acquire("a")
+    fm.record("a", False, ErrorKind.SERVER_ERROR)
+    assert fm.available_at("a") == 110.0 + 20.0  # doubled as usual
