@@ -1,47 +1,8 @@
-"""Fixtures for the LiteLLM adapter tests: simulated providers over real HTTP, real Routers."""
+"""Fixtures for the LiteLLM adapter tests: simulated providers over real HTTP, real Routers (shared with the
+legacy suite in ``tests/adapters/litellm_fixtures.py``)."""
 
 from __future__ import annotations
 
-import os
+from litellm_fixtures import make_sim, outcomes, remove_leftover_callbacks
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-from collections.abc import Callable, Iterator
-
-import litellm
-import pytest
-from litellm_support import CALLBACK_LISTS, OutcomeLog
-from pi_builder_middleware.adapters.litellm import MiddlewareCallback
-
-from pi_builder_middleware.sim import SimProvider, Simulator
-
-MakeSim = Callable[..., Simulator]
-
-
-@pytest.fixture
-def outcomes() -> OutcomeLog:
-    return OutcomeLog()
-
-
-@pytest.fixture
-def make_sim() -> Iterator[MakeSim]:
-    """Start simulators on demand; all are stopped after the test."""
-    started: list[Simulator] = []
-
-    def factory(*providers: SimProvider, seed: int = 0) -> Simulator:
-        sim = Simulator(providers, seed=seed).start()
-        started.append(sim)
-        return sim
-
-    yield factory
-    for sim in started:
-        sim.stop()
-
-
-@pytest.fixture(autouse=True)
-def _remove_leftover_callbacks() -> Iterator[None]:
-    """A test that fails before uninstalling must not leak its callback into the next test."""
-    yield
-    for name in CALLBACK_LISTS:
-        entries = getattr(litellm, name)
-        entries[:] = [c for c in entries if not isinstance(c, MiddlewareCallback)]
+__all__ = ["make_sim", "outcomes", "remove_leftover_callbacks"]
