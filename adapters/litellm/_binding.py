@@ -80,9 +80,9 @@ class Binding:
         self.known: frozenset[str] = frozenset()  # deployment ids of the router at the last sync
         self._version: object = None
         self._lock = threading.Lock()
-        self._trials: set[tuple[object, str]] = set()
+        self._trials: set[tuple[object, str]] = set()  # half-open trial picks whose call has not ended yet
         #: Failure events seen by the callback (any router): a change makes cached LiteLLM cooldowns stale.
-        self.failure_events = 0  # half-open trial picks whose call has not ended yet
+        self.failure_events = 0
 
     # -- router ----------------------------------------------------------------------------------
     def router(self) -> Any:
@@ -205,34 +205,27 @@ class Binding:
         If that would drop every one, the list is returned unchanged (LiteLLM's healthy list): a
         request is never failed by our filter alone. Counted as ``filter_kept_all``.
         """
-        known = self.known
-        unavailable = self.middleware.failover.unavailable_reason
-        keep = []
-        for deployment in deployments:
-            pid = deployment_id(deployment)
-            if pid is not None and pid in known and unavailable(pid) is not None:
-                continue
-            keep.append(deployment)
-        if not keep and deployments:
-            self.counts["filter_kept_all"] += 1
-            return list(deployments)
-        if len(keep) != len(deployments):
-            self.counts["filtered_out"] += len(deployments) - len(keep)
-        return keep
-
+        pids = [deployment_id(d) for d in deployments]
+        out = self._unavailable([pid for pid in pids if pid is not None], len(pids))
+        return [d for d, pid in zip(deployments, pids, strict=True) if pid not in out] if out else list(deployments)
 
     def filter_by_id(self, by_id: dict[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
         """:meth:`filter` for candidates keyed by deployment id (the same rules; ``by_id`` itself if none drop)."""
-        unavailable = self.middleware.failover.unavailable_reason
+        out = self._unavailable(by_id, len(by_id))
+        return {pid: d for pid, d in by_id.items() if pid not in out} if out else by_id
+
+    def _unavailable(self, pids: Iterable[str], total: int) -> frozenset[str]:
+        """The ids among ``pids`` to drop (open breaker, 429 cooldown); none if that would drop all ``total``."""
         known = self.known
-        out = [pid for pid in by_id if pid in known and unavailable(pid) is not None]
+        unavailable = self.middleware.failover.unavailable_reason
+        out = frozenset(pid for pid in pids if pid in known and unavailable(pid) is not None)
         if not out:
-            return by_id
-        if len(out) == len(by_id):
+            return out
+        if len(out) == total:
             self.counts["filter_kept_all"] += 1
-            return by_id
+            return frozenset()
         self.counts["filtered_out"] += len(out)
-        return {pid: d for pid, d in by_id.items() if pid not in out}
+        return out
 
 
 def _all_deployments(router: Any) -> list[Mapping[str, Any]]:

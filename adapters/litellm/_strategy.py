@@ -189,11 +189,6 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         self._cooldowns: dict[str, tuple[float, int, GroupEntry, frozenset[str]]] = {}
         self._legacy = legacy_candidates(router, binding)  # None where LiteLLM has registry()/RoutingContext
 
-    @property
-    def group_candidates(self) -> bool:
-        """True when every async pick uses the group minus cooldowns (``candidates="group"``)."""
-        return self.mode == "group"
-
     def auto_status(self) -> dict[str, dict[str, object]]:
         """``candidates="auto"``: per model group, whether picks use the cheap source and, if not, why."""
         return {model: {"fast": v.fast, "reason": v.reason} for model, v in sorted(self._verdicts.items())}
@@ -204,15 +199,16 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
             raise ConfigError("router", "the litellm.Router this strategy was installed on no longer exists")
         return RoutingContext(router)
 
-    def _group(self, ctx: Any, model: str) -> GroupEntry:
-        entry = self._groups.get(ctx.registry(), model)
+    def _group(self, registry: Any, model: str) -> GroupEntry:
+        entry = self._groups.get(registry, model)
         if entry is None:
             raise _no_deployments(model)
         return entry
 
-    async def _fast(self, ctx: Any, model: str, *, fresh: bool = False) -> dict[str, Mapping[str, Any]]:
+    async def _fast(self, ctx: Any, registry: Any, model: str, *, fresh: bool = False
+                    ) -> dict[str, Mapping[str, Any]]:
         """The group minus LiteLLM's cooldowns, paused deployments and open breakers, by id."""
-        entry = self._group(ctx, model)
+        entry = self._group(registry, model)
         return self._binding.filter_by_id(_usable(model, entry, await self._cooling(ctx, model, entry, fresh)))
 
     async def _cooling(self, ctx: Any, model: str, entry: GroupEntry, fresh: bool) -> frozenset[str]:
@@ -250,13 +246,15 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         ctx = self._context()
         mode = self.mode
         if not specific_deployment and mode != "healthy":
+            registry = ctx.registry()  # read once per pick: every later step reuses it
             if mode == "auto":
-                mode, picked = await self._auto_mode(ctx, model, request, messages, input)
+                mode, picked = await self._auto_mode(ctx, registry, model, request, messages, input)
                 if picked is not None:  # the pick was made while comparing the two sources
                     return picked
             if mode == "group":
                 self._binding.counts["picks_fast"] += 1
-                return self.choose_by_id(await self._fast(ctx, model), request, messages=messages, input=input)
+                return self.choose_by_id(await self._fast(ctx, registry, model), request, messages=messages,
+                                         input=input)
         selected = await ctx.select(model, request, kind="healthy", messages=messages, input=input,
                                     specific_deployment=specific_deployment)
         if isinstance(selected, Mapping):
@@ -264,24 +262,23 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         self._binding.counts["picks_healthy"] += 1
         return self.choose(list(selected), request, messages=messages, input=input)
 
-    async def _auto_mode(self, ctx: Any, model: str, request: dict[str, Any], messages: object,
+    async def _auto_mode(self, ctx: Any, registry: Any, model: str, request: dict[str, Any], messages: object,
                          input: object) -> tuple[str, Mapping[str, Any] | None]:
         """``("group" | "healthy", None)`` for this pick, or ``("healthy", pick)`` when it compared the sources."""
         if request_narrows(request):
             return "healthy", None
         verdict = self._verdicts.get(model)
         now = self._binding.middleware.clock()
-        if (verdict is not None and verdict.version == ctx.registry().version
-                and now - verdict.at < self.recheck_s):
+        version = registry.version
+        if verdict is not None and verdict.version == version and now - verdict.at < self.recheck_s:
             return ("group" if verdict.fast else "healthy"), None
         # Compare: LiteLLM's healthy list for this very request vs the group minus cooldowns.
-        entry = self._group(ctx, model)
-        version = ctx.registry().version
+        entry = self._group(registry, model)
         reason = narrowing_reason(ctx, entry, [getattr(litellm, name, None) for name in CALLBACK_LISTS])
         healthy = list(await ctx.select(model, request, kind="healthy", messages=messages, input=input))
         if reason is None:
             try:
-                fast = await self._fast(ctx, model, fresh=True)
+                fast = await self._fast(ctx, registry, model, fresh=True)
             except Exception as exc:  # LiteLLM has candidates where the group has none
                 reason = f"the group minus cooldowns is empty ({type(exc).__name__}) but LiteLLM's healthy list is not"
             else:
@@ -326,7 +323,7 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
             if not named:
                 raise _all_cooling(model, ())
             return cast("Mapping[str, Any]", named[0])
-        entry = self._group(ctx, model)
+        entry = self._group(ctx.registry(), model)
         cooling = {pid for pid, _ in ctx.health().cooldowns.get_active_cooldowns(entry.id_list, None)}
         return self.choose_by_id(self._binding.filter_by_id(_usable(model, entry, cooling)), request,
                                  messages=messages, input=input)
