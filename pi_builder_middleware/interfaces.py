@@ -47,6 +47,7 @@ class Candidate:
         "consecutive_failures",
         "error_rate",
         "explore_picks",
+        "inflight",
         "latency_s",
         "provider",
         "samples",
@@ -64,6 +65,7 @@ class Candidate:
         self.circuit = CircuitState.CLOSED
         self.consecutive_failures = 0
         self.explore_picks = 0
+        self.inflight = 0  # attempts started and not yet ended (Middleware.begin_attempt / end_attempt)
         self.stale_at = float("inf")  # when the oldest sample leaves the window (the router refreshes then)
 
     def __repr__(self) -> str:

@@ -141,6 +141,18 @@ class Middleware:
         self.plugins.notify("pbm_on_outcome", outcome=outcome, error_kind=kind)
         return kind
 
+    def begin_attempt(self, provider_id: str) -> None:
+        """An attempt on ``provider_id`` starts now: it counts as in flight until :meth:`end_attempt`.
+
+        Load-aware strategies read the in-flight count; every front-end (execute, the adapters) calls
+        both around each attempt, whatever its outcome. Unknown ids are ignored (removed meanwhile).
+        """
+        self.router.begin(provider_id)
+
+    def end_attempt(self, provider_id: str) -> None:
+        """The attempt begun by :meth:`begin_attempt` ended (answered, failed or was cancelled)."""
+        self.router.end(provider_id)
+
     def classify(self, error: BaseException, provider: Provider | str) -> ErrorKind:
         """What ``error`` means (first plugin that answers; the built-in answers last)."""
         if isinstance(provider, str):

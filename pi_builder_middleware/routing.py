@@ -117,6 +117,22 @@ class ProviderRouter:
         except KeyError:
             raise ConfigError("provider_id", f"unknown provider {provider_id!r}; add it first") from None
 
+    # -- load ----------------------------------------------------------------------------------
+    def begin(self, provider_id: str) -> None:
+        """Count one more attempt in flight on ``provider_id`` (unknown ids are ignored)."""
+        cand = self._candidates.get(provider_id)
+        if cand is not None:
+            with self._lock:
+                cand.inflight += 1
+
+    def end(self, provider_id: str) -> None:
+        """Count one attempt on ``provider_id`` as ended (never below zero)."""
+        cand = self._candidates.get(provider_id)
+        if cand is not None:
+            with self._lock:
+                if cand.inflight > 0:
+                    cand.inflight -= 1
+
     # -- selection -----------------------------------------------------------------------------
     def select(self, request: RouteRequest = DEFAULT_REQUEST, *, reserve: bool = True) -> RoutingDecision:
         """Choose a provider for ``request``; ``reserve`` claims a half-open trial permit for it."""
