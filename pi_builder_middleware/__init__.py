@@ -8,8 +8,8 @@ state store in ``pi_builder_middleware.redis_store``; each is imported only when
 from __future__ import annotations
 
 from ._clock import Clock, ManualClock, monotonic_clock
-from .config import AlertThresholds, FailoverConfig, HealthThresholds, MonitorConfig
-from .enums import AlertKind, CircuitState, ErrorKind, EventKind, FailoverPreset, HealthStatus
+from .config import AlertThresholds, FailoverConfig, HealthThresholds, MonitorConfig, RoutingConfig
+from .enums import AlertKind, AllOutMode, CircuitState, ErrorKind, EventKind, FailoverPreset, HealthStatus
 from .errorinfo import extract_retry_after, parse_retry_after, status_code_of
 from .errors import (
     AllProvidersFailedError,
@@ -22,7 +22,7 @@ from .errors import (
 )
 from .failover import FailoverManager, ProbeFn
 from .hookspecs import hookimpl, hookspec
-from .interfaces import BreakerWindow, Candidate, FailoverPolicy, HealthScorer, Strategy, StrategyContext
+from .interfaces import BreakerWindow, Candidate, FailoverPolicy, HealthScorer, Strategy, StrategyContext, Verdict
 from .middleware import Middleware
 from .models import (
     Alert,
@@ -49,6 +49,7 @@ __all__ = [
     "Alert",
     "AlertKind",
     "AlertThresholds",
+    "AllOutMode",
     "AllProvidersFailedError",
     "Attempt",
     "BreakerUpdate",
@@ -85,6 +86,7 @@ __all__ = [
     "Provider",
     "ProviderRouter",
     "RouteRequest",
+    "RoutingConfig",
     "RoutingDecision",
     "StateReplica",
     "StateStore",
@@ -93,6 +95,7 @@ __all__ = [
     "StrategyRegistry",
     "StreamInterruptedError",
     "Usage",
+    "Verdict",
     "chain_exhausted",
     "extract_retry_after",
     "get_plugin_manager",

@@ -7,10 +7,10 @@ from typing import Any
 from pydantic import Field, ValidationInfo, field_validator
 
 from ._validation import ConfigModel
-from .enums import FailoverPreset
+from .enums import AllOutMode, FailoverPreset
 from .errors import ConfigError
 
-__all__ = ["AlertThresholds", "FailoverConfig", "HealthThresholds", "MonitorConfig"]
+__all__ = ["AlertThresholds", "FailoverConfig", "HealthThresholds", "MonitorConfig", "RoutingConfig"]
 
 
 def _at_most(value: float, info: ValidationInfo, other: str) -> float:
@@ -66,14 +66,12 @@ class MonitorConfig(ConfigModel):
 
     ``window_s`` is the time window metrics cover; ``max_samples`` bounds memory per provider (oldest
     samples are dropped first); ``min_samples`` is how many outcomes a status needs (fewer: UNKNOWN).
-    Routing reads latency and TTFT as the median of the last ``latency_recent`` successful calls: a
-    median shrugs off one cold-connection outlier that a moving average would carry for many calls.
+    Routing does not read these windows: it reads decayed estimates (:class:`RoutingConfig`).
     """
 
     window_s: float = Field(default=300.0, gt=0)
     max_samples: int = Field(default=2048, ge=8, le=1_000_000)
     min_samples: int = Field(default=5, ge=1)
-    latency_recent: int = Field(default=15, ge=1, le=1000)
     thresholds: HealthThresholds = HealthThresholds()
     alerts: AlertThresholds = AlertThresholds()
 
@@ -160,3 +158,33 @@ class FailoverConfig(ConfigModel):
         if isinstance(value, str):
             return cls.preset(value)
         raise ConfigError("failover", f"expected a preset name or FailoverConfig, got {type(value).__name__}")
+
+
+class RoutingConfig(ConfigModel):
+    """How routing estimates providers and spreads traffic (see README "Strategies").
+
+    Estimates: latency and TTFT are peak-EWMAs with ``latency_half_life_s`` (a slow call counts at
+    once, then fades); during a provider's first ``latency_warmup`` successful calls the estimate is
+    the best of them (connection setup on first calls must not exile a fast provider). Availability
+    is a Beta posterior with mean ``availability_prior`` worth ``availability_prior_weight`` calls,
+    its counts halving every ``availability_half_life_s`` (back toward the prior without traffic).
+    Recent health failures and 429s are decayed counts with ``failure_half_life_s`` /
+    ``rate_limit_half_life_s``: they shift traffic away at once and let it come back as they fade.
+
+    Exploration: a usable provider that no request was sent to for ``explore_after_s`` gets one
+    probe request, with probes limited to ``explore_share`` of decisions. ``when_all_out``: with every
+    candidate ejected or cooling down, ``soonest`` sends the request to the one whose re-admission is
+    soonest (as a trial call), ``fail`` raises :class:`NoProviderAvailableError`.
+    """
+
+    latency_half_life_s: float = Field(default=5.0, gt=0, le=86_400)
+    latency_warmup: int = Field(default=3, ge=1, le=1000)
+    availability_half_life_s: float = Field(default=60.0, gt=0, le=86_400)
+    availability_prior: float = Field(default=0.95, gt=0, lt=1)
+    availability_prior_weight: float = Field(default=4.0, gt=0, le=1e6)
+    failure_half_life_s: float = Field(default=5.0, gt=0, le=86_400)
+    rate_limit_half_life_s: float = Field(default=10.0, gt=0, le=86_400)
+    concurrency_memory_s: float = Field(default=30.0, gt=0, le=86_400)
+    explore_after_s: float = Field(default=15.0, gt=0, le=86_400)
+    explore_share: float = Field(default=0.02, ge=0, le=1)
+    when_all_out: AllOutMode = AllOutMode.SOONEST

@@ -87,6 +87,13 @@ class FailoverPreset(StrEnum):
     CONSERVATIVE = "conservative"
 
 
+class AllOutMode(StrEnum):
+    """What ``select`` does when every candidate is ejected or cooling down."""
+
+    SOONEST = "soonest"  # send the request to the provider whose re-admission is soonest (panic routing)
+    FAIL = "fail"  # raise NoProviderAvailableError (fail fast)
+
+
 class AlertKind(StrEnum):
     """Alerts the monitor emits, once per transition."""
 

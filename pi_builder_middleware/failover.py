@@ -175,6 +175,29 @@ class FailoverManager:
         self._emit(pending)
         return ok
 
+    def admit_early(self, provider_id: str) -> None:
+        """Let one call through now although the provider is out (every other provider is out too).
+
+        An OPEN breaker turns HALF_OPEN at once and the call is its trial (its outcome closes or
+        re-opens the breaker as usual); a half-open provider whose permits are taken gets one more;
+        a 429 cooldown is ignored for this call. The router calls this instead of failing a request
+        with :class:`NoProviderAvailableError` (``RoutingConfig.when_all_out = "soonest"``).
+        """
+        now = self.clock()
+        with self._lock:
+            b = self._breaker(provider_id)
+            pending = self._refresh(provider_id, b, now)
+            b.counts["admitted_early"] += 1
+            if b.state is CircuitState.OPEN:
+                b.state = CircuitState.HALF_OPEN
+                b.consecutive_successes = 0
+                b.permits.clear()
+                pending.append(self._event(EventKind.HALF_OPEN, provider_id, now,
+                                           "every provider out: trial call ahead of schedule", b))
+            if b.state is CircuitState.HALF_OPEN:
+                b.permits.append(now)
+        self._emit(pending)
+
     def release(self, provider_id: str) -> None:
         """Give back a half-open trial permit whose call never produced an outcome (e.g. cancelled).
 

@@ -11,9 +11,12 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, ClassVar
 
+from .config import RoutingConfig
 from .enums import CircuitState
+from .estimators import DecayedBeta, DecayedCount, PeakEwma
 
 if TYPE_CHECKING:
     from .config import FailoverConfig
@@ -26,51 +29,151 @@ __all__ = [
     "HealthScorer",
     "Strategy",
     "StrategyContext",
+    "Verdict",
 ]
 
 
 class Candidate:
     """A provider as strategies see it. The engine updates these fields in place as outcomes arrive.
 
-    ``latency_s`` / ``ttft_s`` are the median of the last successful calls, None until the first one
-    (and again once the window holds nothing, so a starved provider gets explored again);
-    ``latency_s`` comes from non-streamed calls (streamed ones only while there are none: a stream's
-    duration depends on the answer's length), ``ttft_s`` from streamed ones;
-    ``availability`` is successes / (successes + health failures) in the monitor window (1.0 with no
-    data); ``samples`` counts outcomes in that window; ``explore_picks`` counts how often this
-    provider was chosen while it had too little data.
+    What strategies read (plain numbers, kept current by the monitor on every outcome and refreshed
+    by the router as time passes; see :class:`~pi_builder_middleware.config.RoutingConfig`):
+
+    - ``latency_s`` / ``ttft_s``: peak-EWMA of successful calls' latency / time to first token (None
+      until the first one); ``latency_s`` comes from non-streamed calls (streamed ones only while
+      there are none: a stream's duration depends on the answer's length), ``ttft_s`` from streams.
+    - ``availability``: decayed Beta estimate of P(success) over health-relevant outcomes; never 0 or
+      1, back toward the prior when the provider gets no traffic.
+    - ``recent_failures``: health failures, decayed (one failure now reads 1.0, half that a
+      half-life later); ``rate_limited``: decayed share of recent answers that were 429s (0–1).
+    - ``inflight``: attempts started and not yet ended; ``concurrency_limit``: the in-flight level
+      at which the provider answered 429 (None when it never did, or long ago); ``saturated``.
+    - ``samples`` / ``error_rate``: outcomes and error rate in the monitor's window (health status).
+    - ``last_sent_at``: when a request was last routed to it (exploration).
     """
 
     __slots__ = (
+        "_avail",
+        "_failures",
+        "_limit_at",
+        "_rate",
         "availability",
         "circuit",
+        "concurrency_limit",
         "consecutive_failures",
+        "decay_at",
         "error_rate",
-        "explore_picks",
         "inflight",
+        "last_sent_at",
+        "latency",
         "latency_s",
         "provider",
+        "rate_limited",
+        "recent_failures",
         "samples",
         "stale_at",
+        "ttft",
         "ttft_s",
     )
 
-    def __init__(self, provider: Provider) -> None:
+    def __init__(self, provider: Provider, config: RoutingConfig | None = None) -> None:
+        cfg = config or _DEFAULT_ROUTING
         self.provider = provider
+        self.latency = PeakEwma(cfg.latency_half_life_s, cfg.latency_warmup)
+        self.ttft = PeakEwma(cfg.latency_half_life_s, cfg.latency_warmup)
+        self._avail = DecayedBeta(cfg.availability_half_life_s, cfg.availability_prior, cfg.availability_prior_weight)
+        self._failures = DecayedCount(cfg.failure_half_life_s)
+        # share of 429s among answers: a Beta whose prior says "not limited", worth one call
+        self._rate = DecayedBeta(cfg.rate_limit_half_life_s, 0.999, 1.0)
+        self._limit_at = float("-inf")
         self.latency_s: float | None = None
         self.ttft_s: float | None = None
-        self.availability = 1.0
+        self.availability = self._avail.mean(0.0)
+        self.recent_failures = 0.0
+        self.rate_limited = 0.0
+        self.concurrency_limit: int | None = None
         self.error_rate = 0.0
         self.samples = 0
         self.circuit = CircuitState.CLOSED
         self.consecutive_failures = 0
-        self.explore_picks = 0
         self.inflight = 0  # attempts started and not yet ended (Middleware.begin_attempt / end_attempt)
+        self.last_sent_at = float("-inf")
         self.stale_at = float("inf")  # when the oldest sample leaves the window (the router refreshes then)
+        self.decay_at = float("inf")  # when the decayed numbers above should be read again
+
+    @property
+    def saturated(self) -> bool:
+        """Whether the provider already has as many calls in flight as it accepted before a 429."""
+        limit = self.concurrency_limit
+        return limit is not None and self.inflight >= limit
+
+    def observe(self, verdict: Verdict, latency_s: float, ttft_s: float | None, now: float,
+                memory_s: float) -> None:
+        """Fold one outcome into the estimates (the monitor calls this under its lock)."""
+        if now > self.last_sent_at:
+            self.last_sent_at = now  # a call went there (whoever routed it): no exploration needed
+        if verdict is Verdict.OK:
+            if ttft_s is None:
+                self.latency_s = self.latency.observe(latency_s, now)
+            else:
+                self.ttft_s = self.ttft.observe(ttft_s, now)
+                if self.latency.value is None:
+                    self.latency_s = latency_s if self.latency_s is None else min(self.latency_s, latency_s)
+            self._avail.observe(True, now)
+            self._rate.observe(True, now)
+            limit = self.concurrency_limit
+            if limit is not None and self.inflight > limit:
+                self.concurrency_limit = self.inflight  # it took more than we thought: raise the ceiling
+        elif verdict is Verdict.FAILED:
+            self._avail.observe(False, now)
+            self._failures.add(now)
+        elif verdict is Verdict.RATE_LIMITED:
+            self._rate.observe(False, now)
+            if self.inflight >= 2:  # refused while others ran: a concurrency ceiling, not a quota
+                self.concurrency_limit = self.inflight - 1
+                self._limit_at = now
+        self.refresh(now, memory_s)
+
+    def refresh(self, now: float, memory_s: float) -> None:
+        """Recompute the decayed numbers for ``now``."""
+        self.availability = self._avail.mean(now)
+        self.recent_failures = self._failures.read(now)
+        self.rate_limited = 1.0 - self._rate.mean(now)
+        if self.concurrency_limit is not None and now - self._limit_at > memory_s:
+            self.concurrency_limit = None  # no 429 for a long time: forget the ceiling
+        self.decay_at = now + _REFRESH_S
+
+    def forget(self) -> None:
+        """Drop every estimate (``Middleware.reset``)."""
+        self.latency.reset()
+        self.ttft.reset()
+        self._avail.reset()
+        self._failures.reset()
+        self._rate.reset()
+        self._limit_at = float("-inf")
+        self.latency_s = self.ttft_s = self.concurrency_limit = None
+        self.availability = self._avail.mean(0.0)
+        self.recent_failures = self.rate_limited = 0.0
+        self.error_rate, self.samples, self.consecutive_failures = 0.0, 0, 0
+        self.last_sent_at = float("-inf")
 
     def __repr__(self) -> str:
         return (f"Candidate({self.provider.id!r}, latency_s={self.latency_s}, availability="
-                f"{self.availability:.3f}, samples={self.samples}, circuit={self.circuit.value})")
+                f"{self.availability:.3f}, inflight={self.inflight}, samples={self.samples}, "
+                f"circuit={self.circuit.value})")
+
+
+class Verdict(Enum):
+    """What one outcome means for the estimates."""
+
+    OK = 0
+    FAILED = 1  # a health failure (5xx, timeout, connection, unknown)
+    RATE_LIMITED = 2
+    OTHER = 3  # counts for nothing (context window, bad request, auth)
+
+
+_REFRESH_S = 0.25  # decayed numbers move slowly: reading them four times a second is plenty
+_DEFAULT_ROUTING = RoutingConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +189,21 @@ class Strategy(ABC):
     """Orders candidates for a request. Subclass it, set ``name`` and implement :meth:`rank`."""
 
     name: ClassVar[str]
+    #: Whether the router may send an occasional probe to a provider idle for ``explore_after_s``
+    #: (strategies that rank by measurements need fresh ones; fixed preferences do not).
+    explores: ClassVar[bool] = False
 
     @abstractmethod
     def rank(self, candidates: Sequence[Candidate], request: RouteRequest, ctx: StrategyContext) -> list[float]:
         """Return one score per candidate, in the same order, in [0, 1]; higher is better."""
+
+    def pick(self, ranked: Sequence[Candidate], request: RouteRequest, ctx: StrategyContext) -> int:
+        """Index (into ``ranked``, best score first) of the candidate to send this request to.
+
+        The default takes the best; a strategy that spreads load overrides it (e.g. power of two
+        choices). The others stay in ``ranked`` order as the request's backups.
+        """
+        return 0
 
 
 class HealthScorer(ABC):

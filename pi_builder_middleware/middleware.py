@@ -11,7 +11,7 @@ import pluggy
 
 from ._clock import Clock, monotonic_clock
 from ._registries import build_registries
-from .config import FailoverConfig, MonitorConfig
+from .config import FailoverConfig, MonitorConfig, RoutingConfig
 from .enums import ErrorKind, FailoverPreset
 from .errorinfo import extract_retry_after
 from .errors import ConfigError, chain_exhausted
@@ -57,6 +57,7 @@ class Middleware:
         strategy: str | Strategy = "latency-optimal",
         failover: FailoverConfig | FailoverPreset | str | None = "balanced",
         monitor: MonitorConfig | None = None,
+        routing: RoutingConfig | None = None,
         health_scorer: str = "availability",
         plugins: Sequence[object] = (),
         load_entrypoints: bool = True,
@@ -87,7 +88,9 @@ class Middleware:
         self.clock: Clock = clock or monotonic_clock
         rng = random.Random(seed)
         fo_config = FailoverConfig.coerce(failover)
-        self.monitor = HealthMonitor(monitor, clock=self.clock)
+        if routing is not None and not isinstance(routing, RoutingConfig):
+            raise ConfigError("routing", f"expected a RoutingConfig, got {type(routing).__name__}")
+        self.monitor = HealthMonitor(monitor, clock=self.clock, routing=routing)
         self.failover = FailoverManager(
             fo_config, policy=self.registries.policies.get(fo_config.policy), clock=self.clock, rng=rng,
             classify=lambda exc, pid: self.classify(exc, self.router.provider(pid)), store=state_store,
@@ -95,6 +98,7 @@ class Middleware:
         self.router = ProviderRouter(
             strategy=strategy, health_scorer=health_scorer, monitor=self.monitor, failover=self.failover,
             registries=self.registries, clock=self.clock, rng=rng, history_size=history_size,
+            config=self.monitor.routing,
         )
         self.monitor.subscribe_health(self._on_health_change)
         self.monitor.subscribe_alerts(self._on_alert)

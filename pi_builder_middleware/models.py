@@ -235,10 +235,12 @@ class RoutingDecision:
 
     ``scores`` holds each ranked candidate's strategy score (0–1, higher is better); ``excluded``
     maps providers that were filtered out to the reason. ``trial`` marks a decision that sends the
-    request to a half-open provider as its trial call. ``reason`` is built on first access.
+    request to a half-open provider as its trial call; ``panic`` one made while every candidate was
+    ejected or cooling down (sent to the soonest re-admission); ``note`` says what else shaped the
+    choice (an exploration probe, load spreading). ``reason`` is built on first access.
     """
 
-    __slots__ = ("_reason", "at", "chain", "excluded", "provider", "scores", "strategy", "trial")
+    __slots__ = ("_reason", "at", "chain", "excluded", "note", "panic", "provider", "scores", "strategy", "trial")
 
     def __init__(
         self,
@@ -249,6 +251,8 @@ class RoutingDecision:
         excluded: dict[str, str],
         at: float,
         trial: bool = False,
+        note: str = "",
+        panic: bool = False,
     ) -> None:
         self.provider = provider
         self.trial = trial
@@ -257,6 +261,8 @@ class RoutingDecision:
         self.strategy = strategy
         self.excluded = excluded
         self.at = at
+        self.note = note
+        self.panic = panic
         self._reason: str | None = None
 
     @property
@@ -275,7 +281,9 @@ class RoutingDecision:
         if self._reason is None:
             ranked = ", ".join(f"{p.id}={self.scores[p.id]:.3f}" for p in self.providers)
             text = f"{self.strategy}: chose {self.provider.id} (scores {ranked})"
-            if self.trial:
+            if self.note:
+                text = f"{self.note}; " + text
+            elif self.trial:
                 text = f"trial call to half-open {self.provider.id}; " + text
             if self.excluded:
                 text += "; excluded " + "; ".join(f"{pid}: {why}" for pid, why in self.excluded.items())
@@ -293,6 +301,8 @@ class RoutingDecision:
             "reason": self.reason,
             "at": self.at,
             "trial": self.trial,
+            "panic": self.panic,
+            "note": self.note,
         }
 
     def __repr__(self) -> str:

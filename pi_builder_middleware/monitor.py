@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 from ._clock import Clock, monotonic_clock
 from ._stats import percentile
-from .config import MonitorConfig
+from .config import MonitorConfig, RoutingConfig
 from .enums import AlertKind, CircuitState, ErrorKind, HealthStatus
 from .errors import ConfigError
-from .interfaces import Candidate
+from .interfaces import Candidate, Verdict
 from .models import Alert, HealthChange, Outcome, Provider
 
 __all__ = ["HealthMonitor", "TrendMetric"]
@@ -29,23 +29,20 @@ _LOWER_IS_BETTER = {"latency_avg_ms", "latency_p50_ms", "latency_p95_ms", "laten
 
 # Sample verdicts.
 _OK, _FAIL, _RATE, _OTHER = 0, 1, 2, 3
+_VERDICTS = (Verdict.OK, Verdict.FAILED, Verdict.RATE_LIMITED, Verdict.OTHER)
 
 
 class _Window:
     """Samples and running totals for one provider."""
 
     __slots__ = ("active_alerts", "calls", "candidate", "cost", "errors", "failures", "latency_ok_sum",
-                 "lifetime_calls", "ok_latency_n", "rate_limited", "recent_latency", "recent_stream", "recent_ttft",
-                 "samples",
+                 "lifetime_calls", "ok_latency_n", "rate_limited", "samples",
                  "status", "successes", "tokens_in", "tokens_out", "ttft_n", "ttft_sum")
 
-    def __init__(self, provider: Provider, recent: int) -> None:
-        self.recent_latency: deque[float] = deque(maxlen=recent)
-        self.recent_ttft: deque[float] = deque(maxlen=recent)
-        self.recent_stream: deque[float] = deque(maxlen=recent)
+    def __init__(self, candidate: Candidate) -> None:
         # (at, verdict, latency_s, ttft_s | None, tokens_in, tokens_out, cost)
         self.samples: deque[tuple[float, int, float, float | None, int, int, float]] = deque()
-        self.candidate = Candidate(provider)
+        self.candidate = candidate
         self.calls = self.successes = self.failures = self.errors = self.rate_limited = 0
         self.tokens_in = self.tokens_out = self.ok_latency_n = self.ttft_n = self.lifetime_calls = 0
         self.cost = self.latency_ok_sum = self.ttft_sum = 0.0
@@ -90,8 +87,10 @@ class HealthMonitor:
     get :class:`HealthChange` and :class:`Alert` objects after the lock is released.
     """
 
-    def __init__(self, config: MonitorConfig | None = None, clock: Clock | None = None) -> None:
+    def __init__(self, config: MonitorConfig | None = None, clock: Clock | None = None,
+                 routing: RoutingConfig | None = None) -> None:
         self.config = config or MonitorConfig()
+        self.routing = routing or RoutingConfig()
         self.clock: Clock = clock or monotonic_clock
         self._windows: dict[str, _Window] = {}
         self._circuits: dict[str, CircuitState] = {}
@@ -105,7 +104,7 @@ class HealthMonitor:
         """Start tracking ``provider``; returns its live :class:`Candidate`."""
         with self._lock:
             if provider.id not in self._windows:
-                self._windows[provider.id] = _Window(provider, self.config.latency_recent)
+                self._windows[provider.id] = _Window(Candidate(provider, self.routing))
                 self._circuits[provider.id] = CircuitState.CLOSED
             return self._windows[provider.id].candidate
 
@@ -160,15 +159,9 @@ class HealthMonitor:
             cand = w.candidate
             if verdict == _OK:
                 cand.consecutive_failures = 0
-                if outcome.ttft_s is None:
-                    w.recent_latency.append(outcome.latency_s)
-                else:  # a stream: its duration depends on the answer's length, so it ranks by TTFT
-                    w.recent_ttft.append(outcome.ttft_s)
-                    w.recent_stream.append(outcome.latency_s)
-                    cand.ttft_s = _median(w.recent_ttft)
-                cand.latency_s = _median(w.recent_latency or w.recent_stream)
             elif verdict == _FAIL:
                 cand.consecutive_failures += 1
+            cand.observe(_VERDICTS[verdict], outcome.latency_s, outcome.ttft_s, now, self.routing.concurrency_memory_s)
             pending = self._evaluate(outcome.provider_id, w, now)
         self._emit(pending)
 
@@ -278,14 +271,9 @@ class HealthMonitor:
         with self._lock:
             ids = [provider_id] if provider_id is not None else list(self._windows)
             for pid in ids:
-                old = self._window(pid)
-                fresh = _Window(old.candidate.provider, self.config.latency_recent)
-                fresh.candidate = old.candidate
-                cand = old.candidate
-                cand.latency_s = cand.ttft_s = None
-                cand.availability, cand.error_rate, cand.samples = 1.0, 0.0, 0
-                cand.consecutive_failures = cand.explore_picks = 0
-                self._windows[pid] = fresh
+                cand = self._window(pid).candidate
+                cand.forget()
+                self._windows[pid] = _Window(cand)
             if provider_id is None:
                 self.alert_log.clear()
 
@@ -302,18 +290,9 @@ class HealthMonitor:
         while samples and samples[0][0] < cutoff:
             w.add(samples.popleft(), -1)
         cand = w.candidate
-        cand.availability = w.availability
         cand.error_rate = w.error_rate
         cand.samples = w.calls
         cand.stale_at = samples[0][0] + self.config.window_s if samples else float("inf")
-        if not samples and cand.latency_s is not None:
-            # Nothing left in the window: forget the old latency so the provider is explored again
-            # instead of being starved forever by a measurement nobody refreshes.
-            w.recent_latency.clear()
-            w.recent_ttft.clear()
-            w.recent_stream.clear()
-            cand.latency_s = cand.ttft_s = None
-            cand.explore_picks = 0
 
     def _evaluate(self, provider_id: str, w: _Window, now: float) -> list[Alert | HealthChange]:
         pending: list[Alert | HealthChange] = []
@@ -405,9 +384,3 @@ def _bucket_value(bucket: list[tuple[float, int, float, float | None, int, int, 
     if metric == "latency_avg_ms":
         return sum(ok) / len(ok) * 1000
     return percentile(ok, 95) * 1000
-
-
-def _median(values: deque[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2

@@ -16,7 +16,8 @@ from typing import Any
 
 from ._clock import Clock, monotonic_clock
 from ._registries import Registries, build_registries
-from .enums import CircuitState, EventKind
+from .config import RoutingConfig
+from .enums import AllOutMode, CircuitState, EventKind
 from .errors import ConfigError, NoProviderAvailableError
 from .failover import FailoverManager
 from .interfaces import Candidate, HealthScorer, Strategy, StrategyContext
@@ -28,6 +29,9 @@ __all__ = ["DEFAULT_REQUEST", "ProviderRouter"]
 log = logging.getLogger("pi_builder_middleware.routing")
 
 _CIRCUIT_EVENTS = frozenset({EventKind.BLACKLIST, EventKind.HALF_OPEN, EventKind.RECOVERY, EventKind.RESET})
+
+#: Probes that may be spent at once (the budget refills by ``explore_share`` per decision).
+_EXPLORE_BURST = 3.0
 
 #: The request used when ``select`` is called without one.
 DEFAULT_REQUEST = RouteRequest()
@@ -53,12 +57,16 @@ class ProviderRouter:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         history_size: int = 1000,
+        config: RoutingConfig | None = None,
     ) -> None:
         if not isinstance(history_size, int) or isinstance(history_size, bool) or history_size < 1:
             raise ConfigError("history_size", f"must be a whole number >= 1 (got {history_size!r})")
+        if config is not None and not isinstance(config, RoutingConfig):
+            raise ConfigError("routing", f"expected a RoutingConfig, got {type(config).__name__}")
         self.registries = registries or build_registries()
         self.clock: Clock = clock or monotonic_clock
-        self.monitor = monitor or HealthMonitor(clock=self.clock)
+        self.monitor = monitor or HealthMonitor(clock=self.clock, routing=config)
+        self.config = config or self.monitor.routing
         self.failover = failover or FailoverManager(clock=self.clock)
         self.strategy = self._resolve_strategy(strategy)
         if not isinstance(health_scorer, str | HealthScorer):
@@ -75,6 +83,9 @@ class ProviderRouter:
         self._by_provider: Counter[str] = Counter()
         self._by_strategy: Counter[str] = Counter()
         self.plugin_failures = 0
+        self._explored = 0
+        self._panics = 0
+        self._explore_tokens = 1.0
         self.failover.subscribe(self._on_failover_event)
         for provider in providers:
             self.add_provider(provider)
@@ -134,41 +145,116 @@ class ProviderRouter:
                     cand.inflight -= 1
 
     # -- selection -----------------------------------------------------------------------------
-    def select(self, request: RouteRequest = DEFAULT_REQUEST, *, reserve: bool = True) -> RoutingDecision:
-        """Choose a provider for ``request``; ``reserve`` claims a half-open trial permit for it."""
+    def select(self, request: RouteRequest = DEFAULT_REQUEST, *, reserve: bool = True,
+               when_all_out: AllOutMode | None = None) -> RoutingDecision:
+        """Choose a provider for ``request``; ``reserve`` claims a half-open trial permit for it.
+
+        ``when_all_out`` overrides :attr:`RoutingConfig.when_all_out` for this call (a caller that
+        will wait for a re-admission itself passes ``AllOutMode.FAIL``).
+        """
         strategy = self.strategy if request.strategy is None else self._resolve_strategy(request.strategy)
-        eligible, excluded = self._filter(request)
+        now = self.clock()
+        eligible, excluded, held = self._filter(request, now)
         if not eligible:
+            mode = self.config.when_all_out if when_all_out is None else when_all_out
+            if held and mode is AllOutMode.SOONEST:
+                return self._panic(held, excluded, strategy, now, reserve)
             raise NoProviderAvailableError(excluded)
         scores = self._rank(strategy, eligible, request)
-        order = sorted(range(len(eligible)), key=lambda i: (-scores[i], eligible[i].provider.priority, i))
-        ranked = [eligible[i] for i in order]
+        if len(eligible) == 1:
+            ranked = eligible
+        else:
+            order = sorted(range(len(eligible)), key=lambda i: (-scores[i], eligible[i].provider.priority, i))
+            ranked = [eligible[i] for i in order]
+            pick = self._pick(strategy, ranked, request)
+            if pick:
+                ranked.insert(0, ranked.pop(pick))
+            if ranked[0].concurrency_limit is not None:
+                ranked = _overflow(ranked)
+        note = ""
         trial = next((c for c in ranked if c.circuit is CircuitState.HALF_OPEN), None)
-        if trial is not None and trial is not ranked[0]:
-            # A half-open provider only recovers through trial calls; the strategy would rarely rank it
-            # first (its window still holds the outage), so it goes first within its permit allowance.
-            ranked.remove(trial)
-            ranked.insert(0, trial)
+        if trial is not None:
+            if trial is not ranked[0]:
+                # A half-open provider only recovers through trial calls; the strategy would rarely rank it
+                # first (its estimates still hold the outage), so it goes first within its permit allowance.
+                ranked.remove(trial)
+                ranked.insert(0, trial)
+        elif strategy.explores:
+            probe = self._explore(ranked, now)
+            if probe is not None:
+                ranked.remove(probe)
+                ranked.insert(0, probe)
+                note = f"exploring {probe.provider.id} (no request for {now - probe.last_sent_at:.1f} s)"
         if reserve:
             while ranked and not self._acquire(ranked[0].provider.id):
                 lost = ranked.pop(0)  # lost a race for the last half-open permit
                 excluded[lost.provider.id] = "half-open trial permits taken"
+                note = ""
             if not ranked:
                 raise NoProviderAvailableError(excluded)
         chosen = ranked[0]
         decision = RoutingDecision(
             chosen.provider, tuple(c.provider for c in ranked[1:]),
-            {eligible[i].provider.id: scores[i] for i in order}, strategy.name, excluded, self.clock(),
-            trial=chosen.circuit is CircuitState.HALF_OPEN,
+            {c.provider.id: score for c, score in zip(eligible, scores, strict=True)}, strategy.name, excluded, now,
+            trial=chosen.circuit is CircuitState.HALF_OPEN, note=note,
         )
+        self._count(decision, chosen, now, explored=bool(note), panic=False)
+        return decision
+
+    def _count(self, decision: RoutingDecision, chosen: Candidate, now: float, *, explored: bool,
+               panic: bool) -> None:
         with self._lock:
-            if chosen.samples < self._ctx.min_samples:
-                chosen.explore_picks += 1
+            chosen.last_sent_at = now
             self.history.append(decision)
             self._total += 1
             self._score_sum += decision.score
             self._by_provider[chosen.provider.id] += 1
-            self._by_strategy[strategy.name] += 1
+            self._by_strategy[decision.strategy] += 1
+            if explored:
+                self._explored += 1
+                self._explore_tokens -= 1.0
+            else:
+                self._explore_tokens = min(self._explore_tokens + self.config.explore_share, _EXPLORE_BURST)
+            if panic:
+                self._panics += 1
+
+    def _explore(self, ranked: list[Candidate], now: float) -> Candidate | None:
+        """The usable provider idle the longest, if it is due a probe and the probe budget allows one."""
+        if self._explore_tokens < 1.0:
+            return None
+        due = now - self.config.explore_after_s
+        idle = min(ranked, key=_last_sent)
+        if idle is ranked[0] or idle.last_sent_at > due or idle.circuit is not CircuitState.CLOSED:
+            return None
+        return idle
+
+    def _panic(self, held: list[Candidate], excluded: dict[str, str], strategy: Strategy, now: float,
+               reserve: bool) -> RoutingDecision:
+        """Every candidate is ejected or cooling down: send the request to the soonest re-admission."""
+        soonest: tuple[float, int, Candidate] | None = None
+        for index, cand in enumerate(held):
+            try:
+                at = self.failover.available_at(cand.provider.id)
+            except ConfigError:  # removed by another thread meanwhile
+                continue
+            key = (at, cand.provider.priority, index)
+            if soonest is None or key[:2] < soonest[:2]:
+                soonest = (at, cand.provider.priority, cand)
+        if soonest is None:
+            raise NoProviderAvailableError(excluded)
+        at, _, chosen = soonest
+        pid = chosen.provider.id
+        if reserve:
+            try:
+                self.failover.admit_early(pid)
+            except ConfigError:
+                raise NoProviderAvailableError(excluded) from None
+        note = (f"every candidate is out; sending to {pid}, the soonest back "
+                f"(in {max(at - now, 0.0):.1f} s), instead of failing")
+        decision = RoutingDecision(chosen.provider, (), {pid: 0.0}, strategy.name, excluded, now,
+                                   trial=True, note=note, panic=True)
+        self._count(decision, chosen, now, explored=False, panic=True)
+        log.warning("routing: %s", note)
         return decision
 
     def _refresh(self, provider_id: str, now: float) -> None:
@@ -181,25 +267,30 @@ class ProviderRouter:
         except ConfigError:  # removed by another thread since it was ranked
             return False
 
-    def _filter(self, request: RouteRequest) -> tuple[list[Candidate], dict[str, str]]:
+    def _filter(self, request: RouteRequest, now: float
+                ) -> tuple[list[Candidate], dict[str, str], list[Candidate]]:
+        """Eligible candidates, why the others were left out, and those left out only by their breaker/cooldown."""
         excluded: dict[str, str] = {}
         eligible: list[Candidate] = []
+        held: list[Candidate] = []
         wanted = request.candidates
         if wanted is not None:
             for pid in wanted - self._candidates.keys():
                 excluded[pid] = "unknown provider"
         caps = request.required_capabilities
+        exclude = request.exclude
         min_avail = request.min_availability
         max_lat = None if request.max_latency_ms is None else request.max_latency_ms / 1000.0
-        min_samples = self._ctx.min_samples
         unavailable = self.failover.unavailable_reason
-        now = self.clock()
+        memory_s = self.config.concurrency_memory_s
         for pid, cand in list(self._candidates.items()):  # a copy: other threads may add or remove providers
             if wanted is not None and pid not in wanted:
                 continue
             if now >= cand.stale_at:
                 self._refresh(pid, now)
-            if pid in request.exclude:
+            if now >= cand.decay_at:
+                cand.refresh(now, memory_s)
+            if exclude and pid in exclude:
                 excluded[pid] = "excluded by request"
                 continue
             if caps and not caps <= cand.provider.capabilities:
@@ -212,15 +303,29 @@ class ProviderRouter:
                 continue
             if why is not None:
                 excluded[pid] = why
+                held.append(cand)
                 continue
-            if min_avail is not None and cand.samples >= min_samples and cand.availability < min_avail:
+            if min_avail is not None and cand.availability < min_avail:
                 excluded[pid] = f"availability {cand.availability:.1%} below {min_avail:.1%}"
                 continue
             if max_lat is not None and cand.latency_s is not None and cand.latency_s > max_lat:
                 excluded[pid] = f"latency {cand.latency_s * 1000:.0f} ms above {max_lat * 1000:.0f} ms"
                 continue
             eligible.append(cand)
-        return eligible, excluded
+        return eligible, excluded, held
+
+    def _pick(self, strategy: Strategy, ranked: list[Candidate], request: RouteRequest) -> int:
+        try:
+            pick = strategy.pick(ranked, request, self._ctx)
+            if not isinstance(pick, int) or isinstance(pick, bool) or not 0 <= pick < len(ranked):
+                raise ValueError(f"picked {pick!r}, expected an index below {len(ranked)}")
+            return pick
+        except Exception as exc:  # a broken strategy plugin must not fail the request
+            with self._lock:
+                self.plugin_failures += 1
+            log.error("strategy %r failed to pick (taking its best-ranked candidate): %s: %s",
+                      getattr(strategy, "name", strategy), type(exc).__name__, exc)
+            return 0
 
     def _rank(self, strategy: Strategy, eligible: list[Candidate], request: RouteRequest) -> list[float]:
         try:
@@ -254,6 +359,8 @@ class ProviderRouter:
                 "per_provider": dict(self._by_provider),
                 "per_strategy": dict(self._by_strategy),
                 "strategy_failures": self.plugin_failures,
+                "explore_decisions": self._explored,
+                "all_out_decisions": self._panics,
             }
 
     def clear_history(self) -> None:
@@ -263,3 +370,16 @@ class ProviderRouter:
             self._total, self._score_sum = 0, 0.0
             self._by_provider.clear()
             self._by_strategy.clear()
+            self._explored = self._panics = 0
+
+
+def _last_sent(cand: Candidate) -> float:
+    return cand.last_sent_at
+
+
+def _overflow(ranked: list[Candidate]) -> list[Candidate]:
+    """The same order with saturated providers (in flight at their 429 ceiling) behind the others."""
+    free = [c for c in ranked if not c.saturated]
+    if not free or len(free) == len(ranked):
+        return ranked
+    return free + [c for c in ranked if c.saturated]

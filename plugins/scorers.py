@@ -10,16 +10,17 @@ _CIRCUIT_FACTOR = {CircuitState.CLOSED: 1.0, CircuitState.HALF_OPEN: 0.5, Circui
 
 
 class AvailabilityScorer(HealthScorer):
-    """Window availability × breaker factor (closed 1, half-open 0.5, open 0) × 0.9 per failure in a row.
+    """Availability estimate × breaker factor (closed 1, half-open 0.5, open 0) ÷ (1 + recent failures).
 
-    The consecutive-failure discount reacts to a fresh outage before the window average moves.
+    The recent-failure discount reacts to a fresh outage at once and fades with
+    ``RoutingConfig.failure_half_life_s``, so one error does not exile a provider for good.
     """
 
     name = "availability"
 
     def score(self, candidate: Candidate) -> float:
         factor = _CIRCUIT_FACTOR[candidate.circuit]
-        return candidate.availability * factor * 0.9 ** min(candidate.consecutive_failures, 20)
+        return candidate.availability * factor / (1.0 + candidate.recent_failures)
 
 
 @hookimpl(trylast=True)

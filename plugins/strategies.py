@@ -1,4 +1,11 @@
-"""Built-in routing strategies: cost-optimal, latency-optimal, quality-optimal, failover."""
+"""Built-in routing strategies: cost-optimal, latency-optimal, quality-optimal, failover.
+
+Scores rank the candidates (the order of the backup chain); :meth:`Strategy.pick` chooses the one a
+request goes to. latency-optimal spreads load by power of two choices over a load-aware peak-EWMA
+cost; cost- and quality-optimal keep a strict preference and overflow to the next provider only
+while the preferred one sheds load (recent failures, 429s); failover is priority order gated by
+the breakers (the router already leaves out providers whose breaker is open).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from pi_builder_middleware import Candidate, RouteRequest, Strategy, StrategyCon
 __all__ = ["CostOptimal", "FailoverFirst", "LatencyOptimal", "QualityOptimal"]
 
 _MIN_AVAILABILITY = 0.05  # floor so a dead provider's expected cost/latency stays finite
+_MIN_ACCEPTED = 0.05  # likewise for the share of calls a rate-limited provider still accepts
 
 
 def _normalise_lower_better(values: Sequence[float]) -> list[float]:
@@ -18,8 +26,35 @@ def _normalise_lower_better(values: Sequence[float]) -> list[float]:
     return [best / v for v in values]
 
 
-class CostOptimal(Strategy):
-    """Cheapest expected cost for the request's token estimate.
+def shed_probability(c: Candidate) -> float:
+    """How likely a request should pass this provider over for the next one: 0 when it is healthy.
+
+    Recent health failures (decayed; one failure now reads 1.0) and the share of recent answers that
+    were 429s each shed traffic; both fade with their half-lives, so the provider's share comes back
+    by itself (and the requests it still gets tell whether it recovered).
+    """
+    failures = c.recent_failures
+    shed = failures / (1.0 + failures)
+    return shed if shed > c.rate_limited else c.rate_limited
+
+
+class _Preference(Strategy):
+    """A fixed preference (the scores) that overflows down the ranking while a provider sheds load."""
+
+    def pick(self, ranked: Sequence[Candidate], request: RouteRequest, ctx: StrategyContext) -> int:
+        last = len(ranked) - 1
+        rng = ctx.rng
+        for index, c in enumerate(ranked):
+            if index == last:
+                return index
+            shed = shed_probability(c)
+            if shed <= 0.0 or rng.random() >= shed:
+                return index
+        return 0
+
+
+class CostOptimal(_Preference):
+    """Cheapest expected cost for the request's token estimate; the cheapest carries the traffic.
 
     Expected cost divides the price by availability: a provider that fails half the time costs
     about twice as much per answer once retries elsewhere are counted.
@@ -35,40 +70,7 @@ class CostOptimal(Strategy):
         return _normalise_lower_better(costs)
 
 
-class LatencyOptimal(Strategy):
-    """Fastest expected latency from live measurements.
-
-    Latency is the smoothed latency of successful calls (time to first token for streaming
-    requests when known), divided by availability so fast failures do not look fast. A provider
-    without data is explored: it is ranked just ahead of the best known provider for its first
-    ``min_samples`` picks, then at the median of the known ones until its own data arrives.
-    """
-
-    name = "latency-optimal"
-
-    def rank(self, candidates: Sequence[Candidate], request: RouteRequest, ctx: StrategyContext) -> list[float]:
-        known: list[float | None] = []
-        for c in candidates:
-            lat = c.ttft_s if request.stream and c.ttft_s is not None else c.latency_s
-            known.append(None if lat is None else lat / max(c.availability, _MIN_AVAILABILITY))
-        measured = sorted(v for v in known if v is not None)
-        if not measured:
-            return [1.0] * len(candidates)
-        best, median, worst = measured[0], measured[len(measured) // 2], measured[-1]
-        estimates: list[float] = []
-        for c, value in zip(candidates, known, strict=True):
-            if value is not None:
-                estimates.append(value)
-            elif c.samples >= ctx.min_samples:
-                estimates.append(worst * 2)  # plenty of calls, none succeeded
-            elif c.explore_picks < ctx.min_samples:
-                estimates.append(best * 0.999)
-            else:
-                estimates.append(median)
-        return _normalise_lower_better(estimates)
-
-
-class QualityOptimal(Strategy):
+class QualityOptimal(_Preference):
     """Most capable provider (``Provider.quality``) among those that pass the filters."""
 
     name = "quality-optimal"
@@ -77,13 +79,59 @@ class QualityOptimal(Strategy):
         return [c.provider.quality for c in candidates]
 
 
+class LatencyOptimal(Strategy):
+    """Lowest expected latency under load, chosen by power of two choices.
+
+    Cost = peak-EWMA latency (TTFT for streaming requests when known) × (in-flight + 1), divided by
+    availability and by the share of calls accepted (429s), times (1 + recent failures): a fast
+    failure does not look fast, a loaded provider looks slower, and a provider that just failed
+    steps back until its failure fades. A provider without data is costed at the best known
+    latency, so it is tried. Each request compares two random candidates and takes the cheaper
+    (Finagle/Linkerd's P2C): load spreads, and a stale estimate cannot herd every request onto one
+    provider. The router adds bounded exploration probes (``explores``).
+    """
+
+    name = "latency-optimal"
+    explores = True
+
+    def rank(self, candidates: Sequence[Candidate], request: RouteRequest, ctx: StrategyContext) -> list[float]:
+        stream = request.stream
+        known = [c.ttft_s if stream and c.ttft_s is not None else c.latency_s for c in candidates]
+        measured = [v for v in known if v is not None]
+        fallback = min(measured) if measured else 1.0
+        costs = []
+        for c, value in zip(candidates, known, strict=True):
+            accepted = 1.0 - c.rate_limited
+            cost = ((fallback if value is None else value) * (c.inflight + 1) * (1.0 + c.recent_failures)
+                    / (max(c.availability, _MIN_AVAILABILITY) * max(accepted, _MIN_ACCEPTED)))
+            costs.append(cost)
+        return _normalise_lower_better(costs)
+
+    def pick(self, ranked: Sequence[Candidate], request: RouteRequest, ctx: StrategyContext) -> int:
+        n = len(ranked)
+        if n < 2:
+            return 0
+        first = ctx.rng.randrange(n)
+        second = ctx.rng.randrange(n - 1)
+        if second >= first:
+            second += 1
+        return first if first < second else second  # ranked best first: the lower index is the cheaper
+
+
 class FailoverFirst(Strategy):
-    """Most reliable first, by the health scorer (availability and breaker state); ties keep priority order."""
+    """Priority order gated by health: the first provider (``priority``, then the order given) whose
+    breaker lets calls through takes the traffic, and gets it back as soon as its breaker closes.
+
+    The health scorer is the gate: a provider it scores 0 goes behind the others (the built-in
+    scorer gives 0 only to an open breaker); any other score keeps the priority order, so one
+    failed call does not move traffic away; the breaker policy decides when a provider is out.
+    """
 
     name = "failover"
 
     def rank(self, candidates: Sequence[Candidate], request: RouteRequest, ctx: StrategyContext) -> list[float]:
-        return [ctx.health_scorer.score(c) for c in candidates]
+        score = ctx.health_scorer.score
+        return [1.0 if score(c) > 0.0 else 0.0 for c in candidates]
 
 
 @hookimpl(trylast=True)

@@ -275,7 +275,6 @@ MONITOR = Spec(
         "window_s": number(0, None, lo_open=True),
         "max_samples": integer(8, 1_000_000),
         "min_samples": integer(1, None),
-        "latency_recent": integer(1, 1000),
         "thresholds": _nested(THRESHOLDS),
         "alerts": _nested(ALERTS),
     },

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from pi_builder_middleware import (
+    AllOutMode,
     AllProvidersFailedError,
     CircuitState,
     ConfigError,
@@ -21,6 +22,7 @@ from pi_builder_middleware import (
     Outcome,
     Provider,
     RouteRequest,
+    RoutingConfig,
     Usage,
 )
 
@@ -238,14 +240,28 @@ async def test_aexecute_all_fail():
     assert [a.provider_id for a in info.value.attempts] == ["x", "y"]
 
 
-def test_no_provider_when_all_open(clock):
-    mw = failover_mw(clock)
+def test_no_provider_when_all_open_with_fail_fast(clock):
+    mw = failover_mw(clock, routing=RoutingConfig(when_all_out=AllOutMode.FAIL))
     for pid in "abc":
         for _ in range(2):
             mw.record(Outcome(pid, False, 0.0, error_kind=ErrorKind.SERVER_ERROR))
     with pytest.raises(NoProviderAvailableError) as info:
         mw.execute(lambda p: p.id)
     assert set(info.value.reasons) == {"a", "b", "c"}
+    assert mw.stats()["router"]["all_out_decisions"] == 0
+
+
+def test_all_open_sends_to_the_soonest_readmission_by_default(clock):
+    mw = failover_mw(clock)
+    for pid in "bca":  # a trips last: its ejection ends last
+        for _ in range(2):
+            mw.record(Outcome(pid, False, 0.0, error_kind=ErrorKind.SERVER_ERROR))
+        clock.advance(1.0)
+    assert mw.execute(lambda p: p.id) == "b"  # b's ejection ends first; the call is its early trial
+    assert mw.failover.state("b") is CircuitState.HALF_OPEN  # one of the two trial successes it needs
+    assert mw.stats()["router"]["all_out_decisions"] == 1
+    last = mw.router.history[-1]
+    assert last.panic and last.trial and "every candidate is out" in last.reason
 
 
 def test_health_snapshot_and_export(clock):

@@ -229,6 +229,10 @@ class OutcomeMachine(RuleBasedStateMachine):
                 assert self.mw.failover.unavailable_reason(pid) is not None
             return
         self.selects += 1
+        if decision.panic:  # every provider was out: the request goes to the soonest re-admission
+            assert set(decision.excluded) == set(self.pids) and decision.chain == ()
+            assert decision.trial and "every candidate is out" in decision.reason
+            return
         for provider in decision.providers:
             assert self.mw.failover.state(provider.id) is not CircuitState.OPEN
         if not reserve:

@@ -281,7 +281,7 @@ def test_every_hook_has_a_builtin_and_a_test():
 
 
 def test_plugins_registered_later_are_called_and_unregistered_ones_not():
-    mw = Middleware(providers=PROVIDERS)
+    mw = Middleware(providers=PROVIDERS, strategy="failover")
     mw.select()  # hook implementations are cached after the first call
     rec = Recorder()
     mw.plugins.pm.register(rec)

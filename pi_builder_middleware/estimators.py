@@ -1,0 +1,129 @@
+"""Per-provider estimates that learn fast and forget: what routing reads instead of window averages.
+
+- :class:`PeakEwma` (latency, TTFT): a sample above the estimate counts at once; lower samples pull it
+  down with a time-based half-life (Finagle/Linkerd's peak-EWMA). During a provider's first
+  ``warmup`` samples the estimate is the *best* of them, so a connection-setup outlier on the first
+  calls does not brand a fast provider as slow.
+- :class:`DecayedBeta` (availability): a Beta posterior whose pseudo-counts decay with a half-life
+  toward the prior, so it never reads 0 % or 100 % from a handful of calls and drifts back to the
+  prior when a provider gets no traffic.
+- :class:`DecayedCount` (recent failures, 429 pressure): a count that halves every half-life.
+
+All take ``now`` from the caller's clock (no clock of their own) and are updated under the
+monitor's lock; reads are cheap enough for the hot path (one ``exp`` at most).
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["DecayedBeta", "DecayedCount", "PeakEwma", "decay_factor"]
+
+_LN2 = math.log(2.0)
+
+
+def decay_factor(elapsed_s: float, half_life_s: float) -> float:
+    """The weight left after ``elapsed_s`` seconds with the given half-life (1.0 for no time)."""
+    if elapsed_s <= 0.0:
+        return 1.0
+    return math.exp(-_LN2 * elapsed_s / half_life_s)
+
+
+class PeakEwma:
+    """Peak-sensitive, time-decayed moving average of a duration (seconds)."""
+
+    __slots__ = ("at", "count", "half_life_s", "value", "warmup")
+
+    def __init__(self, half_life_s: float, warmup: int) -> None:
+        self.half_life_s = half_life_s
+        self.warmup = warmup
+        self.value: float | None = None
+        self.at = 0.0
+        self.count = 0
+
+    def observe(self, sample: float, now: float) -> float:
+        """Add one sample taken at ``now``; returns the new estimate."""
+        value = self.value
+        self.count += 1
+        if value is None or (self.count <= self.warmup and sample < value):
+            value = sample  # warming up: keep the best sample (cold connections pay setup once)
+        elif self.count > self.warmup:
+            if sample >= value:
+                value = sample  # slow news counts at once
+            else:
+                w = decay_factor(now - self.at, self.half_life_s)
+                value = value * w + sample * (1.0 - w)
+        self.value = value
+        self.at = max(self.at, now)
+        return value
+
+    def reset(self) -> None:
+        """Forget every sample."""
+        self.value = None
+        self.at = 0.0
+        self.count = 0
+
+
+class DecayedCount:
+    """A count of events that halves every ``half_life_s`` seconds."""
+
+    __slots__ = ("at", "half_life_s", "value")
+
+    def __init__(self, half_life_s: float) -> None:
+        self.half_life_s = half_life_s
+        self.value = 0.0
+        self.at = 0.0
+
+    def read(self, now: float) -> float:
+        """The decayed count at ``now``."""
+        if self.value == 0.0:
+            return 0.0
+        return self.value * decay_factor(now - self.at, self.half_life_s)
+
+    def add(self, now: float, amount: float = 1.0) -> float:
+        """Add ``amount`` at ``now``; returns the new count."""
+        self.value = self.read(now) + amount
+        self.at = max(self.at, now)
+        return self.value
+
+    def reset(self) -> None:
+        """Back to zero."""
+        self.value = 0.0
+        self.at = 0.0
+
+
+class DecayedBeta:
+    """Probability of success as a Beta(prior + decayed successes, prior + decayed failures) mean."""
+
+    __slots__ = ("at", "failures", "half_life_s", "prior_failures", "prior_successes", "successes")
+
+    def __init__(self, half_life_s: float, prior_mean: float, prior_weight: float) -> None:
+        self.half_life_s = half_life_s
+        self.prior_successes = prior_mean * prior_weight
+        self.prior_failures = (1.0 - prior_mean) * prior_weight
+        self.successes = 0.0
+        self.failures = 0.0
+        self.at = 0.0
+
+    def mean(self, now: float) -> float:
+        """The posterior mean at ``now`` (the prior's mean with no data)."""
+        w = decay_factor(now - self.at, self.half_life_s)
+        s = self.prior_successes + self.successes * w
+        return s / (s + self.prior_failures + self.failures * w)
+
+    def observe(self, ok: bool, now: float) -> float:
+        """Add one success or failure at ``now``; returns the new mean."""
+        w = decay_factor(now - self.at, self.half_life_s)
+        self.successes *= w
+        self.failures *= w
+        if ok:
+            self.successes += 1.0
+        else:
+            self.failures += 1.0
+        self.at = max(self.at, now)
+        return self.mean(now)
+
+    def reset(self) -> None:
+        """Forget every observation (back to the prior)."""
+        self.successes = self.failures = 0.0
+        self.at = 0.0
