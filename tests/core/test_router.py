@@ -225,7 +225,8 @@ def test_idle_provider_gets_a_bounded_exploration_probe(mw, clock):
         picks.append(decision.provider.id)
         mw.record(Outcome(decision.provider.id, True, {"fast": 0.5, "cheap": 0.1, "smart": 0.2}[decision.provider.id]))
         if decision.provider.id == "fast":
-            idle = re.match(r"exploring fast \(no request for ([0-9.]+) s\); latency-optimal: chose fast", decision.reason)
+            idle = re.match(r"exploring fast \(no request for ([0-9.]+) s\); latency-optimal: chose fast",
+                            decision.reason)
             assert idle is not None and float(idle.group(1)) >= 15.0  # explore_after_s
         clock.advance(0.5)
     # re-measured now and then rather than starved on a stale number, and within explore_share (2 %)
