@@ -113,10 +113,14 @@ class Candidate:
         if now > self.last_sent_at:
             self.last_sent_at = now  # a call went there (whoever routed it): no exploration needed
         if verdict is Verdict.OK:
+            # Until ``warmup`` calls are in, a provider is costed like one without data (the best known
+            # latency), so it gets the calls it needs to show its real speed past connection setup.
             if ttft_s is None:
-                self.latency_s = self.latency.observe(latency_s, now)
+                value = self.latency.observe(latency_s, now)
+                self.latency_s = value if self.latency.count >= self.latency.warmup else None
             else:
-                self.ttft_s = self.ttft.observe(ttft_s, now)
+                value = self.ttft.observe(ttft_s, now)
+                self.ttft_s = value if self.ttft.count >= self.ttft.warmup else None
                 if self.latency.value is None:
                     self.latency_s = latency_s if self.latency_s is None else min(self.latency_s, latency_s)
             self._avail.observe(True, now)

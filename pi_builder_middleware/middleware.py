@@ -139,6 +139,11 @@ class Middleware:
         if kind is ErrorKind.RATE_LIMITED and retry_after is None and outcome.error is not None:
             retry_after = extract_retry_after(outcome.error)
         self.monitor.record(outcome, kind, cost)
+        if kind is ErrorKind.RATE_LIMITED and retry_after is None and self.router.in_flight(outcome.provider_id) >= 2:
+            # Refused while it was running other calls of ours: a concurrency ceiling, not a quota. The
+            # router now knows the ceiling and overflows above it; cooling the provider down would
+            # waste the capacity it has (and a few such 429s on every provider would shut them all).
+            retry_after = 0.0
         detail = type(outcome.error).__name__ if outcome.error is not None else ""
         self.failover.record(outcome.provider_id, outcome.ok, kind, retry_after, probe=outcome.probe,
                              detail=detail)

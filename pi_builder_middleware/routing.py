@@ -144,6 +144,11 @@ class ProviderRouter:
                 if cand.inflight > 0:
                     cand.inflight -= 1
 
+    def in_flight(self, provider_id: str) -> int:
+        """Attempts in flight on ``provider_id`` (0 for unknown ids)."""
+        cand = self._candidates.get(provider_id)
+        return cand.inflight if cand is not None else 0
+
     # -- selection -----------------------------------------------------------------------------
     def select(self, request: RouteRequest = DEFAULT_REQUEST, *, reserve: bool = True,
                when_all_out: AllOutMode | None = None) -> RoutingDecision:

@@ -1,0 +1,181 @@
+"""Where traffic goes in the situations routing must get right (scripted providers, ManualClock).
+
+Each test replays one situation through the public API (see ``_situations.py``) and asserts on the
+share of requests each provider answered. The comments give the figures the seed's routing
+produced in the same situation, where they were measured.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pi_builder_middleware import (
+    AllOutMode,
+    ErrorKind,
+    FailoverConfig,
+    ManualClock,
+    Middleware,
+    Provider,
+    RoutingConfig,
+)
+
+from _situations import Driver, Script, between, fixed
+
+
+def middleware(clock: ManualClock, strategy: str, ids: str = "abc", failover: str | FailoverConfig = "balanced",
+               **routing: object) -> Middleware:
+    providers = [Provider(id=pid, cost_per_1k_input=0.001 * (i + 1), quality=0.9 - 0.1 * i)
+                 for i, pid in enumerate(ids)]
+    return Middleware(providers=providers, strategy=strategy, failover=failover, clock=clock, seed=7,
+                      load_entrypoints=False, routing=RoutingConfig(**routing) if routing else None)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(1000.0)
+
+
+def test_cold_start_does_not_lock_out_the_fastest(clock: ManualClock) -> None:
+    """5 / 40 / 80 ms; the fastest pays 190 ms of connection setup on its first two calls (seed: 1 of 200)."""
+    mw = middleware(clock, "latency-optimal", failover="aggressive")
+    scripts = {"a": Script(fixed(0.005, cold=2, cold_extra=0.190)), "b": Script(fixed(0.040)),
+               "c": Script(fixed(0.080))}
+    driver = Driver(mw, clock, scripts)
+    driver.callers(1, until=clock() + 10.0)
+    run = driver.go()
+    start = clock() - 10.0
+    assert len(run.served) > 300
+    # after a second, the fastest carries the traffic that power of two choices gives the best of three
+    assert run.share("a", start + 1.0, start + 10.0) >= 0.6
+    assert run.share("c", start + 1.0, start + 10.0) <= 0.02
+    assert not run.failed
+
+
+def test_one_blip_does_not_exile_the_primary_under_failover(clock: ManualClock) -> None:
+    """One 500 on the primary's 10th call, 1 request/s (seed: 0 of the next 840 requests)."""
+    mw = middleware(clock, "failover")
+    start = clock()
+    scripts = {"a": Script(fixed(0.1), fault=lambda _t, n: ErrorKind.SERVER_ERROR if n == 9 else None),
+               "b": Script(fixed(0.1)), "c": Script(fixed(0.1))}
+    driver = Driver(mw, clock, scripts)
+    driver.callers(1, until=start + 900.0, think_s=0.9)
+    run = driver.go()
+    assert scripts["a"].calls > 850  # the blip and everything after it
+    assert run.answered("b", start, start + 900.0) == 1  # only the blipped request failed over
+    assert run.share("a", start + 12.0, start + 900.0) == 1.0
+
+
+@pytest.mark.parametrize("strategy", ["latency-optimal", "cost-optimal", "quality-optimal"])
+def test_one_blip_costs_the_preferred_provider_only_seconds(clock: ManualClock, strategy: str) -> None:
+    mw = middleware(clock, strategy)
+    start = clock()
+    scripts = {"a": Script(fixed(0.05), fault=between(start + 60.0, start + 60.5)),
+               "b": Script(fixed(0.10)), "c": Script(fixed(0.15))}
+    driver = Driver(mw, clock, scripts)
+    driver.callers(2, until=start + 180.0, think_s=0.45)
+    run = driver.go()
+    share = 0.6 if strategy == "latency-optimal" else 0.95  # P2C gives the best of three about 2/3
+    assert run.share("a", start + 20.0, start + 60.0) >= share
+    assert run.share("a", start + 90.0, start + 180.0) >= share  # back to its share within 30 s
+
+
+def test_outage_then_return_gives_the_primary_its_traffic_back(clock: ManualClock) -> None:
+    """Primary down for 60 s (seed: 0 of 360 requests back on it after it recovered)."""
+    mw = middleware(clock, "failover")
+    start = clock()
+    scripts = {"a": Script(fixed(0.1), fault=between(start + 100.0, start + 160.0)),
+               "b": Script(fixed(0.1)), "c": Script(fixed(0.1))}
+    driver = Driver(mw, clock, scripts)
+    driver.callers(1, until=start + 560.0, think_s=0.9)
+    run = driver.go()
+    assert run.share("a", start + 110.0, start + 160.0) <= 0.1  # out during the outage
+    back = next(t for t, p in run.served if t >= start + 160.0 and p == "a")
+    assert back - (start + 160.0) <= 70.0  # the breaker's schedule (balanced: 30 s, then 60 s)
+    assert run.share("a", back + 5.0, start + 560.0) == 1.0
+    assert not run.failed
+
+
+def test_brownout_then_return_brings_the_fastest_back(clock: ManualClock) -> None:
+    """The fastest is 10x slower for 2 minutes (seed: 27 of 120 requests in the 1–3 minutes after)."""
+    mw = middleware(clock, "latency-optimal")
+    start = clock()
+
+    def browning(t: float, _n: int) -> float:
+        return 0.5 if start + 60.0 <= t < start + 180.0 else 0.05
+
+    scripts = {"a": Script(browning), "b": Script(fixed(0.1)), "c": Script(fixed(0.15))}
+    driver = Driver(mw, clock, scripts)
+    driver.callers(2, until=start + 360.0, think_s=0.5)
+    run = driver.go()
+    assert run.share("a", start + 90.0, start + 180.0) <= 0.1  # moved away during the brownout
+    assert run.share("a", start + 240.0, start + 360.0) >= 0.55  # and back 1–3 minutes after it
+
+
+@pytest.mark.parametrize("strategy", ["latency-optimal", "cost-optimal", "quality-optimal", "failover"])
+def test_concurrency_limits_answered_with_429_do_not_become_an_outage(clock: ManualClock, strategy: str) -> None:
+    """Three providers taking 4 concurrent calls each, 12 callers (seed: 3,291 of 3,304 calls failed)."""
+    mw = middleware(clock, strategy)
+    start = clock()
+    scripts = {pid: Script(fixed(0.04 + 0.005 * i), capacity=4) for i, pid in enumerate("abc")}
+    driver = Driver(mw, clock, scripts)
+    driver.callers(12, until=start + 3.0)
+    run = driver.go()
+    total = len(run.served) + len(run.failed)
+    assert total > 600
+    assert len(run.failed) / total <= 0.01
+    for pid in "abc":  # everyone carries load: a refused call costs a share, not all of it
+        assert run.share(pid, start, start + 3.0) >= 0.2
+
+
+def test_saturated_preferred_provider_overflows_and_keeps_its_capacity(clock: ManualClock) -> None:
+    mw = middleware(clock, "cost-optimal")
+    start = clock()
+    scripts = {"a": Script(fixed(0.05), capacity=4), "b": Script(fixed(0.05)), "c": Script(fixed(0.05))}
+    driver = Driver(mw, clock, scripts)
+    driver.callers(8, until=start + 5.0)
+    run = driver.go()
+    assert not run.failed
+    assert run.share("a", start + 1.0, start + 5.0) >= 0.35  # close to its 4 of 8 concurrent calls
+    assert run.share("b", start + 1.0, start + 5.0) >= 0.35  # the overflow goes to the next cheapest
+    assert run.share("c", start + 1.0, start + 5.0) <= 0.05
+
+
+@pytest.mark.parametrize("strategy", ["cost-optimal", "quality-optimal", "failover"])
+def test_strict_preference_carries_the_traffic_in_steady_state(clock: ManualClock, strategy: str) -> None:
+    mw = middleware(clock, strategy)
+    start = clock()
+    scripts = {"a": Script(fixed(0.2)), "b": Script(fixed(0.05)), "c": Script(fixed(0.05))}
+    driver = Driver(mw, clock, scripts)
+    driver.callers(3, until=start + 600.0, think_s=0.3)
+    run = driver.go()
+    assert run.share("a", start, start + 600.0) >= 0.95
+
+
+def test_latency_optimal_spreads_load_instead_of_herding(clock: ManualClock) -> None:
+    mw = middleware(clock, "latency-optimal")
+    start = clock()
+    scripts = {pid: Script(fixed(0.1)) for pid in "abc"}
+    driver = Driver(mw, clock, scripts)
+    driver.callers(12, until=start + 30.0)
+    run = driver.go()
+    for pid in "abc":
+        assert 0.25 <= run.share(pid, start + 5.0, start + 30.0) <= 0.42
+
+
+@pytest.mark.parametrize("mode", [AllOutMode.SOONEST, AllOutMode.FAIL])
+def test_every_provider_ejected(clock: ManualClock, mode: AllOutMode) -> None:
+    """All three down for 20 s: by default requests go to the soonest re-admission instead of failing."""
+    mw = middleware(clock, "latency-optimal", failover="aggressive", when_all_out=mode)
+    start = clock()
+    scripts = {pid: Script(fixed(0.05), fault=between(start + 10.0, start + 30.0)) for pid in "abc"}
+    driver = Driver(mw, clock, scripts)
+    driver.callers(2, until=start + 60.0, think_s=0.2)
+    run = driver.go()
+    no_provider = [why for _, why in run.failed if why.startswith("no provider")]
+    if mode is AllOutMode.SOONEST:
+        assert not no_provider
+        assert mw.stats()["router"]["all_out_decisions"] > 0
+    else:
+        assert no_provider
+    back = sum(run.share(pid, start + 45.0, start + 60.0) for pid in "abc")
+    assert back == pytest.approx(1.0)  # everything answered once they are back
