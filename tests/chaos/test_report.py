@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pi_builder_middleware.chaos import ContenderMetrics, ScenarioResult, load_chaos_scenario
+from pi_builder_middleware.chaos import ChaosScenario, ContenderMetrics, ScenarioResult, load_chaos_scenario
 from pi_builder_middleware.chaos.report import COLUMNS, scenario_section, scenario_table, targets, traffic_share_table
 
 
-def scenario():
+def scenario() -> ChaosScenario:
     return load_chaos_scenario({"name": "hand", "load": {"duration_s": 4, "rate_rps": 1},
                                 "providers": [{"name": "a", "behaviour": {"max_concurrent": 2}}, {"name": "b"}]})
 
@@ -25,7 +25,7 @@ def checked(result: ScenarioResult, contender: str) -> dict[str, bool | None]:
     return {t.name: t.met for t in targets(result) if t.contender == contender}
 
 
-def test_targets_compare_with_the_best_baselines():
+def test_targets_compare_with_the_best_baselines() -> None:
     result = ScenarioResult(scenario=scenario(), metrics=[
         metrics("litellm-shuffle", success=0.97, wasted=30, p99=400.0),
         metrics("litellm-latency", success=0.95, wasted=12, p99=300.0),   # best LiteLLM on wasted and p99
@@ -42,12 +42,12 @@ def test_targets_compare_with_the_best_baselines():
     assert wasted.detail == "4 vs 12 (litellm-latency)"
 
 
-def test_no_faults_means_zero_wasted_meets_the_target():
+def test_no_faults_means_zero_wasted_meets_the_target() -> None:
     result = ScenarioResult(scenario=scenario(), metrics=[metrics("litellm-shuffle"), metrics("pbm-litellm-cost")])
     assert checked(result, "pbm-litellm-cost")["wasted <= 1/3 of LiteLLM"] is True
 
 
-def test_traffic_share_table_shows_attempts_and_answers_per_provider():
+def test_traffic_share_table_shows_attempts_and_answers_per_provider() -> None:
     m = replace(metrics("litellm-shuffle"), attempts_by_provider={"a": [3, 3], "b": [2, 0]},
                 served_by_provider={"a": [2, 2], "b": [1, 0]})
     table = traffic_share_table(ScenarioResult(scenario=scenario(), metrics=[m]))
@@ -55,7 +55,7 @@ def test_traffic_share_table_shows_attempts_and_answers_per_provider():
                                   "| `litellm-shuffle` | 75 % (80 %) | 25 % (20 %) |"]
 
 
-def test_section_has_the_share_table_the_limits_and_a_back_to_share_column():
+def test_section_has_the_share_table_the_limits_and_a_back_to_share_column() -> None:
     m = replace(metrics("pbm-litellm-latency"), share_return_mean_s=0.25, share_unreturned=1)
     result = ScenarioResult(scenario=scenario(), metrics=[m])
     text = scenario_section(result, {})
