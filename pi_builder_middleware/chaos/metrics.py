@@ -11,11 +11,22 @@ Definitions (all times in seconds since the load started):
   the window; ``None`` when the contender never paused.
 - **Time to recover**: from the window's end to the first successful attempt at that provider;
   ``None`` when there was none before the run ended (not measured for windows still open at the end).
+- **Time back to share** (per window): how long after the window's end the provider carries its
+  share of the traffic again. Its *share* is the fraction of all attempts (every provider, from the
+  simulator's log) that reached it during the ``share_lookback_s`` seconds before the window started
+  (cut at the load's start and at the end of the provider's previous trouble window). It *carries it
+  again* from the first moment ``s >= end`` such that, among the attempts arriving in
+  ``[s, s + bucket_s)``, at least ``share_fraction`` of that share went to the provider. ``0`` when the
+  first second after the window already does. ``None`` when it never does while a full bucket still fits
+  in the load; not measured when the lookback saw no attempts, the provider's share was 0 (the
+  contender did not use it before) or the window ends less than ``bucket_s`` before the load does.
+- **Traffic share** per provider: the provider's part of all attempts, and of the successful answers.
 - Latency and TTFT percentiles cover successful requests, from the scheduled send time.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,12 +40,14 @@ __all__ = [
     "ContenderMetrics",
     "Window",
     "WindowMetrics",
+    "baseline_share",
     "bucket_counts",
     "compute_metrics",
     "detection_time",
     "in_trouble",
     "percentile",
     "recovery_time",
+    "share_return_time",
     "trouble_windows",
     "wasted_attempts",
 ]
@@ -63,6 +76,10 @@ class WindowMetrics:
     detect_s: float | None
     recover_s: float | None
     recover_measured: bool
+    baseline_share: float | None = None
+    """The provider's share of attempts before the window (``None``: not measured)."""
+    share_return_s: float | None = None
+    share_measured: bool = False
 
 
 @dataclass
@@ -87,6 +104,8 @@ class ContenderMetrics:
     undetected: int
     recover_mean_s: float | None
     unrecovered: int
+    share_return_mean_s: float | None = None
+    share_unreturned: int = 0
     windows: list[WindowMetrics] = field(default_factory=list)
     bucket_s: float = 1.0
     attempts_by_provider: dict[str, list[int]] = field(default_factory=dict)
@@ -158,6 +177,47 @@ def recovery_time(records: Sequence[RequestRecord], window: Window) -> float | N
     return min(after) - window.end if after else None
 
 
+def _count(times: Sequence[float], low: float, high: float, *, low_open: bool = False,
+           high_closed: bool = False) -> int:
+    """How many of the sorted ``times`` fall between ``low`` and ``high`` (edges as the flags say)."""
+    first = (bisect.bisect_right if low_open else bisect.bisect_left)(times, low)
+    last = (bisect.bisect_right if high_closed else bisect.bisect_left)(times, high)
+    return max(0, last - first)
+
+
+def baseline_share(mine: Sequence[float], everyone: Sequence[float], start: float, end: float) -> float | None:
+    """The provider's fraction of attempts arriving in ``[start, end)``; ``None`` when nobody got one."""
+    total = _count(sorted(everyone), start, end)
+    return _count(sorted(mine), start, end) / total if total else None
+
+
+def share_return_time(mine: Sequence[float], everyone: Sequence[float], window: Window, *, share: float,
+                      fraction: float, bucket_s: float, load_end: float) -> float | None:
+    """Seconds from the window's end until the provider carries ``fraction`` of ``share`` again.
+
+    ``mine`` are the provider's attempt arrivals, ``everyone`` every provider's (see the module
+    docstring). A bucket sliding from the window's end gains the provider's share only when one of its
+    attempts enters at the right edge or another provider's leaves at the left, so only those buckets
+    (and the one starting at the window's end) are checked: ``(b - bucket_s, b]`` and
+    ``(a, a + bucket_s]``.
+    """
+    mine_sorted, all_sorted = sorted(mine), sorted(everyone)
+    mine_set = set(mine_sorted)
+    target = fraction * share
+    # (low, high, half-open on the left) of each candidate bucket; the first one is [end, end + bucket).
+    candidates = [(window.end, window.end + bucket_s, False)]
+    candidates += [(t - bucket_s, t, True) for t in mine_sorted]
+    candidates += [(t, t + bucket_s, True) for t in all_sorted if t not in mine_set]
+    for start, high, is_open in sorted(candidates):
+        if start < window.end or high > load_end:
+            continue
+        at_provider = _count(mine_sorted, start, high, low_open=is_open, high_closed=is_open)
+        total = _count(all_sorted, start, high, low_open=is_open, high_closed=is_open)
+        if at_provider and at_provider >= target * total:
+            return start - window.end
+    return None
+
+
 def bucket_counts(times: Sequence[float], bucket_s: float, buckets: int) -> list[int]:
     """How many of ``times`` fall in each bucket ``[i*bucket_s, (i+1)*bucket_s)`` (later ones in the last)."""
     counts = [0] * buckets
@@ -193,18 +253,30 @@ def compute_metrics(
         if r.provider is not None:
             cost += scenario.provider(r.provider).cost_of(r.input_tokens, r.output_tokens)
 
+    everyone = sorted(r.at for records in attempts.values() for r in records)
     windows: list[WindowMetrics] = []
     for name, spans in troubles.items():
         records = attempts.get(name, ())
         times = [r.at for r in records]
+        previous_end = 0.0
         for w in spans:
             measured = w.end < load.duration_s
+            share = baseline_share(times, everyone, max(previous_end, w.start - bench.share_lookback_s), w.start)
+            share_measured = bool(share) and w.end + bench.bucket_s <= load.duration_s
+            back = None
+            if share and share_measured:
+                back = share_return_time(times, everyone, w, share=share, fraction=bench.share_fraction,
+                                         bucket_s=bench.bucket_s, load_end=load.duration_s)
             windows.append(WindowMetrics(
                 provider=name, start=w.start, end=w.end, attempts=sum(1 for t in times if w.covers(t)),
                 detect_s=detection_time(times, w, bench.quiet_s),
-                recover_s=recovery_time(records, w) if measured else None, recover_measured=measured))
+                recover_s=recovery_time(records, w) if measured else None, recover_measured=measured,
+                baseline_share=None if share is None else round(share, 3),
+                share_return_s=None if back is None else round(back, 3), share_measured=share_measured))
+            previous_end = w.end
     detected = [w.detect_s for w in windows if w.detect_s is not None]
     recovered = [w.recover_s for w in windows if w.recover_s is not None]
+    returned = [w.share_return_s for w in windows if w.share_return_s is not None]
 
     buckets = max(1, math.ceil(load.duration_s / bench.bucket_s))
     by_bucket: list[list[CallResult]] = [[] for _ in range(buckets)]
@@ -235,6 +307,8 @@ def compute_metrics(
         undetected=len(windows) - len(detected),
         recover_mean_s=_mean(recovered),
         unrecovered=sum(1 for w in windows if w.recover_measured and w.recover_s is None),
+        share_return_mean_s=_mean(returned),
+        share_unreturned=sum(1 for w in windows if w.share_measured and w.share_return_s is None),
         windows=windows,
         bucket_s=bench.bucket_s,
         attempts_by_provider={name: bucket_counts([r.at for r in attempts.get(name, ())], bench.bucket_s, buckets)

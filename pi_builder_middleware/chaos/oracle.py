@@ -3,8 +3,9 @@
 An upper bound, not a product: it ranks the providers that are out of trouble from now until
 ``oracle_lookahead_s`` ahead (so a request never lands just as a window opens) by the scenario's
 objective (expected latency from the configured medians, or price), tries them in that order with the
-plain OpenAI SDK. When every provider is in trouble it holds the request until the first one is back,
-if that is within the load's timeout, and otherwise fails it without sending anything.
+plain OpenAI SDK; a provider whose concurrency limit its own calls already fill goes to the back. When
+every provider is in trouble it holds the request until the first one is back, if that is within the
+load's timeout, and otherwise fails it without sending anything.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from pi_builder_middleware.sim.behaviour import effective_behaviour
 
 from .contenders import API_KEY, Contender
 from .load import Clock, PlannedRequest, Reply
@@ -70,6 +73,7 @@ class OracleContender(Contender):
         self._scenario: ChaosScenario | None = None
         self._troubles: dict[str, list[Window]] = {}
         self._clock: Clock | None = None
+        self._in_flight: dict[str, int] = {}
 
     async def start(self, scenario: ChaosScenario, urls: Mapping[str, str], clock: Clock) -> None:
         import openai
@@ -94,14 +98,26 @@ class OracleContender(Contender):
                                  lookahead_s=bench.oracle_lookahead_s)
             if not order:
                 raise NoHealthyProviderError("every provider is in a fault window now")
+        now = self._clock()
+        order = sorted(order, key=lambda name: self._full(name, now))  # stable: keeps the objective's order
         error: Exception | None = None
         for name in order:
+            self._in_flight[name] = self._in_flight.get(name, 0) + 1
             try:
                 return await self._ask(name, request)
             except Exception as exc:  # a base-rate error on a healthy provider: take the next healthy one
                 error = exc
+            finally:
+                self._in_flight[name] -= 1
         assert error is not None
         raise error
+
+    def _full(self, name: str, t: float) -> bool:
+        """Whether the oracle's own calls fill ``name``'s concurrency limit in force at ``t``."""
+        assert self._scenario is not None
+        provider = self._scenario.provider(name)
+        limit = effective_behaviour(provider.behaviour, provider.faults, t).max_concurrent
+        return limit is not None and self._in_flight.get(name, 0) >= limit
 
     async def _ask(self, name: str, request: PlannedRequest) -> Reply:
         assert self._scenario is not None and self._clock is not None

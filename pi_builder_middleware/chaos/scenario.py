@@ -77,6 +77,15 @@ def _at_least_one(value: int) -> int:
 Count = Annotated[int, AfterValidator(_at_least_one)]
 
 
+def _fraction(value: float) -> float:
+    if not 0.0 < value <= 1.0:
+        raise ValueError("must be > 0 and <= 1")
+    return value
+
+
+Fraction = Annotated[float, AfterValidator(_fraction)]
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -115,7 +124,9 @@ class BenchSettings(_Frozen):
     ``base_ejection_s`` so neither side gets a longer or shorter memory of failures. ``quiet_s`` is the
     gap without attempts that counts as "stopped sending" when measuring time to detect; ``bucket_s``
     is the width of the time buckets in traffic and latency series; ``oracle_lookahead_s`` is how early
-    the oracle avoids a provider whose fault window is about to start.
+    the oracle avoids a provider whose fault window is about to start. ``share_lookback_s`` and
+    ``share_fraction`` define "back to its share" after a trouble window (see
+    :mod:`pi_builder_middleware.chaos.metrics`).
     """
 
     cooldown_s: Positive = 5.0
@@ -123,6 +134,8 @@ class BenchSettings(_Frozen):
     quiet_s: Positive = 1.5
     bucket_s: Positive = 1.0
     oracle_lookahead_s: NonNegative = 0.3
+    share_lookback_s: Positive = 2.0
+    share_fraction: Fraction = 0.8
 
 
 class ChaosProvider(SimProvider):
@@ -204,8 +217,8 @@ class ChaosScenario(_Frozen):
     def scaled(self, duration_s: float) -> ChaosScenario:
         """This scenario compressed (or stretched) in time to ``duration_s`` seconds of traffic.
 
-        Fault windows, cooldowns and measurement gaps scale with it; latencies, Retry-After and the
-        request rate do not.
+        Fault windows, cooldowns and measurement gaps scale with it; latencies, Retry-After, cold
+        starts, concurrency limits and the request rate do not.
         """
         f = duration_s / self.load.duration_s
 
@@ -216,7 +229,7 @@ class ChaosScenario(_Frozen):
         providers = tuple(p.model_copy(update={"faults": tuple(window(w) for w in p.faults)}) for p in self.providers)
         b = self.bench
         bench = b.model_copy(update={"cooldown_s": b.cooldown_s * f, "quiet_s": b.quiet_s * f,
-                                     "bucket_s": b.bucket_s * f})
+                                     "bucket_s": b.bucket_s * f, "share_lookback_s": b.share_lookback_s * f})
         load = self.load.model_copy(update={"duration_s": duration_s})
         return self.model_copy(update={"load": load, "bench": bench, "providers": providers})
 
@@ -266,7 +279,7 @@ def load_chaos_scenario_file(path: str | Path) -> ChaosScenario:
 
 #: Report order of the built-in scenarios (others follow alphabetically).
 BUILTIN_ORDER = ("outage", "long-outage", "brownout", "rate-limit", "flapping", "slow-ttft", "cost-vs-reliability",
-                 "all-down")
+                 "all-down", "outage-return", "single-blip", "capacity", "cold-start")
 
 
 def builtin_scenarios() -> dict[str, Path]:

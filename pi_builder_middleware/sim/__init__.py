@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from .clock import Clock, ManualClock, MonotonicClock
 from .errors import SimulatorConfigError, SimulatorStateError
-from .models import Behaviour, FaultWindow, Latency, LatencyDistribution, Outcome, Scenario, SimProvider
+from .models import Behaviour, ColdStart, FaultWindow, Latency, LatencyDistribution, Outcome, Scenario, SimProvider
 from .scenario import load_scenario, load_scenario_file
 from .server import OUTCOME_HEADER
 from .simulator import ProviderHandle, Simulator
@@ -27,6 +27,7 @@ __all__ = [
     "OUTCOME_HEADER",
     "Behaviour",
     "Clock",
+    "ColdStart",
     "FaultWindow",
     "Latency",
     "LatencyDistribution",

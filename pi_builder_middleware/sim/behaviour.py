@@ -33,6 +33,10 @@ class Decision:
     retry_after_s: float
     hang_s: float
     stream_cut_after_chunks: int
+    rejected_at: int | None = None
+    """The concurrency limit that turned this request away at once (429, no Retry-After); else ``None``."""
+    holds_slot: bool = False
+    """Whether the request counts as in flight at its provider until it is answered."""
 
     def wait_s(self) -> float:
         """Delay before the first byte of the response: TTFT for streams, latency otherwise."""
@@ -58,6 +62,8 @@ def effective_behaviour(base: Behaviour, faults: Iterable[FaultWindow], t: float
             update["errors"] = window.errors
         if window.retry_after_s is not None:
             update["retry_after_s"] = window.retry_after_s
+        if window.max_concurrent is not None:
+            update["max_concurrent"] = window.max_concurrent
         multiplier *= window.latency_multiplier
     if not update and multiplier == base.latency_multiplier:
         return base
@@ -103,9 +109,11 @@ def decide(
         outcome = Outcome.SUCCESS
 
     scale = behaviour.latency_multiplier / 1000.0
-    latency_s = behaviour.latency.sample_ms(z_latency) * scale
+    cold = behaviour.cold_start
+    setup_s = cold.extra_ms / 1000.0 if cold is not None and n < cold.requests else 0.0
+    latency_s = behaviour.latency.sample_ms(z_latency) * scale + setup_s
     ttft_dist = behaviour.ttft if behaviour.ttft is not None else behaviour.latency
-    ttft_s = ttft_dist.sample_ms(z_ttft if behaviour.ttft is not None else z_latency) * scale
+    ttft_s = ttft_dist.sample_ms(z_ttft if behaviour.ttft is not None else z_latency) * scale + setup_s
     tps = behaviour.tokens_per_second
     return Decision(
         n=n,

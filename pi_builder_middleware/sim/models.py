@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 __all__ = [
     "Behaviour",
+    "ColdStart",
     "FaultWindow",
     "Latency",
     "LatencyDistribution",
@@ -166,6 +167,20 @@ def _check_error_mix(value: dict[Outcome, float] | None) -> dict[Outcome, float]
 
 
 ErrorMix = Annotated[dict[Outcome, float], AfterValidator(_check_error_mix)]
+Capacity = Annotated[int, AfterValidator(_at_least_one)]
+
+
+class ColdStart(_Frozen):
+    """Set-up cost of a fresh provider: its first ``requests`` requests wait ``extra_ms`` longer.
+
+    Models client, connection and TLS set-up (or a model being loaded): counted by request number, so
+    :meth:`~pi_builder_middleware.sim.ProviderHandle.reset_stats` makes the provider cold again. The
+    extra wait is added before the first byte (latency and TTFT alike) and is not scaled by
+    ``latency_multiplier``.
+    """
+
+    requests: Capacity = 1
+    extra_ms: NonNegative = 0.0
 
 
 class Behaviour(_Frozen):
@@ -175,6 +190,11 @@ class Behaviour(_Frozen):
     Non-streaming requests wait ``latency``; streams wait ``ttft`` (``latency`` when unset) before
     the first chunk and then emit one token per chunk at ``tokens_per_second`` (``None``: no delay).
     Errors are sent after the sampled latency. ``latency_multiplier`` scales latency and TTFT.
+
+    ``max_concurrent`` caps the requests in flight at this provider: one arriving while that many are
+    being answered gets 429 at once (``rate_limit`` in the request log, but no Retry-After header, as
+    providers answer a concurrency limit) and takes no slot. ``None`` means unlimited. ``cold_start``
+    makes the first requests slower (see :class:`ColdStart`).
     """
 
     latency: Latency = Latency()
@@ -187,6 +207,8 @@ class Behaviour(_Frozen):
     hang_s: Positive = 30.0
     stream_cut_after_chunks: Annotated[int, AfterValidator(_count)] = 2
     latency_multiplier: Positive = 1.0
+    max_concurrent: Capacity | None = None
+    cold_start: ColdStart | None = None
 
     @classmethod
     def failing(cls, kind: Outcome = Outcome.SERVICE_UNAVAILABLE, **changes: Any) -> Behaviour:
@@ -199,6 +221,7 @@ class FaultWindow(_Frozen):
 
     Set fields override the provider's behaviour while the window is active (``None`` keeps the
     base value); ``latency_multiplier`` multiplies. Later windows win over earlier overlapping ones.
+    ``max_concurrent`` sets a concurrency limit while the window is active (a reduced capacity).
     """
 
     start_s: NonNegative = 0.0
@@ -207,6 +230,7 @@ class FaultWindow(_Frozen):
     errors: ErrorMix | None = None
     latency_multiplier: Positive = 1.0
     retry_after_s: NonNegative | None = None
+    max_concurrent: Capacity | None = None
 
     @model_validator(mode="after")
     def _check_order(self) -> FaultWindow:

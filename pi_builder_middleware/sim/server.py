@@ -24,6 +24,7 @@ from .wire import (
     completion_chunk,
     completion_id,
     completion_payload,
+    concurrency_limit_response,
     error_response,
     estimate_prompt_tokens,
     models_payload,
@@ -191,10 +192,21 @@ class ProviderServer:
         if bad_key:
             override = Outcome.AUTHENTICATION
         decision = self.state.begin(stream=stream, model=model, override=override)
-        wait = 0.0 if bad_key else decision.wait_s()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        outcome = decision.outcome
+        try:
+            return await self._answer(request, body, decision, model, api_key, wait=not bad_key)
+        finally:
+            self.state.finish(decision)
+
+    async def _answer(
+        self, request: web.Request, body: dict[str, Any], decision: Decision, model: str, api_key: str, *, wait: bool
+    ) -> web.StreamResponse:
+        if decision.rejected_at is not None:
+            err = concurrency_limit_response(model, decision.rejected_at)
+            return web.json_response(err.body, status=err.status, headers={**self._headers(decision), **err.headers})
+        wait_s = decision.wait_s() if wait else 0.0
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+        outcome, stream = decision.outcome, decision.stream
 
         if outcome is Outcome.SUCCESS:
             if stream:

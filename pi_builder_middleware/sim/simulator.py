@@ -64,6 +64,11 @@ class ProviderHandle:
         """Whether :meth:`down` is in force."""
         return self._state.forced is not None
 
+    @property
+    def in_flight(self) -> int:
+        """Requests being answered now that count against ``max_concurrent``."""
+        return self._state.in_flight
+
     def current_behaviour(self) -> Behaviour:
         """The behaviour in force now, with active fault windows applied."""
         return self._state.current_behaviour()

@@ -7,6 +7,7 @@ never held across an ``await``.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import Counter
 from collections.abc import Mapping
@@ -95,6 +96,7 @@ class ProviderState:
         self._faults = spec.faults
         self._forced: Outcome | None = None
         self._next_n = 0
+        self._in_flight = 0
         self._records: list[RequestRecord] = []
 
     @property
@@ -137,8 +139,19 @@ class ProviderState:
         """False while forced down or while every request is scheduled to fail."""
         return self.forced is None and self.current_behaviour().error_rate < 1.0
 
+    @property
+    def in_flight(self) -> int:
+        """Requests holding a concurrency slot now (admitted, not yet answered)."""
+        with self._lock:
+            return self._in_flight
+
     def begin(self, *, stream: bool, model: str, override: Outcome | None = None) -> Decision:
-        """Take the next request number, decide its fate and log it."""
+        """Take the next request number, decide its fate and log it.
+
+        Without an ``override`` (a forced outcome header, a bad key, an unparsable body) the request
+        is subject to the concurrency limit: turned away with 429 when the provider is full, otherwise
+        it holds a slot (``Decision.holds_slot``) until the server calls :meth:`finish`.
+        """
         with self._lock:
             n = self._next_n
             self._next_n += 1
@@ -146,8 +159,22 @@ class ProviderState:
             behaviour = effective_behaviour(self._behaviour, self._faults, at)
             forced = override if override is not None else self._forced
             decision = decide(self._seed, self.name, n, behaviour, forced, stream=stream)
+            if override is None:
+                limit = behaviour.max_concurrent
+                if limit is not None and self._in_flight >= limit:
+                    decision = dataclasses.replace(decision, outcome=Outcome.RATE_LIMIT, latency_s=0.0, ttft_s=0.0,
+                                                   rejected_at=limit)
+                else:
+                    self._in_flight += 1
+                    decision = dataclasses.replace(decision, holds_slot=True)
             self._records.append(RequestRecord(n=n, at=at, outcome=decision.outcome, stream=stream, model=model))
         return decision
+
+    def finish(self, decision: Decision) -> None:
+        """Free the concurrency slot ``decision`` held (no-op for requests that held none)."""
+        if decision.holds_slot:
+            with self._lock:
+                self._in_flight -= 1
 
     def stats(self) -> ProviderStats:
         """A snapshot of the request log."""

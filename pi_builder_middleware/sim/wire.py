@@ -18,6 +18,7 @@ __all__ = [
     "completion_chunk",
     "completion_id",
     "completion_payload",
+    "concurrency_limit_response",
     "error_response",
     "estimate_prompt_tokens",
     "models_payload",
@@ -161,6 +162,15 @@ def models_payload(models: tuple[str, ...], created: int) -> dict[str, Any]:
 def openai_error(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     """OpenAI's error envelope."""
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def concurrency_limit_response(model: str, limit: int) -> ErrorResponse:
+    """429 for a request over the provider's concurrency limit: no Retry-After, the client decides when."""
+    message = (
+        f"Rate limit reached for {model} in organization org-pbm-sim on concurrent requests: "
+        f"Limit {limit}, Used {limit}, Requested 1. Please try again later or send fewer requests at once."
+    )
+    return ErrorResponse(429, openai_error(message, "requests", None, "rate_limit_exceeded"), {})
 
 
 def error_response(outcome: Outcome, model: str, retry_after_s: float, api_key: str = "") -> ErrorResponse:

@@ -119,3 +119,47 @@ def test_metrics_json_rebuilds_the_same_table(report):
     (scenario,) = rebuilt.scenarios
     assert [m.contender for m in scenario.metrics] == list(QUICK_CONTENDERS)
     assert scenario_table(scenario) in (report / "report.md").read_text()
+
+
+NEW_SCENARIOS = ("outage-return", "single-blip", "capacity", "cold-start")
+
+
+@pytest.fixture(scope="module")
+def new_scenarios(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The newer scenarios in quick mode with the oracle alone (structure, not ranking)."""
+    out = tmp_path_factory.mktemp("chaos-new") / "report"
+    argv = ["bench", "--quick", "--contenders", "oracle", "--out", str(out)]
+    for name in NEW_SCENARIOS:
+        argv += ["--scenario", name]
+    assert main(argv) == 0
+    loaded: dict[str, Any] = json.loads((out / "metrics.json").read_text())
+    loaded["report_md"] = (out / "report.md").read_text()
+    return loaded
+
+
+def test_new_scenarios_run_in_quick_mode_with_share_tables(new_scenarios):
+    by_name = {s["scenario"]["name"]: s for s in new_scenarios["scenarios"]}
+    assert list(by_name) == list(NEW_SCENARIOS)
+    for name, entry in by_name.items():
+        assert entry["skipped"] == {}, name
+        assert f"### Traffic share ({name})" in new_scenarios["report_md"]
+        (oracle,) = entry["contenders"]
+        assert oracle["success_rate"] == 1.0 and oracle["wasted_attempts"] == 0, name
+
+
+def test_outage_return_measures_the_oracles_return_to_share(new_scenarios):
+    entry = next(s for s in new_scenarios["scenarios"] if s["scenario"]["name"] == "outage-return")
+    (oracle,) = entry["contenders"]
+    (window,) = oracle["windows"]
+    # The oracle sends everything to alpha, except in the last oracle_lookahead_s before the outage.
+    assert window["share_measured"] and window["baseline_share"] > 0.3
+    assert window["share_return_s"] is not None and window["share_return_s"] < 0.2  # back at once
+    assert oracle["share_return_mean_s"] == window["share_return_s"] and oracle["share_unreturned"] == 0
+
+
+def test_capacity_oracle_stays_within_every_limit(new_scenarios):
+    entry = next(s for s in new_scenarios["scenarios"] if s["scenario"]["name"] == "capacity")
+    (oracle,) = entry["contenders"]
+    assert oracle["failed_attempts"] == 0  # never a 429: it counts its own calls in flight
+    used = [name for name, counts in oracle["attempts_by_provider"].items() if sum(counts)]
+    assert len(used) >= 2  # the preferred provider alone cannot carry the load

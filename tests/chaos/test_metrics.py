@@ -6,10 +6,12 @@ import pytest
 
 from pi_builder_middleware.chaos import CallResult, Window, compute_metrics, load_chaos_scenario, trouble_windows
 from pi_builder_middleware.chaos.metrics import (
+    baseline_share,
     bucket_counts,
     detection_time,
     percentile,
     recovery_time,
+    share_return_time,
     wasted_attempts,
 )
 from pi_builder_middleware.sim import Outcome, RequestRecord
@@ -130,3 +132,96 @@ def test_compute_metrics_on_a_hand_made_run():
     assert m.attempts_by_provider == {"a": [1, 2, 0, 2, 0], "b": [0, 2, 0, 0, 0]}
     assert m.served_by_provider == {"a": [1, 0, 0, 1, 0], "b": [0, 1, 0, 0, 0]}
     assert m.success_rate_by_bucket == [1.0, 0.5, None, 1.0, None]
+
+
+def test_share_return_is_zero_when_the_first_bucket_after_the_window_has_the_share():
+    w = Window(4, 6)
+    everyone = [4.5, 6.1, 6.3, 6.5, 6.7]
+    mine = [6.1, 6.5]  # 2 of 4 in [6, 7): 50 % against a 50 % share
+    assert share_return_time(mine, everyone, w, share=0.5, fraction=0.8, bucket_s=1.0, load_end=10) == 0.0
+
+
+def test_share_return_waits_for_a_bucket_with_enough_of_the_share():
+    w = Window(4, 6)
+    others = [6.0 + 0.1 * i for i in range(20)]  # 6.0 .. 7.9, ten a second elsewhere
+    mine = [7.5, 7.6, 7.7, 7.8, 8.0, 8.1, 8.2]
+    everyone = sorted(others + mine)
+    # Needs 80 % of a 50 % share = 40 %: [7.0, 8.0) has 4 of 14 (29 %); the first start that works
+    # drops the others' 7.0..7.3 and keeps 7.5..8.2: [7.3+, 8.3) holds mine 7 of 13 (54 %).
+    back = share_return_time(mine, everyone, w, share=0.5, fraction=0.8, bucket_s=1.0, load_end=10)
+    assert back is not None and 1.0 < back <= 1.3 + 1e-6
+    assert back == pytest.approx(_brute_force(mine, everyone, w, 0.4, 1.0, 10), abs=0.002)
+
+
+def _brute_force(mine: list[float], everyone: list[float], w: Window, target: float, bucket: float,
+                 end: float) -> float | None:
+    """The first bucket start on a 1 ms grid whose share reaches ``target`` (a slow reference)."""
+    s = w.end
+    while s + bucket <= end:
+        total = sum(1 for t in everyone if s <= t < s + bucket)
+        at = sum(1 for t in mine if s <= t < s + bucket)
+        if at and at >= target * total:
+            return s - w.end
+        s += 0.001
+    return None
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_share_return_matches_a_brute_force_scan(seed: int):
+    import random
+
+    rng = random.Random(seed)
+    w = Window(2, 4)
+    everyone = sorted(rng.uniform(0, 10) for _ in range(120))
+    mine = [t for t in everyone if (t < 2 or t > 4 + rng.uniform(0, 3)) and rng.random() < 0.5]
+    back = share_return_time(mine, everyone, w, share=0.5, fraction=0.8, bucket_s=1.0, load_end=10)
+    expected = _brute_force(mine, everyone, w, 0.4, 1.0, 10)
+    assert (back is None) is (expected is None)
+    if back is not None:
+        assert back == pytest.approx(expected, abs=0.002)
+
+
+def test_share_return_none_when_the_provider_never_gets_its_share_back():
+    w = Window(2, 4)
+    everyone = [4.0 + 0.1 * i for i in range(50)]
+    mine = [5.0]  # one attempt among ten a second: 10 % against a 60 % share
+    assert share_return_time(mine, everyone, w, share=0.6, fraction=0.8, bucket_s=1.0, load_end=9) is None
+
+
+def test_baseline_share_counts_every_providers_attempts():
+    assert baseline_share([1.0, 1.5], [0.5, 1.0, 1.2, 1.5], 1.0, 2.0) == pytest.approx(2 / 3)
+    assert baseline_share([], [5.0], 1.0, 2.0) is None
+
+
+def test_compute_metrics_measures_the_return_to_share_per_window():
+    s = load_chaos_scenario({
+        "name": "ret", "load": {"duration_s": 10, "rate_rps": 1},
+        "bench": {"bucket_s": 1.0, "share_lookback_s": 2.0},
+        "providers": [{"name": "a", "faults": [{"start_s": 4, "end_s": 6, "error_rate": 1.0},
+                                               {"start_s": 9.5, "end_s": 9.8, "error_rate": 1.0}]},
+                      {"name": "b"}, {"name": "c"}],
+    })
+    ticks = [0.05 + 0.1 * i for i in range(100)]  # one attempt every 0.1 s
+    # Before 4: a gets every other attempt (50 %); 4-7: none; from 7: every other again.
+    a_times = [t for i, t in enumerate(ticks) if i % 2 == 0 and (t < 4 or t >= 7)]
+    b_times = [t for t in ticks if t not in a_times]
+    attempts = {"a": [rec(t) for t in a_times], "b": [rec(t) for t in b_times], "c": []}
+    m = compute_metrics("ret", s, [], attempts)
+    first, last = m.windows
+    assert first.baseline_share == pytest.approx(0.5)
+    assert first.share_measured and first.share_return_s is not None
+    # Back at 7.05 s with 50 %; the bucket (6.65, 7.65] already holds 4 of 10 = 80 % of 50 %.
+    assert first.share_return_s == pytest.approx(0.65, abs=0.002)
+    assert not last.share_measured and last.share_return_s is None  # ends less than a bucket before the load
+    assert (m.share_return_mean_s, m.share_unreturned) == (first.share_return_s, 0)
+
+
+def test_a_provider_the_contender_never_used_is_not_expected_back():
+    s = load_chaos_scenario({
+        "name": "unused", "load": {"duration_s": 10, "rate_rps": 1},
+        "providers": [{"name": "a", "faults": [{"start_s": 4, "end_s": 6, "error_rate": 1.0}]}, {"name": "b"}],
+    })
+    m = compute_metrics("unused", s, [], {"a": [], "b": [rec(1.0), rec(3.0), rec(7.0)]})
+    (window,) = m.windows
+    assert window.baseline_share == 0.0 and not window.share_measured and window.share_return_s is None
+    assert (m.share_return_mean_s, m.share_unreturned) == (None, 0)

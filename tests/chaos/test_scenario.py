@@ -20,7 +20,9 @@ from pi_builder_middleware.chaos import (
 from pi_builder_middleware.chaos.oracle import oracle_order
 from pi_builder_middleware.sim import SimulatorConfigError
 
-REQUIRED = {"outage", "brownout", "rate-limit", "flapping", "slow-ttft", "cost-vs-reliability", "all-down"}
+REQUIRED = {"outage", "brownout", "rate-limit", "flapping", "slow-ttft", "cost-vs-reliability", "all-down",
+            "outage-return", "single-blip", "capacity", "cold-start"}
+WITHOUT_FAULTS = {"capacity", "cold-start"}  # what they test is a provider's nature, not trouble
 
 
 def minimal(**changes):
@@ -35,7 +37,7 @@ def test_every_builtin_scenario_loads_and_has_faults():
     for name in found:
         scenario = resolve_scenario(name)
         assert scenario.name == name
-        assert any(trouble_windows(scenario).values()), name
+        assert any(trouble_windows(scenario).values()) is (name not in WITHOUT_FAULTS), name
         assert len(scenario.providers) >= 2
 
 
@@ -184,5 +186,44 @@ def test_pbm_contenders_come_with_other_failover_presets():
 
 
 def test_builtin_scenarios_come_in_report_order():
-    assert list(builtin_scenarios())[:8] == ["outage", "long-outage", "brownout", "rate-limit", "flapping",
-                                              "slow-ttft", "cost-vs-reliability", "all-down"]
+    assert list(builtin_scenarios())[:12] == ["outage", "long-outage", "brownout", "rate-limit", "flapping",
+                                               "slow-ttft", "cost-vs-reliability", "all-down", "outage-return",
+                                               "single-blip", "capacity", "cold-start"]
+
+
+def test_capacity_scenario_fits_the_callers_concurrency_exactly():
+    s = resolve_scenario("capacity")
+    limits = [p.behaviour.max_concurrent for p in s.providers]
+    assert len(limits) == 3 and all(limit is not None for limit in limits)
+    assert sum(limit or 0 for limit in limits) == s.load.concurrency
+    assert all(not p.faults for p in s.providers)
+
+
+def test_cold_start_scenario_slows_only_the_fastest_providers_first_requests():
+    s = resolve_scenario("cold-start")
+    fastest, *others = sorted(s.providers, key=lambda p: p.behaviour.latency.median_ms)
+    assert fastest.behaviour.cold_start is not None
+    assert fastest.behaviour.cold_start.extra_ms > max(p.behaviour.latency.median_ms for p in others)
+    assert all(p.behaviour.cold_start is None for p in others)
+    assert trouble_windows(s) == {p.name: [] for p in s.providers}
+    assert len({(p.cost_per_1k_input, p.cost_per_1k_output) for p in s.providers}) == 1  # only speed differs
+
+
+def test_single_blip_window_meets_one_planned_request_in_full_and_quick_mode():
+    for s in (resolve_scenario("single-blip"), resolve_scenario("single-blip").scaled(6.0)):
+        (window,) = trouble_windows(s)["alpha"]
+        inside = [r for r in plan_requests(s) if window.start <= r.at_s < window.end]
+        assert len(inside) == 1, s.load.duration_s
+
+
+def test_scaling_keeps_share_lookback_in_proportion():
+    s = resolve_scenario("outage-return")
+    half = s.scaled(s.load.duration_s / 2)
+    assert half.bench.share_lookback_s == pytest.approx(s.bench.share_lookback_s / 2)
+    assert half.bench.share_fraction == s.bench.share_fraction
+
+
+def test_bad_share_settings_name_the_field():
+    with pytest.raises(ChaosConfigError) as info:
+        load_chaos_scenario(minimal(bench={"share_fraction": 1.5, "share_lookback_s": 0}))
+    assert {path for path, _ in info.value.problems} == {"bench.share_fraction", "bench.share_lookback_s"}
