@@ -40,14 +40,17 @@ class Candidate:
     by the router as time passes; see :class:`~pi_builder_middleware.config.RoutingConfig`):
 
     - ``latency_s`` / ``ttft_s``: peak-EWMA of successful calls' latency / time to first token (None
-      until the first one); ``latency_s`` comes from non-streamed calls (streamed ones only while
-      there are none: a stream's duration depends on the answer's length), ``ttft_s`` from streams.
+      until ``RoutingConfig.latency_warmup`` of them are in); ``latency_s`` comes from non-streamed
+      calls (streamed ones only while there are none: a stream's duration depends on the answer's
+      length), ``ttft_s`` from streams.
     - ``availability``: decayed Beta estimate of P(success) over health-relevant outcomes; never 0 or
       1, back toward the prior when the provider gets no traffic.
     - ``recent_failures``: health failures, decayed (one failure now reads 1.0, half that a
       half-life later); ``rate_limited``: decayed share of recent answers that were 429s (0–1).
     - ``inflight``: attempts started and not yet ended; ``concurrency_limit``: the in-flight level
       at which the provider answered 429 (None when it never did, or long ago); ``saturated``.
+    - ``penalty``: what a call costs beyond its latency, (1 + recent failures) / (availability × share
+      of calls accepted); latency-optimal multiplies it in.
     - ``samples`` / ``error_rate``: outcomes and error rate in the monitor's window (health status).
     - ``last_sent_at``: when a request was last routed to it (exploration).
     """
@@ -67,6 +70,7 @@ class Candidate:
         "last_sent_at",
         "latency",
         "latency_s",
+        "penalty",
         "provider",
         "rate_limited",
         "recent_failures",
@@ -100,6 +104,7 @@ class Candidate:
         self.last_sent_at = float("-inf")
         self.stale_at = float("inf")  # when the oldest sample leaves the window (the router refreshes then)
         self.decay_at = float("inf")  # when the decayed numbers above should be read again
+        self.penalty = 1.0 / self.availability  # see refresh()
 
     @property
     def saturated(self) -> bool:
@@ -145,6 +150,11 @@ class Candidate:
         self.rate_limited = 1.0 - self._rate.mean(now)
         if self.concurrency_limit is not None and now - self._limit_at > memory_s:
             self.concurrency_limit = None  # no 429 for a long time: forget the ceiling
+        # What a call costs beyond its latency, folded once here so ranking stays one multiplication per
+        # provider: failures just now, answers that fail, answers that are 429s (each needs another try).
+        avail = self.availability if self.availability > _FLOOR else _FLOOR
+        accepted = 1.0 - self.rate_limited
+        self.penalty = (1.0 + self.recent_failures) / (avail * (accepted if accepted > _FLOOR else _FLOOR))
         self.decay_at = now + _REFRESH_S
 
     def forget(self) -> None:
@@ -157,6 +167,7 @@ class Candidate:
         self._limit_at = float("-inf")
         self.latency_s = self.ttft_s = self.concurrency_limit = None
         self.availability = self._avail.mean(0.0)
+        self.penalty = 1.0 / self.availability
         self.recent_failures = self.rate_limited = 0.0
         self.error_rate, self.samples, self.consecutive_failures = 0.0, 0, 0
         self.last_sent_at = float("-inf")
@@ -176,6 +187,7 @@ class Verdict(Enum):
     OTHER = 3  # counts for nothing (context window, bad request, auth)
 
 
+_FLOOR = 0.05  # keeps a dead provider's penalty finite
 _REFRESH_S = 0.25  # decayed numbers move slowly: reading them four times a second is plenty
 _DEFAULT_ROUTING = RoutingConfig()
 

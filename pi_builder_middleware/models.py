@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
@@ -240,13 +240,25 @@ class RoutingDecision:
     choice (an exploration probe, load spreading). ``reason`` is built on first access.
     """
 
-    __slots__ = ("_reason", "at", "chain", "excluded", "note", "panic", "provider", "scores", "strategy", "trial")
+    __slots__ = (
+        "_reason",
+        "_scored",
+        "_scores",
+        "at",
+        "chain",
+        "excluded",
+        "note",
+        "panic",
+        "provider",
+        "strategy",
+        "trial",
+    )
 
     def __init__(
         self,
         provider: Provider,
         chain: tuple[Provider, ...],
-        scores: dict[str, float],
+        scores: dict[str, float] | tuple[Sequence[str], Sequence[float]],
         strategy: str,
         excluded: dict[str, str],
         at: float,
@@ -257,7 +269,12 @@ class RoutingDecision:
         self.provider = provider
         self.trial = trial
         self.chain = chain
-        self.scores = scores
+        # ids and scores side by side are kept as given; the dict is built when someone reads it
+        if isinstance(scores, dict):
+            self._scores: dict[str, float] | None = scores
+            self._scored: tuple[Sequence[str], Sequence[float]] | None = None
+        else:
+            self._scores, self._scored = None, scores
         self.strategy = strategy
         self.excluded = excluded
         self.at = at
@@ -269,6 +286,15 @@ class RoutingDecision:
     def providers(self) -> tuple[Provider, ...]:
         """The chosen provider followed by its backups, in the order to try them."""
         return (self.provider, *self.chain)
+
+    @property
+    def scores(self) -> dict[str, float]:
+        """Each ranked candidate's strategy score by provider id."""
+        if self._scores is None:
+            ids, values = self._scored or ((), ())
+            self._scores = dict(zip(ids, values, strict=True))
+            self._scored = None
+        return self._scores
 
     @property
     def score(self) -> float:

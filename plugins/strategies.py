@@ -16,7 +16,6 @@ from pi_builder_middleware import Candidate, RouteRequest, Strategy, StrategyCon
 __all__ = ["CostOptimal", "FailoverFirst", "LatencyOptimal", "QualityOptimal"]
 
 _MIN_AVAILABILITY = 0.05  # floor so a dead provider's expected cost/latency stays finite
-_MIN_ACCEPTED = 0.05  # likewise for the share of calls a rate-limited provider still accepts
 
 
 def _normalise_lower_better(values: Sequence[float]) -> list[float]:
@@ -82,8 +81,8 @@ class QualityOptimal(_Preference):
 class LatencyOptimal(Strategy):
     """Lowest expected latency under load, chosen by power of two choices.
 
-    Cost = peak-EWMA latency (TTFT for streaming requests when known) × (in-flight + 1), divided by
-    availability and by the share of calls accepted (429s), times (1 + recent failures): a fast
+    Cost = peak-EWMA latency (TTFT for streaming requests when known) × (in-flight + 1) × the
+    candidate's ``penalty`` ((1 + recent failures) / (availability × share of calls accepted)): a fast
     failure does not look fast, a loaded provider looks slower, and a provider that just failed
     steps back until its failure fades. A provider without data is costed at the best known
     latency, so it is tried. Each request compares two random candidates and takes the cheaper
@@ -95,16 +94,16 @@ class LatencyOptimal(Strategy):
     explores = True
 
     def rank(self, candidates: Sequence[Candidate], request: RouteRequest, ctx: StrategyContext) -> list[float]:
-        stream = request.stream
-        known = [c.ttft_s if stream and c.ttft_s is not None else c.latency_s for c in candidates]
-        measured = [v for v in known if v is not None]
-        fallback = min(measured) if measured else 1.0
-        costs = []
-        for c, value in zip(candidates, known, strict=True):
-            accepted = 1.0 - c.rate_limited
-            cost = ((fallback if value is None else value) * (c.inflight + 1) * (1.0 + c.recent_failures)
-                    / (max(c.availability, _MIN_AVAILABILITY) * max(accepted, _MIN_ACCEPTED)))
-            costs.append(cost)
+        if request.stream:
+            known = [c.latency_s if c.ttft_s is None else c.ttft_s for c in candidates]
+        else:
+            known = [c.latency_s for c in candidates]
+        if None in known:
+            measured = [v for v in known if v is not None]
+            fallback = min(measured) if measured else 1.0
+            known = [fallback if v is None else v for v in known]
+        costs = [v * (c.inflight + 1) * c.penalty  # type: ignore[operator]  # None replaced above
+                 for v, c in zip(known, candidates, strict=True)]
         return _normalise_lower_better(costs)
 
     def pick(self, ranked: Sequence[Candidate], request: RouteRequest, ctx: StrategyContext) -> int:
