@@ -8,7 +8,7 @@ state store in ``pi_builder_middleware.redis_store``; each is imported only when
 from __future__ import annotations
 
 from ._clock import Clock, ManualClock, monotonic_clock
-from .config import AlertThresholds, FailoverConfig, HealthThresholds, MonitorConfig
+from .config import AlertThresholds, FailoverConfig, HealthThresholds, MonitorConfig, OutlierConfig
 from .enums import AlertKind, CircuitState, ErrorKind, EventKind, FailoverPreset, HealthStatus
 from .errorinfo import extract_retry_after, parse_retry_after, status_code_of
 from .errors import (
@@ -22,7 +22,15 @@ from .errors import (
 )
 from .failover import FailoverManager, ProbeFn
 from .hookspecs import hookimpl, hookspec
-from .interfaces import BreakerWindow, Candidate, FailoverPolicy, HealthScorer, Strategy, StrategyContext
+from .interfaces import (
+    BreakerWindow,
+    Candidate,
+    FailoverPolicy,
+    HealthScorer,
+    PeerEjection,
+    Strategy,
+    StrategyContext,
+)
 from .middleware import Middleware
 from .models import (
     Alert,
@@ -78,6 +86,8 @@ __all__ = [
     "MonitorConfig",
     "NoProviderAvailableError",
     "Outcome",
+    "OutlierConfig",
+    "PeerEjection",
     "PiBuilderError",
     "PluginError",
     "PluginHost",

@@ -196,8 +196,8 @@ def test_retry_after_ms_and_http_date_and_default(clock):
     mw = failover_mw(clock)
     mw.record(Outcome("a", False, 0.0, error=HTTPError(429, headers={"retry-after-ms": "1500"})))
     assert mw.failover.unavailable_reason("a") == "rate limited for 1.5 s more"
-    mw.record(Outcome("b", False, 0.0, error=HTTPError(429)))  # no header: the config's default
-    assert mw.failover.unavailable_reason("b") == "rate limited for 5.0 s more"
+    mw.record(Outcome("b", False, 0.0, error=HTTPError(429)))  # no header: a short backoff (0.25 s)
+    assert mw.failover.unavailable_reason("b") == "rate limited for 0.2 s more"
 
 
 def test_auth_error_is_reported_not_a_flap(clock):
