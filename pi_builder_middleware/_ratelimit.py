@@ -80,8 +80,10 @@ class RateLimitTracker:
     def pressure(self, now: float, half_life_s: float) -> float:
         """Decayed share of outcomes that were 429s, in [0, 1).
 
-        ``hits / (calls + 1)``: one phantom accepted call keeps a single 429 from reading as 100 % and
-        lets the value fade to 0 without traffic (both counts decay; the phantom does not).
+        ``hits / (calls + 1)`` over counts that halve every half-life: the mean of a Beta posterior
+        with a prior of one accepted call. A single 429 reads 0.5, not 1; steady traffic reads the
+        429 share; without traffic the evidence decays and the value drifts back to 0 (the more calls
+        it rests on, the more half-lives that takes).
         """
         hits, calls, seen_at = self.hits, self.calls, self.seen_at  # lock-free read: tolerate a torn triple
         if hits <= 0.0:

@@ -155,8 +155,9 @@ class FailoverConfig(ConfigModel):
     from a call sent with the previous ones and does not grow it, and a later one starts a new streak.
     A success ends the streak and lifts what is left of such a backoff cooldown (a provider that limits
     concurrency just freed a slot); Retry-After cooldowns, local or from other replicas, are kept. So a
-    provider that takes 4 concurrent calls and refuses the 5th is out for a fraction of a second at a
-    time, not seconds. :meth:`FailoverManager.rate_limit_pressure` gives routing the share of recent
+    provider that takes 4 concurrent calls and refuses the 5th is never held back while it has a free
+    slot. With a state store only Retry-After cooldowns are shared; each replica finds its own backoff
+    (one fast 429 each). :meth:`FailoverManager.rate_limit_pressure` gives routing the share of recent
     calls that were 429s, decayed with ``rate_limit_pressure_half_life_s``, to lower the provider's
     share before anything is ejected.
     """

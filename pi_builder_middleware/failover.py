@@ -232,8 +232,11 @@ class FailoverManager:
                     pending.append(self._event(EventKind.PROBE, provider_id, now, f"probe failed: {detail}", b))
                 if kind is ErrorKind.RATE_LIMITED:
                     b.cooldown_until, wait, why = b.rl.on_rate_limited(now, b.cooldown_until, retry_after_s, cfg)
+                    # Only the provider's own Retry-After travels to other replicas: a backoff is this
+                    # replica's guess, and shared it could not be lifted by a success seen elsewhere.
                     pending.append(self._event(EventKind.RATE_LIMITED, provider_id, now,
-                                               f"cooling down {wait:.2f} s ({why})", b))
+                                               f"cooling down {wait:.2f} s ({why})", b,
+                                               share=retry_after_s is not None))
                 elif kind.is_config_problem:
                     pending.append(self._event(EventKind.CONFIG_ERROR, provider_id, now,
                                                f"{kind.value}: {detail}".rstrip(": "), b))
