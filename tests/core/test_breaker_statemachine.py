@@ -15,7 +15,9 @@ The model below is written from the documented semantics, not from the implement
   the streak, at most ``default_rate_limit_cooldown_s``. A 429 after the cooldown ended but within
   ``rate_limit_streak_s`` of its end extends the streak; one during the cooldown leaves it; a later
   one starts again at 1. A success ends the streak and lifts the backoff cooldown (not a Retry-After);
-- context-window, content-policy, auth and bad-request errors never touch the breaker either.
+- context-window, content-policy, auth and bad-request errors never touch the breaker either;
+- with ``max_ejection_percent=50`` (two providers: one may be out), a CLOSED provider does not trip
+  while the other one is OPEN or HALF_OPEN (a failed trial still re-opens).
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ def breaker_configs(draw: st.DrawFn) -> FailoverConfig:
         # Shorter and longer than the ejections, so a memory shorter than one ejection is exercised.
         trip_memory_s=draw(st.sampled_from([0.0, 3.0, 20.0, 100.0, 10_000.0])),
         max_events=draw(st.sampled_from([5, 1000])),
+        max_ejection_percent=draw(st.sampled_from([None, 50.0])),
     )
 
 
@@ -138,7 +141,7 @@ class BreakerModel:
         return ok
 
     def record(self, now: float, ok: bool, kind: ErrorKind | None = None, retry_after: float | None = None,
-               probe: bool = False) -> float | None:
+               probe: bool = False, may_eject: bool = True) -> float | None:
         """Apply one outcome; returns the ejection time if it tripped the breaker."""
         self.refresh(now)
         if self.state is CircuitState.HALF_OPEN and self.permits:
@@ -186,10 +189,10 @@ class BreakerModel:
             return self._trip(now)
         self._push(now, failed=True)
         failures = sum(1 for _, failed in self.window if failed)
-        if self.consecutive_failures >= self.cfg.consecutive_failures or (
+        if may_eject and (self.consecutive_failures >= self.cfg.consecutive_failures or (
             len(self.window) >= self.cfg.minimum_calls
             and failures / len(self.window) >= self.cfg.failure_rate_threshold
-        ):
+        )):
             return self._trip(now)
         return None
 
@@ -269,8 +272,13 @@ class BreakerMachine(RuleBasedStateMachine):
 
     @rule(pid=st.sampled_from(PIDS), kind=st.sampled_from(HEALTH_FAILURES), probe=st.booleans())
     def health_failure(self, pid: str, kind: ErrorKind, probe: bool) -> None:
+        other = self.models[PIDS[1 - PIDS.index(pid)]]
+        may_eject = self.cfg.max_ejection_percent is None or other.state is CircuitState.CLOSED
+        count = len(self.events)
         state = self.fm.record(pid, False, kind, probe=probe, detail="boom")
-        ejection = self.models[pid].record(self.now, False, kind, probe=probe)
+        ejection = self.models[pid].record(self.now, False, kind, probe=probe, may_eject=may_eject)
+        if not may_eject and self.models[pid].state is CircuitState.CLOSED:
+            assert EventKind.BLACKLIST not in [e.kind for e in self.events[count:]]
         assert state is self._state_now(pid)
         self._check_trip(pid, ejection)
 
