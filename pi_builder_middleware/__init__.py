@@ -8,7 +8,14 @@ state store in ``pi_builder_middleware.redis_store``; each is imported only when
 from __future__ import annotations
 
 from ._clock import Clock, ManualClock, monotonic_clock
-from .config import AlertThresholds, FailoverConfig, HealthThresholds, MonitorConfig, RoutingConfig
+from .config import (
+    AlertThresholds,
+    FailoverConfig,
+    HealthThresholds,
+    MonitorConfig,
+    OutlierConfig,
+    RoutingConfig,
+)
 from .enums import AlertKind, AllOutMode, CircuitState, ErrorKind, EventKind, FailoverPreset, HealthStatus
 from .errorinfo import extract_retry_after, parse_retry_after, status_code_of
 from .errors import (
@@ -22,7 +29,16 @@ from .errors import (
 )
 from .failover import FailoverManager, ProbeFn
 from .hookspecs import hookimpl, hookspec
-from .interfaces import BreakerWindow, Candidate, FailoverPolicy, HealthScorer, Strategy, StrategyContext, Verdict
+from .interfaces import (
+    BreakerWindow,
+    Candidate,
+    FailoverPolicy,
+    HealthScorer,
+    PeerEjection,
+    Strategy,
+    StrategyContext,
+    Verdict,
+)
 from .middleware import Middleware
 from .models import (
     Alert,
@@ -79,6 +95,8 @@ __all__ = [
     "MonitorConfig",
     "NoProviderAvailableError",
     "Outcome",
+    "OutlierConfig",
+    "PeerEjection",
     "PiBuilderError",
     "PluginError",
     "PluginHost",

@@ -110,6 +110,7 @@ class Replicator:
         if left <= 0 or now + left <= b.cooldown_until:
             return None  # already cooling down at least that long
         b.cooldown_until = now + left
+        b.rl.held(b.cooldown_until)  # maybe another replica's Retry-After: a success here must not lift it
         return self._event(EventKind.RATE_LIMITED, u, now, f"cooling down {left:.1f} s (Retry-After)", b)
 
     def _transition(self, b: _Breaker, u: BreakerUpdate, now: float, wall: float) -> FailoverEvent | None:

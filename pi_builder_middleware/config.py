@@ -10,7 +10,7 @@ from ._validation import ConfigModel
 from .enums import AllOutMode, FailoverPreset
 from .errors import ConfigError
 
-__all__ = ["AlertThresholds", "FailoverConfig", "HealthThresholds", "MonitorConfig", "RoutingConfig"]
+__all__ = ["AlertThresholds", "FailoverConfig", "HealthThresholds", "MonitorConfig", "OutlierConfig", "RoutingConfig"]
 
 
 def _at_most(value: float, info: ValidationInfo, other: str) -> float:
@@ -95,6 +95,35 @@ _PRESETS: dict[FailoverPreset, dict[str, Any]] = {
 }
 
 
+class OutlierConfig(ConfigModel):
+    """Settings of the ``outlier`` failover policy: peer-relative ejection, after Envoy's outlier detection.
+
+    Every ``interval_s`` at most (checked lazily when outcomes are recorded) the policy compares the
+    CLOSED providers of a group over their breaker windows (``FailoverConfig.window_s``):
+
+    - *success rate*: when at least ``success_rate_minimum_hosts`` providers have at least
+      ``success_rate_request_volume`` calls, a provider whose success rate is below
+      ``mean − max(success_rate_stdev_factor × stdev, success_rate_minimum_gap)`` of those providers'
+      rates is ejected. The gap keeps near-identical providers in (with a stdev of 0.1 %, a 0.3 % dip
+      is not an outlier). Envoy's factor 1.9 cannot fire with fewer than five providers (one outlier
+      among ``n`` lies at most ``sqrt(n − 1)`` standard deviations below the mean); LLM groups are
+      small, hence 1.0;
+    - *failure percentage*: a provider with at least ``failure_percentage_request_volume`` calls
+      whose health failures make ``failure_percentage_threshold`` % or more (None: off) is ejected
+      whatever its peers do.
+
+    Peer-relative means that a group which is equally bad everywhere keeps serving.
+    """
+
+    interval_s: float = Field(default=10.0, gt=0)
+    success_rate_minimum_hosts: int = Field(default=3, ge=1)
+    success_rate_request_volume: int = Field(default=20, ge=1)
+    success_rate_stdev_factor: float = Field(default=1.0, ge=0)
+    success_rate_minimum_gap: float = Field(default=0.1, ge=0, le=1)
+    failure_percentage_threshold: float | None = Field(default=85.0, gt=0, le=100)
+    failure_percentage_request_volume: int = Field(default=20, ge=1)
+
+
 class FailoverConfig(ConfigModel):
     """Circuit-breaker settings per provider (defaults are the ``balanced`` preset).
 
@@ -102,12 +131,33 @@ class FailoverConfig(ConfigModel):
     ``minimum_calls`` calls in the last ``window_s`` seconds failed at ``failure_rate_threshold`` or more.
     It stays out for ``base_ejection_s``, multiplied by ``ejection_multiplier`` on each repeat trip (up
     to ``max_ejection_s``, ±``jitter``); then HALF_OPEN lets ``half_open_max_calls`` trial calls through
-    and closes after ``recovery_successes`` successes in a row. A 429 cools the provider down for its
-    Retry-After (or ``default_rate_limit_cooldown_s``) without counting as a failure. Repeat trips are
-    forgotten once the breaker has stayed CLOSED for ``trip_memory_s``. ``escalate_when_all_out=False``:
-    a trip while every other provider's breaker is out too (OPEN or HALF_OPEN) ejects for the base time
-    instead of a multiplied one — with nowhere else to go, the first provider to recover is found at the
-    base probing rate (what callers waiting with ``max_wait_s`` need), as LiteLLM's fixed cooldown does.
+    and closes after ``recovery_successes`` successes in a row. Repeat trips are forgotten once the
+    breaker has stayed CLOSED for ``trip_memory_s``. ``escalate_when_all_out=False``: a trip while every
+    other provider's breaker is out too (OPEN or HALF_OPEN) ejects for the base time instead of a
+    multiplied one — with nowhere else to go, the first provider to recover is found at the base
+    probing rate (what callers waiting with ``max_wait_s`` need), as LiteLLM's fixed cooldown does.
+
+    ``policy`` names the failover policy: ``default`` (the trips above) or ``outlier`` (consecutive
+    failures plus peer-relative ejection, see :class:`OutlierConfig` in ``outlier``).
+    ``max_ejection_percent`` caps how much of a provider group may be out (OPEN or HALF_OPEN) at once:
+    a trip that would exceed ``floor(group × percent / 100)`` is not made (the event log says so) —
+    except that one provider may always be out, as in Envoy. None: the policy's default (no cap for
+    ``default``, 50 % for ``outlier``: of 3 providers at most 1 is out, of 4 at most 2).
+
+    Rate limits (429) never count as failures. A 429 with Retry-After cools the provider down for it
+    (at most ``max_rate_limit_cooldown_s``). Without one, the cooldown starts at
+    ``rate_limit_base_cooldown_s`` and doubles with each further 429 of the same streak, up to
+    ``default_rate_limit_cooldown_s`` (setting both equal gives the old fixed cooldown). A 429 extends
+    the streak if it arrives after the previous cooldown ended but within ``rate_limit_streak_s`` of
+    that end (the provider still refuses when called again); one arriving *during* the cooldown came
+    from a call sent with the previous ones and does not grow it, and a later one starts a new streak.
+    A success ends the streak and lifts what is left of such a backoff cooldown (a provider that limits
+    concurrency just freed a slot); Retry-After cooldowns, local or from other replicas, are kept. So a
+    provider that takes 4 concurrent calls and refuses the 5th is never held back while it has a free
+    slot. With a state store only Retry-After cooldowns are shared; each replica finds its own backoff
+    (one fast 429 each). :meth:`FailoverManager.rate_limit_pressure` gives routing the share of recent
+    calls that were 429s, decayed with ``rate_limit_pressure_half_life_s``, to lower the provider's
+    share before anything is ejected.
     """
 
     policy: str = Field(default="default", min_length=1)
@@ -122,10 +172,15 @@ class FailoverConfig(ConfigModel):
     half_open_max_calls: int = Field(default=1, ge=1)
     recovery_successes: int = Field(default=2, ge=1)
     half_open_permit_timeout_s: float = Field(default=60.0, gt=0)
+    rate_limit_base_cooldown_s: float = Field(default=0.25, ge=0)
     default_rate_limit_cooldown_s: float = Field(default=5.0, ge=0)
     max_rate_limit_cooldown_s: float = Field(default=300.0, validate_default=True, ge=0)
+    rate_limit_streak_s: float = Field(default=5.0, ge=0)
+    rate_limit_pressure_half_life_s: float = Field(default=10.0, gt=0)
     trip_memory_s: float = Field(default=900.0, ge=0)
     escalate_when_all_out: bool = True
+    max_ejection_percent: float | None = Field(default=None, gt=0, le=100)
+    outlier: OutlierConfig = OutlierConfig()
     max_events: int = Field(default=1000, ge=1)
 
     @field_validator("max_ejection_s")

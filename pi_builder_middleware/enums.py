@@ -115,3 +115,4 @@ class EventKind(StrEnum):
     RATE_LIMITED = "rate_limited"
     CONFIG_ERROR = "config_error"
     RESET = "reset"
+    EJECTION_CAPPED = "ejection_capped"  # a trip not made: max_ejection_percent of the group is out already

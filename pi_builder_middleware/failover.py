@@ -2,8 +2,11 @@
 
 States: CLOSED → (policy trips) → OPEN for an ejection time that grows on repeat trips (with jitter)
 → HALF_OPEN, which lets a limited number of trial calls through → CLOSED after enough successes in a
-row, or OPEN again on a failure. A 429 puts the provider in a cooldown for its Retry-After without
-touching the breaker. OPEN → HALF_OPEN happens lazily when the state is next read.
+row, or OPEN again on a failure. A 429 puts the provider in a cooldown (its Retry-After, else a short
+backoff that grows while it keeps refusing; see :class:`FailoverConfig`) without touching the breaker.
+OPEN → HALF_OPEN happens lazily when the state is next read. A policy with peer ejections (``outlier``)
+compares each group's CLOSED providers at most every ``outlier.interval_s``, when outcomes are recorded;
+``max_ejection_percent`` caps how many of a group are out at once.
 
 With a ``store`` (:mod:`pi_builder_middleware.state`), transitions and cooldowns are shared with the
 other replicas attached to it: local ones are handed to the store after the lock is released, remote
@@ -14,20 +17,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import math
 import os
 import random
 import threading
 import uuid
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from ._clock import Clock, monotonic_clock
+from ._ratelimit import RateLimitTracker
 from ._replication import Replicator
 from .config import FailoverConfig
 from .enums import CircuitState, ErrorKind, EventKind, FailoverPreset
 from .errors import ConfigError
-from .interfaces import BreakerWindow, FailoverPolicy
+from .interfaces import BreakerWindow, FailoverPolicy, PeerEjection
 from .models import FailoverEvent
 from .state import BreakerUpdate, StateStore
 
@@ -36,10 +42,12 @@ __all__ = ["FailoverManager", "ProbeFn"]
 #: A health probe: awaits a check of one provider id; returning False or raising is a failure.
 ProbeFn = Callable[[str], Awaitable[object]]
 
+_log = logging.getLogger(__name__)
+
 
 class _Breaker:
     __slots__ = ("closed_at", "consecutive_failures", "consecutive_successes", "cooldown_until", "counts",
-                 "open_until", "permits", "state", "trips", "window", "window_failures")
+                 "open_until", "permits", "rl", "state", "trips", "window", "window_failures")
 
     def __init__(self) -> None:
         self.state = CircuitState.CLOSED
@@ -53,6 +61,7 @@ class _Breaker:
         self.window_failures = 0
         self.permits: deque[float] = deque()
         self.counts: Counter[str] = Counter()
+        self.rl = RateLimitTracker()
 
 
 class FailoverManager:
@@ -82,10 +91,17 @@ class FailoverManager:
 
             policy = build_registries().policies.get(self.config.policy)
         self.policy = policy
+        pct = self.config.max_ejection_percent
+        self.max_ejection_percent = pct if pct is not None else policy.default_max_ejection_percent
+        # Peer checks only for policies that override peer_ejections: others pay nothing per record.
+        self._peer_checks = type(policy).peer_ejections is not FailoverPolicy.peer_ejections
+        self._next_peer_check = float("-inf")
+        self.peer_check_errors = 0  # peer_ejections calls that raised
         self.clock: Clock = clock or monotonic_clock
         self.rng = rng or random.Random()
         self._classify = classify or (lambda _e, _p: ErrorKind.UNKNOWN)
         self._breakers: dict[str, _Breaker] = {}
+        self._groups: dict[str, str | None] = {}  # provider id -> its group (peers for outliers and the cap)
         self._lock = threading.Lock()
         self.events: deque[FailoverEvent] = deque(maxlen=self.config.max_events)
         self.event_counts: Counter[EventKind] = Counter()
@@ -97,10 +113,15 @@ class FailoverManager:
             store.attach(self._replica)
 
     # -- providers -----------------------------------------------------------------------------
-    def add_provider(self, provider_id: str) -> None:
-        """Start a breaker (CLOSED) for ``provider_id``."""
+    def add_provider(self, provider_id: str, *, group: str | None = None) -> None:
+        """Start a breaker (CLOSED) for ``provider_id``.
+
+        ``group`` (e.g. ``Provider.group``, a model group) sets its peers for outlier detection and
+        ``max_ejection_percent``; providers without one form one group together.
+        """
         with self._lock:
             self._breakers.setdefault(provider_id, _Breaker())
+            self._groups[provider_id] = group
         replica = self._replica
         if replica is not None:
             replica.adopt_cached(provider_id)
@@ -109,6 +130,7 @@ class FailoverManager:
         """Forget a provider's breaker."""
         with self._lock:
             self._breakers.pop(provider_id, None)
+            self._groups.pop(provider_id, None)
         replica = self._replica
         if replica is not None:
             replica.forget(provider_id)
@@ -219,8 +241,12 @@ class FailoverManager:
             pending = self._refresh(provider_id, b, now)
             if b.state is CircuitState.HALF_OPEN and b.permits:
                 b.permits.popleft()
+            if not probe:
+                b.rl.count(now, not ok and kind is ErrorKind.RATE_LIMITED, cfg.rate_limit_pressure_half_life_s)
             if ok:
                 b.counts["successes"] += 1
+                if b.rl.streak or b.cooldown_until > now:
+                    b.cooldown_until = b.rl.on_success(b.cooldown_until)
                 pending += self._on_success(provider_id, b, now, probe)
             else:
                 kind = kind or ErrorKind.UNKNOWN
@@ -228,19 +254,35 @@ class FailoverManager:
                 if probe:
                     pending.append(self._event(EventKind.PROBE, provider_id, now, f"probe failed: {detail}", b))
                 if kind is ErrorKind.RATE_LIMITED:
-                    wait = cfg.default_rate_limit_cooldown_s if retry_after_s is None else retry_after_s
-                    wait = min(max(wait, 0.0), cfg.max_rate_limit_cooldown_s)
-                    b.cooldown_until = max(b.cooldown_until, now + wait)
+                    b.cooldown_until, wait, why = b.rl.on_rate_limited(now, b.cooldown_until, retry_after_s, cfg)
+                    # Only the provider's own Retry-After travels to other replicas: a backoff is this
+                    # replica's guess, and shared it could not be lifted by a success seen elsewhere.
                     pending.append(self._event(EventKind.RATE_LIMITED, provider_id, now,
-                                               f"cooling down {wait:.1f} s (Retry-After)", b))
+                                               f"cooling down {wait:.2f} s ({why})", b,
+                                               share=retry_after_s is not None))
                 elif kind.is_config_problem:
                     pending.append(self._event(EventKind.CONFIG_ERROR, provider_id, now,
                                                f"{kind.value}: {detail}".rstrip(": "), b))
                 elif kind.is_health_failure:
                     pending += self._on_failure(provider_id, b, now, kind, detail)
             state = b.state
+            if self._peer_checks and now >= self._next_peer_check:
+                self._next_peer_check = now + cfg.outlier.interval_s
+                pending += self._peer_check(now)
+                state = b.state
         self._emit(pending)
         return state
+
+    def rate_limit_pressure(self, provider_id: str, now: float | None = None) -> float:
+        """Share of the provider's recent outcomes that were 429s, in [0, 1); 0 for an unknown id.
+
+        Decayed with ``rate_limit_pressure_half_life_s`` (it fades without traffic too), lock-free and
+        O(1): for strategies that lower a rate-limited provider's share before anything is ejected.
+        """
+        b = self._breakers.get(provider_id)
+        if b is None:
+            return 0.0
+        return b.rl.pressure(self.clock() if now is None else now, self.config.rate_limit_pressure_half_life_s)
 
     def note_switch(self, from_id: str, to_id: str, why: str) -> None:
         """Log that a request moved from one provider to the next in its chain."""
@@ -275,9 +317,14 @@ class FailoverManager:
                 providers[pid] = {
                     "state": b.state.value, "trips": b.trips, "consecutive_failures": b.consecutive_failures,
                     "open_for_s": max(b.open_until - now, 0.0) if b.state is CircuitState.OPEN else 0.0,
-                    "cooldown_for_s": max(b.cooldown_until - now, 0.0), **dict(b.counts),
+                    "cooldown_for_s": max(b.cooldown_until - now, 0.0),
+                    "rate_limit_streak": b.rl.streak if now <= b.rl.streak_until else 0,
+                    "rate_limit_pressure": b.rl.pressure(now, self.config.rate_limit_pressure_half_life_s),
+                    **dict(b.counts),
                 }
             out = {"providers": providers, "events": {k.value: n for k, n in self.event_counts.items()}}
+            if self._peer_checks:
+                out["peer_check_errors"] = self.peer_check_errors
         self._emit(pending)  # a transition made here must reach subscribers: _refresh will not repeat it
         replica = self._replica
         if replica is not None:
@@ -438,10 +485,66 @@ class FailoverManager:
         if b.state is CircuitState.HALF_OPEN:
             return out + self._trip(provider_id, b, now, f"trial call failed ({kind.value})")
         self._push_window(b, now, failed=True)
-        window = BreakerWindow(provider_id, b.consecutive_failures, len(b.window), b.window_failures, b.trips)
-        why = self.policy.should_trip(window, self.config)
+        why = self.policy.should_trip(self._window(provider_id, b), self.config)
         if why:
-            out += self._trip(provider_id, b, now, why)
+            blocked = self._cap_blocks(provider_id)
+            if blocked is None:
+                out += self._trip(provider_id, b, now, why)
+            else:
+                b.counts["ejections_capped"] += 1
+                out.append(self._event(EventKind.EJECTION_CAPPED, provider_id, now, f"{why}; not ejected: {blocked}",
+                                       b))
+        return out
+
+    def _window(self, provider_id: str, b: _Breaker) -> BreakerWindow:
+        return BreakerWindow(provider_id, b.consecutive_failures, len(b.window), b.window_failures, b.trips)
+
+    def _peers(self, provider_id: str) -> Iterable[tuple[str, _Breaker]]:
+        group = self._groups.get(provider_id)
+        return ((pid, b) for pid, b in self._breakers.items() if self._groups.get(pid) == group)
+
+    def _cap_blocks(self, provider_id: str) -> str | None:
+        """Why ejecting this CLOSED provider would exceed ``max_ejection_percent`` (None: it may go)."""
+        pct = self.max_ejection_percent
+        if pct is None:
+            return None
+        size = out = 0
+        for _pid, other in self._peers(provider_id):
+            size += 1
+            out += other.state is not CircuitState.CLOSED
+        allowed = max(1, math.floor(size * pct / 100.0 + 1e-9))  # Envoy: one may always be ejected
+        if out + 1 <= allowed:
+            return None
+        return f"max_ejection_percent {pct:g} % allows {allowed} of {size} out, {out} already are"
+
+    def _peer_check(self, now: float) -> list[FailoverEvent]:
+        """Ask the policy about each group's CLOSED providers; eject what it names while the cap allows."""
+        cutoff = now - self.config.window_s
+        groups: dict[str | None, dict[str, BreakerWindow]] = {}
+        for pid, b in self._breakers.items():
+            if b.state is CircuitState.CLOSED:
+                self._expire_window(b, cutoff)
+                groups.setdefault(self._groups.get(pid), {})[pid] = self._window(pid, b)
+        out: list[FailoverEvent] = []
+        for windows in groups.values():
+            try:
+                ejections: Iterable[PeerEjection] = self.policy.peer_ejections(windows, self.config, now)
+            except Exception:  # a plugin must not break the request: log, count, carry on
+                _log.exception("failover policy %r raised in peer_ejections; nobody ejected", self.policy.name)
+                self.peer_check_errors += 1
+                continue
+            for ejection in ejections:
+                target = self._breakers.get(ejection.provider_id)
+                if target is None or ejection.provider_id not in windows or target.state is not CircuitState.CLOSED:
+                    continue  # not a CLOSED member of this group (maybe ejected a moment ago)
+                blocked = self._cap_blocks(ejection.provider_id)
+                if blocked is None:
+                    target.counts["peer_ejections"] += 1
+                    out += self._trip(ejection.provider_id, target, now, ejection.reason)
+                else:
+                    target.counts["ejections_capped"] += 1
+                    out.append(self._event(EventKind.EJECTION_CAPPED, ejection.provider_id, now,
+                                           f"{ejection.reason}; not ejected: {blocked}", target))
         return out
 
     def _trip(self, provider_id: str, b: _Breaker, now: float, why: str) -> list[FailoverEvent]:
@@ -464,7 +567,10 @@ class FailoverManager:
     def _push_window(self, b: _Breaker, now: float, *, failed: bool) -> None:
         b.window.append((now, failed))
         b.window_failures += failed
-        cutoff = now - self.config.window_s
+        self._expire_window(b, now - self.config.window_s)
+
+    @staticmethod
+    def _expire_window(b: _Breaker, cutoff: float) -> None:
         while b.window and (b.window[0][0] < cutoff or len(b.window) > 10_000):
             _, old_failed = b.window.popleft()
             b.window_failures -= old_failed

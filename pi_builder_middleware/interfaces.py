@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, ClassVar
@@ -27,6 +27,7 @@ __all__ = [
     "Candidate",
     "FailoverPolicy",
     "HealthScorer",
+    "PeerEjection",
     "Strategy",
     "StrategyContext",
     "Verdict",
@@ -234,7 +235,11 @@ class HealthScorer(ABC):
 
 @dataclass(frozen=True, slots=True)
 class BreakerWindow:
-    """What a failover policy sees when deciding whether to trip a breaker."""
+    """What a failover policy sees of one provider: its breaker's recent calls (over ``window_s``).
+
+    ``calls`` and ``failures`` count successes and health failures while the breaker was CLOSED (429s
+    and request-specific errors are not in them).
+    """
 
     provider_id: str
     consecutive_failures: int
@@ -243,10 +248,24 @@ class BreakerWindow:
     trips: int
 
 
+@dataclass(frozen=True, slots=True)
+class PeerEjection:
+    """A provider a policy wants ejected because of how it compares with its peers, and why."""
+
+    provider_id: str
+    reason: str
+
+
 class FailoverPolicy(ABC):
-    """Decides when a breaker trips and how long the provider stays ejected."""
+    """Decides when a breaker trips and how long the provider stays ejected.
+
+    :meth:`should_trip` judges one provider on each failure; :meth:`peer_ejections` (optional) judges a
+    whole group now and then. ``default_max_ejection_percent`` is the ejection cap used when
+    ``FailoverConfig.max_ejection_percent`` is None (None: no cap).
+    """
 
     name: ClassVar[str]
+    default_max_ejection_percent: ClassVar[float | None] = None
 
     @abstractmethod
     def should_trip(self, window: BreakerWindow, config: FailoverConfig) -> str | None:
@@ -255,3 +274,12 @@ class FailoverPolicy(ABC):
     @abstractmethod
     def ejection_s(self, trips: int, config: FailoverConfig, rng: random.Random) -> float:
         """Seconds to keep the provider out on its ``trips``-th trip (1 = first)."""
+
+    def peer_ejections(self, windows: Mapping[str, BreakerWindow], config: FailoverConfig,
+                       now: float) -> Sequence[PeerEjection]:
+        """Providers of one group to eject, worst first; ``windows`` holds the group's CLOSED providers.
+
+        Called at most every ``config.outlier.interval_s``, as outcomes are recorded. The manager
+        ejects in order while ``max_ejection_percent`` allows. Default: nobody (not even called).
+        """
+        return ()

@@ -10,8 +10,14 @@ The model below is written from the documented semantics, not from the implement
 - then HALF_OPEN hands out at most ``half_open_max_calls`` trial permits (a permit whose outcome never
   comes back expires after ``half_open_permit_timeout_s``); ``recovery_successes`` successes close
   it, one health failure re-opens it;
-- a 429 cools the provider down for its Retry-After (default/max from the config) without touching
-  the breaker; context-window, content-policy, auth and bad-request errors never touch it either.
+- a 429 cools the provider down without touching the breaker: for its Retry-After (at most
+  ``max_rate_limit_cooldown_s``), else for ``rate_limit_base_cooldown_s`` doubled per further 429 of
+  the streak, at most ``default_rate_limit_cooldown_s``. A 429 after the cooldown ended but within
+  ``rate_limit_streak_s`` of its end extends the streak; one during the cooldown leaves it; a later
+  one starts again at 1. A success ends the streak and lifts the backoff cooldown (not a Retry-After);
+- context-window, content-policy, auth and bad-request errors never touch the breaker either;
+- with ``max_ejection_percent=50`` (two providers: one may be out), a CLOSED provider does not trip
+  while the other one is OPEN or HALF_OPEN (a failed trial still re-opens).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ STEPS = (0.25, 0.5, 1.0, 2.0, 4.0, 16.0, 64.0)
 def breaker_configs(draw: st.DrawFn) -> FailoverConfig:
     base = draw(st.sampled_from([1.0, 2.0, 4.0]))
     default_cooldown = draw(st.sampled_from([0.0, 2.0, 5.0]))
+    base_cooldown = draw(st.sampled_from([0.0, 0.25, 1.0, 4.0]))  # 4.0 > a 2.0 cap: the cap wins
     return FailoverConfig(
         consecutive_failures=draw(st.integers(1, 4)),
         failure_rate_threshold=draw(st.sampled_from([0.25, 0.5, 0.75, 1.0])),
@@ -64,11 +71,14 @@ def breaker_configs(draw: st.DrawFn) -> FailoverConfig:
         half_open_max_calls=draw(st.integers(1, 3)),
         recovery_successes=draw(st.integers(1, 3)),
         half_open_permit_timeout_s=draw(st.sampled_from([2.0, 8.0, 1000.0])),
+        rate_limit_base_cooldown_s=base_cooldown,
         default_rate_limit_cooldown_s=default_cooldown,
+        rate_limit_streak_s=draw(st.sampled_from([0.0, 2.0, 16.0])),
         max_rate_limit_cooldown_s=default_cooldown + draw(st.sampled_from([0.0, 8.0, 64.0])),
         # Shorter and longer than the ejections, so a memory shorter than one ejection is exercised.
         trip_memory_s=draw(st.sampled_from([0.0, 3.0, 20.0, 100.0, 10_000.0])),
         max_events=draw(st.sampled_from([5, 1000])),
+        max_ejection_percent=draw(st.sampled_from([None, 50.0])),
     )
 
 
@@ -89,7 +99,10 @@ class BreakerModel:
     cfg: FailoverConfig
     state: CircuitState = CircuitState.CLOSED
     open_until: float = 0.0
-    cooldown_until: float = 0.0
+    retry_after_until: float = 0.0  # Retry-After cooldowns: only time ends them
+    backoff_until: float = 0.0  # cooldowns chosen without Retry-After: a success ends them
+    streak: int = 0
+    streak_until: float = -math.inf
     trips: int = 0
     closed_at: float = -math.inf  # when it last recovered; trips are forgotten trip_memory_s later
     consecutive_failures: int = 0
@@ -97,6 +110,10 @@ class BreakerModel:
     window: list[tuple[float, bool]] = field(default_factory=list)
     permits: list[float] = field(default_factory=list)
     last_ejection: float | None = None
+
+    @property
+    def cooldown_until(self) -> float:
+        return max(self.retry_after_until, self.backoff_until)
 
     def refresh(self, now: float) -> None:
         if self.state is CircuitState.OPEN and now >= self.open_until:
@@ -124,13 +141,15 @@ class BreakerModel:
         return ok
 
     def record(self, now: float, ok: bool, kind: ErrorKind | None = None, retry_after: float | None = None,
-               probe: bool = False) -> float | None:
+               probe: bool = False, may_eject: bool = True) -> float | None:
         """Apply one outcome; returns the ejection time if it tripped the breaker."""
         self.refresh(now)
         if self.state is CircuitState.HALF_OPEN and self.permits:
             self.permits.pop(0)
         if ok:
             self.consecutive_failures = 0
+            self.streak = 0
+            self.backoff_until = 0.0
             if self.state is CircuitState.CLOSED:
                 self._push(now, failed=False)
             elif self.state is CircuitState.OPEN:
@@ -148,9 +167,18 @@ class BreakerModel:
             return None
         assert kind is not None
         if kind is ErrorKind.RATE_LIMITED:
-            wait = self.cfg.default_rate_limit_cooldown_s if retry_after is None else retry_after
-            wait = min(max(wait, 0.0), self.cfg.max_rate_limit_cooldown_s)
-            self.cooldown_until = max(self.cooldown_until, now + wait)
+            if self.streak == 0 or now > self.streak_until:
+                self.streak = 1
+            elif now >= self.cooldown_until:
+                self.streak += 1
+            if retry_after is None:
+                wait = min(self.cfg.rate_limit_base_cooldown_s * 2 ** (self.streak - 1),
+                           self.cfg.default_rate_limit_cooldown_s)
+                self.backoff_until = max(self.backoff_until, now + wait)
+            else:
+                wait = min(max(retry_after, 0.0), self.cfg.max_rate_limit_cooldown_s)
+                self.retry_after_until = max(self.retry_after_until, now + wait)
+            self.streak_until = self.cooldown_until + self.cfg.rate_limit_streak_s
             return None
         if not kind.is_health_failure:
             return None
@@ -161,10 +189,10 @@ class BreakerModel:
             return self._trip(now)
         self._push(now, failed=True)
         failures = sum(1 for _, failed in self.window if failed)
-        if self.consecutive_failures >= self.cfg.consecutive_failures or (
+        if may_eject and (self.consecutive_failures >= self.cfg.consecutive_failures or (
             len(self.window) >= self.cfg.minimum_calls
             and failures / len(self.window) >= self.cfg.failure_rate_threshold
-        ):
+        )):
             return self._trip(now)
         return None
 
@@ -244,8 +272,13 @@ class BreakerMachine(RuleBasedStateMachine):
 
     @rule(pid=st.sampled_from(PIDS), kind=st.sampled_from(HEALTH_FAILURES), probe=st.booleans())
     def health_failure(self, pid: str, kind: ErrorKind, probe: bool) -> None:
+        other = self.models[PIDS[1 - PIDS.index(pid)]]
+        may_eject = self.cfg.max_ejection_percent is None or other.state is CircuitState.CLOSED
+        count = len(self.events)
         state = self.fm.record(pid, False, kind, probe=probe, detail="boom")
-        ejection = self.models[pid].record(self.now, False, kind, probe=probe)
+        ejection = self.models[pid].record(self.now, False, kind, probe=probe, may_eject=may_eject)
+        if not may_eject and self.models[pid].state is CircuitState.CLOSED:
+            assert EventKind.BLACKLIST not in [e.kind for e in self.events[count:]]
         assert state is self._state_now(pid)
         self._check_trip(pid, ejection)
 
@@ -332,6 +365,9 @@ class BreakerMachine(RuleBasedStateMachine):
             assert info["trips"] == model.trips
             assert info["consecutive_failures"] == model.consecutive_failures
             assert info["cooldown_for_s"] == max(model.cooldown_until - now, 0.0)
+            assert info["rate_limit_streak"] == (model.streak if now <= model.streak_until else 0)
+            assert 0.0 <= info["rate_limit_pressure"] < 1.0
+            assert info["rate_limit_pressure"] == self.fm.rate_limit_pressure(pid)
             if expected_state is CircuitState.OPEN:
                 assert 0 < info["open_for_s"] <= self.cfg.max_ejection_s
             # White-box: the engine's own permit queue never exceeds the limit.

@@ -30,6 +30,7 @@ from pi_builder_middleware import (
     MonitorConfig,
     NoProviderAvailableError,
     Outcome,
+    OutlierConfig,
     PiBuilderError,
     Provider,
     RouteRequest,
@@ -130,34 +131,6 @@ class Spec:
     # (fields involved, predicate over the effective settings that must hold)
     relations: tuple[tuple[tuple[str, ...], Callable[[Mapping[str, Any]], bool]], ...] = ()
 
-
-FAILOVER = Spec(
-    FailoverConfig, "FailoverConfig",
-    {
-        "policy": text(min_size=1),
-        "consecutive_failures": integer(1, None),
-        "failure_rate_threshold": number(0, 1, lo_open=True),
-        "minimum_calls": integer(1, None),
-        "window_s": number(0, None, lo_open=True),
-        "base_ejection_s": number(0, None, lo_open=True),
-        "ejection_multiplier": number(1, None),
-        "max_ejection_s": number(0, None, lo_open=True),
-        "jitter": number(0, 1, hi_open=True),
-        "half_open_max_calls": integer(1, None),
-        "recovery_successes": integer(1, None),
-        "half_open_permit_timeout_s": number(0, None, lo_open=True),
-        "default_rate_limit_cooldown_s": number(0, None),
-        "max_rate_limit_cooldown_s": number(0, None),
-        "trip_memory_s": number(0, None),
-        "max_events": integer(1, None),
-    },
-    FailoverConfig().model_dump(),
-    relations=(
-        (("base_ejection_s", "max_ejection_s"), lambda c: c["max_ejection_s"] >= c["base_ejection_s"]),
-        (("default_rate_limit_cooldown_s", "max_rate_limit_cooldown_s"),
-         lambda c: c["max_rate_limit_cooldown_s"] >= c["default_rate_limit_cooldown_s"]),
-    ),
-)
 
 THRESHOLDS = Spec(
     HealthThresholds, "HealthThresholds",
@@ -269,6 +242,53 @@ def _nested(spec: Spec) -> Choice:
     )
 
 
+OUTLIER = Spec(
+    OutlierConfig, "OutlierConfig",
+    {
+        "interval_s": number(0, None, lo_open=True),
+        "success_rate_minimum_hosts": integer(1, None),
+        "success_rate_request_volume": integer(1, None),
+        "success_rate_stdev_factor": number(0, None),
+        "success_rate_minimum_gap": number(0, 1),
+        "failure_percentage_threshold": number(0, 100, lo_open=True, optional=True),
+        "failure_percentage_request_volume": integer(1, None),
+    },
+    OutlierConfig().model_dump(),
+)
+
+FAILOVER = Spec(
+    FailoverConfig, "FailoverConfig",
+    {
+        "policy": text(min_size=1),
+        "consecutive_failures": integer(1, None),
+        "failure_rate_threshold": number(0, 1, lo_open=True),
+        "minimum_calls": integer(1, None),
+        "window_s": number(0, None, lo_open=True),
+        "base_ejection_s": number(0, None, lo_open=True),
+        "ejection_multiplier": number(1, None),
+        "max_ejection_s": number(0, None, lo_open=True),
+        "jitter": number(0, 1, hi_open=True),
+        "half_open_max_calls": integer(1, None),
+        "recovery_successes": integer(1, None),
+        "half_open_permit_timeout_s": number(0, None, lo_open=True),
+        "rate_limit_base_cooldown_s": number(0, None),
+        "default_rate_limit_cooldown_s": number(0, None),
+        "max_rate_limit_cooldown_s": number(0, None),
+        "rate_limit_streak_s": number(0, None),
+        "rate_limit_pressure_half_life_s": number(0, None, lo_open=True),
+        "trip_memory_s": number(0, None),
+        "max_ejection_percent": number(0, 100, lo_open=True, optional=True),
+        "outlier": _nested(OUTLIER),
+        "max_events": integer(1, None),
+    },
+    FailoverConfig().model_dump(),
+    relations=(
+        (("base_ejection_s", "max_ejection_s"), lambda c: c["max_ejection_s"] >= c["base_ejection_s"]),
+        (("default_rate_limit_cooldown_s", "max_rate_limit_cooldown_s"),
+         lambda c: c["max_rate_limit_cooldown_s"] >= c["default_rate_limit_cooldown_s"]),
+    ),
+)
+
 MONITOR = Spec(
     MonitorConfig, "MonitorConfig",
     {
@@ -286,6 +306,12 @@ MONITOR = Spec(
 @given(case=kwargs_for(FAILOVER))
 def test_failover_config(case: Case) -> None:
     run_spec(FAILOVER, case)
+
+
+@FUZZ
+@given(case=kwargs_for(OUTLIER))
+def test_outlier_config(case: Case) -> None:
+    run_spec(OUTLIER, case)
 
 
 @FUZZ

@@ -127,7 +127,7 @@ def test_context_window_skips_provider_for_this_request_only(clock):
 
 def test_breaker_takes_failing_provider_out_and_brings_it_back(clock):
     mw = Middleware(
-        providers=[Provider(id="a", quality=0.9), Provider(id="b", quality=0.8)], strategy="quality-optimal",
+        providers=[Provider(id="a", quality=0.9), Provider(id="b", quality=0.8)], strategy="failover",
         failover=FailoverConfig.preset("aggressive", base_ejection_s=5.0, jitter=0.0, recovery_successes=2),
         clock=clock,
     )
@@ -198,8 +198,8 @@ def test_retry_after_ms_and_http_date_and_default(clock):
     mw = failover_mw(clock)
     mw.record(Outcome("a", False, 0.0, error=HTTPError(429, headers={"retry-after-ms": "1500"})))
     assert mw.failover.unavailable_reason("a") == "rate limited for 1.5 s more"
-    mw.record(Outcome("b", False, 0.0, error=HTTPError(429)))  # no header: the config's default
-    assert mw.failover.unavailable_reason("b") == "rate limited for 5.0 s more"
+    mw.record(Outcome("b", False, 0.0, error=HTTPError(429)))  # no header: a short backoff (0.25 s)
+    assert mw.failover.unavailable_reason("b") == "rate limited for 0.2 s more"
 
 
 def test_auth_error_is_reported_not_a_flap(clock):

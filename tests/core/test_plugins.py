@@ -164,7 +164,7 @@ def test_classifier_plugin_answers_before_builtin():
     assert mw.classify(QuotaExceeded("over quota"), "a") is ErrorKind.RATE_LIMITED
     assert mw.classify(TimeoutError(), "a") is ErrorKind.TIMEOUT  # plugin said None: built-in decides
     mw.record(Outcome("a", False, 0.0, error=QuotaExceeded()))
-    assert mw.failover.unavailable_reason("a") == "rate limited for 5.0 s more"
+    assert mw.failover.unavailable_reason("a") == "rate limited for 0.2 s more"  # no Retry-After: 0.25 s backoff
     assert mw.failover.state("a") is CircuitState.CLOSED
 
 
