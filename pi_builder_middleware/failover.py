@@ -106,6 +106,10 @@ class FailoverManager:
         self.events: deque[FailoverEvent] = deque(maxlen=self.config.max_events)
         self.event_counts: Counter[EventKind] = Counter()
         self._subscribers: list[Callable[[FailoverEvent], None]] = []
+        #: Providers that may be out (breaker not CLOSED, or cooling down): every other provider may
+        #: be called, so the router asks :meth:`unavailable_reason` only about these. Entries are
+        #: added with each state-changing event and dropped by :meth:`settle` once back in service.
+        self.suspects: dict[str, None] = {}
         self._checker: asyncio.Task[None] | None = None
         self._replica: Replicator | None = None
         if store is not None:
@@ -131,6 +135,7 @@ class FailoverManager:
         with self._lock:
             self._breakers.pop(provider_id, None)
             self._groups.pop(provider_id, None)
+            self.suspects.pop(provider_id, None)
         replica = self._replica
         if replica is not None:
             replica.forget(provider_id)
@@ -196,6 +201,14 @@ class FailoverManager:
                 b.permits.append(now)
         self._emit(pending)
         return ok
+
+    def settle(self, provider_id: str) -> None:
+        """Drop ``provider_id`` from :attr:`suspects` if it is CLOSED with no cooldown (checked under the lock)."""
+        now = self.clock()
+        with self._lock:
+            b = self._breakers.get(provider_id)
+            if b is None or (b.state is CircuitState.CLOSED and b.cooldown_until <= now):
+                self.suspects.pop(provider_id, None)
 
     def admit_early(self, provider_id: str) -> None:
         """Let one call through now although the provider is out (every other provider is out too).
@@ -578,6 +591,8 @@ class FailoverManager:
     def _event(self, kind: EventKind, provider_id: str, now: float, detail: str, b: _Breaker, *,
                share: bool = True) -> FailoverEvent:
         event = FailoverEvent(kind, provider_id, now, detail, b.state)
+        if b.state is not CircuitState.CLOSED or b.cooldown_until > now:
+            self.suspects[provider_id] = None
         self.events.append(event)
         self.event_counts[kind] += 1
         replica = self._replica

@@ -30,6 +30,11 @@ log = logging.getLogger("pi_builder_middleware.routing")
 
 _CIRCUIT_EVENTS = frozenset({EventKind.BLACKLIST, EventKind.HALF_OPEN, EventKind.RECOVERY, EventKind.RESET})
 
+#: How often the decayed estimates and window expiry of every provider are brought up to date.
+_MAINTAIN_S = 0.25
+#: How often the idlest provider is looked for (exploration).
+_EXPLORE_CHECK_S = 0.25
+
 #: Probes that may be spent at once (the budget refills by ``explore_share`` per decision).
 _EXPLORE_BURST = 3.0
 
@@ -86,6 +91,10 @@ class ProviderRouter:
         self._explored = 0
         self._panics = 0
         self._explore_tokens = 1.0
+        self._explore_at = float("-inf")
+        self._pairs: tuple[tuple[str, Candidate], ...] = ()
+        self._uniform_priority = True
+        self._maintain_at = float("-inf")
         self.failover.subscribe(self._on_failover_event)
         for provider in providers:
             self.add_provider(provider)
@@ -106,15 +115,24 @@ class ProviderRouter:
             self._providers[provider.id] = provider
         # candidate first: a breaker state adopted from a shared store on add must reach the monitor
         self._candidates[provider.id] = self.monitor.add_provider(provider)
-        self.failover.add_provider(provider.id)
+        self._reindex()
+        self.failover.add_provider(provider.id, group=provider.group)
 
     def remove_provider(self, provider_id: str) -> None:
         """Remove a provider and its health data."""
         with self._lock:
             self._providers.pop(provider_id, None)
             self._candidates.pop(provider_id, None)
+        self._reindex()
         self.monitor.remove_provider(provider_id)
         self.failover.remove_provider(provider_id)
+
+    def _reindex(self) -> None:
+        # one tuple swap, so a select running in another thread sees the old or the new set, whole
+        pairs = tuple(self._candidates.items())
+        self._pairs = pairs
+        self._uniform_priority = len({c.provider.priority for _, c in pairs}) <= 1
+        self._maintain_at = float("-inf")
 
     @property
     def providers(self) -> dict[str, Provider]:
@@ -159,7 +177,7 @@ class ProviderRouter:
         """
         strategy = self.strategy if request.strategy is None else self._resolve_strategy(request.strategy)
         now = self.clock()
-        eligible, excluded, held = self._filter(request, now)
+        eligible, excluded, held, half_open = self._filter(request, now)
         if not eligible:
             mode = self.config.when_all_out if when_all_out is None else when_all_out
             if held and mode is AllOutMode.SOONEST:
@@ -169,7 +187,10 @@ class ProviderRouter:
         if len(eligible) == 1:
             ranked = eligible
         else:
-            order = sorted(range(len(eligible)), key=lambda i: (-scores[i], eligible[i].provider.priority, i))
+            if self._uniform_priority:  # a stable sort keeps the given order among equal scores
+                order = sorted(range(len(eligible)), key=scores.__getitem__, reverse=True)
+            else:
+                order = sorted(range(len(eligible)), key=lambda i: (-scores[i], eligible[i].provider.priority, i))
             ranked = [eligible[i] for i in order]
             pick = self._pick(strategy, ranked, request)
             if pick:
@@ -177,7 +198,7 @@ class ProviderRouter:
             if ranked[0].concurrency_limit is not None:
                 ranked = _overflow(ranked)
         note = ""
-        trial = next((c for c in ranked if c.circuit is CircuitState.HALF_OPEN), None)
+        trial = next((c for c in ranked if c.circuit is CircuitState.HALF_OPEN), None) if half_open else None
         if trial is not None:
             if trial is not ranked[0]:
                 # A half-open provider only recovers through trial calls; the strategy would rarely rank it
@@ -200,7 +221,7 @@ class ProviderRouter:
         chosen = ranked[0]
         decision = RoutingDecision(
             chosen.provider, tuple(c.provider for c in ranked[1:]),
-            {c.provider.id: score for c, score in zip(eligible, scores, strict=True)}, strategy.name, excluded, now,
+            ([c.provider.id for c in eligible], scores), strategy.name, excluded, now,
             trial=chosen.circuit is CircuitState.HALF_OPEN, note=note,
         )
         self._count(decision, chosen, now, explored=bool(note), panic=False)
@@ -225,8 +246,9 @@ class ProviderRouter:
 
     def _explore(self, ranked: list[Candidate], now: float) -> Candidate | None:
         """The usable provider idle the longest, if it is due a probe and the probe budget allows one."""
-        if self._explore_tokens < 1.0:
+        if self._explore_tokens < 1.0 or now < self._explore_at:
             return None
+        self._explore_at = now + _EXPLORE_CHECK_S  # looking costs O(providers): a few times a second is plenty
         due = now - self.config.explore_after_s
         idle = min(ranked, key=_last_sent)
         if idle is ranked[0] or idle.last_sent_at > due or idle.circuit is not CircuitState.CLOSED:
@@ -273,51 +295,74 @@ class ProviderRouter:
             return False
 
     def _filter(self, request: RouteRequest, now: float
-                ) -> tuple[list[Candidate], dict[str, str], list[Candidate]]:
-        """Eligible candidates, why the others were left out, and those left out only by their breaker/cooldown."""
+                ) -> tuple[list[Candidate], dict[str, str], list[Candidate], bool]:
+        """Eligible candidates, why the others were left out, those left out only by their breaker or
+        cooldown, and whether any eligible one is half-open."""
+        pairs = self._pairs
+        if now >= self._maintain_at:
+            self._maintain(pairs, now)
         excluded: dict[str, str] = {}
-        eligible: list[Candidate] = []
         held: list[Candidate] = []
+        suspects = self.failover.suspects
         wanted = request.candidates
-        if wanted is not None:
-            for pid in wanted - self._candidates.keys():
-                excluded[pid] = "unknown provider"
         caps = request.required_capabilities
         exclude = request.exclude
         min_avail = request.min_availability
-        max_lat = None if request.max_latency_ms is None else request.max_latency_ms / 1000.0
-        unavailable = self.failover.unavailable_reason
-        memory_s = self.config.concurrency_memory_s
-        for pid, cand in list(self._candidates.items()):  # a copy: other threads may add or remove providers
-            if wanted is not None and pid not in wanted:
-                continue
-            if now >= cand.stale_at:
-                self._refresh(pid, now)
-            if now >= cand.decay_at:
-                cand.refresh(now, memory_s)
-            if exclude and pid in exclude:
-                excluded[pid] = "excluded by request"
-                continue
-            if caps and not caps <= cand.provider.capabilities:
-                missing = ", ".join(sorted(caps - cand.provider.capabilities))
-                excluded[pid] = f"missing capabilities: {missing}"
-                continue
-            try:
-                why = unavailable(pid, now)
-            except ConfigError:  # removed by another thread after the copy was taken
-                continue
-            if why is not None:
-                excluded[pid] = why
-                held.append(cand)
+        max_lat = request.max_latency_ms
+        plain = wanted is None and not caps and not exclude and min_avail is None and max_lat is None
+        if plain and not suspects:
+            return [c for _, c in pairs], excluded, held, False
+        eligible: list[Candidate] = []
+        half_open = False
+        if wanted is not None:
+            for pid in wanted - self._candidates.keys():
+                excluded[pid] = "unknown provider"
+        for pid, cand in pairs:
+            suspect = pid in suspects
+            if not plain:
+                if wanted is not None and pid not in wanted:
+                    continue
+                if exclude and pid in exclude:
+                    excluded[pid] = "excluded by request"
+                    continue
+                if caps and not caps <= cand.provider.capabilities:
+                    missing = ", ".join(sorted(caps - cand.provider.capabilities))
+                    excluded[pid] = f"missing capabilities: {missing}"
+                    continue
+            if suspect:
+                try:
+                    why = self.failover.unavailable_reason(pid, now)
+                except ConfigError:  # removed by another thread after the copy was taken
+                    continue
+                if why is not None:
+                    excluded[pid] = why
+                    held.append(cand)
+                    continue
+                if cand.circuit is CircuitState.HALF_OPEN:
+                    half_open = True
+                else:
+                    self.failover.settle(pid)
+            if plain:
+                eligible.append(cand)
                 continue
             if min_avail is not None and cand.availability < min_avail:
                 excluded[pid] = f"availability {cand.availability:.1%} below {min_avail:.1%}"
                 continue
-            if max_lat is not None and cand.latency_s is not None and cand.latency_s > max_lat:
-                excluded[pid] = f"latency {cand.latency_s * 1000:.0f} ms above {max_lat * 1000:.0f} ms"
+            if max_lat is not None and cand.latency_s is not None and cand.latency_s * 1000.0 > max_lat:
+                excluded[pid] = f"latency {cand.latency_s * 1000:.0f} ms above {max_lat:.0f} ms"
                 continue
             eligible.append(cand)
-        return eligible, excluded, held
+        return eligible, excluded, held, half_open
+
+    def _maintain(self, pairs: tuple[tuple[str, Candidate], ...], now: float) -> None:
+        """Expire window samples and re-read decayed estimates (every provider, a few times a second)."""
+        self._maintain_at = now + _MAINTAIN_S
+        memory_s = self.config.concurrency_memory_s
+        for pid, cand in pairs:
+            if now >= cand.stale_at:
+                self._refresh(pid, now)
+            if now >= cand.decay_at:
+                cand.refresh(now, memory_s)
 
     def _pick(self, strategy: Strategy, ranked: list[Candidate], request: RouteRequest) -> int:
         try:
