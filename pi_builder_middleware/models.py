@@ -258,7 +258,7 @@ class RoutingDecision:
         self,
         provider: Provider,
         chain: tuple[Provider, ...],
-        scores: dict[str, float] | tuple[Sequence[str], Sequence[float]],
+        scores: dict[str, float] | tuple[Sequence[Any], Sequence[float]],
         strategy: str,
         excluded: dict[str, str],
         at: float,
@@ -269,10 +269,11 @@ class RoutingDecision:
         self.provider = provider
         self.trial = trial
         self.chain = chain
-        # ids and scores side by side are kept as given; the dict is built when someone reads it
+        # (candidates, scores) side by side are kept as given (anything with ``.provider.id``, e.g. the
+        # router's Candidates); the dict is built when someone reads it: most decisions are never read
         if isinstance(scores, dict):
             self._scores: dict[str, float] | None = scores
-            self._scored: tuple[Sequence[str], Sequence[float]] | None = None
+            self._scored: tuple[Sequence[Any], Sequence[float]] | None = None
         else:
             self._scores, self._scored = None, scores
         self.strategy = strategy
@@ -291,8 +292,8 @@ class RoutingDecision:
     def scores(self) -> dict[str, float]:
         """Each ranked candidate's strategy score by provider id."""
         if self._scores is None:
-            ids, values = self._scored or ((), ())
-            self._scores = dict(zip(ids, values, strict=True))
+            ranked, values = self._scored or ((), ())
+            self._scores = {c.provider.id: v for c, v in zip(ranked, values, strict=True)}
             self._scored = None
         return self._scores
 

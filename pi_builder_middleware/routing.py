@@ -220,20 +220,20 @@ class ProviderRouter:
                 raise NoProviderAvailableError(excluded)
         chosen = ranked[0]
         decision = RoutingDecision(
-            chosen.provider, tuple(c.provider for c in ranked[1:]),
-            ([c.provider.id for c in eligible], scores), strategy.name, excluded, now,
+            chosen.provider, tuple([c.provider for c in ranked[1:]]),
+            (eligible, scores), strategy.name, excluded, now,
             trial=chosen.circuit is CircuitState.HALF_OPEN, note=note,
         )
-        self._count(decision, chosen, now, explored=bool(note), panic=False)
+        self._count(decision, chosen, now, scores[eligible.index(chosen)], explored=bool(note), panic=False)
         return decision
 
-    def _count(self, decision: RoutingDecision, chosen: Candidate, now: float, *, explored: bool,
+    def _count(self, decision: RoutingDecision, chosen: Candidate, now: float, score: float, *, explored: bool,
                panic: bool) -> None:
         with self._lock:
             chosen.last_sent_at = now
             self.history.append(decision)
             self._total += 1
-            self._score_sum += decision.score
+            self._score_sum += score
             self._by_provider[chosen.provider.id] += 1
             self._by_strategy[decision.strategy] += 1
             if explored:
@@ -280,7 +280,7 @@ class ProviderRouter:
                 f"(in {max(at - now, 0.0):.1f} s), instead of failing")
         decision = RoutingDecision(chosen.provider, (), {pid: 0.0}, strategy.name, excluded, now,
                                    trial=True, note=note, panic=True)
-        self._count(decision, chosen, now, explored=False, panic=True)
+        self._count(decision, chosen, now, 0.0, explored=False, panic=True)
         log.warning("routing: %s", note)
         return decision
 

@@ -62,8 +62,10 @@ class CostOptimal(_Preference):
     name = "cost-optimal"
 
     def rank(self, candidates: Sequence[Candidate], request: RouteRequest, ctx: StrategyContext) -> list[float]:
+        per_in, per_out = request.input_tokens / 1000.0, request.output_tokens / 1000.0  # Provider.cost_of, inlined
         costs = [
-            c.provider.cost_of(request.input_tokens, request.output_tokens) / max(c.availability, _MIN_AVAILABILITY)
+            (c.provider.cost_per_1k_input * per_in + c.provider.cost_per_1k_output * per_out)
+            / (c.availability if c.availability > _MIN_AVAILABILITY else _MIN_AVAILABILITY)
             for c in candidates
         ]
         return _normalise_lower_better(costs)
