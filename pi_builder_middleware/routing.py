@@ -309,14 +309,16 @@ class ProviderRouter:
         exclude = request.exclude
         min_avail = request.min_availability
         max_lat = request.max_latency_ms
+        if wanted is not None:
+            for pid in wanted - self._candidates.keys():
+                excluded[pid] = "unknown provider"
+            if wanted.issuperset(self._candidates):
+                wanted = None  # names every provider (as the LiteLLM adapter's requests do): no filter
         plain = wanted is None and not caps and not exclude and min_avail is None and max_lat is None
         if plain and not suspects:
             return [c for _, c in pairs], excluded, held, False
         eligible: list[Candidate] = []
         half_open = False
-        if wanted is not None:
-            for pid in wanted - self._candidates.keys():
-                excluded[pid] = "unknown provider"
         for pid, cand in pairs:
             suspect = pid in suspects
             if not plain:
