@@ -8,6 +8,7 @@ state store in ``pi_builder_middleware.redis_store``; each is imported only when
 from __future__ import annotations
 
 from ._clock import Clock, ManualClock, monotonic_clock
+from .attempts import AttemptTimeoutError, OpenAttempt
 from .config import AlertThresholds, FailoverConfig, HealthThresholds, MonitorConfig
 from .enums import AlertKind, CircuitState, ErrorKind, EventKind, FailoverPreset, HealthStatus
 from .errorinfo import extract_retry_after, parse_retry_after, status_code_of
@@ -51,6 +52,7 @@ __all__ = [
     "AlertThresholds",
     "AllProvidersFailedError",
     "Attempt",
+    "AttemptTimeoutError",
     "BreakerUpdate",
     "BreakerWindow",
     "Candidate",
@@ -77,6 +79,7 @@ __all__ = [
     "Middleware",
     "MonitorConfig",
     "NoProviderAvailableError",
+    "OpenAttempt",
     "Outcome",
     "PiBuilderError",
     "PluginError",
