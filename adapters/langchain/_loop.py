@@ -183,8 +183,12 @@ class RoutingLoop:
         opened = await self.middleware.aexecute_open(attempt, self._stream_request, max_wait_s=self.max_wait_s,
                                                      timeout_s=self.first_chunk_timeout_s,
                                                      timeout_error=FirstChunkTimeoutError)
-        async for chunk in self._adeliver(opened):
-            yield chunk
+        delivery = self._adeliver(opened)
+        try:
+            async for chunk in delivery:
+                yield chunk
+        finally:  # unlike ``yield from``, ``async for`` leaves the inner generator open when this one closes
+            await delivery.aclose()
 
     async def _adeliver(self, opened: OpenAttempt[_Head[AsyncIterator[T], T]]) -> AsyncGenerator[T, None]:
         started = opened.value
