@@ -101,17 +101,22 @@ class OpenAttempt(Generic[T]):
 
     def succeeded(self, *, ttft_s: float | None = None, usage: Usage | None = None) -> None:
         """End the attempt and record its success (latency now, time to first chunk, tokens, cost)."""
-        if not self._end():
+        if not self._open:
             return
-        latency = self.elapsed()
-        if ttft_s is not None:
-            ttft_s = max(ttft_s, 0.0)
+        self._open = False
+        mw = self._middleware
+        pid = self.provider.id
+        mw.end_attempt(pid)
+        latency = mw.clock() - self.start
+        if latency < 0.0:
+            latency = 0.0
+        if ttft_s is not None and ttft_s < 0.0:
+            ttft_s = 0.0
         if usage is None:
-            self._middleware.record(Outcome(self.provider.id, True, latency, ttft_s=ttft_s))
+            mw.record(Outcome(pid, True, latency, ttft_s=ttft_s))
         else:
-            self._middleware.record(Outcome(self.provider.id, True, latency, ttft_s=ttft_s,
-                                            input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-                                            cost=usage.cost))
+            mw.record(Outcome(pid, True, latency, ttft_s=ttft_s, input_tokens=usage.input_tokens,
+                              output_tokens=usage.output_tokens, cost=usage.cost))
 
     def interrupted(self, error: BaseException, *, ttft_s: float | None = None) -> ErrorKind | None:
         """End the attempt and record that its delivery broke with ``error``; returns the error's kind."""
@@ -143,6 +148,7 @@ def attempt_steps(middleware: Middleware, request: RouteRequest | None = None, *
     """
     clock = middleware.clock
     failover = middleware.failover
+    begin, end = middleware.begin_attempt, middleware.end_attempt
     attempts: list[Attempt] = []
     started = clock() if max_wait_s > 0 else 0.0
     wait: RecoveryWait | None = None
@@ -163,17 +169,17 @@ def attempt_steps(middleware: Middleware, request: RouteRequest | None = None, *
                     if attempts:
                         last = attempts[-1]
                         failover.note_switch(last.provider_id, pid, last.error_kind.value)
-                middleware.begin_attempt(pid)
+                begin(pid)
                 start = clock()
                 try:
                     value = yield provider
                 except Exception as exc:
-                    middleware.end_attempt(pid)
+                    end(pid)
                     if not _failed(middleware, provider, exc, clock() - start, attempts):
                         raise
                     continue
                 except BaseException:  # cancelled / interrupted: no outcome, give a half-open trial permit back
-                    middleware.end_attempt(pid)
+                    end(pid)
                     failover.release(pid)
                     raise
                 return OpenAttempt(middleware, provider, start, value)
