@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pi_builder_middleware import (
     AllProvidersFailedError,
@@ -394,3 +397,35 @@ def test_closing_the_state_machine_mid_attempt_ends_the_attempt(clock, sleeper):
     assert next(steps).id == "a"  # type: ignore[union-attr]
     steps.close()  # e.g. the driver's frame went away
     assert inflight(mw) == {"a": 0, "b": 0, "c": 0}
+
+
+# -- property: whatever the providers do, every attempt ends and the waits stay within max_wait_s --------
+
+BEHAVIOURS = ["ok", "503", "500", "429", "400", "interrupt"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(script=st.lists(st.sampled_from(BEHAVIOURS), max_size=12), max_wait_s=st.sampled_from([0.0, 0.3, 7.0, 30.0]),
+       use_async=st.booleans())
+def test_any_run_ends_every_attempt_and_never_waits_past_max_wait(script, max_wait_s, use_async):
+    clock = ManualClock(1000.0)
+    sleeper = Sleeper(clock)
+    mw = make(clock, sleeper)
+    behaviours = iter(script)
+    seen: list[int] = []
+
+    def call(provider: Provider) -> str:
+        seen.append(sum(inflight(mw).values()))
+        what = next(behaviours, "503")
+        if what == "ok":
+            return provider.id
+        if what == "interrupt":
+            raise KeyboardInterrupt
+        raise HTTPError(int(what))
+
+    with contextlib.suppress(HTTPError, KeyboardInterrupt, AllProvidersFailedError, NoProviderAvailableError):
+        run(mw, "async" if use_async else "sync", call, max_wait_s=max_wait_s)
+    assert seen and set(seen) == {1}  # one attempt at a time, counted while it runs
+    assert inflight(mw) == {"a": 0, "b": 0, "c": 0}
+    assert sum(sleeper.slept) <= max_wait_s + 1e-9
+    assert clock() - 1000.0 <= max_wait_s + 1e-9
