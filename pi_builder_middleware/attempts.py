@@ -158,8 +158,6 @@ def attempt_steps(middleware: Middleware, request: RouteRequest | None = None, *
         except NoProviderAvailableError as exc:
             error: PiBuilderError = exc
         else:
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("routing: %s", decision.reason)
             providers = decision.providers
             for index, provider in enumerate(providers):
                 pid = provider.id
@@ -277,7 +275,8 @@ def _failed(middleware: Middleware, provider: Provider, exc: Exception, latency:
     middleware.record(Outcome(provider.id, False, latency, error=exc, error_kind=kind))
     attempts.append(Attempt(provider.id, exc, kind, latency))
     fails_over = kind.fails_over
-    log.info("provider %r failed (%s: %s: %s)%s", provider.id, kind.value, type(exc).__name__, exc,
+    # The exception's type, never its message: provider errors may quote keys or prompts.
+    log.info("provider %r failed (%s: %s)%s", provider.id, kind.value, type(exc).__name__,
              "; failing over" if fails_over else "")
     return fails_over
 
