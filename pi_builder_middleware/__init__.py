@@ -8,6 +8,7 @@ state store in ``pi_builder_middleware.redis_store``; each is imported only when
 from __future__ import annotations
 
 from ._clock import Clock, ManualClock, monotonic_clock
+from .attempts import AttemptTimeoutError, OpenAttempt
 from .config import (
     AlertThresholds,
     FailoverConfig,
@@ -68,6 +69,7 @@ __all__ = [
     "AllOutMode",
     "AllProvidersFailedError",
     "Attempt",
+    "AttemptTimeoutError",
     "BreakerUpdate",
     "BreakerWindow",
     "Candidate",
@@ -94,6 +96,7 @@ __all__ = [
     "Middleware",
     "MonitorConfig",
     "NoProviderAvailableError",
+    "OpenAttempt",
     "Outcome",
     "OutlierConfig",
     "PeerEjection",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -11,15 +12,15 @@ import pluggy
 
 from ._clock import Clock, monotonic_clock
 from ._registries import build_registries
+from .attempts import AttemptTimeoutError, OpenAttempt, arun_attempts, complete, run_attempts
 from .config import FailoverConfig, MonitorConfig, RoutingConfig
-from .enums import ErrorKind, FailoverPreset
+from .enums import AllOutMode, ErrorKind, FailoverPreset
 from .errorinfo import extract_retry_after
-from .errors import ConfigError, chain_exhausted
+from .errors import ConfigError
 from .failover import FailoverManager
 from .interfaces import Strategy
 from .models import (
     Alert,
-    Attempt,
     HealthChange,
     HealthSnapshot,
     Outcome,
@@ -48,6 +49,9 @@ class Middleware:
     ``state_store`` shares breaker trips, recoveries and rate-limit cooldowns with other replicas
     (:class:`MemoryStateStore` in one process, ``redis_store.RedisStateStore`` across processes);
     :meth:`close` (or ``with Middleware(...) as mw:``) detaches from it.
+
+    ``clock`` (seconds, monotonic), ``sleep`` and ``async_sleep`` (used by ``max_wait_s`` waits) are
+    injectable so tests drive time instead of sleeping; they default to the real ones.
     """
 
     def __init__(
@@ -63,12 +67,17 @@ class Middleware:
         load_entrypoints: bool = True,
         blocked_plugins: Iterable[str] = (),
         clock: Clock | None = None,
+        sleep: Callable[[float], object] | None = None,
+        async_sleep: Callable[[float], Awaitable[object]] | None = None,
         seed: int | None = None,
         history_size: int = 1000,
         state_store: StateStore | None = None,
     ) -> None:
         provider_list, plugin_list, blocked = _checked_arguments(providers, plugins, blocked_plugins, monitor,
                                                                  clock, seed)
+        for field, value in (("sleep", sleep), ("async_sleep", async_sleep)):
+            if value is not None and not callable(value):
+                raise ConfigError(field, f"expected a callable taking seconds, got {type(value).__name__}")
         if state_store is not None and not isinstance(state_store, StateStore):
             raise ConfigError("state_store", f"expected a StateStore (e.g. MemoryStateStore), got "
                                              f"{type(state_store).__name__}")
@@ -86,6 +95,8 @@ class Middleware:
         self.plugins = PluginHost(pm)
         self.registries = build_registries(self.plugins)
         self.clock: Clock = clock or monotonic_clock
+        self.sleep: Callable[[float], object] = sleep or time.sleep
+        self.async_sleep: Callable[[float], Awaitable[object]] = async_sleep or asyncio.sleep
         rng = random.Random(seed)
         fo_config = FailoverConfig.coerce(failover)
         if routing is not None and not isinstance(routing, RoutingConfig):
@@ -120,9 +131,14 @@ class Middleware:
         return self.router.providers
 
     # -- hot path ------------------------------------------------------------------------------
-    def select(self, request: RouteRequest | None = None, *, reserve: bool = True) -> RoutingDecision:
-        """Choose a provider (plus ordered backups) for one request."""
-        decision = self.router.select(request or DEFAULT_REQUEST, reserve=reserve)
+    def select(self, request: RouteRequest | None = None, *, reserve: bool = True,
+               when_all_out: AllOutMode | None = None) -> RoutingDecision:
+        """Choose a provider (plus ordered backups) for one request.
+
+        ``when_all_out`` overrides ``RoutingConfig.when_all_out`` for this call (what happens when
+        every candidate is ejected or cooling down).
+        """
+        decision = self.router.select(request or DEFAULT_REQUEST, reserve=reserve, when_all_out=when_all_out)
         self.plugins.notify("pbm_on_decision", decision=decision)
         return decision
 
@@ -178,74 +194,38 @@ class Middleware:
 
     # -- execution -----------------------------------------------------------------------------
     def execute(self, fn: Callable[[Provider], T], request: RouteRequest | None = None, *,
-                usage: Callable[[T], Usage] | None = None) -> T:
+                usage: Callable[[T], Usage] | None = None, max_wait_s: float = 0.0) -> T:
         """Call ``fn(provider)`` along the decision's chain until one succeeds.
 
-        Each attempt is recorded. Errors whose kind does not fail over (bad request) propagate at
-        once; if every provider fails, :class:`AllProvidersFailedError` lists every attempt.
+        Each attempt is recorded and counted in flight while it runs. Errors whose kind does not fail
+        over (bad request) propagate at once; if every provider fails, :class:`AllProvidersFailedError`
+        lists every attempt. ``max_wait_s`` > 0: when a pass ends without an answer (nobody available,
+        or each one tried failed over), sleep until the first provider may take a call again and run
+        another pass, until ``max_wait_s`` after the call started (0: fail at once).
         """
-        decision = self.select(request)
-        attempts: list[Attempt] = []
-        for index, provider in enumerate(decision.providers):
-            if index and not self._next(decision, index, attempts):
-                continue
-            start = self.clock()
-            try:
-                result = fn(provider)
-            except Exception as exc:
-                if not self._failed(provider, exc, self.clock() - start, attempts):
-                    raise
-                continue
-            except BaseException:  # KeyboardInterrupt, GeneratorExit: no outcome, give the trial permit back
-                self.failover.release(provider.id)
-                raise
-            self._succeeded(provider, result, self.clock() - start, usage)
-            return result
-        raise chain_exhausted([p.id for p in decision.providers], attempts)
+        return complete(run_attempts(self, fn, request, max_wait_s=max_wait_s), usage)
 
     async def aexecute(self, fn: Callable[[Provider], Awaitable[T]], request: RouteRequest | None = None, *,
-                       usage: Callable[[T], Usage] | None = None) -> T:
+                       usage: Callable[[T], Usage] | None = None, max_wait_s: float = 0.0) -> T:
         """Async :meth:`execute`; ``request.timeout_s`` bounds each attempt (a timeout fails over)."""
-        decision = self.select(request)
         timeout = request.timeout_s if request is not None else None
-        attempts: list[Attempt] = []
-        for index, provider in enumerate(decision.providers):
-            if index and not self._next(decision, index, attempts):
-                continue
-            start = self.clock()
-            try:
-                async with asyncio.timeout(timeout):
-                    result = await fn(provider)
-            except Exception as exc:
-                if not self._failed(provider, exc, self.clock() - start, attempts):
-                    raise
-                continue
-            except BaseException:  # cancelled: no outcome, give the trial permit back
-                self.failover.release(provider.id)
-                raise
-            self._succeeded(provider, result, self.clock() - start, usage)
-            return result
-        raise chain_exhausted([p.id for p in decision.providers], attempts)
+        return complete(await arun_attempts(self, fn, request, max_wait_s=max_wait_s, timeout_s=timeout), usage)
 
-    def _next(self, decision: RoutingDecision, index: int, attempts: list[Attempt]) -> bool:
-        provider = decision.providers[index]
-        if not self.failover.acquire(provider.id):
-            return False  # its breaker opened (or its permits went) since the decision was made
-        if attempts:
-            self.failover.note_switch(attempts[-1].provider_id, provider.id, attempts[-1].error_kind.value)
-        return True
+    def execute_open(self, fn: Callable[[Provider], T], request: RouteRequest | None = None, *,
+                     max_wait_s: float = 0.0) -> OpenAttempt[T]:
+        """:meth:`execute`, but the attempt that answered stays in flight (e.g. a stream's first chunk).
 
-    def _failed(self, provider: Provider, exc: Exception, latency: float, attempts: list[Attempt]) -> bool:
-        kind = self.classify(exc, provider)
-        self.record(Outcome(provider.id, False, max(latency, 0.0), error=exc, error_kind=kind))
-        attempts.append(Attempt(provider.id, exc, kind, latency))
-        return kind.fails_over
+        End the returned :class:`OpenAttempt` once delivery ends (``succeeded`` or ``interrupted``).
+        """
+        return run_attempts(self, fn, request, max_wait_s=max_wait_s)
 
-    def _succeeded(self, provider: Provider, result: Any, latency: float, usage: Callable[[Any], Usage] | None
-                   ) -> None:
-        u = usage(result) if usage is not None else Usage()
-        self.record(Outcome(provider.id, True, max(latency, 0.0), input_tokens=u.input_tokens,
-                            output_tokens=u.output_tokens, cost=u.cost))
+    async def aexecute_open(self, fn: Callable[[Provider], Awaitable[T]], request: RouteRequest | None = None, *,
+                            max_wait_s: float = 0.0, timeout_s: float | None = None,
+                            timeout_error: Callable[[str, float], AttemptTimeoutError] = AttemptTimeoutError,
+                            ) -> OpenAttempt[T]:
+        """Async :meth:`execute_open`; ``timeout_s`` bounds each ``fn`` (a timeout fails over: ``timeout_error``)."""
+        return await arun_attempts(self, fn, request, max_wait_s=max_wait_s, timeout_s=timeout_s,
+                                   timeout_error=timeout_error)
 
     # -- reading -------------------------------------------------------------------------------
     def health(self, provider_id: str) -> HealthSnapshot:

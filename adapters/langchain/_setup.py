@@ -21,12 +21,11 @@ __all__ = [
     "wrapper_fields",
 ]
 
-#: Default order: the keys' order (every provider has the same default quality, ties keep insertion order),
-#: so the first key is the primary and the rest are backups, like ``with_fallbacks``; providers whose breaker
-#: is open are skipped, and a recovered primary gets its half-open trial call and takes traffic back.
-#: (Under the health-ranked ``failover`` strategy one transient error would move traffic to the backup for
-#: as long as the monitor window remembers it, although the primary's breaker never opened.)
-DEFAULT_STRATEGY = "quality-optimal"
+#: Default order: the keys' order (the ``failover`` strategy: priority order gated by the breakers; every
+#: provider has the same default priority, ties keep insertion order), so the first key is the primary and
+#: the rest are backups, like ``with_fallbacks``; providers whose breaker is open are skipped, and a
+#: recovered primary gets its half-open trial call and takes traffic back as soon as its breaker closes.
+DEFAULT_STRATEGY = "failover"
 
 #: Per-key provider settings: Provider objects (ids = model keys), or a mapping key -> Provider or
 #: key -> dict of Provider fields (``cost_per_1k_input``, ``quality``, ``capabilities``, ...).

@@ -42,11 +42,16 @@ NOSTREAM_TAG = "nostream"
 
 
 class _StreamParent(NamedTuple):
-    """This model's streaming run, handed to ``_stream`` (which LangChain calls without its run manager)."""
+    """This model's streaming run, handed to ``_stream`` (which LangChain calls without its run manager).
+
+    ``opened``: the async streams ``_astream`` returned, closed by ``astream`` when the reader stops:
+    LangChain's ``astream`` leaves them to the garbage collector, so their attempt would stay in flight.
+    """
 
     model: object
     run_id: UUID
     manager: BaseCallbackManager
+    opened: list[AsyncGenerator[ChatGenerationChunk, None]]
 
 
 _STREAM_PARENT: ContextVar[_StreamParent | None] = ContextVar("pbm_langchain_stream_parent", default=None)
@@ -170,9 +175,18 @@ class HealthAwareChatModel(BaseChatModel):
             chunks.close()
 
     @override
-    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                       run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any
-                       ) -> AsyncIterator[ChatGenerationChunk]:
+    def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                 run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any
+                 ) -> AsyncIterator[ChatGenerationChunk]:
+        stream = self._astream_routed(messages, stop, run_manager, **kwargs)
+        parent = _STREAM_PARENT.get()
+        if parent is not None and parent.model is self:
+            parent.opened.append(stream)
+        return stream
+
+    async def _astream_routed(self, messages: list[BaseMessage], stop: list[str] | None,
+                              run_manager: AsyncCallbackManagerForLLMRun | None, **kwargs: Any
+                              ) -> AsyncGenerator[ChatGenerationChunk, None]:
         call = _call_kwargs(stop, kwargs)
         chunks = self._loop.astream(lambda model, cfg: model.astream(messages, cfg, **call),
                                     self._child_configs(run_manager, streaming=True))
@@ -221,7 +235,7 @@ class HealthAwareChatModel(BaseChatModel):
     def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                stop: list[str] | None = None, **kwargs: Any) -> Iterator[AIMessageChunk]:
         config = ensure_config(config)
-        parent = _StreamParent(self, config.get("run_id") or uuid7(), get_callback_manager_for_config(config))
+        parent = _StreamParent(self, config.get("run_id") or uuid7(), get_callback_manager_for_config(config), [])
         chunks = cast(Generator[AIMessageChunk, None, None],
                       super().stream(input, _pinned(config, parent), stop=stop, **kwargs))
         try:
@@ -242,7 +256,8 @@ class HealthAwareChatModel(BaseChatModel):
     async def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                       stop: list[str] | None = None, **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
         config = ensure_config(config)
-        parent = _StreamParent(self, config.get("run_id") or uuid7(), get_async_callback_manager_for_config(config))
+        parent = _StreamParent(self, config.get("run_id") or uuid7(), get_async_callback_manager_for_config(config),
+                               [])
         chunks = cast(AsyncGenerator[AIMessageChunk, None],
                       super().astream(input, _pinned(config, parent), stop=stop, **kwargs))
         try:
@@ -259,6 +274,8 @@ class HealthAwareChatModel(BaseChatModel):
                     yield chunk
         finally:
             await chunks.aclose()
+            for opened in parent.opened:
+                await opened.aclose()
 
     def _child_configs(self, run_manager: RunManager | None, *, streaming: bool = False
                        ) -> Callable[[str], RunnableConfig]:

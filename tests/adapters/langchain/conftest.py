@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from langchain_openai import ChatOpenAI
 
-from pi_builder_middleware import FailoverConfig, ManualClock, Middleware, Provider
+from pi_builder_middleware import FailoverConfig, ManualClock, Middleware, Provider, RoutingConfig
 from pi_builder_middleware.sim import SimProvider, Simulator
 
 MakeChat = Callable[..., ChatOpenAI]
@@ -41,9 +41,10 @@ def clock() -> ManualClock:
 def make_mw(clock: ManualClock) -> Callable[..., Middleware]:
     """``make_mw("a", "b")``: a middleware on the manual clock, aggressive breakers (2 failures trip, 10 s out)."""
 
-    def factory(*ids: str | Provider, strategy: str = "quality-optimal", **overrides: object) -> Middleware:
+    def factory(*ids: str | Provider, strategy: str = "failover", routing: RoutingConfig | None = None,
+                **overrides: object) -> Middleware:
         providers = [p if isinstance(p, Provider) else Provider(id=p) for p in ids]
         config = FailoverConfig.preset("aggressive", jitter=0.0, **overrides)
-        return Middleware(providers, strategy=strategy, failover=config, clock=clock, seed=1)
+        return Middleware(providers, strategy=strategy, failover=config, clock=clock, seed=1, routing=routing)
 
     return factory

@@ -37,7 +37,7 @@ def test_is_a_chat_model_that_fails_over(make_mw):
     assert message.usage_metadata["output_tokens"] == 3
     assert llm._llm_type == "pi-builder-middleware"
     assert llm._identifying_params["models"]["a"]["type"] == "ScriptedChat"
-    assert llm._identifying_params["strategy"] == "quality-optimal"
+    assert llm._identifying_params["strategy"] == "failover"
 
 
 async def test_async_and_streaming(make_mw):

@@ -19,6 +19,7 @@ from pi_builder_middleware import (
     NoProviderAvailableError,
     Provider,
     RouteRequest,
+    RoutingConfig,
 )
 
 PROMPT = ChatPromptTemplate.from_messages([("user", "{question}")])
@@ -97,9 +98,9 @@ def test_all_failed_lists_every_attempt_and_chains_the_cause(make_mw):
     assert "a: overloaded" in str(info.value) and "c: timeout" in str(info.value)
 
 
-def test_every_breaker_open_fails_fast(make_mw):
+def test_every_breaker_open_fails_fast_when_configured(make_mw):
     models = {k: ScriptedChat(key=k, fail=HTTPError(503)) for k in "ab"}
-    llm = HealthAwareFallbacks(models, middleware=make_mw("a", "b"))
+    llm = HealthAwareFallbacks(models, middleware=make_mw("a", "b", routing=RoutingConfig(when_all_out="fail")))
     for _ in range(2):
         with pytest.raises(AllProvidersFailedError):
             llm.invoke("q")
@@ -107,6 +108,20 @@ def test_every_breaker_open_fails_fast(make_mw):
         llm.invoke("q")
     assert set(info.value.reasons) == {"a", "b"}
     assert [m.calls for m in models.values()] == [2, 2]
+
+
+def test_every_breaker_open_sends_to_the_soonest_readmission_by_default(make_mw, clock: ManualClock):
+    models = {k: ScriptedChat(key=k, fail=HTTPError(503)) for k in "ab"}
+    llm = HealthAwareFallbacks(models, middleware=make_mw("a", "b"))
+    for _ in range(2):
+        with pytest.raises(AllProvidersFailedError):
+            llm.invoke("q")
+    clock.advance(1.0)
+    models["b"].fail = None  # b recovered; both breakers are still open (a's ejection ends first)
+    with pytest.raises(AllProvidersFailedError) as info:  # the soonest back (a) is tried instead of failing
+        llm.invoke("q")
+    assert [attempt.provider_id for attempt in info.value.attempts] == ["a"]
+    assert llm.middleware.stats()["router"]["all_out_decisions"] == 1
 
 
 def test_rate_limited_provider_cools_down_without_tripping(make_mw, clock: ManualClock):

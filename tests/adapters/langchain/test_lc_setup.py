@@ -21,7 +21,7 @@ def test_builds_a_middleware_from_the_keys(front_end):
     assert list(llm.middleware.providers) == ["x", "y"]
     assert llm.middleware.providers["y"].capabilities == frozenset({"tools"})
     assert llm.middleware.failover.config.consecutive_failures == 2
-    assert llm.invoke("q").content == "y says hi"  # default strategy orders by quality, then by key order
+    assert llm.invoke("q").content == "x says hi"  # default strategy (failover): priority, then key order
 
 
 def test_default_order_is_the_key_order():

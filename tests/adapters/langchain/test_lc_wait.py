@@ -16,21 +16,19 @@ import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk
 from lc_fakes import HTTPError, ScriptedChat
 from pi_builder_middleware.adapters.langchain import HealthAwareChatModel, HealthAwareFallbacks
-from pi_builder_middleware.adapters.langchain._wait import RecoveryWait
 from pydantic import BaseModel
 
 from pi_builder_middleware import (
+    AllOutMode,
     AllProvidersFailedError,
-    Attempt,
     ConfigError,
     ErrorKind,
     FailoverConfig,
-    FailoverManager,
-    ManualClock,
     Middleware,
     NoProviderAvailableError,
     Provider,
     RouteRequest,
+    RoutingConfig,
     StreamInterruptedError,
 )
 
@@ -63,10 +61,11 @@ def outage(seconds: float, *keys: str) -> dict[str, OutageChat]:
     return {key: OutageChat(key=key, down_until=until) for key in keys}
 
 
-def middleware(*keys: str, ejection_s: float = 0.2) -> Middleware:
+def middleware(*keys: str, ejection_s: float = 0.2, when_all_out: AllOutMode = AllOutMode.SOONEST) -> Middleware:
     """Real clock; two failures in a row open a breaker for 0.2 s, a failed trial for 0.4 s."""
     config = FailoverConfig.preset("aggressive", base_ejection_s=ejection_s, jitter=0.0)
-    return Middleware([Provider(id=k) for k in keys], strategy="quality-optimal", failover=config, seed=1)
+    return Middleware([Provider(id=k) for k in keys], strategy="failover", failover=config, seed=1,
+                      routing=RoutingConfig(when_all_out=when_all_out))
 
 
 def call(llm: Any, mode: str) -> str:
@@ -166,7 +165,7 @@ def test_providers_failing_with_closed_breakers_get_a_doubling_backoff_not_a_ham
 @pytest.mark.parametrize("mode", MODES)
 def test_waits_for_ejected_providers_when_no_provider_is_available_at_the_start(mode):
     models = {key: ScriptedChat(key=key) for key in ("a", "b")}
-    mw = middleware("a", "b", ejection_s=0.4)
+    mw = middleware("a", "b", ejection_s=0.4, when_all_out=AllOutMode.FAIL)
     for key in models:  # both ejected for 0.4 s, although they are healthy again
         mw.failover.record(key, False, ErrorKind.SERVER_ERROR)
         mw.failover.record(key, False, ErrorKind.SERVER_ERROR)
@@ -242,82 +241,3 @@ def test_max_wait_survives_the_copies_the_wrappers_make(front_end):
     assert [c._loop.max_wait_s for c in copies] == [1.5, 1.5, 1.5]
     if isinstance(llm, HealthAwareChatModel):
         assert llm._identifying_params["max_wait_s"] == 1.5
-
-
-# -- RecoveryWait itself, on a manual clock -------------------------------------------------------------
-
-
-@pytest.fixture
-def fm(clock: ManualClock) -> FailoverManager:
-    config = FailoverConfig.preset("aggressive", base_ejection_s=0.2, jitter=0.0, half_open_permit_timeout_s=30.0)
-    manager = FailoverManager(config, clock=clock)
-    for pid in ("a", "b"):
-        manager.add_provider(pid)
-    return manager
-
-
-def trip(fm: FailoverManager, pid: str) -> None:
-    fm.record(pid, False, ErrorKind.SERVER_ERROR)
-    fm.record(pid, False, ErrorKind.SERVER_ERROR)
-
-
-def failed(*pids: str) -> AllProvidersFailedError:
-    return AllProvidersFailedError([Attempt(pid, HTTPError(503), ErrorKind.SERVER_ERROR, 0.01) for pid in pids])
-
-
-NOBODY = NoProviderAvailableError({"a": "circuit open", "b": "circuit open"})
-
-
-def test_wait_sleeps_until_the_first_ejection_ends(fm, clock):
-    trip(fm, "a")
-    clock.advance(0.1)
-    trip(fm, "b")
-    wait = RecoveryWait(fm, ["a", "b"], 1.0, clock)
-    assert wait.delay(NOBODY) == pytest.approx(0.1)  # a is back at +0.2 s from its trip
-
-
-def test_wait_backs_off_doubling_while_providers_are_available_but_failing(fm, clock):
-    wait = RecoveryWait(fm, ["a", "b"], 10.0, clock)
-    delays = []
-    for _ in range(4):
-        delays.append(wait.delay(failed("a", "b")))
-        clock.advance(delays[-1] or 0.0)
-    assert delays == pytest.approx([0.05, 0.1, 0.2, 0.4])
-
-
-def test_wait_gives_up_when_nobody_is_back_before_the_deadline(fm, clock):
-    trip(fm, "a")
-    trip(fm, "b")
-    assert RecoveryWait(fm, ["a", "b"], 0.15, clock).delay(NOBODY) is None
-    assert RecoveryWait(fm, ["a", "b"], 0.0, clock).delay(failed("a")) is None  # max_wait_s=0: never waits
-
-
-def test_wait_never_sleeps_past_the_deadline_nor_longer_in_total_than_max_wait(fm, clock):
-    wait = RecoveryWait(fm, ["a"], 0.12, clock)
-    assert wait.delay(failed("a")) == pytest.approx(0.05)
-    assert wait.delay(failed("a")) == pytest.approx(0.07)  # the backoff (0.1) is cut at the deadline
-    assert wait.delay(failed("a")) is None  # the clock never moved, but 0.12 s were slept
-
-
-def test_wait_polls_a_half_open_provider_whose_trial_permit_is_taken(fm, clock):
-    trip(fm, "a")
-    clock.advance(0.2)
-    assert fm.acquire("a")  # another call's trial: available_at says +30 s (the permit timeout) ...
-    wait = RecoveryWait(fm, ["a"], 1.0, clock)
-    assert wait.delay(NoProviderAvailableError({"a": "half-open with 1 trial call(s) in flight"})) == 0.05
-
-
-def test_wait_ignores_providers_that_selection_excluded_for_other_reasons(fm, clock):
-    trip(fm, "a")
-    wait = RecoveryWait(fm, ["a", "b"], 1.0, clock)  # b is healthy: excluded by a filter, not by its breaker
-    nobody = NoProviderAvailableError({"a": "circuit open", "b": "missing capabilities"})
-    assert wait.delay(nobody) == pytest.approx(0.2)
-
-
-def test_giving_up_after_selection_found_nobody_still_lists_the_earlier_attempts(fm, clock):
-    wait = RecoveryWait(fm, ["a", "b"], 1.0, clock)
-    assert wait.give_up(NOBODY) is NOBODY  # no attempt was made: the selection's reasons are the news
-    wait.attempts.extend(failed("a", "b").attempts)
-    error = wait.give_up(NOBODY)
-    assert isinstance(error, AllProvidersFailedError)
-    assert [a.provider_id for a in error.attempts] == ["a", "b"]

@@ -2,7 +2,7 @@
 
 A pass over the providers ends without an answer when the middleware has none to offer (every breaker
 open, every provider cooling down after a 429) or when each one tried failed with an error that fails
-over. With ``max_wait_s > 0`` the routing loop then asks :meth:`RecoveryWait.delay` how long to sleep
+over. With ``max_wait_s > 0`` the attempt loop then asks :meth:`RecoveryWait.delay` how long to sleep
 before the next pass: until the first provider may take a call again (the breakers' own schedule, see
 :meth:`FailoverManager.available_at`), but at least a backoff (50 ms, doubling each time it is what
 decides the wait) so providers that fail while their breakers stay closed are not hammered; never
@@ -12,18 +12,13 @@ past the call's start + ``max_wait_s``, and not at all when nobody comes back be
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from pi_builder_middleware import (
-    Attempt,
-    CircuitState,
-    Clock,
-    ConfigError,
-    FailoverManager,
-    NoProviderAvailableError,
-    PiBuilderError,
-    chain_exhausted,
-)
+from ._clock import Clock
+from .enums import CircuitState
+from .errors import ConfigError, NoProviderAvailableError, PiBuilderError, chain_exhausted
+from .failover import FailoverManager
+from .models import Attempt
 
 __all__ = ["FIRST_BACKOFF_S", "RecoveryWait"]
 
@@ -32,21 +27,22 @@ FIRST_BACKOFF_S = 0.05
 
 
 class RecoveryWait:
-    """The waiting state of one call: its start, the attempts of every pass, the next backoff.
+    """The waiting state of one call: its deadline, the seconds slept, the next backoff.
 
     ``delay(error)`` after a pass that ended with ``error`` gives the seconds to sleep before the next
-    pass, or None to give up; ``give_up(error)`` is the error to raise then (every pass's attempts).
+    pass, or None to give up; ``give_up(error, attempts)`` is the error to raise then (every pass's
+    attempts). ``start`` is when the call started (default: now).
     """
 
-    __slots__ = ("_backoff", "_slept", "attempts", "candidates", "clock", "deadline", "failover", "max_wait_s")
+    __slots__ = ("_backoff", "_slept", "candidates", "clock", "deadline", "failover", "max_wait_s")
 
-    def __init__(self, failover: FailoverManager, candidates: Iterable[str], max_wait_s: float, clock: Clock) -> None:
+    def __init__(self, failover: FailoverManager, candidates: Iterable[str], max_wait_s: float, clock: Clock, *,
+                 start: float | None = None) -> None:
         self.failover = failover
         self.candidates = tuple(candidates)
         self.max_wait_s = max_wait_s
         self.clock = clock
-        self.deadline = clock() + max_wait_s
-        self.attempts: list[Attempt] = []
+        self.deadline = (clock() if start is None else start) + max_wait_s
         self._backoff = FIRST_BACKOFF_S
         self._slept = 0.0
 
@@ -56,7 +52,7 @@ class RecoveryWait:
             return None
         soonest = self._soonest(blocked_only=isinstance(error, NoProviderAvailableError))
         now = self.clock()
-        # Real seconds slept count too, so a clock that does not move (a test's manual clock) cannot loop forever.
+        # Seconds slept count too, so a clock that does not move (a test's manual clock) cannot loop forever.
         left = min(self.deadline - now, self.max_wait_s - self._slept)
         if left <= 0 or soonest is None or soonest - now > left:
             return None  # nothing comes back before the deadline: fail now rather than sleep for nothing
@@ -68,10 +64,10 @@ class RecoveryWait:
         self._slept += wait
         return wait
 
-    def give_up(self, error: PiBuilderError) -> PiBuilderError:
+    def give_up(self, error: PiBuilderError, attempts: Sequence[Attempt]) -> PiBuilderError:
         """The error to raise: AllProvidersFailedError with every pass's attempts if there were any, else ``error``."""
-        if isinstance(error, NoProviderAvailableError) and self.attempts:
-            return chain_exhausted(self.candidates, self.attempts)
+        if isinstance(error, NoProviderAvailableError) and attempts:
+            return chain_exhausted(self.candidates, attempts)
         return error
 
     def _soonest(self, *, blocked_only: bool) -> float | None:

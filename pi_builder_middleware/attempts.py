@@ -1,0 +1,300 @@
+"""The attempt loop of one call, shared by every front-end (execute, aexecute, the adapters).
+
+One state machine, :func:`attempt_steps`, decides everything; two thin drivers run it:
+:func:`run_attempts` (sync) and :func:`arun_attempts` (async). The machine is a generator that yields
+commands and is resumed with their results:
+
+- a :class:`Provider`: "call this provider" — the driver calls ``fn(provider)`` and sends back its
+  result, or throws the exception it raised into the machine (cancellation included);
+- a :class:`Sleep`: "sleep this long, then run another pass" — the driver sleeps (the middleware's
+  injectable ``sleep``/``async_sleep``) and sends back None.
+
+Per pass the machine selects a decision (:class:`NoProviderAvailableError` ends the pass), walks its
+chain (a backup needs a breaker permit; moving to it is logged as a switch), begins and ends the
+in-flight accounting around every attempt, classifies and records each failure and either fails over
+or re-raises it. A pass that ends without an answer is followed by a wait and another pass while
+``max_wait_s`` allows (:class:`~pi_builder_middleware.recovery.RecoveryWait`); the final error lists
+the attempts of every pass. The attempt that answered is handed back as an :class:`OpenAttempt`, still
+in flight: ``execute`` ends it at once, a stream ends it when its delivery ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from .enums import AllOutMode, ErrorKind
+from .errors import NoProviderAvailableError, PiBuilderError, chain_exhausted
+from .models import Attempt, Outcome, Provider, RouteRequest, Usage
+from .recovery import RecoveryWait
+
+if TYPE_CHECKING:
+    from .middleware import Middleware
+
+__all__ = ["AttemptTimeoutError", "Command", "OpenAttempt", "Sleep", "arun_attempts", "attempt_steps",
+           "complete", "run_attempts"]
+
+log = logging.getLogger("pi_builder_middleware.attempts")
+
+T = TypeVar("T")
+
+
+class Sleep:
+    """Command of the attempt loop: sleep ``seconds``, then resume it with None."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __repr__(self) -> str:
+        return f"Sleep({self.seconds!r})"
+
+
+#: What the attempt loop asks its driver for: call a provider, or sleep.
+Command = Provider | Sleep
+
+
+class AttemptTimeoutError(PiBuilderError, TimeoutError):
+    """A provider did not answer within the attempt's time limit; the call failed over to the next one.
+
+    The attempt loop records it as :attr:`ErrorKind.TIMEOUT` without asking the classifier.
+    """
+
+    def __init__(self, provider_id: str, timeout_s: float, message: str | None = None) -> None:
+        self.provider_id = provider_id
+        self.timeout_s = timeout_s
+        super().__init__(message or f"{provider_id!r} did not answer within {timeout_s} s (timeout_s)")
+
+
+class OpenAttempt(Generic[T]):
+    """The attempt that answered: ``value`` is what the call returned; it stays in flight until ended.
+
+    End it once its result is delivered: :meth:`succeeded` (also when the reader stopped early) or
+    :meth:`interrupted` (a stream broke after its first chunk). Only the first of them counts.
+    """
+
+    __slots__ = ("_middleware", "_open", "provider", "start", "value")
+
+    def __init__(self, middleware: Middleware, provider: Provider, start: float, value: T) -> None:
+        self._middleware = middleware
+        self._open = True
+        self.provider = provider
+        self.start = start
+        self.value = value
+
+    @property
+    def provider_id(self) -> str:
+        """The provider that answered."""
+        return self.provider.id
+
+    @property
+    def ended(self) -> bool:
+        """Whether :meth:`succeeded` or :meth:`interrupted` was called."""
+        return not self._open
+
+    def elapsed(self) -> float:
+        """Seconds since the attempt started (never negative)."""
+        return max(self._middleware.clock() - self.start, 0.0)
+
+    def succeeded(self, *, ttft_s: float | None = None, usage: Usage | None = None) -> None:
+        """End the attempt and record its success (latency now, time to first chunk, tokens, cost)."""
+        if not self._open:
+            return
+        self._open = False
+        mw = self._middleware
+        pid = self.provider.id
+        latency = mw.clock() - self.start
+        if latency < 0.0:
+            latency = 0.0
+        if ttft_s is not None and ttft_s < 0.0:
+            ttft_s = 0.0
+        try:  # recorded while still counted in flight: the router reads the load the answer came under
+            if usage is None:
+                mw.record(Outcome(pid, True, latency, ttft_s=ttft_s))
+            else:
+                mw.record(Outcome(pid, True, latency, ttft_s=ttft_s, input_tokens=usage.input_tokens,
+                                  output_tokens=usage.output_tokens, cost=usage.cost))
+        finally:
+            mw.end_attempt(pid)
+
+    def interrupted(self, error: BaseException, *, ttft_s: float | None = None) -> ErrorKind | None:
+        """End the attempt and record that its delivery broke with ``error``; returns the error's kind."""
+        if not self._open:
+            return None
+        self._open = False
+        mw = self._middleware
+        try:
+            kind = mw.classify(error, self.provider)
+            mw.record(Outcome(self.provider.id, False, self.elapsed(),
+                              ttft_s=None if ttft_s is None else max(ttft_s, 0.0), error=error, error_kind=kind))
+        finally:
+            mw.end_attempt(self.provider.id)
+        return kind
+
+    def __repr__(self) -> str:
+        return f"OpenAttempt({self.provider.id!r}, {'ended' if not self._open else 'in flight'})"
+
+
+def attempt_steps(middleware: Middleware, request: RouteRequest | None = None, *, max_wait_s: float = 0.0
+                  ) -> Generator[Command, Any, OpenAttempt[Any]]:
+    """The state machine of one call (see the module docstring); returns the attempt that answered.
+
+    Raises what the call must raise: an error that does not fail over, cancellation, or, once no
+    pass may follow, :class:`NoProviderAvailableError` / :class:`AllProvidersFailedError`.
+    """
+    clock = middleware.clock
+    failover = middleware.failover
+    begin, end = middleware.begin_attempt, middleware.end_attempt
+    attempts: list[Attempt] = []
+    started = clock() if max_wait_s > 0 else 0.0
+    wait: RecoveryWait | None = None
+    # While waiting may still help, a pass with every provider out ends (and waits for the soonest
+    # re-admission) instead of sending the request into an ejected provider; when waiting cannot help,
+    # the configured RoutingConfig.when_all_out decides (by default: the soonest re-admission now).
+    all_out: AllOutMode | None = AllOutMode.FAIL if max_wait_s > 0 else None
+    while True:
+        try:
+            decision = middleware.select(request, when_all_out=all_out)
+        except NoProviderAvailableError as exc:
+            error: PiBuilderError = exc
+        else:
+            providers = decision.providers
+            for index, provider in enumerate(providers):
+                pid = provider.id
+                if index:
+                    if not failover.acquire(pid):
+                        continue  # its breaker opened (or its trial permits went) since the decision was made
+                    if attempts:
+                        last = attempts[-1]
+                        failover.note_switch(last.provider_id, pid, last.error_kind.value)
+                begin(pid)
+                start = clock()
+                try:
+                    value = yield provider
+                except Exception as exc:
+                    try:  # recorded while still counted in flight (a 429 under load is a concurrency ceiling)
+                        fails_over = _failed(middleware, provider, exc, clock() - start, attempts)
+                    finally:
+                        end(pid)
+                    if not fails_over:
+                        raise
+                    continue
+                except BaseException:  # cancelled / interrupted: no outcome, give a half-open trial permit back
+                    end(pid)
+                    failover.release(pid)
+                    raise
+                return OpenAttempt(middleware, provider, start, value)
+            error = chain_exhausted([p.id for p in providers], attempts)
+        if max_wait_s <= 0:
+            raise error
+        if wait is None:
+            wait = RecoveryWait(failover, _waitable(middleware, request), max_wait_s, clock, start=started)
+        delay = wait.delay(error)
+        if delay is None:
+            if all_out is AllOutMode.FAIL and isinstance(error, NoProviderAvailableError):
+                all_out = None  # one last pass under the configured rule (e.g. the soonest re-admission)
+                max_wait_s = 0.0
+                continue
+            raise wait.give_up(error, attempts)
+        log.info("no provider answered (%s); next pass in %.3f s", type(error).__name__, delay)
+        yield Sleep(delay)
+
+
+def run_attempts(middleware: Middleware, fn: Callable[[Provider], T], request: RouteRequest | None = None, *,
+                 max_wait_s: float = 0.0) -> OpenAttempt[T]:
+    """Drive :func:`attempt_steps` synchronously: ``fn(provider)`` per attempt, ``middleware.sleep`` between passes."""
+    steps = attempt_steps(middleware, request, max_wait_s=max_wait_s)
+    try:
+        command = next(steps)
+        while True:
+            try:
+                if isinstance(command, Sleep):
+                    middleware.sleep(command.seconds)
+                    result: Any = None
+                else:
+                    result = fn(command)
+            except BaseException as exc:
+                command = steps.throw(exc)
+            else:
+                command = steps.send(result)
+    except StopIteration as stop:
+        opened: OpenAttempt[T] = stop.value
+        return opened
+
+
+async def arun_attempts(middleware: Middleware, fn: Callable[[Provider], Awaitable[T]],
+                        request: RouteRequest | None = None, *, max_wait_s: float = 0.0,
+                        timeout_s: float | None = None,
+                        timeout_error: Callable[[str, float], AttemptTimeoutError] = AttemptTimeoutError,
+                        ) -> OpenAttempt[T]:
+    """Drive :func:`attempt_steps` asynchronously; ``timeout_s`` bounds each ``await fn(provider)``.
+
+    An attempt that runs out of time fails over with ``timeout_error(provider_id, timeout_s)``.
+    """
+    steps = attempt_steps(middleware, request, max_wait_s=max_wait_s)
+    try:
+        command = next(steps)
+        while True:
+            deadline: asyncio.Timeout | None = None
+            try:
+                if isinstance(command, Sleep):
+                    await middleware.async_sleep(command.seconds)
+                    result: Any = None
+                elif timeout_s is None:
+                    result = await fn(command)
+                else:
+                    deadline = asyncio.timeout(timeout_s)
+                    async with deadline:
+                        result = await fn(command)
+            except BaseException as exc:
+                if deadline is not None and isinstance(exc, TimeoutError) and deadline.expired():
+                    assert isinstance(command, Provider) and timeout_s is not None
+                    command = steps.throw(timeout_error(command.id, timeout_s))
+                else:
+                    command = steps.throw(exc)
+            else:
+                command = steps.send(result)
+    except StopIteration as stop:
+        opened: OpenAttempt[T] = stop.value
+        return opened
+
+
+def complete(opened: OpenAttempt[T], usage: Callable[[T], Usage] | None = None) -> T:
+    """End a non-streamed attempt at once (its result is delivered) and return its value."""
+    value = opened.value
+    if usage is None:
+        opened.succeeded()
+        return value
+    try:
+        counted = usage(value)
+    except BaseException:
+        opened.succeeded()
+        raise
+    opened.succeeded(usage=counted)
+    return value
+
+
+def _failed(middleware: Middleware, provider: Provider, exc: Exception, latency: float,
+            attempts: list[Attempt]) -> bool:
+    """Classify and record a failed attempt; whether to fail over."""
+    kind = ErrorKind.TIMEOUT if isinstance(exc, AttemptTimeoutError) else middleware.classify(exc, provider)
+    latency = max(latency, 0.0)
+    middleware.record(Outcome(provider.id, False, latency, error=exc, error_kind=kind))
+    attempts.append(Attempt(provider.id, exc, kind, latency))
+    fails_over = kind.fails_over
+    # The exception's type, never its message: provider errors may quote keys or prompts.
+    log.info("provider %r failed (%s: %s)%s", provider.id, kind.value, type(exc).__name__,
+             "; failing over" if fails_over else "")
+    return fails_over
+
+
+def _waitable(middleware: Middleware, request: RouteRequest | None) -> list[str]:
+    """The providers this request may go to, whose recovery is worth waiting for."""
+    ids = list(middleware.providers)
+    if request is None:
+        return ids
+    return [pid for pid in ids if (request.candidates is None or pid in request.candidates)
+            and pid not in request.exclude]
