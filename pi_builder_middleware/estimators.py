@@ -86,6 +86,13 @@ class DecayedCount:
         self.at = max(self.at, now)
         return self.value
 
+    def scale(self, factor: float, now: float) -> float:
+        """Multiply the count (decayed to ``now``) by ``factor``; returns the new count."""
+        if self.value:
+            self.value = self.read(now) * factor
+            self.at = max(self.at, now)
+        return self.value
+
     def reset(self) -> None:
         """Back to zero."""
         self.value = 0.0

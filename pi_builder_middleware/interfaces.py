@@ -47,7 +47,8 @@ class Candidate:
     - ``availability``: decayed Beta estimate of P(success) over health-relevant outcomes; never 0 or
       1, back toward the prior when the provider gets no traffic.
     - ``recent_failures``: health failures, decayed (one failure now reads 1.0, half that a
-      half-life later); ``rate_limited``: decayed share of recent answers that were 429s (0–1).
+      half-life later, halved by each success, cleared when the breaker recovers);
+      ``rate_limited``: decayed share of recent answers that were 429s (0–1).
     - ``inflight``: attempts started and not yet ended; ``concurrency_limit``: the in-flight level
       at which the provider answered 429 (None when it never did, or long ago); ``saturated``.
     - ``penalty``: what a call costs beyond its latency, (1 + recent failures) / (availability × share
@@ -131,6 +132,7 @@ class Candidate:
                     self.latency_s = latency_s if self.latency_s is None else min(self.latency_s, latency_s)
             self._avail.observe(True, now)
             self._rate.observe(True, now)
+            self._failures.scale(0.5, now)  # each success is evidence too: a blip fades in a few calls
             limit = self.concurrency_limit
             if limit is not None and self.inflight > limit:
                 self.concurrency_limit = self.inflight  # it took more than we thought: raise the ceiling
@@ -157,6 +159,12 @@ class Candidate:
         accepted = 1.0 - self.rate_limited
         self.penalty = (1.0 + self.recent_failures) / (avail * (accepted if accepted > _FLOOR else _FLOOR))
         self.decay_at = now + _REFRESH_S
+
+    def recovered(self) -> None:
+        """The breaker closed after successful trial calls: the failures that tripped it are settled."""
+        self._failures.reset()
+        self.recent_failures = 0.0
+        self.decay_at = float("-inf")  # the router re-reads the rest (penalty) at its next look
 
     def forget(self) -> None:
         """Drop every estimate (``Middleware.reset``)."""

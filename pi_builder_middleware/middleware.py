@@ -154,7 +154,7 @@ class Middleware:
         retry_after = outcome.retry_after_s
         if kind is ErrorKind.RATE_LIMITED and retry_after is None and outcome.error is not None:
             retry_after = extract_retry_after(outcome.error)
-        self.monitor.record(outcome, kind, cost)
+        self.monitor.record(outcome, kind, cost, retry_after_s=retry_after)
         if kind is ErrorKind.RATE_LIMITED and retry_after is None and self.router.in_flight(outcome.provider_id) >= 2:
             # Refused while it was running other calls of ours: a concurrency ceiling, not a quota. The
             # router now knows the ceiling and overflows above it; cooling the provider down would

@@ -134,8 +134,13 @@ class HealthMonitor:
         return lambda: self._health_subscribers.remove(callback)
 
     # -- hot path ------------------------------------------------------------------------------
-    def record(self, outcome: Outcome, error_kind: ErrorKind | None = None, cost: float = 0.0) -> None:
-        """Add one outcome. ``error_kind`` (for failures) decides whether it counts against health."""
+    def record(self, outcome: Outcome, error_kind: ErrorKind | None = None, cost: float = 0.0, *,
+               retry_after_s: float | None = None) -> None:
+        """Add one outcome. ``error_kind`` (for failures) decides whether it counts against health.
+
+        A 429 that came with a Retry-After (``retry_after_s`` > 0) puts the provider in a cooldown that
+        already keeps traffic away; it does not also count as rate-limit pressure in the estimates.
+        """
         now = self.clock() if outcome.at is None else outcome.at
         if outcome.ok:
             verdict = _OK
@@ -161,7 +166,9 @@ class HealthMonitor:
                 cand.consecutive_failures = 0
             elif verdict == _FAIL:
                 cand.consecutive_failures += 1
-            cand.observe(_VERDICTS[verdict], outcome.latency_s, outcome.ttft_s, now, self.routing.concurrency_memory_s)
+            told = verdict == _RATE and retry_after_s is not None and retry_after_s > 0
+            cand.observe(Verdict.OTHER if told else _VERDICTS[verdict], outcome.latency_s, outcome.ttft_s, now,
+                         self.routing.concurrency_memory_s)
             pending = self._evaluate(outcome.provider_id, w, now)
         self._emit(pending)
 

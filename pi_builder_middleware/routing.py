@@ -103,6 +103,9 @@ class ProviderRouter:
         # keeps each Candidate's circuit (what strategies and health status read) in step with its breaker
         if event.kind in _CIRCUIT_EVENTS and event.provider_id in self._candidates:
             self.monitor.set_circuit(event.provider_id, event.circuit)
+            if event.kind is EventKind.RECOVERY:
+                self._candidates[event.provider_id].recovered()
+                self._maintain_at = float("-inf")
 
     # -- providers -----------------------------------------------------------------------------
     def add_provider(self, provider: Provider) -> None:
