@@ -24,7 +24,7 @@ async def test_each_attempt_is_recorded_exactly_once_sync_async_and_streaming(ma
     router = litellm.Router(model_list=[deployment(sim, "bad", quality=0.9), deployment(sim, "good", quality=0.1)],
                             num_retries=1, retry_after=0, disable_cooldowns=True)
     log = OutcomeLog()
-    with install(router, strategy="quality-optimal", failover=NEVER_TRIP, plugins=[log]) as handle:
+    with install(router, strategy="failover", failover=NEVER_TRIP, plugins=[log]) as handle:
         for _ in range(4):
             await router.acompletion(model="g", messages=MESSAGES)
         for _ in range(2):
