@@ -31,7 +31,7 @@ async def test_failing_deployment_is_taken_out_and_comes_back(make_sim) -> None:
     sim = make_sim(SimProvider(name="primary"), SimProvider(name="backup"), SimProvider(name="spare"))
     router = ranked_router(sim, {"primary": 0.9, "backup": 0.6, "spare": 0.3})
     clock = ManualClock(100.0)
-    with install(router, strategy="quality-optimal", failover=FAST_BREAKER, clock=clock) as handle:
+    with install(router, strategy="failover", failover=FAST_BREAKER, clock=clock) as handle:
         mw = handle.middleware
         for _ in range(3):
             assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "primary"
@@ -55,7 +55,7 @@ def test_sync_calls_fail_over_and_trip_the_breaker(make_sim) -> None:
     sim = make_sim(SimProvider(name="primary", behaviour=Behaviour.failing(Outcome.SERVER_ERROR)),
                    SimProvider(name="backup"))
     router = ranked_router(sim, {"primary": 0.9, "backup": 0.5})
-    with install(router, strategy="quality-optimal", failover=FAST_BREAKER, clock=ManualClock(0.0)) as handle:
+    with install(router, strategy="failover", failover=FAST_BREAKER, clock=ManualClock(0.0)) as handle:
         served = [served_by(router.completion(model="g", messages=MESSAGES)) for _ in range(5)]
         assert served == ["backup"] * 5
         assert sim.stats("primary").total == 2

@@ -20,7 +20,7 @@ async def test_successes_and_failures_are_recorded_with_latency(make_sim) -> Non
     router = litellm.Router(model_list=[deployment(sim, "bad", quality=0.9), deployment(sim, "good", quality=0.1)],
                             num_retries=1, retry_after=0, disable_cooldowns=True)
     log = OutcomeLog()
-    with install(router, strategy="quality-optimal", failover=NEVER_TRIP, plugins=[log]) as handle:
+    with install(router, strategy="failover", failover=NEVER_TRIP, plugins=[log]) as handle:
         for _ in range(4):
             assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "good"
         assert served_by(router.completion(model="g", messages=MESSAGES)) == "good"

@@ -30,14 +30,16 @@ async def test_latency_optimal_sends_most_traffic_to_the_fastest_deployment(make
         handle.middleware.reset()
         sim.reset_stats()
         picks: Counter[str] = Counter()
-        for _ in range(30):
+        for _ in range(60):
             picks[served_by(await router.acompletion(model="g", messages=MESSAGES))] += 1
-        assert picks["fast"] >= 20, picks
+        # power of two choices: the fastest wins every pair it is in (about 2/3 of the calls once each
+        # deployment has its 3 warm-up calls), the slowest little more than its warm-up calls
+        assert picks["fast"] >= 30 and picks.most_common(1)[0][0] == "fast" and picks["slow"] <= 8, picks
         assert sim.stats("fast").total == picks["fast"]  # the pick is what was really called
-        await async_wait_until(lambda: handle.stats().get("recorded_ok", 0) == 36)
+        await async_wait_until(lambda: handle.stats().get("recorded_ok", 0) == 66)
         h = {n: handle.middleware.health(n) for n in ("fast", "mid", "slow")}
         assert h["fast"].latency_p50_ms < h["mid"].latency_p50_ms < h["slow"].latency_p50_ms
-        assert handle.stats()["picks"] == 36
+        assert handle.stats()["picks"] == 66
 
 
 async def test_cost_optimal_picks_the_cheapest_deployment(make_sim) -> None:
