@@ -27,7 +27,7 @@ class Script:
     """How one simulated provider behaves."""
 
     latency: LatencyFn
-    fault: FaultFn = lambda _t, _n: None  # noqa: E731
+    fault: FaultFn = lambda _t, _n: None
     capacity: int | None = None  # concurrent calls it accepts; the next one gets an immediate 429
     calls: int = 0
     inflight: int = 0

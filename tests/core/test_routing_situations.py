@@ -8,6 +8,7 @@ produced in the same situation, where they were measured.
 from __future__ import annotations
 
 import pytest
+from _situations import Driver, Script, between, fixed
 
 from pi_builder_middleware import (
     AllOutMode,
@@ -18,8 +19,6 @@ from pi_builder_middleware import (
     Provider,
     RoutingConfig,
 )
-
-from _situations import Driver, Script, between, fixed
 
 
 def middleware(clock: ManualClock, strategy: str, ids: str = "abc", failover: str | FailoverConfig = "balanced",
