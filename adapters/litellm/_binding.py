@@ -28,9 +28,10 @@ METADATA_KEY = "pi_builder_middleware_router"
 #: own metadata dict, so a dict reused for another request carries an old stamp; the trace id exposes it.
 TRACE_KEY = "pi_builder_middleware_trace"
 #: Every adapter counter (``handle.stats()``): picks (``picks_fast`` from the group, ``picks_healthy`` from
-#: LiteLLM's healthy list), ``auto_checks`` / ``auto_mismatches`` (candidates="auto" comparisons), recording,
-#: filtering and error counts.
-COUNTERS = ("picks", "picks_fast", "picks_healthy", "fallback_picks", "auto_checks", "auto_mismatches",
+#: LiteLLM's healthy list, ``panic_picks`` the middleware's all-out decisions, ``fallback_picks`` drawn from
+#: LiteLLM's list), ``auto_checks`` / ``auto_mismatches`` (candidates="auto" comparisons), recording, in-flight
+#: attempts (``attempts_begun`` = ended + cancelled + expired + those still in flight), filtering and errors.
+COUNTERS = ("picks", "picks_fast", "picks_healthy", "panic_picks", "fallback_picks", "auto_checks", "auto_mismatches",
             "recorded_ok", "recorded_failure", "duplicate_events", "cache_hits_ignored", "unknown_deployment",
             "filtered_out", "filter_kept_all", "trials_released", "attempts_begun", "attempts_ended",
             "attempts_cancelled", "attempts_expired", "provider_syncs", "hook_errors")
