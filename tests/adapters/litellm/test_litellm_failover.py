@@ -10,7 +10,7 @@ import pytest
 from litellm_support import MESSAGES, async_wait_until, deployment, served_by
 from pi_builder_middleware.adapters.litellm import install
 
-from pi_builder_middleware import CircuitState, ErrorKind, EventKind, FailoverConfig, ManualClock
+from pi_builder_middleware import CircuitState, ErrorKind, EventKind, FailoverConfig, ManualClock, RoutingConfig
 from pi_builder_middleware import Outcome as CallOutcome
 from pi_builder_middleware.sim import Behaviour, Latency, Outcome, SimProvider
 
@@ -57,6 +57,7 @@ async def test_failing_provider_leaves_rotation_within_threshold_and_returns_aft
         assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "primary"  # the trial call
         # LiteLLM logs successes in a background task; until it lands the trial counts as in flight.
         await async_wait_until(lambda: mw.failover.state("primary") is CircuitState.CLOSED)
+        clock.advance(10 * RoutingConfig().failure_half_life_s)  # its recent failures fade: no more shedding
         served = [served_by(await router.acompletion(model="g", messages=MESSAGES)) for _ in range(3)]
         assert served == ["primary"] * 3  # back in rotation
         kinds = [e.kind for e in mw.failover.events if e.provider_id == "primary"]
@@ -103,6 +104,7 @@ async def test_429_keeps_the_provider_out_for_its_retry_after(make_sim, retry_af
         assert sim.stats("limited").total == 1
         clock.advance(0.2)
         assert mw.failover.unavailable_reason("limited") is None
+        clock.advance(10 * RoutingConfig().rate_limit_half_life_s)  # its share of 429s fades: no more shedding
         assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "limited"
 
 
