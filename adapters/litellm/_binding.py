@@ -8,7 +8,7 @@ import logging
 import threading
 import uuid
 import weakref
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -28,11 +28,13 @@ METADATA_KEY = "pi_builder_middleware_router"
 #: own metadata dict, so a dict reused for another request carries an old stamp; the trace id exposes it.
 TRACE_KEY = "pi_builder_middleware_trace"
 #: Every adapter counter (``handle.stats()``): picks (``picks_fast`` from the group, ``picks_healthy`` from
-#: LiteLLM's healthy list), ``auto_checks`` / ``auto_mismatches`` (candidates="auto" comparisons), recording,
-#: filtering and error counts.
-COUNTERS = ("picks", "picks_fast", "picks_healthy", "fallback_picks", "auto_checks", "auto_mismatches",
+#: LiteLLM's healthy list, ``panic_picks`` the middleware's all-out decisions, ``fallback_picks`` drawn from
+#: LiteLLM's list), ``auto_checks`` / ``auto_mismatches`` (candidates="auto" comparisons), recording, in-flight
+#: attempts (``attempts_begun`` = ended + cancelled + expired + those still in flight), filtering and errors.
+COUNTERS = ("picks", "picks_fast", "picks_healthy", "panic_picks", "fallback_picks", "auto_checks", "auto_mismatches",
             "recorded_ok", "recorded_failure", "duplicate_events", "cache_hits_ignored", "unknown_deployment",
-            "filtered_out", "filter_kept_all", "trials_released", "provider_syncs", "hook_errors")
+            "filtered_out", "filter_kept_all", "trials_released", "attempts_begun", "attempts_ended",
+            "attempts_cancelled", "attempts_expired", "provider_syncs", "hook_errors")
 #: Key in a request's ``metadata`` for per-request routing options (see ``route_request``).
 ROUTE_OPTIONS_KEY = "pi_builder_middleware"
 
@@ -68,6 +70,12 @@ def stamped_trace(request_kwargs: Mapping[str, Any] | None) -> str | None:
 class Binding:
     """One router ↔ one middleware. Holds the router weakly so an abandoned router can be collected."""
 
+    #: An attempt whose end was never seen (a stream nobody finished reading, a lost event) stops counting as
+    #: in flight after this many seconds (middleware clock). LiteLLM's own calls time out well before.
+    attempt_timeout_s: float = 600.0
+    #: At most this many attempts are tracked; beyond it the oldest is ended.
+    max_attempts: int = 8192
+
     def __init__(self, router: Any, middleware: Middleware, overrides: Mapping[str, Mapping[str, Any]],
                  *, route: bool) -> None:
         self.middleware = middleware
@@ -81,6 +89,9 @@ class Binding:
         self._version: object = None
         self._lock = threading.Lock()
         self._trials: set[tuple[object, str]] = set()  # half-open trial picks whose call has not ended yet
+        #: Attempts in flight, (litellm_call_id, deployment id) → start time (middleware clock), oldest first.
+        self._attempts: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._attempts_lock = threading.Lock()
         #: Failure events seen by the callback (any router): a change makes cached LiteLLM cooldowns stale.
         self.failure_events = 0
 
@@ -190,6 +201,74 @@ class Binding:
         if task.cancelled():
             self.middleware.failover.release(key[1])
             self.counts["trials_released"] += 1
+
+    # -- in-flight attempts -----------------------------------------------------------------------------
+    def attempt_started(self, call_id: object, provider_id: str) -> None:
+        """One LiteLLM attempt (``litellm_call_id``) on deployment ``provider_id`` starts: count it in flight.
+
+        It ends with :meth:`attempt_ended` (after its outcome is recorded), when the caller's task is
+        cancelled before any outcome (LiteLLM reports none then), or after :attr:`attempt_timeout_s`.
+        A second start of the same attempt is ignored; so are attempts without a call id (no way to match
+        their end) and deployments the middleware does not know.
+        """
+        if not isinstance(call_id, str) or not call_id or provider_id not in self.known:
+            return
+        key = (call_id, provider_id)
+        now = self.middleware.clock()
+        with self._attempts_lock:
+            if key in self._attempts:
+                return
+            self._attempts[key] = now
+            self.middleware.begin_attempt(provider_id)
+        self.counts["attempts_begun"] += 1
+        self.expire_attempts(now)
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no running loop: a sync call, nothing can cancel it half-way
+            return
+        if task is not None:
+            task.add_done_callback(lambda done: self._attempt_task_done(done, key))
+
+    def attempt_ended(self, call_id: object, provider_id: str) -> bool:
+        """The attempt's outcome was recorded (or ignored): it is no longer in flight. False if not tracked."""
+        if not isinstance(call_id, str) or not self._attempts:
+            return False
+        return self._end_attempt((call_id, provider_id), "attempts_ended")
+
+    def expire_attempts(self, now: float | None = None) -> int:
+        """End attempts older than :attr:`attempt_timeout_s` (or beyond :attr:`max_attempts`); how many."""
+        if not self._attempts:
+            return 0
+        now = self.middleware.clock() if now is None else now
+        stale: list[tuple[str, str]] = []
+        with self._attempts_lock:
+            deadline = now - self.attempt_timeout_s
+            for key, started in self._attempts.items():  # oldest first: stop at the first one still fresh
+                if started > deadline and len(self._attempts) - len(stale) <= self.max_attempts:
+                    break
+                stale.append(key)
+        ended = sum(self._end_attempt(key, "attempts_expired") for key in stale)
+        if ended:
+            log.debug("pi-builder-middleware: %d attempt(s) without an end stopped counting as in flight", ended)
+        return ended
+
+    def attempts_in_flight(self) -> int:
+        """Attempts this installation counts as in flight (all deployments)."""
+        return len(self._attempts)
+
+    def _end_attempt(self, key: tuple[str, str], counter: str) -> bool:
+        with self._attempts_lock:
+            if self._attempts.pop(key, None) is None:
+                return False  # ended already (or never begun): never decrement twice
+            self.middleware.end_attempt(key[1])
+        self.counts[counter] += 1
+        return True
+
+    def _attempt_task_done(self, task: asyncio.Task[Any], key: tuple[str, str]) -> None:
+        # LiteLLM reports nothing for a cancelled call. A task that ended normally may still have its
+        # success event coming (LiteLLM logs after returning) or a stream being read: those end by event.
+        if task.cancelled():
+            self._end_attempt(key, "attempts_cancelled")
 
     # -- filtering ---------------------------------------------------------------------------------
     def owns_request(self, request_kwargs: Mapping[str, Any] | None) -> bool:

@@ -91,6 +91,21 @@ class MiddlewareCallback(CustomLogger):
         """An attempt of a sync call failed."""
         self._on_event(kwargs, response_obj, start_time, end_time, ok=False)
 
+    def log_pre_api_call(self, model: Any, messages: Any, kwargs: Any) -> None:
+        """An attempt is about to call its deployment (once per attempt: first try, retries, fallbacks; sync,
+        async and streaming alike, in the caller's thread or task): it counts as in flight from here."""
+        try:
+            owned = self._owned_deployment(kwargs)
+            if owned is None:
+                return
+            pid = owned[0]
+            if pid not in self._binding.known:
+                self._binding.ensure_current((pid,))
+            self._binding.attempt_started(kwargs.get("litellm_call_id"), pid)
+        except Exception:  # never let accounting break the caller's request
+            self._binding.counts["hook_errors"] += 1
+            log.exception("pi-builder-middleware: log_pre_api_call failed; attempt not counted in flight")
+
     async def async_filter_deployments(
         self,
         model: str,
@@ -120,10 +135,11 @@ class MiddlewareCallback(CustomLogger):
             log.exception("pi-builder-middleware: could not record a LiteLLM %s event",
                           "success" if ok else "failure")
 
-    def _record(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any, *, ok: bool) -> None:
+    def _owned_deployment(self, kwargs: Any) -> tuple[str, Mapping[str, Any]] | None:
+        """The deployment id of an event of this installation's router (and its standard logging object)."""
         binding = self._binding
         if not isinstance(kwargs, Mapping):
-            return
+            return None
         params = kwargs.get("litellm_params")
         params = params if isinstance(params, Mapping) else {}
         slo = kwargs.get("standard_logging_object")
@@ -132,7 +148,7 @@ class MiddlewareCallback(CustomLogger):
         pid = info.get("id") if isinstance(info, Mapping) else None
         pid = pid if pid is not None else slo.get("model_id")
         if pid is None:
-            return  # not a deployment call (e.g. the router refused before picking one)
+            return None  # not a deployment call (e.g. the router refused before picking one)
         pid = str(pid)
         token = request_token(params)
         trace = stamped_trace(params)
@@ -140,9 +156,25 @@ class MiddlewareCallback(CustomLogger):
             token = None  # a stale stamp: the caller reused a metadata dict LiteLLM had written ours into
         if token is not None:
             if token != binding.token:
-                return  # another installation's router
+                return None  # another installation's router
         elif binding.route or pid not in binding.known:
+            return None
+        return pid, slo
+
+    def _record(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any, *, ok: bool) -> None:
+        owned = self._owned_deployment(kwargs)
+        if owned is None:
             return
+        pid, slo = owned
+        call_id = kwargs.get("litellm_call_id")
+        try:
+            self._record_attempt(pid, slo, kwargs, response_obj, start_time, end_time, ok=ok)
+        finally:  # after the outcome: Middleware.record reads the in-flight count including this attempt
+            self._binding.attempt_ended(call_id, pid)
+
+    def _record_attempt(self, pid: str, slo: Mapping[str, Any], kwargs: Mapping[str, Any], response_obj: Any,
+                        start_time: Any, end_time: Any, *, ok: bool) -> None:
+        binding = self._binding
         if not self._first_time(kwargs.get("litellm_call_id"), pid):
             binding.counts["duplicate_events"] += 1
             return

@@ -166,9 +166,13 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
       installation's ``async_filter_deployments`` inside LiteLLM's healthy list, here otherwise).
     - A retry or fallback attempt avoids deployments this request already tried, as long as another
       candidate is left, so ``num_retries`` becomes failover inside the group.
-    - If the middleware excludes every candidate (all breakers open, all rate limited), the call is
-      not failed: a deployment is drawn at random from LiteLLM's healthy list, preferring ones not yet
-      tried, as LiteLLM's default ``simple-shuffle`` would. Counted as ``fallback_picks``.
+    - If every candidate is out (all breakers open, all rate limited), the middleware's all-out decision
+      applies (``RoutingConfig.when_all_out``, default ``"soonest"``): the call goes to the deployment
+      re-admitted soonest, as a trial call ahead of schedule. Counted as ``panic_picks``.
+    - If the middleware still has no answer (``when_all_out="fail"``, or the request's ``max_latency_ms`` /
+      ``min_availability`` rule out every candidate), the call is not failed: a deployment is drawn at random
+      from LiteLLM's healthy list, preferring ones not yet tried, as LiteLLM's default ``simple-shuffle``
+      would. Counted as ``fallback_picks``.
     """
 
     #: ``candidates="auto"``: how often (seconds) a group on the cheap source is compared with LiteLLM's again.
@@ -351,19 +355,27 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         attempted = _attempted(metadata) if isinstance(metadata, Mapping) else frozenset()
         tried_here = attempted & by_id.keys()
         avoid = tried_here if len(tried_here) < len(by_id) else frozenset()
-        request = route_request(request_kwargs, by_id, exclude=avoid, messages=messages, input=input)
         mw = binding.middleware
+        if avoid:
+            # Every untried candidate out (breaker open, 429 cooldown): an available, already-tried one beats
+            # the core's all-out decision, which would send the retry to an untried one ahead of schedule.
+            out, known = mw.failover.unavailable_reason, binding.known
+            if all(pid in known and out(pid) is not None for pid in by_id.keys() - avoid):
+                avoid = frozenset()
+        request = route_request(request_kwargs, by_id, exclude=avoid, messages=messages, input=input)
         try:
             decision = mw.select(request)
         except NoProviderAvailableError:
             decision = None
-            if avoid:  # everything untried is unavailable: an available, already-tried one beats none
+            if avoid:  # everything untried is excluded: an eligible, already-tried one beats none
                 try:
                     decision = mw.select(route_request(request_kwargs, by_id, messages=messages, input=input))
                 except NoProviderAvailableError:
                     decision = None
         binding.counts["picks"] += 1
         if decision is not None:
+            if decision.panic:
+                binding.counts["panic_picks"] += 1
             if decision.trial:
                 binding.trial_started(request_kwargs.get("litellm_call_id"), decision.provider.id)
             return by_id[decision.provider.id]

@@ -34,16 +34,18 @@ async def test_each_attempt_is_recorded_exactly_once_sync_async_and_streaming(ma
         await asyncio.to_thread(lambda: [router.completion(model="g", messages=MESSAGES) for _ in range(3)])
         sync_stream = await asyncio.to_thread(router.completion, model="g", messages=MESSAGES, stream=True)
         await asyncio.to_thread(lambda: list(sync_stream))
-        await async_wait_until(lambda: len(log.items) >= 20)
+        bad, good = sim.stats("bad").total, sim.stats("good").total
+        await async_wait_until(lambda: len(log.items) >= bad + good)
         await asyncio.sleep(0.2)  # would any duplicate still arrive?
 
-        # 10 requests, each: one failed attempt on "bad", then the retry on "good"
-        assert sim.stats("bad").total == 10 and sim.stats("good").total == 10
-        assert len(log.of("bad")) == 10 and all(kind is ErrorKind.SERVER_ERROR for _, kind in log.of("bad"))
+        # 10 requests, each answered once by "good"; before that, a failed attempt on "bad" whenever the
+        # router tried it first (quality-optimal prefers it, but sheds it while its failures are recent)
+        assert good == 10 and bad >= 1
+        assert len(log.of("bad")) == bad and all(kind is ErrorKind.SERVER_ERROR for _, kind in log.of("bad"))
         assert len(log.of("good")) == 10 and all(o.ok for o, _ in log.of("good"))
-        assert handle.middleware.health("bad").calls == 10 and handle.middleware.health("good").calls == 10
+        assert handle.middleware.health("bad").calls == bad and handle.middleware.health("good").calls == 10
         stats = handle.stats()
-        assert stats["recorded_failure"] == 10 and stats["recorded_ok"] == 10
+        assert stats["recorded_failure"] == bad and stats["recorded_ok"] == 10
         assert stats.get("duplicate_events", 0) == 0
 
 

@@ -10,8 +10,18 @@ import pytest
 from litellm_support import MESSAGES, async_wait_until, deployment, mock_deployment, served_by
 from pi_builder_middleware.adapters.litellm import install
 
-from pi_builder_middleware import ErrorKind, NoProviderAvailableError, Outcome
+from pi_builder_middleware import (
+    CircuitState,
+    ErrorKind,
+    FailoverConfig,
+    ManualClock,
+    Middleware,
+    NoProviderAvailableError,
+    Outcome,
+    RoutingConfig,
+)
 from pi_builder_middleware.sim import Behaviour, Latency, SimProvider
+from pi_builder_middleware.sim import Outcome as SimOutcome
 
 
 def sim_router(sim: Any, names: list[str], **kwargs: Any) -> litellm.Router:
@@ -24,7 +34,7 @@ async def test_latency_optimal_sends_most_traffic_to_the_fastest_provider(make_s
                    SimProvider(name="mid", behaviour=Behaviour(latency=Latency.fixed(25))),
                    SimProvider(name="slow", behaviour=Behaviour(latency=Latency.fixed(50))))
     router = sim_router(sim, ["fast", "mid", "slow"])
-    with install(router, strategy="latency-optimal") as handle:
+    with install(router, strategy="latency-optimal", seed=1) as handle:
         # Warm-up: the first call to each deployment pays for its HTTP client and connection; forget those.
         for _ in range(6):
             await router.acompletion(model="g", messages=MESSAGES)
@@ -32,13 +42,12 @@ async def test_latency_optimal_sends_most_traffic_to_the_fastest_provider(make_s
         handle.middleware.reset()
         sim.reset_stats()
         picks = Counter()
-        for _ in range(60):
+        for _ in range(30):
             picks[served_by(await router.acompletion(model="g", messages=MESSAGES))] += 1
-        # power of two choices: the fastest wins every pair it is in (about 2/3 of the calls once each
-        # deployment has its 3 warm-up calls), the slowest little more than its warm-up calls
-        assert picks["fast"] >= 30 and picks.most_common(1)[0][0] == "fast" and picks["slow"] <= 8, picks
+        # Power of two choices (the better of two random candidates): the fastest takes about 2/3.
+        assert picks["fast"] >= 12 and picks["fast"] > picks["mid"] and picks["fast"] > picks["slow"], picks
         assert sim.stats("fast").total == picks["fast"]  # the pick is what was really called
-        await async_wait_until(lambda: handle.stats().get("recorded_ok", 0) == 66)
+        await async_wait_until(lambda: handle.stats().get("recorded_ok", 0) == 36)
         h = {n: handle.middleware.health(n) for n in ("fast", "mid", "slow")}
         assert h["fast"].latency_p50_ms < h["mid"].latency_p50_ms < h["slow"].latency_p50_ms
         assert handle.middleware.stats()["router"]["preferred_provider"] == "fast"
@@ -96,14 +105,37 @@ async def test_required_capabilities_are_a_hard_constraint() -> None:
             await router.acompletion(model="g", messages=MESSAGES, metadata=impossible)
 
 
-async def test_when_every_candidate_is_excluded_the_call_falls_back_to_litellms_healthy_list() -> None:
-    """All breakers open: we do not fail the call ourselves; LiteLLM's healthy list is used instead."""
+async def test_when_every_candidate_is_out_the_call_goes_to_the_soonest_readmission() -> None:
+    """All breakers open: the middleware's all-out decision sends the call to the deployment back soonest, as
+    its trial call; its success closes that breaker and routing carries on from there."""
     router = litellm.Router(model_list=[mock_deployment("a", answer="from a"), mock_deployment("b", answer="from b")],
                             num_retries=0)
-    with install(router, strategy="latency-optimal", failover="aggressive") as handle:
+    clock = ManualClock(0.0)
+    no_jitter = FailoverConfig.preset("aggressive", jitter=0.0)
+    with install(router, strategy="latency-optimal", failover=no_jitter, clock=clock) as handle:
         mw = handle.middleware
-        for pid in ("a", "b"):
+        for pid in ("b", "a"):  # b trips first, so it is re-admitted first
             for _ in range(2):  # aggressive: 2 consecutive failures trip the breaker
+                mw.record(Outcome(pid, False, 0.01, error_kind=ErrorKind.SERVER_ERROR))
+            assert mw.failover.unavailable_reason(pid) is not None
+            clock.advance(0.5)
+        assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "b"
+        await async_wait_until(lambda: mw.failover.state("b") is CircuitState.CLOSED)
+        for _ in range(5):
+            assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "b"
+        assert handle.stats()["panic_picks"] == 1
+        assert handle.stats()["fallback_picks"] == 0
+        assert mw.failover.state("a") is CircuitState.OPEN
+
+
+async def test_when_the_middleware_fails_all_out_requests_litellms_healthy_list_is_used() -> None:
+    """RoutingConfig(when_all_out="fail"): we still do not fail the call ourselves; LiteLLM's list is drawn from."""
+    router = litellm.Router(model_list=[mock_deployment("a", answer="from a"), mock_deployment("b", answer="from b")],
+                            num_retries=0)
+    mw = Middleware(strategy="latency-optimal", failover="aggressive", routing=RoutingConfig(when_all_out="fail"))
+    with install(router, middleware=mw) as handle:
+        for pid in ("a", "b"):
+            for _ in range(2):
                 mw.record(Outcome(pid, False, 0.01, error_kind=ErrorKind.SERVER_ERROR))
             assert mw.failover.unavailable_reason(pid) is not None
         with pytest.raises(NoProviderAvailableError):
@@ -114,9 +146,24 @@ async def test_when_every_candidate_is_excluded_the_call_falls_back_to_litellms_
             served[served_by(response)] += 1
         assert sum(served.values()) == 10  # every call succeeded
         assert set(served) == {"a", "b"}  # drawn from the whole healthy list, not stuck on one
-        assert handle.stats()["fallback_picks"] == 10
+        assert handle.stats()["fallback_picks"] == 10 and handle.stats()["panic_picks"] == 0
         # the filter never empties the candidates (once more on the pick that compared both candidate sources)
         assert handle.stats()["filter_kept_all"] == 10 + handle.stats()["auto_checks"]
+
+
+async def test_a_retry_prefers_an_available_tried_deployment_to_an_untried_one_that_is_out(make_sim) -> None:
+    sim = make_sim(SimProvider(name="flaky", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)),
+                   SimProvider(name="out"))
+    router = sim_router(sim, ["flaky", "out"], num_retries=1)
+    with install(router, strategy="latency-optimal", failover="aggressive") as handle:
+        mw = handle.middleware
+        for _ in range(2):
+            mw.record(Outcome("out", False, 0.01, error_kind=ErrorKind.SERVER_ERROR))
+        assert mw.failover.unavailable_reason("out") is not None
+        with pytest.raises(litellm.InternalServerError):
+            await router.acompletion(model="g", messages=MESSAGES)
+        assert sim.stats("flaky").total == 2 and sim.stats("out").total == 0
+        assert handle.stats()["panic_picks"] == 0
 
 
 async def test_open_breaker_is_filtered_out_but_the_rest_still_route() -> None:
