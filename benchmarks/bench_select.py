@@ -27,24 +27,15 @@ import random
 import statistics
 import time
 import tracemalloc
-from collections.abc import Callable
 from typing import Any
+
+from bench_core import per_op_us  # the same timing helper (run from benchmarks/ or as a script)
 
 from pi_builder_middleware import ManualClock, Middleware, Outcome, Provider, RouteRequest
 
 SIZES = (10, 100, 1000)
 STRATEGIES = ("latency-optimal", "cost-optimal", "quality-optimal", "failover")
 TARGET_US = {10: 10.0, 100: 30.0, 1000: 300.0}
-
-
-def per_op_us(fn: Callable[[], object], n: int, repeats: int) -> float:
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        samples.append((time.perf_counter() - start) / n * 1e6)
-    return statistics.median(samples)
 
 
 def build(n: int, strategy: str) -> Middleware:
