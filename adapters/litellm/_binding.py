@@ -28,13 +28,14 @@ METADATA_KEY = "pi_builder_middleware_router"
 #: own metadata dict, so a dict reused for another request carries an old stamp; the trace id exposes it.
 TRACE_KEY = "pi_builder_middleware_trace"
 #: Every adapter counter (``handle.stats()``): picks (``picks_fast`` from the group, ``picks_healthy`` from
-#: LiteLLM's healthy list, ``panic_picks`` the middleware's all-out decisions, ``fallback_picks`` drawn from
-#: LiteLLM's list), ``auto_checks`` / ``auto_mismatches`` (candidates="auto" comparisons), recording, in-flight
-#: attempts (``attempts_begun`` = ended + cancelled + expired + those still in flight), filtering and errors.
-COUNTERS = ("picks", "picks_fast", "picks_healthy", "panic_picks", "fallback_picks", "auto_checks", "auto_mismatches",
-            "recorded_ok", "recorded_failure", "duplicate_events", "cache_hits_ignored", "unknown_deployment",
-            "filtered_out", "filter_kept_all", "trials_released", "attempts_begun", "attempts_ended",
-            "attempts_cancelled", "attempts_expired", "provider_syncs", "hook_errors")
+#: LiteLLM's healthy list, ``panic_picks`` the middleware's all-out decisions, ``waits`` for a re-admission
+#: (``max_wait_s``), ``fallback_picks`` drawn from LiteLLM's list), ``auto_checks`` / ``auto_mismatches``
+#: (candidates="auto" comparisons), recording, in-flight attempts (``attempts_begun`` = ended + cancelled +
+#: expired + those still in flight), filtering and errors.
+COUNTERS = ("picks", "picks_fast", "picks_healthy", "panic_picks", "waits", "fallback_picks", "auto_checks",
+            "auto_mismatches", "recorded_ok", "recorded_failure", "duplicate_events", "cache_hits_ignored",
+            "unknown_deployment", "filtered_out", "filter_kept_all", "trials_released", "attempts_begun",
+            "attempts_ended", "attempts_cancelled", "attempts_expired", "provider_syncs", "hook_errors")
 #: Key in a request's ``metadata`` for per-request routing options (see ``route_request``).
 ROUTE_OPTIONS_KEY = "pi_builder_middleware"
 

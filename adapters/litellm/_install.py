@@ -180,6 +180,7 @@ def install(
     plugins: Sequence[object] = (),
     clock: Clock | None = None,
     seed: int | None = None,
+    max_wait_s: float = 0.0,
 ) -> LiteLLMHandle:
     """Install health-aware routing, monitoring and failover into a ``litellm.Router``.
 
@@ -200,10 +201,16 @@ def install(
     equals the healthy list (none of those features in use, checked against LiteLLM's own answer after
     every deployment change and every second) and the healthy list elsewhere
     (``handle.strategy.auto_status()`` says which and why). Sync calls always use ``"group"``.
+    ``max_wait_s`` (async picks, LiteLLM 1.110+): when every deployment of the group is ejected or cooling
+    down, a pick first waits for the soonest re-admission if it comes within that many seconds (the same
+    option as the LangChain wrappers' and ``execute``'s); otherwise, and with 0 (default), the request goes
+    to the soonest re-admission at once (``RoutingConfig.when_all_out``).
 
     Raises :class:`ConfigError` for something that is not a Router, an unknown strategy or preset,
     conflicting arguments, or a router that already has an installation.
     """
+    if isinstance(max_wait_s, bool) or not isinstance(max_wait_s, int | float) or not 0 <= max_wait_s < float("inf"):
+        raise ConfigError("max_wait_s", f"must be a finite number of seconds >= 0, got {max_wait_s!r}")
     if candidates not in CANDIDATE_MODES:
         raise ConfigError("candidates", f"use 'auto' (default), 'healthy' (LiteLLM's healthy list) or 'group' "
                                         f"(the group minus cooldowns), not {candidates!r}")
@@ -237,7 +244,7 @@ def install(
         binding.check_overrides()
         callback = MiddlewareCallback(binding)
         snapshot = _snapshot(router)
-        routing = (MiddlewareRoutingStrategy(router, binding, seed=seed, mode=candidates)
+        routing = (MiddlewareRoutingStrategy(router, binding, seed=seed, mode=candidates, max_wait_s=float(max_wait_s))
                    if route else None)
         if routing is not None:
             register = getattr(router, "register_plugin", None)

@@ -181,11 +181,13 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
     #: of any call makes the next pick read it again.
     cooldown_refresh_s: float = 0.1
 
-    def __init__(self, router: Any, binding: Binding, *, seed: int | None = None, mode: str = "auto") -> None:
+    def __init__(self, router: Any, binding: Binding, *, seed: int | None = None, mode: str = "auto",
+                 max_wait_s: float = 0.0) -> None:
         if mode not in CANDIDATE_MODES:
             raise ConfigError("candidates", f"use one of {list(CANDIDATE_MODES)}, not {mode!r}")
         self._router_ref = weakref.ref(router)
         self.mode = mode
+        self.max_wait_s = max_wait_s
         self._binding = binding
         self._rng = random.Random(seed)
         self._groups = GroupCache()
@@ -248,6 +250,8 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
             return found if isinstance(found, Mapping) else self.choose(found, request, messages=messages,
                                                                         input=input)
         ctx = self._context()
+        if self.max_wait_s > 0 and not specific_deployment:
+            await self._wait_for_readmission(ctx, model)
         mode = self.mode
         if not specific_deployment and mode != "healthy":
             registry = ctx.registry()  # read once per pick: every later step reuses it
@@ -265,6 +269,30 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
             return selected  # a specific deployment was asked for: LiteLLM already resolved it
         self._binding.counts["picks_healthy"] += 1
         return self.choose(list(selected), request, messages=messages, input=input)
+
+    async def _wait_for_readmission(self, ctx: Any, model: str) -> None:
+        """With every deployment of ``model`` out, sleep until the soonest re-admission within ``max_wait_s``."""
+        binding = self._binding
+        mw = binding.middleware
+        suspects = mw.failover.suspects
+        if not suspects:
+            return  # the usual case: nobody is out, nothing to look at
+        try:
+            ids = [pid for pid in self._group(ctx.registry(), model).ids if pid in binding.known]
+        except Exception:  # an unknown group: LiteLLM's own pick reports it
+            return
+        if not ids or not all(pid in suspects for pid in ids):
+            return
+        waited = 0.0
+        while True:
+            now = mw.clock()
+            soonest = min(mw.failover.available_at(pid) for pid in ids)
+            wait = soonest - now
+            if wait <= 0 or waited + wait > self.max_wait_s:
+                return  # back already, or not within the budget: the pick decides (soonest re-admission)
+            binding.counts["waits"] += 1
+            await mw.async_sleep(wait)
+            waited += wait
 
     async def _auto_mode(self, ctx: Any, registry: Any, model: str, request: dict[str, Any], messages: object,
                          input: object) -> tuple[str, Mapping[str, Any] | None]:

@@ -17,6 +17,7 @@ from .scenario import ChaosConfigError, ChaosScenario
 __all__ = [
     "DEFAULT_CONTENDERS",
     "QUICK_CONTENDERS",
+    "WAIT_SHARE",
     "Contender",
     "ContenderSpec",
     "contender_specs",
@@ -25,6 +26,10 @@ __all__ = [
 
 API_KEY = "sk-chaos-bench"
 """The fake key every contender sends (the simulator accepts any key)."""
+
+WAIT_SHARE = 0.9
+"""``max_wait_s`` of this project's contenders (both adapters) = this share of the load's timeout (4.5 s of
+5 s): the margin leaves the attempt started just before the deadline a moment to answer."""
 
 
 class Contender(ABC):

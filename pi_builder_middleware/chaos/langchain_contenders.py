@@ -11,15 +11,11 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from .contenders import API_KEY, Contender
+from .contenders import API_KEY, WAIT_SHARE, Contender
 from .load import Clock, PlannedRequest, Reply
 from .scenario import ChaosScenario
 
 __all__ = ["WAIT_SHARE", "LangChainFallbacksContender", "MiddlewareLangChainContender", "chat_models"]
-
-#: ``max_wait_s`` of this project's LangChain contenders = this share of the load's timeout (4.5 s of 5 s):
-#: the margin leaves the attempt of the last pass started before the deadline a moment to answer.
-WAIT_SHARE = 0.9
 
 
 def chat_models(scenario: ChaosScenario, urls: Mapping[str, str]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .contenders import API_KEY, Contender
+from .contenders import API_KEY, WAIT_SHARE, Contender
 from .load import Clock, PlannedRequest, Reply
 from .scenario import ChaosScenario
 
@@ -152,7 +152,9 @@ class MiddlewareLiteLLMContender(_RouterContender):
 
     Router settings follow the adapter's documentation: ``num_retries=2, retry_after=0,
     disable_cooldowns=True`` (the middleware's breakers decide); the breaker is the ``balanced`` preset
-    (or ``preset``) with ``base_ejection_s`` set to the scenario's ``cooldown_s``, the same memory LiteLLM gets.
+    (or ``preset``) with ``base_ejection_s`` set to the scenario's ``cooldown_s``, the same memory LiteLLM gets;
+    ``max_wait_s`` is :data:`WAIT_SHARE` of the load's timeout, as for the LangChain contenders (with every
+    deployment out a pick waits for the soonest re-admission within it).
     """
 
     def __init__(self, name: str, strategy: str, preset: str = "balanced") -> None:
@@ -161,6 +163,7 @@ class MiddlewareLiteLLMContender(_RouterContender):
         self.preset = preset
         self.handle: Any = None
         self.failover: dict[str, object] = {}
+        self.max_wait_s = 0.0
 
     async def start(self, scenario: ChaosScenario, urls: Mapping[str, str], clock: Clock) -> None:
         from pi_builder_middleware import FailoverConfig
@@ -171,7 +174,9 @@ class MiddlewareLiteLLMContender(_RouterContender):
         router = await self._build_router(scenario, urls, clock, settings)
         failover = FailoverConfig.preset(self.preset, base_ejection_s=scenario.bench.cooldown_s)
         self.failover = {"preset": self.preset, "base_ejection_s": scenario.bench.cooldown_s}
-        self.handle = install(router, strategy=self.strategy, failover=failover, seed=scenario.seed)
+        self.max_wait_s = round(scenario.load.timeout_s * WAIT_SHARE, 3)
+        self.handle = install(router, strategy=self.strategy, failover=failover, seed=scenario.seed,
+                              max_wait_s=self.max_wait_s)
 
     async def stop(self) -> None:
         if self.handle is not None:
@@ -180,4 +185,5 @@ class MiddlewareLiteLLMContender(_RouterContender):
         await super().stop()
 
     def describe(self) -> dict[str, object]:
-        return {**super().describe(), "install": {"strategy": self.strategy, "failover": self.failover}}
+        return {**super().describe(), "install": {"strategy": self.strategy, "failover": self.failover,
+                                                  "max_wait_s": self.max_wait_s}}

@@ -12,6 +12,7 @@ from pi_builder_middleware.adapters.litellm import install
 
 from pi_builder_middleware import (
     CircuitState,
+    ConfigError,
     ErrorKind,
     FailoverConfig,
     ManualClock,
@@ -220,3 +221,59 @@ async def test_specific_deployment_calls_go_to_that_deployment_and_are_recorded(
             router.completion(model="openai/no-such", messages=MESSAGES, specific_deployment=True)
         await async_wait_until(lambda: handle.middleware.health("named").calls == 2)
         assert handle.middleware.health("best").calls == 0
+
+
+async def test_max_wait_s_waits_for_the_soonest_readmission_instead_of_forcing_one() -> None:
+    """Every breaker open: with ``max_wait_s`` the pick sleeps until the first re-admission, then routes."""
+    clock = ManualClock(10.0)
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.advance(seconds)
+
+    mw = Middleware(strategy="failover", failover=FailoverConfig.preset("aggressive", base_ejection_s=5.0, jitter=0.0),
+                    clock=clock, async_sleep=fake_sleep, load_entrypoints=False)
+    router = litellm.Router(model_list=[mock_deployment("a", answer="from a"), mock_deployment("b", answer="from b")],
+                            num_retries=0)
+    with install(router, middleware=mw, max_wait_s=6.0) as handle:
+        for pid in ("b", "a"):  # b trips first: its ejection ends first
+            for _ in range(2):
+                mw.record(Outcome(pid, False, 0.01, error_kind=ErrorKind.SERVER_ERROR))
+            clock.advance(1.0)
+        assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "b"
+        assert slept == pytest.approx([3.0])  # b was out until 15.0; it is 12.0
+        assert handle.stats()["waits"] == 1 and handle.stats()["panic_picks"] == 0
+        # LiteLLM logs the success in a background task; then b's trial has closed its breaker
+        await async_wait_until(lambda: mw.failover.state("b") is CircuitState.CLOSED)
+        assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "b"
+        assert len(slept) == 1  # b is in service now: nothing more to wait for
+
+
+async def test_max_wait_s_shorter_than_the_outage_sends_to_the_soonest_at_once() -> None:
+    clock = ManualClock(10.0)
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.advance(seconds)
+
+    mw = Middleware(strategy="failover", failover=FailoverConfig.preset("aggressive", base_ejection_s=5.0, jitter=0.0),
+                    clock=clock, async_sleep=fake_sleep, load_entrypoints=False)
+    router = litellm.Router(model_list=[mock_deployment("a", answer="from a"), mock_deployment("b", answer="from b")],
+                            num_retries=0)
+    with install(router, middleware=mw, max_wait_s=1.0) as handle:
+        for pid in ("b", "a"):  # b back at 15.0, a at 15.5
+            for _ in range(2):
+                mw.record(Outcome(pid, False, 0.01, error_kind=ErrorKind.SERVER_ERROR))
+            clock.advance(0.5)
+        assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "b"  # 4 s away: not waited for
+        assert slept == []
+        assert handle.stats()["panic_picks"] == 1
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), "5", True])
+def test_max_wait_s_must_be_a_finite_number(bad: object) -> None:
+    router = litellm.Router(model_list=[mock_deployment("a")], num_retries=0)
+    with pytest.raises(ConfigError, match="max_wait_s"):
+        install(router, max_wait_s=bad)  # type: ignore[arg-type]
