@@ -53,6 +53,7 @@ class Candidate:
       at which the provider answered 429 (None when it never did, or long ago); ``saturated``.
     - ``penalty``: what a call costs beyond its latency, (1 + recent failures) / (availability × share
       of calls accepted); latency-optimal multiplies it in.
+    - ``price_in`` / ``price_out``: the provider's prices per 1k tokens (copies, for speed).
     - ``samples`` / ``error_rate``: outcomes and error rate in the monitor's window (health status).
     - ``last_sent_at``: when a request was last routed to it (exploration).
     """
@@ -73,6 +74,8 @@ class Candidate:
         "latency",
         "latency_s",
         "penalty",
+        "price_in",
+        "price_out",
         "provider",
         "rate_limited",
         "recent_failures",
@@ -85,6 +88,8 @@ class Candidate:
     def __init__(self, provider: Provider, config: RoutingConfig | None = None) -> None:
         cfg = config or _DEFAULT_ROUTING
         self.provider = provider
+        self.price_in = provider.cost_per_1k_input  # copied: read per candidate on every cost-optimal decision
+        self.price_out = provider.cost_per_1k_output
         self.latency = PeakEwma(cfg.latency_half_life_s, cfg.latency_warmup)
         self.ttft = PeakEwma(cfg.latency_half_life_s, cfg.latency_warmup)
         self._avail = DecayedBeta(cfg.availability_half_life_s, cfg.availability_prior, cfg.availability_prior_weight)

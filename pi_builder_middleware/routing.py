@@ -313,10 +313,15 @@ class ProviderRouter:
         min_avail = request.min_availability
         max_lat = request.max_latency_ms
         if wanted is not None:
-            for pid in wanted - self._candidates.keys():
-                excluded[pid] = "unknown provider"
-            if wanted.issuperset(self._candidates):
+            known = self._candidates
+            if len(wanted) >= len(known) and wanted.issuperset(known):
+                if len(wanted) > len(known):
+                    for pid in wanted - known.keys():
+                        excluded[pid] = "unknown provider"
                 wanted = None  # names every provider (as the LiteLLM adapter's requests do): no filter
+            else:
+                for pid in wanted - known.keys():
+                    excluded[pid] = "unknown provider"
         plain = wanted is None and not caps and not exclude and min_avail is None and max_lat is None
         if plain and not suspects:
             return [c for _, c in pairs], excluded, held, False

@@ -64,7 +64,7 @@ class CostOptimal(_Preference):
     def rank(self, candidates: Sequence[Candidate], request: RouteRequest, ctx: StrategyContext) -> list[float]:
         per_in, per_out = request.input_tokens / 1000.0, request.output_tokens / 1000.0  # Provider.cost_of, inlined
         costs = [
-            (c.provider.cost_per_1k_input * per_in + c.provider.cost_per_1k_output * per_out)
+            (c.price_in * per_in + c.price_out * per_out)
             / (c.availability if c.availability > _MIN_AVAILABILITY else _MIN_AVAILABILITY)
             for c in candidates
         ]
