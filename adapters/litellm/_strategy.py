@@ -39,6 +39,8 @@ log = logging.getLogger("pi_builder_middleware.adapters.litellm")
 _DEFAULT_OUTPUT_TOKENS = RouteRequest().output_tokens
 _DEFAULT_INPUT_TOKENS = RouteRequest().input_tokens
 _MAX_COOLDOWN_ENTRIES = 4096
+#: A wait shorter than this is not worth a sleep: the pick goes ahead (it also ends a wait that cannot move).
+_MIN_WAIT_S = 0.001
 _OPTION_FIELDS = ("strategy", "required_capabilities", "max_latency_ms", "min_availability", "exclude")
 
 
@@ -285,11 +287,10 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
             return
         waited = 0.0
         while True:
-            now = mw.clock()
             soonest = min(mw.failover.available_at(pid) for pid in ids)
-            wait = soonest - now
-            if wait <= 0 or waited + wait > self.max_wait_s:
-                return  # back already, or not within the budget: the pick decides (soonest re-admission)
+            wait = soonest - mw.clock()  # read after available_at's own "now": "available now" is <= 0 here
+            if wait < _MIN_WAIT_S or waited + wait > self.max_wait_s:
+                return  # back (or about to be), or not within the budget: the pick decides
             binding.counts["waits"] += 1
             await mw.async_sleep(wait)
             waited += wait

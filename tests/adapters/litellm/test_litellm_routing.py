@@ -277,3 +277,27 @@ def test_max_wait_s_must_be_a_finite_number(bad: object) -> None:
     router = litellm.Router(model_list=[mock_deployment("a")], num_retries=0)
     with pytest.raises(ConfigError, match="max_wait_s"):
         install(router, max_wait_s=bad)  # type: ignore[arg-type]
+
+
+async def test_max_wait_s_does_not_spin_on_a_deployment_that_is_already_back() -> None:
+    """A deployment still listed as suspect but back in service: no sleep, however the clock ticks."""
+
+    class Ticking(ManualClock):
+        def __call__(self) -> float:  # every reading is a microsecond later, like a real clock
+            return self.advance(1e-6)
+
+    clock = Ticking(10.0)
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.advance(seconds)
+
+    mw = Middleware(strategy="failover", clock=clock, async_sleep=fake_sleep, load_entrypoints=False)
+    router = litellm.Router(model_list=[mock_deployment("a", answer="from a")], num_retries=0)
+    with install(router, middleware=mw, max_wait_s=5.0) as handle:
+        mw.record(Outcome("a", False, 0.01, error_kind=ErrorKind.RATE_LIMITED, retry_after_s=0.5))
+        assert "a" in mw.failover.suspects
+        clock.advance(1.0)  # the cooldown is over; "a" is still listed until a pick settles it
+        assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "a"
+        assert slept == [] and handle.stats()["waits"] == 0
