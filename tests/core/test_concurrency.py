@@ -225,6 +225,7 @@ def test_providers_added_and_removed_while_other_threads_route(fast_switching) -
     stop = threading.Event()
     errors: list[BaseException] = []
     routed = Counter[str]()
+    routed_lock = threading.Lock()  # Counter.update is not atomic: four threads finish at the same moment
 
     def churn() -> None:
         try:
@@ -249,7 +250,8 @@ def test_providers_added_and_removed_while_other_threads_route(fast_switching) -
                     json.dumps(mw.export())
         except BaseException as exc:
             errors.append(exc)
-        routed.update(mine)
+        with routed_lock:
+            routed.update(mine)
 
     _join_all([threading.Thread(target=churn, name="churn"),
                *(threading.Thread(target=route, name=f"route-{i}") for i in range(4))])
