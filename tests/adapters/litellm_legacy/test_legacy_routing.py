@@ -33,8 +33,9 @@ async def test_latency_optimal_sends_most_traffic_to_the_fastest_deployment(make
         for _ in range(60):
             picks[served_by(await router.acompletion(model="g", messages=MESSAGES))] += 1
         # power of two choices: the fastest wins every pair it is in (about 2/3 of the calls once each
-        # deployment has its 3 warm-up calls), the slowest little more than its warm-up calls
-        assert picks["fast"] >= 30 and picks.most_common(1)[0][0] == "fast" and picks["slow"] <= 8, picks
+        # deployment has its 3 warm-up calls); the slowest gets its warm-up calls (costed like the best
+        # until measured) and a few more
+        assert picks["fast"] >= 30 and picks.most_common(1)[0][0] == "fast" and picks["slow"] <= 12, picks
         assert sim.stats("fast").total == picks["fast"]  # the pick is what was really called
         await async_wait_until(lambda: handle.stats().get("recorded_ok", 0) == 66)
         h = {n: handle.middleware.health(n) for n in ("fast", "mid", "slow")}
