@@ -6,6 +6,7 @@ Run: python benchmarks/bench_core.py [--quick]
 from __future__ import annotations
 
 import argparse
+import logging
 import random
 import statistics
 import time
@@ -44,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
     args = parser.parse_args()
+    logging.getLogger("pi_builder_middleware").setLevel(logging.ERROR)  # recording errors raises alerts (logged)
     n, repeats = (2_000, 3) if args.quick else (20_000, 5)
     request = RouteRequest(required_capabilities={"tools"}, min_availability=0.9)
     print(f"{'providers':>9} {'strategy':>16} {'select µs':>10} {'select+filters µs':>18} {'record ok µs':>13} "
