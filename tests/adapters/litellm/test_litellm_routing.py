@@ -223,52 +223,53 @@ async def test_specific_deployment_calls_go_to_that_deployment_and_are_recorded(
         assert handle.middleware.health("best").calls == 0
 
 
-async def test_max_wait_s_waits_for_the_soonest_readmission_instead_of_forcing_one() -> None:
-    """Every breaker open: with ``max_wait_s`` the pick sleeps until the first re-admission, then routes."""
+class SleepLog:
+    """An injected async sleep that only moves ``clock`` and remembers how long it was asked to sleep."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock = clock
+        self.slept: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.clock.advance(seconds)
+
+
+def two_ejected_deployments(max_wait_s: float, gap_s: float) -> tuple[Any, Middleware, SleepLog, ManualClock]:
+    """Router with deployments a and b, both tripped (b ``gap_s`` before a), installed with ``max_wait_s``."""
     clock = ManualClock(10.0)
-    slept: list[float] = []
-
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
-        clock.advance(seconds)
-
+    sleep = SleepLog(clock)
     mw = Middleware(strategy="failover", failover=FailoverConfig.preset("aggressive", base_ejection_s=5.0, jitter=0.0),
-                    clock=clock, async_sleep=fake_sleep, load_entrypoints=False)
+                    clock=clock, async_sleep=sleep, load_entrypoints=False)
     router = litellm.Router(model_list=[mock_deployment("a", answer="from a"), mock_deployment("b", answer="from b")],
                             num_retries=0)
-    with install(router, middleware=mw, max_wait_s=6.0) as handle:
-        for pid in ("b", "a"):  # b trips first: its ejection ends first
-            for _ in range(2):
-                mw.record(Outcome(pid, False, 0.01, error_kind=ErrorKind.SERVER_ERROR))
-            clock.advance(1.0)
+    handle = install(router, middleware=mw, max_wait_s=max_wait_s)
+    for pid in ("b", "a"):  # b trips first: its ejection ends first
+        for _ in range(2):
+            mw.record(Outcome(pid, False, 0.01, error_kind=ErrorKind.SERVER_ERROR))
+        clock.advance(gap_s)
+    return handle, mw, sleep, clock
+
+
+async def test_max_wait_s_waits_for_the_soonest_readmission_instead_of_forcing_one() -> None:
+    """Every breaker open: with ``max_wait_s`` the pick sleeps until the first re-admission, then routes."""
+    handle, mw, sleep, _ = two_ejected_deployments(max_wait_s=6.0, gap_s=1.0)
+    with handle:
+        router = handle.router
         assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "b"
-        assert slept == pytest.approx([3.0])  # b was out until 15.0; it is 12.0
+        assert sleep.slept == pytest.approx([3.0])  # b was out until 15.0; it is 12.0
         assert handle.stats()["waits"] == 1 and handle.stats()["panic_picks"] == 0
         # LiteLLM logs the success in a background task; then b's trial has closed its breaker
         await async_wait_until(lambda: mw.failover.state("b") is CircuitState.CLOSED)
         assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "b"
-        assert len(slept) == 1  # b is in service now: nothing more to wait for
+        assert len(sleep.slept) == 1  # b is in service now: nothing more to wait for
 
 
 async def test_max_wait_s_shorter_than_the_outage_sends_to_the_soonest_at_once() -> None:
-    clock = ManualClock(10.0)
-    slept: list[float] = []
-
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
-        clock.advance(seconds)
-
-    mw = Middleware(strategy="failover", failover=FailoverConfig.preset("aggressive", base_ejection_s=5.0, jitter=0.0),
-                    clock=clock, async_sleep=fake_sleep, load_entrypoints=False)
-    router = litellm.Router(model_list=[mock_deployment("a", answer="from a"), mock_deployment("b", answer="from b")],
-                            num_retries=0)
-    with install(router, middleware=mw, max_wait_s=1.0) as handle:
-        for pid in ("b", "a"):  # b back at 15.0, a at 15.5
-            for _ in range(2):
-                mw.record(Outcome(pid, False, 0.01, error_kind=ErrorKind.SERVER_ERROR))
-            clock.advance(0.5)
-        assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "b"  # 4 s away: not waited for
-        assert slept == []
+    handle, _, sleep, _ = two_ejected_deployments(max_wait_s=1.0, gap_s=0.5)  # b back at 15.0, a at 15.5
+    with handle:
+        assert served_by(await handle.router.acompletion(model="g", messages=MESSAGES)) == "b"  # 4 s away: not waited
+        assert sleep.slept == []
         assert handle.stats()["panic_picks"] == 1
 
 
@@ -287,17 +288,13 @@ async def test_max_wait_s_does_not_spin_on_a_deployment_that_is_already_back() -
             return self.advance(1e-6)
 
     clock = Ticking(10.0)
-    slept: list[float] = []
+    sleep = SleepLog(clock)
 
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
-        clock.advance(seconds)
-
-    mw = Middleware(strategy="failover", clock=clock, async_sleep=fake_sleep, load_entrypoints=False)
+    mw = Middleware(strategy="failover", clock=clock, async_sleep=sleep, load_entrypoints=False)
     router = litellm.Router(model_list=[mock_deployment("a", answer="from a")], num_retries=0)
     with install(router, middleware=mw, max_wait_s=5.0) as handle:
         mw.record(Outcome("a", False, 0.01, error_kind=ErrorKind.RATE_LIMITED, retry_after_s=0.5))
         assert "a" in mw.failover.suspects
         clock.advance(1.0)  # the cooldown is over; "a" is still listed until a pick settles it
         assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "a"
-        assert slept == [] and handle.stats()["waits"] == 0
+        assert sleep.slept == [] and handle.stats()["waits"] == 0
