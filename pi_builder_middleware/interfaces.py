@@ -59,10 +59,11 @@ class Candidate:
     """
 
     __slots__ = (
+        "_answered",
         "_avail",
         "_failures",
         "_limit_at",
-        "_rate",
+        "_limited",
         "availability",
         "circuit",
         "concurrency_limit",
@@ -94,8 +95,9 @@ class Candidate:
         self.ttft = PeakEwma(cfg.latency_half_life_s, cfg.latency_warmup)
         self._avail = DecayedBeta(cfg.availability_half_life_s, cfg.availability_prior, cfg.availability_prior_weight)
         self._failures = DecayedCount(cfg.failure_half_life_s)
-        # share of 429s among answers: a Beta whose prior says "not limited", worth one call
-        self._rate = DecayedBeta(cfg.rate_limit_half_life_s, 0.999, 1.0)
+        # share of 429s among answers: limited / (limited + answered + 1); exactly 0 without a 429
+        self._limited = DecayedCount(cfg.rate_limit_half_life_s)
+        self._answered = DecayedCount(cfg.rate_limit_half_life_s)
         self._limit_at = float("-inf")
         self.latency_s: float | None = None
         self.ttft_s: float | None = None
@@ -136,7 +138,7 @@ class Candidate:
                 if self.latency.value is None:
                     self.latency_s = latency_s if self.latency_s is None else min(self.latency_s, latency_s)
             self._avail.observe(True, now)
-            self._rate.observe(True, now)
+            self._answered.add(now)
             self._failures.scale(0.5, now)  # each success is evidence too: a blip fades in a few calls
             limit = self.concurrency_limit
             if limit is not None and self.inflight > limit:
@@ -145,7 +147,7 @@ class Candidate:
             self._avail.observe(False, now)
             self._failures.add(now)
         elif verdict is Verdict.RATE_LIMITED:
-            self._rate.observe(False, now)
+            self._limited.add(now)
             if self.inflight >= 2:  # refused while others ran: a concurrency ceiling, not a quota
                 self.concurrency_limit = self.inflight - 1
                 self._limit_at = now
@@ -155,7 +157,8 @@ class Candidate:
         """Recompute the decayed numbers for ``now``."""
         self.availability = self._avail.mean(now)
         self.recent_failures = self._failures.read(now)
-        self.rate_limited = 1.0 - self._rate.mean(now)
+        limited = self._limited.read(now)
+        self.rate_limited = limited / (limited + self._answered.read(now) + 1.0) if limited else 0.0
         if self.concurrency_limit is not None and now - self._limit_at > memory_s:
             self.concurrency_limit = None  # no 429 for a long time: forget the ceiling
         # What a call costs beyond its latency, folded once here so ranking stays one multiplication per
@@ -177,7 +180,8 @@ class Candidate:
         self.ttft.reset()
         self._avail.reset()
         self._failures.reset()
-        self._rate.reset()
+        self._limited.reset()
+        self._answered.reset()
         self._limit_at = float("-inf")
         self.latency_s = self.ttft_s = self.concurrency_limit = None
         self.availability = self._avail.mean(0.0)
