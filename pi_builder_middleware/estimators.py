@@ -122,8 +122,8 @@ class DecayedBeta:
         s = self.prior_successes + self.successes * w
         return s / (s + self.prior_failures + self.failures * w)
 
-    def observe(self, ok: bool, now: float) -> float:
-        """Add one success or failure at ``now``; returns the new mean."""
+    def observe(self, ok: bool, now: float) -> None:
+        """Add one success or failure at ``now`` (read the mean with :meth:`mean`)."""
         w = decay_factor(now - self.at, self.half_life_s)
         self.successes *= w
         self.failures *= w
@@ -132,7 +132,6 @@ class DecayedBeta:
         else:
             self.failures += 1.0
         self.at = max(self.at, now)
-        return self.mean(now)
 
     def reset(self) -> None:
         """Forget every observation (back to the prior)."""

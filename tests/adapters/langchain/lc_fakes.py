@@ -131,3 +131,18 @@ class Recorder(BaseCallbackHandler):
     def of(self, kind: str) -> list[tuple[str, str, Any, Any, list[str]]]:
         """Events of one kind."""
         return [e for e in self.events if e[0] == kind]
+
+
+def call(llm: Any, mode: str) -> str:
+    """The answer's text through one of the four entry points (invoke, ainvoke, stream, astream)."""
+    if mode == "invoke":
+        return str(llm.invoke("q").content)
+    if mode == "ainvoke":
+        return str(asyncio.run(llm.ainvoke("q")).content)
+    if mode == "stream":
+        return "".join(str(chunk.content) for chunk in llm.stream("q"))
+
+    async def collect() -> str:
+        return "".join([str(chunk.content) async for chunk in llm.astream("q")])
+
+    return asyncio.run(collect())

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.runnables import RunnableLambda
-from lc_fakes import HTTPError, ScriptedChat
+from lc_fakes import HTTPError, ScriptedChat, call
 from pi_builder_middleware.adapters.langchain import HealthAwareChatModel, HealthAwareFallbacks
 from pydantic import Field
 
@@ -46,18 +46,6 @@ def watched(mw: Middleware, **scripts: dict[str, Any]) -> dict[str, WatchedChat]
     return {key: WatchedChat(key=key, mw=mw, **script) for key, script in scripts.items()}
 
 
-def call(llm: Any, mode: str) -> str:
-    if mode == "invoke":
-        return str(llm.invoke("q").content)
-    if mode == "ainvoke":
-        return str(asyncio.run(llm.ainvoke("q")).content)
-    if mode == "stream":
-        return "".join(str(chunk.content) for chunk in llm.stream("q"))
-
-    async def collect() -> str:
-        return "".join([str(chunk.content) async for chunk in llm.astream("q")])
-
-    return asyncio.run(collect())
 
 
 @pytest.mark.parametrize("front_end", FRONT_ENDS)

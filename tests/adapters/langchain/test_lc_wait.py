@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk
-from lc_fakes import HTTPError, ScriptedChat
+from lc_fakes import HTTPError, ScriptedChat, call
 from pi_builder_middleware.adapters.langchain import HealthAwareChatModel, HealthAwareFallbacks
 from pydantic import BaseModel
 
@@ -68,19 +68,6 @@ def middleware(*keys: str, ejection_s: float = 0.2, when_all_out: AllOutMode = A
                       routing=RoutingConfig(when_all_out=when_all_out))
 
 
-def call(llm: Any, mode: str) -> str:
-    """The answer's text through one of the four entry points."""
-    if mode == "invoke":
-        return str(llm.invoke("q").content)
-    if mode == "ainvoke":
-        return str(asyncio.run(llm.ainvoke("q")).content)
-    if mode == "stream":
-        return "".join(str(chunk.content) for chunk in llm.stream("q"))
-
-    async def collect() -> str:
-        return "".join([str(chunk.content) async for chunk in llm.astream("q")])
-
-    return asyncio.run(collect())
 
 
 def timed(llm: Any, mode: str) -> tuple[str, float]:
