@@ -226,6 +226,14 @@ class RoutingConfig(ConfigModel):
     Recent health failures and 429s are decayed counts with ``failure_half_life_s`` /
     ``rate_limit_half_life_s``: they shift traffic away at once and let it come back as they fade.
 
+    Trouble short of an ejection: a provider is *suspect* while its recent failures read at least
+    ``suspect_failures`` (two failures close together; one never does) or it answers
+    ``slow_factor`` times slower than usual (its recent calls against a baseline kept with
+    ``baseline_half_life_s``). The priority strategies (failover, cost-, quality-optimal) pass a
+    suspect over for the next provider and send it one probe request at a time, at most every
+    ``probe_interval_s``, so its return is seen at once; latency-optimal needs no gate (its costs
+    carry the same signals). ``slow_factor=None`` turns the latency part off.
+
     Exploration: a usable provider that no request was sent to for ``explore_after_s`` gets one
     probe request, with probes limited to ``explore_share`` of decisions. ``when_all_out``: with every
     candidate ejected or cooling down, ``soonest`` sends the request to the one whose re-admission is
@@ -240,6 +248,10 @@ class RoutingConfig(ConfigModel):
     failure_half_life_s: float = Field(default=5.0, gt=0, le=86_400)
     rate_limit_half_life_s: float = Field(default=10.0, gt=0, le=86_400)
     concurrency_memory_s: float = Field(default=30.0, gt=0, le=86_400)
+    suspect_failures: float = Field(default=1.5, gt=0, le=1e6)
+    slow_factor: float | None = Field(default=3.0, gt=1, le=1e6)
+    baseline_half_life_s: float = Field(default=600.0, gt=0, le=86_400)
+    probe_interval_s: float = Field(default=0.5, ge=0, le=86_400)
     explore_after_s: float = Field(default=15.0, gt=0, le=86_400)
     explore_share: float = Field(default=0.02, ge=0, le=1)
     when_all_out: AllOutMode = AllOutMode.SOONEST

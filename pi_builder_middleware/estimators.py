@@ -9,6 +9,9 @@
   toward the prior, so it never reads 0 % or 100 % from a handful of calls and drifts back to the
   prior when a provider gets no traffic.
 - :class:`DecayedCount` (recent failures, 429 pressure): a count that halves every half-life.
+- :class:`Slowdown` (brownouts): how much slower than its usual self a provider answers now — a
+  fast-moving average of the last few calls over a slow-moving baseline, so a provider that turns
+  ten times slower reads ~5× after one call, while its usual speed is kept for minutes.
 
 All take ``now`` from the caller's clock (no clock of their own) and are updated under the
 monitor's lock; reads are cheap enough for the hot path (one ``exp`` at most).
@@ -18,10 +21,14 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["DecayedBeta", "DecayedCount", "PeakEwma", "decay_factor"]
+__all__ = ["DecayedBeta", "DecayedCount", "PeakEwma", "Slowdown", "decay_factor"]
 
 _LN2 = math.log(2.0)
 _MIN_STEP = 0.1  # PeakEwma: the least a faster sample moves the estimate toward itself
+_FAST_WEIGHT = 0.5  # Slowdown: the weight of each new call in the "now" average (two calls move it most of the way)
+_MAX_BASE_STEP = 0.05  # Slowdown: the most one call moves the baseline (a burst of slow calls cannot drag it up)
+_MIN_BASE_STEP = 0.01  # Slowdown: the least one call moves it while the provider is not suspect
+_BASE_MEAN_CALLS = 20  # Slowdown: the baseline starts as the plain mean of this many calls
 
 
 def decay_factor(elapsed_s: float, half_life_s: float) -> float:
@@ -137,3 +144,58 @@ class DecayedBeta:
         """Forget every observation (back to the prior)."""
         self.successes = self.failures = 0.0
         self.at = 0.0
+
+
+class Slowdown:
+    """Current latency against the provider's usual latency (a ratio; 1.0 = as usual).
+
+    ``now`` is an average giving each call half the weight (it follows a brownout in one or two calls
+    and its end in two or three). ``base``, the usual latency, is the plain mean of the first 20
+    calls, then a moving average giving each call 1 % of the weight, or more when calls are rare
+    (time-based, ``half_life_s``), never more than 5 %. While the provider is suspect (``learn``
+    False) calls teach the baseline only by time: a slowdown that lasts several half-lives becomes
+    the new usual, a brownout of a few minutes does not.
+    """
+
+    __slots__ = ("at", "base", "calls", "half_life_s", "now")
+
+    def __init__(self, half_life_s: float) -> None:
+        self.half_life_s = half_life_s
+        self.base: float | None = None
+        self.now = 0.0
+        self.at = 0.0
+        self.calls = 0
+
+    def observe(self, sample: float, now: float, learn: bool = True) -> float:
+        """Add one successful call's duration; returns the ratio."""
+        base = self.base
+        if base is None:
+            base = self.now = sample
+            self.calls = 1
+        else:
+            self.now = self.now * (1.0 - _FAST_WEIGHT) + sample * _FAST_WEIGHT
+            w = 1.0 - decay_factor(now - self.at, self.half_life_s)
+            if learn:
+                self.calls += 1
+                if self.calls <= _BASE_MEAN_CALLS:
+                    w = 1.0 / self.calls
+                elif w < _MIN_BASE_STEP:
+                    w = _MIN_BASE_STEP
+            if w > _MAX_BASE_STEP and self.calls > _BASE_MEAN_CALLS:
+                w = _MAX_BASE_STEP
+            base += (sample - base) * w
+        self.base = base
+        self.at = max(self.at, now)
+        return self.ratio()
+
+    def ratio(self) -> float:
+        """``now / base`` (1.0 before any call)."""
+        base = self.base
+        return self.now / base if base else 1.0
+
+    def reset(self) -> None:
+        """Forget every call."""
+        self.base = None
+        self.now = 0.0
+        self.at = 0.0
+        self.calls = 0

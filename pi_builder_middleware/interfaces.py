@@ -8,15 +8,16 @@ scoring is O(candidates) and reads no percentiles.
 from __future__ import annotations
 
 import random
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, ClassVar
 
 from .config import RoutingConfig
 from .enums import CircuitState
-from .estimators import DecayedBeta, DecayedCount, PeakEwma
+from .estimators import DecayedBeta, DecayedCount, PeakEwma, Slowdown
 
 if TYPE_CHECKING:
     from .config import FailoverConfig
@@ -51,6 +52,10 @@ class Candidate:
       ``rate_limited``: decayed share of recent answers that were 429s (0–1).
     - ``inflight``: attempts started and not yet ended; ``concurrency_limit``: the in-flight level
       at which the provider answered 429 (None when it never did, or long ago); ``saturated``.
+    - ``slowdown``: how many times slower than usual it answers now (1.0 = as usual; latency or TTFT,
+      whichever slowed more); ``suspect``: recent failures or slowdown past the
+      :class:`~pi_builder_middleware.config.RoutingConfig` thresholds (priority strategies pass it over
+      and probe it, :meth:`probe_due`).
     - ``penalty``: what a call costs beyond its latency, (1 + recent failures) / (availability × share
       of calls accepted); latency-optimal multiplies it in.
     - ``price_in`` / ``price_out``: the provider's prices per 1k tokens (copies, for speed).
@@ -61,6 +66,7 @@ class Candidate:
     __slots__ = (
         "_answered",
         "_avail",
+        "_cfg",
         "_failures",
         "_limit_at",
         "_limited",
@@ -81,7 +87,11 @@ class Candidate:
         "rate_limited",
         "recent_failures",
         "samples",
+        "slow_latency",
+        "slow_ttft",
+        "slowdown",
         "stale_at",
+        "suspect",
         "ttft",
         "ttft_s",
     )
@@ -91,8 +101,13 @@ class Candidate:
         self.provider = provider
         self.price_in = provider.cost_per_1k_input  # copied: read per candidate on every cost-optimal decision
         self.price_out = provider.cost_per_1k_output
+        self._cfg = cfg
         self.latency = PeakEwma(cfg.latency_half_life_s, cfg.latency_warmup)
         self.ttft = PeakEwma(cfg.latency_half_life_s, cfg.latency_warmup)
+        self.slow_latency = Slowdown(cfg.baseline_half_life_s)
+        self.slow_ttft = Slowdown(cfg.baseline_half_life_s)
+        self.slowdown = 1.0
+        self.suspect = False
         self._avail = DecayedBeta(cfg.availability_half_life_s, cfg.availability_prior, cfg.availability_prior_weight)
         self._failures = DecayedCount(cfg.failure_half_life_s)
         # share of 429s among answers: limited / (limited + answered + 1); exactly 0 without a 429
@@ -122,8 +137,13 @@ class Candidate:
         return limit is not None and self.inflight >= limit
 
     def observe(self, verdict: Verdict, latency_s: float, ttft_s: float | None, now: float,
-                memory_s: float) -> None:
-        """Fold one outcome into the estimates (the monitor calls this under its lock)."""
+                memory_s: float, output_tokens: int = 0) -> None:
+        """Fold one outcome into the estimates (the monitor calls this under its lock).
+
+        The slowdown of non-streamed calls is judged on latency per ``1 + output_tokens / 64``: a
+        long answer takes longer without the provider being slower (64 tokens stand for the fixed
+        part of a call). Streams are judged on time to first token.
+        """
         if now > self.last_sent_at:
             self.last_sent_at = now  # a call went there (whoever routed it): no exploration needed
         if verdict is Verdict.OK:
@@ -131,10 +151,14 @@ class Candidate:
             # latency), so it gets the calls it needs to show its real speed past connection setup.
             if ttft_s is None:
                 value = self.latency.observe(latency_s, now)
-                self.latency_s = value if self.latency.count >= self.latency.warmup else None
+                if self.latency.count >= self.latency.warmup:
+                    self.latency_s = value
+                    self.slow_latency.observe(latency_s / (1.0 + output_tokens * _PER_TOKEN), now, not self.suspect)
             else:
                 value = self.ttft.observe(ttft_s, now)
-                self.ttft_s = value if self.ttft.count >= self.ttft.warmup else None
+                if self.ttft.count >= self.ttft.warmup:
+                    self.ttft_s = value
+                    self.slow_ttft.observe(ttft_s, now, not self.suspect)
                 if self.latency.value is None:
                     self.latency_s = latency_s if self.latency_s is None else min(self.latency_s, latency_s)
             self._avail.observe(True, now)
@@ -166,18 +190,33 @@ class Candidate:
         avail = self.availability if self.availability > _FLOOR else _FLOOR
         accepted = 1.0 - self.rate_limited
         self.penalty = (1.0 + self.recent_failures) / (avail * (accepted if accepted > _FLOOR else _FLOOR))
+        lat, ttft = self.slow_latency.ratio(), self.slow_ttft.ratio()
+        self.slowdown = lat if lat > ttft else ttft
+        cfg = self._cfg
+        slow = cfg.slow_factor
+        self.suspect = self.recent_failures >= cfg.suspect_failures or (slow is not None and self.slowdown >= slow)
         self.decay_at = now + _REFRESH_S
+
+    def probe_due(self, now: float) -> bool:
+        """Whether a suspect provider may get its next probe: nothing in flight there and no request
+        routed to it for ``RoutingConfig.probe_interval_s``."""
+        return self.inflight == 0 and now - self.last_sent_at >= self._cfg.probe_interval_s
 
     def recovered(self) -> None:
         """The breaker closed after successful trial calls: the failures that tripped it are settled."""
         self._failures.reset()
         self.recent_failures = 0.0
+        self.suspect = self.slowdown >= self._cfg.slow_factor if self._cfg.slow_factor is not None else False
         self.decay_at = float("-inf")  # the router re-reads the rest (penalty) at its next look
 
     def forget(self) -> None:
         """Drop every estimate (``Middleware.reset``)."""
         self.latency.reset()
         self.ttft.reset()
+        self.slow_latency.reset()
+        self.slow_ttft.reset()
+        self.slowdown = 1.0
+        self.suspect = False
         self._avail.reset()
         self._failures.reset()
         self._limited.reset()
@@ -206,6 +245,7 @@ class Verdict(Enum):
 
 
 _FLOOR = 0.05  # keeps a dead provider's penalty finite
+_PER_TOKEN = 1.0 / 64.0  # Candidate.observe: a call's fixed part counted as 64 output tokens
 _REFRESH_S = 0.25  # decayed numbers move slowly: reading them four times a second is plenty
 _DEFAULT_ROUTING = RoutingConfig()
 
@@ -217,6 +257,8 @@ class StrategyContext:
     rng: random.Random
     health_scorer: HealthScorer
     min_samples: int
+    #: the router's clock (seconds), for strategies that time probes (:meth:`Candidate.probe_due`)
+    clock: Callable[[], float] = time.monotonic
 
 
 class Strategy(ABC):

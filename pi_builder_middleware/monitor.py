@@ -168,7 +168,7 @@ class HealthMonitor:
                 cand.consecutive_failures += 1
             told = verdict == _RATE and retry_after_s is not None and retry_after_s > 0
             cand.observe(Verdict.OTHER if told else _VERDICTS[verdict], outcome.latency_s, outcome.ttft_s, now,
-                         self.routing.concurrency_memory_s)
+                         self.routing.concurrency_memory_s, outcome.output_tokens)
             pending = self._evaluate(outcome.provider_id, w, now)
         self._emit(pending)
 

@@ -78,7 +78,8 @@ class ProviderRouter:
             raise ConfigError("health_scorer", f"expected a scorer name or HealthScorer, got {health_scorer!r}")
         self.health_scorer = (health_scorer if isinstance(health_scorer, HealthScorer)
                               else self.registries.scorers.get(health_scorer))
-        self._ctx = StrategyContext(rng or random.Random(), self.health_scorer, self.monitor.config.min_samples)
+        self._ctx = StrategyContext(rng or random.Random(), self.health_scorer, self.monitor.config.min_samples,
+                                    self.clock)
         self._providers: dict[str, Provider] = {}
         self._candidates: dict[str, Candidate] = {}
         self._lock = threading.Lock()
@@ -187,6 +188,7 @@ class ProviderRouter:
                 return self._panic(held, excluded, strategy, now, reserve)
             raise NoProviderAvailableError(excluded)
         scores = self._rank(strategy, eligible, request)
+        note = ""
         if len(eligible) == 1:
             ranked = eligible
         else:
@@ -197,10 +199,15 @@ class ProviderRouter:
             ranked = [eligible[i] for i in order]
             pick = self._pick(strategy, ranked, request)
             if pick:
+                passed = [c for c in ranked[:pick] if c.suspect]
                 ranked.insert(0, ranked.pop(pick))
+                if passed:
+                    note = "passing over " + ", ".join(_suspicion(c) for c in passed)
+            elif ranked[0].suspect and not strategy.explores:
+                note = "probing " + _suspicion(ranked[0])
             if ranked[0].concurrency_limit is not None:
                 ranked = _overflow(ranked)
-        note = ""
+        explored = False
         trial = next((c for c in ranked if c.circuit is CircuitState.HALF_OPEN), None) if half_open else None
         if trial is not None:
             if trial is not ranked[0]:
@@ -208,17 +215,20 @@ class ProviderRouter:
                 # first (its estimates still hold the outage), so it goes first within its permit allowance.
                 ranked.remove(trial)
                 ranked.insert(0, trial)
+                note = ""
         elif strategy.explores:
             probe = self._explore(ranked, now)
             if probe is not None:
                 ranked.remove(probe)
                 ranked.insert(0, probe)
                 note = f"exploring {probe.provider.id} (no request for {now - probe.last_sent_at:.1f} s)"
+                explored = True
         if reserve:
             while ranked and not self._acquire(ranked[0].provider.id):
                 lost = ranked.pop(0)  # lost a race for the last half-open permit
                 excluded[lost.provider.id] = "half-open trial permits taken"
                 note = ""
+                explored = False
             if not ranked:
                 raise NoProviderAvailableError(excluded)
         chosen = ranked[0]
@@ -227,7 +237,7 @@ class ProviderRouter:
             (eligible, scores), strategy.name, excluded, now,
             trial=chosen.circuit is CircuitState.HALF_OPEN, note=note,
         )
-        self._count(decision, chosen, now, scores[eligible.index(chosen)], explored=bool(note), panic=False)
+        self._count(decision, chosen, now, scores[eligible.index(chosen)], explored=explored, panic=False)
         return decision
 
     def _count(self, decision: RoutingDecision, chosen: Candidate, now: float, score: float, *, explored: bool,
@@ -431,6 +441,16 @@ class ProviderRouter:
             self._by_provider.clear()
             self._by_strategy.clear()
             self._explored = self._panics = 0
+
+
+def _suspicion(c: Candidate) -> str:
+    """Why a candidate is suspect, for a decision's reason."""
+    why = []
+    if c.slowdown > 1.5:
+        why.append(f"{c.slowdown:.1f}x slower than usual")
+    if c.recent_failures >= 0.5:
+        why.append(f"{c.recent_failures:.1f} recent failures")
+    return f"suspect {c.provider.id} ({', '.join(why) or 'recovering'})"
 
 
 def _last_sent(cand: Candidate) -> float:

@@ -4,7 +4,8 @@ Scores rank the candidates (the order of the backup chain); :meth:`Strategy.pick
 request goes to. latency-optimal spreads load by power of two choices over a load-aware peak-EWMA
 cost; cost- and quality-optimal keep a strict preference and overflow to the next provider only
 while the preferred one sheds load (recent failures, 429s); failover is priority order gated by
-the breakers (the router already leaves out providers whose breaker is open).
+the breakers (the router already leaves out providers whose breaker is open). The three priority
+strategies pass over a suspect provider (failures close together, a brownout) except for probes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 
 from pi_builder_middleware import Candidate, RouteRequest, Strategy, StrategyContext, StrategyRegistry, hookimpl
 
-__all__ = ["CostOptimal", "FailoverFirst", "LatencyOptimal", "QualityOptimal"]
+__all__ = ["CostOptimal", "FailoverFirst", "LatencyOptimal", "QualityOptimal", "first_unsuspected", "shed_probability"]
 
 _MIN_AVAILABILITY = 0.05  # floor so a dead provider's expected cost/latency stays finite
 
@@ -37,19 +38,47 @@ def shed_probability(c: Candidate) -> float:
     return shed if shed > c.rate_limited else c.rate_limited
 
 
+def first_unsuspected(ranked: Sequence[Candidate], ctx: StrategyContext) -> int:
+    """Index of the first candidate that is not suspect, or is a suspect due a probe (0 if none is).
+
+    A suspect (two failures close together, or much slower than usual: ``Candidate.suspect``) is
+    passed over for the next provider, except for one probe request at a time every
+    ``RoutingConfig.probe_interval_s``, which tells when it is back.
+    """
+    now = -1.0
+    for index, c in enumerate(ranked):
+        if not c.suspect:
+            return index
+        if now < 0.0:
+            now = ctx.clock()
+        if c.probe_due(now):
+            return index
+    return 0
+
+
 class _Preference(Strategy):
-    """A fixed preference (the scores) that overflows down the ranking while a provider sheds load."""
+    """A fixed preference (the scores) that overflows down the ranking while a provider sheds load,
+    and passes over a suspect provider except for its probes."""
 
     def pick(self, ranked: Sequence[Candidate], request: RouteRequest, ctx: StrategyContext) -> int:
         last = len(ranked) - 1
         rng = ctx.rng
+        now = -1.0
         for index, c in enumerate(ranked):
             if index == last:
-                return index
+                break
+            if c.suspect:
+                if now < 0.0:
+                    now = ctx.clock()
+                if c.probe_due(now):
+                    return index  # the probe goes whatever the shedding says: it is how recovery is seen
+                continue
             shed = shed_probability(c)
             if shed <= 0.0 or rng.random() >= shed:
                 return index
-        return 0
+        if ranked[last].suspect:  # everybody after the preferred ones is suspect too: keep the preference
+            return first_unsuspected(ranked, ctx)
+        return last
 
 
 class CostOptimal(_Preference):
@@ -126,6 +155,9 @@ class FailoverFirst(Strategy):
     The health scorer is the gate: a provider it scores 0 goes behind the others (the built-in
     scorer gives 0 only to an open breaker); any other score keeps the priority order, so one
     failed call does not move traffic away; the breaker policy decides when a provider is out.
+    Short of that, a *suspect* provider (two failures close together, or answering several times
+    slower than usual) passes its traffic to the next one and gets one probe request at a time,
+    and takes its traffic back with the first probe that shows it well again.
     """
 
     name = "failover"
@@ -133,6 +165,9 @@ class FailoverFirst(Strategy):
     def rank(self, candidates: Sequence[Candidate], request: RouteRequest, ctx: StrategyContext) -> list[float]:
         score = ctx.health_scorer.score
         return [1.0 if score(c) > 0.0 else 0.0 for c in candidates]
+
+    def pick(self, ranked: Sequence[Candidate], request: RouteRequest, ctx: StrategyContext) -> int:
+        return first_unsuspected(ranked, ctx)
 
 
 @hookimpl(trylast=True)

@@ -7,6 +7,8 @@ produced in the same situation, where they were measured.
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from _situations import Driver, Script, between, fixed
 
@@ -16,6 +18,7 @@ from pi_builder_middleware import (
     FailoverConfig,
     ManualClock,
     Middleware,
+    Outcome,
     Provider,
     RoutingConfig,
 )
@@ -178,3 +181,94 @@ def test_every_provider_ejected(clock: ManualClock, mode: AllOutMode) -> None:
         assert no_provider
     back = sum(run.share(pid, start + 45.0, start + 60.0) for pid in "abc")
     assert back == pytest.approx(1.0)  # everything answered once they are back
+
+
+@pytest.mark.parametrize("strategy", ["failover", "cost-optimal", "quality-optimal"])
+def test_brownout_of_the_preferred_provider_moves_priority_strategies_away(clock: ManualClock,
+                                                                          strategy: str) -> None:
+    """The preferred provider answers 10x slower for 60 s, without an error: the priority strategies pass
+    it over (probes only) and give it its traffic back within seconds of its recovery (before: every
+    request stayed on it, the breaker having nothing to trip on)."""
+    mw = middleware(clock, strategy)
+    start = clock()
+
+    def browning(t: float, _n: int) -> float:
+        return 0.5 if start + 30.0 <= t < start + 90.0 else 0.05
+
+    scripts = {"a": Script(browning), "b": Script(fixed(0.1)), "c": Script(fixed(0.15))}
+    driver = Driver(mw, clock, scripts)
+    driver.callers(4, until=start + 150.0, think_s=0.1)
+    run = driver.go()
+    assert run.share("a", start, start + 30.0) >= 0.95  # strict preference before
+    assert run.share("a", start + 32.0, start + 90.0) <= 0.08  # probes only during the brownout
+    assert run.share("b", start + 32.0, start + 90.0) >= 0.9  # the next in line takes it
+    assert run.share("a", start + 95.0, start + 150.0) >= 0.95  # back within seconds
+
+
+@pytest.mark.parametrize("strategy", ["failover", "cost-optimal", "quality-optimal"])
+def test_failures_close_together_pass_the_provider_over_until_a_probe_succeeds(clock: ManualClock,
+                                                                              strategy: str) -> None:
+    """The preferred provider fails 30 % of calls for 20 s (too few in a row and too few in its window for
+    the balanced breaker): it gets little traffic while failing, all of it once its probe succeeds."""
+    mw = middleware(clock, strategy)
+    start = clock()
+
+    rng = random.Random(3)
+
+    def flaky(t: float, _n: int) -> ErrorKind | None:
+        return ErrorKind.SERVER_ERROR if start + 20.0 <= t < start + 40.0 and rng.random() < 0.3 else None
+
+    scripts = {"a": Script(fixed(0.05), fault=flaky), "b": Script(fixed(0.1)), "c": Script(fixed(0.15))}
+    driver = Driver(mw, clock, scripts)
+    driver.callers(4, until=start + 80.0, think_s=0.1)
+    run = driver.go()
+    assert not run.failed
+    assert run.share("a", start, start + 20.0) >= 0.95
+    wasted = sum(1 for a in run.attempts if a.provider == "a" and not a.ok)
+    answered_in_window = len([t for t, _ in run.served if start + 20.0 <= t < start + 40.0])
+    assert wasted <= 0.2 * answered_in_window  # measured 11–15 %; before (failover): ~30 % met a failure
+    assert mw.failover.state("a").value == "closed"  # never ejected: the gate is not a trip
+    assert run.share("a", start + 45.0, start + 80.0) >= 0.95
+
+
+@pytest.mark.parametrize("strategy", ["failover", "cost-optimal", "quality-optimal"])
+def test_slow_spread_of_a_normal_provider_does_not_make_it_suspect(clock: ManualClock, strategy: str) -> None:
+    """Latency varying 0.5x–2x around its usual 100 ms is normal: the preferred provider keeps its traffic."""
+    mw = middleware(clock, strategy)
+    start = clock()
+    pattern = [0.05, 0.1, 0.2, 0.1, 0.07, 0.2, 0.2, 0.1, 0.05, 0.15]
+
+    scripts = {"a": Script(lambda _t, n: pattern[n % len(pattern)]), "b": Script(fixed(0.1)),
+               "c": Script(fixed(0.15))}
+    driver = Driver(mw, clock, scripts)
+    driver.callers(4, until=start + 60.0, think_s=0.1)
+    run = driver.go()
+    assert run.share("a", start, start + 60.0) >= 0.99
+
+
+def test_a_decision_says_which_suspect_it_passed_over_and_when_it_probes(clock: ManualClock) -> None:
+    mw = middleware(clock, "failover")
+    for _ in range(30):  # a's usual: 50 ms
+        mw.record(Outcome("a", ok=True, latency_s=0.05))
+        clock.advance(0.1)
+    mw.record(Outcome("a", ok=True, latency_s=1.0))  # then 20x slower
+    passed = mw.select()
+    assert passed.provider.id == "b"
+    assert "passing over suspect a (" in passed.reason and "x slower than usual" in passed.reason
+    clock.advance(1.0)  # nothing in flight on a and past probe_interval_s: its probe is due
+    probe = mw.select()
+    assert probe.provider.id == "a" and probe.reason.startswith("probing suspect a (")
+
+
+def test_long_answers_do_not_make_a_provider_suspect(clock: ManualClock) -> None:
+    """Non-streamed latency grows with the answer: 0.3 s + 10 ms per token, answers of 10 to 1,000 tokens."""
+    mw = middleware(clock, "failover")
+    lengths = [10, 40, 1000, 20, 600, 15, 900, 30]
+    chosen = []
+    for i in range(200):
+        tokens = lengths[i % len(lengths)]
+        mw.record(Outcome("a", ok=True, latency_s=0.3 + 0.01 * tokens, output_tokens=tokens))
+        clock.advance(0.05)
+        chosen.append(mw.select().provider.id)
+    assert chosen.count("a") == 200
+    assert not mw.monitor.candidate("a").suspect

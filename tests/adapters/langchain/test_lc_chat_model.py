@@ -46,7 +46,9 @@ async def test_async_and_streaming(make_mw):
     assert (await llm.ainvoke("q")).content == "b says hi"
     assert "".join(c.content for c in llm.stream("q")) == "b says hi"
     assert "".join([c.content async for c in llm.astream("q")]) == "b says hi"
-    assert (a.calls, b.calls) == (3, 3)
+    # two failures close together make "a" suspect: the third request goes straight to "b" (no probe
+    # is due on the manual clock)
+    assert (a.calls, b.calls) == (2, 3)
 
 
 async def test_mid_stream_cut_raises_stream_interrupted(make_mw):
