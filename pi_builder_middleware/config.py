@@ -226,6 +226,9 @@ class RoutingConfig(ConfigModel):
     Recent health failures and 429s are decayed counts with ``failure_half_life_s`` /
     ``rate_limit_half_life_s``: they shift traffic away at once and let it come back as they fade.
 
+    Load spreading (latency-optimal): power of two choices among the candidates whose load-adjusted
+    cost is within ``spread_within`` times the cheapest's.
+
     Trouble short of an ejection: a provider is *suspect* while its recent failures read at least
     ``suspect_failures`` (two failures close together; one never does) or it answers
     ``slow_factor`` times slower than usual (its recent calls against a baseline kept with
@@ -248,6 +251,7 @@ class RoutingConfig(ConfigModel):
     failure_half_life_s: float = Field(default=5.0, gt=0, le=86_400)
     rate_limit_half_life_s: float = Field(default=10.0, gt=0, le=86_400)
     concurrency_memory_s: float = Field(default=30.0, gt=0, le=86_400)
+    spread_within: float = Field(default=1.5, ge=1, le=1e6)
     suspect_failures: float = Field(default=1.5, gt=0, le=1e6)
     slow_factor: float | None = Field(default=3.0, gt=1, le=1e6)
     baseline_half_life_s: float = Field(default=600.0, gt=0, le=86_400)

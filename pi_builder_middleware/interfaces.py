@@ -259,6 +259,8 @@ class StrategyContext:
     min_samples: int
     #: the router's clock (seconds), for strategies that time probes (:meth:`Candidate.probe_due`)
     clock: Callable[[], float] = time.monotonic
+    #: ``RoutingConfig.spread_within``: how far from the best a candidate may be to share load
+    spread_within: float = 1.5
 
 
 class Strategy(ABC):

@@ -79,7 +79,7 @@ class ProviderRouter:
         self.health_scorer = (health_scorer if isinstance(health_scorer, HealthScorer)
                               else self.registries.scorers.get(health_scorer))
         self._ctx = StrategyContext(rng or random.Random(), self.health_scorer, self.monitor.config.min_samples,
-                                    self.clock)
+                                    self.clock, self.config.spread_within)
         self._providers: dict[str, Provider] = {}
         self._candidates: dict[str, Candidate] = {}
         self._lock = threading.Lock()

@@ -17,6 +17,7 @@ from pi_builder_middleware import Candidate, RouteRequest, Strategy, StrategyCon
 __all__ = ["CostOptimal", "FailoverFirst", "LatencyOptimal", "QualityOptimal", "first_unsuspected", "shed_probability"]
 
 _MIN_AVAILABILITY = 0.05  # floor so a dead provider's expected cost/latency stays finite
+_UNKNOWN_EDGE = 0.95  # latency-optimal: a provider without data is costed just under the best known, so it is tried
 
 
 def _normalise_lower_better(values: Sequence[float]) -> list[float]:
@@ -115,10 +116,13 @@ class LatencyOptimal(Strategy):
     Cost = peak-EWMA latency (TTFT for streaming requests when known) × (in-flight + 1) × the
     candidate's ``penalty`` ((1 + recent failures) / (availability × share of calls accepted)): a fast
     failure does not look fast, a loaded provider looks slower, and a provider that just failed
-    steps back until its failure fades. A provider without data is costed at the best known
-    latency, so it is tried. Each request compares two random candidates and takes the cheaper
+    steps back until its failure fades. A provider without data is costed just under the best known
+    latency, so it is tried (its first calls are its warm-up). Each request compares two random candidates and takes the cheaper
     (Finagle/Linkerd's P2C): load spreads, and a stale estimate cannot herd every request onto one
-    provider. The router adds bounded exploration probes (``explores``).
+    provider. The two are drawn from the candidates whose cost is within
+    ``RoutingConfig.spread_within`` (1.5) of the cheapest: a provider much slower than the best
+    gets no share while the best is idle, and a share as soon as the best's load makes it costlier.
+    The router adds bounded exploration probes (``explores``).
     """
 
     name = "latency-optimal"
@@ -131,14 +135,14 @@ class LatencyOptimal(Strategy):
             known = [c.latency_s for c in candidates]
         if None in known:
             measured = [v for v in known if v is not None]
-            fallback = min(measured) if measured else 1.0
+            fallback = min(measured) * _UNKNOWN_EDGE if measured else 1.0
             known = [fallback if v is None else v for v in known]
         costs = [v * (c.inflight + 1) * c.penalty  # type: ignore[operator]  # None replaced above
                  for v, c in zip(known, candidates, strict=True)]
         return _normalise_lower_better(costs)
 
     def pick(self, ranked: Sequence[Candidate], request: RouteRequest, ctx: StrategyContext) -> int:
-        n = len(ranked)
+        n = _near_best(ranked, request.stream, ctx.spread_within)
         if n < 2:
             return 0
         first = ctx.rng.randrange(n)
@@ -146,6 +150,24 @@ class LatencyOptimal(Strategy):
         if second >= first:
             second += 1
         return first if first < second else second  # ranked best first: the lower index is the cheaper
+
+
+def _near_best(ranked: Sequence[Candidate], stream: bool, within: float) -> int:
+    """How many of ``ranked`` (cheapest first) cost at most ``within`` times the cheapest: the field
+    power of two choices draws from. Providers without data count as near (they are costed at the
+    best known latency)."""
+    best = 0.0
+    n = 0
+    for c in ranked:
+        value = c.ttft_s if stream and c.ttft_s is not None else c.latency_s
+        if value is not None:
+            cost = value * (c.inflight + 1) * c.penalty
+            if not best:
+                best = cost * within
+            elif cost > best:
+                break
+        n += 1
+    return n
 
 
 class FailoverFirst(Strategy):
