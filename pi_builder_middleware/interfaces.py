@@ -194,7 +194,11 @@ class Candidate:
         self.slowdown = lat if lat > ttft else ttft
         cfg = self._cfg
         slow = cfg.slow_factor
-        self.suspect = self.recent_failures >= cfg.suspect_failures or (slow is not None and self.slowdown >= slow)
+        # hysteresis: suspect after failures reading suspect_failures, well again once they read a third
+        # of that (two successful probes after two failures), so a provider failing half its calls
+        # does not win its traffic back with every lucky call
+        fails = cfg.suspect_failures * _RELEASE if self.suspect else cfg.suspect_failures
+        self.suspect = self.recent_failures >= fails or (slow is not None and self.slowdown >= slow)
         self.decay_at = now + _REFRESH_S
 
     def probe_due(self, now: float) -> bool:
@@ -245,6 +249,7 @@ class Verdict(Enum):
 
 
 _FLOOR = 0.05  # keeps a dead provider's penalty finite
+_RELEASE = 1.0 / 3.0  # Candidate.refresh: a suspect's failures must fall to this share of the threshold
 _PER_TOKEN = 1.0 / 64.0  # Candidate.observe: a call's fixed part counted as 64 output tokens
 _REFRESH_S = 0.25  # decayed numbers move slowly: reading them four times a second is plenty
 _DEFAULT_ROUTING = RoutingConfig()
