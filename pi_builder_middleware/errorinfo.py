@@ -7,7 +7,20 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["extract_retry_after", "headers_of", "parse_retry_after", "status_code_of"]
+__all__ = ["error_text", "extract_retry_after", "headers_of", "parse_retry_after", "status_code_of"]
+
+
+def error_text(error: BaseException) -> str:
+    """``str(error)``, or ``"<unprintable>"`` when the error's ``__str__`` raises (or returns no string).
+
+    Provider errors are built from whatever a server sent; reading one must never raise a second error
+    in place of the first.
+    """
+    try:
+        text = str(error)
+    except Exception:
+        return "<unprintable>"
+    return text if isinstance(text, str) else "<unprintable>"
 
 
 def status_code_of(error: BaseException) -> int | None:
