@@ -8,6 +8,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from ._validation import ConfigModel
 from .enums import AllOutMode, FailoverPreset
+from .errorinfo import RETRY_AFTER_LIMIT_S
 from .errors import ConfigError
 
 __all__ = ["AlertThresholds", "FailoverConfig", "HealthThresholds", "MonitorConfig", "OutlierConfig", "RoutingConfig"]
@@ -174,7 +175,7 @@ class FailoverConfig(ConfigModel):
     half_open_permit_timeout_s: float = Field(default=60.0, gt=0)
     rate_limit_base_cooldown_s: float = Field(default=0.25, ge=0)
     default_rate_limit_cooldown_s: float = Field(default=5.0, ge=0)
-    max_rate_limit_cooldown_s: float = Field(default=300.0, validate_default=True, ge=0)
+    max_rate_limit_cooldown_s: float = Field(default=RETRY_AFTER_LIMIT_S, validate_default=True, ge=0)
     rate_limit_streak_s: float = Field(default=5.0, ge=0)
     rate_limit_pressure_half_life_s: float = Field(default=10.0, gt=0)
     trip_memory_s: float = Field(default=900.0, ge=0)

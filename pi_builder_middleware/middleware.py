@@ -153,7 +153,7 @@ class Middleware:
             cost = provider.cost_of(outcome.input_tokens, outcome.output_tokens)
         retry_after = outcome.retry_after_s
         if kind is ErrorKind.RATE_LIMITED and retry_after is None and outcome.error is not None:
-            retry_after = extract_retry_after(outcome.error)
+            retry_after = extract_retry_after(outcome.error, limit_s=self.failover.config.max_rate_limit_cooldown_s)
         self.monitor.record(outcome, kind, cost, retry_after_s=retry_after)
         if kind is ErrorKind.RATE_LIMITED and retry_after is None and self.router.in_flight(outcome.provider_id) >= 2:
             # Refused while it was running other calls of ours: a concurrency ceiling, not a quota. The

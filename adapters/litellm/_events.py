@@ -209,8 +209,9 @@ class MiddlewareCallback(CustomLogger):
             info = slo.get("error_information")
             name = info.get("error_class") if isinstance(info, Mapping) else None
             error = LiteLLMFailure(f"{name or 'unknown error'}: {slo.get('error_str') or ''}".strip())
+        limit = self._binding.middleware.failover.config.max_rate_limit_cooldown_s
         return Outcome(pid, False, latency, error=error, status_code=status_code_of(error),
-                       retry_after_s=extract_retry_after(error))
+                       retry_after_s=extract_retry_after(error, limit_s=limit))
 
     def _first_time(self, call_id: object, pid: str) -> bool:
         if not isinstance(call_id, str) or not call_id:

@@ -1,0 +1,72 @@
+"""What providers send cannot stop the adapter from recording an attempt (real HTTP, real Router)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import litellm
+import pytest
+from litellm_support import MESSAGES, OutcomeLog, async_wait_until, deployment, served_by
+from pi_builder_middleware.adapters.litellm import install
+
+from pi_builder_middleware import ErrorKind, FailoverConfig
+from pi_builder_middleware.sim import SimProvider
+
+
+@contextlib.contextmanager
+def refusing_server(retry_after: str) -> Iterator[str]:
+    """An OpenAI-compatible endpoint on 127.0.0.1 that answers every request 429 with this Retry-After header."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = json.dumps({"error": {"message": "Rate limit reached", "type": "requests",
+                                         "code": "rate_limit_exceeded"}}).encode()
+            self.send_response(429)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Retry-After", retry_after)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(("header", "expected_wait"), [("inf", 300.0), ("1e999", 300.0), ("nan", None)])
+async def test_a_429_with_an_unusable_retry_after_is_recorded_and_the_deployment_left_alone(
+        make_sim, header: str, expected_wait: float | None) -> None:
+    sim = make_sim(SimProvider(name="good"))
+    with refusing_server(header) as base_url:
+        limited = {**deployment(sim, "good"), "model_info": {"id": "limited"}}
+        limited["litellm_params"] = {**limited["litellm_params"], "api_base": base_url}
+        router = litellm.Router(model_list=[limited, deployment(sim, "good")], num_retries=0,
+                                disable_cooldowns=True)
+        log = OutcomeLog()
+        # without Retry-After the backoff starts at 30 s, so real time cannot end it during the test
+        config = FailoverConfig(rate_limit_base_cooldown_s=30.0, default_rate_limit_cooldown_s=30.0)
+        with install(router, strategy="failover", failover=config, plugins=[log]) as handle:
+            with pytest.raises(litellm.RateLimitError):
+                await router.acompletion(model="g", messages=MESSAGES)
+            await async_wait_until(lambda: handle.stats()["recorded_failure"] + handle.stats()["hook_errors"] >= 1)
+            assert handle.stats()["hook_errors"] == 0
+            [(outcome, kind)] = log.of("limited")
+            assert kind is ErrorKind.RATE_LIMITED and outcome.retry_after_s == expected_wait
+            for _ in range(3):
+                response = await router.acompletion(model="g", messages=MESSAGES)
+                assert served_by(response) == "good"
+            assert handle.middleware.health("limited").rate_limited == 1
