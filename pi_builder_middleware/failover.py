@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from ._clock import Clock, monotonic_clock
+from ._guard import CallbackFailures
 from ._ratelimit import RateLimitTracker
 from ._replication import Replicator
 from .config import FailoverConfig
@@ -69,9 +70,10 @@ class FailoverManager:
 
     ``policy`` decides trips and ejection times; without one, the policy named in the config is
     looked up through the plugin hooks. ``subscribe`` receives every :class:`FailoverEvent` (the
-    Middleware uses it to keep the monitor's view of breaker states current). ``store`` shares breaker
-    transitions with other replicas (``replica_id`` names this one; default: pid and a random suffix);
-    :meth:`close` detaches from it.
+    Middleware uses it to keep the monitor's view of breaker states current); a subscriber that
+    raises is counted in :attr:`callback_failures`, never raised into the call that made the event.
+    ``store`` shares breaker transitions with other replicas (``replica_id`` names this one; default:
+    pid and a random suffix); :meth:`close` detaches from it.
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class FailoverManager:
         self.events: deque[FailoverEvent] = deque(maxlen=self.config.max_events)
         self.event_counts: Counter[EventKind] = Counter()
         self._subscribers: list[Callable[[FailoverEvent], None]] = []
+        self.callback_failures = CallbackFailures(_log)
         #: Providers that may be out (breaker not CLOSED, or cooling down): every other provider may
         #: be called, so the router asks :meth:`unavailable_reason` only about these. Entries are
         #: added with each state-changing event and dropped by :meth:`settle` once back in service.
@@ -604,6 +607,7 @@ class FailoverManager:
         replica = self._replica
         if replica is not None and replica.outbox:  # hand transitions to the store, outside the lock
             replica.flush()
+        guard = self.callback_failures
         for event in events:
             for cb in list(self._subscribers):
-                cb(event)
+                guard.call("failover_subscriber", cb, event)

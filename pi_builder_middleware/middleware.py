@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 import pluggy
 
 from ._clock import Clock, monotonic_clock
+from ._guard import CallbackFailures
 from ._registries import build_registries
 from .attempts import AttemptTimeoutError, OpenAttempt, arun_attempts, complete, run_attempts
 from .config import FailoverConfig, MonitorConfig, RoutingConfig
@@ -82,6 +84,7 @@ class Middleware:
             raise ConfigError("state_store", f"expected a StateStore (e.g. MemoryStateStore), got "
                                              f"{type(state_store).__name__}")
         self.load_errors: list[str] = []
+        self.callback_failures = CallbackFailures(logging.getLogger("pi_builder_middleware.middleware"))
         pm = get_plugin_manager(load_entrypoints=load_entrypoints, blocked=blocked, load_errors=self.load_errors)
         for plugin in plugin_list:
             try:
@@ -254,9 +257,17 @@ class Middleware:
         return self.monitor.subscribe_alerts(callback)
 
     def stats(self) -> dict[str, Any]:
-        """Routing statistics, failover statistics and plugin failure counts."""
+        """Routing and failover statistics, plugin failures, and user callbacks that failed.
+
+        ``callback_failures`` counts by kind the user callbacks that raised or returned something
+        unusable, which never reaches the request: ``usage`` (execute's ``usage=``), ``alert_subscriber``,
+        ``health_subscriber``, ``failover_subscriber``. The first failure of each kind is logged.
+        """
+        callbacks = {**self.monitor.callback_failures.snapshot(), **self.failover.callback_failures.snapshot(),
+                     **self.callback_failures.snapshot()}
         return {"router": self.router.statistics(), "failover": self.failover.stats(),
-                "plugin_failures": dict(self.plugins.failures), "plugin_load_errors": list(self.load_errors)}
+                "plugin_failures": dict(self.plugins.failures), "plugin_load_errors": list(self.load_errors),
+                "callback_failures": callbacks}
 
     def export(self) -> dict[str, Any]:
         """JSON-safe state: configuration, metrics, breaker states, events, decisions. No secrets."""

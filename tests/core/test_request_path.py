@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from pi_builder_middleware import (
+    Alert,
+    AlertKind,
+    AlertThresholds,
     AllProvidersFailedError,
+    CircuitState,
     ErrorKind,
+    EventKind,
     FailoverConfig,
+    FailoverEvent,
+    HealthChange,
+    HealthStatus,
     ManualClock,
     Middleware,
+    MonitorConfig,
+    Outcome,
     Provider,
     StreamInterruptedError,
 )
@@ -53,3 +65,58 @@ def test_every_provider_failing_with_an_unprintable_error_still_raises_all_provi
 def test_a_stream_interrupted_by_an_unprintable_error_has_a_message():
     error = StreamInterruptedError("a", 3, Unprintable())
     assert str(error) == "stream from 'a' failed after 3 chunk(s): Unprintable: <unprintable>"
+
+
+# -- subscribers ---------------------------------------------------------------------------------
+
+
+def alerting(clock: ManualClock) -> Middleware:
+    """Chain a, b whose monitor alerts from the first sample on."""
+    return chain(clock, monitor=MonitorConfig(min_samples=1, alerts=AlertThresholds(min_samples=1)))
+
+
+def test_an_alert_subscriber_that_raises_never_fails_the_request_nor_the_others(clock, caplog):
+    mw = alerting(clock)
+    delivered: list[Alert] = []
+
+    def broken(alert: Alert) -> None:
+        raise RuntimeError("subscriber bug")
+
+    mw.subscribe_alerts(broken)
+    mw.subscribe_alerts(delivered.append)
+
+    def call(provider: Provider) -> str:
+        if provider.id == "a":
+            raise ConnectionError("refused")
+        return "from b"
+
+    with caplog.at_level(logging.ERROR, logger="pi_builder_middleware"):
+        assert mw.execute(call) == "from b"
+        assert mw.failover.breaker_info("a")["consecutive_failures"] == 1  # the breaker saw the failure
+        assert mw.execute(call) == "from b"
+    assert mw.failover.state("a") is CircuitState.OPEN  # two failures trip it
+    assert {a.kind for a in delivered} >= {AlertKind.UNAVAILABLE, AlertKind.HIGH_ERROR_RATE}
+    failures = mw.stats()["callback_failures"]
+    assert failures["alert_subscriber"] == len(delivered)
+    assert len([r for r in caplog.records if "alert_subscriber" in r.getMessage()]) == 1  # logged once
+
+
+def test_health_and_failover_subscribers_that_raise_are_counted_not_raised(clock):
+    mw = chain(clock, monitor=MonitorConfig(min_samples=1))
+    changes: list[HealthChange] = []
+    events: list[FailoverEvent] = []
+
+    def broken(item: object) -> None:
+        raise RuntimeError("subscriber bug")
+
+    mw.monitor.subscribe_health(broken)
+    mw.monitor.subscribe_health(changes.append)
+    mw.failover.subscribe(broken)
+    mw.failover.subscribe(events.append)
+    for _ in range(2):
+        mw.record(Outcome("a", False, 0.1, error_kind=ErrorKind.SERVER_ERROR))
+    assert mw.failover.state("a") is CircuitState.OPEN
+    assert mw.health("a").status is HealthStatus.OFFLINE  # the router's own subscriber still ran
+    assert changes and events[-1].kind is EventKind.BLACKLIST
+    failures = mw.stats()["callback_failures"]
+    assert failures["health_subscriber"] == len(changes) and failures["failover_subscriber"] == len(events)
