@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .enums import AllOutMode, ErrorKind
-from .errors import NoProviderAvailableError, PiBuilderError, chain_exhausted
+from .errors import ConfigError, NoProviderAvailableError, PiBuilderError, chain_exhausted
 from .models import Attempt, Outcome, Provider, RouteRequest, Usage
 from .recovery import RecoveryWait
 
@@ -99,26 +99,44 @@ class OpenAttempt(Generic[T]):
         """Seconds since the attempt started (never negative)."""
         return max(self._middleware.clock() - self.start, 0.0)
 
-    def succeeded(self, *, ttft_s: float | None = None, usage: Usage | None = None) -> None:
-        """End the attempt and record its success (latency now, time to first chunk, tokens, cost)."""
+    def succeeded(self, *, ttft_s: float | None = None, usage: Usage | None = None,
+                  latency_s: float | None = None) -> None:
+        """End the attempt and record its success (latency, time to first chunk, tokens, cost).
+
+        ``latency_s`` defaults to the time since the attempt started. A ``usage`` that is not a valid
+        :class:`Usage` (negative tokens, NaN cost, another type) is left out of the record and counted as
+        a ``usage`` callback failure: the success itself is always recorded.
+        """
         if not self._open:
             return
         self._open = False
         mw = self._middleware
         pid = self.provider.id
-        latency = mw.clock() - self.start
+        latency = mw.clock() - self.start if latency_s is None else latency_s
         if latency < 0.0:
             latency = 0.0
         if ttft_s is not None and ttft_s < 0.0:
             ttft_s = 0.0
         try:  # recorded while still counted in flight: the router reads the load the answer came under
-            if usage is None:
-                mw.record(Outcome(pid, True, latency, ttft_s=ttft_s))
-            else:
-                mw.record(Outcome(pid, True, latency, ttft_s=ttft_s, input_tokens=usage.input_tokens,
-                                  output_tokens=usage.output_tokens, cost=usage.cost))
+            mw.record(self._success(latency, ttft_s, usage))
         finally:
             mw.end_attempt(pid)
+
+    def _success(self, latency: float, ttft_s: float | None, usage: Usage | None) -> Outcome:
+        pid = self.provider.id
+        if usage is None:
+            return Outcome(pid, True, latency, ttft_s=ttft_s)
+        if isinstance(usage, Usage):
+            try:
+                return Outcome(pid, True, latency, ttft_s=ttft_s, input_tokens=usage.input_tokens,
+                               output_tokens=usage.output_tokens, cost=usage.cost)
+            except ConfigError as exc:
+                problem = exc.message if exc.field.startswith("Outcome.") else str(exc)
+                detail = f"unusable Usage: {exc.field.removeprefix('Outcome.')} {problem}"
+        else:
+            detail = f"returned {type(usage).__name__}, not a Usage"
+        self._middleware.callback_failures.failed("usage", detail=detail)
+        return Outcome(pid, True, latency, ttft_s=ttft_s)
 
     def interrupted(self, error: BaseException, *, ttft_s: float | None = None) -> ErrorKind | None:
         """End the attempt and record that its delivery broke with ``error``; returns the error's kind."""
@@ -263,17 +281,27 @@ async def arun_attempts(middleware: Middleware, fn: Callable[[Provider], Awaitab
 
 
 def complete(opened: OpenAttempt[T], usage: Callable[[T], Usage] | None = None) -> T:
-    """End a non-streamed attempt at once (its result is delivered) and return its value."""
+    """End a non-streamed attempt at once (its result is delivered) and return its value.
+
+    ``usage(value)`` is a user callback: whatever it raises or returns, the success is recorded (with
+    the provider's latency, not the callback's) and the value returned; a failure is counted as a
+    ``usage`` callback failure. Only an interrupt (KeyboardInterrupt, cancellation) propagates, after
+    the success is recorded.
+    """
     value = opened.value
     if usage is None:
         opened.succeeded()
         return value
+    latency = opened.elapsed()
     try:
-        counted = usage(value)
+        counted: Usage | None = usage(value)
+    except Exception as exc:
+        opened._middleware.callback_failures.failed("usage", exc)
+        counted = None
     except BaseException:
-        opened.succeeded()
+        opened.succeeded(latency_s=latency)
         raise
-    opened.succeeded(usage=counted)
+    opened.succeeded(usage=counted, latency_s=latency)
     return value
 
 

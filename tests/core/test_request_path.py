@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -24,6 +27,7 @@ from pi_builder_middleware import (
     Outcome,
     Provider,
     StreamInterruptedError,
+    Usage,
 )
 
 
@@ -120,3 +124,67 @@ def test_health_and_failover_subscribers_that_raise_are_counted_not_raised(clock
     assert changes and events[-1].kind is EventKind.BLACKLIST
     failures = mw.stats()["callback_failures"]
     assert failures["health_subscriber"] == len(changes) and failures["failover_subscriber"] == len(events)
+
+
+# -- the usage callback --------------------------------------------------------------------------
+
+
+def half_open(mw: Middleware, clock: ManualClock, pid: str = "a") -> None:
+    for _ in range(2):
+        mw.record(Outcome(pid, False, 0.1, error_kind=ErrorKind.SERVER_ERROR))
+    clock.advance(5.1)
+    assert mw.failover.state(pid) is CircuitState.HALF_OPEN
+
+
+def run(mw: Middleware, mode: str, fn: Callable[[Provider], str], **kwargs: Any) -> str:
+    if mode == "sync":
+        return mw.execute(fn, **kwargs)
+
+    async def afn(provider: Provider) -> str:
+        return fn(provider)
+
+    return asyncio.run(mw.aexecute(afn, **kwargs))
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_usage_callback_that_raises_never_fails_a_request_the_provider_answered(clock, mode):
+    mw = chain(clock)
+    half_open(mw, clock)
+
+    def answer(provider: Provider) -> str:
+        clock.advance(0.2)
+        return f"from {provider.id}"
+
+    def usage(result: str) -> Usage:
+        clock.advance(3.0)  # a slow callback is not the provider's latency either
+        raise KeyError("usage_metadata")
+
+    assert run(mw, mode, answer, usage=usage) == "from a"
+    assert mw.failover.state("a") is CircuitState.CLOSED  # the trial's success was recorded: permit used up
+    snap = mw.health("a")
+    assert snap.successes == 1 and snap.latency_max_ms == pytest.approx(200)
+    assert mw.monitor.candidate("a").inflight == 0
+    assert mw.stats()["callback_failures"] == {"usage": 1}
+
+
+@pytest.mark.parametrize("counted", [
+    {"input_tokens": 5}, Usage(input_tokens=-1), Usage(output_tokens=3, cost=float("nan")), None])
+def test_a_usage_callback_returning_garbage_records_the_success_without_it(clock, counted):
+    mw = chain(clock)
+    half_open(mw, clock)
+    assert mw.execute(lambda p: "ok", usage=lambda result: counted) == "ok"
+    assert mw.failover.state("a") is CircuitState.CLOSED
+    assert mw.health("a").successes == 1 and mw.health("a").tokens_in == 0
+    assert mw.stats()["callback_failures"] == ({} if counted is None else {"usage": 1})
+
+
+def test_an_interrupt_in_the_usage_callback_propagates_after_the_success_is_recorded(clock):
+    mw = chain(clock)
+    half_open(mw, clock)
+
+    def usage(result: str) -> Usage:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        mw.execute(lambda p: "ok", usage=usage)
+    assert mw.failover.state("a") is CircuitState.CLOSED
