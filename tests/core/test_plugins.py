@@ -212,6 +212,51 @@ def test_broken_strategy_falls_back_to_health_ranking(caplog):
     assert "strategy 'broken' failed" in caplog.text
 
 
+class Scripted(Strategy):
+    """Returns the scores it is given, by provider id."""
+
+    name = "scripted"
+
+    def __init__(self, scores: dict[str, float]) -> None:
+        self.scores = scores
+
+    def rank(self, candidates, request, ctx):
+        return [self.scores[c.provider.id] for c in candidates]
+
+
+@pytest.mark.parametrize("odd", [float("nan"), float("inf"), float("-inf")])
+def test_a_score_that_is_not_a_finite_number_is_a_strategy_failure(odd, caplog):
+    mw = Middleware(providers=[Provider(id=pid) for pid in "abc"], strategy=Scripted({"a": 0.1, "b": odd, "c": 0.9}),
+                    load_entrypoints=False)
+    for pid in "ab":  # health ranking (the fallback) puts c first
+        mw.record(Outcome(pid, False, 0.1, error=TimeoutError()))
+    with caplog.at_level(logging.ERROR):
+        decision = mw.select()
+    assert decision.provider.id == "c"
+    assert [p.id for p in decision.providers] == ["c", "a", "b"]
+    assert mw.router.statistics()["strategy_failures"] == 1
+    assert "not a finite number" in caplog.text
+
+
+def test_a_health_scorer_that_fails_too_leaves_the_given_order():
+    class Broken(HealthScorer):
+        name = "broken-scorer"
+
+        def __init__(self, value: float | None) -> None:
+            self.value = value
+
+        def score(self, candidate):
+            if self.value is None:
+                raise RuntimeError("scorer bug")
+            return self.value
+
+    for value in (None, float("nan")):
+        mw = Middleware(providers=[Provider(id=pid) for pid in "abc"], strategy=Scripted({"a": 0.1, "b": 0.5}),
+                        health_scorer=Broken(value), load_entrypoints=False)  # type: ignore[arg-type]
+        assert [p.id for p in mw.select().providers] == ["a", "b", "c"]  # KeyError 'c' in the strategy
+        assert mw.router.statistics()["strategy_failures"] == 2  # the strategy, then its fallback
+
+
 def test_custom_scorer_and_policy_plugins():
     class Pessimist(HealthScorer):
         name = "pessimist"
