@@ -159,6 +159,9 @@ class FailoverConfig(ConfigModel):
     (one fast 429 each). :meth:`FailoverManager.rate_limit_pressure` gives routing the share of recent
     calls that were 429s, decayed with ``rate_limit_pressure_half_life_s``, to lower the provider's
     share before anything is ejected.
+
+    Active health checks (:meth:`FailoverManager.start_health_checks`) give each probe
+    ``health_check_timeout_s`` unless told otherwise; a probe that takes longer is a timeout failure.
     """
 
     policy: str = Field(default="default", min_length=1)
@@ -183,6 +186,7 @@ class FailoverConfig(ConfigModel):
     max_ejection_percent: float | None = Field(default=None, gt=0, le=100)
     outlier: OutlierConfig = OutlierConfig()
     max_events: int = Field(default=1000, ge=1)
+    health_check_timeout_s: float = Field(default=10.0, gt=0)
 
     @field_validator("max_ejection_s")
     @classmethod

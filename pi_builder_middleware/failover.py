@@ -24,7 +24,7 @@ import random
 import threading
 import uuid
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._clock import Clock, monotonic_clock
@@ -36,12 +36,10 @@ from .enums import CircuitState, ErrorKind, EventKind, FailoverPreset
 from .errors import ConfigError
 from .interfaces import BreakerWindow, FailoverPolicy, PeerEjection
 from .models import FailoverEvent
+from .probes import ProbeFn, check_loop, probe_all
 from .state import BreakerUpdate, StateStore
 
 __all__ = ["FailoverManager", "ProbeFn"]
-
-#: A health probe: awaits a check of one provider id; returning False or raising is a failure.
-ProbeFn = Callable[[str], Awaitable[object]]
 
 _log = logging.getLogger(__name__)
 
@@ -392,18 +390,20 @@ class FailoverManager:
     def start_health_checks(self, probe: ProbeFn, interval_s: float, timeout_s: float | None = None) -> None:
         """Start an asyncio task that probes every provider each ``interval_s`` seconds.
 
-        Must be called from a running event loop. A probe that returns False, raises or exceeds
-        ``timeout_s`` counts as a failure of that provider; a successful probe of an OPEN provider
-        moves it to HALF_OPEN early.
+        Must be called from a running event loop. Each provider's probe runs in its own task, so one that
+        hangs holds back no other provider (see :mod:`pi_builder_middleware.probes`). A probe that returns
+        False, raises or exceeds ``timeout_s`` (default: ``FailoverConfig.health_check_timeout_s``) counts
+        as a failure of that provider; a successful probe of an OPEN provider moves it to HALF_OPEN early.
         """
         if interval_s <= 0:
             raise ConfigError("interval_s", f"must be > 0 (got {interval_s})")
+        timeout = self._probe_timeout(timeout_s)
         if self._checker is not None and not self._checker.done():
             raise ConfigError("health_checks", "already running; call stop_health_checks() first")
-        self._checker = asyncio.get_running_loop().create_task(self._check_loop(probe, interval_s, timeout_s))
+        self._checker = asyncio.get_running_loop().create_task(check_loop(self, probe, interval_s, timeout))
 
     async def stop_health_checks(self) -> None:
-        """Stop the health-check task and wait for it to end."""
+        """Stop the health-check task (and the probes it is running) and wait for it to end."""
         task, self._checker = self._checker, None
         if task is not None:
             task.cancel()
@@ -411,30 +411,31 @@ class FailoverManager:
                 await task
 
     async def run_health_checks_once(self, probe: ProbeFn, timeout_s: float | None = None) -> None:
-        """Probe every provider once, concurrently."""
-        await asyncio.gather(*(self._probe_one(probe, pid, timeout_s) for pid in list(self._breakers)))
+        """Probe every provider once, concurrently, each within ``timeout_s`` (default: the config's)."""
+        await probe_all(self, probe, self._probe_timeout(timeout_s))
 
-    async def _check_loop(self, probe: ProbeFn, interval_s: float, timeout_s: float | None) -> None:
-        while True:
-            await self.run_health_checks_once(probe, timeout_s)
-            await asyncio.sleep(interval_s)
+    def provider_ids(self) -> list[str]:
+        """Providers with a breaker, in the order they were added."""
+        return list(self._breakers)
 
-    async def _probe_one(self, probe: ProbeFn, provider_id: str, timeout_s: float | None) -> None:
-        try:
-            result = await asyncio.wait_for(probe(provider_id), timeout_s)
-        except asyncio.CancelledError:
-            raise
-        except TimeoutError as exc:
-            self.record(provider_id, False, ErrorKind.TIMEOUT, probe=True, detail=f"timed out: {exc}")
-            return
-        except Exception as exc:
-            self.record(provider_id, False, self._classify(exc, provider_id), probe=True,
-                        detail=f"{type(exc).__name__}")
-            return
-        if result is False:
-            self.record(provider_id, False, ErrorKind.UNKNOWN, probe=True, detail="probe returned False")
-        else:
-            self.record(provider_id, True, probe=True)
+    def classify(self, error: BaseException, provider_id: str) -> ErrorKind:
+        """What ``error`` from ``provider_id`` means, by the classifier given at construction."""
+        return self._classify(error, provider_id)
+
+    def count(self, provider_id: str, counter: str) -> None:
+        """Add one to a per-provider counter shown in :meth:`stats` (e.g. ``probe_overruns``); unknown ids: none."""
+        with self._lock:
+            b = self._breakers.get(provider_id)
+            if b is not None:
+                b.counts[counter] += 1
+
+    def _probe_timeout(self, timeout_s: float | None) -> float:
+        if timeout_s is None:
+            return self.config.health_check_timeout_s
+        if not isinstance(timeout_s, int | float) or isinstance(timeout_s, bool) or not 0 < timeout_s < math.inf:
+            raise ConfigError("timeout_s", f"must be a number of seconds > 0, or None for "
+                                           f"FailoverConfig.health_check_timeout_s (got {timeout_s!r})")
+        return float(timeout_s)
 
     # -- internals -----------------------------------------------------------------------------
     def _known(self, provider_id: str) -> str:

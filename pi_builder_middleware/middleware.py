@@ -303,7 +303,12 @@ class Middleware:
     # -- health checks -------------------------------------------------------------------------
     def start_health_checks(self, probe: Callable[[Provider], Awaitable[object]], interval_s: float,
                             timeout_s: float | None = None) -> None:
-        """Probe every provider every ``interval_s`` seconds (from a running loop); feeds the breakers."""
+        """Probe every provider every ``interval_s`` seconds (from a running loop); feeds the breakers.
+
+        Each probe runs on its own (one that hangs holds back no other provider) and within ``timeout_s``
+        (default: ``FailoverConfig.health_check_timeout_s``, 10 s); a probe that runs out of time, raises
+        or returns False is a failure of its provider.
+        """
         self.failover.start_health_checks(lambda pid: probe(self.router.provider(pid)), interval_s, timeout_s)
 
     async def stop_health_checks(self) -> None:

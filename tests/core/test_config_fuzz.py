@@ -280,6 +280,7 @@ FAILOVER = Spec(
         "max_ejection_percent": number(0, 100, lo_open=True, optional=True),
         "outlier": _nested(OUTLIER),
         "max_events": integer(1, None),
+        "health_check_timeout_s": number(0, None, lo_open=True),
     },
     FailoverConfig().model_dump(),
     relations=(
