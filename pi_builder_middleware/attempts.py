@@ -118,7 +118,7 @@ class OpenAttempt(Generic[T]):
         if ttft_s is not None and ttft_s < 0.0:
             ttft_s = 0.0
         try:  # recorded while still counted in flight: the router reads the load the answer came under
-            mw.record(self._success(latency, ttft_s, usage))
+            _record(mw, self._success(latency, ttft_s, usage))
         finally:
             mw.end_attempt(pid)
 
@@ -146,8 +146,8 @@ class OpenAttempt(Generic[T]):
         mw = self._middleware
         try:
             kind = mw.classify(error, self.provider)
-            mw.record(Outcome(self.provider.id, False, self.elapsed(),
-                              ttft_s=None if ttft_s is None else max(ttft_s, 0.0), error=error, error_kind=kind))
+            _record(mw, Outcome(self.provider.id, False, self.elapsed(),
+                                ttft_s=None if ttft_s is None else max(ttft_s, 0.0), error=error, error_kind=kind))
         finally:
             mw.end_attempt(self.provider.id)
         return kind
@@ -183,7 +183,11 @@ def attempt_steps(middleware: Middleware, request: RouteRequest | None = None, *
             for index, provider in enumerate(providers):
                 pid = provider.id
                 if index:
-                    if not failover.acquire(pid):
+                    try:
+                        permitted = failover.acquire(pid)
+                    except ConfigError:  # removed since the decision was made
+                        continue
+                    if not permitted:
                         continue  # its breaker opened (or its trial permits went) since the decision was made
                     if attempts:
                         last = attempts[-1]
@@ -310,13 +314,26 @@ def _failed(middleware: Middleware, provider: Provider, exc: Exception, latency:
     """Classify and record a failed attempt; whether to fail over."""
     kind = ErrorKind.TIMEOUT if isinstance(exc, AttemptTimeoutError) else middleware.classify(exc, provider)
     latency = max(latency, 0.0)
-    middleware.record(Outcome(provider.id, False, latency, error=exc, error_kind=kind))
+    _record(middleware, Outcome(provider.id, False, latency, error=exc, error_kind=kind))
     attempts.append(Attempt(provider.id, exc, kind, latency))
     fails_over = kind.fails_over
     # The exception's type, never its message: provider errors may quote keys or prompts.
     log.info("provider %r failed (%s: %s)%s", provider.id, kind.value, type(exc).__name__,
              "; failing over" if fails_over else "")
     return fails_over
+
+
+def _record(middleware: Middleware, outcome: Outcome) -> None:
+    """:meth:`Middleware.record`, except for a provider removed while its attempt ran: nothing to record then.
+
+    The attempt's answer (or its failing over) must not turn into a ConfigError about an unknown provider.
+    """
+    try:
+        middleware.record(outcome)
+    except ConfigError:
+        if outcome.provider_id in middleware.router.providers:
+            raise
+        log.debug("provider %r was removed while its attempt ran; its outcome is not recorded", outcome.provider_id)
 
 
 def _waitable(middleware: Middleware, request: RouteRequest | None) -> list[str]:

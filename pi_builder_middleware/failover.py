@@ -299,10 +299,12 @@ class FailoverManager:
         return b.rl.pressure(self.clock() if now is None else now, self.config.rate_limit_pressure_half_life_s)
 
     def note_switch(self, from_id: str, to_id: str, why: str) -> None:
-        """Log that a request moved from one provider to the next in its chain."""
+        """Log that a request moved from one provider to the next in its chain (nothing if ``from_id`` is gone)."""
         now = self.clock()
         with self._lock:
-            b = self._breaker(from_id)
+            b = self._breakers.get(from_id)
+            if b is None:  # removed while its attempt ran
+                return
             b.counts["switched_away"] += 1
             event = self._event(EventKind.SWITCH, from_id, now, f"-> {to_id}: {why}", b)
         self._emit([event])
@@ -502,7 +504,11 @@ class FailoverManager:
         if b.state is CircuitState.HALF_OPEN:
             return out + self._trip(provider_id, b, now, f"trial call failed ({kind.value})")
         self._push_window(b, now, failed=True)
-        why = self.policy.should_trip(self._window(provider_id, b), self.config)
+        try:
+            why = self.policy.should_trip(self._window(provider_id, b), self.config)
+        except Exception as exc:  # a policy plugin must not fail the request: no verdict, no trip
+            self.callback_failures.failed("failover_policy", exc)
+            why = None
         if why:
             blocked = self._cap_blocks(provider_id)
             if blocked is None:
@@ -570,7 +576,7 @@ class FailoverManager:
         b.trips += 1
         held = not self.config.escalate_when_all_out and all(
             other.state is not CircuitState.CLOSED for pid, other in self._breakers.items() if pid != provider_id)
-        ejection = self.policy.ejection_s(1 if held else b.trips, self.config, self.rng)
+        ejection = self._ejection_s(1 if held else b.trips)
         b.state = CircuitState.OPEN
         b.open_until = now + ejection
         b.consecutive_successes = 0
@@ -580,6 +586,22 @@ class FailoverManager:
         return [self._event(EventKind.BLACKLIST, provider_id, now,
                             f"{why}; ejected for {ejection:.1f} s (trip {b.trips}"
                             f"{', every provider out: base ejection' if held else ''})", b)]
+
+    def _ejection_s(self, trips: int) -> float:
+        """The policy's ejection time; if it raises or gives no finite number >= 0, the configured one (no jitter)."""
+        try:
+            seconds = float(self.policy.ejection_s(trips, self.config, self.rng))
+            if 0.0 <= seconds < math.inf:
+                return seconds
+            raise ValueError(f"ejection_s returned {seconds!r}, not a finite number of seconds >= 0")
+        except Exception as exc:  # NaN would keep the provider out for good, a raise would fail the request
+            self.callback_failures.failed("failover_policy", exc)
+        cfg = self.config
+        try:
+            base = cfg.base_ejection_s * cfg.ejection_multiplier ** (trips - 1)
+        except OverflowError:
+            base = math.inf
+        return min(base, cfg.max_ejection_s)
 
     def _push_window(self, b: _Breaker, now: float, *, failed: bool) -> None:
         b.window.append((now, failed))

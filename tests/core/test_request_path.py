@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -14,11 +15,13 @@ from pi_builder_middleware import (
     AlertKind,
     AlertThresholds,
     AllProvidersFailedError,
+    BreakerWindow,
     CircuitState,
     ErrorKind,
     EventKind,
     FailoverConfig,
     FailoverEvent,
+    FailoverPolicy,
     HealthChange,
     HealthStatus,
     ManualClock,
@@ -188,3 +191,88 @@ def test_an_interrupt_in_the_usage_callback_propagates_after_the_success_is_reco
     with pytest.raises(KeyboardInterrupt):
         mw.execute(lambda p: "ok", usage=usage)
     assert mw.failover.state("a") is CircuitState.CLOSED
+
+
+# -- providers removed while their call runs -----------------------------------------------------
+
+
+def test_a_provider_removed_while_its_call_runs_still_returns_its_answer(clock):
+    mw = chain(clock)
+
+    def call(provider: Provider) -> str:
+        mw.remove_provider(provider.id)  # e.g. a config reload while the request was in flight
+        return f"from {provider.id}"
+
+    assert mw.execute(call) == "from a"
+    assert set(mw.providers) == {"b"}
+
+
+def test_a_provider_removed_while_its_call_fails_still_fails_over(clock):
+    mw = chain(clock, "a", "b", "c")
+    calls = []
+
+    def call(provider: Provider) -> str:
+        calls.append(provider.id)
+        if provider.id == "a":
+            mw.remove_provider("a")
+            mw.remove_provider("b")  # a backup of this request's chain, gone before its turn
+            raise ConnectionError("refused")
+        return f"from {provider.id}"
+
+    assert mw.execute(call) == "from c"
+    assert calls == ["a", "c"]
+
+
+# -- failover policies ---------------------------------------------------------------------------
+
+
+class Policy(FailoverPolicy):
+    """Trips on every failure (or raises in should_trip); ejects for ``ejection`` seconds (or raises)."""
+
+    name = "scripted-policy"
+
+    def __init__(self, trip: bool | None = True, ejection: float | None = 1.0) -> None:
+        self.trip = trip
+        self.ejection = ejection
+
+    def should_trip(self, window: BreakerWindow, config: FailoverConfig) -> str | None:
+        if self.trip is None:
+            raise RuntimeError("policy bug")
+        return "scripted" if self.trip else None
+
+    def ejection_s(self, trips: int, config: FailoverConfig, rng: random.Random) -> float:
+        if self.ejection is None:
+            raise RuntimeError("policy bug")
+        return self.ejection
+
+
+def with_policy(clock: ManualClock, policy: Policy) -> Middleware:
+    mw = Middleware([Provider(id="a"), Provider(id="b")], strategy="failover", clock=clock, load_entrypoints=False,
+                    failover=FailoverConfig(base_ejection_s=7.0, jitter=0.0))
+    mw.failover.policy = policy
+    return mw
+
+
+def test_a_policy_that_raises_in_should_trip_never_fails_the_request(clock):
+    mw = with_policy(clock, Policy(trip=None))
+
+    def call(provider: Provider) -> str:
+        if provider.id == "a":
+            raise ConnectionError("refused")
+        return "from b"
+
+    assert mw.execute(call) == "from b"
+    assert mw.failover.state("a") is CircuitState.CLOSED  # no verdict: no trip
+    assert mw.health("a").failures == 1
+    assert mw.stats()["callback_failures"] == {"failover_policy": 1}
+
+
+@pytest.mark.parametrize("ejection", [None, float("nan"), float("inf"), -1.0])
+def test_an_unusable_ejection_time_falls_back_to_the_configured_one(clock, ejection):
+    mw = with_policy(clock, Policy(ejection=ejection))
+    mw.record(Outcome("a", False, 0.1, error_kind=ErrorKind.SERVER_ERROR))
+    assert mw.failover.state("a") is CircuitState.OPEN
+    assert mw.failover.available_at("a") == pytest.approx(clock() + 7.0)  # base_ejection_s of the config
+    clock.advance(7.0)
+    assert mw.failover.state("a") is CircuitState.HALF_OPEN
+    assert mw.stats()["callback_failures"] == {"failover_policy": 1}
