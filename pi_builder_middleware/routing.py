@@ -91,6 +91,7 @@ class ProviderRouter:
         self._by_provider: Counter[str] = Counter()
         self._by_strategy: Counter[str] = Counter()
         self.plugin_failures = 0
+        self._failures_logged: set[str] = set()
         self._explored = 0
         self._panics = 0
         self._explore_tokens = 1.0
@@ -416,7 +417,12 @@ class ProviderRouter:
     def _failed(self, what: str, exc: Exception) -> None:
         with self._lock:
             self.plugin_failures += 1
-        log.error("%s: %s: %s", what, type(exc).__name__, error_text(exc))
+            first = what not in self._failures_logged
+            if first and len(self._failures_logged) < 100:
+                self._failures_logged.add(what)
+        if first:  # a strategy failing on every request must not flood the log: the rest are counted
+            log.error("%s: %s: %s (later failures only counted in statistics()['strategy_failures'])", what,
+                      type(exc).__name__, error_text(exc))
 
     def _resolve_strategy(self, strategy: str | Strategy) -> Strategy:
         if isinstance(strategy, Strategy):

@@ -203,6 +203,18 @@ def test_faulty_plugin_never_breaks_a_request(caplog):
     assert mw.stats()["plugin_failures"]
 
 
+def test_a_plugin_or_strategy_failing_on_every_request_is_logged_once_and_counted_each_time(caplog):
+    mw = Middleware(providers=PROVIDERS, strategy="broken", plugins=[BrokenStrategyPlugin(), Exploding()])
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        for _ in range(5):
+            assert mw.execute(lambda p: p.id) == "a"
+    assert [n for key, n in mw.plugins.failures.items() if key.endswith(".pbm_on_outcome")] == [5]
+    assert mw.router.statistics()["strategy_failures"] == 5
+    assert len([r for r in caplog.records if "pbm_on_outcome" in r.getMessage()]) == 1
+    assert len([r for r in caplog.records if "strategy 'broken' failed" in r.getMessage()]) == 1
+
+
 def test_broken_strategy_falls_back_to_health_ranking(caplog):
     mw = Middleware(providers=PROVIDERS, strategy="broken", plugins=[BrokenStrategyPlugin()])
     with caplog.at_level(logging.ERROR):
