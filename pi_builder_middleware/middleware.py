@@ -260,8 +260,10 @@ class Middleware:
         """Routing and failover statistics, plugin failures, and user callbacks that failed.
 
         ``callback_failures`` counts by kind the user callbacks that raised or returned something
-        unusable, which never reaches the request: ``usage`` (execute's ``usage=``), ``alert_subscriber``,
-        ``health_subscriber``, ``failover_subscriber``. The first failure of each kind is logged.
+        unusable, which never reaches the request: ``usage`` (execute's ``usage=``, or token counts an
+        adapter read that a record cannot take), ``alert_subscriber``, ``health_subscriber``,
+        ``failover_subscriber`` and ``failover_policy`` (``should_trip`` / ``ejection_s`` raised or gave
+        no usable number). The first failure of each kind is logged.
         """
         callbacks = {**self.monitor.callback_failures.snapshot(), **self.failover.callback_failures.snapshot(),
                      **self.callback_failures.snapshot()}

@@ -14,8 +14,9 @@ import pytest
 from litellm_support import MESSAGES, OutcomeLog, async_wait_until, deployment, served_by
 from pi_builder_middleware.adapters.litellm import install
 
-from pi_builder_middleware import ErrorKind, FailoverConfig
-from pi_builder_middleware.sim import SimProvider
+from pi_builder_middleware import Alert, AlertThresholds, CircuitState, ErrorKind, FailoverConfig, MonitorConfig
+from pi_builder_middleware.sim import Behaviour, SimProvider
+from pi_builder_middleware.sim import Outcome as SimOutcome
 
 
 @contextlib.contextmanager
@@ -70,3 +71,25 @@ async def test_a_429_with_an_unusable_retry_after_is_recorded_and_the_deployment
                 response = await router.acompletion(model="g", messages=MESSAGES)
                 assert served_by(response) == "good"
             assert handle.middleware.health("limited").rate_limited == 1
+
+
+async def test_an_alert_subscriber_that_raises_loses_no_event_and_the_breaker_still_trips(make_sim) -> None:
+    sim = make_sim(SimProvider(name="bad", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)),
+                   SimProvider(name="good"))
+    router = litellm.Router(model_list=[deployment(sim, "bad"), deployment(sim, "good")], num_retries=1,
+                            retry_after=0, disable_cooldowns=True)
+    config = FailoverConfig.preset("aggressive", base_ejection_s=60.0, jitter=0.0)
+    with install(router, strategy="failover", failover=config,
+                 monitor=MonitorConfig(min_samples=1, alerts=AlertThresholds(min_samples=1))) as handle:
+        def broken(alert: Alert) -> None:
+            raise RuntimeError("subscriber bug")
+
+        handle.middleware.subscribe_alerts(broken)
+        for _ in range(4):
+            response = await router.acompletion(model="g", messages=MESSAGES)
+            assert served_by(response) == "good"
+        await async_wait_until(lambda: handle.stats()["recorded_ok"] == 4)
+        assert handle.stats()["hook_errors"] == 0
+        assert handle.stats()["recorded_failure"] == 2 == sim.stats("bad").total  # two failures, then ejected
+        assert handle.middleware.failover.state("bad") is CircuitState.OPEN
+        assert handle.middleware.stats()["callback_failures"]["alert_subscriber"] >= 1
