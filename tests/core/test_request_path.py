@@ -17,6 +17,7 @@ from pi_builder_middleware import (
     AllProvidersFailedError,
     BreakerWindow,
     CircuitState,
+    ConfigError,
     ErrorKind,
     EventKind,
     FailoverConfig,
@@ -29,6 +30,7 @@ from pi_builder_middleware import (
     MonitorConfig,
     Outcome,
     Provider,
+    RouteRequest,
     StreamInterruptedError,
     Usage,
 )
@@ -171,7 +173,7 @@ def test_a_usage_callback_that_raises_never_fails_a_request_the_provider_answere
 
 
 @pytest.mark.parametrize("counted", [
-    {"input_tokens": 5}, Usage(input_tokens=-1), Usage(output_tokens=3, cost=float("nan")), None])
+    {"input_tokens": 5}, Usage(input_tokens=-1), Usage(output_tokens=3, cost=float("nan")), Usage(10**400), None])
 def test_a_usage_callback_returning_garbage_records_the_success_without_it(clock, counted):
     mw = chain(clock)
     half_open(mw, clock)
@@ -179,6 +181,16 @@ def test_a_usage_callback_returning_garbage_records_the_success_without_it(clock
     assert mw.failover.state("a") is CircuitState.CLOSED
     assert mw.health("a").successes == 1 and mw.health("a").tokens_in == 0
     assert mw.stats()["callback_failures"] == ({} if counted is None else {"usage": 1})
+
+
+def test_token_counts_beyond_float_range_are_refused_by_outcome_not_overflowing_later(clock):
+    mw = chain(clock)
+    with pytest.raises(ConfigError, match=r"Outcome\.input_tokens"):
+        Outcome("a", True, 0.1, input_tokens=10**400)
+    with pytest.raises(ConfigError, match=r"RouteRequest\.output_tokens"):
+        RouteRequest(output_tokens=2**60)
+    mw.record(Outcome("a", True, 0.1, input_tokens=2**53))  # the largest accepted: its cost is a float
+    assert mw.health("a").tokens_in == 2**53
 
 
 def test_an_interrupt_in_the_usage_callback_propagates_after_the_success_is_recorded(clock):

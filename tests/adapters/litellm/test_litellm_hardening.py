@@ -11,8 +11,8 @@ from typing import Any
 
 import litellm
 import pytest
-from litellm_support import MESSAGES, OutcomeLog, async_wait_until, deployment, served_by
-from pi_builder_middleware.adapters.litellm import install
+from litellm_support import MESSAGES, OutcomeLog, async_wait_until, deployment, mock_deployment, served_by
+from pi_builder_middleware.adapters.litellm import METADATA_KEY, install
 
 from pi_builder_middleware import Alert, AlertThresholds, CircuitState, ErrorKind, FailoverConfig, MonitorConfig
 from pi_builder_middleware.sim import Behaviour, SimProvider
@@ -93,3 +93,15 @@ async def test_an_alert_subscriber_that_raises_loses_no_event_and_the_breaker_st
         assert handle.stats()["recorded_failure"] == 2 == sim.stats("bad").total  # two failures, then ejected
         assert handle.middleware.failover.state("bad") is CircuitState.OPEN
         assert handle.middleware.stats()["callback_failures"]["alert_subscriber"] >= 1
+
+
+def test_token_counts_no_record_can_take_are_left_out_not_the_event() -> None:
+    router = litellm.Router(model_list=[mock_deployment("x")], num_retries=0)
+    with install(router) as handle:
+        event = {"litellm_call_id": "call-1", "litellm_params": {"model_info": {"id": "x"}, "metadata": {
+                 METADATA_KEY: handle.callback.pbm_router_token}},
+                 "standard_logging_object": {"model_id": "x", "prompt_tokens": 10**400, "completion_tokens": 12}}
+        handle.callback.log_success_event(event, None, 1.0, 1.5)
+        assert handle.stats()["hook_errors"] == 0 and handle.stats()["recorded_ok"] == 1
+        health = handle.middleware.health("x")
+        assert (health.successes, health.tokens_in, health.tokens_out) == (1, 0, 12)
