@@ -182,18 +182,15 @@ class Middleware:
         self.router.end(provider_id)
 
     def classify(self, error: BaseException, provider: Provider | str) -> ErrorKind:
-        """What ``error`` means (first plugin that answers; the built-in answers last)."""
+        """What ``error`` means (first plugin that answers; the built-in answers last).
+
+        A plugin's answer that is no :class:`ErrorKind` (nor the value of one) counts as that plugin
+        failing: the next one is asked.
+        """
         if isinstance(provider, str):
             provider = self.router.provider(provider)
-        result = self.plugins.first_result("pbm_classify_error", error=error, provider=provider)
-        if isinstance(result, ErrorKind):
-            return result
-        if result is not None:
-            try:
-                return ErrorKind(result)
-            except ValueError:
-                self.plugins.failures["pbm_classify_error.bad_result"] += 1
-        return ErrorKind.UNKNOWN
+        result = self.plugins.first_result("pbm_classify_error", ErrorKind, error=error, provider=provider)
+        return result if isinstance(result, ErrorKind) else ErrorKind.UNKNOWN
 
     # -- execution -----------------------------------------------------------------------------
     def execute(self, fn: Callable[[Provider], T], request: RouteRequest | None = None, *,

@@ -135,11 +135,17 @@ class PluginHost:
             except Exception as exc:
                 self._failed(hook_name, plugin_name, exc)
 
-    def first_result(self, hook_name: str, **kwargs: Any) -> Any:
-        """Call implementations in pluggy's order until one returns something other than None."""
+    def first_result(self, hook_name: str, convert: Callable[[Any], Any] | None = None, **kwargs: Any) -> Any:
+        """Call implementations in pluggy's order until one returns something other than None.
+
+        With ``convert``, the first result it accepts, converted: a result it raises on counts as that
+        plugin failing (like raising itself), and the next implementation is asked.
+        """
         for function, argnames, plugin_name in self._impls(hook_name):
             try:
                 result = function(*[kwargs[arg] for arg in argnames])
+                if result is not None and convert is not None:
+                    result = convert(result)
             except Exception as exc:
                 self._failed(hook_name, plugin_name, exc)
                 continue

@@ -168,6 +168,29 @@ def test_classifier_plugin_answers_before_builtin():
     assert mw.failover.state("a") is CircuitState.CLOSED
 
 
+def test_a_classifier_returning_garbage_is_counted_and_the_next_one_asked():
+    class Unhashable:
+        def __hash__(self) -> int:
+            raise RuntimeError("no hash")
+
+    class Garbage:
+        def __init__(self, result: object) -> None:
+            self.result = result
+
+        @hookimpl(tryfirst=True)
+        def pbm_classify_error(self, error, provider):
+            return self.result
+
+    for result in (42, "teapot", [ErrorKind.AUTH], Unhashable()):
+        plugin = Garbage(result)
+        mw = Middleware(providers=PROVIDERS, plugins=[plugin], load_entrypoints=False)
+        assert mw.execute(lambda p: p.id) == "a"
+        assert mw.classify(TimeoutError(), "a") is ErrorKind.TIMEOUT  # the built-in's answer
+        assert mw.plugins.failures[f"{mw.plugins.pm.get_name(plugin)}.pbm_classify_error"] == 1
+    mw = Middleware(providers=PROVIDERS, plugins=[Garbage("rate_limited")], load_entrypoints=False)
+    assert mw.classify(TimeoutError(), "a") is ErrorKind.RATE_LIMITED  # the value of a kind is an answer
+
+
 def test_observers_see_outcomes_decisions_health_and_alerts():
     rec = Recorder()
     mw = Middleware(providers=PROVIDERS, plugins=[rec], failover=FailoverConfig.preset("aggressive"))
