@@ -550,8 +550,11 @@ class FailoverManager:
                 groups.setdefault(self._groups.get(pid), {})[pid] = self._window(pid, b)
         out: list[FailoverEvent] = []
         for windows in groups.values():
-            try:
-                ejections: Iterable[PeerEjection] = self.policy.peer_ejections(windows, self.config, now)
+            try:  # read whole (a generator may raise half-way) and checked before anyone is ejected
+                ejections = list(self.policy.peer_ejections(windows, self.config, now))
+                for ejection in ejections:
+                    if not isinstance(ejection, PeerEjection):
+                        raise TypeError(f"peer_ejections gave {type(ejection).__name__}, not a PeerEjection")
             except Exception:  # a plugin must not break the request: log, count, carry on
                 _log.exception("failover policy %r raised in peer_ejections; nobody ejected", self.policy.name)
                 self.peer_check_errors += 1
