@@ -131,8 +131,7 @@ class OpenAttempt(Generic[T]):
                 return Outcome(pid, True, latency, ttft_s=ttft_s, input_tokens=usage.input_tokens,
                                output_tokens=usage.output_tokens, cost=usage.cost)
             except ConfigError as exc:
-                problem = exc.message if exc.field.startswith("Outcome.") else str(exc)
-                detail = f"unusable Usage: {exc.field.removeprefix('Outcome.')} {problem}"
+                detail = f"unusable Usage: {exc.field.removeprefix('Outcome.')} {exc.message}"
         else:
             detail = f"returned {type(usage).__name__}, not a Usage"
         self._middleware.callback_failures.failed("usage", detail=detail)
