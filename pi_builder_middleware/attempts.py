@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .enums import AllOutMode, ErrorKind
-from .errors import NoProviderAvailableError, PiBuilderError, chain_exhausted
+from .errors import ConfigError, NoProviderAvailableError, PiBuilderError, chain_exhausted
 from .models import Attempt, Outcome, Provider, RouteRequest, Usage
 from .recovery import RecoveryWait
 
@@ -99,26 +99,43 @@ class OpenAttempt(Generic[T]):
         """Seconds since the attempt started (never negative)."""
         return max(self._middleware.clock() - self.start, 0.0)
 
-    def succeeded(self, *, ttft_s: float | None = None, usage: Usage | None = None) -> None:
-        """End the attempt and record its success (latency now, time to first chunk, tokens, cost)."""
+    def succeeded(self, *, ttft_s: float | None = None, usage: Usage | None = None,
+                  latency_s: float | None = None) -> None:
+        """End the attempt and record its success (latency, time to first chunk, tokens, cost).
+
+        ``latency_s`` defaults to the time since the attempt started. A ``usage`` that is not a valid
+        :class:`Usage` (negative tokens, NaN cost, another type) is left out of the record and counted as
+        a ``usage`` callback failure: the success itself is always recorded.
+        """
         if not self._open:
             return
         self._open = False
         mw = self._middleware
         pid = self.provider.id
-        latency = mw.clock() - self.start
+        latency = mw.clock() - self.start if latency_s is None else latency_s
         if latency < 0.0:
             latency = 0.0
         if ttft_s is not None and ttft_s < 0.0:
             ttft_s = 0.0
         try:  # recorded while still counted in flight: the router reads the load the answer came under
-            if usage is None:
-                mw.record(Outcome(pid, True, latency, ttft_s=ttft_s))
-            else:
-                mw.record(Outcome(pid, True, latency, ttft_s=ttft_s, input_tokens=usage.input_tokens,
-                                  output_tokens=usage.output_tokens, cost=usage.cost))
+            _record(mw, self._success(latency, ttft_s, usage))
         finally:
             mw.end_attempt(pid)
+
+    def _success(self, latency: float, ttft_s: float | None, usage: Usage | None) -> Outcome:
+        pid = self.provider.id
+        if usage is None:
+            return Outcome(pid, True, latency, ttft_s=ttft_s)
+        if isinstance(usage, Usage):
+            try:
+                return Outcome(pid, True, latency, ttft_s=ttft_s, input_tokens=usage.input_tokens,
+                               output_tokens=usage.output_tokens, cost=usage.cost)
+            except ConfigError as exc:
+                detail = f"unusable Usage: {exc.field.removeprefix('Outcome.')} {exc.message}"
+        else:
+            detail = f"returned {type(usage).__name__}, not a Usage"
+        self._middleware.callback_failures.failed("usage", detail=detail)
+        return Outcome(pid, True, latency, ttft_s=ttft_s)
 
     def interrupted(self, error: BaseException, *, ttft_s: float | None = None) -> ErrorKind | None:
         """End the attempt and record that its delivery broke with ``error``; returns the error's kind."""
@@ -128,8 +145,8 @@ class OpenAttempt(Generic[T]):
         mw = self._middleware
         try:
             kind = mw.classify(error, self.provider)
-            mw.record(Outcome(self.provider.id, False, self.elapsed(),
-                              ttft_s=None if ttft_s is None else max(ttft_s, 0.0), error=error, error_kind=kind))
+            _record(mw, Outcome(self.provider.id, False, self.elapsed(),
+                                ttft_s=None if ttft_s is None else max(ttft_s, 0.0), error=error, error_kind=kind))
         finally:
             mw.end_attempt(self.provider.id)
         return kind
@@ -165,7 +182,11 @@ def attempt_steps(middleware: Middleware, request: RouteRequest | None = None, *
             for index, provider in enumerate(providers):
                 pid = provider.id
                 if index:
-                    if not failover.acquire(pid):
+                    try:
+                        permitted = failover.acquire(pid)
+                    except ConfigError:  # removed since the decision was made
+                        continue
+                    if not permitted:
                         continue  # its breaker opened (or its trial permits went) since the decision was made
                     if attempts:
                         last = attempts[-1]
@@ -263,17 +284,27 @@ async def arun_attempts(middleware: Middleware, fn: Callable[[Provider], Awaitab
 
 
 def complete(opened: OpenAttempt[T], usage: Callable[[T], Usage] | None = None) -> T:
-    """End a non-streamed attempt at once (its result is delivered) and return its value."""
+    """End a non-streamed attempt at once (its result is delivered) and return its value.
+
+    ``usage(value)`` is a user callback: whatever it raises or returns, the success is recorded (with
+    the provider's latency, not the callback's) and the value returned; a failure is counted as a
+    ``usage`` callback failure. Only an interrupt (KeyboardInterrupt, cancellation) propagates, after
+    the success is recorded.
+    """
     value = opened.value
     if usage is None:
         opened.succeeded()
         return value
+    latency = opened.elapsed()
     try:
-        counted = usage(value)
+        counted: Usage | None = usage(value)
+    except Exception as exc:
+        opened._middleware.callback_failures.failed("usage", exc)
+        counted = None
     except BaseException:
-        opened.succeeded()
+        opened.succeeded(latency_s=latency)
         raise
-    opened.succeeded(usage=counted)
+    opened.succeeded(usage=counted, latency_s=latency)
     return value
 
 
@@ -282,13 +313,26 @@ def _failed(middleware: Middleware, provider: Provider, exc: Exception, latency:
     """Classify and record a failed attempt; whether to fail over."""
     kind = ErrorKind.TIMEOUT if isinstance(exc, AttemptTimeoutError) else middleware.classify(exc, provider)
     latency = max(latency, 0.0)
-    middleware.record(Outcome(provider.id, False, latency, error=exc, error_kind=kind))
+    _record(middleware, Outcome(provider.id, False, latency, error=exc, error_kind=kind))
     attempts.append(Attempt(provider.id, exc, kind, latency))
     fails_over = kind.fails_over
     # The exception's type, never its message: provider errors may quote keys or prompts.
     log.info("provider %r failed (%s: %s)%s", provider.id, kind.value, type(exc).__name__,
              "; failing over" if fails_over else "")
     return fails_over
+
+
+def _record(middleware: Middleware, outcome: Outcome) -> None:
+    """:meth:`Middleware.record`, except for a provider removed while its attempt ran: nothing to record then.
+
+    The attempt's answer (or its failing over) must not turn into a ConfigError about an unknown provider.
+    """
+    try:
+        middleware.record(outcome)
+    except ConfigError:
+        if outcome.provider_id in middleware.router.providers:
+            raise
+        log.debug("provider %r was removed while its attempt ran; its outcome is not recorded", outcome.provider_id)
 
 
 def _waitable(middleware: Middleware, request: RouteRequest | None) -> list[str]:

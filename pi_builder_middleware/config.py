@@ -8,6 +8,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from ._validation import ConfigModel
 from .enums import AllOutMode, FailoverPreset
+from .errorinfo import RETRY_AFTER_LIMIT_S
 from .errors import ConfigError
 
 __all__ = ["AlertThresholds", "FailoverConfig", "HealthThresholds", "MonitorConfig", "OutlierConfig", "RoutingConfig"]
@@ -158,6 +159,9 @@ class FailoverConfig(ConfigModel):
     (one fast 429 each). :meth:`FailoverManager.rate_limit_pressure` gives routing the share of recent
     calls that were 429s, decayed with ``rate_limit_pressure_half_life_s``, to lower the provider's
     share before anything is ejected.
+
+    Active health checks (:meth:`FailoverManager.start_health_checks`) give each probe
+    ``health_check_timeout_s`` unless told otherwise; a probe that takes longer is a timeout failure.
     """
 
     policy: str = Field(default="default", min_length=1)
@@ -174,7 +178,7 @@ class FailoverConfig(ConfigModel):
     half_open_permit_timeout_s: float = Field(default=60.0, gt=0)
     rate_limit_base_cooldown_s: float = Field(default=0.25, ge=0)
     default_rate_limit_cooldown_s: float = Field(default=5.0, ge=0)
-    max_rate_limit_cooldown_s: float = Field(default=300.0, validate_default=True, ge=0)
+    max_rate_limit_cooldown_s: float = Field(default=RETRY_AFTER_LIMIT_S, validate_default=True, ge=0)
     rate_limit_streak_s: float = Field(default=5.0, ge=0)
     rate_limit_pressure_half_life_s: float = Field(default=10.0, gt=0)
     trip_memory_s: float = Field(default=900.0, ge=0)
@@ -182,6 +186,7 @@ class FailoverConfig(ConfigModel):
     max_ejection_percent: float | None = Field(default=None, gt=0, le=100)
     outlier: OutlierConfig = OutlierConfig()
     max_events: int = Field(default=1000, ge=1)
+    health_check_timeout_s: float = Field(default=10.0, gt=0)
 
     @field_validator("max_ejection_s")
     @classmethod

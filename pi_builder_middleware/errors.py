@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from .errorinfo import error_text
+
 if TYPE_CHECKING:
     from .models import Attempt
 
@@ -98,7 +100,7 @@ class StreamInterruptedError(PiBuilderError):
 
 
 def _short(error: BaseException, limit: int = 160) -> str:
-    text = str(error).replace("\n", " ")
+    text = error_text(error).replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

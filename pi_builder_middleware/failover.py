@@ -24,10 +24,11 @@ import random
 import threading
 import uuid
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._clock import Clock, monotonic_clock
+from ._guard import CallbackFailures
 from ._ratelimit import RateLimitTracker
 from ._replication import Replicator
 from .config import FailoverConfig
@@ -35,12 +36,10 @@ from .enums import CircuitState, ErrorKind, EventKind, FailoverPreset
 from .errors import ConfigError
 from .interfaces import BreakerWindow, FailoverPolicy, PeerEjection
 from .models import FailoverEvent
+from .probes import ProbeFn, check_loop, probe_all
 from .state import BreakerUpdate, StateStore
 
 __all__ = ["FailoverManager", "ProbeFn"]
-
-#: A health probe: awaits a check of one provider id; returning False or raising is a failure.
-ProbeFn = Callable[[str], Awaitable[object]]
 
 _log = logging.getLogger(__name__)
 
@@ -69,9 +68,10 @@ class FailoverManager:
 
     ``policy`` decides trips and ejection times; without one, the policy named in the config is
     looked up through the plugin hooks. ``subscribe`` receives every :class:`FailoverEvent` (the
-    Middleware uses it to keep the monitor's view of breaker states current). ``store`` shares breaker
-    transitions with other replicas (``replica_id`` names this one; default: pid and a random suffix);
-    :meth:`close` detaches from it.
+    Middleware uses it to keep the monitor's view of breaker states current); a subscriber that
+    raises is counted in :attr:`callback_failures`, never raised into the call that made the event.
+    ``store`` shares breaker transitions with other replicas (``replica_id`` names this one; default:
+    pid and a random suffix); :meth:`close` detaches from it.
     """
 
     def __init__(
@@ -106,6 +106,7 @@ class FailoverManager:
         self.events: deque[FailoverEvent] = deque(maxlen=self.config.max_events)
         self.event_counts: Counter[EventKind] = Counter()
         self._subscribers: list[Callable[[FailoverEvent], None]] = []
+        self.callback_failures = CallbackFailures(_log)
         #: Providers that may be out (breaker not CLOSED, or cooling down): every other provider may
         #: be called, so the router asks :meth:`unavailable_reason` only about these. Entries are
         #: added with each state-changing event and dropped by :meth:`settle` once back in service.
@@ -298,10 +299,12 @@ class FailoverManager:
         return b.rl.pressure(self.clock() if now is None else now, self.config.rate_limit_pressure_half_life_s)
 
     def note_switch(self, from_id: str, to_id: str, why: str) -> None:
-        """Log that a request moved from one provider to the next in its chain."""
+        """Log that a request moved from one provider to the next in its chain (nothing if ``from_id`` is gone)."""
         now = self.clock()
         with self._lock:
-            b = self._breaker(from_id)
+            b = self._breakers.get(from_id)
+            if b is None:  # removed while its attempt ran
+                return
             b.counts["switched_away"] += 1
             event = self._event(EventKind.SWITCH, from_id, now, f"-> {to_id}: {why}", b)
         self._emit([event])
@@ -389,18 +392,20 @@ class FailoverManager:
     def start_health_checks(self, probe: ProbeFn, interval_s: float, timeout_s: float | None = None) -> None:
         """Start an asyncio task that probes every provider each ``interval_s`` seconds.
 
-        Must be called from a running event loop. A probe that returns False, raises or exceeds
-        ``timeout_s`` counts as a failure of that provider; a successful probe of an OPEN provider
-        moves it to HALF_OPEN early.
+        Must be called from a running event loop. Each provider's probe runs in its own task, so one that
+        hangs holds back no other provider (see :mod:`pi_builder_middleware.probes`). A probe that returns
+        False, raises or exceeds ``timeout_s`` (default: ``FailoverConfig.health_check_timeout_s``) counts
+        as a failure of that provider; a successful probe of an OPEN provider moves it to HALF_OPEN early.
         """
         if interval_s <= 0:
             raise ConfigError("interval_s", f"must be > 0 (got {interval_s})")
+        timeout = self._probe_timeout(timeout_s)
         if self._checker is not None and not self._checker.done():
             raise ConfigError("health_checks", "already running; call stop_health_checks() first")
-        self._checker = asyncio.get_running_loop().create_task(self._check_loop(probe, interval_s, timeout_s))
+        self._checker = asyncio.get_running_loop().create_task(check_loop(self, probe, interval_s, timeout))
 
     async def stop_health_checks(self) -> None:
-        """Stop the health-check task and wait for it to end."""
+        """Stop the health-check task (and the probes it is running) and wait for it to end."""
         task, self._checker = self._checker, None
         if task is not None:
             task.cancel()
@@ -408,30 +413,31 @@ class FailoverManager:
                 await task
 
     async def run_health_checks_once(self, probe: ProbeFn, timeout_s: float | None = None) -> None:
-        """Probe every provider once, concurrently."""
-        await asyncio.gather(*(self._probe_one(probe, pid, timeout_s) for pid in list(self._breakers)))
+        """Probe every provider once, concurrently, each within ``timeout_s`` (default: the config's)."""
+        await probe_all(self, probe, self._probe_timeout(timeout_s))
 
-    async def _check_loop(self, probe: ProbeFn, interval_s: float, timeout_s: float | None) -> None:
-        while True:
-            await self.run_health_checks_once(probe, timeout_s)
-            await asyncio.sleep(interval_s)
+    def provider_ids(self) -> list[str]:
+        """Providers with a breaker, in the order they were added."""
+        return list(self._breakers)
 
-    async def _probe_one(self, probe: ProbeFn, provider_id: str, timeout_s: float | None) -> None:
-        try:
-            result = await asyncio.wait_for(probe(provider_id), timeout_s)
-        except asyncio.CancelledError:
-            raise
-        except TimeoutError as exc:
-            self.record(provider_id, False, ErrorKind.TIMEOUT, probe=True, detail=f"timed out: {exc}")
-            return
-        except Exception as exc:
-            self.record(provider_id, False, self._classify(exc, provider_id), probe=True,
-                        detail=f"{type(exc).__name__}")
-            return
-        if result is False:
-            self.record(provider_id, False, ErrorKind.UNKNOWN, probe=True, detail="probe returned False")
-        else:
-            self.record(provider_id, True, probe=True)
+    def classify(self, error: BaseException, provider_id: str) -> ErrorKind:
+        """What ``error`` from ``provider_id`` means, by the classifier given at construction."""
+        return self._classify(error, provider_id)
+
+    def count(self, provider_id: str, counter: str) -> None:
+        """Add one to a per-provider counter shown in :meth:`stats` (e.g. ``probe_overruns``); unknown ids: none."""
+        with self._lock:
+            b = self._breakers.get(provider_id)
+            if b is not None:
+                b.counts[counter] += 1
+
+    def _probe_timeout(self, timeout_s: float | None) -> float:
+        if timeout_s is None:
+            return self.config.health_check_timeout_s
+        if not isinstance(timeout_s, int | float) or isinstance(timeout_s, bool) or not 0 < timeout_s < math.inf:
+            raise ConfigError("timeout_s", f"must be a number of seconds > 0, or None for "
+                                           f"FailoverConfig.health_check_timeout_s (got {timeout_s!r})")
+        return float(timeout_s)
 
     # -- internals -----------------------------------------------------------------------------
     def _known(self, provider_id: str) -> str:
@@ -498,7 +504,11 @@ class FailoverManager:
         if b.state is CircuitState.HALF_OPEN:
             return out + self._trip(provider_id, b, now, f"trial call failed ({kind.value})")
         self._push_window(b, now, failed=True)
-        why = self.policy.should_trip(self._window(provider_id, b), self.config)
+        try:
+            why = self.policy.should_trip(self._window(provider_id, b), self.config)
+        except Exception as exc:  # a policy plugin must not fail the request: no verdict, no trip
+            self.callback_failures.failed("failover_policy", exc)
+            why = None
         if why:
             blocked = self._cap_blocks(provider_id)
             if blocked is None:
@@ -540,8 +550,11 @@ class FailoverManager:
                 groups.setdefault(self._groups.get(pid), {})[pid] = self._window(pid, b)
         out: list[FailoverEvent] = []
         for windows in groups.values():
-            try:
-                ejections: Iterable[PeerEjection] = self.policy.peer_ejections(windows, self.config, now)
+            try:  # read whole (a generator may raise half-way) and checked before anyone is ejected
+                ejections = list(self.policy.peer_ejections(windows, self.config, now))
+                for ejection in ejections:
+                    if not isinstance(ejection, PeerEjection):
+                        raise TypeError(f"peer_ejections gave {type(ejection).__name__}, not a PeerEjection")
             except Exception:  # a plugin must not break the request: log, count, carry on
                 _log.exception("failover policy %r raised in peer_ejections; nobody ejected", self.policy.name)
                 self.peer_check_errors += 1
@@ -566,7 +579,7 @@ class FailoverManager:
         b.trips += 1
         held = not self.config.escalate_when_all_out and all(
             other.state is not CircuitState.CLOSED for pid, other in self._breakers.items() if pid != provider_id)
-        ejection = self.policy.ejection_s(1 if held else b.trips, self.config, self.rng)
+        ejection = self._ejection_s(1 if held else b.trips)
         b.state = CircuitState.OPEN
         b.open_until = now + ejection
         b.consecutive_successes = 0
@@ -576,6 +589,22 @@ class FailoverManager:
         return [self._event(EventKind.BLACKLIST, provider_id, now,
                             f"{why}; ejected for {ejection:.1f} s (trip {b.trips}"
                             f"{', every provider out: base ejection' if held else ''})", b)]
+
+    def _ejection_s(self, trips: int) -> float:
+        """The policy's ejection time; if it raises or gives no finite number >= 0, the configured one (no jitter)."""
+        try:
+            seconds = float(self.policy.ejection_s(trips, self.config, self.rng))
+            if 0.0 <= seconds < math.inf:
+                return seconds
+            raise ValueError(f"ejection_s returned {seconds!r}, not a finite number of seconds >= 0")
+        except Exception as exc:  # NaN would keep the provider out for good, a raise would fail the request
+            self.callback_failures.failed("failover_policy", exc)
+        cfg = self.config
+        try:
+            base = cfg.base_ejection_s * cfg.ejection_multiplier ** (trips - 1)
+        except OverflowError:
+            base = math.inf
+        return min(base, cfg.max_ejection_s)
 
     def _push_window(self, b: _Breaker, now: float, *, failed: bool) -> None:
         b.window.append((now, failed))
@@ -604,6 +633,7 @@ class FailoverManager:
         replica = self._replica
         if replica is not None and replica.outbox:  # hand transitions to the store, outside the lock
             replica.flush()
+        guard = self.callback_failures
         for event in events:
             for cb in list(self._subscribers):
-                cb(event)
+                guard.call("failover_subscriber", cb, event)

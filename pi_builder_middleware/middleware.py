@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 import pluggy
 
 from ._clock import Clock, monotonic_clock
+from ._guard import CallbackFailures
 from ._registries import build_registries
 from .attempts import AttemptTimeoutError, OpenAttempt, arun_attempts, complete, run_attempts
 from .config import FailoverConfig, MonitorConfig, RoutingConfig
@@ -82,6 +84,7 @@ class Middleware:
             raise ConfigError("state_store", f"expected a StateStore (e.g. MemoryStateStore), got "
                                              f"{type(state_store).__name__}")
         self.load_errors: list[str] = []
+        self.callback_failures = CallbackFailures(logging.getLogger("pi_builder_middleware.middleware"))
         pm = get_plugin_manager(load_entrypoints=load_entrypoints, blocked=blocked, load_errors=self.load_errors)
         for plugin in plugin_list:
             try:
@@ -153,7 +156,7 @@ class Middleware:
             cost = provider.cost_of(outcome.input_tokens, outcome.output_tokens)
         retry_after = outcome.retry_after_s
         if kind is ErrorKind.RATE_LIMITED and retry_after is None and outcome.error is not None:
-            retry_after = extract_retry_after(outcome.error)
+            retry_after = extract_retry_after(outcome.error, limit_s=self.failover.config.max_rate_limit_cooldown_s)
         self.monitor.record(outcome, kind, cost, retry_after_s=retry_after)
         if kind is ErrorKind.RATE_LIMITED and retry_after is None and self.router.in_flight(outcome.provider_id) >= 2:
             # Refused while it was running other calls of ours: a concurrency ceiling, not a quota. The
@@ -179,18 +182,15 @@ class Middleware:
         self.router.end(provider_id)
 
     def classify(self, error: BaseException, provider: Provider | str) -> ErrorKind:
-        """What ``error`` means (first plugin that answers; the built-in answers last)."""
+        """What ``error`` means (first plugin that answers; the built-in answers last).
+
+        A plugin's answer that is no :class:`ErrorKind` (nor the value of one) counts as that plugin
+        failing: the next one is asked.
+        """
         if isinstance(provider, str):
             provider = self.router.provider(provider)
-        result = self.plugins.first_result("pbm_classify_error", error=error, provider=provider)
-        if isinstance(result, ErrorKind):
-            return result
-        if result is not None:
-            try:
-                return ErrorKind(result)
-            except ValueError:
-                self.plugins.failures["pbm_classify_error.bad_result"] += 1
-        return ErrorKind.UNKNOWN
+        result = self.plugins.first_result("pbm_classify_error", ErrorKind, error=error, provider=provider)
+        return result if isinstance(result, ErrorKind) else ErrorKind.UNKNOWN
 
     # -- execution -----------------------------------------------------------------------------
     def execute(self, fn: Callable[[Provider], T], request: RouteRequest | None = None, *,
@@ -254,9 +254,19 @@ class Middleware:
         return self.monitor.subscribe_alerts(callback)
 
     def stats(self) -> dict[str, Any]:
-        """Routing statistics, failover statistics and plugin failure counts."""
+        """Routing and failover statistics, plugin failures, and user callbacks that failed.
+
+        ``callback_failures`` counts by kind the user callbacks that raised or returned something
+        unusable, which never reaches the request: ``usage`` (execute's ``usage=``, or token counts an
+        adapter read that a record cannot take), ``alert_subscriber``, ``health_subscriber``,
+        ``failover_subscriber`` and ``failover_policy`` (``should_trip`` / ``ejection_s`` raised or gave
+        no usable number). The first failure of each kind is logged.
+        """
+        callbacks = {**self.monitor.callback_failures.snapshot(), **self.failover.callback_failures.snapshot(),
+                     **self.callback_failures.snapshot()}
         return {"router": self.router.statistics(), "failover": self.failover.stats(),
-                "plugin_failures": dict(self.plugins.failures), "plugin_load_errors": list(self.load_errors)}
+                "plugin_failures": dict(self.plugins.failures), "plugin_load_errors": list(self.load_errors),
+                "callback_failures": callbacks}
 
     def export(self) -> dict[str, Any]:
         """JSON-safe state: configuration, metrics, breaker states, events, decisions. No secrets."""
@@ -292,7 +302,12 @@ class Middleware:
     # -- health checks -------------------------------------------------------------------------
     def start_health_checks(self, probe: Callable[[Provider], Awaitable[object]], interval_s: float,
                             timeout_s: float | None = None) -> None:
-        """Probe every provider every ``interval_s`` seconds (from a running loop); feeds the breakers."""
+        """Probe every provider every ``interval_s`` seconds (from a running loop); feeds the breakers.
+
+        Each probe runs on its own (one that hangs holds back no other provider) and within ``timeout_s``
+        (default: ``FailoverConfig.health_check_timeout_s``, 10 s); a probe that runs out of time, raises
+        or returns False is a failure of its provider.
+        """
         self.failover.start_health_checks(lambda pid: probe(self.router.provider(pid)), interval_s, timeout_s)
 
     async def stop_health_checks(self) -> None:

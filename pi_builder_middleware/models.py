@@ -82,19 +82,38 @@ _NUM = (float, int)
 _INF = math.inf
 
 
+#: Largest token count accepted: 2**53, where a count stops being exact as a float (prices multiply it).
+MAX_TOKENS = 2**53
+
+
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float range: no usable number
+        return False
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, short, and never raising (a 5,000-digit int or a broken ``__repr__`` included)."""
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check(field: str, ok: bool, expected: str, value: object) -> None:
     if not ok:
-        raise ConfigError(field, f"must be {expected} (got {value!r})")
+        raise ConfigError(field, f"must be {expected} (got {_shown(value)})")
 
 
 def _tokens(owner: object, field: str, value: object) -> None:
-    """Token counts: whole numbers >= 0 (an integral float such as 12.0 is stored as 12)."""
-    ok = _is_number(value) and value >= 0 and float(value).is_integer()  # type: ignore[operator, arg-type]
-    _check(f"{type(owner).__name__}.{field}", ok, "a whole number >= 0", value)
+    """Token counts: whole numbers from 0 to MAX_TOKENS (an integral float such as 12.0 is stored as 12)."""
+    ok = (_is_number(value) and 0 <= value <= MAX_TOKENS  # type: ignore[operator]
+          and float(value).is_integer())  # type: ignore[arg-type]
+    _check(f"{type(owner).__name__}.{field}", ok, "a whole number from 0 to 2**53", value)
     object.__setattr__(owner, field, int(value))  # type: ignore[call-overload]
 
 
@@ -182,8 +201,8 @@ class Outcome:
                 and (wait is None or (type(wait) in _NUM and 0.0 <= wait < _INF))
                 and (at is None or (type(at) in _NUM and -_INF < at < _INF))
                 and (status is None or (type(status) is int and 100 <= status <= 599))
-                and type(self.input_tokens) is int and self.input_tokens >= 0
-                and type(self.output_tokens) is int and self.output_tokens >= 0
+                and type(self.input_tokens) is int and 0 <= self.input_tokens <= MAX_TOKENS
+                and type(self.output_tokens) is int and 0 <= self.output_tokens <= MAX_TOKENS
                 and (self.error is None or isinstance(self.error, BaseException))
                 and (self.error_kind is None or type(self.error_kind) is ErrorKind)):
             return

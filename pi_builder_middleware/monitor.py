@@ -7,12 +7,14 @@ only when a snapshot is read.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 from ._clock import Clock, monotonic_clock
+from ._guard import CallbackFailures
 from ._stats import percentile
 from .config import MonitorConfig, RoutingConfig
 from .enums import AlertKind, CircuitState, ErrorKind, HealthStatus
@@ -23,6 +25,8 @@ from .models import Alert, HealthChange, Outcome, Provider
 __all__ = ["HealthMonitor", "TrendMetric"]
 
 TrendMetric = Literal["calls", "error_rate", "availability", "latency_avg_ms", "latency_p95_ms", "cost"]
+log = logging.getLogger("pi_builder_middleware.monitor")
+
 _TREND_METRICS: tuple[str, ...] = ("calls", "error_rate", "availability", "latency_avg_ms", "latency_p95_ms", "cost")
 _LOWER_IS_BETTER = {"latency_avg_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "error_rate",
                     "cost_per_request", "ttft_avg_ms"}
@@ -84,7 +88,8 @@ class HealthMonitor:
 
     Usable on its own: ``add_provider``, then ``record(outcome)``; read with ``snapshot`` data via
     :meth:`metrics`, :meth:`status`, :meth:`compare`, :meth:`trend`, :meth:`export`. Subscribers
-    get :class:`HealthChange` and :class:`Alert` objects after the lock is released.
+    get :class:`HealthChange` and :class:`Alert` objects after the lock is released; one that raises
+    is counted in :attr:`callback_failures` and the others still get theirs.
     """
 
     def __init__(self, config: MonitorConfig | None = None, clock: Clock | None = None,
@@ -98,6 +103,7 @@ class HealthMonitor:
         self._alert_subscribers: list[Callable[[Alert], None]] = []
         self._health_subscribers: list[Callable[[HealthChange], None]] = []
         self.alert_log: deque[Alert] = deque(maxlen=1000)
+        self.callback_failures = CallbackFailures(log)
 
     # -- providers -----------------------------------------------------------------------------
     def add_provider(self, provider: Provider) -> Candidate:
@@ -355,14 +361,15 @@ class HealthMonitor:
         return out
 
     def _emit(self, pending: list[Alert | HealthChange]) -> None:
+        guard = self.callback_failures
         for item in pending:
             if isinstance(item, Alert):
                 self.alert_log.append(item)
                 for cb in list(self._alert_subscribers):
-                    cb(item)
+                    guard.call("alert_subscriber", cb, item)
             else:
                 for hcb in list(self._health_subscribers):
-                    hcb(item)
+                    guard.call("health_subscriber", hcb, item)
 
 
 _ALERT_TEXT = {

@@ -14,6 +14,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
+from .errorinfo import error_text
 from .hookspecs import PROJECT_NAME
 
 __all__ = ["BLOCK_ENV_VAR", "BUILTIN_PLUGINS", "PluginHost", "get_plugin_manager"]
@@ -101,9 +102,9 @@ _Impl = tuple[Callable[..., Any], tuple[str, ...], str]
 class PluginHost:
     """Calls hooks one implementation at a time, so one raising plugin cannot break the others.
 
-    A failing implementation is logged with its plugin name and counted in :attr:`failures`; the
-    call carries on with the remaining implementations (for firstresult hooks: with the next one,
-    down to the built-in default).
+    A failing implementation is counted in :attr:`failures` (its first failure is logged with the
+    plugin's name); the call carries on with the remaining implementations (for firstresult hooks:
+    with the next one, down to the built-in default).
     """
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
@@ -134,11 +135,17 @@ class PluginHost:
             except Exception as exc:
                 self._failed(hook_name, plugin_name, exc)
 
-    def first_result(self, hook_name: str, **kwargs: Any) -> Any:
-        """Call implementations in pluggy's order until one returns something other than None."""
+    def first_result(self, hook_name: str, convert: Callable[[Any], Any] | None = None, **kwargs: Any) -> Any:
+        """Call implementations in pluggy's order until one returns something other than None.
+
+        With ``convert``, the first result it accepts, converted: a result it raises on counts as that
+        plugin failing (like raising itself), and the next implementation is asked.
+        """
         for function, argnames, plugin_name in self._impls(hook_name):
             try:
                 result = function(*[kwargs[arg] for arg in argnames])
+                if result is not None and convert is not None:
+                    result = convert(result)
             except Exception as exc:
                 self._failed(hook_name, plugin_name, exc)
                 continue
@@ -147,6 +154,11 @@ class PluginHost:
         return None
 
     def _failed(self, hook_name: str, plugin_name: str, exc: Exception) -> None:
+        key = f"{plugin_name}.{hook_name}"
         with self._failures_lock:
-            self.failures[f"{plugin_name}.{hook_name}"] += 1
-        log.error("plugin %r raised in %s (ignored): %s: %s", plugin_name, hook_name, type(exc).__name__, exc)
+            self.failures[key] += 1
+            first = self.failures[key] == 1
+        if first:  # a hook that fails on every request must not flood the log: the rest are counted
+            log.error("plugin %r raised in %s (ignored; later failures of this hook are only counted in "
+                      "stats()['plugin_failures']): %s: %s", plugin_name, hook_name, type(exc).__name__,
+                      error_text(exc), exc_info=exc)

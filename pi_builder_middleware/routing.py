@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 import threading
 from collections import Counter, deque
@@ -18,6 +19,7 @@ from ._clock import Clock, monotonic_clock
 from ._registries import Registries, build_registries
 from .config import RoutingConfig
 from .enums import AllOutMode, CircuitState, EventKind
+from .errorinfo import error_text
 from .errors import ConfigError, NoProviderAvailableError
 from .failover import FailoverManager
 from .interfaces import Candidate, HealthScorer, Strategy, StrategyContext
@@ -46,8 +48,9 @@ class ProviderRouter:
     """Chooses a provider per request and keeps a bounded history of decisions.
 
     ``strategy`` and ``health_scorer`` are names looked up in the registries (plugins can add
-    more) or instances. A strategy that raises or returns nonsense is logged and counted in
-    :attr:`plugin_failures`, and the request is ranked by the health scorer instead.
+    more) or instances. A strategy that raises or returns nonsense (the wrong number of scores, NaN or
+    infinite ones) is logged and counted in :attr:`plugin_failures`, and the request is ranked by the
+    health scorer instead (by the given order if that fails too).
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class ProviderRouter:
         self._by_provider: Counter[str] = Counter()
         self._by_strategy: Counter[str] = Counter()
         self.plugin_failures = 0
+        self._failures_logged: set[str] = set()
         self._explored = 0
         self._panics = 0
         self._explore_tokens = 1.0
@@ -391,24 +395,44 @@ class ProviderRouter:
                 raise ValueError(f"picked {pick!r}, expected an index below {len(ranked)}")
             return pick
         except Exception as exc:  # a broken strategy plugin must not fail the request
-            with self._lock:
-                self.plugin_failures += 1
-            log.error("strategy %r failed to pick (taking its best-ranked candidate): %s: %s",
-                      getattr(strategy, "name", strategy), type(exc).__name__, exc)
+            self._failed(f"strategy {getattr(strategy, 'name', strategy)!r} failed to pick (taking its best-ranked "
+                         f"candidate)", exc)
             return 0
 
     def _rank(self, strategy: Strategy, eligible: list[Candidate], request: RouteRequest) -> list[float]:
         try:
-            scores = strategy.rank(eligible, request, self._ctx)
+            scores = [float(s) for s in strategy.rank(eligible, request, self._ctx)]
             if len(scores) != len(eligible):
                 raise ValueError(f"returned {len(scores)} scores for {len(eligible)} candidates")
-            return [float(s) for s in scores]
+            if not math.isfinite(sum(scores)):  # one NaN or infinity and sorting by score means nothing
+                raise ValueError(f"returned a score that is not a finite number: {scores}")
+            return scores
         except Exception as exc:  # a broken strategy plugin must not fail the request
-            with self._lock:
-                self.plugin_failures += 1
-            log.error("strategy %r failed (falling back to health ranking): %s: %s",
-                      getattr(strategy, "name", strategy), type(exc).__name__, exc)
-            return [self.health_scorer.score(c) for c in eligible]
+            self._failed(f"strategy {getattr(strategy, 'name', strategy)!r} failed (falling back to health ranking)",
+                         exc)
+            return self._health_ranking(eligible)
+
+    def _health_ranking(self, eligible: list[Candidate]) -> list[float]:
+        """Scores by the health scorer; if it fails too, equal scores (the given order: priority, then as added)."""
+        try:
+            scores = [float(self.health_scorer.score(c)) for c in eligible]
+            if not math.isfinite(sum(scores)):
+                raise ValueError(f"returned a score that is not a finite number: {scores}")
+            return scores
+        except Exception as exc:
+            self._failed(f"health scorer {getattr(self.health_scorer, 'name', self.health_scorer)!r} failed "
+                         f"(keeping the given order)", exc)
+            return [0.0] * len(eligible)
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        with self._lock:
+            self.plugin_failures += 1
+            first = what not in self._failures_logged
+            if first and len(self._failures_logged) < 100:
+                self._failures_logged.add(what)
+        if first:  # a strategy failing on every request must not flood the log: the rest are counted
+            log.error("%s: %s: %s (later failures only counted in statistics()['strategy_failures'])", what,
+                      type(exc).__name__, error_text(exc))
 
     def _resolve_strategy(self, strategy: str | Strategy) -> Strategy:
         if isinstance(strategy, Strategy):

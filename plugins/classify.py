@@ -4,6 +4,7 @@ litellm, openai, anthropic, httpx and LangChain errors without importing any of 
 from __future__ import annotations
 
 from pi_builder_middleware import ErrorKind, Provider, hookimpl, status_code_of
+from pi_builder_middleware.errorinfo import error_text
 
 __all__ = ["classify"]
 
@@ -62,7 +63,7 @@ def classify(error: BaseException) -> ErrorKind:
     for name in names:
         if name in _SPECIFIC_NAMES:
             return _SPECIFIC_NAMES[name]
-    text = str(error).lower()
+    text = error_text(error).lower()
     status = status_code_of(error)
     kind = _by_status(status) if status is not None else None
     if kind is None:

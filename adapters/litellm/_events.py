@@ -18,6 +18,7 @@ from typing import Any
 from litellm.integrations.custom_logger import CustomLogger
 
 from pi_builder_middleware import Outcome, extract_retry_after, status_code_of
+from pi_builder_middleware.models import MAX_TOKENS
 
 from ._binding import Binding, request_token, stamped_trace
 
@@ -43,7 +44,8 @@ def _seconds(start: object, end: object) -> float | None:
 
 
 def _count(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    """A token count LiteLLM reported, or 0 when it is no count a record can take (bool, negative, beyond 2**53)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_TOKENS else 0
 
 
 def _tokens(slo: Mapping[str, Any], response_obj: Any) -> tuple[int, int]:
@@ -209,8 +211,9 @@ class MiddlewareCallback(CustomLogger):
             info = slo.get("error_information")
             name = info.get("error_class") if isinstance(info, Mapping) else None
             error = LiteLLMFailure(f"{name or 'unknown error'}: {slo.get('error_str') or ''}".strip())
+        limit = self._binding.middleware.failover.config.max_rate_limit_cooldown_s
         return Outcome(pid, False, latency, error=error, status_code=status_code_of(error),
-                       retry_after_s=extract_retry_after(error))
+                       retry_after_s=extract_retry_after(error, limit_s=limit))
 
     def _first_time(self, call_id: object, pid: str) -> bool:
         if not isinstance(call_id, str) or not call_id:

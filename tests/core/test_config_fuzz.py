@@ -37,6 +37,7 @@ from pi_builder_middleware import (
     Strategy,
     hookimpl,
 )
+from pi_builder_middleware.models import MAX_TOKENS
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 Tagged = tuple[bool, Any]  # (is_ok, value)
@@ -280,6 +281,7 @@ FAILOVER = Spec(
         "max_ejection_percent": number(0, 100, lo_open=True, optional=True),
         "outlier": _nested(OUTLIER),
         "max_events": integer(1, None),
+        "health_check_timeout_s": number(0, None, lo_open=True),
     },
     FailoverConfig().model_dump(),
     relations=(
@@ -376,8 +378,8 @@ ROUTE = Spec(
         "candidates": names(),
         "strategy": Choice(st.sampled_from([None, "cost-optimal", "failover", "no-such-strategy"]),
                            st.sampled_from([5, 1.5, ["failover"], {"x": 1}])),
-        "input_tokens": integer(0, None),
-        "output_tokens": integer(0, None),
+        "input_tokens": integer(0, MAX_TOKENS),
+        "output_tokens": integer(0, MAX_TOKENS),
         "timeout_s": number(0, None, lo_open=True, optional=True),
     },
     {},
@@ -395,8 +397,8 @@ OUTCOME = Spec(
         "ok": Choice(st.booleans(), st.sampled_from([None, "yes", "False", 1.5, [True]])),
         "latency_s": number(0, None),
         "ttft_s": number(0, None, optional=True),
-        "input_tokens": integer(0, None),
-        "output_tokens": integer(0, None),
+        "input_tokens": integer(0, MAX_TOKENS),
+        "output_tokens": integer(0, MAX_TOKENS),
         "cost": number(0, None, optional=True),
         "error": Choice(st.sampled_from([None, _Boom("x"), TimeoutError()]), st.sampled_from(["boom", 5, _Boom])),
         "error_kind": Choice(st.sampled_from([None, *ErrorKind, *(k.value for k in ErrorKind)]),

@@ -292,6 +292,27 @@ def test_a_peer_check_that_raises_is_logged_and_counted(caplog: pytest.LogCaptur
     assert "raised in peer_ejections" in caplog.text
 
 
+class LazyGarbage(Recorder):
+    """Peer ejections as a generator that yields one good ejection, then garbage, then raises."""
+
+    name = "lazy-garbage"
+
+    def peer_ejections(self, windows: Mapping[str, BreakerWindow], config: FailoverConfig,
+                       now: float) -> Any:
+        yield PeerEjection("b", "told to")
+        yield "not an ejection"
+        raise RuntimeError("boom, half-way")
+
+
+def test_peer_ejections_that_fail_half_way_or_hold_garbage_eject_nobody_and_never_raise() -> None:
+    fm = FailoverManager(FailoverConfig(), policy=LazyGarbage(), clock=ManualClock())
+    for pid in "ab":
+        fm.add_provider(pid)
+    assert fm.record("a", False, FAIL) is CircuitState.CLOSED
+    assert fm.state("b") is CircuitState.CLOSED  # an answer that broke half-way is no answer
+    assert fm.stats()["peer_check_errors"] == 1
+
+
 # -- validation ------------------------------------------------------------------------------------
 
 

@@ -168,6 +168,29 @@ def test_classifier_plugin_answers_before_builtin():
     assert mw.failover.state("a") is CircuitState.CLOSED
 
 
+def test_a_classifier_returning_garbage_is_counted_and_the_next_one_asked():
+    class Unhashable:
+        def __hash__(self) -> int:
+            raise RuntimeError("no hash")
+
+    class Garbage:
+        def __init__(self, result: object) -> None:
+            self.result = result
+
+        @hookimpl(tryfirst=True)
+        def pbm_classify_error(self, error, provider):
+            return self.result
+
+    for result in (42, "teapot", [ErrorKind.AUTH], Unhashable()):
+        plugin = Garbage(result)
+        mw = Middleware(providers=PROVIDERS, plugins=[plugin], load_entrypoints=False)
+        assert mw.execute(lambda p: p.id) == "a"
+        assert mw.classify(TimeoutError(), "a") is ErrorKind.TIMEOUT  # the built-in's answer
+        assert mw.plugins.failures[f"{mw.plugins.pm.get_name(plugin)}.pbm_classify_error"] == 1
+    mw = Middleware(providers=PROVIDERS, plugins=[Garbage("rate_limited")], load_entrypoints=False)
+    assert mw.classify(TimeoutError(), "a") is ErrorKind.RATE_LIMITED  # the value of a kind is an answer
+
+
 def test_observers_see_outcomes_decisions_health_and_alerts():
     rec = Recorder()
     mw = Middleware(providers=PROVIDERS, plugins=[rec], failover=FailoverConfig.preset("aggressive"))
@@ -203,6 +226,18 @@ def test_faulty_plugin_never_breaks_a_request(caplog):
     assert mw.stats()["plugin_failures"]
 
 
+def test_a_plugin_or_strategy_failing_on_every_request_is_logged_once_and_counted_each_time(caplog):
+    mw = Middleware(providers=PROVIDERS, strategy="broken", plugins=[BrokenStrategyPlugin(), Exploding()])
+    caplog.clear()
+    with caplog.at_level(logging.ERROR):
+        for _ in range(5):
+            assert mw.execute(lambda p: p.id) == "a"
+    assert [n for key, n in mw.plugins.failures.items() if key.endswith(".pbm_on_outcome")] == [5]
+    assert mw.router.statistics()["strategy_failures"] == 5
+    assert len([r for r in caplog.records if "pbm_on_outcome" in r.getMessage()]) == 1
+    assert len([r for r in caplog.records if "strategy 'broken' failed" in r.getMessage()]) == 1
+
+
 def test_broken_strategy_falls_back_to_health_ranking(caplog):
     mw = Middleware(providers=PROVIDERS, strategy="broken", plugins=[BrokenStrategyPlugin()])
     with caplog.at_level(logging.ERROR):
@@ -210,6 +245,51 @@ def test_broken_strategy_falls_back_to_health_ranking(caplog):
     assert decision.provider.id == "a"
     assert mw.router.statistics()["strategy_failures"] == 1
     assert "strategy 'broken' failed" in caplog.text
+
+
+class Scripted(Strategy):
+    """Returns the scores it is given, by provider id."""
+
+    name = "scripted"
+
+    def __init__(self, scores: dict[str, float]) -> None:
+        self.scores = scores
+
+    def rank(self, candidates, request, ctx):
+        return [self.scores[c.provider.id] for c in candidates]
+
+
+@pytest.mark.parametrize("odd", [float("nan"), float("inf"), float("-inf")])
+def test_a_score_that_is_not_a_finite_number_is_a_strategy_failure(odd, caplog):
+    mw = Middleware(providers=[Provider(id=pid) for pid in "abc"], strategy=Scripted({"a": 0.1, "b": odd, "c": 0.9}),
+                    load_entrypoints=False)
+    for pid in "ab":  # health ranking (the fallback) puts c first
+        mw.record(Outcome(pid, False, 0.1, error=TimeoutError()))
+    with caplog.at_level(logging.ERROR):
+        decision = mw.select()
+    assert decision.provider.id == "c"
+    assert [p.id for p in decision.providers] == ["c", "a", "b"]
+    assert mw.router.statistics()["strategy_failures"] == 1
+    assert "not a finite number" in caplog.text
+
+
+def test_a_health_scorer_that_fails_too_leaves_the_given_order():
+    class Broken(HealthScorer):
+        name = "broken-scorer"
+
+        def __init__(self, value: float | None) -> None:
+            self.value = value
+
+        def score(self, candidate):
+            if self.value is None:
+                raise RuntimeError("scorer bug")
+            return self.value
+
+    for value in (None, float("nan")):
+        mw = Middleware(providers=[Provider(id=pid) for pid in "abc"], strategy=Scripted({"a": 0.1, "b": 0.5}),
+                        health_scorer=Broken(value), load_entrypoints=False)  # type: ignore[arg-type]
+        assert [p.id for p in mw.select().providers] == ["a", "b", "c"]  # KeyError 'c' in the strategy
+        assert mw.router.statistics()["strategy_failures"] == 2  # the strategy, then its fallback
 
 
 def test_custom_scorer_and_policy_plugins():

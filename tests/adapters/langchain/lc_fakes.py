@@ -32,7 +32,8 @@ class ScriptedChat(BaseChatModel):
 
     ``fail``: raise it on every call (before the first chunk when streaming, or after ``cut_after``
     chunks if that is set). ``first_chunk_delay_s``: wait before streaming. ``tool_args``: when tools
-    are bound, answer with a call of the first tool with these arguments.
+    are bound, answer with a call of the first tool with these arguments. ``reported_usage``: the
+    ``usage_metadata`` of the answer (of the last chunk when streaming).
     """
 
     key: str
@@ -40,6 +41,7 @@ class ScriptedChat(BaseChatModel):
     cut_after: int | None = None
     first_chunk_delay_s: float = 0.0
     tool_args: dict[str, Any] | None = None
+    reported_usage: dict[str, int] = {"input_tokens": 7, "output_tokens": 3, "total_tokens": 10}  # noqa: RUF012
     calls: int = 0
     last_kwargs: dict[str, Any] | None = None
 
@@ -52,7 +54,7 @@ class ScriptedChat(BaseChatModel):
         self.last_kwargs = kwargs
         if self.fail is not None:
             raise self.fail
-        usage = {"input_tokens": 7, "output_tokens": 3, "total_tokens": 10}
+        usage: Any = dict(self.reported_usage)
         tools = kwargs.get("tools")
         if tools and self.tool_args is not None:
             name = tools[0]["function"]["name"]
@@ -75,7 +77,7 @@ class ScriptedChat(BaseChatModel):
                 yield self.fail
                 return
             yield AIMessageChunk(content=word)
-        yield AIMessageChunk(content="", usage_metadata={"input_tokens": 7, "output_tokens": 3, "total_tokens": 10})
+        yield AIMessageChunk(content="", usage_metadata=dict(self.reported_usage))
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
