@@ -117,9 +117,9 @@ class LatencyOptimal(Strategy):
     candidate's ``penalty`` ((1 + recent failures) / (availability × share of calls accepted)): a fast
     failure does not look fast, a loaded provider looks slower, and a provider that just failed
     steps back until its failure fades. A provider without data is costed just under the best known
-    latency, so it is tried (its first calls are its warm-up). Each request compares two random candidates and takes the cheaper
-    (Finagle/Linkerd's P2C): load spreads, and a stale estimate cannot herd every request onto one
-    provider. The two are drawn from the candidates whose cost is within
+    latency, so it is tried (its first calls are its warm-up). Each request compares two random
+    candidates and takes the cheaper (Finagle/Linkerd's P2C): load spreads, and a stale estimate
+    cannot herd every request onto one provider. The two are drawn from the candidates whose cost is within
     ``RoutingConfig.spread_within`` (1.5) of the cheapest: a provider much slower than the best
     gets no share while the best is idle, and a share as soon as the best's load makes it costlier.
     The router adds bounded exploration probes (``explores``).
