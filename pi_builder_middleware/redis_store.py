@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ._redis_script import REPAIRED_ENTRY, REPLACED_KEY, WRITE_IF_NEWER, script_args
 from .errors import ConfigError
@@ -53,7 +53,8 @@ _STOP = object()
 class RedisStateStore(ReplicaSet):
     """Shares breaker transitions through Redis (pub/sub for speed, hashes for late joiners).
 
-    ``url`` as for ``redis.Redis.from_url`` (its password never appears in stats or logs).
+    ``url`` as for ``redis.Redis.from_url`` (its user info, password or token, never appears in stats or
+    logs).
     ``cluster`` and ``prefix`` namespace the keys so several apps can share one Redis; replicas
     share state only with the same pair. ``ttl_s``: the hashes expire that long after the last
     transition (a cluster quiet for longer starts from CLOSED). ``reconnect_max_s`` caps the backoff
@@ -393,14 +394,15 @@ def _as_bytes(text: bytes | str) -> bytes:
 
 
 def _redacted(url: str) -> str:
-    """``url`` without password or query string (which may carry one)."""
+    """``url`` without its user info or query string (which may carry a password)."""
     try:
         parts = urlsplit(url)
-        netloc = parts.hostname or ""
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
         if parts.port is not None:
             netloc = f"{netloc}:{parts.port}"
     except ValueError:
         return "<invalid url>"
-    if parts.password is not None or parts.username is not None:
-        netloc = f"{parts.username or ''}:***@{netloc}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    if "@" in parts.netloc:  # user:password, :password, or a token alone in the user slot: all secret
+        netloc = f"***@{netloc}"
+    return f"{parts.scheme}://{netloc}{parts.path}"  # urlunsplit would drop the // of unix:///path

@@ -18,7 +18,7 @@ from pi_builder_middleware import CircuitState, ConfigError, ErrorKind, Failover
 from pi_builder_middleware.redis_store import RedisStateStore
 from pi_builder_middleware.state import MAX_CLOCK_AHEAD_S
 
-from ._redis import RedisServer, wait_until
+from ._redis import RedisServer, require_redis_server, wait_until
 from .conftest import MakeReplica
 from .test_redis_store import STORE_LOG, store_of, trip
 
@@ -202,6 +202,31 @@ def test_a_clock_far_ahead_is_refused_on_the_channel_and_logged_once(pair, raw, 
     assert len(store_warnings(caplog, "ahead of this host's clock")) == 2  # once per store
     raw.publish(channel, json.dumps(entry("z", sent_at=time.time() + 5.0)))  # small skew is fine
     wait_until(lambda: b.failover.state("z") is CircuitState.OPEN, 5.0, "B to accept a small skew")
+
+
+@pytest.mark.parametrize("url", ["redis://TOKEN-s3cr3t@127.0.0.1:{port}/0",
+                                 "redis://TOKEN-s3cr3t:@127.0.0.1:{port}/0",
+                                 "redis://user:TOKEN-s3cr3t@127.0.0.1:{port}/0",
+                                 "redis://127.0.0.1:{port}/0?password=TOKEN-s3cr3t"])
+def test_a_token_anywhere_in_the_url_never_reaches_stats_or_logs(tmp_path, make_replica, caplog, url):
+    server = RedisServer(require_redis_server(), tmp_path)  # nothing listens: the outage warning is logged
+    caplog.set_level(logging.DEBUG)
+    store = RedisStateStore(url.format(port=server.port), reconnect_max_s=0.05)
+    mw = make_replica(store)
+    wait_until(lambda: store_of(mw)["errors"] >= 1, 5.0, "a failed connection attempt")
+    assert store_warnings(caplog, "unreachable")
+    assert "TOKEN" not in json.dumps(mw.stats(), default=str) and "TOKEN" not in caplog.text
+    assert store.url == f"redis://***@127.0.0.1:{server.port}/0" or "@" not in url
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("redis://tok@[::1]:6379/0", "redis://***@[::1]:6379/0"),
+    ("rediss://default:pw@cache.internal/2?ssl_cert_reqs=none", "rediss://***@cache.internal/2"),
+    ("unix:///run/redis.sock?password=pw", "unix:///run/redis.sock"),
+    ("redis://localhost:6379/0", "redis://localhost:6379/0"),
+])
+def test_the_url_is_shown_without_user_info_or_query(url, shown):
+    assert RedisStateStore(url).url == shown
 
 
 def test_a_write_redis_refuses_is_counted_and_logged_once_and_the_store_stays_up(own_redis, replica_on, caplog):
