@@ -212,6 +212,7 @@ def test_secrets_never_reach_redis_stats_or_logs(tmp_path, replica, caplog):
     server.start()
     try:
         caplog.set_level(logging.DEBUG)
+        caplog.set_level(logging.DEBUG, logger="pi_builder_middleware")  # the demo tests leave it at ERROR
         a, b = replica(server.url), replica(server.url)
         secret = "sk-live-0123456789abcdef"
 
