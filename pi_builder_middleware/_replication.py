@@ -5,18 +5,31 @@ Kept out of ``failover.py`` so a manager without a store carries none of it. Rul
 wins, whether it was made here or elsewhere, and a local transition is stamped later than anything
 this replica has seen for that provider; cooldowns only extend (a reset elsewhere does not lift this
 replica's Retry-After); own echoes and unknown providers are ignored; half-open trial permits are
-never shared. Applying the same set of updates in any order gives the same breakers.
+never shared. Applying the same set of updates in any order gives the same breakers. Whatever store
+delivers it, an update is checked against the wire rules (:meth:`BreakerUpdate.check`) and its
+ejection and cooldown times are clamped to this replica's ``max_ejection_s`` and
+``max_rate_limit_cooldown_s``: another replica's config (or whatever sits in Redis) cannot keep a
+provider out here longer than this replica would itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import Counter, deque
 from typing import TYPE_CHECKING, Any
 
 from .enums import CircuitState, EventKind
 from .models import FailoverEvent
-from .state import SHARED_EVENT_KINDS, BreakerUpdate, LatestUpdates, StateStore
+from .state import (
+    MAX_SHARED_S,
+    MAX_TRIPS,
+    SHARED_EVENT_KINDS,
+    BreakerUpdate,
+    LatestUpdates,
+    MalformedUpdate,
+    StateStore,
+)
 
 if TYPE_CHECKING:
     from .failover import FailoverManager, _Breaker
@@ -52,11 +65,12 @@ class Replicator:
         if seen is not None and event.kind is not EventKind.RATE_LIMITED:
             stamp = max(stamp, seen.sent_at + _MIN_STEP)
         self._last_stamp = stamp
+        # Within the wire bounds even if this replica's config allows more: receivers refuse the rest.
         update = BreakerUpdate(
             provider_id=event.provider_id, kind=event.kind, state=b.state,
-            open_for_s=max(b.open_until - now, 0.0) if b.state is CircuitState.OPEN else 0.0,
-            cooldown_for_s=max(b.cooldown_until - now, 0.0), trips=b.trips, origin=self.replica_id,
-            sent_at=stamp, seq=next(self._seq),
+            open_for_s=min(max(b.open_until - now, 0.0), MAX_SHARED_S) if b.state is CircuitState.OPEN else 0.0,
+            cooldown_for_s=min(max(b.cooldown_until - now, 0.0), MAX_SHARED_S), trips=min(b.trips, MAX_TRIPS),
+            origin=self.replica_id, sent_at=stamp, seq=next(self._seq),
         )
         if update.is_cooldown:
             # Shared only if it outlasts what the others know by more than a little: a burst of 429s from
@@ -90,6 +104,12 @@ class Replicator:
         m = self.manager
         now = m.clock()
         wall = self.store.wall_time()
+        try:
+            update.check(wall)
+        except MalformedUpdate:
+            self.counts["ignored_invalid"] += 1
+            return False
+        update = self._clamped(update)
         with m._lock:
             b = m._breakers.get(update.provider_id)
             if b is None:
@@ -104,6 +124,14 @@ class Replicator:
         if event is not None:
             m._emit([event])
         return True
+
+    def _clamped(self, u: BreakerUpdate) -> BreakerUpdate:
+        cfg = self.manager.config
+        if u.open_for_s <= cfg.max_ejection_s and u.cooldown_for_s <= cfg.max_rate_limit_cooldown_s:
+            return u
+        self.counts["clamped"] += 1
+        return dataclasses.replace(u, open_for_s=min(u.open_for_s, cfg.max_ejection_s),
+                                   cooldown_for_s=min(u.cooldown_for_s, cfg.max_rate_limit_cooldown_s))
 
     def _cooldown(self, b: _Breaker, u: BreakerUpdate, now: float, wall: float) -> FailoverEvent | None:
         left = u.remaining(u.cooldown_for_s, wall)
@@ -178,6 +206,7 @@ class Replicator:
         except Exception as exc:  # stats must not fail because the store is broken
             out = {"connected": False, "stats_error": type(exc).__name__}
         out["replica_id"] = self.replica_id
-        for key in ("published", "publish_errors", "applied", "ignored_stale", "ignored_echo", "ignored_unknown"):
+        for key in ("published", "publish_errors", "applied", "clamped", "ignored_stale", "ignored_echo",
+                    "ignored_unknown", "ignored_invalid"):
             out[f"replica_{key}"] = self.counts[key]
         return out

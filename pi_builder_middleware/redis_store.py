@@ -15,20 +15,30 @@ remote updates (each under the receiving manager's lock, briefly).
 Redis unreachable (at start or mid-run): requests carry on with local state, the outage is logged once
 and counted in ``stats()``, updates made meanwhile are not queued up (bounded memory); on reconnect the
 store reads the hashes and republishes every attached replica's latest view, so both sides converge.
+
+Nothing read from Redis is trusted: every hash entry and channel message goes through one check
+(:meth:`RedisStateStore._valid`: UTF-8, strict JSON, the wire rules of :meth:`BreakerUpdate.check`,
+stored under its own provider in the right hash), and a key of another type is skipped. What fails is
+skipped, counted in ``stats()["malformed_reasons"]`` and logged once per reason; it never stops the
+entries around it, the resync or the connection. A write Redis refuses (out of memory, read-only) is
+counted and logged once, not taken for an outage; a resync ``reconnect_max_s`` later sends it again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from ._redis_script import REPAIRED_ENTRY, REPLACED_KEY, WRITE_IF_NEWER, script_args
 from .errors import ConfigError
-from .state import BreakerUpdate, ReplicaSet, StateReplica
+from .state import MAX_SHARED_S, BreakerUpdate, MalformedReason, MalformedUpdate, ReplicaSet, StateReplica
 
 if TYPE_CHECKING:
     import redis
@@ -37,34 +47,14 @@ __all__ = ["RedisStateStore"]
 
 log = logging.getLogger("pi_builder_middleware.redis_store")
 
-# KEYS[1] hash; ARGV: field, payload, mode ('b' transition, 'c' cooldown), ttl ms, channel.
-_WRITE_IF_NEWER = """
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-if old then
-  local ok, cur = pcall(cjson.decode, old)
-  if ok and type(cur) == 'table' then
-    local new = cjson.decode(ARGV[2])
-    local t = tonumber(cur['sent_at']) or 0
-    if ARGV[3] == 'c' then
-      if t + (tonumber(cur['cooldown_for_s']) or 0) >= new['sent_at'] + new['cooldown_for_s'] then return 0 end
-    elseif t > new['sent_at'] or (t == new['sent_at'] and tostring(cur['origin']) >= new['origin']) then
-      return 0
-    end
-  end
-end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
-redis.call('PUBLISH', ARGV[5], ARGV[2])
-return 1
-"""
-
 _STOP = object()
 
 
 class RedisStateStore(ReplicaSet):
     """Shares breaker transitions through Redis (pub/sub for speed, hashes for late joiners).
 
-    ``url`` as for ``redis.Redis.from_url`` (its password never appears in stats or logs).
+    ``url`` as for ``redis.Redis.from_url`` (its user info, password or token, never appears in stats or
+    logs).
     ``cluster`` and ``prefix`` namespace the keys so several apps can share one Redis; replicas
     share state only with the same pair. ``ttl_s``: the hashes expire that long after the last
     transition (a cluster quiet for longer starts from CLOSED). ``reconnect_max_s`` caps the backoff
@@ -88,8 +78,10 @@ class RedisStateStore(ReplicaSet):
                 raise ConfigError(field, f"must be a non-empty name without spaces (got {value!r})")
         for field, number in (("ttl_s", ttl_s), ("connect_timeout_s", connect_timeout_s),
                               ("reconnect_max_s", reconnect_max_s), ("max_queue", max_queue)):
-            if isinstance(number, bool) or not isinstance(number, int | float) or number <= 0:
-                raise ConfigError(field, f"must be a number > 0 (got {number!r})")
+            if isinstance(number, bool) or not isinstance(number, int | float) or not 0 < number < math.inf:
+                raise ConfigError(field, f"must be a finite number > 0 (got {number!r})")
+        if ttl_s > MAX_SHARED_S:
+            raise ConfigError("ttl_s", f"must be at most {MAX_SHARED_S:.0f} s (a year; got {ttl_s!r})")
         try:
             import redis
             from redis.backoff import NoBackoff
@@ -106,16 +98,18 @@ class RedisStateStore(ReplicaSet):
         self._reconnect_max_s = float(reconnect_max_s)
         super().__init__(wall_clock)
         self._errors_caught: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self._refused: type[BaseException] = redis.ResponseError  # Redis answered "no" to one command
         try:
             # No silent retries: a lost connection must surface here so the store resyncs after it.
+            # Bytes, not decoded replies: a value that is not UTF-8 is one invalid entry, not a broken reply.
             self._client: redis.Redis = redis.Redis.from_url(
-                url, decode_responses=True, socket_connect_timeout=connect_timeout_s,
+                url, decode_responses=False, socket_connect_timeout=connect_timeout_s,
                 socket_timeout=max(connect_timeout_s, 1.0), socket_keepalive=True, health_check_interval=5,
                 retry=Retry(NoBackoff(), 0),
             )
         except ValueError as exc:
             raise ConfigError("url", f"not a Redis URL ({exc}); e.g. redis://localhost:6379/0") from None
-        self._script = self._client.register_script(_WRITE_IF_NEWER)
+        self._script = self._client.register_script(WRITE_IF_NEWER)
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
         self._lifecycle = threading.Lock()
         self._stop = threading.Event()
@@ -124,8 +118,11 @@ class RedisStateStore(ReplicaSet):
         self._connected = False
         self._down_logged = False
         self._needs_resync = False
+        self._resync_at = math.inf  # time.monotonic() of a resync after a refused write
         self._counts = dict.fromkeys(("errors", "published", "stale", "received", "applied", "malformed",
-                                      "dropped", "resyncs", "disconnects", "apply_errors"), 0)
+                                      "dropped", "resyncs", "disconnects", "apply_errors", "write_errors",
+                                      "repaired"), 0)
+        self._malformed_reasons: dict[str, int] = {}
         self._last_error: str | None = None
         self._logged: set[str] = set()
 
@@ -160,7 +157,8 @@ class RedisStateStore(ReplicaSet):
         with self._lock:
             return {"backend": "redis", "url": self.url, "cluster": self.cluster, "connected": self._connected,
                     "last_error": self._last_error, "queued": self._queue.qsize(),
-                    "replicas": len(self._replicas), **self._counts}
+                    "replicas": len(self._replicas), **self._counts,
+                    "malformed_reasons": dict(self._malformed_reasons)}
 
     def close(self) -> None:
         """Detach every replica, stop the threads and close the connections."""
@@ -183,11 +181,11 @@ class RedisStateStore(ReplicaSet):
                 self._sync()
                 delay = 0.05
                 while not self._stop.is_set():
-                    if self._needs_resync:
+                    if self._needs_resync or time.monotonic() >= self._resync_at:
                         self._sync()
                     message = pubsub.get_message(timeout=0.1)
                     if message is not None and message.get("type") == "message":
-                        self._receive(message["data"])
+                        self._receive(message["data"], self.channel)
             except self._errors_caught as exc:
                 self._down(exc)
             except Exception as exc:  # never let the thread die: keep local state working, retry later
@@ -215,22 +213,29 @@ class RedisStateStore(ReplicaSet):
             if not self._connected:
                 self._count("dropped")  # the resync after reconnecting republishes the latest state
                 continue
+            key = self.cooldowns_key if item.is_cooldown else self.breakers_key
             try:
-                written = self._script(keys=[self.cooldowns_key if item.is_cooldown else self.breakers_key],
-                                       args=[item.provider_id, item.to_json(), "c" if item.is_cooldown else "b",
-                                             self._ttl_for(item), self.channel])
-                self._count("published" if written else "stale")
+                result = self._script(keys=[key], args=script_args(
+                    item.provider_id, item.to_json(), item.is_cooldown, self._ttl_for(item), self.channel,
+                    self.wall_time()))
             except Exception as exc:
-                self._down(exc)
-                self._needs_resync = True
+                if isinstance(exc, self._errors_caught) and not isinstance(exc, self._refused):
+                    self._down(exc)  # the connection is gone: resync when it is back
+                    self._needs_resync = True
+                else:  # this one write failed (refused by Redis, or a bad update): the next ones may not
+                    self._write_failed(item, exc)
+                continue
+            self._written(item, key, result)
 
     def _sync(self) -> None:
         """Read both hashes, apply them, then republish every replica's latest view."""
         self._needs_resync = False
-        payloads = [*self._client.hgetall(self.breakers_key).values(),
-                    *self._client.hgetall(self.cooldowns_key).values()]
-        for payload in payloads:
-            self._receive(payload)
+        self._resync_at = math.inf
+        entries = [(self.breakers_key, False, self._read_hash(self.breakers_key)),
+                   (self.cooldowns_key, True, self._read_hash(self.cooldowns_key))]
+        for key, cooldowns, fields in entries:
+            for field, payload in fields.items():
+                self._receive(payload, key, field=field, cooldowns=cooldowns)
         self._mark_up()  # before collecting the views: a transition made after this is queued and sent
         with self._lock:
             replicas = list(self._replicas)
@@ -239,11 +244,36 @@ class RedisStateStore(ReplicaSet):
             for update in replica.shared_updates():
                 self.publish(update)
 
-    def _receive(self, payload: str | bytes) -> None:
+    def _read_hash(self, key: str) -> dict[bytes | str, bytes | str]:
+        """The hash's fields and values; none (counted as malformed) if the key holds another type."""
+        key_type = self._client.type(key)
+        if key_type not in (b"hash", b"none"):
+            self._skip(MalformedUpdate(MalformedReason.KEY_TYPE, f"the key holds a {key_type!r}, not a hash"), key)
+            return {}
+        return self._client.hgetall(key)
+
+    def _valid(self, payload: bytes | str, source: str, *, field: bytes | str | None = None,
+               cooldowns: bool | None = None) -> BreakerUpdate | None:
+        """The update in ``payload`` read from ``source`` if it keeps every rule, else None (skipped, counted).
+
+        The one check for everything read from Redis: the channel's messages (no ``field``) and hash
+        entries (``field``, and ``cooldowns`` for which hash), on first sync and on every resync.
+        """
         try:
-            update = BreakerUpdate.from_json(payload)
-        except ValueError:
-            self._count("malformed")
+            update = BreakerUpdate.from_json(payload, wall_now=self.wall_time())
+            if field is not None and _as_bytes(field) != _as_bytes(update.provider_id):
+                raise MalformedUpdate(MalformedReason.PLACE, "stored under another provider's field")
+            if cooldowns is not None and update.is_cooldown is not cooldowns:
+                raise MalformedUpdate(MalformedReason.PLACE, f"a {update.kind.value} update in the wrong hash")
+        except MalformedUpdate as exc:
+            self._skip(exc, source)
+            return None
+        return update
+
+    def _receive(self, payload: bytes | str, source: str, *, field: bytes | str | None = None,
+                 cooldowns: bool | None = None) -> None:
+        update = self._valid(payload, source, field=field, cooldowns=cooldowns)
+        if update is None:
             return
         with self._lock:
             self._counts["received"] += 1
@@ -266,7 +296,42 @@ class RedisStateStore(ReplicaSet):
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _ttl_for(self, update: BreakerUpdate) -> int:
-        return max(self._ttl_ms, int((update.cooldown_for_s + update.open_for_s) * 1000) + 60_000)
+        longest = update.cooldown_for_s + update.open_for_s
+        if not 0 <= longest <= 2 * MAX_SHARED_S:  # also NaN: never let a number break the write
+            longest = 2 * MAX_SHARED_S
+        return max(self._ttl_ms, int(longest * 1000) + 60_000)
+
+    def _skip(self, exc: MalformedUpdate, source: str) -> None:
+        reason = exc.reason.value
+        with self._lock:
+            self._counts["malformed"] += 1
+            self._malformed_reasons[reason] = self._malformed_reasons.get(reason, 0) + 1
+        if self._once(f"malformed {reason}"):
+            log.warning("Redis state store %s: skipped an invalid entry from %s (%s); counted in "
+                        "stats()['malformed_reasons'], further %r ones are not logged", self.url, source,
+                        exc.detail, reason)
+
+    def _written(self, update: BreakerUpdate, key: str, result: object) -> None:
+        self._count("published" if result else "stale")
+        if result not in (REPAIRED_ENTRY, REPLACED_KEY):
+            return
+        self._count("repaired")
+        if result == REPLACED_KEY and self._once("replaced key"):
+            log.warning("Redis state store %s: %s held another type than a hash; replaced it (logged once)",
+                        self.url, key)
+        elif result == REPAIRED_ENTRY and self._once("repaired entry"):
+            log.warning("Redis state store %s: overwrote an invalid entry for %r in %s (logged once)", self.url,
+                        update.provider_id, key)
+
+    def _write_failed(self, update: BreakerUpdate, exc: Exception) -> None:
+        with self._lock:
+            self._counts["write_errors"] += 1
+            self._last_error = type(exc).__name__
+        self._resync_at = min(self._resync_at, time.monotonic() + self._reconnect_max_s)
+        if self._once(f"write {type(exc).__name__}"):
+            log.warning("Redis state store %s: writing a %s update for %r failed (%s: %s); sent again with the "
+                        "next resync, the connection stays up (logged once per error type)", self.url,
+                        update.kind.value, update.provider_id, type(exc).__name__, str(exc)[:200])
 
     def _count(self, key: str) -> None:
         with self._lock:
@@ -324,15 +389,20 @@ class RedisStateStore(ReplicaSet):
             self._client.close()
 
 
+def _as_bytes(text: bytes | str) -> bytes:
+    return text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+
+
 def _redacted(url: str) -> str:
-    """``url`` without password or query string (which may carry one)."""
+    """``url`` without its user info or query string (which may carry a password)."""
     try:
         parts = urlsplit(url)
-        netloc = parts.hostname or ""
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
         if parts.port is not None:
             netloc = f"{netloc}:{parts.port}"
     except ValueError:
         return "<invalid url>"
-    if parts.password is not None or parts.username is not None:
-        netloc = f"{parts.username or ''}:***@{netloc}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    if "@" in parts.netloc:  # user:password, :password, or a token alone in the user slot: all secret
+        netloc = f"***@{netloc}"
+    return f"{parts.scheme}://{netloc}{parts.path}"  # urlunsplit would drop the // of unix:///path

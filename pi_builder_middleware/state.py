@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from enum import StrEnum
+from typing import Any, NoReturn, Protocol, runtime_checkable
 
 from .enums import CircuitState, EventKind
 
-__all__ = ["SHARED_EVENT_KINDS", "BreakerUpdate", "MemoryStateStore", "StateReplica", "StateStore"]
+__all__ = ["MAX_CLOCK_AHEAD_S", "MAX_SHARED_S", "MAX_TRIPS", "SHARED_EVENT_KINDS", "BreakerUpdate", "MalformedReason",
+           "MalformedUpdate", "MemoryStateStore", "StateReplica", "StateStore"]
 
 log = logging.getLogger("pi_builder_middleware.state")
 
@@ -35,6 +38,38 @@ SHARED_EVENT_KINDS = frozenset({EventKind.BLACKLIST, EventKind.HALF_OPEN, EventK
                                 EventKind.RATE_LIMITED})
 
 _FORMAT = 1  # bump when the wire form changes incompatibly; other formats are ignored on receipt
+
+#: Longest ejection or cooldown a shared update may carry (a year); receivers clamp further to their config.
+MAX_SHARED_S = 366 * 86_400.0
+#: How far ahead of the receiver's wall clock an update may be stamped (clock skew between hosts). One
+#: stamped further ahead would win every comparison until then, so it is refused.
+MAX_CLOCK_AHEAD_S = 300.0
+#: Largest trip count a shared update may carry.
+MAX_TRIPS = 1_000_000
+_MAX_SEQ = 2**53  # the largest integer JSON readers (and Redis' Lua) all hold exactly
+_MAX_DETAIL = 120
+
+
+class MalformedReason(StrEnum):
+    """Why an update from another replica (or from whatever sits in Redis) was refused."""
+
+    ENCODING = "encoding"  # bytes that are not UTF-8
+    JSON = "json"  # not strict JSON (syntax, NaN or Infinity, nesting too deep)
+    SCHEMA = "schema"  # not a breaker update of this format: missing field, wrong type, unknown kind or state
+    NUMBER = "number"  # a time or count that is not finite or out of its bounds
+    CLOCK = "clock"  # stamped more than MAX_CLOCK_AHEAD_S ahead of this host's clock
+    PLACE = "place"  # stored under another provider's field, or a cooldown where transitions belong
+    KEY_TYPE = "key_type"  # a Redis key of another type where a hash belongs
+
+
+class MalformedUpdate(ValueError):
+    """An update that breaks the wire rules; ``reason`` says which rule (stores count and log per reason)."""
+
+    def __init__(self, reason: MalformedReason, detail: str) -> None:
+        detail = detail if len(detail) <= _MAX_DETAIL else detail[:_MAX_DETAIL] + "..."
+        super().__init__(f"malformed breaker update ({reason.value}): {detail}")
+        self.reason = reason
+        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,38 +114,88 @@ class BreakerUpdate:
         return seconds - max(wall_now - self.sent_at, 0.0)
 
     def to_json(self) -> str:
-        """Compact JSON: provider id, states, numbers and the origin replica id. Never error text."""
+        """Compact, strict JSON: provider id, states, numbers and the origin replica id. Never error text."""
         return json.dumps({
             "f": _FORMAT, "provider_id": self.provider_id, "kind": self.kind.value, "state": self.state.value,
             "open_for_s": self.open_for_s, "cooldown_for_s": self.cooldown_for_s, "trips": self.trips,
             "origin": self.origin, "sent_at": self.sent_at, "seq": self.seq,
-        }, separators=(",", ":"))
+        }, separators=(",", ":"), allow_nan=False)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> BreakerUpdate:
-        """Parse :meth:`to_json` output; ValueError if it is not a well-formed update."""
+    def from_json(cls, text: str | bytes, *, wall_now: float | None = None) -> BreakerUpdate:
+        """Parse :meth:`to_json` output and :meth:`check` it.
+
+        Raises :class:`MalformedUpdate` (a ValueError) for anything else: bytes that are not UTF-8,
+        JSON that is not strict, a missing or mistyped field, a number out of its bounds, or (given
+        ``wall_now``) a stamp too far ahead of that clock.
+        """
         try:
-            d = json.loads(text)
-            if not isinstance(d, dict) or d.get("f") != _FORMAT:
+            if isinstance(text, bytes | bytearray):
+                text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedUpdate(MalformedReason.ENCODING, "not UTF-8") from None
+        try:
+            d = json.loads(text, parse_constant=_no_constant)
+        except (ValueError, RecursionError) as exc:
+            raise MalformedUpdate(MalformedReason.JSON, f"not strict JSON ({type(exc).__name__})") from None
+        try:
+            if not isinstance(d, dict) or _typed(d.get("f"), int) != _FORMAT:
                 raise ValueError("not a breaker update of this format")
-            update = cls(
-                provider_id=_typed(d["provider_id"], str), kind=EventKind(d["kind"]), state=CircuitState(d["state"]),
-                open_for_s=float(_typed(d["open_for_s"], int | float)),
-                cooldown_for_s=float(_typed(d["cooldown_for_s"], int | float)),
-                trips=_typed(d["trips"], int), origin=_typed(d["origin"], str),
-                sent_at=float(_typed(d["sent_at"], int | float)), seq=_typed(d["seq"], int),
-            )
-        except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
-            raise ValueError(f"malformed breaker update: {exc}") from None
-        if update.kind not in SHARED_EVENT_KINDS:
-            raise ValueError(f"malformed breaker update: kind {update.kind.value!r} is not shared")
+            provider_id, origin = _typed(d["provider_id"], str), _typed(d["origin"], str)
+            kind, state = EventKind(d["kind"]), CircuitState(d["state"])
+            trips, seq = _typed(d["trips"], int), _typed(d["seq"], int)
+            numbers = [_typed(d[key], int | float) for key in ("open_for_s", "cooldown_for_s", "sent_at")]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedUpdate(MalformedReason.SCHEMA, f"{type(exc).__name__}: {exc}") from None
+        try:
+            open_for_s, cooldown_for_s, sent_at = (float(n) for n in numbers)
+        except OverflowError:
+            raise MalformedUpdate(MalformedReason.NUMBER, "an integer beyond float range") from None
+        update = cls(provider_id=provider_id, kind=kind, state=state, open_for_s=open_for_s,
+                     cooldown_for_s=cooldown_for_s, trips=trips, origin=origin, sent_at=sent_at, seq=seq)
+        update.check(wall_now)
         return update
+
+    def check(self, wall_now: float | None = None) -> None:
+        """Raise :class:`MalformedUpdate` unless this update keeps the wire rules.
+
+        The rules (the Redis write script applies the same ones to what it finds stored): non-empty
+        provider and origin ids, a shared kind; ``open_for_s`` and ``cooldown_for_s`` finite in
+        ``[0, MAX_SHARED_S]``; ``sent_at`` finite, >= 0 and, given ``wall_now``, at most
+        ``MAX_CLOCK_AHEAD_S`` ahead of it; ``trips`` in ``[0, MAX_TRIPS]``, ``seq`` >= 0.
+        """
+        for name in ("provider_id", "origin"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise MalformedUpdate(MalformedReason.SCHEMA, f"{name} must be a non-empty string")
+        if self.kind not in SHARED_EVENT_KINDS or not isinstance(self.state, CircuitState):
+            raise MalformedUpdate(MalformedReason.SCHEMA, f"kind {self.kind!s} / state {self.state!s} is not shared")
+        real = int | float
+        for name, kind, high in (("open_for_s", real, MAX_SHARED_S), ("cooldown_for_s", real, MAX_SHARED_S),
+                                 ("sent_at", real, math.inf), ("trips", int, MAX_TRIPS), ("seq", int, _MAX_SEQ)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise MalformedUpdate(MalformedReason.SCHEMA, f"{name} must be a number")
+            if not 0 <= value <= high or value == math.inf:  # False for NaN; ints compare exactly, however long
+                raise MalformedUpdate(MalformedReason.NUMBER, f"{name} {_short(value)} is not in [0, {high:g}]")
+        if wall_now is not None and self.sent_at > wall_now + MAX_CLOCK_AHEAD_S:
+            raise MalformedUpdate(MalformedReason.CLOCK, f"stamped {self.sent_at - wall_now:.0f} s ahead of this "
+                                                         f"host's clock (more than {MAX_CLOCK_AHEAD_S:g} s: check NTP)")
 
 
 def _typed(value: Any, kind: Any) -> Any:
     if not isinstance(value, kind) or isinstance(value, bool):
         raise TypeError(f"unexpected {type(value).__name__}")
     return value
+
+
+def _short(value: float) -> str:
+    text = repr(value)
+    return text if len(text) <= 24 else f"{text[:12]}...({len(text)} digits)"
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
 
 
 @runtime_checkable

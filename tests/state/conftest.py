@@ -3,6 +3,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -54,6 +55,16 @@ def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def raw(redis_server: RedisServer) -> Iterator[Any]:
+    """A client on the session server that writes bytes as they are: what anything else there could write."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=redis_server.port, decode_responses=False)
+    yield client
+    client.close()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pi_builder_middleware import BreakerUpdate, CircuitState, EventKind, FailoverManager, ManualClock, MemoryStateStore
+from pi_builder_middleware.state import MAX_CLOCK_AHEAD_S, MAX_SHARED_S, MAX_TRIPS, MalformedUpdate
 
 WALL = 1_700_000_000.0
 TRANSITIONS = {EventKind.BLACKLIST: CircuitState.OPEN, EventKind.HALF_OPEN: CircuitState.HALF_OPEN,
@@ -82,6 +83,34 @@ def test_any_delivery_order_gives_the_same_breaker(batch, data):
 def test_parsing_foreign_messages_only_ever_raises_value_error(payload):
     text = json.dumps({**payload, "f": 1}) if isinstance(payload, dict) else payload
     with contextlib.suppress(ValueError):
+        BreakerUpdate.from_json(text)
+
+
+ANY_NUMBER = st.one_of(st.floats(), st.integers(-(10**30), 10**400), st.sampled_from([1e308, 10**400, -0.0]))
+
+
+@settings(max_examples=300)
+@given(fields=st.fixed_dictionaries({
+    "provider_id": st.sampled_from(["x", ""]) | st.integers(), "kind": st.sampled_from(["blacklist", "failure", 3]),
+    "state": st.sampled_from(["open", "shut"]), "open_for_s": ANY_NUMBER, "cooldown_for_s": ANY_NUMBER,
+    "trips": ANY_NUMBER, "origin": st.sampled_from(["r1", ""]), "sent_at": ANY_NUMBER | st.floats(WALL - 9, WALL + 9e3),
+    "seq": ANY_NUMBER,
+}), nested=st.integers(0, 3000))
+def test_an_update_is_accepted_only_within_the_wire_rules(fields, nested):
+    """Only MalformedUpdate ever escapes; what is accepted is finite, bounded, strict JSON."""
+    for text in (json.dumps({"f": 1, **fields}), "[" * nested + "]" * nested):
+        try:
+            u = BreakerUpdate.from_json(text, wall_now=WALL)
+        except MalformedUpdate:
+            continue
+        assert 0 <= u.open_for_s <= MAX_SHARED_S and 0 <= u.cooldown_for_s <= MAX_SHARED_S
+        assert 0 <= u.sent_at <= WALL + MAX_CLOCK_AHEAD_S and 0 <= u.trips <= MAX_TRIPS
+        assert BreakerUpdate.from_json(u.to_json()) == u
+
+
+@pytest.mark.parametrize("text", [b"\xff\xfe", "NaN", '{"f": 1, "open_for_s": Infinity}', "[" * 100_000])
+def test_bytes_that_are_not_strict_json_are_malformed(text):
+    with pytest.raises(MalformedUpdate):
         BreakerUpdate.from_json(text)
 
 

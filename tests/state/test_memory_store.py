@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import pytest
 
 from pi_builder_middleware import (
@@ -272,3 +275,32 @@ def test_failover_manager_shares_directly(wall):
     assert b.stats()["store"]["replica_id"] == "api-2"
     a.close()
     b.close()
+
+
+@pytest.mark.parametrize("bad", [{"open_for_s": math.nan}, {"open_for_s": math.inf}, {"cooldown_for_s": -1.0},
+                                 {"sent_at": math.nan}, {"trips": -1}, {"origin": ""}])
+def test_an_update_breaking_the_wire_rules_is_ignored_whatever_store_delivers_it(store, make_replica, wall, bad):
+    b = make_replica(store)
+    assert not b.failover.apply_update(update(**{"sent_at": wall(), **bad}))
+    assert b.failover.state("x") is CircuitState.CLOSED
+    assert b.failover.stats()["store"]["replica_ignored_invalid"] == 1
+    json.dumps(b.export(), allow_nan=False)
+
+
+def test_an_update_stamped_far_ahead_of_this_clock_is_ignored(store, make_replica, wall):
+    b = make_replica(store)
+    assert not b.failover.apply_update(update(sent_at=wall() + 3600.0))
+    assert b.failover.apply_update(update(sent_at=wall() + 5.0))  # a few seconds of skew are fine
+
+
+def test_remote_times_are_clamped_to_this_replicas_bounds(store, make_replica, wall, fast_failover):
+    b = make_replica(store)
+    assert b.failover.apply_update(update(open_for_s=86_400.0, sent_at=wall()))
+    assert b.failover.apply_update(update("y", kind=EventKind.RATE_LIMITED, state=CircuitState.CLOSED,
+                                          open_for_s=0.0, cooldown_for_s=86_400.0, sent_at=wall()))
+    assert b.failover.breaker_info("x")["open_for_s"] == pytest.approx(fast_failover.max_ejection_s)
+    assert b.failover.breaker_info("y")["cooldown_for_s"] == pytest.approx(fast_failover.max_rate_limit_cooldown_s)
+    assert b.failover.stats()["store"]["replica_clamped"] == 2
+    shared = {(u.provider_id, u.is_cooldown): u for u in b.failover.shared_updates()}
+    assert shared["x", False].open_for_s == fast_failover.max_ejection_s  # a resync passes on the clamped times
+    assert shared["y", True].cooldown_for_s == fast_failover.max_rate_limit_cooldown_s
