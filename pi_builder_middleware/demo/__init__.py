@@ -52,6 +52,20 @@ def main(argv: list[str] | None = None) -> int:
 async def _run(scenario: DemoScenario, *, live: bool) -> int:
     import logging
 
+    # alerts are shown in the view; the loggers get their levels back afterwards (an embedding program
+    # or a test suite keeps its own logging)
+    quiet = {"pi_builder_middleware": logging.ERROR, "LiteLLM": logging.CRITICAL, "LiteLLM Router": logging.CRITICAL}
+    before = {name: logging.getLogger(name).level for name in quiet}
+    for name, level in quiet.items():
+        logging.getLogger(name).setLevel(level)
+    try:
+        return await _show(scenario, live=live)
+    finally:
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)
+
+
+async def _show(scenario: DemoScenario, *, live: bool) -> int:
     from rich.console import Console
     from rich.live import Live
 
@@ -61,9 +75,6 @@ async def _run(scenario: DemoScenario, *, live: bool) -> int:
     from .traffic import DemoRun, build_middleware, preload, run_traffic
     from .view import render, summary
 
-    logging.getLogger("pi_builder_middleware").setLevel(logging.ERROR)  # alerts are shown in the view
-    logging.getLogger("LiteLLM").setLevel(logging.CRITICAL)
-    logging.getLogger("LiteLLM Router").setLevel(logging.CRITICAL)
     console = Console() if Console().is_terminal else Console(width=150)
     alerts: list[Alert] = []
     console.print("loading litellm and langchain ...")

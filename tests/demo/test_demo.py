@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 from pi_builder_middleware.demo import main
@@ -23,8 +24,11 @@ def test_demo_runs_traffic_through_both_frameworks_and_summarises(capsys):
 
 
 def test_demo_with_a_chaos_scenario(capsys):
+    package = logging.getLogger("pi_builder_middleware")
+    level = package.level
     assert main(["--scenario", "outage", "--duration", "4", "--rate", "6", "--no-live"]) == 0
     assert "alpha" in capsys.readouterr().out
+    assert package.level == level  # quiet while the view shows alerts, the caller's logging back afterwards
 
 
 def test_bad_arguments_exit_2_with_a_message(capsys, tmp_path):
