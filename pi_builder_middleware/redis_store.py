@@ -178,7 +178,7 @@ class RedisStateStore(ReplicaSet):
         while not self._stop.is_set():
             pubsub = None
             try:
-                pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call, unused-ignore]
                 pubsub.subscribe(self.channel)  # before reading the hashes: nothing falls in between
                 self._sync()
                 delay = 0.05
