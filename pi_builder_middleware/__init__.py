@@ -42,6 +42,9 @@ from .interfaces import (
 )
 from .middleware import Middleware
 from .models import (
+    MAX_COST,
+    MAX_LATENCY_S,
+    MAX_TOKENS,
     Alert,
     Attempt,
     FailoverEvent,
@@ -63,6 +66,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BLOCK_ENV_VAR",
+    "MAX_COST",
+    "MAX_LATENCY_S",
+    "MAX_TOKENS",
     "Alert",
     "AlertKind",
     "AlertThresholds",

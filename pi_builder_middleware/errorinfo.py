@@ -46,7 +46,10 @@ def parse_retry_after(value: object, now: float | None = None) -> float | None:
     if value is None:
         return None
     if isinstance(value, int | float):
-        return max(float(value), 0.0)
+        try:
+            return max(float(value), 0.0)
+        except OverflowError:  # an int beyond float range: no usable delay, as for text that does not parse
+            return None
     text = str(value).strip()
     try:
         return max(float(text), 0.0)

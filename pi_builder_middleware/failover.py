@@ -30,6 +30,7 @@ from typing import Any
 from ._clock import Clock, monotonic_clock
 from ._ratelimit import RateLimitTracker
 from ._replication import Replicator
+from ._validation import is_number, require
 from .config import FailoverConfig
 from .enums import CircuitState, ErrorKind, EventKind, FailoverPreset
 from .errors import ConfigError
@@ -43,6 +44,16 @@ __all__ = ["FailoverManager", "ProbeFn"]
 ProbeFn = Callable[[str], Awaitable[object]]
 
 _log = logging.getLogger(__name__)
+_NUM = (float, int)
+_INF = math.inf
+
+
+def _check_record(ok: object, kind: object, retry_after_s: object) -> None:
+    """The arguments of :meth:`FailoverManager.record` that its fast check did not accept, named."""
+    require("ok", isinstance(ok, bool), "True or False", ok)
+    require("kind", kind is None or isinstance(kind, ErrorKind), "an ErrorKind or None", kind)
+    require("retry_after_s", retry_after_s is None or is_number(retry_after_s), "a finite number of seconds or None",
+            retry_after_s)
 
 
 class _Breaker:
@@ -246,7 +257,15 @@ class FailoverManager:
 
     def record(self, provider_id: str, ok: bool, kind: ErrorKind | None = None,
                retry_after_s: float | None = None, *, probe: bool = False, detail: str = "") -> CircuitState:
-        """Feed one outcome to the provider's breaker; returns the state after it."""
+        """Feed one outcome to the provider's breaker; returns the state after it.
+
+        ``ok`` is True or False, ``kind`` an :class:`ErrorKind` or None, ``retry_after_s`` a finite number
+        of seconds (below 0 counts as 0) or None; anything else raises :class:`ConfigError` and changes
+        nothing.
+        """
+        if (type(ok) is not bool or (kind is not None and type(kind) is not ErrorKind)
+                or (retry_after_s is not None and not (type(retry_after_s) in _NUM and -_INF < retry_after_s < _INF))):
+            _check_record(ok, kind, retry_after_s)
         now = self.clock()
         cfg = self.config
         with self._lock:
@@ -393,8 +412,9 @@ class FailoverManager:
         ``timeout_s`` counts as a failure of that provider; a successful probe of an OPEN provider
         moves it to HALF_OPEN early.
         """
-        if interval_s <= 0:
-            raise ConfigError("interval_s", f"must be > 0 (got {interval_s})")
+        require("interval_s", is_number(interval_s) and interval_s > 0, "a finite number of seconds > 0", interval_s)
+        require("timeout_s", timeout_s is None or (is_number(timeout_s) and timeout_s > 0),
+                "a finite number of seconds > 0, or None", timeout_s)
         if self._checker is not None and not self._checker.done():
             raise ConfigError("health_checks", "already running; call stop_health_checks() first")
         self._checker = asyncio.get_running_loop().create_task(self._check_loop(probe, interval_s, timeout_s))

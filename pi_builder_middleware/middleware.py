@@ -12,6 +12,7 @@ import pluggy
 
 from ._clock import Clock, monotonic_clock
 from ._registries import build_registries
+from ._validation import is_number
 from .attempts import AttemptTimeoutError, OpenAttempt, arun_attempts, complete, run_attempts
 from .config import FailoverConfig, MonitorConfig, RoutingConfig
 from .enums import AllOutMode, ErrorKind, FailoverPreset
@@ -20,6 +21,7 @@ from .errors import ConfigError
 from .failover import FailoverManager
 from .interfaces import Strategy
 from .models import (
+    MAX_COST,
     Alert,
     HealthChange,
     HealthSnapshot,
@@ -138,22 +140,27 @@ class Middleware:
         ``when_all_out`` overrides ``RoutingConfig.when_all_out`` for this call (what happens when
         every candidate is ejected or cooling down).
         """
-        decision = self.router.select(request or DEFAULT_REQUEST, reserve=reserve, when_all_out=when_all_out)
+        decision = self.router.select(DEFAULT_REQUEST if request is None else request, reserve=reserve,
+                                      when_all_out=when_all_out)
         self.plugins.notify("pbm_on_decision", decision=decision)
         return decision
 
     def record(self, outcome: Outcome) -> ErrorKind | None:
         """Feed one attempt's outcome to the monitor and the breaker; returns its classification."""
+        if type(outcome) is not Outcome and not isinstance(outcome, Outcome):
+            raise ConfigError("outcome", f"expected an Outcome, got {type(outcome).__name__}")
         provider = self.router.provider(outcome.provider_id)
         kind = outcome.error_kind
         if not outcome.ok and kind is None:
             kind = self.classify(outcome.error, provider) if outcome.error is not None else ErrorKind.UNKNOWN
         cost = outcome.cost
-        if cost is None:
-            cost = provider.cost_of(outcome.input_tokens, outcome.output_tokens)
+        if cost is None:  # bounded prices and token counts, but their product may still pass MAX_COST
+            cost = min(provider.cost_of(outcome.input_tokens, outcome.output_tokens), MAX_COST)
         retry_after = outcome.retry_after_s
         if kind is ErrorKind.RATE_LIMITED and retry_after is None and outcome.error is not None:
             retry_after = extract_retry_after(outcome.error)
+            if retry_after is not None and not is_number(retry_after):  # a server's header: NaN, inf are no delay
+                retry_after = None
         self.monitor.record(outcome, kind, cost, retry_after_s=retry_after)
         if kind is ErrorKind.RATE_LIMITED and retry_after is None and self.router.in_flight(outcome.provider_id) >= 2:
             # Refused while it was running other calls of ours: a concurrency ceiling, not a quota. The
@@ -208,7 +215,7 @@ class Middleware:
     async def aexecute(self, fn: Callable[[Provider], Awaitable[T]], request: RouteRequest | None = None, *,
                        usage: Callable[[T], Usage] | None = None, max_wait_s: float = 0.0) -> T:
         """Async :meth:`execute`; ``request.timeout_s`` bounds each attempt (a timeout fails over)."""
-        timeout = request.timeout_s if request is not None else None
+        timeout = request.timeout_s if isinstance(request, RouteRequest) else None  # anything else: refused there
         return complete(await arun_attempts(self, fn, request, max_wait_s=max_wait_s, timeout_s=timeout), usage)
 
     def execute_open(self, fn: Callable[[Provider], T], request: RouteRequest | None = None, *,

@@ -1,12 +1,14 @@
 """HealthMonitor: per-provider metrics over a sliding time window, health status and alerts.
 
 ``record`` is O(1) amortised: it appends one sample and keeps running totals; samples older than
-the window (or beyond ``max_samples``) are subtracted as they fall out. Percentiles are computed
-only when a snapshot is read.
+the window (or beyond ``max_samples``) are subtracted as they fall out. A sample that made up most of
+a float total (an outlier) is not subtracted but the total recounted exactly from what is left, so
+it leaves no rounding residue behind. Percentiles are computed only when a snapshot is read.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -14,11 +16,12 @@ from typing import Any, Literal
 
 from ._clock import Clock, monotonic_clock
 from ._stats import percentile
+from ._validation import in_range, is_number, require
 from .config import MonitorConfig, RoutingConfig
 from .enums import AlertKind, CircuitState, ErrorKind, HealthStatus
 from .errors import ConfigError
 from .interfaces import Candidate, Verdict
-from .models import Alert, HealthChange, Outcome, Provider
+from .models import MAX_COST, Alert, HealthChange, Outcome, Provider
 
 __all__ = ["HealthMonitor", "TrendMetric"]
 
@@ -26,6 +29,9 @@ TrendMetric = Literal["calls", "error_rate", "availability", "latency_avg_ms", "
 _TREND_METRICS: tuple[str, ...] = ("calls", "error_rate", "availability", "latency_avg_ms", "latency_p95_ms", "cost")
 _LOWER_IS_BETTER = {"latency_avg_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "error_rate",
                     "cost_per_request", "ttft_avg_ms"}
+
+_NUM = (float, int)
+_MAX_INTERVALS = 100_000  # trend buckets: one list each
 
 # Sample verdicts.
 _OK, _FAIL, _RATE, _OTHER = 0, 1, 2, 3
@@ -68,6 +74,23 @@ class _Window:
         self.tokens_in += sign * t_in
         self.tokens_out += sign * t_out
         self.cost += sign * cost
+
+    def drop(self, sample: tuple[float, int, float, float | None, int, int, float]) -> None:
+        """Subtract a sample that left the window."""
+        self.add(sample, -1)
+        # Removing a value that made up most of a float total leaves its rounding error behind (1e9 +
+        # 0.1 - 1e9 is not 0.1); then recount exactly from the samples that are left. Rare: outliers only.
+        ttft = sample[3]
+        if (sample[6] > self.cost or (sample[1] == _OK and sample[2] > self.latency_ok_sum)
+                or (ttft is not None and ttft > self.ttft_sum)):
+            self.recount()
+
+    def recount(self) -> None:
+        """Float totals recomputed exactly (``math.fsum``) from the samples in the window."""
+        samples = self.samples
+        self.cost = math.fsum(s[6] for s in samples)
+        self.latency_ok_sum = math.fsum(s[2] for s in samples if s[1] == _OK)
+        self.ttft_sum = math.fsum(s[3] for s in samples if s[3] is not None)
 
     @property
     def availability(self) -> float:
@@ -136,12 +159,23 @@ class HealthMonitor:
     # -- hot path ------------------------------------------------------------------------------
     def record(self, outcome: Outcome, error_kind: ErrorKind | None = None, cost: float = 0.0, *,
                retry_after_s: float | None = None) -> None:
-        """Add one outcome. ``error_kind`` (for failures) decides whether it counts against health.
+        """Add one outcome. ``error_kind`` (for failures) decides whether it counts against health;
+        ``cost`` (0 to :data:`MAX_COST`) is what it cost.
 
         A 429 that came with a Retry-After (``retry_after_s`` > 0) puts the provider in a cooldown that
         already keeps traffic away; it does not also count as rate-limit pressure in the estimates.
+
+        ``outcome.at`` must be a reading of this monitor's clock: one more than
+        ``MonitorConfig.max_clock_skew_s`` away from it (e.g. wall time while the clock is monotonic)
+        raises :class:`ConfigError` and changes nothing; one ahead of the clock by less is recorded as
+        now (samples stay in time order, so the window keeps moving).
         """
-        now = self.clock() if outcome.at is None else outcome.at
+        if (type(outcome) is not Outcome or (error_kind is not None and type(error_kind) is not ErrorKind)
+                or type(cost) not in _NUM or not 0.0 <= cost <= MAX_COST):
+            _check_record(outcome, error_kind, cost)
+        now = self.clock()
+        if outcome.at is not None:
+            now = self._sample_time(outcome.at, now)
         if outcome.ok:
             verdict = _OK
         elif error_kind is ErrorKind.RATE_LIMITED:
@@ -156,7 +190,7 @@ class HealthMonitor:
             w = self._window(outcome.provider_id)
             samples = w.samples
             if len(samples) >= self.config.max_samples:
-                w.add(samples.popleft(), -1)
+                w.drop(samples.popleft())
             samples.append(sample)
             w.add(sample, +1)
             w.lifetime_calls += 1
@@ -202,6 +236,7 @@ class HealthMonitor:
     def metrics(self, provider_id: str) -> dict[str, Any]:
         """Window metrics of one provider, percentiles included (computed now). Latencies in ms."""
         now = self.clock()
+        self.refresh(provider_id, now)  # samples that left change the status and alerts too, not only the numbers
         with self._lock:
             w = self._window(provider_id)
             self._expire(w, now)
@@ -245,11 +280,13 @@ class HealthMonitor:
         """
         if metric not in _TREND_METRICS:
             raise ConfigError("metric", f"unknown trend metric {metric!r}; use one of {', '.join(_TREND_METRICS)}")
-        if intervals < 1:
-            raise ConfigError("intervals", "must be >= 1")
+        require("intervals", isinstance(intervals, int) and not isinstance(intervals, bool)
+                and 1 <= intervals <= _MAX_INTERVALS, f"a whole number from 1 to {_MAX_INTERVALS:,}", intervals)
+        require("interval_s", interval_s is None or (is_number(interval_s) and interval_s > 0),
+                "a finite number of seconds > 0, or None", interval_s)
         span = interval_s if interval_s is not None else self.config.window_s / intervals
-        if span <= 0:
-            raise ConfigError("interval_s", "must be > 0")
+        if not math.isfinite(span * intervals):
+            raise ConfigError("interval_s", f"interval_s x intervals must be a finite time (got {span} x {intervals})")
         now = self.clock()
         start = now - span * intervals
         buckets: list[list[tuple[float, int, float, float | None, int, int, float]]] = [
@@ -291,11 +328,19 @@ class HealthMonitor:
         except KeyError:
             raise ConfigError("provider_id", f"unknown provider {provider_id!r}; add it first") from None
 
+    def _sample_time(self, at: float, now: float) -> float:
+        skew = self.config.max_clock_skew_s
+        if not now - skew <= at <= now + skew:
+            raise ConfigError("Outcome.at", f"{at!r} is {at - now:+.6g} s from the monitor's clock ({now!r}), more "
+                              f"than MonitorConfig.max_clock_skew_s ({skew:g} s); give a reading of the same clock "
+                              "(the Middleware's clock, time.monotonic() by default; not wall time), or None for now")
+        return at if at < now else now
+
     def _expire(self, w: _Window, now: float) -> None:
         cutoff = now - self.config.window_s
         samples = w.samples
         while samples and samples[0][0] < cutoff:
-            w.add(samples.popleft(), -1)
+            w.drop(samples.popleft())
         cand = w.candidate
         cand.error_rate = w.error_rate
         cand.samples = w.calls
@@ -363,6 +408,15 @@ class HealthMonitor:
             else:
                 for hcb in list(self._health_subscribers):
                     hcb(item)
+
+
+def _check_record(outcome: object, error_kind: object, cost: object) -> None:
+    """The arguments of :meth:`HealthMonitor.record` that its fast check did not accept, named."""
+    if not isinstance(outcome, Outcome):
+        raise ConfigError("outcome", f"expected an Outcome, got {type(outcome).__name__}")
+    require("error_kind", error_kind is None or isinstance(error_kind, ErrorKind), "an ErrorKind or None",
+            error_kind)
+    require("cost", in_range(cost, 0.0, MAX_COST), f"a cost from 0 to {MAX_COST:g}", cost)
 
 
 _ALERT_TEXT = {

@@ -16,6 +16,7 @@ from typing import Any
 
 from ._clock import Clock, monotonic_clock
 from ._registries import Registries, build_registries
+from ._validation import require
 from .config import RoutingConfig
 from .enums import AllOutMode, CircuitState, EventKind
 from .errors import ConfigError, NoProviderAvailableError
@@ -37,6 +38,9 @@ _EXPLORE_CHECK_S = 0.25
 
 #: Probes that may be spent at once (the budget refills by ``explore_share`` per decision).
 _EXPLORE_BURST = 3.0
+
+#: Most decisions ``history_size`` may keep (each is a few hundred bytes).
+_MAX_HISTORY = 10_000_000
 
 #: The request used when ``select`` is called without one.
 DEFAULT_REQUEST = RouteRequest()
@@ -64,8 +68,9 @@ class ProviderRouter:
         history_size: int = 1000,
         config: RoutingConfig | None = None,
     ) -> None:
-        if not isinstance(history_size, int) or isinstance(history_size, bool) or history_size < 1:
-            raise ConfigError("history_size", f"must be a whole number >= 1 (got {history_size!r})")
+        require("history_size", isinstance(history_size, int) and not isinstance(history_size, bool)
+                and 1 <= history_size <= _MAX_HISTORY,
+                f"a whole number from 1 to {_MAX_HISTORY:,}", history_size)
         if config is not None and not isinstance(config, RoutingConfig):
             raise ConfigError("routing", f"expected a RoutingConfig, got {type(config).__name__}")
         self.registries = registries or build_registries()
@@ -178,6 +183,8 @@ class ProviderRouter:
         ``when_all_out`` overrides :attr:`RoutingConfig.when_all_out` for this call (a caller that
         will wait for a re-admission itself passes ``AllOutMode.FAIL``).
         """
+        if type(request) is not RouteRequest and not isinstance(request, RouteRequest):
+            raise ConfigError("request", f"expected a RouteRequest or None, got {type(request).__name__}")
         strategy = self.strategy if request.strategy is None else self._resolve_strategy(request.strategy)
         now = self.clock()
         eligible, excluded, held, half_open = self._filter(request, now)

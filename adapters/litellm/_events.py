@@ -17,7 +17,7 @@ from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from pi_builder_middleware import Outcome, extract_retry_after, status_code_of
+from pi_builder_middleware import MAX_COST, MAX_LATENCY_S, MAX_TOKENS, Outcome, extract_retry_after, status_code_of
 
 from ._binding import Binding, request_token, stamped_trace
 
@@ -39,11 +39,13 @@ def _seconds(start: object, end: object) -> float | None:
         value = float(end) - float(start)
     else:
         return None
-    return value if value >= 0 else 0.0
+    if not value >= 0:  # negative, or NaN
+        return 0.0
+    return min(value, MAX_LATENCY_S)  # what LiteLLM reports must never cost the outcome (Outcome's bound)
 
 
 def _count(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    return min(value, MAX_TOKENS) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _tokens(slo: Mapping[str, Any], response_obj: Any) -> tuple[int, int]:
@@ -200,7 +202,8 @@ class MiddlewareCallback(CustomLogger):
             ttft = _seconds(start, kwargs.get("completion_start_time"))
         tokens_in, tokens_out = _tokens(slo, response_obj) if ok else (0, 0)
         cost = kwargs.get("response_cost")
-        cost = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) and cost > 0 else None
+        cost = (min(float(cost), MAX_COST) if isinstance(cost, int | float) and not isinstance(cost, bool)
+                and 0 < cost < float("inf") else None)
         if ok:
             return Outcome(pid, True, latency, ttft_s=ttft, input_tokens=tokens_in, output_tokens=tokens_out,
                            cost=cost)
@@ -209,8 +212,10 @@ class MiddlewareCallback(CustomLogger):
             info = slo.get("error_information")
             name = info.get("error_class") if isinstance(info, Mapping) else None
             error = LiteLLMFailure(f"{name or 'unknown error'}: {slo.get('error_str') or ''}".strip())
-        return Outcome(pid, False, latency, error=error, status_code=status_code_of(error),
-                       retry_after_s=extract_retry_after(error))
+        wait = extract_retry_after(error)
+        if wait is not None and not 0.0 <= wait < float("inf"):  # NaN or infinite: the header says nothing usable
+            wait = None
+        return Outcome(pid, False, latency, error=error, status_code=status_code_of(error), retry_after_s=wait)
 
     def _first_time(self, call_id: object, pid: str) -> bool:
         if not isinstance(call_id, str) or not call_id:
