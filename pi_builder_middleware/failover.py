@@ -346,14 +346,7 @@ class FailoverManager:
             providers = {}
             for pid, b in self._breakers.items():
                 pending += self._refresh(pid, b, now)
-                providers[pid] = {
-                    "state": b.state.value, "trips": b.trips, "consecutive_failures": b.consecutive_failures,
-                    "open_for_s": max(b.open_until - now, 0.0) if b.state is CircuitState.OPEN else 0.0,
-                    "cooldown_for_s": max(b.cooldown_until - now, 0.0),
-                    "rate_limit_streak": b.rl.streak if now <= b.rl.streak_until else 0,
-                    "rate_limit_pressure": b.rl.pressure(now, self.config.rate_limit_pressure_half_life_s),
-                    **dict(b.counts),
-                }
+                providers[pid] = self._info(b, now)
             out = {"providers": providers, "events": {k.value: n for k, n in self.event_counts.items()}}
             if self._peer_checks:
                 out["peer_check_errors"] = self.peer_check_errors
@@ -374,8 +367,24 @@ class FailoverManager:
         return out
 
     def breaker_info(self, provider_id: str) -> dict[str, Any]:
-        """State, trips and remaining times of one breaker."""
-        return dict(self.stats()["providers"][self._known(provider_id)])
+        """State, trips and remaining times of one breaker (its entry of :meth:`stats`; O(1))."""
+        now = self.clock()
+        with self._lock:
+            b = self._breaker(provider_id)
+            pending = self._refresh(provider_id, b, now)
+            info = self._info(b, now)
+        self._emit(pending)
+        return info
+
+    def _info(self, b: _Breaker, now: float) -> dict[str, Any]:
+        return {
+            "state": b.state.value, "trips": b.trips, "consecutive_failures": b.consecutive_failures,
+            "open_for_s": max(b.open_until - now, 0.0) if b.state is CircuitState.OPEN else 0.0,
+            "cooldown_for_s": max(b.cooldown_until - now, 0.0),
+            "rate_limit_streak": b.rl.streak if now <= b.rl.streak_until else 0,
+            "rate_limit_pressure": b.rl.pressure(now, self.config.rate_limit_pressure_half_life_s),
+            **dict(b.counts),
+        }
 
     # -- shared state --------------------------------------------------------------------------
     @property

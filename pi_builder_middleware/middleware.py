@@ -15,7 +15,7 @@ from ._registries import build_registries
 from ._validation import is_number
 from .attempts import AttemptTimeoutError, OpenAttempt, arun_attempts, complete, run_attempts
 from .config import FailoverConfig, MonitorConfig, RoutingConfig
-from .enums import AllOutMode, ErrorKind, FailoverPreset
+from .enums import AllOutMode, CircuitState, ErrorKind, FailoverPreset
 from .errorinfo import extract_retry_after
 from .errors import ConfigError
 from .failover import FailoverManager
@@ -236,25 +236,10 @@ class Middleware:
 
     # -- reading -------------------------------------------------------------------------------
     def health(self, provider_id: str) -> HealthSnapshot:
-        """Everything known about one provider's health now."""
+        """Everything known about one provider's health now (O(its window), whatever the number of providers)."""
         self.router.provider(provider_id)
-        self.monitor.refresh(provider_id)
-        breaker = self.failover.breaker_info(provider_id)
-        m = self.monitor.metrics(provider_id)
-        return HealthSnapshot(
-            provider_id=provider_id, status=self.monitor.status(provider_id),
-            circuit=self.failover.state(provider_id), calls=m["calls"], successes=m["successes"],
-            failures=m["failures"], errors=m["errors"], rate_limited=m["rate_limited"],
-            availability=m["availability"], success_rate=m["success_rate"], error_rate=m["error_rate"],
-            latency_min_ms=m["latency_min_ms"], latency_avg_ms=m["latency_avg_ms"],
-            latency_p50_ms=m["latency_p50_ms"], latency_p95_ms=m["latency_p95_ms"],
-            latency_p99_ms=m["latency_p99_ms"], latency_max_ms=m["latency_max_ms"],
-            ttft_avg_ms=m["ttft_avg_ms"], ttft_p50_ms=m["ttft_p50_ms"], ttft_p95_ms=m["ttft_p95_ms"],
-            tokens_in=m["tokens_in"], tokens_out=m["tokens_out"], cost_total=m["cost_total"],
-            cost_per_request=m["cost_per_request"], consecutive_failures=breaker["consecutive_failures"],
-            trips=breaker["trips"], open_for_s=breaker["open_for_s"], cooldown_for_s=breaker["cooldown_for_s"],
-            at=self.clock(),
-        )
+        breaker = self.failover.breaker_info(provider_id)  # first: an ejection that ended changes the status
+        return _snapshot(provider_id, self.monitor.metrics(provider_id), breaker, self.clock())
 
     def subscribe_alerts(self, callback: Callable[[Alert], None]) -> Callable[[], None]:
         """Call ``callback`` for each alert; returns an unsubscribe function."""
@@ -266,13 +251,22 @@ class Middleware:
                 "plugin_failures": dict(self.plugins.failures), "plugin_load_errors": list(self.load_errors)}
 
     def export(self) -> dict[str, Any]:
-        """JSON-safe state: configuration, metrics, breaker states, events, decisions. No secrets."""
+        """JSON-safe state: configuration, metrics, breaker states, events, decisions. No secrets.
+
+        O(providers + samples + events + decisions): every breaker and every window is read once.
+        """
+        failover = self.failover.export()  # first: an ejection that ended changes the status
+        now = self.clock()
+        metrics: dict[str, dict[str, Any]] = {}
         health = {}
         for pid in self.router.providers:
+            breaker = failover["providers"].get(pid)
             try:
-                health[pid] = self.health(pid).to_dict()
+                metrics[pid] = self.monitor.metrics(pid)
             except ConfigError:  # removed by another thread while exporting
                 continue
+            if breaker is not None:
+                health[pid] = _snapshot(pid, metrics[pid], breaker, now).to_dict()
         return {
             "config": {
                 "strategy": self.router.strategy.name,
@@ -280,8 +274,8 @@ class Middleware:
                 "providers": [p.model_dump(mode="json") for p in self.router.providers.values()],
             },
             "health": health,
-            "monitor": self.monitor.export(),
-            "failover": self.failover.export(),
+            "monitor": self.monitor.export(metrics),
+            "failover": failover,
             "router": self.router.statistics(),
             "decisions": [d.to_dict() for d in list(self.router.history)],  # copy: other threads append
             "plugins": {"registered": sorted(n for n, _ in self.plugins.pm.list_name_plugin() if n),
@@ -323,6 +317,22 @@ class Middleware:
 
     def _on_alert(self, alert: Alert) -> None:
         self.plugins.notify("pbm_on_alert", alert=alert)
+
+
+def _snapshot(provider_id: str, m: dict[str, Any], breaker: dict[str, Any], now: float) -> HealthSnapshot:
+    """A HealthSnapshot from one provider's window metrics and breaker info."""
+    return HealthSnapshot(
+        provider_id=provider_id, status=m["status"], circuit=CircuitState(breaker["state"]), calls=m["calls"],
+        successes=m["successes"], failures=m["failures"], errors=m["errors"], rate_limited=m["rate_limited"],
+        availability=m["availability"], success_rate=m["success_rate"], error_rate=m["error_rate"],
+        latency_min_ms=m["latency_min_ms"], latency_avg_ms=m["latency_avg_ms"],
+        latency_p50_ms=m["latency_p50_ms"], latency_p95_ms=m["latency_p95_ms"],
+        latency_p99_ms=m["latency_p99_ms"], latency_max_ms=m["latency_max_ms"],
+        ttft_avg_ms=m["ttft_avg_ms"], ttft_p50_ms=m["ttft_p50_ms"], ttft_p95_ms=m["ttft_p95_ms"],
+        tokens_in=m["tokens_in"], tokens_out=m["tokens_out"], cost_total=m["cost_total"],
+        cost_per_request=m["cost_per_request"], consecutive_failures=breaker["consecutive_failures"],
+        trips=breaker["trips"], open_for_s=breaker["open_for_s"], cooldown_for_s=breaker["cooldown_for_s"], at=now,
+    )
 
 
 def _checked_arguments(providers: object, plugins: object, blocked_plugins: object, monitor: object,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from ._clock import Clock, monotonic_clock
@@ -297,14 +297,20 @@ class HealthMonitor:
                     buckets[min(int((s[0] - start) / span), intervals - 1)].append(s)
         return [_bucket_value(b, metric) for b in buckets]
 
-    def export(self) -> dict[str, Any]:
-        """JSON-safe metrics of every provider plus the configuration and recent alerts."""
+    def export(self, metrics: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """JSON-safe metrics of every provider plus the configuration and recent alerts.
+
+        ``metrics``: providers' :meth:`metrics` already read by the caller (the Middleware reads them for
+        its health section), so that percentiles are not computed twice.
+        """
         providers = {}
         for pid in self.provider_ids():
-            try:
-                m = self.metrics(pid)
-            except ConfigError:  # removed by another thread while exporting
-                continue
+            m = dict(metrics[pid]) if metrics is not None and pid in metrics else None
+            if m is None:
+                try:
+                    m = self.metrics(pid)
+                except ConfigError:  # removed by another thread while exporting
+                    continue
             m["status"] = m["status"].value
             providers[pid] = m
         return {"config": self.config.model_dump(mode="json"), "providers": providers,

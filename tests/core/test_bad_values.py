@@ -257,3 +257,31 @@ def test_a_usage_callback_that_returns_junk_still_records_the_success(mw):
 def test_bounds_are_public():
     for name in ("MAX_COST", "MAX_LATENCY_S", "MAX_TOKENS"):
         assert name in pi_builder_middleware.__all__
+
+
+# -- export()/health() are O(providers) -------------------------------------------------------------
+
+
+def test_export_reads_each_breaker_and_each_window_once(clock, monkeypatch):
+    n = 40
+    mw = Middleware([Provider(id=f"p{i}") for i in range(n)], clock=clock, load_entrypoints=False, seed=1)
+    for i in range(n):
+        mw.record(Outcome(f"p{i}", i % 3 != 0, 0.1, error_kind=ErrorKind.SERVER_ERROR))
+    reads = {"breaker": 0, "window": 0}
+
+    def counting(name, original):
+        def spy(*args, **kwargs):
+            reads[name] += 1
+            return original(*args, **kwargs)
+        return spy
+
+    # Spies that call through: the real breakers and windows answer.
+    monkeypatch.setattr(FailoverManager, "_refresh", counting("breaker", FailoverManager._refresh))
+    monkeypatch.setattr(HealthMonitor, "metrics", counting("window", HealthMonitor.metrics))
+    exported = mw.export()
+    assert len(exported["health"]) == n
+    assert reads == {"breaker": n, "window": n}  # was n * (n + 2) breaker refreshes and 2n percentile passes
+    reads.update(breaker=0, window=0)
+    mw.health("p7")
+    assert reads == {"breaker": 1, "window": 1}
+    strict_json(exported)
