@@ -57,7 +57,7 @@ from .models import (
     Usage,
 )
 from .monitor import HealthMonitor
-from .pluginmanager import BLOCK_ENV_VAR, PluginHost, get_plugin_manager
+from .pluginmanager import BLOCK_ENV_VAR, PluginBudget, PluginHost, get_plugin_manager
 from .registry import FailoverPolicyRegistry, HealthScorerRegistry, StrategyRegistry
 from .routing import ProviderRouter
 from .state import BreakerUpdate, MemoryStateStore, StateReplica, StateStore
@@ -107,6 +107,7 @@ __all__ = [
     "OutlierConfig",
     "PeerEjection",
     "PiBuilderError",
+    "PluginBudget",
     "PluginError",
     "PluginHost",
     "ProbeFn",

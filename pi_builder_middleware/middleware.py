@@ -32,7 +32,7 @@ from .models import (
     Usage,
 )
 from .monitor import HealthMonitor
-from .pluginmanager import PluginHost, get_plugin_manager
+from .pluginmanager import PluginBudget, PluginHost, get_plugin_manager
 from .routing import DEFAULT_REQUEST, ProviderRouter
 from .state import StateStore
 
@@ -54,6 +54,10 @@ class Middleware:
 
     ``clock`` (seconds, monotonic), ``sleep`` and ``async_sleep`` (used by ``max_wait_s`` waits) are
     injectable so tests drive time instead of sleeping; they default to the real ones.
+
+    ``plugin_budget_s`` (None: off) finds slow plugins: a third-party strategy, observer or error
+    classifier call that takes longer is counted in ``stats()["plugin_slow_calls"]`` under the plugin's
+    name and logged once per name (:class:`PluginBudget`). Built-in plugins are not timed.
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class Middleware:
         seed: int | None = None,
         history_size: int = 1000,
         state_store: StateStore | None = None,
+        plugin_budget_s: float | None = 0.05,
     ) -> None:
         provider_list, plugin_list, blocked = _checked_arguments(providers, plugins, blocked_plugins, monitor,
                                                                  clock, seed)
@@ -94,7 +99,8 @@ class Middleware:
             pm.check_pending()
         except pluggy.PluginValidationError as exc:  # a misspelled hook name would silently never run
             raise ConfigError("plugins", f"{exc}; hook names are listed in pi_builder_middleware.hookspecs") from None
-        self.plugins = PluginHost(pm)
+        # The injected clock when there is one (tests move it inside a plugin), else the cheapest timer.
+        self.plugins = PluginHost(pm, PluginBudget(plugin_budget_s, timer=clock or time.perf_counter))
         self.registries = build_registries(self.plugins)
         self.clock: Clock = clock or monotonic_clock
         self.sleep: Callable[[float], object] = sleep or time.sleep
@@ -111,7 +117,7 @@ class Middleware:
         self.router = ProviderRouter(
             strategy=strategy, health_scorer=health_scorer, monitor=self.monitor, failover=self.failover,
             registries=self.registries, clock=self.clock, rng=rng, history_size=history_size,
-            config=self.monitor.routing,
+            config=self.monitor.routing, budget=self.plugins.budget,
         )
         self.monitor.subscribe_health(self._on_health_change)
         self.monitor.subscribe_alerts(self._on_alert)
@@ -246,9 +252,10 @@ class Middleware:
         return self.monitor.subscribe_alerts(callback)
 
     def stats(self) -> dict[str, Any]:
-        """Routing statistics, failover statistics and plugin failure counts."""
+        """Routing statistics, failover statistics, plugin failure counts and plugin calls over the time budget."""
         return {"router": self.router.statistics(), "failover": self.failover.stats(),
-                "plugin_failures": dict(self.plugins.failures), "plugin_load_errors": list(self.load_errors)}
+                "plugin_failures": dict(self.plugins.failures), "plugin_load_errors": list(self.load_errors),
+                "plugin_budget_s": self.plugins.budget.budget_s, "plugin_slow_calls": self.plugins.budget.report()}
 
     def export(self) -> dict[str, Any]:
         """JSON-safe state: configuration, metrics, breaker states, events, decisions. No secrets.
@@ -280,6 +287,7 @@ class Middleware:
             "decisions": [d.to_dict() for d in list(self.router.history)],  # copy: other threads append
             "plugins": {"registered": sorted(n for n, _ in self.plugins.pm.list_name_plugin() if n),
                         "failures": dict(self.plugins.failures), "load_errors": list(self.load_errors),
+                        "budget_s": self.plugins.budget.budget_s, "slow_calls": self.plugins.budget.report(),
                         "strategies": self.registries.strategies.names()},
         }
 

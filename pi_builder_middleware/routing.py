@@ -24,6 +24,7 @@ from .failover import FailoverManager
 from .interfaces import Candidate, HealthScorer, Strategy, StrategyContext
 from .models import FailoverEvent, Provider, RouteRequest, RoutingDecision
 from .monitor import HealthMonitor
+from .pluginmanager import PluginBudget
 
 __all__ = ["DEFAULT_REQUEST", "ProviderRouter"]
 
@@ -51,7 +52,8 @@ class ProviderRouter:
 
     ``strategy`` and ``health_scorer`` are names looked up in the registries (plugins can add
     more) or instances. A strategy that raises or returns nonsense is logged and counted in
-    :attr:`plugin_failures`, and the request is ranked by the health scorer instead.
+    :attr:`plugin_failures`, and the request is ranked by the health scorer instead. ``budget`` times
+    third-party strategies (and built-ins using a third-party health scorer): see :class:`PluginBudget`.
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class ProviderRouter:
         rng: random.Random | None = None,
         history_size: int = 1000,
         config: RoutingConfig | None = None,
+        budget: PluginBudget | None = None,
     ) -> None:
         require("history_size", isinstance(history_size, int) and not isinstance(history_size, bool)
                 and 1 <= history_size <= _MAX_HISTORY,
@@ -84,6 +87,8 @@ class ProviderRouter:
         self.health_scorer = (health_scorer if isinstance(health_scorer, HealthScorer)
                               else self.registries.scorers.get(health_scorer))
         self._ctx = StrategyContext(rng or random.Random(), self.health_scorer, self.monitor.config.min_samples)
+        self.budget = budget or PluginBudget()
+        self._timed: tuple[Strategy | None, str | None] = (None, None)  # (strategy, its budget label or None)
         self._providers: dict[str, Provider] = {}
         self._candidates: dict[str, Candidate] = {}
         self._lock = threading.Lock()
@@ -193,7 +198,16 @@ class ProviderRouter:
             if held and mode is AllOutMode.SOONEST:
                 return self._panic(held, excluded, strategy, now, reserve)
             raise NoProviderAvailableError(excluded)
+        timed = self._timed
+        if timed[0] is not strategy:
+            timed = self._timed = (strategy, self._budget_label(strategy))
+        label = timed[1]
+        if label is not None:
+            timer = self.budget.timer
+            start = timer()
         scores = self._rank(strategy, eligible, request)
+        if label is not None:
+            spent = timer() - start
         if len(eligible) == 1:
             ranked = eligible
         else:
@@ -202,11 +216,18 @@ class ProviderRouter:
             else:
                 order = sorted(range(len(eligible)), key=lambda i: (-scores[i], eligible[i].provider.priority, i))
             ranked = [eligible[i] for i in order]
-            pick = self._pick(strategy, ranked, request)
+            if label is not None:
+                start = timer()
+                pick = self._pick(strategy, ranked, request)
+                spent += timer() - start
+            else:
+                pick = self._pick(strategy, ranked, request)
             if pick:
                 ranked.insert(0, ranked.pop(pick))
             if ranked[0].concurrency_limit is not None:
                 ranked = _overflow(ranked)
+        if label is not None:
+            self.budget.check(label, spent)
         note = ""
         trial = next((c for c in ranked if c.circuit is CircuitState.HALF_OPEN), None) if half_open else None
         if trial is not None:
@@ -406,6 +427,17 @@ class ProviderRouter:
             log.error("strategy %r failed (falling back to health ranking): %s: %s",
                       getattr(strategy, "name", strategy), type(exc).__name__, exc)
             return [self.health_scorer.score(c) for c in eligible]
+
+    def _budget_label(self, strategy: Strategy) -> str | None:
+        """How the budget names this strategy's calls; None when they are not timed (built-in code only)."""
+        if not self.budget.enabled:
+            return None
+        scorer = self.health_scorer
+        own_scorer = PluginBudget.is_own(scorer)
+        if PluginBudget.is_own(strategy) and own_scorer:
+            return None
+        name = getattr(strategy, "name", type(strategy).__name__)
+        return f"strategy:{name}" if own_scorer else f"strategy:{name} with health scorer:{scorer.name}"
 
     def _resolve_strategy(self, strategy: str | Strategy) -> Strategy:
         if isinstance(strategy, Strategy):
