@@ -266,6 +266,11 @@ class FailoverManager:
         if (type(ok) is not bool or (kind is not None and type(kind) is not ErrorKind)
                 or (retry_after_s is not None and not (type(retry_after_s) in _NUM and -_INF < retry_after_s < _INF))):
             _check_record(ok, kind, retry_after_s)
+        return self._record(provider_id, ok, kind, retry_after_s, probe, detail)
+
+    def _record(self, provider_id: str, ok: bool, kind: ErrorKind | None, retry_after_s: float | None, probe: bool,
+                detail: str) -> CircuitState:
+        """:meth:`record` with arguments already checked (the Middleware checks them once)."""
         now = self.clock()
         cfg = self.config
         with self._lock:

@@ -167,15 +167,16 @@ class Middleware:
             retry_after = extract_retry_after(outcome.error)
             if retry_after is not None and not is_number(retry_after):  # a server's header: NaN, inf are no delay
                 retry_after = None
-        self.monitor.record(outcome, kind, cost, retry_after_s=retry_after)
+        # Both engines' record() would check these arguments again: the outcome was checked when built,
+        # kind comes from classify(), cost and retry_after are bounded just above.
+        self.monitor._record(outcome, kind, cost, retry_after)
         if kind is ErrorKind.RATE_LIMITED and retry_after is None and self.router.in_flight(outcome.provider_id) >= 2:
             # Refused while it was running other calls of ours: a concurrency ceiling, not a quota. The
             # router now knows the ceiling and overflows above it; cooling the provider down would
             # waste the capacity it has (and a few such 429s on every provider would shut them all).
             retry_after = 0.0
         detail = type(outcome.error).__name__ if outcome.error is not None else ""
-        self.failover.record(outcome.provider_id, outcome.ok, kind, retry_after, probe=outcome.probe,
-                             detail=detail)
+        self.failover._record(outcome.provider_id, outcome.ok, kind, retry_after, outcome.probe, detail)
         self.plugins.notify("pbm_on_outcome", outcome=outcome, error_kind=kind)
         return kind
 

@@ -56,6 +56,7 @@ class _Window:
         self.active_alerts: set[AlertKind] = set()
 
     def add(self, sample: tuple[float, int, float, float | None, int, int, float], sign: int) -> None:
+        """Add a sample (``sign`` +1) or subtract one that left the window (-1)."""
         _, verdict, latency, ttft, t_in, t_out, cost = sample
         self.calls += sign
         if verdict == _OK:
@@ -74,15 +75,10 @@ class _Window:
         self.tokens_in += sign * t_in
         self.tokens_out += sign * t_out
         self.cost += sign * cost
-
-    def drop(self, sample: tuple[float, int, float, float | None, int, int, float]) -> None:
-        """Subtract a sample that left the window."""
-        self.add(sample, -1)
         # Removing a value that made up most of a float total leaves its rounding error behind (1e9 +
         # 0.1 - 1e9 is not 0.1); then recount exactly from the samples that are left. Rare: outliers only.
-        ttft = sample[3]
-        if (sample[6] > self.cost or (sample[1] == _OK and sample[2] > self.latency_ok_sum)
-                or (ttft is not None and ttft > self.ttft_sum)):
+        if sign < 0 and (cost > self.cost or (verdict == _OK and latency > self.latency_ok_sum)
+                         or (ttft is not None and ttft > self.ttft_sum)):
             self.recount()
 
     def recount(self) -> None:
@@ -173,6 +169,11 @@ class HealthMonitor:
         if (type(outcome) is not Outcome or (error_kind is not None and type(error_kind) is not ErrorKind)
                 or type(cost) not in _NUM or not 0.0 <= cost <= MAX_COST):
             _check_record(outcome, error_kind, cost)
+        self._record(outcome, error_kind, cost, retry_after_s)
+
+    def _record(self, outcome: Outcome, error_kind: ErrorKind | None, cost: float, retry_after_s: float | None
+                ) -> None:
+        """:meth:`record` with arguments already checked (the Middleware checks them once)."""
         now = self.clock()
         if outcome.at is not None:
             now = self._sample_time(outcome.at, now)
@@ -190,7 +191,7 @@ class HealthMonitor:
             w = self._window(outcome.provider_id)
             samples = w.samples
             if len(samples) >= self.config.max_samples:
-                w.drop(samples.popleft())
+                w.add(samples.popleft(), -1)
             samples.append(sample)
             w.add(sample, +1)
             w.lifetime_calls += 1
@@ -346,7 +347,7 @@ class HealthMonitor:
         cutoff = now - self.config.window_s
         samples = w.samples
         while samples and samples[0][0] < cutoff:
-            w.drop(samples.popleft())
+            w.add(samples.popleft(), -1)
         cand = w.candidate
         cand.error_rate = w.error_rate
         cand.samples = w.calls
