@@ -160,8 +160,10 @@ class Middleware:
         if not outcome.ok and kind is None:
             kind = self.classify(outcome.error, provider) if outcome.error is not None else ErrorKind.UNKNOWN
         cost = outcome.cost
-        if cost is None:  # bounded prices and token counts, but their product may still pass MAX_COST
-            cost = min(provider.cost_of(outcome.input_tokens, outcome.output_tokens), MAX_COST)
+        if cost is None:
+            cost = provider.cost_of(outcome.input_tokens, outcome.output_tokens)
+            if cost > MAX_COST:  # bounded prices and token counts, but their product may pass MAX_COST
+                cost = MAX_COST
         retry_after = outcome.retry_after_s
         if kind is ErrorKind.RATE_LIMITED and retry_after is None and outcome.error is not None:
             retry_after = extract_retry_after(outcome.error)

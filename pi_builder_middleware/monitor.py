@@ -55,30 +55,56 @@ class _Window:
         self.status = HealthStatus.UNKNOWN
         self.active_alerts: set[AlertKind] = set()
 
-    def add(self, sample: tuple[float, int, float, float | None, int, int, float], sign: int) -> None:
-        """Add a sample (``sign`` +1) or subtract one that left the window (-1)."""
+    def add(self, sample: tuple[float, int, float, float | None, int, int, float]) -> None:
+        """Count a new sample."""
         _, verdict, latency, ttft, t_in, t_out, cost = sample
-        self.calls += sign
+        self.calls += 1
         if verdict == _OK:
-            self.successes += sign
-            self.ok_latency_n += sign
-            self.latency_ok_sum += sign * latency
+            self.successes += 1
+            self.ok_latency_n += 1
+            self.latency_ok_sum += latency
         else:
-            self.errors += sign
+            self.errors += 1
             if verdict == _FAIL:
-                self.failures += sign
+                self.failures += 1
             elif verdict == _RATE:
-                self.rate_limited += sign
+                self.rate_limited += 1
         if ttft is not None:
-            self.ttft_n += sign
-            self.ttft_sum += sign * ttft
-        self.tokens_in += sign * t_in
-        self.tokens_out += sign * t_out
-        self.cost += sign * cost
+            self.ttft_n += 1
+            self.ttft_sum += ttft
+        self.tokens_in += t_in
+        self.tokens_out += t_out
+        self.cost += cost
+
+    def remove(self, sample: tuple[float, int, float, float | None, int, int, float]) -> None:
+        """Uncount a sample that left the window (already taken out of ``samples``)."""
+        _, verdict, latency, ttft, t_in, t_out, cost = sample
         # Removing a value that made up most of a float total leaves its rounding error behind (1e9 +
-        # 0.1 - 1e9 is not 0.1); then recount exactly from the samples that are left. Rare: outliers only.
-        if sign < 0 and (cost > self.cost or (verdict == _OK and latency > self.latency_ok_sum)
-                         or (ttft is not None and ttft > self.ttft_sum)):
+        # 0.1 - 1e9 is not 0.1); then the totals are recounted exactly from what is left. Outliers only.
+        total = self.cost - cost
+        self.cost = total
+        residue = cost > total
+        self.calls -= 1
+        if verdict == _OK:
+            self.successes -= 1
+            self.ok_latency_n -= 1
+            total = self.latency_ok_sum - latency
+            self.latency_ok_sum = total
+            residue = residue or latency > total
+        else:
+            self.errors -= 1
+            if verdict == _FAIL:
+                self.failures -= 1
+            elif verdict == _RATE:
+                self.rate_limited -= 1
+        if ttft is not None:
+            self.ttft_n -= 1
+            total = self.ttft_sum - ttft
+            self.ttft_sum = total
+            residue = residue or ttft > total
+        self.tokens_in -= t_in
+        self.tokens_out -= t_out
+        if residue:
             self.recount()
 
     def recount(self) -> None:
@@ -191,9 +217,9 @@ class HealthMonitor:
             w = self._window(outcome.provider_id)
             samples = w.samples
             if len(samples) >= self.config.max_samples:
-                w.add(samples.popleft(), -1)
+                w.remove(samples.popleft())
             samples.append(sample)
-            w.add(sample, +1)
+            w.add(sample)
             w.lifetime_calls += 1
             self._expire(w, now)
             cand = w.candidate
@@ -347,7 +373,7 @@ class HealthMonitor:
         cutoff = now - self.config.window_s
         samples = w.samples
         while samples and samples[0][0] < cutoff:
-            w.add(samples.popleft(), -1)
+            w.remove(samples.popleft())
         cand = w.candidate
         cand.error_rate = w.error_rate
         cand.samples = w.calls

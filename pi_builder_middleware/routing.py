@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 import threading
 from collections import Counter, deque
@@ -88,7 +89,8 @@ class ProviderRouter:
                               else self.registries.scorers.get(health_scorer))
         self._ctx = StrategyContext(rng or random.Random(), self.health_scorer, self.monitor.config.min_samples)
         self.budget = budget or PluginBudget()
-        self._timed: tuple[Strategy | None, str | None] = (None, None)  # (strategy, its budget label or None)
+        # (strategy, its budget label or None, whether third-party code ranks: its scores are checked)
+        self._timed: tuple[Strategy | None, str | None, bool] = (None, None, False)
         self._providers: dict[str, Provider] = {}
         self._candidates: dict[str, Candidate] = {}
         self._lock = threading.Lock()
@@ -200,12 +202,12 @@ class ProviderRouter:
             raise NoProviderAvailableError(excluded)
         timed = self._timed
         if timed[0] is not strategy:
-            timed = self._timed = (strategy, self._budget_label(strategy))
+            timed = self._timed = (strategy, self._budget_label(strategy), not self._own_ranking(strategy))
         label = timed[1]
         if label is not None:
             timer = self.budget.timer
             start = timer()
-        scores = self._rank(strategy, eligible, request)
+        scores = self._rank(strategy, eligible, request, timed[2])
         if label is not None:
             spent = timer() - start
         if len(eligible) == 1:
@@ -226,7 +228,7 @@ class ProviderRouter:
                 ranked.insert(0, ranked.pop(pick))
             if ranked[0].concurrency_limit is not None:
                 ranked = _overflow(ranked)
-        if label is not None:
+        if label is not None and spent > self.budget.limit:
             self.budget.check(label, spent)
         note = ""
         trial = next((c for c in ranked if c.circuit is CircuitState.HALF_OPEN), None) if half_open else None
@@ -415,27 +417,41 @@ class ProviderRouter:
                       getattr(strategy, "name", strategy), type(exc).__name__, exc)
             return 0
 
-    def _rank(self, strategy: Strategy, eligible: list[Candidate], request: RouteRequest) -> list[float]:
+    def _rank(self, strategy: Strategy, eligible: list[Candidate], request: RouteRequest, foreign: bool
+              ) -> list[float]:
+        """The strategy's scores; ``foreign`` (third-party code ranks): NaN or infinite ones count as a failure."""
         try:
             scores = strategy.rank(eligible, request, self._ctx)
             if len(scores) != len(eligible):
                 raise ValueError(f"returned {len(scores)} scores for {len(eligible)} candidates")
-            return [float(s) for s in scores]
+            out = [float(s) for s in scores]
+            if foreign and not math.isfinite(sum(out)):  # one sum: cheap; NaN would order nothing, nor export
+                raise ValueError("returned a NaN or infinite score (scores are numbers from 0 to 1)")
+            return out
         except Exception as exc:  # a broken strategy plugin must not fail the request
             with self._lock:
                 self.plugin_failures += 1
             log.error("strategy %r failed (falling back to health ranking): %s: %s",
                       getattr(strategy, "name", strategy), type(exc).__name__, exc)
-            return [self.health_scorer.score(c) for c in eligible]
+            try:
+                fallback = [float(self.health_scorer.score(c)) for c in eligible]
+            except Exception as scorer_exc:  # the scorer is a plugin too: keep the providers' given order
+                log.error("health scorer %r failed too (keeping the providers' order): %s: %s",
+                          getattr(self.health_scorer, "name", self.health_scorer), type(scorer_exc).__name__,
+                          scorer_exc)
+                return [0.0] * len(eligible)
+            return [s if math.isfinite(s) else 0.0 for s in fallback]
+
+    def _own_ranking(self, strategy: Strategy) -> bool:
+        """Whether ranking with ``strategy`` runs this package's code only (strategy and health scorer)."""
+        return PluginBudget.is_own(strategy) and PluginBudget.is_own(self.health_scorer)
 
     def _budget_label(self, strategy: Strategy) -> str | None:
         """How the budget names this strategy's calls; None when they are not timed (built-in code only)."""
-        if not self.budget.enabled:
+        if not self.budget.enabled or self._own_ranking(strategy):
             return None
         scorer = self.health_scorer
         own_scorer = PluginBudget.is_own(scorer)
-        if PluginBudget.is_own(strategy) and own_scorer:
-            return None
         name = getattr(strategy, "name", type(strategy).__name__)
         return f"strategy:{name}" if own_scorer else f"strategy:{name} with health scorer:{scorer.name}"
 

@@ -20,12 +20,14 @@ from pi_builder_middleware import (
     FailoverConfig,
     FailoverManager,
     HealthMonitor,
+    HealthScorer,
     ManualClock,
     Middleware,
     MonitorConfig,
     Outcome,
     Provider,
     RouteRequest,
+    Strategy,
     Usage,
     parse_retry_after,
 )
@@ -285,3 +287,47 @@ def test_export_reads_each_breaker_and_each_window_once(clock, monkeypatch):
     mw.health("p7")
     assert reads == {"breaker": 1, "window": 1}
     strict_json(exported)
+
+
+# -- bad values from plugins ---------------------------------------------------------------------------
+
+
+class NonFinite(Strategy):
+    name = "non-finite"
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def rank(self, candidates, request, ctx):
+        return [self.value] + [0.5] * (len(candidates) - 1)
+
+
+class Broken(Strategy):
+    name = "broken"
+
+    def rank(self, candidates, request, ctx):
+        raise RuntimeError("strategy bug")
+
+
+class BrokenScorer(HealthScorer):
+    name = "broken-scorer"
+
+    def score(self, candidate):
+        raise RuntimeError("scorer bug")
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_a_strategy_returning_non_finite_scores_counts_as_failed(clock, value):
+    mw = Middleware([Provider(id="a"), Provider(id="b")], strategy=NonFinite(value), clock=clock,
+                    load_entrypoints=False)
+    decision = mw.select()
+    assert all(math.isfinite(s) for s in decision.scores.values())  # ranked by the health scorer instead
+    assert mw.stats()["router"]["strategy_failures"] == 1
+    strict_json(mw.export())
+
+
+def test_a_failing_strategy_with_a_failing_health_scorer_still_routes(clock):
+    mw = Middleware([Provider(id="a"), Provider(id="b")], strategy=Broken(), health_scorer=BrokenScorer(),
+                    clock=clock, load_entrypoints=False)
+    assert mw.select().provider.id == "a"  # the providers' own order
+    strict_json(mw.export())
