@@ -1,9 +1,8 @@
 """HealthMonitor: per-provider metrics over a sliding time window, health status and alerts.
 
-``record`` is O(1) amortised: it appends one sample and keeps running totals; samples older than
-the window (or beyond ``max_samples``) are subtracted as they fall out. A sample that made up most of
-a float total (an outlier) is not subtracted but the total recounted exactly from what is left, so
-it leaves no rounding residue behind. Percentiles are computed only when a snapshot is read.
+``record`` is O(1) amortised: it appends one sample and keeps running totals (:mod:`._window`); samples
+older than the window (or beyond ``max_samples``) are subtracted as they fall out, and a total an outlier
+made up most of is then recounted exactly. Percentiles are computed only when a snapshot is read.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from typing import Any, Literal
 from ._clock import Clock, monotonic_clock
 from ._stats import percentile
 from ._validation import in_range, is_number, require
+from ._window import FAIL, OK, OTHER, RATE, VERDICTS, Sample, Window
 from .config import MonitorConfig, RoutingConfig
 from .enums import AlertKind, CircuitState, ErrorKind, HealthStatus
 from .errors import ConfigError
@@ -33,97 +33,6 @@ _LOWER_IS_BETTER = {"latency_avg_ms", "latency_p50_ms", "latency_p95_ms", "laten
 _NUM = (float, int)
 _MAX_INTERVALS = 100_000  # trend buckets: one list each
 
-# Sample verdicts.
-_OK, _FAIL, _RATE, _OTHER = 0, 1, 2, 3
-_VERDICTS = (Verdict.OK, Verdict.FAILED, Verdict.RATE_LIMITED, Verdict.OTHER)
-
-
-class _Window:
-    """Samples and running totals for one provider."""
-
-    __slots__ = ("active_alerts", "calls", "candidate", "cost", "errors", "failures", "latency_ok_sum",
-                 "lifetime_calls", "ok_latency_n", "rate_limited", "samples",
-                 "status", "successes", "tokens_in", "tokens_out", "ttft_n", "ttft_sum")
-
-    def __init__(self, candidate: Candidate) -> None:
-        # (at, verdict, latency_s, ttft_s | None, tokens_in, tokens_out, cost)
-        self.samples: deque[tuple[float, int, float, float | None, int, int, float]] = deque()
-        self.candidate = candidate
-        self.calls = self.successes = self.failures = self.errors = self.rate_limited = 0
-        self.tokens_in = self.tokens_out = self.ok_latency_n = self.ttft_n = self.lifetime_calls = 0
-        self.cost = self.latency_ok_sum = self.ttft_sum = 0.0
-        self.status = HealthStatus.UNKNOWN
-        self.active_alerts: set[AlertKind] = set()
-
-    def add(self, sample: tuple[float, int, float, float | None, int, int, float]) -> None:
-        """Count a new sample."""
-        _, verdict, latency, ttft, t_in, t_out, cost = sample
-        self.calls += 1
-        if verdict == _OK:
-            self.successes += 1
-            self.ok_latency_n += 1
-            self.latency_ok_sum += latency
-        else:
-            self.errors += 1
-            if verdict == _FAIL:
-                self.failures += 1
-            elif verdict == _RATE:
-                self.rate_limited += 1
-        if ttft is not None:
-            self.ttft_n += 1
-            self.ttft_sum += ttft
-        self.tokens_in += t_in
-        self.tokens_out += t_out
-        self.cost += cost
-
-    def remove(self, sample: tuple[float, int, float, float | None, int, int, float]) -> None:
-        """Uncount a sample that left the window (already taken out of ``samples``)."""
-        _, verdict, latency, ttft, t_in, t_out, cost = sample
-        # Removing a value that made up most of a float total leaves its rounding error behind (1e9 +
-        # 0.1 - 1e9 is not 0.1); then the totals are recounted exactly from what is left. Outliers only.
-        total = self.cost - cost
-        self.cost = total
-        residue = cost > total
-        self.calls -= 1
-        if verdict == _OK:
-            self.successes -= 1
-            self.ok_latency_n -= 1
-            total = self.latency_ok_sum - latency
-            self.latency_ok_sum = total
-            residue = residue or latency > total
-        else:
-            self.errors -= 1
-            if verdict == _FAIL:
-                self.failures -= 1
-            elif verdict == _RATE:
-                self.rate_limited -= 1
-        if ttft is not None:
-            self.ttft_n -= 1
-            total = self.ttft_sum - ttft
-            self.ttft_sum = total
-            residue = residue or ttft > total
-        self.tokens_in -= t_in
-        self.tokens_out -= t_out
-        if residue:
-            self.recount()
-
-    def recount(self) -> None:
-        """Float totals recomputed exactly (``math.fsum``) from the samples in the window."""
-        samples = self.samples
-        self.cost = math.fsum(s[6] for s in samples)
-        self.latency_ok_sum = math.fsum(s[2] for s in samples if s[1] == _OK)
-        self.ttft_sum = math.fsum(s[3] for s in samples if s[3] is not None)
-
-    @property
-    def availability(self) -> float:
-        verdicts = self.successes + self.failures
-        return self.successes / verdicts if verdicts else 1.0
-
-    @property
-    def error_rate(self) -> float:
-        return self.errors / self.calls if self.calls else 0.0
-
-
 class HealthMonitor:
     """Sliding-window health metrics, status and alerts for a set of providers.
 
@@ -137,7 +46,7 @@ class HealthMonitor:
         self.config = config or MonitorConfig()
         self.routing = routing or RoutingConfig()
         self.clock: Clock = clock or monotonic_clock
-        self._windows: dict[str, _Window] = {}
+        self._windows: dict[str, Window] = {}
         self._circuits: dict[str, CircuitState] = {}
         self._lock = threading.Lock()
         self._alert_subscribers: list[Callable[[Alert], None]] = []
@@ -149,7 +58,7 @@ class HealthMonitor:
         """Start tracking ``provider``; returns its live :class:`Candidate`."""
         with self._lock:
             if provider.id not in self._windows:
-                self._windows[provider.id] = _Window(Candidate(provider, self.routing))
+                self._windows[provider.id] = Window(Candidate(provider, self.routing))
                 self._circuits[provider.id] = CircuitState.CLOSED
             return self._windows[provider.id].candidate
 
@@ -204,13 +113,13 @@ class HealthMonitor:
         if outcome.at is not None:
             now = self._sample_time(outcome.at, now)
         if outcome.ok:
-            verdict = _OK
+            verdict = OK
         elif error_kind is ErrorKind.RATE_LIMITED:
-            verdict = _RATE
+            verdict = RATE
         elif error_kind is None or error_kind.is_health_failure:
-            verdict = _FAIL
+            verdict = FAIL
         else:
-            verdict = _OTHER
+            verdict = OTHER
         sample = (now, verdict, outcome.latency_s, outcome.ttft_s, outcome.input_tokens,
                   outcome.output_tokens, cost)
         with self._lock:
@@ -223,12 +132,12 @@ class HealthMonitor:
             w.lifetime_calls += 1
             self._expire(w, now)
             cand = w.candidate
-            if verdict == _OK:
+            if verdict == OK:
                 cand.consecutive_failures = 0
-            elif verdict == _FAIL:
+            elif verdict == FAIL:
                 cand.consecutive_failures += 1
-            told = verdict == _RATE and retry_after_s is not None and retry_after_s > 0
-            cand.observe(Verdict.OTHER if told else _VERDICTS[verdict], outcome.latency_s, outcome.ttft_s, now,
+            told = verdict == RATE and retry_after_s is not None and retry_after_s > 0
+            cand.observe(Verdict.OTHER if told else VERDICTS[verdict], outcome.latency_s, outcome.ttft_s, now,
                          self.routing.concurrency_memory_s)
             pending = self._evaluate(outcome.provider_id, w, now)
         self._emit(pending)
@@ -267,7 +176,7 @@ class HealthMonitor:
         with self._lock:
             w = self._window(provider_id)
             self._expire(w, now)
-            ok_lat = sorted(s[2] for s in w.samples if s[1] == _OK)
+            ok_lat = sorted(s[2] for s in w.samples if s[1] == OK)
             ttfts = sorted(s[3] for s in w.samples if s[3] is not None)
             out: dict[str, Any] = {
                 "calls": w.calls, "successes": w.successes, "failures": w.failures, "errors": w.errors,
@@ -316,7 +225,7 @@ class HealthMonitor:
             raise ConfigError("interval_s", f"interval_s x intervals must be a finite time (got {span} x {intervals})")
         now = self.clock()
         start = now - span * intervals
-        buckets: list[list[tuple[float, int, float, float | None, int, int, float]]] = [
+        buckets: list[list[Sample]] = [
             [] for _ in range(intervals)]
         with self._lock:
             for s in self._window(provider_id).samples:
@@ -350,12 +259,12 @@ class HealthMonitor:
             for pid in ids:
                 cand = self._window(pid).candidate
                 cand.forget()
-                self._windows[pid] = _Window(cand)
+                self._windows[pid] = Window(cand)
             if provider_id is None:
                 self.alert_log.clear()
 
     # -- internals -----------------------------------------------------------------------------
-    def _window(self, provider_id: str) -> _Window:
+    def _window(self, provider_id: str) -> Window:
         try:
             return self._windows[provider_id]
         except KeyError:
@@ -369,7 +278,7 @@ class HealthMonitor:
                               "(the Middleware's clock, time.monotonic() by default; not wall time), or None for now")
         return at if at < now else now
 
-    def _expire(self, w: _Window, now: float) -> None:
+    def _expire(self, w: Window, now: float) -> None:
         cutoff = now - self.config.window_s
         samples = w.samples
         while samples and samples[0][0] < cutoff:
@@ -379,7 +288,7 @@ class HealthMonitor:
         cand.samples = w.calls
         cand.stale_at = samples[0][0] + self.config.window_s if samples else float("inf")
 
-    def _evaluate(self, provider_id: str, w: _Window, now: float) -> list[Alert | HealthChange]:
+    def _evaluate(self, provider_id: str, w: Window, now: float) -> list[Alert | HealthChange]:
         pending: list[Alert | HealthChange] = []
         new = self._combined_status(w, self._circuits.get(provider_id, CircuitState.CLOSED))
         if new is not w.status:
@@ -388,7 +297,7 @@ class HealthMonitor:
         pending.extend(self._alerts(provider_id, w, now))
         return pending
 
-    def _combined_status(self, w: _Window, circuit: CircuitState) -> HealthStatus:
+    def _combined_status(self, w: Window, circuit: CircuitState) -> HealthStatus:
         if circuit is CircuitState.OPEN:
             return HealthStatus.OFFLINE
         cfg = self.config
@@ -409,11 +318,11 @@ class HealthMonitor:
         return metric
 
     @staticmethod
-    def _why(w: _Window) -> str:
+    def _why(w: Window) -> str:
         return (f"availability {w.availability:.1%}, error rate {w.error_rate:.1%} over {w.calls} calls, "
                 f"circuit {w.candidate.circuit.value}")
 
-    def _alerts(self, provider_id: str, w: _Window, now: float) -> list[Alert]:
+    def _alerts(self, provider_id: str, w: Window, now: float) -> list[Alert]:
         cfg = self.config.alerts
         conditions: dict[AlertKind, tuple[float, float]] = {}
         if w.ok_latency_n >= cfg.min_samples:
@@ -459,20 +368,20 @@ _ALERT_TEXT = {
 }
 
 
-def _bucket_value(bucket: list[tuple[float, int, float, float | None, int, int, float]], metric: str
+def _bucket_value(bucket: list[Sample], metric: str
                   ) -> float | None:
     if metric == "calls":
         return float(len(bucket))
     if not bucket:
         return None
     if metric == "error_rate":
-        return sum(1 for s in bucket if s[1] != _OK) / len(bucket)
+        return sum(1 for s in bucket if s[1] != OK) / len(bucket)
     if metric == "availability":
-        verdicts = [s for s in bucket if s[1] in (_OK, _FAIL)]
-        return sum(1 for s in verdicts if s[1] == _OK) / len(verdicts) if verdicts else None
+        verdicts = [s for s in bucket if s[1] in (OK, FAIL)]
+        return sum(1 for s in verdicts if s[1] == OK) / len(verdicts) if verdicts else None
     if metric == "cost":
         return sum(s[6] for s in bucket)
-    ok = sorted(s[2] for s in bucket if s[1] == _OK)
+    ok = sorted(s[2] for s in bucket if s[1] == OK)
     if not ok:
         return None
     if metric == "latency_avg_ms":
