@@ -42,6 +42,9 @@ from .interfaces import (
 )
 from .middleware import Middleware
 from .models import (
+    MAX_COST,
+    MAX_LATENCY_S,
+    MAX_TOKENS,
     Alert,
     Attempt,
     FailoverEvent,
@@ -54,7 +57,7 @@ from .models import (
     Usage,
 )
 from .monitor import HealthMonitor
-from .pluginmanager import BLOCK_ENV_VAR, PluginHost, get_plugin_manager
+from .pluginmanager import BLOCK_ENV_VAR, PluginBudget, PluginHost, get_plugin_manager
 from .registry import FailoverPolicyRegistry, HealthScorerRegistry, StrategyRegistry
 from .routing import ProviderRouter
 from .state import BreakerUpdate, MemoryStateStore, StateReplica, StateStore
@@ -63,6 +66,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BLOCK_ENV_VAR",
+    "MAX_COST",
+    "MAX_LATENCY_S",
+    "MAX_TOKENS",
     "Alert",
     "AlertKind",
     "AlertThresholds",
@@ -101,6 +107,7 @@ __all__ = [
     "OutlierConfig",
     "PeerEjection",
     "PiBuilderError",
+    "PluginBudget",
     "PluginError",
     "PluginHost",
     "ProbeFn",

@@ -25,6 +25,7 @@ import logging
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ._validation import is_number, require
 from .enums import AllOutMode, ErrorKind
 from .errors import ConfigError, NoProviderAvailableError, PiBuilderError, chain_exhausted
 from .models import Attempt, Outcome, Provider, RouteRequest, Usage
@@ -162,6 +163,8 @@ def attempt_steps(middleware: Middleware, request: RouteRequest | None = None, *
     Raises what the call must raise: an error that does not fail over, cancellation, or, once no
     pass may follow, :class:`NoProviderAvailableError` / :class:`AllProvidersFailedError`.
     """
+    require("request", request is None or isinstance(request, RouteRequest), "a RouteRequest or None", request)
+    require("max_wait_s", is_number(max_wait_s) and max_wait_s >= 0, "a finite number of seconds >= 0", max_wait_s)
     clock = middleware.clock
     failover = middleware.failover
     begin, end = middleware.begin_attempt, middleware.end_attempt
@@ -255,6 +258,8 @@ async def arun_attempts(middleware: Middleware, fn: Callable[[Provider], Awaitab
 
     An attempt that runs out of time fails over with ``timeout_error(provider_id, timeout_s)``.
     """
+    require("timeout_s", timeout_s is None or (is_number(timeout_s) and timeout_s > 0),
+            "a finite number of seconds > 0, or None", timeout_s)
     steps = attempt_steps(middleware, request, max_wait_s=max_wait_s)
     try:
         command = next(steps)

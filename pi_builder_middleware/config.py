@@ -67,12 +67,15 @@ class MonitorConfig(ConfigModel):
 
     ``window_s`` is the time window metrics cover; ``max_samples`` bounds memory per provider (oldest
     samples are dropped first); ``min_samples`` is how many outcomes a status needs (fewer: UNKNOWN).
-    Routing does not read these windows: it reads decayed estimates (:class:`RoutingConfig`).
+    ``max_clock_skew_s``: how far an ``Outcome.at`` may lie from the monitor's clock; further is refused
+    (a timestamp from another clock, e.g. wall time, would hold the window still), a little ahead is
+    taken as now. Routing does not read these windows: it reads decayed estimates (:class:`RoutingConfig`).
     """
 
     window_s: float = Field(default=300.0, gt=0)
     max_samples: int = Field(default=2048, ge=8, le=1_000_000)
     min_samples: int = Field(default=5, ge=1)
+    max_clock_skew_s: float = Field(default=300.0, gt=0, le=86_400)
     thresholds: HealthThresholds = HealthThresholds()
     alerts: AlertThresholds = AlertThresholds()
 
@@ -185,7 +188,7 @@ class FailoverConfig(ConfigModel):
     escalate_when_all_out: bool = True
     max_ejection_percent: float | None = Field(default=None, gt=0, le=100)
     outlier: OutlierConfig = OutlierConfig()
-    max_events: int = Field(default=1000, ge=1)
+    max_events: int = Field(default=1000, ge=1, le=1_000_000)
     health_check_timeout_s: float = Field(default=10.0, gt=0)
 
     @field_validator("max_ejection_s")

@@ -31,6 +31,7 @@ from ._clock import Clock, monotonic_clock
 from ._guard import CallbackFailures
 from ._ratelimit import RateLimitTracker
 from ._replication import Replicator
+from ._validation import is_number, require
 from .config import FailoverConfig
 from .enums import CircuitState, ErrorKind, EventKind, FailoverPreset
 from .errors import ConfigError
@@ -42,6 +43,16 @@ from .state import BreakerUpdate, StateStore
 __all__ = ["FailoverManager", "ProbeFn"]
 
 _log = logging.getLogger(__name__)
+_NUM = (float, int)
+_INF = math.inf
+
+
+def _check_record(ok: object, kind: object, retry_after_s: object) -> None:
+    """The arguments of :meth:`FailoverManager.record` that its fast check did not accept, named."""
+    require("ok", isinstance(ok, bool), "True or False", ok)
+    require("kind", kind is None or isinstance(kind, ErrorKind), "an ErrorKind or None", kind)
+    require("retry_after_s", retry_after_s is None or is_number(retry_after_s), "a finite number of seconds or None",
+            retry_after_s)
 
 
 class _Breaker:
@@ -247,7 +258,20 @@ class FailoverManager:
 
     def record(self, provider_id: str, ok: bool, kind: ErrorKind | None = None,
                retry_after_s: float | None = None, *, probe: bool = False, detail: str = "") -> CircuitState:
-        """Feed one outcome to the provider's breaker; returns the state after it."""
+        """Feed one outcome to the provider's breaker; returns the state after it.
+
+        ``ok`` is True or False, ``kind`` an :class:`ErrorKind` or None, ``retry_after_s`` a finite number
+        of seconds (below 0 counts as 0) or None; anything else raises :class:`ConfigError` and changes
+        nothing.
+        """
+        if (type(ok) is not bool or (kind is not None and type(kind) is not ErrorKind)
+                or (retry_after_s is not None and not (type(retry_after_s) in _NUM and -_INF < retry_after_s < _INF))):
+            _check_record(ok, kind, retry_after_s)
+        return self._record(provider_id, ok, kind, retry_after_s, probe, detail)
+
+    def _record(self, provider_id: str, ok: bool, kind: ErrorKind | None, retry_after_s: float | None, probe: bool,
+                detail: str) -> CircuitState:
+        """:meth:`record` with arguments already checked (the Middleware checks them once)."""
         now = self.clock()
         cfg = self.config
         with self._lock:
@@ -330,14 +354,7 @@ class FailoverManager:
             providers = {}
             for pid, b in self._breakers.items():
                 pending += self._refresh(pid, b, now)
-                providers[pid] = {
-                    "state": b.state.value, "trips": b.trips, "consecutive_failures": b.consecutive_failures,
-                    "open_for_s": max(b.open_until - now, 0.0) if b.state is CircuitState.OPEN else 0.0,
-                    "cooldown_for_s": max(b.cooldown_until - now, 0.0),
-                    "rate_limit_streak": b.rl.streak if now <= b.rl.streak_until else 0,
-                    "rate_limit_pressure": b.rl.pressure(now, self.config.rate_limit_pressure_half_life_s),
-                    **dict(b.counts),
-                }
+                providers[pid] = self._info(b, now)
             out = {"providers": providers, "events": {k.value: n for k, n in self.event_counts.items()}}
             if self._peer_checks:
                 out["peer_check_errors"] = self.peer_check_errors
@@ -358,8 +375,24 @@ class FailoverManager:
         return out
 
     def breaker_info(self, provider_id: str) -> dict[str, Any]:
-        """State, trips and remaining times of one breaker."""
-        return dict(self.stats()["providers"][self._known(provider_id)])
+        """State, trips and remaining times of one breaker (its entry of :meth:`stats`; O(1))."""
+        now = self.clock()
+        with self._lock:
+            b = self._breaker(provider_id)
+            pending = self._refresh(provider_id, b, now)
+            info = self._info(b, now)
+        self._emit(pending)
+        return info
+
+    def _info(self, b: _Breaker, now: float) -> dict[str, Any]:
+        return {
+            "state": b.state.value, "trips": b.trips, "consecutive_failures": b.consecutive_failures,
+            "open_for_s": max(b.open_until - now, 0.0) if b.state is CircuitState.OPEN else 0.0,
+            "cooldown_for_s": max(b.cooldown_until - now, 0.0),
+            "rate_limit_streak": b.rl.streak if now <= b.rl.streak_until else 0,
+            "rate_limit_pressure": b.rl.pressure(now, self.config.rate_limit_pressure_half_life_s),
+            **dict(b.counts),
+        }
 
     # -- shared state --------------------------------------------------------------------------
     @property
@@ -397,8 +430,9 @@ class FailoverManager:
         False, raises or exceeds ``timeout_s`` (default: ``FailoverConfig.health_check_timeout_s``) counts
         as a failure of that provider; a successful probe of an OPEN provider moves it to HALF_OPEN early.
         """
-        if interval_s <= 0:
-            raise ConfigError("interval_s", f"must be > 0 (got {interval_s})")
+        require("interval_s", is_number(interval_s) and interval_s > 0, "a finite number of seconds > 0", interval_s)
+        require("timeout_s", timeout_s is None or (is_number(timeout_s) and timeout_s > 0),
+                "a finite number of seconds > 0, or None", timeout_s)
         timeout = self._probe_timeout(timeout_s)
         if self._checker is not None and not self._checker.done():
             raise ConfigError("health_checks", "already running; call stop_health_checks() first")

@@ -16,12 +16,13 @@ from ._guard import CallbackFailures
 from ._registries import build_registries
 from .attempts import AttemptTimeoutError, OpenAttempt, arun_attempts, complete, run_attempts
 from .config import FailoverConfig, MonitorConfig, RoutingConfig
-from .enums import AllOutMode, ErrorKind, FailoverPreset
+from .enums import AllOutMode, CircuitState, ErrorKind, FailoverPreset
 from .errorinfo import extract_retry_after
 from .errors import ConfigError
 from .failover import FailoverManager
 from .interfaces import Strategy
 from .models import (
+    MAX_COST,
     Alert,
     HealthChange,
     HealthSnapshot,
@@ -32,7 +33,7 @@ from .models import (
     Usage,
 )
 from .monitor import HealthMonitor
-from .pluginmanager import PluginHost, get_plugin_manager
+from .pluginmanager import PluginBudget, PluginHost, get_plugin_manager
 from .routing import DEFAULT_REQUEST, ProviderRouter
 from .state import StateStore
 
@@ -54,6 +55,10 @@ class Middleware:
 
     ``clock`` (seconds, monotonic), ``sleep`` and ``async_sleep`` (used by ``max_wait_s`` waits) are
     injectable so tests drive time instead of sleeping; they default to the real ones.
+
+    ``plugin_budget_s`` (None: off) finds slow plugins: a third-party strategy, observer or error
+    classifier call that takes longer is counted in ``stats()["plugin_slow_calls"]`` under the plugin's
+    name and logged once per name (:class:`PluginBudget`). Built-in plugins are not timed.
     """
 
     def __init__(
@@ -74,6 +79,7 @@ class Middleware:
         seed: int | None = None,
         history_size: int = 1000,
         state_store: StateStore | None = None,
+        plugin_budget_s: float | None = 0.05,
     ) -> None:
         provider_list, plugin_list, blocked = _checked_arguments(providers, plugins, blocked_plugins, monitor,
                                                                  clock, seed)
@@ -95,7 +101,8 @@ class Middleware:
             pm.check_pending()
         except pluggy.PluginValidationError as exc:  # a misspelled hook name would silently never run
             raise ConfigError("plugins", f"{exc}; hook names are listed in pi_builder_middleware.hookspecs") from None
-        self.plugins = PluginHost(pm)
+        # The injected clock when there is one (tests move it inside a plugin), else the cheapest timer.
+        self.plugins = PluginHost(pm, PluginBudget(plugin_budget_s, timer=clock or time.perf_counter))
         self.registries = build_registries(self.plugins)
         self.clock: Clock = clock or monotonic_clock
         self.sleep: Callable[[float], object] = sleep or time.sleep
@@ -112,7 +119,7 @@ class Middleware:
         self.router = ProviderRouter(
             strategy=strategy, health_scorer=health_scorer, monitor=self.monitor, failover=self.failover,
             registries=self.registries, clock=self.clock, rng=rng, history_size=history_size,
-            config=self.monitor.routing,
+            config=self.monitor.routing, budget=self.plugins.budget,
         )
         self.monitor.subscribe_health(self._on_health_change)
         self.monitor.subscribe_alerts(self._on_alert)
@@ -141,12 +148,15 @@ class Middleware:
         ``when_all_out`` overrides ``RoutingConfig.when_all_out`` for this call (what happens when
         every candidate is ejected or cooling down).
         """
-        decision = self.router.select(request or DEFAULT_REQUEST, reserve=reserve, when_all_out=when_all_out)
+        decision = self.router.select(DEFAULT_REQUEST if request is None else request, reserve=reserve,
+                                      when_all_out=when_all_out)
         self.plugins.notify("pbm_on_decision", decision=decision)
         return decision
 
     def record(self, outcome: Outcome) -> ErrorKind | None:
         """Feed one attempt's outcome to the monitor and the breaker; returns its classification."""
+        if type(outcome) is not Outcome and not isinstance(outcome, Outcome):
+            raise ConfigError("outcome", f"expected an Outcome, got {type(outcome).__name__}")
         provider = self.router.provider(outcome.provider_id)
         kind = outcome.error_kind
         if not outcome.ok and kind is None:
@@ -154,18 +164,21 @@ class Middleware:
         cost = outcome.cost
         if cost is None:
             cost = provider.cost_of(outcome.input_tokens, outcome.output_tokens)
+            if cost > MAX_COST:  # bounded prices and token counts, but their product may pass MAX_COST
+                cost = MAX_COST
         retry_after = outcome.retry_after_s
         if kind is ErrorKind.RATE_LIMITED and retry_after is None and outcome.error is not None:
             retry_after = extract_retry_after(outcome.error, limit_s=self.failover.config.max_rate_limit_cooldown_s)
-        self.monitor.record(outcome, kind, cost, retry_after_s=retry_after)
+        # Both engines' record() would check these arguments again: the outcome was checked when built,
+        # kind comes from classify(), cost and retry_after are bounded just above.
+        self.monitor._record(outcome, kind, cost, retry_after)
         if kind is ErrorKind.RATE_LIMITED and retry_after is None and self.router.in_flight(outcome.provider_id) >= 2:
             # Refused while it was running other calls of ours: a concurrency ceiling, not a quota. The
             # router now knows the ceiling and overflows above it; cooling the provider down would
             # waste the capacity it has (and a few such 429s on every provider would shut them all).
             retry_after = 0.0
         detail = type(outcome.error).__name__ if outcome.error is not None else ""
-        self.failover.record(outcome.provider_id, outcome.ok, kind, retry_after, probe=outcome.probe,
-                             detail=detail)
+        self.failover._record(outcome.provider_id, outcome.ok, kind, retry_after, outcome.probe, detail)
         self.plugins.notify("pbm_on_outcome", outcome=outcome, error_kind=kind)
         return kind
 
@@ -208,7 +221,7 @@ class Middleware:
     async def aexecute(self, fn: Callable[[Provider], Awaitable[T]], request: RouteRequest | None = None, *,
                        usage: Callable[[T], Usage] | None = None, max_wait_s: float = 0.0) -> T:
         """Async :meth:`execute`; ``request.timeout_s`` bounds each attempt (a timeout fails over)."""
-        timeout = request.timeout_s if request is not None else None
+        timeout = request.timeout_s if isinstance(request, RouteRequest) else None  # anything else: refused there
         return complete(await arun_attempts(self, fn, request, max_wait_s=max_wait_s, timeout_s=timeout), usage)
 
     def execute_open(self, fn: Callable[[Provider], T], request: RouteRequest | None = None, *,
@@ -229,53 +242,50 @@ class Middleware:
 
     # -- reading -------------------------------------------------------------------------------
     def health(self, provider_id: str) -> HealthSnapshot:
-        """Everything known about one provider's health now."""
+        """Everything known about one provider's health now (O(its window), whatever the number of providers)."""
         self.router.provider(provider_id)
-        self.monitor.refresh(provider_id)
-        breaker = self.failover.breaker_info(provider_id)
-        m = self.monitor.metrics(provider_id)
-        return HealthSnapshot(
-            provider_id=provider_id, status=self.monitor.status(provider_id),
-            circuit=self.failover.state(provider_id), calls=m["calls"], successes=m["successes"],
-            failures=m["failures"], errors=m["errors"], rate_limited=m["rate_limited"],
-            availability=m["availability"], success_rate=m["success_rate"], error_rate=m["error_rate"],
-            latency_min_ms=m["latency_min_ms"], latency_avg_ms=m["latency_avg_ms"],
-            latency_p50_ms=m["latency_p50_ms"], latency_p95_ms=m["latency_p95_ms"],
-            latency_p99_ms=m["latency_p99_ms"], latency_max_ms=m["latency_max_ms"],
-            ttft_avg_ms=m["ttft_avg_ms"], ttft_p50_ms=m["ttft_p50_ms"], ttft_p95_ms=m["ttft_p95_ms"],
-            tokens_in=m["tokens_in"], tokens_out=m["tokens_out"], cost_total=m["cost_total"],
-            cost_per_request=m["cost_per_request"], consecutive_failures=breaker["consecutive_failures"],
-            trips=breaker["trips"], open_for_s=breaker["open_for_s"], cooldown_for_s=breaker["cooldown_for_s"],
-            at=self.clock(),
-        )
+        breaker = self.failover.breaker_info(provider_id)  # first: an ejection that ended changes the status
+        return _snapshot(provider_id, self.monitor.metrics(provider_id), breaker, self.clock())
 
     def subscribe_alerts(self, callback: Callable[[Alert], None]) -> Callable[[], None]:
         """Call ``callback`` for each alert; returns an unsubscribe function."""
         return self.monitor.subscribe_alerts(callback)
 
     def stats(self) -> dict[str, Any]:
-        """Routing and failover statistics, plugin failures, and user callbacks that failed.
+        """Routing and failover statistics, plugin failures, user callbacks that failed, and plugin calls over
+        the time budget.
 
         ``callback_failures`` counts by kind the user callbacks that raised or returned something
         unusable, which never reaches the request: ``usage`` (execute's ``usage=``, or token counts an
         adapter read that a record cannot take), ``alert_subscriber``, ``health_subscriber``,
         ``failover_subscriber`` and ``failover_policy`` (``should_trip`` / ``ejection_s`` raised or gave
-        no usable number). The first failure of each kind is logged.
+        no usable number). The first failure of each kind is logged. ``plugin_slow_calls``: third-party
+        plugin calls over ``plugin_budget_s``, per plugin.
         """
         callbacks = {**self.monitor.callback_failures.snapshot(), **self.failover.callback_failures.snapshot(),
                      **self.callback_failures.snapshot()}
         return {"router": self.router.statistics(), "failover": self.failover.stats(),
                 "plugin_failures": dict(self.plugins.failures), "plugin_load_errors": list(self.load_errors),
-                "callback_failures": callbacks}
+                "callback_failures": callbacks,
+                "plugin_budget_s": self.plugins.budget.budget_s, "plugin_slow_calls": self.plugins.budget.report()}
 
     def export(self) -> dict[str, Any]:
-        """JSON-safe state: configuration, metrics, breaker states, events, decisions. No secrets."""
+        """JSON-safe state: configuration, metrics, breaker states, events, decisions. No secrets.
+
+        O(providers + samples + events + decisions): every breaker and every window is read once.
+        """
+        failover = self.failover.export()  # first: an ejection that ended changes the status
+        now = self.clock()
+        metrics: dict[str, dict[str, Any]] = {}
         health = {}
         for pid in self.router.providers:
+            breaker = failover["providers"].get(pid)
             try:
-                health[pid] = self.health(pid).to_dict()
+                metrics[pid] = self.monitor.metrics(pid)
             except ConfigError:  # removed by another thread while exporting
                 continue
+            if breaker is not None:
+                health[pid] = _snapshot(pid, metrics[pid], breaker, now).to_dict()
         return {
             "config": {
                 "strategy": self.router.strategy.name,
@@ -283,12 +293,13 @@ class Middleware:
                 "providers": [p.model_dump(mode="json") for p in self.router.providers.values()],
             },
             "health": health,
-            "monitor": self.monitor.export(),
-            "failover": self.failover.export(),
+            "monitor": self.monitor.export(metrics),
+            "failover": failover,
             "router": self.router.statistics(),
             "decisions": [d.to_dict() for d in list(self.router.history)],  # copy: other threads append
             "plugins": {"registered": sorted(n for n, _ in self.plugins.pm.list_name_plugin() if n),
                         "failures": dict(self.plugins.failures), "load_errors": list(self.load_errors),
+                        "budget_s": self.plugins.budget.budget_s, "slow_calls": self.plugins.budget.report(),
                         "strategies": self.registries.strategies.names()},
         }
 
@@ -331,6 +342,22 @@ class Middleware:
 
     def _on_alert(self, alert: Alert) -> None:
         self.plugins.notify("pbm_on_alert", alert=alert)
+
+
+def _snapshot(provider_id: str, m: dict[str, Any], breaker: dict[str, Any], now: float) -> HealthSnapshot:
+    """A HealthSnapshot from one provider's window metrics and breaker info."""
+    return HealthSnapshot(
+        provider_id=provider_id, status=m["status"], circuit=CircuitState(breaker["state"]), calls=m["calls"],
+        successes=m["successes"], failures=m["failures"], errors=m["errors"], rate_limited=m["rate_limited"],
+        availability=m["availability"], success_rate=m["success_rate"], error_rate=m["error_rate"],
+        latency_min_ms=m["latency_min_ms"], latency_avg_ms=m["latency_avg_ms"],
+        latency_p50_ms=m["latency_p50_ms"], latency_p95_ms=m["latency_p95_ms"],
+        latency_p99_ms=m["latency_p99_ms"], latency_max_ms=m["latency_max_ms"],
+        ttft_avg_ms=m["ttft_avg_ms"], ttft_p50_ms=m["ttft_p50_ms"], ttft_p95_ms=m["ttft_p95_ms"],
+        tokens_in=m["tokens_in"], tokens_out=m["tokens_out"], cost_total=m["cost_total"],
+        cost_per_request=m["cost_per_request"], consecutive_failures=breaker["consecutive_failures"],
+        trips=breaker["trips"], open_for_s=breaker["open_for_s"], cooldown_for_s=breaker["cooldown_for_s"], at=now,
+    )
 
 
 def _checked_arguments(providers: object, plugins: object, blocked_plugins: object, monitor: object,

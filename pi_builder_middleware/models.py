@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -10,12 +10,15 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from ._validation import ConfigModel
+from ._validation import ConfigModel, in_range, is_number, require
 from .enums import AlertKind, CircuitState, ErrorKind, EventKind, HealthStatus
 from .errors import ConfigError
 from .interfaces import Strategy
 
 __all__ = [
+    "MAX_COST",
+    "MAX_LATENCY_S",
+    "MAX_TOKENS",
     "Alert",
     "Attempt",
     "FailoverEvent",
@@ -29,16 +32,25 @@ __all__ = [
 ]
 
 
+#: Largest accepted duration of one call (``Outcome.latency_s``, ``ttft_s``; ``RouteRequest.timeout_s``): a day.
+MAX_LATENCY_S = 86_400.0
+#: Largest accepted cost of one call (``Outcome.cost``, ``Usage.cost``) and price per 1,000 tokens.
+MAX_COST = 1e9
+#: Largest accepted token count of one call (``Outcome``, ``Usage`` and ``RouteRequest`` token fields).
+MAX_TOKENS = 10**9
+
+
 class Provider(ConfigModel):
     """One place a request can be sent: a deployment, a model at a vendor, a local server.
 
-    Costs are in currency units (USD by convention) per 1,000 tokens. ``quality`` is a 0–1 score the
-    user assigns (higher is more capable). ``priority`` breaks ties, lower first.
+    Costs are in currency units (USD by convention) per 1,000 tokens, at most :data:`MAX_COST`.
+    ``quality`` is a 0–1 score the user assigns (higher is more capable). ``priority`` breaks ties,
+    lower first.
     """
 
     id: str = Field(min_length=1)
-    cost_per_1k_input: float = Field(default=0.0, ge=0)
-    cost_per_1k_output: float = Field(default=0.0, ge=0)
+    cost_per_1k_input: float = Field(default=0.0, ge=0, le=MAX_COST)
+    cost_per_1k_output: float = Field(default=0.0, ge=0, le=MAX_COST)
     quality: float = Field(default=0.5, ge=0, le=1)
     capabilities: AbstractSet[str] = frozenset()
     max_context_tokens: int | None = Field(default=None, gt=0)
@@ -79,42 +91,23 @@ def _frozen_names(value: Iterable[str] | None, name: str) -> frozenset[str]:
 
 # Checks for the dataclasses below (pydantic would be too slow for objects made on every call).
 _NUM = (float, int)
-_INF = math.inf
-
-
-#: Largest token count accepted: 2**53, where a count stops being exact as a float (prices multiply it).
-MAX_TOKENS = 2**53
-
-
-def _is_number(value: object) -> bool:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int beyond float range: no usable number
-        return False
-
-
-def _shown(value: object) -> str:
-    """``repr(value)``, short, and never raising (a 5,000-digit int or a broken ``__repr__`` included)."""
-    try:
-        text = repr(value)
-    except Exception:
-        return f"<unprintable {type(value).__name__}>"
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _check(field: str, ok: bool, expected: str, value: object) -> None:
-    if not ok:
-        raise ConfigError(field, f"must be {expected} (got {_shown(value)})")
+_FLOAT_MAX = sys.float_info.max  # an int up to this converts to a finite float
 
 
 def _tokens(owner: object, field: str, value: object) -> None:
-    """Token counts: whole numbers from 0 to MAX_TOKENS (an integral float such as 12.0 is stored as 12)."""
-    ok = (_is_number(value) and 0 <= value <= MAX_TOKENS  # type: ignore[operator]
-          and float(value).is_integer())  # type: ignore[arg-type]
-    _check(f"{type(owner).__name__}.{field}", ok, "a whole number from 0 to 2**53", value)
+    """Token counts: whole numbers 0..MAX_TOKENS (an integral float such as 12.0 is stored as 12)."""
+    ok = in_range(value, 0, MAX_TOKENS) and float(value).is_integer()  # type: ignore[arg-type]
+    require(f"{type(owner).__name__}.{field}", ok, f"a whole number from 0 to {MAX_TOKENS:,}", value)
     object.__setattr__(owner, field, int(value))  # type: ignore[call-overload]
+
+
+def _duration(owner: str, field: str, value: object) -> None:
+    require(f"{owner}.{field}", in_range(value, 0, MAX_LATENCY_S),
+            f"a number of seconds from 0 to {MAX_LATENCY_S:,.0f} (one day)", value)
+
+
+def _cost(owner: str, value: object) -> None:
+    require(f"{owner}.cost", in_range(value, 0, MAX_COST), f"a cost from 0 to {MAX_COST:g}, or None", value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +116,9 @@ class RouteRequest:
 
     ``candidates`` restricts the choice to these provider ids (e.g. one LiteLLM model group).
     Token estimates feed cost-aware strategies. ``timeout_s`` bounds each attempt in ``aexecute``.
-    ``stream`` makes latency-aware strategies rank by time to first token where it is known.
+    ``stream`` (True or False) makes latency-aware strategies rank by time to first token where it
+    is known. Token estimates are whole numbers up to :data:`MAX_TOKENS`, ``timeout_s`` at most
+    :data:`MAX_LATENCY_S`; anything else raises :class:`ConfigError` naming the field.
     """
 
     required_capabilities: frozenset[str] = frozenset()
@@ -145,26 +140,34 @@ class RouteRequest:
             set_(self, "candidates", _frozen_names(self.candidates, "candidates"))
         v: Any = self.max_latency_ms
         if v is not None:
-            _check("RouteRequest.max_latency_ms", _is_number(v) and v > 0, "a number > 0 or None", v)
+            require("RouteRequest.max_latency_ms", is_number(v) and v > 0, "a number > 0 or None", v)
         v = self.min_availability
         if v is not None:
-            _check("RouteRequest.min_availability", _is_number(v) and 0 <= v <= 1, "between 0 and 1, or None", v)
+            require("RouteRequest.min_availability", is_number(v) and 0 <= v <= 1, "between 0 and 1, or None", v)
         v = self.strategy
-        _check("RouteRequest.strategy", v is None or isinstance(v, str | Strategy), "a strategy name or None", v)
+        require("RouteRequest.strategy", v is None or isinstance(v, str | Strategy), "a strategy name or None", v)
         _tokens(self, "input_tokens", self.input_tokens)
         _tokens(self, "output_tokens", self.output_tokens)
         v = self.timeout_s
         if v is not None:
-            _check("RouteRequest.timeout_s", _is_number(v) and v > 0, "a number > 0 or None", v)
+            require("RouteRequest.timeout_s", in_range(v, 0, MAX_LATENCY_S) and v > 0,
+                    f"a number of seconds above 0 and up to {MAX_LATENCY_S:,.0f} (one day), or None", v)
+        require("RouteRequest.stream", type(self.stream) is bool, "True or False", self.stream)
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts and cost of one call, when the caller knows them."""
+    """Token counts and cost of one call, when the caller knows them (bounds as in :class:`Outcome`)."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     cost: float | None = None
+
+    def __post_init__(self) -> None:
+        _tokens(self, "input_tokens", self.input_tokens)
+        _tokens(self, "output_tokens", self.output_tokens)
+        if self.cost is not None:
+            _cost("Usage", self.cost)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +175,14 @@ class Outcome:
     """The result of one attempt against one provider, fed to :meth:`Middleware.record`.
 
     ``cost`` None means "compute from the provider's prices". ``error_kind`` None with an ``error``
-    means "classify it" (through the ``pbm_classify_error`` hook). ``at`` None means "now".
+    means "classify it" (through the ``pbm_classify_error`` hook). ``at`` None means "now"; otherwise
+    it is a reading of the middleware's clock (see :meth:`HealthMonitor.record` for the tolerance).
+
+    Bounds, so that no single outcome can overflow the monitor's totals: ``latency_s`` and ``ttft_s``
+    from 0 to :data:`MAX_LATENCY_S` (a day), ``cost`` from 0 to :data:`MAX_COST`, token counts whole
+    numbers from 0 to :data:`MAX_TOKENS`; ``retry_after_s`` any finite number >= 0 (the breaker caps
+    the wait at ``FailoverConfig.max_rate_limit_cooldown_s``). A value outside raises
+    :class:`ConfigError` naming the field.
     """
 
     provider_id: str
@@ -195,11 +205,11 @@ class Outcome:
         lat, ttft, cost, wait, at, status = (self.latency_s, self.ttft_s, self.cost, self.retry_after_s, self.at,
                                              self.status_code)
         if (type(self.provider_id) is str and self.provider_id and type(self.ok) is bool
-                and type(self.probe) is bool and type(lat) in _NUM and 0.0 <= lat < _INF
-                and (ttft is None or (type(ttft) in _NUM and 0.0 <= ttft < _INF))
-                and (cost is None or (type(cost) in _NUM and 0.0 <= cost < _INF))
-                and (wait is None or (type(wait) in _NUM and 0.0 <= wait < _INF))
-                and (at is None or (type(at) in _NUM and -_INF < at < _INF))
+                and type(self.probe) is bool and type(lat) in _NUM and 0.0 <= lat <= MAX_LATENCY_S
+                and (ttft is None or (type(ttft) in _NUM and 0.0 <= ttft <= MAX_LATENCY_S))
+                and (cost is None or (type(cost) in _NUM and 0.0 <= cost <= MAX_COST))
+                and (wait is None or (type(wait) in _NUM and 0.0 <= wait <= _FLOAT_MAX))
+                and (at is None or (type(at) in _NUM and -_FLOAT_MAX <= at <= _FLOAT_MAX))
                 and (status is None or (type(status) is int and 100 <= status <= 599))
                 and type(self.input_tokens) is int and 0 <= self.input_tokens <= MAX_TOKENS
                 and type(self.output_tokens) is int and 0 <= self.output_tokens <= MAX_TOKENS
@@ -210,26 +220,29 @@ class Outcome:
 
     def _validate(self) -> None:
         pid: Any = self.provider_id
-        _check("Outcome.provider_id", isinstance(pid, str) and pid != "", "a non-empty provider id", pid)
-        _check("Outcome.ok", isinstance(self.ok, bool), "True or False", self.ok)
-        _check("Outcome.probe", isinstance(self.probe, bool), "True or False", self.probe)
-        v: Any = self.latency_s
-        _check("Outcome.latency_s", _is_number(v) and v >= 0, "a finite number >= 0", v)
-        for name in ("ttft_s", "cost", "retry_after_s"):
-            v = getattr(self, name)
-            if v is not None:
-                _check(f"Outcome.{name}", _is_number(v) and v >= 0, "a finite number >= 0 or None", v)
+        require("Outcome.provider_id", isinstance(pid, str) and pid != "", "a non-empty provider id", pid)
+        require("Outcome.ok", isinstance(self.ok, bool), "True or False", self.ok)
+        require("Outcome.probe", isinstance(self.probe, bool), "True or False", self.probe)
+        _duration("Outcome", "latency_s", self.latency_s)
+        v: Any = self.ttft_s
+        if v is not None:
+            _duration("Outcome", "ttft_s", v)
+        if self.cost is not None:
+            _cost("Outcome", self.cost)
+        v = self.retry_after_s
+        if v is not None:
+            require("Outcome.retry_after_s", is_number(v) and v >= 0, "a finite number >= 0 or None", v)
         _tokens(self, "input_tokens", self.input_tokens)
         _tokens(self, "output_tokens", self.output_tokens)
         v = self.at
         if v is not None:
-            _check("Outcome.at", _is_number(v), "a finite clock reading or None", v)
+            require("Outcome.at", is_number(v), "a finite clock reading or None", v)
         v = self.status_code
         if v is not None:
-            _check("Outcome.status_code", isinstance(v, int) and not isinstance(v, bool) and 100 <= v <= 599,
-                   "an HTTP status (100-599) or None", v)
-        _check("Outcome.error", self.error is None or isinstance(self.error, BaseException),
-               "an exception instance or None", self.error)
+            require("Outcome.status_code", isinstance(v, int) and not isinstance(v, bool) and 100 <= v <= 599,
+                    "an HTTP status (100-599) or None", v)
+        require("Outcome.error", self.error is None or isinstance(self.error, BaseException),
+                "an exception instance or None", self.error)
         v = self.error_kind
         if v is not None and not isinstance(v, ErrorKind):
             try:

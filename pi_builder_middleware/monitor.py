@@ -1,26 +1,29 @@
 """HealthMonitor: per-provider metrics over a sliding time window, health status and alerts.
 
-``record`` is O(1) amortised: it appends one sample and keeps running totals; samples older than
-the window (or beyond ``max_samples``) are subtracted as they fall out. Percentiles are computed
-only when a snapshot is read.
+``record`` is O(1) amortised: it appends one sample and keeps running totals (:mod:`._window`); samples
+older than the window (or beyond ``max_samples``) are subtracted as they fall out, and a total an outlier
+made up most of is then recounted exactly. Percentiles are computed only when a snapshot is read.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from ._clock import Clock, monotonic_clock
 from ._guard import CallbackFailures
 from ._stats import percentile
+from ._validation import in_range, is_number, require
+from ._window import FAIL, OK, OTHER, RATE, VERDICTS, Sample, Window
 from .config import MonitorConfig, RoutingConfig
 from .enums import AlertKind, CircuitState, ErrorKind, HealthStatus
 from .errors import ConfigError
 from .interfaces import Candidate, Verdict
-from .models import Alert, HealthChange, Outcome, Provider
+from .models import MAX_COST, Alert, HealthChange, Outcome, Provider
 
 __all__ = ["HealthMonitor", "TrendMetric"]
 
@@ -31,57 +34,8 @@ _TREND_METRICS: tuple[str, ...] = ("calls", "error_rate", "availability", "laten
 _LOWER_IS_BETTER = {"latency_avg_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "error_rate",
                     "cost_per_request", "ttft_avg_ms"}
 
-# Sample verdicts.
-_OK, _FAIL, _RATE, _OTHER = 0, 1, 2, 3
-_VERDICTS = (Verdict.OK, Verdict.FAILED, Verdict.RATE_LIMITED, Verdict.OTHER)
-
-
-class _Window:
-    """Samples and running totals for one provider."""
-
-    __slots__ = ("active_alerts", "calls", "candidate", "cost", "errors", "failures", "latency_ok_sum",
-                 "lifetime_calls", "ok_latency_n", "rate_limited", "samples",
-                 "status", "successes", "tokens_in", "tokens_out", "ttft_n", "ttft_sum")
-
-    def __init__(self, candidate: Candidate) -> None:
-        # (at, verdict, latency_s, ttft_s | None, tokens_in, tokens_out, cost)
-        self.samples: deque[tuple[float, int, float, float | None, int, int, float]] = deque()
-        self.candidate = candidate
-        self.calls = self.successes = self.failures = self.errors = self.rate_limited = 0
-        self.tokens_in = self.tokens_out = self.ok_latency_n = self.ttft_n = self.lifetime_calls = 0
-        self.cost = self.latency_ok_sum = self.ttft_sum = 0.0
-        self.status = HealthStatus.UNKNOWN
-        self.active_alerts: set[AlertKind] = set()
-
-    def add(self, sample: tuple[float, int, float, float | None, int, int, float], sign: int) -> None:
-        _, verdict, latency, ttft, t_in, t_out, cost = sample
-        self.calls += sign
-        if verdict == _OK:
-            self.successes += sign
-            self.ok_latency_n += sign
-            self.latency_ok_sum += sign * latency
-        else:
-            self.errors += sign
-            if verdict == _FAIL:
-                self.failures += sign
-            elif verdict == _RATE:
-                self.rate_limited += sign
-        if ttft is not None:
-            self.ttft_n += sign
-            self.ttft_sum += sign * ttft
-        self.tokens_in += sign * t_in
-        self.tokens_out += sign * t_out
-        self.cost += sign * cost
-
-    @property
-    def availability(self) -> float:
-        verdicts = self.successes + self.failures
-        return self.successes / verdicts if verdicts else 1.0
-
-    @property
-    def error_rate(self) -> float:
-        return self.errors / self.calls if self.calls else 0.0
-
+_NUM = (float, int)
+_MAX_INTERVALS = 100_000  # trend buckets: one list each
 
 class HealthMonitor:
     """Sliding-window health metrics, status and alerts for a set of providers.
@@ -97,7 +51,7 @@ class HealthMonitor:
         self.config = config or MonitorConfig()
         self.routing = routing or RoutingConfig()
         self.clock: Clock = clock or monotonic_clock
-        self._windows: dict[str, _Window] = {}
+        self._windows: dict[str, Window] = {}
         self._circuits: dict[str, CircuitState] = {}
         self._lock = threading.Lock()
         self._alert_subscribers: list[Callable[[Alert], None]] = []
@@ -110,7 +64,7 @@ class HealthMonitor:
         """Start tracking ``provider``; returns its live :class:`Candidate`."""
         with self._lock:
             if provider.id not in self._windows:
-                self._windows[provider.id] = _Window(Candidate(provider, self.routing))
+                self._windows[provider.id] = Window(Candidate(provider, self.routing))
                 self._circuits[provider.id] = CircuitState.CLOSED
             return self._windows[provider.id].candidate
 
@@ -142,38 +96,54 @@ class HealthMonitor:
     # -- hot path ------------------------------------------------------------------------------
     def record(self, outcome: Outcome, error_kind: ErrorKind | None = None, cost: float = 0.0, *,
                retry_after_s: float | None = None) -> None:
-        """Add one outcome. ``error_kind`` (for failures) decides whether it counts against health.
+        """Add one outcome. ``error_kind`` (for failures) decides whether it counts against health;
+        ``cost`` (0 to :data:`MAX_COST`) is what it cost.
 
         A 429 that came with a Retry-After (``retry_after_s`` > 0) puts the provider in a cooldown that
         already keeps traffic away; it does not also count as rate-limit pressure in the estimates.
+
+        ``outcome.at`` must be a reading of this monitor's clock: one more than
+        ``MonitorConfig.max_clock_skew_s`` away from it (e.g. wall time while the clock is monotonic)
+        raises :class:`ConfigError` and changes nothing; one ahead of the clock by less is recorded as
+        now (samples stay in time order, so the window keeps moving).
         """
-        now = self.clock() if outcome.at is None else outcome.at
+        if (type(outcome) is not Outcome or (error_kind is not None and type(error_kind) is not ErrorKind)
+                or type(cost) not in _NUM or not 0.0 <= cost <= MAX_COST):
+            _check_record(outcome, error_kind, cost)
+        self._record(outcome, error_kind, cost, retry_after_s)
+
+    def _record(self, outcome: Outcome, error_kind: ErrorKind | None, cost: float, retry_after_s: float | None
+                ) -> None:
+        """:meth:`record` with arguments already checked (the Middleware checks them once)."""
+        now = self.clock()
+        if outcome.at is not None:
+            now = self._sample_time(outcome.at, now)
         if outcome.ok:
-            verdict = _OK
+            verdict = OK
         elif error_kind is ErrorKind.RATE_LIMITED:
-            verdict = _RATE
+            verdict = RATE
         elif error_kind is None or error_kind.is_health_failure:
-            verdict = _FAIL
+            verdict = FAIL
         else:
-            verdict = _OTHER
+            verdict = OTHER
         sample = (now, verdict, outcome.latency_s, outcome.ttft_s, outcome.input_tokens,
                   outcome.output_tokens, cost)
         with self._lock:
             w = self._window(outcome.provider_id)
             samples = w.samples
             if len(samples) >= self.config.max_samples:
-                w.add(samples.popleft(), -1)
+                w.remove(samples.popleft())
             samples.append(sample)
-            w.add(sample, +1)
+            w.add(sample)
             w.lifetime_calls += 1
             self._expire(w, now)
             cand = w.candidate
-            if verdict == _OK:
+            if verdict == OK:
                 cand.consecutive_failures = 0
-            elif verdict == _FAIL:
+            elif verdict == FAIL:
                 cand.consecutive_failures += 1
-            told = verdict == _RATE and retry_after_s is not None and retry_after_s > 0
-            cand.observe(Verdict.OTHER if told else _VERDICTS[verdict], outcome.latency_s, outcome.ttft_s, now,
+            told = verdict == RATE and retry_after_s is not None and retry_after_s > 0
+            cand.observe(Verdict.OTHER if told else VERDICTS[verdict], outcome.latency_s, outcome.ttft_s, now,
                          self.routing.concurrency_memory_s, outcome.output_tokens)
             pending = self._evaluate(outcome.provider_id, w, now)
         self._emit(pending)
@@ -208,10 +178,11 @@ class HealthMonitor:
     def metrics(self, provider_id: str) -> dict[str, Any]:
         """Window metrics of one provider, percentiles included (computed now). Latencies in ms."""
         now = self.clock()
+        self.refresh(provider_id, now)  # samples that left change the status and alerts too, not only the numbers
         with self._lock:
             w = self._window(provider_id)
             self._expire(w, now)
-            ok_lat = sorted(s[2] for s in w.samples if s[1] == _OK)
+            ok_lat = sorted(s[2] for s in w.samples if s[1] == OK)
             ttfts = sorted(s[3] for s in w.samples if s[3] is not None)
             out: dict[str, Any] = {
                 "calls": w.calls, "successes": w.successes, "failures": w.failures, "errors": w.errors,
@@ -251,14 +222,16 @@ class HealthMonitor:
         """
         if metric not in _TREND_METRICS:
             raise ConfigError("metric", f"unknown trend metric {metric!r}; use one of {', '.join(_TREND_METRICS)}")
-        if intervals < 1:
-            raise ConfigError("intervals", "must be >= 1")
+        require("intervals", isinstance(intervals, int) and not isinstance(intervals, bool)
+                and 1 <= intervals <= _MAX_INTERVALS, f"a whole number from 1 to {_MAX_INTERVALS:,}", intervals)
+        require("interval_s", interval_s is None or (is_number(interval_s) and interval_s > 0),
+                "a finite number of seconds > 0, or None", interval_s)
         span = interval_s if interval_s is not None else self.config.window_s / intervals
-        if span <= 0:
-            raise ConfigError("interval_s", "must be > 0")
+        if not math.isfinite(span * intervals):
+            raise ConfigError("interval_s", f"interval_s x intervals must be a finite time (got {span} x {intervals})")
         now = self.clock()
         start = now - span * intervals
-        buckets: list[list[tuple[float, int, float, float | None, int, int, float]]] = [
+        buckets: list[list[Sample]] = [
             [] for _ in range(intervals)]
         with self._lock:
             for s in self._window(provider_id).samples:
@@ -266,14 +239,20 @@ class HealthMonitor:
                     buckets[min(int((s[0] - start) / span), intervals - 1)].append(s)
         return [_bucket_value(b, metric) for b in buckets]
 
-    def export(self) -> dict[str, Any]:
-        """JSON-safe metrics of every provider plus the configuration and recent alerts."""
+    def export(self, metrics: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """JSON-safe metrics of every provider plus the configuration and recent alerts.
+
+        ``metrics``: providers' :meth:`metrics` already read by the caller (the Middleware reads them for
+        its health section), so that percentiles are not computed twice.
+        """
         providers = {}
         for pid in self.provider_ids():
-            try:
-                m = self.metrics(pid)
-            except ConfigError:  # removed by another thread while exporting
-                continue
+            m = dict(metrics[pid]) if metrics is not None and pid in metrics else None
+            if m is None:
+                try:
+                    m = self.metrics(pid)
+                except ConfigError:  # removed by another thread while exporting
+                    continue
             m["status"] = m["status"].value
             providers[pid] = m
         return {"config": self.config.model_dump(mode="json"), "providers": providers,
@@ -286,28 +265,36 @@ class HealthMonitor:
             for pid in ids:
                 cand = self._window(pid).candidate
                 cand.forget()
-                self._windows[pid] = _Window(cand)
+                self._windows[pid] = Window(cand)
             if provider_id is None:
                 self.alert_log.clear()
 
     # -- internals -----------------------------------------------------------------------------
-    def _window(self, provider_id: str) -> _Window:
+    def _window(self, provider_id: str) -> Window:
         try:
             return self._windows[provider_id]
         except KeyError:
             raise ConfigError("provider_id", f"unknown provider {provider_id!r}; add it first") from None
 
-    def _expire(self, w: _Window, now: float) -> None:
+    def _sample_time(self, at: float, now: float) -> float:
+        skew = self.config.max_clock_skew_s
+        if not now - skew <= at <= now + skew:
+            raise ConfigError("Outcome.at", f"{at!r} is {at - now:+.6g} s from the monitor's clock ({now!r}), more "
+                              f"than MonitorConfig.max_clock_skew_s ({skew:g} s); give a reading of the same clock "
+                              "(the Middleware's clock, time.monotonic() by default; not wall time), or None for now")
+        return at if at < now else now
+
+    def _expire(self, w: Window, now: float) -> None:
         cutoff = now - self.config.window_s
         samples = w.samples
         while samples and samples[0][0] < cutoff:
-            w.add(samples.popleft(), -1)
+            w.remove(samples.popleft())
         cand = w.candidate
         cand.error_rate = w.error_rate
         cand.samples = w.calls
         cand.stale_at = samples[0][0] + self.config.window_s if samples else float("inf")
 
-    def _evaluate(self, provider_id: str, w: _Window, now: float) -> list[Alert | HealthChange]:
+    def _evaluate(self, provider_id: str, w: Window, now: float) -> list[Alert | HealthChange]:
         pending: list[Alert | HealthChange] = []
         new = self._combined_status(w, self._circuits.get(provider_id, CircuitState.CLOSED))
         if new is not w.status:
@@ -316,7 +303,7 @@ class HealthMonitor:
         pending.extend(self._alerts(provider_id, w, now))
         return pending
 
-    def _combined_status(self, w: _Window, circuit: CircuitState) -> HealthStatus:
+    def _combined_status(self, w: Window, circuit: CircuitState) -> HealthStatus:
         if circuit is CircuitState.OPEN:
             return HealthStatus.OFFLINE
         cfg = self.config
@@ -337,11 +324,11 @@ class HealthMonitor:
         return metric
 
     @staticmethod
-    def _why(w: _Window) -> str:
+    def _why(w: Window) -> str:
         return (f"availability {w.availability:.1%}, error rate {w.error_rate:.1%} over {w.calls} calls, "
                 f"circuit {w.candidate.circuit.value}")
 
-    def _alerts(self, provider_id: str, w: _Window, now: float) -> list[Alert]:
+    def _alerts(self, provider_id: str, w: Window, now: float) -> list[Alert]:
         cfg = self.config.alerts
         conditions: dict[AlertKind, tuple[float, float]] = {}
         if w.ok_latency_n >= cfg.min_samples:
@@ -372,6 +359,15 @@ class HealthMonitor:
                     guard.call("health_subscriber", hcb, item)
 
 
+def _check_record(outcome: object, error_kind: object, cost: object) -> None:
+    """The arguments of :meth:`HealthMonitor.record` that its fast check did not accept, named."""
+    if not isinstance(outcome, Outcome):
+        raise ConfigError("outcome", f"expected an Outcome, got {type(outcome).__name__}")
+    require("error_kind", error_kind is None or isinstance(error_kind, ErrorKind), "an ErrorKind or None",
+            error_kind)
+    require("cost", in_range(cost, 0.0, MAX_COST), f"a cost from 0 to {MAX_COST:g}", cost)
+
+
 _ALERT_TEXT = {
     AlertKind.HIGH_LATENCY: "{pid}: average latency {value:.0f} ms above {threshold:.0f} ms",
     AlertKind.HIGH_ERROR_RATE: "{pid}: error rate {value:.1%} above {threshold:.1%}",
@@ -379,20 +375,20 @@ _ALERT_TEXT = {
 }
 
 
-def _bucket_value(bucket: list[tuple[float, int, float, float | None, int, int, float]], metric: str
+def _bucket_value(bucket: list[Sample], metric: str
                   ) -> float | None:
     if metric == "calls":
         return float(len(bucket))
     if not bucket:
         return None
     if metric == "error_rate":
-        return sum(1 for s in bucket if s[1] != _OK) / len(bucket)
+        return sum(1 for s in bucket if s[1] != OK) / len(bucket)
     if metric == "availability":
-        verdicts = [s for s in bucket if s[1] in (_OK, _FAIL)]
-        return sum(1 for s in verdicts if s[1] == _OK) / len(verdicts) if verdicts else None
+        verdicts = [s for s in bucket if s[1] in (OK, FAIL)]
+        return sum(1 for s in verdicts if s[1] == OK) / len(verdicts) if verdicts else None
     if metric == "cost":
         return sum(s[6] for s in bucket)
-    ok = sorted(s[2] for s in bucket if s[1] == _OK)
+    ok = sorted(s[2] for s in bucket if s[1] == OK)
     if not ok:
         return None
     if metric == "latency_avg_ms":

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
+from types import ModuleType
 from typing import Any
 
 import pluggy
 
 from . import hookspecs
 from .errorinfo import error_text
+from .errors import ConfigError
 from .hookspecs import PROJECT_NAME
 
-__all__ = ["BLOCK_ENV_VAR", "BUILTIN_PLUGINS", "PluginHost", "get_plugin_manager"]
+__all__ = ["BLOCK_ENV_VAR", "BUILTIN_PLUGINS", "PER_CALL_HOOKS", "PluginBudget", "PluginHost", "get_plugin_manager"]
 
 log = logging.getLogger("pi_builder_middleware.plugins")
 
@@ -32,6 +36,15 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "pi_builder_middleware.plugins.classify",
     "pi_builder_middleware.plugins.observers",
 )
+
+
+#: Hooks called on every request: the ones :class:`PluginBudget` times (registration hooks run once, at start).
+PER_CALL_HOOKS = frozenset({"pbm_classify_error", "pbm_on_alert", "pbm_on_decision", "pbm_on_health_change",
+                            "pbm_on_outcome"})
+
+#: Where this package's own code lives: built-in plugins, strategies and scorers are not timed (their
+#: cost is part of the hot path measured in BENCHMARKS.md, and timing them would add to it).
+_OWN_PREFIX = "pi_builder_middleware."
 
 
 def _blocked_from_env() -> set[str]:
@@ -96,7 +109,76 @@ class _VersionedPluginManager(pluggy.PluginManager):
         return super().unregister(plugin, name)
 
 
-_Impl = tuple[Callable[..., Any], tuple[str, ...], str]
+class PluginBudget:
+    """Finds slow plugins: a plugin call that takes longer than ``budget_s`` is counted under the plugin's
+    name (:meth:`report`) and logged once per name, as a WARNING.
+
+    Timed: third-party implementations of the per-call hooks (:data:`PER_CALL_HOOKS`) and third-party
+    strategies (``rank`` + ``pick``, or a built-in strategy using a third-party health scorer). Built-ins
+    are not timed. ``timer`` reads seconds (the Middleware passes its injected clock, else
+    :func:`time.perf_counter`); ``budget_s`` None turns timing off.
+    """
+
+    __slots__ = ("_lock", "_slow", "budget_s", "limit", "timer")
+
+    def __init__(self, budget_s: float | None = None, timer: Callable[[], float] = time.perf_counter) -> None:
+        if budget_s is not None and (isinstance(budget_s, bool) or not isinstance(budget_s, int | float)
+                                     or not 0 < budget_s < math.inf):
+            raise ConfigError("plugin_budget_s", f"must be a finite number of seconds > 0, or None (got {budget_s!r})")
+        if not callable(timer):
+            raise ConfigError("timer", f"expected a callable returning seconds, got {type(timer).__name__}")
+        self.budget_s = budget_s
+        self.limit = math.inf if budget_s is None else budget_s  # what a call may take before check() counts it
+        self.timer = timer
+        self._slow: dict[str, list[float]] = {}  # name -> [calls, total_s, max_s]
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        """Whether plugin calls are timed."""
+        return self.budget_s is not None
+
+    def check(self, name: str, elapsed_s: float) -> None:
+        """Account one call of ``name`` that took ``elapsed_s``; only an over-budget call costs more."""
+        budget = self.budget_s
+        if budget is None or elapsed_s <= budget:
+            return
+        with self._lock:
+            entry = self._slow.get(name)
+            first = entry is None
+            if entry is None:
+                entry = self._slow[name] = [0, 0.0, 0.0]
+            entry[0] += 1
+            entry[1] += elapsed_s
+            entry[2] = max(entry[2], elapsed_s)
+        if first:
+            log.warning("plugin %s took %.1f ms, over the %.1f ms budget (Middleware(plugin_budget_s=...)); "
+                        "further slow calls are counted in Middleware.stats()['plugin_slow_calls'], not logged",
+                        name, elapsed_s * 1000, budget * 1000)
+
+    def report(self) -> dict[str, dict[str, float]]:
+        """Over-budget calls per plugin name: ``calls``, ``total_s`` and ``max_s``."""
+        with self._lock:
+            return {name: {"calls": int(calls), "total_s": total, "max_s": worst}
+                    for name, (calls, total, worst) in self._slow.items()}
+
+    @staticmethod
+    def is_own(obj: object) -> bool:
+        """Whether ``obj`` (a plugin, strategy or scorer) is this package's own code, which is not timed."""
+        module = obj.__name__ if isinstance(obj, ModuleType) else type(obj).__module__
+        return module.startswith(_OWN_PREFIX)
+
+
+def _label(plugin_name: str, plugin: object) -> str:
+    """A readable name: pluggy names an object registered without a name by its id."""
+    if not plugin_name.isdigit():
+        return plugin_name
+    cls = plugin if isinstance(plugin, type) else type(plugin)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+# (function, argument names, plugin name, "<plugin>.<hook>" when timed else None)
+_Impl = tuple[Callable[..., Any], tuple[str, ...], str, str | None]
 
 
 class PluginHost:
@@ -107,8 +189,9 @@ class PluginHost:
     with the next one, down to the built-in default).
     """
 
-    def __init__(self, pm: pluggy.PluginManager) -> None:
+    def __init__(self, pm: pluggy.PluginManager, budget: PluginBudget | None = None) -> None:
         self.pm = pm
+        self.budget = budget or PluginBudget()
         self.failures: Counter[str] = Counter()
         self._failures_lock = threading.Lock()
         self._cache: dict[str, tuple[int, tuple[_Impl, ...]]] = {}
@@ -120,7 +203,10 @@ class PluginHost:
         if cached is not None and version is not None and cached[0] == version:
             return cached[1]
         caller: pluggy.HookCaller = getattr(self.pm.hook, hook_name)
-        impls = tuple((impl.function, tuple(impl.argnames), impl.plugin_name)
+        timed = self.budget.enabled and hook_name in PER_CALL_HOOKS
+        impls = tuple((impl.function, tuple(impl.argnames), impl.plugin_name,
+                       f"{_label(impl.plugin_name, impl.plugin)}.{hook_name}"
+                       if timed and not PluginBudget.is_own(impl.plugin) else None)
                       for impl in reversed(caller.get_hookimpls())
                       if not (impl.wrapper or impl.hookwrapper))  # observer hooks call plain implementations only
         if version is not None:
@@ -129,7 +215,10 @@ class PluginHost:
 
     def notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call every (non-wrapper) implementation of an observer hook."""
-        for function, argnames, plugin_name in self._impls(hook_name):
+        for function, argnames, plugin_name, timed in self._impls(hook_name):
+            if timed is not None:
+                self._call_timed(timed, function, argnames, kwargs, hook_name, plugin_name)
+                continue
             try:
                 function(*[kwargs[arg] for arg in argnames])
             except Exception as exc:
@@ -141,17 +230,41 @@ class PluginHost:
         With ``convert``, the first result it accepts, converted: a result it raises on counts as that
         plugin failing (like raising itself), and the next implementation is asked.
         """
-        for function, argnames, plugin_name in self._impls(hook_name):
-            try:
-                result = function(*[kwargs[arg] for arg in argnames])
-                if result is not None and convert is not None:
+        for function, argnames, plugin_name, timed in self._impls(hook_name):
+            if timed is not None:
+                result = self._call_timed(timed, function, argnames, kwargs, hook_name, plugin_name)
+            else:
+                try:
+                    result = function(*[kwargs[arg] for arg in argnames])
+                except Exception as exc:
+                    self._failed(hook_name, plugin_name, exc)
+                    continue
+            if result is not None and convert is not None:
+                try:
                     result = convert(result)
-            except Exception as exc:
-                self._failed(hook_name, plugin_name, exc)
-                continue
+                except Exception as exc:
+                    self._failed(hook_name, plugin_name, exc)
+                    continue
             if result is not None:
                 return result
         return None
+
+    def _call_timed(self, name: str, function: Callable[..., Any], argnames: tuple[str, ...], kwargs: dict[str, Any],
+                    hook_name: str, plugin_name: str) -> Any:
+        """One implementation call checked against the budget (a failure is timed too); None if it raised."""
+        budget = self.budget
+        timer = budget.timer
+        start = timer()
+        try:
+            result = function(*[kwargs[arg] for arg in argnames])
+        except Exception as exc:
+            budget.check(name, timer() - start)
+            self._failed(hook_name, plugin_name, exc)
+            return None
+        elapsed = timer() - start
+        if elapsed > budget.limit:  # checked here: the common case costs no further call
+            budget.check(name, elapsed)
+        return result
 
     def _failed(self, hook_name: str, plugin_name: str, exc: Exception) -> None:
         key = f"{plugin_name}.{hook_name}"

@@ -17,6 +17,7 @@ from typing import Any
 
 from ._clock import Clock, monotonic_clock
 from ._registries import Registries, build_registries
+from ._validation import require
 from .config import RoutingConfig
 from .enums import AllOutMode, CircuitState, EventKind
 from .errorinfo import error_text
@@ -25,6 +26,7 @@ from .failover import FailoverManager
 from .interfaces import Candidate, HealthScorer, Strategy, StrategyContext
 from .models import FailoverEvent, Provider, RouteRequest, RoutingDecision
 from .monitor import HealthMonitor
+from .pluginmanager import PluginBudget
 
 __all__ = ["DEFAULT_REQUEST", "ProviderRouter"]
 
@@ -40,6 +42,9 @@ _EXPLORE_CHECK_S = 0.25
 #: Probes that may be spent at once (the budget refills by ``explore_share`` per decision).
 _EXPLORE_BURST = 3.0
 
+#: Most decisions ``history_size`` may keep (each is a few hundred bytes).
+_MAX_HISTORY = 10_000_000
+
 #: The request used when ``select`` is called without one.
 DEFAULT_REQUEST = RouteRequest()
 
@@ -50,7 +55,8 @@ class ProviderRouter:
     ``strategy`` and ``health_scorer`` are names looked up in the registries (plugins can add
     more) or instances. A strategy that raises or returns nonsense (the wrong number of scores, NaN or
     infinite ones) is logged and counted in :attr:`plugin_failures`, and the request is ranked by the
-    health scorer instead (by the given order if that fails too).
+    health scorer instead (by the given order if that fails too). ``budget`` times third-party
+    strategies (and built-ins using a third-party health scorer): see :class:`PluginBudget`.
     """
 
     def __init__(
@@ -66,9 +72,11 @@ class ProviderRouter:
         rng: random.Random | None = None,
         history_size: int = 1000,
         config: RoutingConfig | None = None,
+        budget: PluginBudget | None = None,
     ) -> None:
-        if not isinstance(history_size, int) or isinstance(history_size, bool) or history_size < 1:
-            raise ConfigError("history_size", f"must be a whole number >= 1 (got {history_size!r})")
+        require("history_size", isinstance(history_size, int) and not isinstance(history_size, bool)
+                and 1 <= history_size <= _MAX_HISTORY,
+                f"a whole number from 1 to {_MAX_HISTORY:,}", history_size)
         if config is not None and not isinstance(config, RoutingConfig):
             raise ConfigError("routing", f"expected a RoutingConfig, got {type(config).__name__}")
         self.registries = registries or build_registries()
@@ -83,6 +91,9 @@ class ProviderRouter:
                               else self.registries.scorers.get(health_scorer))
         self._ctx = StrategyContext(rng or random.Random(), self.health_scorer, self.monitor.config.min_samples,
                                     self.clock, self.config.spread_within)
+        self.budget = budget or PluginBudget()
+        # (strategy, its budget label or None, whether third-party code ranks: its scores are checked)
+        self._timed: tuple[Strategy | None, str | None, bool] = (None, None, False)
         self._providers: dict[str, Provider] = {}
         self._candidates: dict[str, Candidate] = {}
         self._lock = threading.Lock()
@@ -183,6 +194,8 @@ class ProviderRouter:
         ``when_all_out`` overrides :attr:`RoutingConfig.when_all_out` for this call (a caller that
         will wait for a re-admission itself passes ``AllOutMode.FAIL``).
         """
+        if type(request) is not RouteRequest and not isinstance(request, RouteRequest):
+            raise ConfigError("request", f"expected a RouteRequest or None, got {type(request).__name__}")
         strategy = self.strategy if request.strategy is None else self._resolve_strategy(request.strategy)
         now = self.clock()
         eligible, excluded, held, half_open = self._filter(request, now)
@@ -191,7 +204,16 @@ class ProviderRouter:
             if held and mode is AllOutMode.SOONEST:
                 return self._panic(held, excluded, strategy, now, reserve)
             raise NoProviderAvailableError(excluded)
-        scores = self._rank(strategy, eligible, request)
+        timed = self._timed
+        if timed[0] is not strategy:
+            timed = self._timed = (strategy, self._budget_label(strategy), not self._own_ranking(strategy))
+        label = timed[1]
+        if label is not None:
+            timer = self.budget.timer
+            start = timer()
+        scores = self._rank(strategy, eligible, request, timed[2])
+        if label is not None:
+            spent = timer() - start
         note = ""
         if len(eligible) == 1:
             ranked = eligible
@@ -201,7 +223,12 @@ class ProviderRouter:
             else:
                 order = sorted(range(len(eligible)), key=lambda i: (-scores[i], eligible[i].provider.priority, i))
             ranked = [eligible[i] for i in order]
-            pick = self._pick(strategy, ranked, request)
+            if label is not None:
+                start = timer()
+                pick = self._pick(strategy, ranked, request)
+                spent += timer() - start
+            else:
+                pick = self._pick(strategy, ranked, request)
             if pick:
                 passed = [c for c in ranked[:pick] if c.suspect]
                 ranked.insert(0, ranked.pop(pick))
@@ -211,6 +238,8 @@ class ProviderRouter:
                 note = "probing " + _suspicion(ranked[0])
             if ranked[0].concurrency_limit is not None:
                 ranked = _overflow(ranked)
+        if label is not None and spent > self.budget.limit:
+            self.budget.check(label, spent)
         explored = False
         trial = next((c for c in ranked if c.circuit is CircuitState.HALF_OPEN), None) if half_open else None
         if trial is not None:
@@ -399,13 +428,15 @@ class ProviderRouter:
                          f"candidate)", exc)
             return 0
 
-    def _rank(self, strategy: Strategy, eligible: list[Candidate], request: RouteRequest) -> list[float]:
+    def _rank(self, strategy: Strategy, eligible: list[Candidate], request: RouteRequest, foreign: bool
+              ) -> list[float]:
+        """The strategy's scores; ``foreign`` (third-party code ranks): NaN or infinite ones count as a failure."""
         try:
             scores = [float(s) for s in strategy.rank(eligible, request, self._ctx)]
             if len(scores) != len(eligible):
                 raise ValueError(f"returned {len(scores)} scores for {len(eligible)} candidates")
-            if not math.isfinite(sum(scores)):  # one NaN or infinity and sorting by score means nothing
-                raise ValueError(f"returned a score that is not a finite number: {scores}")
+            if foreign and not math.isfinite(sum(scores)):  # one sum: cheap; NaN would order nothing, nor export
+                raise ValueError("returned a score that is not a finite number (scores are numbers from 0 to 1)")
             return scores
         except Exception as exc:  # a broken strategy plugin must not fail the request
             self._failed(f"strategy {getattr(strategy, 'name', strategy)!r} failed (falling back to health ranking)",
@@ -433,6 +464,19 @@ class ProviderRouter:
         if first:  # a strategy failing on every request must not flood the log: the rest are counted
             log.error("%s: %s: %s (later failures only counted in statistics()['strategy_failures'])", what,
                       type(exc).__name__, error_text(exc))
+
+    def _own_ranking(self, strategy: Strategy) -> bool:
+        """Whether ranking with ``strategy`` runs this package's code only (strategy and health scorer)."""
+        return PluginBudget.is_own(strategy) and PluginBudget.is_own(self.health_scorer)
+
+    def _budget_label(self, strategy: Strategy) -> str | None:
+        """How the budget names this strategy's calls; None when they are not timed (built-in code only)."""
+        if not self.budget.enabled or self._own_ranking(strategy):
+            return None
+        scorer = self.health_scorer
+        own_scorer = PluginBudget.is_own(scorer)
+        name = getattr(strategy, "name", type(strategy).__name__)
+        return f"strategy:{name}" if own_scorer else f"strategy:{name} with health scorer:{scorer.name}"
 
     def _resolve_strategy(self, strategy: str | Strategy) -> Strategy:
         if isinstance(strategy, Strategy):

@@ -22,6 +22,7 @@ from langchain_core.runnables.config import set_config_context
 from langchain_core.runnables.utils import coro_with_context
 
 from pi_builder_middleware import (
+    MAX_TOKENS,
     AttemptTimeoutError,
     Middleware,
     OpenAttempt,
@@ -257,7 +258,10 @@ def _broke(opened: OpenAttempt[Any], exc: BaseException, ttft: float | None) -> 
 
 
 def _usage(handler: UsageHandler | None, fallback: tuple[int, int]) -> Usage:
-    """Tokens of the LLM runs the handler saw; else what the output itself carried."""
-    if handler is not None and handler.seen:
-        return Usage(handler.input_tokens, handler.output_tokens)
-    return Usage(*fallback)
+    """Tokens of the LLM runs the handler saw; else what the output itself carried.
+
+    Counts come from the provider: one out of Usage's bounds is clamped, never a reason to lose the outcome
+    (this runs before the attempt is ended).
+    """
+    tokens = (handler.input_tokens, handler.output_tokens) if handler is not None and handler.seen else fallback
+    return Usage(*(min(max(n, 0), MAX_TOKENS) for n in tokens))

@@ -17,8 +17,7 @@ from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from pi_builder_middleware import Outcome, extract_retry_after, status_code_of
-from pi_builder_middleware.models import MAX_TOKENS
+from pi_builder_middleware import MAX_COST, MAX_LATENCY_S, MAX_TOKENS, Outcome, extract_retry_after, status_code_of
 
 from ._binding import Binding, request_token, stamped_trace
 
@@ -40,12 +39,13 @@ def _seconds(start: object, end: object) -> float | None:
         value = float(end) - float(start)
     else:
         return None
-    return value if value >= 0 else 0.0
+    if not value >= 0:  # negative, or NaN
+        return 0.0
+    return min(value, MAX_LATENCY_S)  # what LiteLLM reports must never cost the outcome (Outcome's bound)
 
 
 def _count(value: object) -> int:
-    """A token count LiteLLM reported, or 0 when it is no count a record can take (bool, negative, beyond 2**53)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_TOKENS else 0
+    return min(value, MAX_TOKENS) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _tokens(slo: Mapping[str, Any], response_obj: Any) -> tuple[int, int]:
@@ -202,7 +202,8 @@ class MiddlewareCallback(CustomLogger):
             ttft = _seconds(start, kwargs.get("completion_start_time"))
         tokens_in, tokens_out = _tokens(slo, response_obj) if ok else (0, 0)
         cost = kwargs.get("response_cost")
-        cost = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) and cost > 0 else None
+        cost = (min(float(cost), MAX_COST) if isinstance(cost, int | float) and not isinstance(cost, bool)
+                and 0 < cost < float("inf") else None)
         if ok:
             return Outcome(pid, True, latency, ttft_s=ttft, input_tokens=tokens_in, output_tokens=tokens_out,
                            cost=cost)

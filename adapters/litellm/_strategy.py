@@ -17,7 +17,7 @@ try:  # LiteLLM >= 1.109; older routers get their candidates from ._legacy
 except ImportError:  # pragma: no cover - exercised by tests/adapters/litellm_legacy
     RoutingContext = None  # type: ignore[assignment,misc]
 
-from pi_builder_middleware import ConfigError, NoProviderAvailableError, RouteRequest
+from pi_builder_middleware import MAX_TOKENS, ConfigError, NoProviderAvailableError, RouteRequest
 
 from ._binding import METADATA_KEY, ROUTE_OPTIONS_KEY, TRACE_KEY, Binding, metadata_field
 from ._candidates import (
@@ -87,7 +87,7 @@ def _input_tokens(messages: object, input: object) -> int:
         chars = len(input)
     elif isinstance(input, list):
         chars = sum(len(i) for i in input if isinstance(i, str))
-    return chars // 4 + 1 if chars else _DEFAULT_INPUT_TOKENS
+    return min(chars // 4 + 1, MAX_TOKENS) if chars else _DEFAULT_INPUT_TOKENS
 
 
 def route_request(request_kwargs: Mapping[str, Any], candidates: Iterable[str], *, exclude: Iterable[str] = (),
@@ -124,7 +124,8 @@ def route_request(request_kwargs: Mapping[str, Any], candidates: Iterable[str], 
         stream=request_kwargs.get("stream") is True,
         input_tokens=_input_tokens(messages if messages is not None else request_kwargs.get("messages"),
                                    input if input is not None else request_kwargs.get("input")),
-        output_tokens=max_out if isinstance(max_out, int) and max_out > 0 else _DEFAULT_OUTPUT_TOKENS,
+        output_tokens=(min(max_out, MAX_TOKENS) if isinstance(max_out, int) and not isinstance(max_out, bool)
+                       and max_out > 0 else _DEFAULT_OUTPUT_TOKENS),  # e.g. 2**31 - 1 for "no limit"
         **extra,
     )
 

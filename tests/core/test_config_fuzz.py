@@ -20,6 +20,9 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from pi_builder_middleware import (
+    MAX_COST,
+    MAX_LATENCY_S,
+    MAX_TOKENS,
     AlertThresholds,
     ConfigError,
     ErrorKind,
@@ -37,7 +40,6 @@ from pi_builder_middleware import (
     Strategy,
     hookimpl,
 )
-from pi_builder_middleware.models import MAX_TOKENS
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 Tagged = tuple[bool, Any]  # (is_ok, value)
@@ -157,8 +159,8 @@ PROVIDER = Spec(
     Provider, "Provider",
     {
         "id": text(min_size=1),
-        "cost_per_1k_input": number(0, None),
-        "cost_per_1k_output": number(0, None),
+        "cost_per_1k_input": number(0, MAX_COST),
+        "cost_per_1k_output": number(0, MAX_COST),
         "quality": number(0, 1),
         "capabilities": names(optional=False),
         "max_context_tokens": integer(1, None, optional=True),
@@ -280,7 +282,7 @@ FAILOVER = Spec(
         "trip_memory_s": number(0, None),
         "max_ejection_percent": number(0, 100, lo_open=True, optional=True),
         "outlier": _nested(OUTLIER),
-        "max_events": integer(1, None),
+        "max_events": integer(1, 1_000_000),
         "health_check_timeout_s": number(0, None, lo_open=True),
     },
     FailoverConfig().model_dump(),
@@ -297,6 +299,7 @@ MONITOR = Spec(
         "window_s": number(0, None, lo_open=True),
         "max_samples": integer(8, 1_000_000),
         "min_samples": integer(1, None),
+        "max_clock_skew_s": number(0, 86_400, lo_open=True),
         "thresholds": _nested(THRESHOLDS),
         "alerts": _nested(ALERTS),
     },
@@ -380,7 +383,8 @@ ROUTE = Spec(
                            st.sampled_from([5, 1.5, ["failover"], {"x": 1}])),
         "input_tokens": integer(0, MAX_TOKENS),
         "output_tokens": integer(0, MAX_TOKENS),
-        "timeout_s": number(0, None, lo_open=True, optional=True),
+        "timeout_s": number(0, MAX_LATENCY_S, lo_open=True, optional=True),
+        "stream": Choice(st.booleans(), st.sampled_from(["yes", "False", 1, 0, None, 1.5])),
     },
     {},
 )
@@ -395,11 +399,11 @@ OUTCOME = Spec(
     {
         "provider_id": text(min_size=1),
         "ok": Choice(st.booleans(), st.sampled_from([None, "yes", "False", 1.5, [True]])),
-        "latency_s": number(0, None),
-        "ttft_s": number(0, None, optional=True),
+        "latency_s": number(0, MAX_LATENCY_S),
+        "ttft_s": number(0, MAX_LATENCY_S, optional=True),
         "input_tokens": integer(0, MAX_TOKENS),
         "output_tokens": integer(0, MAX_TOKENS),
-        "cost": number(0, None, optional=True),
+        "cost": number(0, MAX_COST, optional=True),
         "error": Choice(st.sampled_from([None, _Boom("x"), TimeoutError()]), st.sampled_from(["boom", 5, _Boom])),
         "error_kind": Choice(st.sampled_from([None, *ErrorKind, *(k.value for k in ErrorKind)]),
                              st.sampled_from(["RATE-LIMITED", "teapot", 429, 1.5, [ErrorKind.AUTH]])),
@@ -448,6 +452,12 @@ def test_outcome(case: Case) -> None:
         return
     assert outcome.error_kind is None or isinstance(outcome.error_kind, ErrorKind)
     mw = _middleware(outcome.provider_id)
+    if outcome.at is not None and abs(outcome.at - mw.clock()) > mw.monitor.config.max_clock_skew_s:
+        with pytest.raises(ConfigError) as info:  # a reading of another clock: refused, nothing recorded
+            mw.record(outcome)
+        assert info.value.field == "Outcome.at"
+        assert mw.health(outcome.provider_id).calls == 0
+        return
     kind = mw.record(outcome)
     if not outcome.ok:
         assert isinstance(kind, ErrorKind)

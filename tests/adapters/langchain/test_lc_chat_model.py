@@ -231,3 +231,23 @@ def test_configurable_values_keep_the_child_runs(streaming):
     assert len(inner) == 1 and inner[0][3] == outer[2]  # still a child run of the wrapper's run
     assert "mine" in inner[0][4]
     assert ("nostream" in inner[0][4]) == streaming
+
+
+class AbsurdUsageChat(ScriptedChat):
+    """Answers, but reports token counts no Usage accepts (as a buggy provider might)."""
+
+    def _answer(self, **kwargs):
+        message = super()._answer(**kwargs)
+        message.usage_metadata = {"input_tokens": -3, "output_tokens": 10**12, "total_tokens": 10**12}
+        return message
+
+
+def test_absurd_token_counts_from_a_provider_are_clamped_and_the_answer_recorded(make_mw):
+    from pi_builder_middleware import MAX_TOKENS
+
+    mw = make_mw("a")
+    llm = HealthAwareChatModel({"a": AbsurdUsageChat(key="a")}, middleware=mw)
+    assert llm.invoke("q").content == "a says hi"
+    health = mw.health("a")
+    assert (health.successes, health.tokens_in, health.tokens_out) == (1, 0, MAX_TOKENS)
+    assert mw.router.in_flight("a") == 0

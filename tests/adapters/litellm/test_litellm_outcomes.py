@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 from typing import Any
 
 import litellm
@@ -11,7 +12,7 @@ from litellm.integrations.custom_logger import CustomLogger
 from litellm_support import MESSAGES, OutcomeLog, async_wait_until, deployment, mock_deployment, wait_until
 from pi_builder_middleware.adapters.litellm import install
 
-from pi_builder_middleware import ErrorKind, FailoverConfig, Middleware, hookimpl
+from pi_builder_middleware import MAX_COST, MAX_LATENCY_S, MAX_TOKENS, ErrorKind, FailoverConfig, Middleware, hookimpl
 from pi_builder_middleware.sim import Behaviour, Latency, SimProvider
 from pi_builder_middleware.sim import Outcome as SimOutcome
 
@@ -219,3 +220,37 @@ def test_hook_parameter_names_are_exactly_litellms() -> None:
     for name in ("async_get_available_deployment", "get_available_deployment"):
         ours = list(inspect.signature(getattr(MiddlewareRoutingStrategy, name)).parameters)
         assert ours == list(inspect.signature(getattr(CustomRoutingStrategyBase, name)).parameters), name
+
+
+class CaptureSuccess(CustomLogger):
+    """Keeps the kwargs LiteLLM passes to the success hook (to replay them, altered, into our callback)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+        self.calls.append((kwargs, response_obj, start_time, end_time))
+
+
+async def test_absurd_numbers_from_litellm_are_clamped_to_the_bounds_not_lost() -> None:
+    router = litellm.Router(model_list=[mock_deployment("x")], num_retries=0)
+    capture = CaptureSuccess()
+    litellm.callbacks.append(capture)
+    try:
+        with install(router) as handle:
+            await router.acompletion(model="g", messages=MESSAGES)
+            await async_wait_until(lambda: len(capture.calls) == 1 and handle.stats().get("recorded_ok") == 1)
+            kwargs, response, start, end = capture.calls[0]
+            slo = {**kwargs["standard_logging_object"], "prompt_tokens": 10**12, "completion_tokens": 10**400}
+            altered = {**kwargs, "litellm_call_id": "replayed", "response_cost": 1e308, "standard_logging_object": slo,
+                       "start_time": start - datetime.timedelta(days=3650)}
+            await handle.callback.async_log_success_event(altered, response, altered["start_time"], end)
+            health = handle.middleware.health("x")
+            assert health.successes == 2  # recorded, at the bounds
+            assert health.latency_max_ms == MAX_LATENCY_S * 1000
+            assert MAX_TOKENS <= health.tokens_in < MAX_TOKENS + 1000
+            assert MAX_TOKENS <= health.tokens_out < MAX_TOKENS + 1000
+            assert MAX_COST <= health.cost_total < 2 * MAX_COST
+    finally:
+        litellm.callbacks.remove(capture)

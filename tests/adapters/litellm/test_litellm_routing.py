@@ -298,3 +298,15 @@ async def test_max_wait_s_does_not_spin_on_a_deployment_that_is_already_back() -
         clock.advance(1.0)  # the cooldown is over; "a" is still listed until a pick settles it
         assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "a"
         assert sleep.slept == [] and handle.stats()["waits"] == 0
+
+
+async def test_a_no_limit_max_tokens_is_clamped_to_the_token_bound_not_refused() -> None:
+    from pi_builder_middleware import MAX_TOKENS
+
+    router = litellm.Router(model_list=[mock_deployment("x"), mock_deployment("y")], num_retries=0)
+    with install(router) as handle:
+        # 2**31 - 1 is a common "no limit" sentinel; the route request must not fail on MAX_TOKENS.
+        response = await router.acompletion(model="g", messages=MESSAGES, max_tokens=2**31 - 1)
+        assert response.choices[0].message.content
+        assert handle.middleware.router.history[-1].provider.id in ("x", "y")
+    assert MAX_TOKENS < 2**31 - 1
