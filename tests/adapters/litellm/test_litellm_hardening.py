@@ -14,7 +14,7 @@ import pytest
 from litellm_support import MESSAGES, OutcomeLog, async_wait_until, deployment, mock_deployment, served_by
 from pi_builder_middleware.adapters.litellm import METADATA_KEY, install
 
-from pi_builder_middleware import Alert, AlertThresholds, CircuitState, ErrorKind, FailoverConfig, MonitorConfig
+from pi_builder_middleware import MAX_TOKENS, Alert, AlertThresholds, CircuitState, ErrorKind, FailoverConfig, MonitorConfig
 from pi_builder_middleware.sim import Behaviour, SimProvider
 from pi_builder_middleware.sim import Outcome as SimOutcome
 
@@ -104,4 +104,4 @@ def test_token_counts_no_record_can_take_are_left_out_not_the_event() -> None:
         handle.callback.log_success_event(event, None, 1.0, 1.5)
         assert handle.stats()["hook_errors"] == 0 and handle.stats()["recorded_ok"] == 1
         health = handle.middleware.health("x")
-        assert (health.successes, health.tokens_in, health.tokens_out) == (1, 0, 12)
+        assert (health.successes, health.tokens_in, health.tokens_out) == (1, MAX_TOKENS, 12)  # clamped, kept
