@@ -14,7 +14,15 @@ import pytest
 from litellm_support import MESSAGES, OutcomeLog, async_wait_until, deployment, mock_deployment, served_by
 from pi_builder_middleware.adapters.litellm import METADATA_KEY, install
 
-from pi_builder_middleware import MAX_TOKENS, Alert, AlertThresholds, CircuitState, ErrorKind, FailoverConfig, MonitorConfig
+from pi_builder_middleware import (
+    MAX_TOKENS,
+    Alert,
+    AlertThresholds,
+    CircuitState,
+    ErrorKind,
+    FailoverConfig,
+    MonitorConfig,
+)
 from pi_builder_middleware.sim import Behaviour, SimProvider
 from pi_builder_middleware.sim import Outcome as SimOutcome
 
