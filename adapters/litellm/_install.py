@@ -234,6 +234,11 @@ def install(
         middleware = Middleware(strategy=strategy if strategy is not None else "latency-optimal",
                                 failover=failover if failover is not None else "balanced",
                                 monitor=monitor, plugins=plugins, clock=clock, seed=seed)
+    if providers is not None and not (isinstance(providers, Mapping)
+                                      and all(isinstance(v, Mapping) for v in providers.values())):
+        raise ConfigError("providers", "expected a mapping of deployment id or model group name to field "
+                                       "overrides, e.g. {'my-deployment': {'cost_per_1k_input': 0.001}}; got "
+                                       f"{type(providers).__name__}")
     with _install_lock:
         existing = _handles.get(router)
         if existing is not None and existing.installed:

@@ -51,6 +51,15 @@ def test_unknown_candidates_mode_is_a_config_error() -> None:
         install(make_router(), candidates="all")
 
 
+@pytest.mark.parametrize("providers", [[{"id": "a"}], {"a": 0.001}, "a"])
+def test_providers_that_are_no_mapping_of_overrides_are_a_config_error(providers: object) -> None:
+    router = make_router()
+    with pytest.raises(ConfigError, match="providers") as info:
+        install(router, providers=providers)  # type: ignore[arg-type]
+    assert "cost_per_1k_input" in str(info.value)  # says what to pass instead
+    assert installed(router) is None  # nothing half-applied
+
+
 def test_unknown_failover_preset_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="preset"):
         install(make_router(), failover="reckless")
