@@ -230,7 +230,8 @@ class ProviderRouter:
             else:
                 pick = self._pick(strategy, ranked, request)
             if pick:
-                passed = [c for c in ranked[:pick] if c.suspect]
+                # priority strategies say whom they passed over (few); load-spreading ones draw at random
+                passed = [c for c in ranked[:pick] if c.suspect] if not strategy.explores else None
                 ranked.insert(0, ranked.pop(pick))
                 if passed:
                     note = "passing over " + ", ".join(_suspicion(c) for c in passed)
@@ -432,11 +433,13 @@ class ProviderRouter:
               ) -> list[float]:
         """The strategy's scores; ``foreign`` (third-party code ranks): NaN or infinite ones count as a failure."""
         try:
-            scores = [float(s) for s in strategy.rank(eligible, request, self._ctx)]
+            scores = strategy.rank(eligible, request, self._ctx)
+            if foreign:  # third-party scores are checked; the built-ins' are floats by construction (hot path)
+                scores = [float(s) for s in scores]
+                if not math.isfinite(sum(scores)):  # one sum: cheap; NaN would order nothing, nor export
+                    raise ValueError("returned a score that is not a finite number (scores are numbers from 0 to 1)")
             if len(scores) != len(eligible):
                 raise ValueError(f"returned {len(scores)} scores for {len(eligible)} candidates")
-            if foreign and not math.isfinite(sum(scores)):  # one sum: cheap; NaN would order nothing, nor export
-                raise ValueError("returned a score that is not a finite number (scores are numbers from 0 to 1)")
             return scores
         except Exception as exc:  # a broken strategy plugin must not fail the request
             self._failed(f"strategy {getattr(strategy, 'name', strategy)!r} failed (falling back to health ranking)",

@@ -154,20 +154,27 @@ class LatencyOptimal(Strategy):
 
 def _near_best(ranked: Sequence[Candidate], stream: bool, within: float) -> int:
     """How many of ``ranked`` (cheapest first) cost at most ``within`` times the cheapest: the field
-    power of two choices draws from. Providers without data count as near (they are costed at the
-    best known latency)."""
-    best = 0.0
-    n = 0
+    power of two choices draws from. Found by bisection (the ranking is by cost), so it costs a few
+    cost evaluations, not one per candidate. Providers without data count as near (they are costed
+    just under the best known latency)."""
+    limit = 0.0
     for c in ranked:
         value = c.ttft_s if stream and c.ttft_s is not None else c.latency_s
         if value is not None:
-            cost = value * (c.inflight + 1) * c.penalty
-            if not best:
-                best = cost * within
-            elif cost > best:
-                break
-        n += 1
-    return n
+            limit = value * (c.inflight + 1) * c.penalty * within
+            break
+    else:
+        return len(ranked)
+    lo, hi = 1, len(ranked)  # ranked[:lo] is near; find the first index that is not
+    while lo < hi:
+        mid = (lo + hi) // 2
+        c = ranked[mid]
+        value = c.ttft_s if stream and c.ttft_s is not None else c.latency_s
+        if value is None or value * (c.inflight + 1) * c.penalty <= limit:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 class FailoverFirst(Strategy):
