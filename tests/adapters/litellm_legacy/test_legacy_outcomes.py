@@ -25,16 +25,18 @@ async def test_successes_and_failures_are_recorded_with_latency(make_sim) -> Non
             assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "good"
         assert served_by(router.completion(model="g", messages=MESSAGES)) == "good"
         await async_wait_until(lambda: handle.stats().get("recorded_ok", 0) == 5)
-        assert handle.stats()["recorded_failure"] == 5  # each call tried "bad" first, once
-        assert handle.stats().get("duplicate_events", 0) >= 0
+        # the first calls try "bad" first; after two failures close together it is passed over as suspect
+        # (a probe at most every 0.5 s), so 2 to 5 calls met it — each recorded once, with its numbers
+        failed = handle.stats()["recorded_failure"]
+        assert 2 <= failed <= 5
         good, bad = log.of("good"), log.of("bad")
         assert len(good) == 5 and all(o.ok for o, _ in good)
         assert all(o.latency_s >= 0.035 for o, _ in good)  # the simulator's 40 ms
-        assert len(bad) == 5 and {kind for _, kind in bad} == {ErrorKind.SERVER_ERROR}
+        assert len(bad) == failed and {kind for _, kind in bad} == {ErrorKind.SERVER_ERROR}
         assert all(o.status_code == 500 for o, _ in bad)
         health = handle.middleware.health("good")
         assert health.successes == 5 and health.latency_p50_ms >= 35
-        assert handle.middleware.health("bad").failures == 5
+        assert handle.middleware.health("bad").failures == failed
 
 
 async def test_two_routers_in_one_process_stay_isolated(make_sim) -> None:
