@@ -38,6 +38,11 @@ def fixed(seconds: float, *, cold: int = 0, cold_extra: float = 0.0) -> LatencyF
     return lambda _t, n: seconds + (cold_extra if n < cold else 0.0)
 
 
+def browning(seconds: float, slow: float, start: float, end: float) -> LatencyFn:
+    """``seconds``, but ``slow`` while ``start <= now < end`` (a brownout)."""
+    return lambda t, _n: slow if start <= t < end else seconds
+
+
 def between(start: float, end: float, kind: ErrorKind = ErrorKind.SERVER_ERROR) -> FaultFn:
     """Fails with ``kind`` while ``start <= now < end``."""
     return lambda t, _n: kind if start <= t < end else None

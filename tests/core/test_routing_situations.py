@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from _situations import Driver, Script, between, fixed
+from _situations import Driver, Script, between, browning, fixed
 
 from pi_builder_middleware import (
     AllOutMode,
@@ -102,10 +102,8 @@ def test_brownout_then_return_brings_the_fastest_back(clock: ManualClock) -> Non
     mw = middleware(clock, "latency-optimal")
     start = clock()
 
-    def browning(t: float, _n: int) -> float:
-        return 0.5 if start + 60.0 <= t < start + 180.0 else 0.05
-
-    scripts = {"a": Script(browning), "b": Script(fixed(0.1)), "c": Script(fixed(0.15))}
+    scripts = {"a": Script(browning(0.05, 0.5, start + 60.0, start + 180.0)), "b": Script(fixed(0.1)),
+               "c": Script(fixed(0.15))}
     driver = Driver(mw, clock, scripts)
     driver.callers(2, until=start + 360.0, think_s=0.5)
     run = driver.go()
@@ -192,10 +190,8 @@ def test_brownout_of_the_preferred_provider_moves_priority_strategies_away(clock
     mw = middleware(clock, strategy)
     start = clock()
 
-    def browning(t: float, _n: int) -> float:
-        return 0.5 if start + 30.0 <= t < start + 90.0 else 0.05
-
-    scripts = {"a": Script(browning), "b": Script(fixed(0.1)), "c": Script(fixed(0.15))}
+    scripts = {"a": Script(browning(0.05, 0.5, start + 30.0, start + 90.0)), "b": Script(fixed(0.1)),
+               "c": Script(fixed(0.15))}
     driver = Driver(mw, clock, scripts)
     driver.callers(4, until=start + 150.0, think_s=0.1)
     run = driver.go()
