@@ -192,6 +192,11 @@ class Candidate:
         self.penalty = (1.0 + self.recent_failures) / (avail * (accepted if accepted > _FLOOR else _FLOOR))
         lat, ttft = self.slow_latency.ratio(), self.slow_ttft.ratio()
         self.slowdown = lat if lat > ttft else ttft
+        self._judge()
+        self.decay_at = now + _REFRESH_S
+
+    def _judge(self) -> None:
+        """Set ``suspect`` from recent failures and slowdown (read by the priority strategies)."""
         cfg = self._cfg
         slow = cfg.slow_factor
         # hysteresis: suspect after failures reading suspect_failures, well again once they read a third
@@ -199,7 +204,6 @@ class Candidate:
         # does not win its traffic back with every lucky call
         fails = cfg.suspect_failures * _RELEASE if self.suspect else cfg.suspect_failures
         self.suspect = self.recent_failures >= fails or (slow is not None and self.slowdown >= slow)
-        self.decay_at = now + _REFRESH_S
 
     def probe_due(self, now: float) -> bool:
         """Whether a suspect provider may get its next probe: nothing in flight there and no request
@@ -210,7 +214,7 @@ class Candidate:
         """The breaker closed after successful trial calls: the failures that tripped it are settled."""
         self._failures.reset()
         self.recent_failures = 0.0
-        self.suspect = self.slowdown >= self._cfg.slow_factor if self._cfg.slow_factor is not None else False
+        self._judge()  # at once: the router's next look may be a quarter second away
         self.decay_at = float("-inf")  # the router re-reads the rest (penalty) at its next look
 
     def forget(self) -> None:
