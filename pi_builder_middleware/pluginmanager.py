@@ -28,11 +28,14 @@ log = logging.getLogger("pi_builder_middleware.plugins")
 #: Comma-separated plugin names (entry-point names or built-in module paths) that must not load.
 BLOCK_ENV_VAR = "PI_BUILDER_BLOCK_PLUGINS"
 
-#: Built-in plugins, registered by module path after entry points; their hooks are all ``trylast``.
+#: Built-in plugins, registered by module path after entry points; their hooks are all ``trylast``
+#: (pluggy asks ``trylast`` implementations in registration order: LangChain's standard errors by type
+#: before the provider-specific rules).
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "pi_builder_middleware.plugins.strategies",
     "pi_builder_middleware.plugins.scorers",
     "pi_builder_middleware.plugins.policies",
+    "pi_builder_middleware.plugins.classify_langchain",
     "pi_builder_middleware.plugins.classify",
     "pi_builder_middleware.plugins.observers",
 )
