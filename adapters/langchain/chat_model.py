@@ -14,10 +14,10 @@ from langchain_core.callbacks import (
     CallbackManager,
     CallbackManagerForLLMRun,
 )
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, BaseMessageChunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.runnables.config import (
     ensure_config,
     get_async_callback_manager_for_config,
@@ -32,6 +32,7 @@ from pi_builder_middleware import FailoverConfig, FailoverPreset, Middleware, Ro
 
 from ._loop import RoutingLoop
 from ._setup import ProvidersArg, derive, provider_tag, wrapper_fields
+from ._standard import TOOL_OPTIONS_KEY, ToolBindings, ToolSpec, openai_tools, split_tool_kwargs, standard_ls_params
 from .fallbacks import HealthAwareFallbacks
 
 __all__ = ["HealthAwareChatModel"]
@@ -99,6 +100,7 @@ class HealthAwareChatModel(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     _loop: RoutingLoop = PrivateAttr()
+    _tool_loops: ToolBindings = PrivateAttr(default_factory=ToolBindings)
 
     def __init__(
         self,
@@ -121,8 +123,19 @@ class HealthAwareChatModel(BaseChatModel):
     @override
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
-        self._loop = RoutingLoop(self.middleware, self.models, route=self.route,
-                                 first_chunk_timeout_s=self.first_chunk_timeout_s, max_wait_s=self.max_wait_s)
+        self._loop = self._new_loop(self.models)
+
+    def _new_loop(self, models: Mapping[str, Runnable[Any, Any]]) -> RoutingLoop:
+        return RoutingLoop(self.middleware, models, route=self.route, first_chunk_timeout_s=self.first_chunk_timeout_s,
+                           max_wait_s=self.max_wait_s)
+
+    def _routed(self, stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[RoutingLoop, dict[str, Any]]:
+        """The loop for this call (over the models bound to its tools, if any) and the remaining call kwargs."""
+        spec, rest = split_tool_kwargs(kwargs)
+        call = _call_kwargs(stop, rest)
+        if spec is None:
+            return self._loop, call
+        return self._tool_loops.get(spec, lambda: self._new_loop(self._tool_loops.derive(self.models, spec))), call
 
     @property
     @override
@@ -149,24 +162,24 @@ class HealthAwareChatModel(BaseChatModel):
     @override
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        call = _call_kwargs(stop, kwargs)
-        pid, message = self._loop.invoke(lambda model, cfg: model.invoke(messages, cfg, **call),
+        loop, call = self._routed(stop, kwargs)
+        pid, message = loop.invoke(lambda model, cfg: model.invoke(messages, cfg, **call),
                                          self._child_configs(run_manager))
         return _result(pid, message)
 
     @override
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        call = _call_kwargs(stop, kwargs)
-        pid, message = await self._loop.ainvoke(lambda model, cfg: model.ainvoke(messages, cfg, **call),
+        loop, call = self._routed(stop, kwargs)
+        pid, message = await loop.ainvoke(lambda model, cfg: model.ainvoke(messages, cfg, **call),
                                                 self._child_configs(run_manager))
         return _result(pid, message)
 
     @override
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        call = _call_kwargs(stop, kwargs)
-        chunks = self._loop.stream(lambda model, cfg: model.stream(messages, cfg, **call),
+        loop, call = self._routed(stop, kwargs)
+        chunks = loop.stream(lambda model, cfg: model.stream(messages, cfg, **call),
                                    self._child_configs(run_manager, streaming=True))
         try:
             for chunk in chunks:
@@ -187,8 +200,8 @@ class HealthAwareChatModel(BaseChatModel):
     async def _astream_routed(self, messages: list[BaseMessage], stop: list[str] | None,
                               run_manager: AsyncCallbackManagerForLLMRun | None, **kwargs: Any
                               ) -> AsyncGenerator[ChatGenerationChunk, None]:
-        call = _call_kwargs(stop, kwargs)
-        chunks = self._loop.astream(lambda model, cfg: model.astream(messages, cfg, **call),
+        loop, call = self._routed(stop, kwargs)
+        chunks = loop.astream(lambda model, cfg: model.astream(messages, cfg, **call),
                                     self._child_configs(run_manager, streaming=True))
         try:
             async for chunk in chunks:
@@ -300,16 +313,31 @@ class HealthAwareChatModel(BaseChatModel):
 
     # -- derived wrappers ----------------------------------------------------------------------
     @override
-    def bind_tools(self, tools: Sequence[Any], *, tool_choice: str | None = None, **kwargs: Any
-                   ) -> HealthAwareChatModel:
-        """A chat model over ``model.bind_tools(tools, ...)`` of every model (same middleware)."""
+    def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any
+                   ) -> Runnable[LanguageModelInput, AIMessage]:
+        """This model bound to ``tools``: a ``RunnableBinding``, as LangChain's chat models return.
+
+        Each call hands the tools (and ``tool_choice`` and further options) to the ``bind_tools`` of the
+        model it goes to, so every provider formats them its own way. Raises NotImplementedError here,
+        naming the model, if a wrapped model has no ``bind_tools``.
+        """
+        formatted = openai_tools(tools)
+        spec = ToolSpec(formatted, tool_choice, kwargs)
+        self._tool_loops.remember(spec, self._new_loop(self._tool_loops.derive(self.models, spec)))
+        bound: dict[str, Any] = {"tools": formatted}
         if tool_choice is not None:
-            kwargs["tool_choice"] = tool_choice
-        return HealthAwareChatModel(
-            derive(self.models, "bind_tools", (tools,), kwargs), middleware=self.middleware,
-            first_chunk_timeout_s=self.first_chunk_timeout_s, max_wait_s=self.max_wait_s,
-            route=self.route,
-        )
+            bound["tool_choice"] = tool_choice
+        if kwargs:
+            bound[TOOL_OPTIONS_KEY] = dict(kwargs)
+        return RunnableBinding(bound=self, kwargs=bound, config={})
+
+    @override
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        """Standard tracing params: those of the model a call would start with (the first available key).
+
+        Each attempt's own run (a child of this one) carries the params of the provider that served it.
+        """
+        return standard_ls_params(self.models, self.middleware, stop, kwargs)
 
     @override
     def with_structured_output(self, schema: dict[str, Any] | type, *, include_raw: bool = False, **kwargs: Any

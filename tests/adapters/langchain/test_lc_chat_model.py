@@ -6,7 +6,7 @@ import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.fake_chat_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage
-from langchain_core.runnables import ConfigurableField, RunnableConfig, RunnableLambda
+from langchain_core.runnables import ConfigurableField, RunnableBinding, RunnableConfig, RunnableLambda
 from lc_fakes import HTTPError, Recorder, ScriptedChat
 from pi_builder_middleware.adapters.langchain import HealthAwareChatModel, HealthAwareFallbacks
 from pydantic import BaseModel
@@ -92,7 +92,11 @@ def test_bind_tools_binds_every_model_and_shares_the_middleware(make_mw, front_e
     b = ScriptedChat(key="b", tool_args={"city": "Oslo"})
     llm = front_end({"a": a, "b": b}, middleware=make_mw("a", "b"))
     with_tools = llm.bind_tools([get_weather], tool_choice="any")
-    assert type(with_tools) is front_end
+    if front_end is HealthAwareChatModel:  # LangChain's convention for chat models: the model, bound to the tools
+        assert isinstance(with_tools, RunnableBinding) and with_tools.bound is llm
+        assert with_tools.kwargs["tools"][0]["function"]["name"] == "get_weather"
+    else:
+        assert type(with_tools) is front_end
     assert with_tools.middleware is llm.middleware
 
     message = with_tools.invoke("weather in Oslo?")
@@ -119,8 +123,9 @@ async def test_with_structured_output_parses_the_serving_models_answer(make_mw, 
     assert (llm.middleware.health("b").tokens_in, llm.middleware.health("b").tokens_out) == (3 * 7, 3 * 3)
 
 
-def test_bind_tools_names_the_model_that_cannot():
-    llm = HealthAwareFallbacks({"ok": ScriptedChat(key="ok"), "plain": FakeListChatModel(responses=["x"])})
+@pytest.mark.parametrize("front_end", [HealthAwareFallbacks, HealthAwareChatModel])
+def test_bind_tools_names_the_model_that_cannot(front_end):
+    llm = front_end({"ok": ScriptedChat(key="ok"), "plain": FakeListChatModel(responses=["x"])})
     with pytest.raises(NotImplementedError, match="'plain'"):
         llm.bind_tools([get_weather])
 
