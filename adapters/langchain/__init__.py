@@ -54,9 +54,24 @@ all-down spell shorter than that costs a few trial calls instead of the request.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._loop import FirstChunkTimeoutError
 from ._setup import ProvidersArg
 from .chat_model import HealthAwareChatModel
 from .fallbacks import HealthAwareFallbacks
 
-__all__ = ["FirstChunkTimeoutError", "HealthAwareChatModel", "HealthAwareFallbacks", "ProvidersArg"]
+if TYPE_CHECKING:
+    from .agent import HealthAwareModelMiddleware
+
+__all__ = ["FirstChunkTimeoutError", "HealthAwareChatModel", "HealthAwareFallbacks", "HealthAwareModelMiddleware",
+           "ProvidersArg"]
+
+
+def __getattr__(name: str) -> Any:
+    # The agent middleware needs ``langchain`` (agents), not only langchain-core: imported on first use.
+    if name == "HealthAwareModelMiddleware":
+        from .agent import HealthAwareModelMiddleware
+
+        return HealthAwareModelMiddleware
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
