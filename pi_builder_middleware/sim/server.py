@@ -31,6 +31,7 @@ from .wire import (
     openai_error,
     response_pieces,
     sse,
+    tool_call_for,
     usage_payload,
 )
 
@@ -38,6 +39,11 @@ __all__ = ["OUTCOME_HEADER", "ProviderServer"]
 
 OUTCOME_HEADER = "x-sim-outcome"
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+
+
+def _call_id(completion: str) -> str:
+    """The id of the tool call in completion ``completion`` (stable, like the completion's own id)."""
+    return "call_" + completion.removeprefix("chatcmpl-")[:24]
 
 
 class _BadRequest(Exception):
@@ -248,14 +254,16 @@ class ProviderServer:
 
     def _completion_body(self, body: dict[str, Any], decision: Decision, model: str) -> dict[str, Any]:
         pieces, finish_reason, prompt_tokens = self._content(body, decision)
+        cid = completion_id(self._seed, self.state.name, decision.n)
         return completion_payload(
-            cid=completion_id(self._seed, self.state.name, decision.n),
+            cid=cid,
             created=int(time.time()),
             model=model,
             content="".join(pieces),
             finish_reason=finish_reason,
             prompt_tokens=prompt_tokens,
             completion_tokens=len(pieces),
+            tool_call=tool_call_for(body, _call_id(cid)),
         )
 
     def _complete(self, body: dict[str, Any], decision: Decision, model: str) -> web.Response:
@@ -305,6 +313,14 @@ class ProviderServer:
         await resp.prepare(request)
         role = {"role": "assistant", "content": "", "refusal": None}
         await resp.write(sse(completion_chunk(delta=role, **common)))
+        tool_call = None if cut else tool_call_for(body, _call_id(common["cid"]))
+        if tool_call is not None:  # the name first, then the arguments, as OpenAI streams a tool call
+            function = tool_call["function"]
+            head = {**tool_call, "index": 0, "function": {"name": function["name"], "arguments": ""}}
+            await resp.write(sse(completion_chunk(delta={"tool_calls": [head]}, **common)))
+            arguments = {"index": 0, "function": {"arguments": function["arguments"]}}
+            await resp.write(sse(completion_chunk(delta={"tool_calls": [arguments]}, **common)))
+            pieces, finish_reason = [], "tool_calls"
         for index, piece in enumerate(pieces):
             if cut and index >= decision.stream_cut_after_chunks:
                 _drop_connection(request, reset=False)
@@ -317,7 +333,7 @@ class ProviderServer:
             return resp
         await resp.write(sse(completion_chunk(delta={}, finish_reason=finish_reason, **common)))
         if include_usage:
-            usage = usage_payload(prompt_tokens, len(pieces))
+            usage = usage_payload(prompt_tokens, len(pieces) or decision.completion_tokens)
             await resp.write(sse(completion_chunk(delta=None, usage=usage, **common)))
         await resp.write(sse("[DONE]"))
         await resp.write_eof()

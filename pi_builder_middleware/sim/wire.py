@@ -25,6 +25,7 @@ __all__ = [
     "openai_error",
     "response_pieces",
     "sse",
+    "tool_call_for",
     "usage_payload",
 ]
 
@@ -56,6 +57,37 @@ def response_pieces(provider: str, n: int, tokens: int) -> list[str]:
     pieces = [provider]
     pieces.extend(" " + _WORDS[(n + i) % len(_WORDS)] for i in range(tokens - 1))
     return pieces
+
+
+def tool_call_for(body: dict[str, Any], call_id: str) -> dict[str, Any] | None:
+    """The tool call the simulator answers with: a call of the first offered function tool, while the
+    conversation holds no tool result yet (after one, it answers with text). Arguments are made from
+    the tool's JSON schema (its required properties: ``"sim"``, ``1``, ``1.0``, ``true``). None: answer text.
+    """
+    tools = body.get("tools")
+    messages = body.get("messages")
+    if not isinstance(tools, list) or not tools or not isinstance(messages, list) or not messages:
+        return None
+    last = messages[-1]
+    if isinstance(last, dict) and last.get("role") == "tool":
+        return None
+    first = tools[0]
+    function = first.get("function") if isinstance(first, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        return None
+    schema = function.get("parameters")
+    arguments: dict[str, Any] = {}
+    if isinstance(schema, dict) and isinstance(schema.get("properties"), dict):
+        required = schema.get("required")
+        for name in required if isinstance(required, list) else []:
+            prop = schema["properties"].get(name)
+            kind = prop.get("type") if isinstance(prop, dict) else None
+            arguments[str(name)] = _SAMPLE_ARGUMENTS.get(kind) if isinstance(kind, str) else None
+    return {"id": call_id, "type": "function",
+            "function": {"name": function["name"], "arguments": json.dumps(arguments, separators=(",", ":"))}}
+
+
+_SAMPLE_ARGUMENTS: dict[str, Any] = {"string": "sim", "integer": 1, "number": 1.0, "boolean": True}
 
 
 def estimate_prompt_tokens(messages: list[Any]) -> int:
@@ -96,8 +128,13 @@ def completion_payload(
     finish_reason: str,
     prompt_tokens: int,
     completion_tokens: int,
+    tool_call: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A non-streaming ``chat.completion`` body."""
+    """A non-streaming ``chat.completion`` body (with ``tool_call``: a call of that tool instead of text)."""
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None, "annotations": []}
+    if tool_call is not None:
+        message = {**message, "content": None, "tool_calls": [tool_call]}
+        finish_reason = "tool_calls"
     return {
         "id": cid,
         "object": "chat.completion",
@@ -106,7 +143,7 @@ def completion_payload(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": None, "annotations": []},
+                "message": message,
                 "logprobs": None,
                 "finish_reason": finish_reason,
             }
