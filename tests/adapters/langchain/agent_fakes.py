@@ -7,6 +7,7 @@ it sends that answer word by word. It records the tool names of every call it re
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -27,6 +28,7 @@ class ToolChat(BaseChatModel):
     key: str
     fail: Exception | None = None
     tool_args: dict[str, Any] = {"city": "Oslo"}  # noqa: RUF012
+    first_token_delay_s: float = 0.0  # async streaming only: wait this long before the first chunk
     calls: int = 0
     tools_seen: list[list[str]] = []  # noqa: RUF012
 
@@ -78,6 +80,8 @@ class ToolChat(BaseChatModel):
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any
                        ) -> AsyncIterator[ChatGenerationChunk]:
+        if self.first_token_delay_s:
+            await asyncio.sleep(self.first_token_delay_s)
         for chunk in self._chunks(messages, kwargs):
             yield ChatGenerationChunk(message=chunk)
 

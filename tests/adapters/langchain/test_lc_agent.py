@@ -259,3 +259,36 @@ def test_errors_are_classified_by_their_standard_type(make_mw):
     create_agent(a, tools=[get_weather], middleware=[health]).invoke(ask())
     assert health.middleware.classify(a.fail, "a") is ErrorKind.CONNECTION
     assert health.middleware.health("a").failures == 2
+
+
+async def test_first_chunk_timeout_fails_a_silent_stream_over(make_mw):
+    a, b = ToolChat(key="a", first_token_delay_s=30.0), ToolChat(key="b")
+    mw = make_mw("a", "b", consecutive_failures=100)
+    health = HealthAwareModelMiddleware({"a": a, "b": b}, middleware=mw, first_chunk_timeout_s=0.05)
+    agent = create_agent(a, tools=[get_weather], middleware=[health])
+    parts = [p async for kind, p in agent.astream(ask(), stream_mode=["messages", "values"]) if kind == "values"]
+    assert final(parts[-1]).content == "b: sunny in Oslo"
+    assert mw.health("a").failures == 2  # each model call of the loop gave "a" its 0.05 s, then went to "b"
+    assert mw.router.in_flight("a") == 0
+    # not streamed: no first chunk to wait for, "a" answers in full
+    fresh = HealthAwareModelMiddleware({"a": a, "b": b}, middleware=make_mw("a", "b"), first_chunk_timeout_s=0.05)
+    result = await create_agent(a, tools=[get_weather], middleware=[fresh]).ainvoke(ask())
+    assert final(result).content == "a: sunny in Oslo"
+
+
+def test_alongside_summarization_whose_own_model_is_health_aware_too(make_mw):
+    from langchain.agents.middleware import SummarizationMiddleware
+    from pi_builder_middleware.adapters.langchain import HealthAwareChatModel
+
+    a, b = ToolChat(key="a", fail=Unavailable("down")), ToolChat(key="b")
+    mw = make_mw("a", "b", consecutive_failures=100)
+    summarizer = HealthAwareChatModel({"a": a, "b": b}, middleware=mw)  # one view of health for both
+    agent = create_agent(a, tools=[get_weather], middleware=[
+        SummarizationMiddleware(model=summarizer, trigger=("messages", 5), keep=("messages", 1)),
+        HealthAwareModelMiddleware({"a": a, "b": b}, middleware=mw)])
+    history = [HumanMessage("hello"), AIMessage("hi"), HumanMessage("how are you?"), AIMessage("fine"),
+               HumanMessage("weather in Oslo?")]
+    result = agent.invoke({"messages": history})
+    assert final(result).content == "b: sunny in Oslo"
+    assert any("b says hi" in str(m.content) for m in result["messages"])  # the summary, written by "b"
+    assert mw.health("b").successes == 3  # the summary and both model calls of the tool loop
