@@ -21,7 +21,12 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig
-from langchain_core.runnables.config import ensure_config, patch_config, set_config_context
+from langchain_core.runnables.config import (
+    ensure_config,
+    patch_config,
+    set_config_context,
+    var_child_runnable_config,
+)
 from langchain_core.runnables.utils import coro_with_context
 from langchain_core.tracers._streaming import _StreamingCallbackHandler
 from langgraph.errors import GraphBubbleUp
@@ -79,8 +84,11 @@ def _handlers(config: RunnableConfig) -> Iterable[Any]:
     return getattr(callbacks, "handlers", ())
 
 
-def is_streaming(config: RunnableConfig) -> bool:
-    """Whether chat models called under ``config`` stream (a streaming handler listens, as LangChain decides)."""
+def is_streaming(config: RunnableConfig | None = None) -> bool:
+    """Whether chat models called under ``config`` (default: the current one) stream: a streaming handler
+    listens, as LangChain decides."""
+    if config is None:
+        config = var_child_runnable_config.get() or RunnableConfig()
     return any(isinstance(handler, _StreamingCallbackHandler) for handler in _handlers(config))
 
 

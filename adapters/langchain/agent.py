@@ -30,7 +30,6 @@ from langchain.agents.middleware.types import AgentMiddleware, AgentState, Model
 from langchain.chat_models import init_chat_model
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
-from langchain_core.runnables.config import ensure_config
 from typing_extensions import override
 
 from pi_builder_middleware import (
@@ -134,7 +133,7 @@ class HealthAwareModelMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     # -- the hooks ------------------------------------------------------------------------------
     @override
     def wrap_model_call(self, request: ModelRequest[Any], handler: Handler) -> Any:
-        streamed = is_streaming(ensure_config())
+        streamed = is_streaming()
         clock = self.middleware.clock if streamed else None
 
         def attempt(provider: Provider) -> Served:
@@ -152,7 +151,7 @@ class HealthAwareModelMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
 
     @override
     async def awrap_model_call(self, request: ModelRequest[Any], handler: AsyncHandler) -> Any:
-        streamed = is_streaming(ensure_config())
+        streamed = is_streaming()
         clock = self.middleware.clock if streamed else None
         first_token_timeout = self.first_chunk_timeout_s if streamed else None
 

@@ -292,3 +292,16 @@ def test_alongside_summarization_whose_own_model_is_health_aware_too(make_mw):
     assert final(result).content == "b: sunny in Oslo"
     assert any("b says hi" in str(m.content) for m in result["messages"])  # the summary, written by "b"
     assert mw.health("b").successes == 3  # the summary and both model calls of the tool loop
+
+
+def test_why_model_retry_must_not_sit_inside_ours(make_mw):
+    """README: ModelRetryMiddleware's default on_failure="continue" turns the error into an answer."""
+    from langchain.agents.middleware import ModelRetryMiddleware
+
+    a, b = ToolChat(key="a", fail=Unavailable("down")), ToolChat(key="b")
+    health = HealthAwareModelMiddleware({"a": a, "b": b}, middleware=make_mw("a", "b"))
+    retry = ModelRetryMiddleware(max_retries=2, initial_delay=0.0, jitter=False)
+    result = create_agent(a, tools=[get_weather], middleware=[health, retry]).invoke(ask())
+    assert a.calls == 3 and b.calls == 0  # three requests to the dead provider, never failed over
+    assert "b:" not in str(final(result).content)  # the "answer" is the error, as text
+    assert health.middleware.health("a").successes == 1  # and our middleware saw a success
