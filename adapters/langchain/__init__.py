@@ -21,7 +21,9 @@ instead of ending with a silently truncated answer. ``first_chunk_timeout_s`` fa
 slow to start streaming.
 
 :class:`HealthAwareChatModel` does the same as a ``BaseChatModel`` (agents, ``bind_tools``,
-``with_structured_output``); both share one routing loop. Both pass the caller's config on to the
+``with_structured_output``); both share one routing loop. :class:`HealthAwareModelMiddleware` (needs
+``langchain`` >= 1.4, imported on first use) does it inside ``create_agent`` agents, as an
+``AgentMiddleware`` choosing the model of each model call. Both pass the caller's config on to the
 wrapped models (callbacks, tags, metadata and ``configurable`` values, so ``configurable_fields`` /
 ``configurable_alternatives`` on the wrapped models follow ``config={"configurable": {...}}``);
 ``HealthAwareChatModel`` takes it from its ``invoke``/``ainvoke``/``stream``/``astream`` (and

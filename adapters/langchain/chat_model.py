@@ -80,7 +80,7 @@ class HealthAwareChatModel(BaseChatModel):
             models={"openai/gpt-4o": ChatOpenAI(max_retries=0), "anthropic/sonnet": ChatAnthropic(max_retries=0)},
             strategy="latency-optimal", failover="balanced",
         )
-        agent_model = llm.bind_tools([search])      # still a HealthAwareChatModel
+        agent_model = llm.bind_tools([search])      # a RunnableBinding of llm; each model binds the tools
 
     Same arguments and routing as :class:`HealthAwareFallbacks`; being a ``BaseChatModel`` it also works
     where LangChain insists on a chat model. Each call to a wrapped model is a child run of this

@@ -305,3 +305,40 @@ def test_why_model_retry_must_not_sit_inside_ours(make_mw):
     assert a.calls == 3 and b.calls == 0  # three requests to the dead provider, never failed over
     assert "b:" not in str(final(result).content)  # the "answer" is the error, as text
     assert health.middleware.health("a").successes == 1  # and our middleware saw a success
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_the_chat_model_entry_point_as_the_agents_model(make_mw, use_async):
+    """create_agent(model=HealthAwareChatModel(...)): the agent's bind_tools reaches the model that serves."""
+    from pi_builder_middleware.adapters.langchain import HealthAwareChatModel
+
+    a, b = ToolChat(key="a", fail=Unavailable("down")), ToolChat(key="b")
+    llm = HealthAwareChatModel({"a": a, "b": b}, middleware=make_mw("a", "b", consecutive_failures=100))
+    agent = create_agent(llm, tools=[get_weather])
+    if use_async:
+        parts = [p async for p in agent.astream(ask(), stream_mode=["messages", "values"])]
+    else:
+        parts = list(agent.stream(ask(), stream_mode=["messages", "values"]))
+    result = next(p for kind, p in reversed(parts) if kind == "values")
+    assert final(result).content == "b: sunny in Oslo" and tool_results(result) == ["sunny in Oslo"]
+    assert b.tools_seen == [["get_weather"], ["get_weather"]] and a.tools_seen == [["get_weather"]] * 2
+    tokens = [str(m.content) for kind, (m, meta) in ((k, p) for k, p in parts if k == "messages")
+              if isinstance(m, AIMessageChunk) and meta["langgraph_node"] == "model" and m.content]
+    assert "".join(tokens) == "b: sunny in Oslo"  # once, although two chat-model runs are nested
+
+
+def test_exported_from_the_adapter_package_and_imported_only_when_used():
+    import subprocess
+    import sys
+
+    import pi_builder_middleware.adapters.langchain as package
+
+    assert "HealthAwareModelMiddleware" in package.__all__ and package.__all__ == sorted(package.__all__)
+    assert package.HealthAwareModelMiddleware is HealthAwareModelMiddleware
+    with pytest.raises(AttributeError, match="NoSuchThing"):
+        _ = package.NoSuchThing
+    code = ("import sys, pi_builder_middleware.adapters.langchain as p; "
+            "print('langchain.agents' in sys.modules); p.HealthAwareModelMiddleware; "
+            "print('langchain.agents' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]  # the wrappers work with langchain-core alone
