@@ -28,6 +28,8 @@ class ToolChat(BaseChatModel):
     key: str
     fail: Exception | None = None
     tool_args: dict[str, Any] = {"city": "Oslo"}  # noqa: RUF012
+    cut_after: int | None = None  # streaming only: raise ``cut_error`` after this many words of a text answer
+    cut_error: Exception = ConnectionError("stream cut")
     first_token_delay_s: float = 0.0  # async streaming only: wait this long before the first chunk
     calls: int = 0
     tools_seen: list[list[str]] = []  # noqa: RUF012
@@ -69,6 +71,8 @@ class ToolChat(BaseChatModel):
         else:
             words = str(answer.content).split(" ")
             for index, word in enumerate(words):
+                if index == self.cut_after:
+                    raise self.cut_error
                 yield AIMessageChunk(content=word if index == 0 else f" {word}")
         yield AIMessageChunk(content="", usage_metadata=dict(USAGE))  # type: ignore[arg-type]
 

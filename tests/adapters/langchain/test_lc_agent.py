@@ -342,3 +342,18 @@ def test_exported_from_the_adapter_package_and_imported_only_when_used():
             "print('langchain.agents' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]  # the wrappers work with langchain-core alone
+
+
+def test_a_stream_cut_mid_answer_fails_over_and_the_state_keeps_only_the_whole_answer(make_mw):
+    """README: the agent's state gets the backup's complete answer; the messages stream showed the cut part."""
+    a, b = ToolChat(key="a", cut_after=2), ToolChat(key="b")
+    health = HealthAwareModelMiddleware({"a": a, "b": b}, middleware=make_mw("a", "b", consecutive_failures=100))
+    agent = create_agent(a, tools=[get_weather], middleware=[health])
+    parts = list(agent.stream(ask(), stream_mode=["messages", "values"]))
+    result = next(p for kind, p in reversed(parts) if kind == "values")
+    answers = [m for m in result["messages"] if isinstance(m, AIMessage) and m.content]
+    assert [m.content for m in answers] == ["b: sunny in Oslo"]
+    tokens = [str(m.content) for kind, (m, meta) in ((k, p) for k, p in parts if k == "messages")
+              if isinstance(m, AIMessageChunk) and meta["langgraph_node"] == "model" and m.content]
+    assert tokens == ["a:", " sunny", "b:", " sunny", " in", " Oslo"]
+    assert health.middleware.health("a").failures == 1
