@@ -85,3 +85,18 @@ def test_standard_params_of_runnables_that_are_no_chat_models():
     llm = HealthAwareChatModel({"echo": RunnableLambda(lambda _: AIMessage(content="hi"))})
     assert llm._get_ls_params() == {"ls_provider": "pi_builder_middleware", "ls_model_name": "echo",
                                     "ls_model_type": "chat"}
+
+
+def test_each_model_is_bound_once_per_bind_tools_not_per_call(make_mw, monkeypatch):
+    from pi_builder_middleware.adapters.langchain import _standard
+
+    derived: list[object] = []
+    original = _standard.ToolBindings.derive
+    monkeypatch.setattr(_standard.ToolBindings, "derive",
+                        lambda self, models, spec: derived.append(spec) or original(self, models, spec))
+    llm = HealthAwareChatModel({"b": ScriptedChat(key="b", tool_args={"city": "Oslo"})}, middleware=make_mw("b"))
+    bound = llm.bind_tools([get_weather])
+    for _ in range(3):
+        assert bound.invoke("q").tool_calls[0]["args"] == {"city": "Oslo"}
+    assert list(bound.stream("q"))
+    assert len(derived) == 1
