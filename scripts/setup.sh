@@ -10,6 +10,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[all,dev]"
+# LangChain's standard tests for chat models (tests/adapters/langchain/test_lc_standard_tests.py). Without
+# its dependencies: it caps vcrpy below 9, which tests/cassettes need; what its unit tests use (syrupy,
+# pytest-benchmark) comes with the dev extra.
+.venv/bin/python -m pip install --quiet --no-deps "langchain-tests>=1.1.9,<1.2"
 # The LiteLLM adapter on older LiteLLM (tests/adapters/litellm_legacy): a small venv per pinned release.
 source scripts/litellm-legacy.sh
 for entry in "${LITELLM_LEGACY[@]}"; do
