@@ -10,6 +10,10 @@ Used by tests, benchmarks and demos instead of real LLM providers::
         ...
         sim.stats("a").total
 
+A successful answer is text that starts with the provider's name; a request that offers tools gets a
+call of the first tool instead (arguments made from its schema) until the conversation holds a tool
+result, so agents run real tool loops against it.
+
 Needs the ``sim`` extra (aiohttp). Not imported by ``pi_builder_middleware`` itself.
 """
 
