@@ -102,3 +102,20 @@ def test_request_and_config_errors_over_http(sim: Simulator, make_chat, make_mw,
         assert sim.stats("b").total == 0
     else:  # a bad key is this provider's problem: fail over
         assert served_by(agent.invoke(ask())) == "b"
+
+
+def test_the_simulators_tool_call_is_made_from_the_tools_schema():
+    from pi_builder_middleware.sim.wire import tool_call_for
+
+    tool = {"type": "function", "function": {"name": "book", "parameters": {
+        "type": "object", "required": ["city", "nights", "budget", "breakfast"],
+        "properties": {"city": {"type": "string"}, "nights": {"type": "integer"}, "budget": {"type": "number"},
+                       "breakfast": {"type": "boolean"}, "note": {"type": "string"}}}}}
+    user = {"role": "user", "content": "book it"}
+    call = tool_call_for({"tools": [tool], "messages": [user]}, "call_1")
+    assert call == {"id": "call_1", "type": "function", "function": {
+        "name": "book", "arguments": '{"city":"sim","nights":1,"budget":1.0,"breakfast":true}'}}
+    answered = [user, {"role": "assistant", "tool_calls": [call]}, {"role": "tool", "content": "ok"}]
+    assert tool_call_for({"tools": [tool], "messages": answered}, "call_2") is None  # text once a result is in
+    assert tool_call_for({"messages": [user]}, "call_3") is None  # no tools offered
+    assert tool_call_for({"tools": [{"type": "web_search"}], "messages": [user]}, "call_4") is None
