@@ -126,10 +126,12 @@ async def call_async(run: Callable[[], Awaitable[T]], clock: Callable[[], float]
         first = asyncio.Event()
         timer = TokenClock(clock, first.set)
         with set_config_context(_with_clock(ensure_config(), timer)) as context:
-            task = asyncio.ensure_future(coro_with_context(_awaited(run), context))
-            if first_token_timeout_s is not None:
+            if first_token_timeout_s is None:
+                response = await coro_with_context(_awaited(run), context)
+            else:
+                task = asyncio.ensure_future(coro_with_context(_awaited(run), context))
                 await _first_token_or_answer(task, first, first_token_timeout_s, on_timeout)
-            response = await task
+                response = await task
         return Served(response, timer.first_token_at)
     except GraphBubbleUp as flow:
         raise ControlFlow(flow) from None
