@@ -103,7 +103,10 @@ def error_type(error: BaseException | None) -> str:
 
 
 def decision_reason(decision: RoutingDecision) -> str:
-    """A low-cardinality reason for a decision (metric label): panic, trial, passing_over, probing, exploring, ranked."""
+    """A low-cardinality reason for a decision (a metric label).
+
+    One of panic, trial, passing_over, probing, exploring, other, ranked.
+    """
     if decision.panic:
         return "panic"
     note = decision.note
