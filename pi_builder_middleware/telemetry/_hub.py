@@ -71,6 +71,7 @@ class Telemetry:
         self.sinks: tuple[Sink, ...] = ()
         self._lock = threading.Lock()
         self._unsubscribe: Callable[[], None] | None = None
+        self._numbers: dict[str, int] = {}  # attempts per request of a framework's loop (record_attempt)
 
     # -- wiring ------------------------------------------------------------------------------------
     def add_sink(self, sink: Sink) -> None:
@@ -90,6 +91,40 @@ class Telemetry:
     def request(self, request: RouteRequest | None) -> RequestTrace:
         """Start tracking one call of the attempt loop."""
         return RequestTrace(self, request)
+
+    def record_attempt(self, outcome: Outcome, record: Callable[[Outcome], ErrorKind | None], *,
+                       start_s: float | None = None, end_s: float | None = None, stream: bool | None = None,
+                       server: tuple[str, int | None] | None = None, trace_key: str | None = None) -> None:
+        """An attempt run by a framework's own loop (LiteLLM's): ``record(outcome)`` inside its CLIENT span.
+
+        The span nests under the current span (the caller's, or the framework's), covers ``start_s`` to
+        ``end_s`` (epoch seconds, when known) and carries the breaker events the record causes; attempts
+        sharing ``trace_key`` (one request's) are numbered 1, 2, ... Without OpenTelemetry: just the record.
+        """
+        otel = self.otel
+        provider = self._provider(outcome.provider_id) if otel is not None else None
+        if otel is None or provider is None:
+            record(outcome)
+            return
+        span = otel.start_attempt(provider, self._number(trace_key), stream=stream, server=server,
+                                  start_time=None if start_s is None else int(start_s * 1e9))
+        token = otel.attach(span)
+        kind = None
+        try:
+            kind = record(outcome)
+        finally:
+            otel.detach(token)
+            otel.end_attempt(span, outcome, None, kind, end_time=None if end_s is None else int(end_s * 1e9))
+
+    def _number(self, trace_key: str | None) -> int:
+        if trace_key is None:
+            return 1
+        with self._lock:
+            number = self._numbers.pop(trace_key, 0) + 1
+            self._numbers[trace_key] = number
+            while len(self._numbers) > 4096:
+                self._numbers.pop(next(iter(self._numbers)))
+        return number
 
     def _provider(self, provider_id: str) -> Provider | None:
         mw = self._mw()
