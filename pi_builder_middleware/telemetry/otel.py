@@ -68,8 +68,8 @@ class OtelTelemetry:
         self.failovers = meter.create_counter("pi_builder.failovers", "{failover}",
                                               "Requests moved from a provider to the next in their chain")
         self.cooldowns = meter.create_counter("pi_builder.cooldowns", "{cooldown}", "Rate-limit cooldowns started")
-        self.in_flight_counter = meter.create_up_down_counter("pi_builder.attempts.in_flight", "{attempt}",
-                                                              "Attempts running now")
+        meter.create_observable_up_down_counter("pi_builder.attempts.in_flight", [self._observe_in_flight],
+                                                "{attempt}", "Attempts running now")
         self.decisions = meter.create_counter("pi_builder.decisions", "{decision}",
                                               "Routing decisions by strategy and reason")
         self.requests = meter.create_counter("pi_builder.requests", "{request}",
@@ -229,13 +229,20 @@ class OtelTelemetry:
             self.cooldowns.add(1, self.attributes(provider))
 
     def in_flight(self, provider: Provider, delta: int) -> None:
-        """An attempt began or ended."""
-        self.in_flight_counter.add(delta, self.attributes(provider))
+        """Nothing per attempt: ``pi_builder.attempts.in_flight`` reads the router's counts when collected."""
 
     def request_ended(self, ok: bool, failovers: int) -> None:
         """Count a call by outcome and whether it failed over."""
         self.requests.add(1, {"pi_builder.outcome": "answered" if ok else "failed",
                               "pi_builder.failed_over": failovers > 0})
+
+    def _observe_in_flight(self, options: CallbackOptions) -> Iterable[Observation]:
+        out = []
+        for mw in list(self._watched):
+            router = mw.router
+            for pid, provider in list(router.providers.items()):
+                out.append(Observation(router.in_flight(pid), self.attributes(provider)))
+        return out
 
     def _observe_breakers(self, options: CallbackOptions) -> Iterable[Observation]:
         out = []

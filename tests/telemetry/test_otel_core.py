@@ -311,3 +311,16 @@ def test_importing_and_using_the_package_imports_no_telemetry_library() -> None:
         print(mw.telemetry, sorted(m for m in sys.modules if m.startswith(("opentelemetry", "prometheus_client"))))
     """)
     assert out == "None []"
+
+
+def test_in_flight_counts_the_running_attempt(otel: Otel) -> None:
+    mw = middleware(otel)
+    during: list[float] = []
+
+    def call(provider: Provider) -> str:
+        during.append(otel.value("pi_builder.attempts.in_flight", pi_builder__provider__id=provider.id))
+        return "ok"
+
+    mw.execute(call)
+    assert during == [1]
+    assert otel.value("pi_builder.attempts.in_flight", pi_builder__provider__id="primary") == 0
