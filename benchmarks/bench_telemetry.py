@@ -1,6 +1,6 @@
 """Cost of telemetry per call: select+record and execute, with telemetry off, OpenTelemetry on, Prometheus on.
 
-Run: python benchmarks/bench_telemetry.py [--quick] [--base REV]
+Run: python benchmarks/bench_telemetry.py [--quick] [--base REV] [--modes off otel-sdk ...]
 
 Modes: ``off`` (nothing configured: ``Middleware.telemetry`` is None), ``otel-noop`` (OpenTelemetry forced on
 with no SDK: the API's no-op tracer and meter), ``otel-sdk`` (SDK TracerProvider, every span sampled but not
@@ -132,6 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
     parser.add_argument("--base", default=None, help="git revision to measure 'off' on, for comparison")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="modes to run (off always)")
     parser.add_argument("--json-off", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.getLogger("pi_builder_middleware").setLevel(logging.ERROR)
@@ -142,7 +143,7 @@ def main() -> None:
     rows: dict[str, dict[str, float]] = {}
     if args.base:
         rows[f"base {args.base[:10]}"] = run_base(args.base, n, repeats)
-    for mode in MODES:
+    for mode in dict.fromkeys(["off", *args.modes]):
         rows[mode] = measure(mode, n, repeats)
     litellm_us = litellm_completion_us(max(n // 20, 200))
     off = rows["off"]

@@ -124,8 +124,9 @@ class OpenAttempt(Generic[T]):
             ttft_s = 0.0
         trace = self._trace
         token = trace.enter() if trace is not None else None  # telemetry: breaker events land on the attempt span
-        outcome = self._success(latency, ttft_s, usage)
+        outcome: Outcome | None = None
         try:  # recorded while still counted in flight: the router reads the load the answer came under
+            outcome = self._success(latency, ttft_s, usage)
             _record(mw, outcome)
         finally:
             mw.end_attempt(pid)

@@ -125,7 +125,7 @@ class AttemptTrace:
         otel = self.request.hub.otel
         return otel.attach(self.span) if self.span is not None and otel is not None else None
 
-    def succeeded(self, outcome: Outcome, token: object = None) -> None:
+    def succeeded(self, outcome: Outcome | None, token: object = None) -> None:
         """The answer was delivered: ends the attempt and the request."""
         otel = self.request.hub.otel
         if otel is not None:
