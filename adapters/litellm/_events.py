@@ -79,7 +79,17 @@ def _span_fields(kwargs: Mapping[str, Any], start_time: Any, end_time: Any) -> d
     return {"start_s": _epoch(kwargs.get("start_time", start_time) or start_time),
             "end_s": _epoch(kwargs.get("end_time", end_time) or end_time),
             "stream": kwargs.get("stream") is True, "server": server,
-            "trace_key": trace if isinstance(trace, str) else None}
+            "trace_key": trace if isinstance(trace, str) else None, "parent": _parent_span(kwargs, params)}
+
+
+def _parent_span(kwargs: Mapping[str, Any], params: object) -> Any:
+    """LiteLLM's own request span (``litellm_parent_otel_span``, set by the proxy's OpenTelemetry integration)."""
+    for holder in (kwargs.get("metadata"), params.get("metadata") if isinstance(params, Mapping) else None, kwargs):
+        if isinstance(holder, Mapping):
+            span = holder.get("litellm_parent_otel_span")
+            if span is not None and hasattr(span, "get_span_context"):
+                return span
+    return None
 
 
 class MiddlewareCallback(CustomLogger):

@@ -94,10 +94,12 @@ class Telemetry:
 
     def record_attempt(self, outcome: Outcome, record: Callable[[Outcome], ErrorKind | None], *,
                        start_s: float | None = None, end_s: float | None = None, stream: bool | None = None,
-                       server: tuple[str, int | None] | None = None, trace_key: str | None = None) -> None:
+                       server: tuple[str, int | None] | None = None, trace_key: str | None = None,
+                       parent: Any = None) -> None:
         """An attempt run by a framework's own loop (LiteLLM's): ``record(outcome)`` inside its CLIENT span.
 
-        The span nests under the current span (the caller's, or the framework's), covers ``start_s`` to
+        The span nests under ``parent`` (the framework's request span, when it hands one over) or else the
+        current span (the caller's), covers ``start_s`` to
         ``end_s`` (epoch seconds, when known) and carries the breaker events the record causes; attempts
         sharing ``trace_key`` (one request's) are numbered 1, 2, ... Without OpenTelemetry: just the record.
         """
@@ -107,7 +109,7 @@ class Telemetry:
             record(outcome)
             return
         span = otel.start_attempt(provider, self._number(trace_key), stream=stream, server=server,
-                                  start_time=None if start_s is None else int(start_s * 1e9))
+                                  start_time=None if start_s is None else int(start_s * 1e9), parent=parent)
         token = otel.attach(span)
         kind = None
         try:

@@ -141,8 +141,10 @@ class OtelTelemetry:
         span.end()
 
     def start_attempt(self, provider: Provider, number: int, *, start_time: int | None = None,
-                      stream: bool | None = None, server: tuple[str, int | None] | None = None) -> Span:
-        """The CLIENT span of one attempt, a child of the current span (the request span in the attempt loop)."""
+                      stream: bool | None = None, server: tuple[str, int | None] | None = None,
+                      parent: Any = None) -> Span:
+        """The CLIENT span of one attempt, a child of ``parent`` (a span whose context is valid) or else of the
+        current span (the request span in the attempt loop)."""
         attrs = dict(self.attributes(provider))
         attrs[n.ATTEMPT] = number
         if stream is not None:
@@ -151,8 +153,15 @@ class OtelTelemetry:
             attrs[n.SERVER_ADDRESS] = server[0]
             if server[1] is not None:
                 attrs[n.SERVER_PORT] = server[1]
-        return self.tracer.start_span(f"{n.OPERATION_CHAT} {attrs[n.REQUEST_MODEL]}", kind=SpanKind.CLIENT,
-                                      attributes=attrs, start_time=start_time)
+        context = None
+        if parent is not None:
+            try:
+                if parent.get_span_context().is_valid:
+                    context = trace.set_span_in_context(parent)
+            except Exception:  # not a span after all: nest under the current one
+                context = None
+        return self.tracer.start_span(f"{n.OPERATION_CHAT} {attrs[n.REQUEST_MODEL]}", context=context,
+                                      kind=SpanKind.CLIENT, attributes=attrs, start_time=start_time)
 
     def end_attempt(self, span: Span, outcome: Outcome | None, error: BaseException | None,
                     kind: ErrorKind | None, *, end_time: int | None = None) -> None:

@@ -81,3 +81,24 @@ async def test_a_litellm_request_that_fails_over(sim: Simulator, otel: Otel) -> 
     assert otel.value("gen_ai.client.token.usage", gen_ai__token__type="output") == 1
     in_flight = {p.attributes["pi_builder.provider.id"]: p.value for p in otel.points("pi_builder.attempts.in_flight")}
     assert in_flight == {"primary": 0, "backup": 0}
+
+
+async def test_attempt_spans_nest_under_litellms_own_request_span(sim: Simulator, otel: Otel) -> None:
+    """The proxy's OpenTelemetry integration hands its request span over as ``litellm_parent_otel_span``."""
+    router = litellm.Router(model_list=[deployment(sim, "primary", 0.9), deployment(sim, "backup", 0.5)],
+                            num_retries=1, retry_after=0, disable_cooldowns=True)
+    mw = Middleware(strategy="quality-optimal", failover=FailoverConfig(consecutive_failures=1, jitter=0.0),
+                    telemetry=otel.telemetry)
+    tracer = otel.tracer_provider.get_tracer("litellm-like")
+    litellm_span = tracer.start_span("litellm_request")
+    with install(router, middleware=mw):
+        sim.down("primary", Outcome.SERVER_ERROR)
+        with tracer.start_as_current_span("app"):
+            await router.acompletion(model="g", messages=MESSAGES,
+                                     metadata={"litellm_parent_otel_span": litellm_span})
+        await wait_for_spans(otel, 2)
+    litellm_span.end()
+    attempts = otel.attempt_spans()
+    assert len(attempts) == 2
+    assert all(s.parent is not None and s.parent.span_id == litellm_span.get_span_context().span_id
+               for s in attempts)
