@@ -324,3 +324,25 @@ def test_in_flight_counts_the_running_attempt(otel: Otel) -> None:
     mw.execute(call)
     assert during == [1]
     assert otel.value("pi_builder.attempts.in_flight", pi_builder__provider__id="primary") == 0
+
+
+class RateLimited(Exception):
+    status_code = 429
+    headers = {"retry-after": "2"}
+
+
+def test_a_429_is_a_cooldown_event_of_its_attempt_and_counted(otel: Otel) -> None:
+    mw = middleware(otel)
+
+    def limited(provider: Provider) -> str:
+        if provider.id == "primary":
+            raise RateLimited("slow down")
+        return provider.id
+
+    assert mw.execute(limited) == "backup"
+    first, _ = otel.attempt_spans()
+    assert first.attributes["pi_builder.error.kind"] == "rate_limited"  # type: ignore[index]
+    assert [name for name, _ in events(first)] == ["pi_builder.cooldown"]
+    assert otel.value("pi_builder.cooldowns", pi_builder__provider__id="primary") == 1
+    assert otel.value("pi_builder.ejections") == 0  # a 429 is not a health failure
+    assert otel.value("pi_builder.breaker.state", pi_builder__provider__id="primary") == 0

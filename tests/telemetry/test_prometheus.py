@@ -166,14 +166,22 @@ def test_multiprocess_mode_sums_counters_across_worker_processes(tmp_path: Path)
     assert total(found, "pi_builder_in_flight", model_id="b") == 2  # one held open in each live worker
 
 
-def test_enable_prometheus_refuses_a_second_registry_in_a_fresh_process() -> None:
+def test_enable_prometheus_reaches_middlewares_made_before_and_after_and_is_idempotent() -> None:
     code = """
         from prometheus_client import CollectorRegistry
+        from pi_builder_middleware import Middleware, Provider, enable_prometheus
         from pi_builder_middleware.errors import ConfigError
-        from pi_builder_middleware.telemetry import enable_prometheus
+        before = Middleware([Provider(id="before")])
+        silent = Middleware([Provider(id="silent")], telemetry=False)
         registry = CollectorRegistry()
         first = enable_prometheus(registry)
         assert enable_prometheus(registry) is first and enable_prometheus() is first
+        after = Middleware([Provider(id="after")])
+        for mw in (before, silent, after):
+            mw.execute(lambda p: "ok")
+        print(sorted(pid for pid in ("before", "silent", "after") if registry.get_sample_value(
+            "pi_builder_attempts_total", {"model_id": pid, "model_group": "", "api_provider": "",
+                                          "outcome": "success", "error_kind": ""}) == 1))
         try:
             enable_prometheus(CollectorRegistry())
         except ConfigError as exc:
@@ -181,7 +189,7 @@ def test_enable_prometheus_refuses_a_second_registry_in_a_fresh_process() -> Non
     """
     out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60,
                          check=False)
-    assert out.stdout.strip() == "refused: registry", out.stderr
+    assert out.stdout.strip().splitlines() == ["['after', 'before']", "refused: registry"], out.stderr
 
 
 def test_serve_metrics_refuses_a_bad_port() -> None:
