@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from typing import ClassVar
 
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
@@ -328,7 +329,7 @@ def test_in_flight_counts_the_running_attempt(otel: Otel) -> None:
 
 class RateLimited(Exception):
     status_code = 429
-    headers = {"retry-after": "2"}
+    headers: ClassVar[dict[str, str]] = {"retry-after": "2"}
 
 
 def test_a_429_is_a_cooldown_event_of_its_attempt_and_counted(otel: Otel) -> None:
