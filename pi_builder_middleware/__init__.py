@@ -2,7 +2,8 @@
 
 Import what you need from here; submodules are private unless documented. Framework glue lives in
 ``pi_builder_middleware.adapters.litellm`` and ``pi_builder_middleware.adapters.langchain``, the Redis
-state store in ``pi_builder_middleware.redis_store``; each is imported only when you ask for it.
+state store in ``pi_builder_middleware.redis_store``; each is imported only when you ask for it. Telemetry
+(OpenTelemetry, Prometheus) lives in ``pi_builder_middleware.telemetry`` and imports its libraries only when on.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from .pluginmanager import BLOCK_ENV_VAR, PluginBudget, PluginHost, get_plugin_m
 from .registry import FailoverPolicyRegistry, HealthScorerRegistry, StrategyRegistry
 from .routing import ProviderRouter
 from .state import BreakerUpdate, MemoryStateStore, StateReplica, StateStore
+from .telemetry import enable_prometheus
 
 __version__ = "0.1.0"
 
@@ -125,6 +127,7 @@ __all__ = [
     "Usage",
     "Verdict",
     "chain_exhausted",
+    "enable_prometheus",
     "extract_retry_after",
     "get_plugin_manager",
     "hookimpl",

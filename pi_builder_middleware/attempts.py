@@ -30,9 +30,11 @@ from .enums import AllOutMode, ErrorKind
 from .errors import ConfigError, NoProviderAvailableError, PiBuilderError, chain_exhausted
 from .models import Attempt, Outcome, Provider, RouteRequest, Usage
 from .recovery import RecoveryWait
+from .telemetry._trace import traced
 
 if TYPE_CHECKING:
     from .middleware import Middleware
+    from .telemetry._trace import AttemptTrace, RequestTrace
 
 __all__ = ["AttemptTimeoutError", "Command", "OpenAttempt", "Sleep", "arun_attempts", "attempt_steps",
            "complete", "run_attempts"]
@@ -77,10 +79,12 @@ class OpenAttempt(Generic[T]):
     :meth:`interrupted` (a stream broke after its first chunk). Only the first of them counts.
     """
 
-    __slots__ = ("_middleware", "_open", "provider", "start", "value")
+    __slots__ = ("_middleware", "_open", "_trace", "provider", "start", "value")
 
-    def __init__(self, middleware: Middleware, provider: Provider, start: float, value: T) -> None:
+    def __init__(self, middleware: Middleware, provider: Provider, start: float, value: T,
+                 trace: AttemptTrace | None = None) -> None:
         self._middleware = middleware
+        self._trace = trace  # telemetry: ended with the attempt
         self._open = True
         self.provider = provider
         self.start = start
@@ -118,10 +122,16 @@ class OpenAttempt(Generic[T]):
             latency = 0.0
         if ttft_s is not None and ttft_s < 0.0:
             ttft_s = 0.0
+        trace = self._trace
+        token = trace.enter() if trace is not None else None  # telemetry: breaker events land on the attempt span
+        outcome: Outcome | None = None
         try:  # recorded while still counted in flight: the router reads the load the answer came under
-            _record(mw, self._success(latency, ttft_s, usage))
+            outcome = self._success(latency, ttft_s, usage)
+            _record(mw, outcome)
         finally:
             mw.end_attempt(pid)
+            if trace is not None:
+                trace.succeeded(outcome, token)
 
     def _success(self, latency: float, ttft_s: float | None, usage: Usage | None) -> Outcome:
         pid = self.provider.id
@@ -144,12 +154,17 @@ class OpenAttempt(Generic[T]):
             return None
         self._open = False
         mw = self._middleware
+        trace = self._trace
+        token = trace.enter() if trace is not None else None  # telemetry: breaker events land on the attempt span
+        kind: ErrorKind | None = None
         try:
             kind = mw.classify(error, self.provider)
             _record(mw, Outcome(self.provider.id, False, self.elapsed(),
                                 ttft_s=None if ttft_s is None else max(ttft_s, 0.0), error=error, error_kind=kind))
         finally:
             mw.end_attempt(self.provider.id)
+            if trace is not None:
+                trace.interrupted(error, kind, token)
         return kind
 
     def __repr__(self) -> str:
@@ -165,6 +180,16 @@ def attempt_steps(middleware: Middleware, request: RouteRequest | None = None, *
     """
     require("request", request is None or isinstance(request, RouteRequest), "a RouteRequest or None", request)
     require("max_wait_s", is_number(max_wait_s) and max_wait_s >= 0, "a finite number of seconds >= 0", max_wait_s)
+    tel = middleware.telemetry
+    if tel is None:
+        return _steps(middleware, request, max_wait_s, None)
+    trace = tel.request(request)  # telemetry: the request span and its attempts' CLIENT spans
+    return traced(_steps(middleware, request, max_wait_s, trace), trace)
+
+
+def _steps(middleware: Middleware, request: RouteRequest | None, max_wait_s: float, trace: RequestTrace | None
+           ) -> Generator[Command, Any, OpenAttempt[Any]]:
+    """:func:`attempt_steps` itself (arguments checked); ``trace`` is told of decisions, attempts and waits."""
     clock = middleware.clock
     failover = middleware.failover
     begin, end = middleware.begin_attempt, middleware.end_attempt
@@ -181,6 +206,8 @@ def attempt_steps(middleware: Middleware, request: RouteRequest | None = None, *
         except NoProviderAvailableError as exc:
             error: PiBuilderError = exc
         else:
+            if trace is not None:
+                trace.decided(decision)
             providers = decision.providers
             for index, provider in enumerate(providers):
                 pid = provider.id
@@ -196,6 +223,7 @@ def attempt_steps(middleware: Middleware, request: RouteRequest | None = None, *
                         failover.note_switch(last.provider_id, pid, last.error_kind.value)
                 begin(pid)
                 start = clock()
+                span = trace.attempt(provider) if trace is not None else None  # current while the provider runs
                 try:
                     value = yield provider
                 except Exception as exc:
@@ -203,14 +231,20 @@ def attempt_steps(middleware: Middleware, request: RouteRequest | None = None, *
                         fails_over = _failed(middleware, provider, exc, clock() - start, attempts)
                     finally:
                         end(pid)
+                        if span is not None:
+                            span.failed(exc, attempts)
                     if not fails_over:
                         raise
                     continue
-                except BaseException:  # cancelled / interrupted: no outcome, give a half-open trial permit back
+                except BaseException as exc:  # cancelled / interrupted: no outcome, give a half-open trial permit back
                     end(pid)
                     failover.release(pid)
+                    if span is not None:
+                        span.cancelled(exc)
                     raise
-                return OpenAttempt(middleware, provider, start, value)
+                if span is not None:
+                    span.answered()
+                return OpenAttempt(middleware, provider, start, value, span)
             error = chain_exhausted([p.id for p in providers], attempts)
         if max_wait_s <= 0:
             raise error
@@ -224,6 +258,8 @@ def attempt_steps(middleware: Middleware, request: RouteRequest | None = None, *
                 continue
             raise wait.give_up(error, attempts)
         log.info("no provider answered (%s); next pass in %.3f s", type(error).__name__, delay)
+        if trace is not None:
+            trace.waiting(delay)
         yield Sleep(delay)
 
 

@@ -7,7 +7,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
 
@@ -36,6 +36,11 @@ from .monitor import HealthMonitor
 from .pluginmanager import PluginBudget, PluginHost, get_plugin_manager
 from .routing import DEFAULT_REQUEST, ProviderRouter
 from .state import StateStore
+from .telemetry._hub import Telemetry
+from .telemetry._hub import attach as attach_telemetry
+
+if TYPE_CHECKING:
+    from .telemetry.otel import OtelTelemetry
 
 __all__ = ["Middleware"]
 
@@ -59,6 +64,11 @@ class Middleware:
     ``plugin_budget_s`` (None: off) finds slow plugins: a third-party strategy, observer or error
     classifier call that takes longer is counted in ``stats()["plugin_slow_calls"]`` under the plugin's
     name and logged once per name (:class:`PluginBudget`). Built-in plugins are not timed.
+
+    ``telemetry``: None (default) reports OpenTelemetry spans and metrics when the application set a global
+    TracerProvider or MeterProvider (``PI_BUILDER_OTEL_DISABLED=1`` keeps them off) and Prometheus series once
+    :func:`~pi_builder_middleware.telemetry.enable_prometheus` was called; True forces OpenTelemetry on; an
+    :class:`~pi_builder_middleware.telemetry.otel.OtelTelemetry` reports to its own providers; False: nothing.
     """
 
     def __init__(
@@ -80,6 +90,7 @@ class Middleware:
         history_size: int = 1000,
         state_store: StateStore | None = None,
         plugin_budget_s: float | None = 0.05,
+        telemetry: bool | OtelTelemetry | None = None,
     ) -> None:
         provider_list, plugin_list, blocked = _checked_arguments(providers, plugins, blocked_plugins, monitor,
                                                                  clock, seed)
@@ -125,6 +136,8 @@ class Middleware:
         self.monitor.subscribe_alerts(self._on_alert)
         for provider in provider_list:
             self.router.add_provider(provider)
+        self.telemetry: Telemetry | None = None  # None while no telemetry is on: the hot path skips it
+        attach_telemetry(self, telemetry)
 
     # -- providers -----------------------------------------------------------------------------
     def add_provider(self, provider: Provider) -> None:
@@ -189,10 +202,16 @@ class Middleware:
         both around each attempt, whatever its outcome. Unknown ids are ignored (removed meanwhile).
         """
         self.router.begin(provider_id)
+        tel = self.telemetry
+        if tel is not None:
+            tel.begin(provider_id)
 
     def end_attempt(self, provider_id: str) -> None:
         """The attempt begun by :meth:`begin_attempt` ended (answered, failed or was cancelled)."""
         self.router.end(provider_id)
+        tel = self.telemetry
+        if tel is not None:
+            tel.end(provider_id)
 
     def classify(self, error: BaseException, provider: Provider | str) -> ErrorKind:
         """What ``error`` means (first plugin that answers; the built-in answers last).

@@ -40,7 +40,8 @@ def test_exported_classes_claim_this_package():
 def test_import_does_not_pull_frameworks():
     code = (
         "import sys, pi_builder_middleware; "
-        "bad = [m for m in ('litellm', 'langchain_core', 'aiohttp', 'redis') if m in sys.modules]; "
+        "bad = [m for m in ('litellm', 'langchain_core', 'aiohttp', 'redis', 'opentelemetry', 'prometheus_client') "
+        "if m in sys.modules]; "
         "print(','.join(bad))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -14,6 +14,7 @@ import threading
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from litellm.integrations.custom_logger import CustomLogger
 
@@ -54,6 +55,41 @@ def _tokens(slo: Mapping[str, Any], response_obj: Any) -> tuple[int, int]:
         return prompt, completion
     usage = getattr(response_obj, "usage", None)
     return _count(getattr(usage, "prompt_tokens", None)), _count(getattr(usage, "completion_tokens", None))
+
+
+def _epoch(value: object) -> float | None:
+    if isinstance(value, _dt.datetime):
+        return value.timestamp()
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _span_fields(kwargs: Mapping[str, Any], start_time: Any, end_time: Any) -> dict[str, Any]:
+    """Telemetry of one LiteLLM attempt: its times, stream flag, server and the request it belongs to."""
+    params = kwargs.get("litellm_params")
+    api_base = params.get("api_base") if isinstance(params, Mapping) else None
+    server = None
+    if isinstance(api_base, str) and api_base:
+        parsed = urlsplit(api_base)
+        if parsed.hostname:
+            try:
+                server = (parsed.hostname, parsed.port)
+            except ValueError:  # a malformed port
+                server = (parsed.hostname, None)
+    trace = kwargs.get("litellm_trace_id")
+    return {"start_s": _epoch(kwargs.get("start_time", start_time) or start_time),
+            "end_s": _epoch(kwargs.get("end_time", end_time) or end_time),
+            "stream": kwargs.get("stream") is True, "server": server,
+            "trace_key": trace if isinstance(trace, str) else None, "parent": _parent_span(kwargs, params)}
+
+
+def _parent_span(kwargs: Mapping[str, Any], params: object) -> Any:
+    """LiteLLM's own request span (``litellm_parent_otel_span``, set by the proxy's OpenTelemetry integration)."""
+    for holder in (kwargs.get("metadata"), params.get("metadata") if isinstance(params, Mapping) else None, kwargs):
+        if isinstance(holder, Mapping):
+            span = holder.get("litellm_parent_otel_span")
+            if span is not None and hasattr(span, "get_span_context"):
+                return span
+    return None
 
 
 class MiddlewareCallback(CustomLogger):
@@ -188,7 +224,12 @@ class MiddlewareCallback(CustomLogger):
             if pid not in binding.known:
                 binding.counts["unknown_deployment"] += 1
                 return
-        binding.middleware.record(self._outcome(pid, kwargs, slo, response_obj, start_time, end_time, ok))
+        outcome = self._outcome(pid, kwargs, slo, response_obj, start_time, end_time, ok)
+        tel = binding.middleware.telemetry
+        if tel is None:
+            binding.middleware.record(outcome)
+        else:  # telemetry: the attempt's CLIENT span, current while its outcome is recorded
+            tel.record_attempt(outcome, binding.middleware.record, **_span_fields(kwargs, start_time, end_time))
         binding.trial_recorded(kwargs.get("litellm_call_id"), pid)
         binding.counts["recorded_ok" if ok else "recorded_failure"] += 1
 

@@ -29,9 +29,15 @@ def main(argv: list[str] | None = None) -> int:
                              "the embedded one")
     parser.add_argument("--rate", type=float, default=None, help="requests per second (default 10)")
     parser.add_argument("--no-live", action="store_true", help="print a snapshot every few seconds instead")
+    parser.add_argument("--metrics-port", type=int, default=None, metavar="N",
+                        help="serve Prometheus /metrics on 127.0.0.1:N while the demo runs (needs the "
+                             "prometheus extra)")
     args = parser.parse_args(argv)
     if (args.duration is not None and args.duration <= 0) or (args.rate is not None and args.rate <= 0):
         print("pi-builder demo: --duration and --rate must be > 0", file=sys.stderr)
+        return 2
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        print("pi-builder demo: --metrics-port must be a port number 0-65535", file=sys.stderr)
         return 2
     from .scenario import default_scenario, from_chaos
 
@@ -46,7 +52,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.rate is not None:
         scenario = dataclasses.replace(scenario, rate_per_s=args.rate)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    return asyncio.run(_run(scenario, live=not args.no_live))
+    server = None
+    if args.metrics_port is not None:
+        from pi_builder_middleware.errors import ConfigError
+        from pi_builder_middleware.telemetry import serve_metrics
+
+        try:
+            server = serve_metrics(args.metrics_port)
+        except (ConfigError, OSError) as exc:
+            print(f"pi-builder demo: cannot serve /metrics: {exc}", file=sys.stderr)
+            return 2
+        print(f"Prometheus metrics on http://127.0.0.1:{server.server_port}/metrics")
+    try:
+        return asyncio.run(_run(scenario, live=not args.no_live))
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
 
 
 async def _run(scenario: DemoScenario, *, live: bool) -> int:

@@ -60,7 +60,7 @@ def build_middleware(scenario: DemoScenario) -> Middleware:
     """One middleware for both frameworks; provider ids are the simulator's provider names."""
     providers = [
         Provider(id=p.sim.name, cost_per_1k_input=p.cost_per_1k_input, cost_per_1k_output=p.cost_per_1k_output,
-                 quality=p.quality, capabilities={"streaming"})
+                 quality=p.quality, capabilities={"streaming"}, model="openai/sim-model", group="chat")
         for p in scenario.providers
     ]
     failover = FailoverConfig.preset("aggressive", base_ejection_s=max(2.0, scenario.duration_s / 20))
