@@ -74,6 +74,7 @@ def test_the_demo_serves_metrics_and_the_failed_providers_breaker_is_open_there(
     port = free_port()
     demo = _demo(port, 16.0)
     seen_open: dict[str, list[tuple[dict[str, str], float]]] | None = None
+    counted: dict[str, list[tuple[dict[str, str], float]]] = {}
     text = ""
     try:
         deadline = time.monotonic() + 90
@@ -86,6 +87,10 @@ def test_the_demo_serves_metrics_and_the_failed_providers_breaker_is_open_there(
             found = samples(text)
             if total(found, "pi_builder_breaker_state", model_id="openai-fast") == 2:
                 seen_open = found
+            # counters are monotonic: wait until the request that failed over has also been counted (the
+            # breaker can open before the request whose attempt opened it reaches its next provider)
+            if seen_open is not None and total(found, "pi_builder_failovers_total", model_id="openai-fast") >= 1:
+                counted = found
                 break
             time.sleep(0.2)
     finally:
@@ -95,11 +100,11 @@ def test_the_demo_serves_metrics_and_the_failed_providers_breaker_is_open_there(
     assert seen_open is not None, f"openai-fast never showed an open breaker; last scrape:\n{text[-3000:]}\n{err}"
     # the provider the scenario takes down: failed attempts (503), ejected, traffic moved off it
     fast = {"model_id": "openai-fast", "model_group": "chat", "api_provider": "openai"}
-    assert total(seen_open, "pi_builder_attempts_total", outcome="failure", **fast) > 0
-    assert total(seen_open, "pi_builder_ejections_total", **fast) >= 1
-    assert total(seen_open, "pi_builder_failovers_total", **fast) >= 1
-    assert total(seen_open, "pi_builder_attempts_total", outcome="success", model_id="anthropic-solid") + \
-        total(seen_open, "pi_builder_attempts_total", outcome="success", model_id="local-cheap") > 0
+    assert total(counted, "pi_builder_attempts_total", outcome="failure", **fast) > 0
+    assert total(counted, "pi_builder_ejections_total", **fast) >= 1
+    assert total(counted, "pi_builder_failovers_total", **fast) >= 1
+    assert total(counted, "pi_builder_attempts_total", outcome="success", model_id="anthropic-solid") + \
+        total(counted, "pi_builder_attempts_total", outcome="success", model_id="local-cheap") > 0
     assert families(text) >= {"pi_builder_breaker_state", "pi_builder_attempts", "pi_builder_in_flight",
                               "pi_builder_attempt_latency_seconds", "pi_builder_decisions"}
     assert "sk-" not in text
