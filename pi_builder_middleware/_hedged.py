@@ -9,8 +9,8 @@ failover passes over providers claimed that way. The first answer wins; every ot
 cancelled as a *loser*: its in-flight count and half-open permit are given back, it is not recorded
 as a failure, and its elapsed time is fed to its latency estimate as a lower bound
 (:meth:`Middleware.record_at_least`). A failed hedge is recorded like any failed attempt. When the
-loop's attempt fails while a hedge still runs, the loop's next step (its failover or wait) is held
-until the hedges have ended without an answer.
+loop's attempt fails while a hedge still runs, the loop holds its failover (:class:`Hold`) until the
+hedges have ended without an answer.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from .attempts import (
     AttemptTimeoutError,
     Command,
+    Hold,
     Lane,
     OpenAttempt,
     Sleep,
@@ -71,6 +72,9 @@ async def arun_hedged(middleware: Middleware, hedger: Hedger, fn: Callable[[Prov
     race = _Race(middleware, hedger, fn, steps, lane, request, timeout_s, timeout_error, end_by, discard)
     command: Command | None = next(steps)
     while True:
+        if isinstance(command, Hold):  # the hedges it waited for ended without an answer
+            command = steps.send(None)
+            continue
         if isinstance(command, Sleep):
             try:
                 await middleware.async_sleep(command.seconds)
@@ -116,7 +120,7 @@ class _Race(Generic[T]):
         self.steps = steps
         self.lane = lane
         self.stream = bool(request is not None and request.stream)
-        self.input_tokens = request.input_tokens if request is not None else 0
+        self.input_tokens = (request or RouteRequest()).input_tokens
         self.timeout_s = timeout_s
         self.timeout_error = timeout_error
         self.end_by = end_by
@@ -223,6 +227,7 @@ class _Race(Generic[T]):
         assert exc is not None
         if racer.primary:
             self.waiting = False
+            self.lane.hold = bool(self.racers)  # hedges still run: no failover until they end
             try:
                 self.pending = self.steps.throw(exc)
             except StopIteration:  # pragma: no cover - the machine returns only with an answer

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AttemptTimeoutError",
     "Command",
+    "Hold",
     "Lane",
     "OpenAttempt",
     "Sleep",
@@ -70,6 +71,16 @@ class Sleep:
         return f"Sleep({self.seconds!r})"
 
 
+class Hold(Sleep):
+    """Command of the attempt loop run with a :class:`Lane`: an attempt failed while others run beside it;
+    resume it (with None) once they ended without an answer, or close it if one answered."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+
+
 #: What the attempt loop asks its driver for: call a provider, or sleep.
 Command = Provider | Sleep
 
@@ -77,16 +88,18 @@ Command = Provider | Sleep
 class Lane:
     """What a driver that runs attempts beside the loop's own (hedges) shares with the loop.
 
-    ``decision`` is the pass's decision; providers in ``claimed`` are running beside the loop and are
-    passed over by its failover; ``attempts`` lists every failed attempt, the loop's and the driver's.
+    ``decision`` is the pass's decision; providers in ``claimed`` ran beside the loop and are passed
+    over by its failover; ``attempts`` lists every failed attempt, the loop's and the driver's;
+    ``hold`` set when the loop's attempt failed makes it yield :class:`Hold` before failing over.
     """
 
-    __slots__ = ("attempts", "claimed", "decision")
+    __slots__ = ("attempts", "claimed", "decision", "hold")
 
     def __init__(self) -> None:
         self.decision: RoutingDecision | None = None
         self.claimed: set[str] = set()
         self.attempts: list[Attempt] = []
+        self.hold = False
 
 
 def deadline_of(middleware: Middleware, request: RouteRequest | None) -> float | None:
@@ -257,6 +270,9 @@ def attempt_steps(middleware: Middleware, request: RouteRequest | None = None, *
                         end(pid)
                     if not fails_over:
                         raise
+                    if lane is not None and lane.hold:
+                        lane.hold = False
+                        yield Hold()
                     continue
                 except BaseException:  # cancelled / interrupted: no outcome, give a half-open trial permit back
                     end(pid)
