@@ -23,6 +23,7 @@ __all__ = ["HedgePolicy", "Hedger", "LatencyTracker"]
 
 _RECENT = 128  # latencies kept per provider for the adaptive delay
 _STALE_AFTER = 8  # new samples before the cached quantile is computed again
+_MAX_OVER_MEDIAN = 3.0  # the adaptive delay is at most this many times the median
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +31,10 @@ class HedgePolicy:
     """When to hedge an async call, how many times, and the budget that bounds hedges and retries.
 
     - ``delay_s``: start a hedge after this many seconds without an answer; None (adaptive): after the
-      first provider's recent ``quantile`` latency (time to first chunk for streams), and no hedge
-      until it has ``min_samples`` answers to judge by.
+      first provider's recent ``quantile`` latency (time to first chunk for streams), at most three
+      times its median, and no hedge until it has ``min_samples`` answers to judge by. The cap keeps a
+      few slow answers among few samples from pushing the delay into the very tail it is meant to cut
+      (answers that lost a race are not samples, so a delay in the tail would never come down).
     - ``max_hedges``: hedges per request (0: none; the budget still throttles failover retries).
     - ``budget_ratio``: tokens a success puts back into the retry budget (gRPC's ``tokenRatio``): about
       one hedge or retry per ``1 / budget_ratio`` answered calls, none while failures drain it. None:
@@ -82,13 +85,16 @@ class LatencyTracker:
         self._fresh += 1
 
     def quantile(self, q: float, min_samples: int) -> float | None:
-        """The ``q`` quantile of the kept samples (nearest rank), None with fewer than ``min_samples``."""
+        """The ``q`` quantile of the kept samples (nearest rank), at most three times their median; None with
+        fewer than ``min_samples``."""
         n = len(self.samples)
         if n < min_samples:
             return None
         if self._cached is None or self._fresh >= _STALE_AFTER:
             ordered = sorted(self.samples)
-            self._cached = ordered[min(max(math.ceil(q * n) - 1, 0), n - 1)]
+            value = ordered[min(max(math.ceil(q * n) - 1, 0), n - 1)]
+            cap = ordered[n // 2] * _MAX_OVER_MEDIAN
+            self._cached = value if value < cap else cap
             self._fresh = 0
         return self._cached
 
@@ -131,10 +137,14 @@ class Hedger:
         policy = self.policy
         if policy.delay_s is not None:
             return policy.delay_s
-        tracker = (self._ttft if stream else self._latency).get(provider_id)
-        if tracker is None and stream:
+        value = None
+        if stream:  # until enough streams answered, the whole-call latency (later than the first chunk) stands in
+            tracker = self._ttft.get(provider_id)
+            value = None if tracker is None else tracker.quantile(policy.quantile, policy.min_samples)
+        if value is None:
             tracker = self._latency.get(provider_id)
-        return None if tracker is None else tracker.quantile(policy.quantile, policy.min_samples)
+            value = None if tracker is None else tracker.quantile(policy.quantile, policy.min_samples)
+        return value
 
     def count(self, *, started: int = 0, won: int = 0, cancelled: int = 0, cost: float = 0.0) -> None:
         with self._lock:

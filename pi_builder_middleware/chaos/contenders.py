@@ -143,8 +143,10 @@ def contender_specs() -> dict[str, ContenderSpec]:
         _pbm_langchain("pbm-langchain-cost", "pi-builder via LangChain, cost-optimal", "cost-optimal"),
         _pbm_langchain("pbm-langchain-failover", "pi-builder via LangChain, failover", "failover"),
         _pbm_langchain("pbm-langchain-quality", "pi-builder via LangChain, quality-optimal", "quality-optimal"),
-        _pbm_langchain("pbm-langchain-hedge", "pi-builder via LangChain, latency-optimal, hedged", "latency-optimal",
+        _pbm_langchain("pbm-langchain-hedge", "pi-builder via LangChain, failover order, hedged", "failover",
                        hedge=True),
+        _pbm_langchain("pbm-langchain-latency-hedge", "pi-builder via LangChain, latency-optimal, hedged",
+                       "latency-optimal", hedge=True),
         _oracle("oracle", "Oracle (knows the fault schedule)"),
     ]
     return {spec.name: spec for spec in specs}

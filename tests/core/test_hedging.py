@@ -366,3 +366,29 @@ def test_sync_calls_do_not_hedge(clock, script):
     assert seen == ["a"] and hedging(mw)["started"] == 0
 
 
+
+
+async def test_the_adaptive_delay_stays_out_of_the_tail_and_streams_borrow_latency_until_they_have_data(
+        clock, script):
+    mw = make(clock, script, HedgePolicy(delay_s=None, min_samples=20))
+    for _ in range(20):
+        mw.record(Outcome("a", True, 0.1))
+    for _ in range(5):  # a fifth of the calls in the tail: p95 would be 5 s, the cap is 3x the median
+        mw.record(Outcome("a", True, 5.0))
+    assert mw.hedger is not None
+    assert mw.hedger.delay("a", stream=False) == pytest.approx(0.3)
+    assert mw.hedger.delay("a", stream=True) == pytest.approx(0.3)  # no stream answered yet
+    assert mw.hedger.delay("b", stream=False) is None  # nothing known: no hedge
+
+
+def test_a_lower_bound_raises_the_latency_estimate_but_never_lowers_it():
+    from pi_builder_middleware.estimators import PeakEwma
+
+    ewma = PeakEwma(half_life_s=10.0, warmup=2)
+    assert not ewma.at_least(5.0, 0.0)  # no samples: nothing to raise
+    ewma.observe(0.2, 0.0)
+    assert not ewma.at_least(5.0, 0.0) and ewma.value == 0.2  # still warming up
+    ewma.observe(0.2, 1.0)
+    assert not ewma.at_least(0.1, 1.0) and ewma.value == 0.2  # below the estimate: says nothing
+    assert ewma.at_least(0.7, 2.0) and ewma.value == 0.7
+    assert ewma.count == 2  # a bound is not a sample
