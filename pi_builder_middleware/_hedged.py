@@ -264,21 +264,23 @@ class _Race(Generic[T]):
         self.hedger.count(won=1)
         return OpenAttempt(self.mw, racer.provider, racer.start, value)
 
-    async def _settle(self) -> list[_Racer[T]]:
-        """Cancel every attempt still racing and wait until each has ended."""
-        losers = list(self.racers.values())
-        self.racers.clear()
-        for racer in losers:
-            racer.task.cancel()
+    async def _settle(self, losers: list[_Racer[T]]) -> None:
+        """Wait until each cancelled attempt has ended; close an answer that came too late to be used."""
         if losers:
             await asyncio.wait([r.task for r in losers])
         for racer in losers:
             task = racer.task
             if task.cancelled() or task.exception() is not None:  # retrieved: no "never retrieved" warning
                 continue
-            if self.discard is not None:  # it answered too late to be used
+            if self.discard is not None:
                 with contextlib.suppress(Exception):
                     await self.discard(task.result())
+
+    def _cancel_all(self) -> list[_Racer[T]]:
+        losers = list(self.racers.values())
+        self.racers.clear()
+        for racer in losers:
+            racer.task.cancel()
         return losers
 
     def _give_back(self, racer: _Racer[T]) -> None:
@@ -295,11 +297,15 @@ class _Race(Generic[T]):
     async def _cancel_losers(self) -> None:
         """Cancel the attempts that lost the race; each was at least as slow as it ran."""
         mw = self.mw
-        for racer in await self._settle():
-            self._give_back(racer)
-            provider = racer.provider
-            mw.record_at_least(provider.id, mw.clock() - racer.start, stream=self.stream)
-            self.hedger.count(cancelled=1, cost=provider.cost_of(self.input_tokens, 0))
+        losers = self._cancel_all()
+        try:
+            await self._settle(losers)
+        finally:  # even if this call is cancelled meanwhile: nothing stays in flight or holds a permit
+            for racer in losers:
+                self._give_back(racer)
+                provider = racer.provider
+                mw.record_at_least(provider.id, mw.clock() - racer.start, stream=self.stream)
+                self.hedger.count(cancelled=1, cost=provider.cost_of(self.input_tokens, 0))
 
     def _close_machine(self) -> None:
         """The call is answered (or abandoned): end the state machine without another attempt."""
@@ -312,10 +318,12 @@ class _Race(Generic[T]):
 
     async def _abandon(self) -> None:
         """The call ends with an error or is cancelled: end every attempt still running without an outcome."""
+        losers = self._cancel_all()
         try:
-            for racer in await self._settle():
-                self._give_back(racer)
+            await self._settle(losers)
         finally:
+            for racer in losers:
+                self._give_back(racer)
             self._close_machine()
 
 

@@ -41,9 +41,12 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
     must be one of its provider ids and routing, health and breakers are shared with whoever else
     uses ``mw``. ``first_chunk_timeout_s`` fails a stream over when a provider has not produced its
     first chunk in time. ``route`` is the :class:`RouteRequest` template for every call (filters,
-    strategy override, token estimates; its ``timeout_s`` bounds each ``ainvoke`` attempt).
-    ``max_wait_s`` > 0: when no provider can answer (all ejected, cooling down, or each failed over),
-    wait for the first to come back and try again, until that long after the call started.
+    strategy override, token estimates; its ``timeout_s`` is each call's deadline, its
+    ``attempt_timeout_s`` bounds each ``ainvoke`` attempt). ``max_wait_s`` > 0: when no provider can
+    answer (all ejected, cooling down, or each failed over), wait for the first to come back and try
+    again, until that long after the call started. ``hedge``: a :class:`HedgePolicy` (or True for the
+    default one) for the middleware built here, hedging ``ainvoke``/``abatch``/``astream``; False: no
+    hedging for this wrapper even over a hedging ``middleware``; None: as the middleware says.
 
     ``invoke``/``ainvoke``/``batch``/``abatch``/``stream``/``astream`` all route each input on its own
     (``batch`` runs ``invoke`` per input, so ``return_exceptions`` gives per-input errors).
