@@ -69,8 +69,8 @@ async def arun_hedged(middleware: Middleware, hedger: Hedger, fn: Callable[[Prov
     end_by = deadline_of(middleware, request)
     lane = Lane()
     steps = attempt_steps(middleware, request, max_wait_s=max_wait_s, deadline=end_by, lane=lane)
+    command: Command | None = next(steps)  # checks the arguments first
     race = _Race(middleware, hedger, fn, steps, lane, request, timeout_s, timeout_error, end_by, discard)
-    command: Command | None = next(steps)
     while True:
         if isinstance(command, Hold):  # the hedges it waited for ended without an answer
             command = steps.send(None)

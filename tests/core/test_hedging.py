@@ -392,3 +392,33 @@ def test_a_lower_bound_raises_the_latency_estimate_but_never_lowers_it():
     assert not ewma.at_least(0.1, 1.0) and ewma.value == 0.2  # below the estimate: says nothing
     assert ewma.at_least(0.7, 2.0) and ewma.value == 0.7
     assert ewma.count == 2  # a bound is not a sample
+
+
+async def test_a_bad_request_is_a_config_error_with_hedging_on(clock, script):
+    from pi_builder_middleware import ConfigError
+
+    mw = make(clock, script)
+    with pytest.raises(ConfigError) as info:
+        await mw.aexecute(script.call, {"timeout_s": 1})  # type: ignore[arg-type]
+    assert info.value.field == "request"
+    assert inflight(mw) == {"a": 0, "b": 0, "c": 0}
+
+
+async def test_after_the_first_and_the_hedge_failed_the_loop_waits_and_runs_another_pass(clock, script):
+    mw = make(clock, script, ids=("a", "b"))
+    task = start(mw.aexecute(script.call, max_wait_s=60.0))
+    await settle()
+    script.fire()  # the hedge delay
+    await settle()
+    script.fail("b")
+    await settle()
+    script.fail("a")
+    await settle()
+    assert inflight(mw) == {"a": 0, "b": 0}
+    waited = script.fire()  # the wait between passes (the same injected sleep)
+    assert waited > 0
+    await settle()
+    assert script.started[-1] == "a"
+    script.answer("a")
+    assert await task == "a"
+    assert inflight(mw) == {"a": 0, "b": 0}
