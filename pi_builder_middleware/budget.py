@@ -77,6 +77,12 @@ class RetryBudget:
             self.throttled_retries += 1
         return True
 
+    def reset(self) -> None:
+        """Full again, counters at zero."""
+        with self._lock:
+            self.tokens = self.max_tokens
+            self.throttled_retries = self.throttled_hedges = 0
+
     def describe(self) -> str:
         """A short phrase for a decision's reason: the bucket's level."""
         return f"retry budget low ({self.tokens:.1f} of {self.max_tokens:g} tokens, retries above {self.threshold:g})"

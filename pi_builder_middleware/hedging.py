@@ -153,6 +153,20 @@ class Hedger:
             self.cancelled += cancelled
             self.cancelled_cost += cost
 
+    def reset(self, provider_id: str | None = None) -> None:
+        """Forget one provider's recent latencies; for all (None) also the counters, and refill the budget."""
+        with self._lock:
+            if provider_id is not None:
+                self._latency.pop(provider_id, None)
+                self._ttft.pop(provider_id, None)
+                return
+            self._latency.clear()
+            self._ttft.clear()
+            self.started = self.won = self.cancelled = 0
+            self.cancelled_cost = 0.0
+        if self.budget is not None:
+            self.budget.reset()
+
     def snapshot(self) -> dict[str, Any]:
         """``stats()["hedging"]``: the policy, hedges started / won / cancelled, the budget."""
         p = self.policy

@@ -312,7 +312,7 @@ class Middleware:
                 "hedging": None if self.hedger is None else self.hedger.snapshot()}
 
     def export(self) -> dict[str, Any]:
-        """JSON-safe state: configuration, metrics, breaker states, events, decisions. No secrets.
+        """JSON-safe state: configuration, metrics, breakers, events, decisions (``hedging`` when on). No secrets.
 
         O(providers + samples + events + decisions): every breaker and every window is read once.
         """
@@ -328,7 +328,7 @@ class Middleware:
                 continue
             if breaker is not None:
                 health[pid] = _snapshot(pid, metrics[pid], breaker, now).to_dict()
-        return {
+        exported = {
             "config": {
                 "strategy": self.router.strategy.name,
                 "health_scorer": self.router.health_scorer.name,
@@ -344,11 +344,16 @@ class Middleware:
                         "budget_s": self.plugins.budget.budget_s, "slow_calls": self.plugins.budget.report(),
                         "strategies": self.registries.strategies.names()},
         }
+        if self.hedger is not None:
+            exported["hedging"] = self.hedger.snapshot()
+        return exported
 
     def reset(self, provider_id: str | None = None) -> None:
         """Close breakers and clear metrics (one provider, or all)."""
         self.failover.reset(provider_id)
         self.monitor.clear(provider_id)
+        if self.hedger is not None:
+            self.hedger.reset(provider_id)
         if provider_id is None:
             self.router.clear_history()
 

@@ -14,6 +14,7 @@ from pi_builder_middleware import (
     HedgePolicy,
     ManualClock,
     Middleware,
+    Outcome,
     Provider,
     RetryBudget,
     RouteRequest,
@@ -234,3 +235,25 @@ async def test_attempt_timeout_s_still_fails_over_within_the_deadline():
 
     assert await mw.aexecute(call, RouteRequest(attempt_timeout_s=0.02, timeout_s=20.0)) == "b"
     assert mw.failover.stats()["providers"]["a"]["timeout"] == 1
+
+
+def test_reset_refills_the_budget_and_forgets_latencies(clock):
+    mw, _ = make(clock, HedgePolicy(min_samples=1))
+    for _ in range(8):
+        mw.record(Outcome("a", False, 0.1, error=HTTPError(503)))
+    mw.record(Outcome("b", True, 0.2))
+    assert mw.retry_budget is not None and mw.retry_budget.tokens < 5
+    assert mw.hedger is not None and mw.hedger.delay("b", stream=False) == 0.2
+    mw.reset("b")
+    assert mw.hedger.delay("b", stream=False) is None and mw.retry_budget.tokens < 5
+    mw.reset()
+    assert mw.retry_budget.tokens == 10 and mw.stats()["hedging"]["budget"]["throttled_retries"] == 0
+
+
+def test_export_is_json_safe_with_hedging(clock):
+    import json
+
+    mw, _ = make(clock, HedgePolicy())
+    mw.record(Outcome("a", True, 0.1))
+    exported = json.loads(json.dumps(mw.export()))
+    assert exported["hedging"]["budget"]["max_tokens"] == 10 and exported["hedging"]["started"] == 0
