@@ -422,3 +422,24 @@ async def test_after_the_first_and_the_hedge_failed_the_loop_waits_and_runs_anot
     script.answer("a")
     assert await task == "a"
     assert inflight(mw) == {"a": 0, "b": 0}
+
+
+async def test_an_answer_that_came_too_late_is_discarded_and_its_attempt_ended(clock, script):
+    mw = make(clock, script)
+    discarded: list[str] = []
+
+    async def discard(value: str) -> None:
+        discarded.append(value)
+
+    task = start(mw.aexecute_open(script.call, discard=discard))
+    await settle()
+    script.fire()
+    await settle()
+    script.answer("a")
+    script.answer("b")  # both answered before the race looked: one wins, the other is closed unused
+    opened = await task
+    assert discarded == ["b" if opened.provider_id == "a" else "a"]
+    other = discarded[0]
+    assert mw.monitor.candidate(other).inflight == 0 and mw.monitor.metrics(other)["calls"] == 0
+    opened.succeeded()
+    assert inflight(mw) == {"a": 0, "b": 0, "c": 0}

@@ -62,6 +62,9 @@ class GatedChat(BaseChatModel):
     def _llm_type(self) -> str:
         return "gated"
 
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        return self.bind(tools=tools, **kwargs)
+
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
                   **kwargs: Any) -> ChatResult:
         raise NotImplementedError("async only")
@@ -195,3 +198,11 @@ def test_hedge_argument_errors_say_what_to_fix(clock, gates):
     assert info.value.field == "HealthAwareChatModel.hedge"
     assert HealthAwareFallbacks(models, middleware=mw).hedge
     assert not HealthAwareFallbacks(models, middleware=plain).hedge
+
+
+async def test_bind_tools_keeps_hedging(clock, gates):
+    mw = hedging_mw(clock, gates)
+    model = chat(gates, mw)
+    bound = model.bind_tools([])
+    assert isinstance(bound, HealthAwareChatModel) and bound.hedge and bound.middleware is mw
+    assert not chat(gates, mw, hedge=False).bind_tools([]).hedge
