@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ._clock import Clock, ManualClock, monotonic_clock
 from .attempts import AttemptTimeoutError, OpenAttempt
+from .budget import RetryBudget
 from .config import (
     AlertThresholds,
     FailoverConfig,
@@ -23,6 +24,7 @@ from .errorinfo import extract_retry_after, parse_retry_after, status_code_of
 from .errors import (
     AllProvidersFailedError,
     ConfigError,
+    DeadlineExceededError,
     NoProviderAvailableError,
     PiBuilderError,
     PluginError,
@@ -30,6 +32,7 @@ from .errors import (
     chain_exhausted,
 )
 from .failover import FailoverManager, ProbeFn
+from .hedging import HedgePolicy
 from .hookspecs import hookimpl, hookspec
 from .interfaces import (
     BreakerWindow,
@@ -84,6 +87,7 @@ __all__ = [
     "CircuitState",
     "Clock",
     "ConfigError",
+    "DeadlineExceededError",
     "ErrorKind",
     "EventKind",
     "FailoverConfig",
@@ -99,6 +103,7 @@ __all__ = [
     "HealthSnapshot",
     "HealthStatus",
     "HealthThresholds",
+    "HedgePolicy",
     "ManualClock",
     "MemoryStateStore",
     "Middleware",
@@ -115,6 +120,7 @@ __all__ = [
     "ProbeFn",
     "Provider",
     "ProviderRouter",
+    "RetryBudget",
     "RouteRequest",
     "RoutingConfig",
     "RoutingDecision",

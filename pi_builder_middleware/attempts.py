@@ -14,8 +14,13 @@ chain (a backup needs a breaker permit; moving to it is logged as a switch), beg
 in-flight accounting around every attempt, classifies and records each failure and either fails over
 or re-raises it. A pass that ends without an answer is followed by a wait and another pass while
 ``max_wait_s`` allows (:class:`~pi_builder_middleware.recovery.RecoveryWait`); the final error lists
-the attempts of every pass. The attempt that answered is handed back as an :class:`OpenAttempt`, still
-in flight: ``execute`` ends it at once, a stream ends it when its delivery ends.
+the attempts of every pass. ``deadline`` (a reading of the middleware's clock, from the request's
+``timeout_s``) ends the call with :class:`DeadlineExceededError` once it passes: no attempt starts and
+no wait runs beyond it. A failover retry needs the middleware's retry budget
+(:class:`~pi_builder_middleware.budget.RetryBudget`, when hedging is configured) to allow it. A
+:class:`Lane` lets an async driver run hedges beside the machine's attempts (``_hedged.py``). The
+attempt that answered is handed back as an :class:`OpenAttempt`, still in flight: ``execute`` ends it
+at once, a stream ends it when its delivery ends.
 """
 
 from __future__ import annotations
@@ -27,8 +32,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._validation import is_number, require
 from .enums import AllOutMode, ErrorKind
-from .errors import ConfigError, NoProviderAvailableError, PiBuilderError, chain_exhausted
-from .models import Attempt, Outcome, Provider, RouteRequest, Usage
+from .errors import ConfigError, DeadlineExceededError, NoProviderAvailableError, PiBuilderError, chain_exhausted
+from .models import Attempt, Outcome, Provider, RouteRequest, RoutingDecision, Usage
 from .recovery import RecoveryWait
 from .telemetry._trace import traced
 
@@ -36,8 +41,20 @@ if TYPE_CHECKING:
     from .middleware import Middleware
     from .telemetry._trace import AttemptTrace, RequestTrace
 
-__all__ = ["AttemptTimeoutError", "Command", "OpenAttempt", "Sleep", "arun_attempts", "attempt_steps",
-           "complete", "run_attempts"]
+__all__ = [
+    "AttemptTimeoutError",
+    "Command",
+    "Hold",
+    "Lane",
+    "OpenAttempt",
+    "Sleep",
+    "arun_attempts",
+    "attempt_bound",
+    "attempt_steps",
+    "complete",
+    "deadline_of",
+    "run_attempts",
+]
 
 log = logging.getLogger("pi_builder_middleware.attempts")
 
@@ -56,8 +73,43 @@ class Sleep:
         return f"Sleep({self.seconds!r})"
 
 
+class Hold(Sleep):
+    """Command of the attempt loop run with a :class:`Lane`: an attempt failed while others run beside it;
+    resume it (with None) once they ended without an answer, or close it if one answered."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+
+
 #: What the attempt loop asks its driver for: call a provider, or sleep.
 Command = Provider | Sleep
+
+
+class Lane:
+    """What a driver that runs attempts beside the loop's own (hedges) shares with the loop.
+
+    ``decision`` is the pass's decision; providers in ``claimed`` ran beside the loop and are passed
+    over by its failover; ``attempts`` lists every failed attempt, the loop's and the driver's;
+    ``hold`` set when the loop's attempt failed makes it yield :class:`Hold` before failing over;
+    ``trace`` is the call's telemetry (None when off), for the driver's attempts.
+    """
+
+    __slots__ = ("attempts", "claimed", "decision", "hold", "trace")
+
+    def __init__(self) -> None:
+        self.decision: RoutingDecision | None = None
+        self.claimed: set[str] = set()
+        self.attempts: list[Attempt] = []
+        self.hold = False
+        self.trace: RequestTrace | None = None
+
+
+def deadline_of(middleware: Middleware, request: RouteRequest | None) -> float | None:
+    """The clock reading by which a call with ``request`` must end (its ``timeout_s`` from now), or None."""
+    timeout = request.timeout_s if isinstance(request, RouteRequest) else None
+    return None if timeout is None else middleware.clock() + timeout
 
 
 class AttemptTimeoutError(PiBuilderError, TimeoutError):
@@ -171,7 +223,8 @@ class OpenAttempt(Generic[T]):
         return f"OpenAttempt({self.provider.id!r}, {'ended' if not self._open else 'in flight'})"
 
 
-def attempt_steps(middleware: Middleware, request: RouteRequest | None = None, *, max_wait_s: float = 0.0
+def attempt_steps(middleware: Middleware, request: RouteRequest | None = None, *, max_wait_s: float = 0.0,
+                  deadline: float | None = None, lane: Lane | None = None
                   ) -> Generator[Command, Any, OpenAttempt[Any]]:
     """The state machine of one call (see the module docstring); returns the attempt that answered.
 
@@ -182,19 +235,26 @@ def attempt_steps(middleware: Middleware, request: RouteRequest | None = None, *
     require("max_wait_s", is_number(max_wait_s) and max_wait_s >= 0, "a finite number of seconds >= 0", max_wait_s)
     tel = middleware.telemetry
     if tel is None:
-        return _steps(middleware, request, max_wait_s, None)
+        return _steps(middleware, request, max_wait_s, deadline, lane, None)
     trace = tel.request(request)  # telemetry: the request span and its attempts' CLIENT spans
-    return traced(_steps(middleware, request, max_wait_s, trace), trace)
+    if lane is not None:
+        lane.trace = trace
+    return traced(_steps(middleware, request, max_wait_s, deadline, lane, trace), trace)
 
 
-def _steps(middleware: Middleware, request: RouteRequest | None, max_wait_s: float, trace: RequestTrace | None
-           ) -> Generator[Command, Any, OpenAttempt[Any]]:
+def _steps(middleware: Middleware, request: RouteRequest | None, max_wait_s: float, deadline: float | None,
+           lane: Lane | None, trace: RequestTrace | None) -> Generator[Command, Any, OpenAttempt[Any]]:
     """:func:`attempt_steps` itself (arguments checked); ``trace`` is told of decisions, attempts and waits."""
     clock = middleware.clock
     failover = middleware.failover
     begin, end = middleware.begin_attempt, middleware.end_attempt
-    attempts: list[Attempt] = []
-    started = clock() if max_wait_s > 0 else 0.0
+    budget = middleware.retry_budget
+    attempts: list[Attempt] = [] if lane is None else lane.attempts
+    started = clock() if max_wait_s > 0 or deadline is not None else 0.0
+    wait_cut = False
+    if deadline is not None and max_wait_s > 0 and deadline - started <= max_wait_s:
+        wait_cut = True  # no wait beyond the deadline; the call then ends as past its deadline
+        max_wait_s = max(deadline - started, 0.0)
     wait: RecoveryWait | None = None
     # While waiting may still help, a pass with every provider out ends (and waits for the soonest
     # re-admission) instead of sending the request into an ejected provider; when waiting cannot help,
@@ -209,9 +269,18 @@ def _steps(middleware: Middleware, request: RouteRequest | None, max_wait_s: flo
             if trace is not None:
                 trace.decided(decision)
             providers = decision.providers
+            if lane is not None:
+                lane.decision = decision
             for index, provider in enumerate(providers):
                 pid = provider.id
+                if deadline is not None and clock() >= deadline:
+                    raise DeadlineExceededError(_timeout(request, deadline - started), attempts)
+                if lane is not None and pid in lane.claimed:
+                    continue  # already running beside this loop (a hedge)
                 if index:
+                    if attempts and budget is not None and budget.deny_retry():
+                        decision.throttled(budget.describe() + ": no failover")
+                        break
                     try:
                         permitted = failover.acquire(pid)
                     except ConfigError:  # removed since the decision was made
@@ -235,6 +304,9 @@ def _steps(middleware: Middleware, request: RouteRequest | None, max_wait_s: flo
                             span.failed(exc, attempts)
                     if not fails_over:
                         raise
+                    if lane is not None and lane.hold:
+                        lane.hold = False
+                        yield Hold()
                     continue
                 except BaseException as exc:  # cancelled / interrupted: no outcome, give a half-open trial permit back
                     end(pid)
@@ -246,6 +318,8 @@ def _steps(middleware: Middleware, request: RouteRequest | None, max_wait_s: flo
                     span.answered()
                 return OpenAttempt(middleware, provider, start, value, span)
             error = chain_exhausted([p.id for p in providers], attempts)
+        if deadline is not None and clock() >= deadline:
+            raise DeadlineExceededError(_timeout(request, deadline - started), attempts)
         if max_wait_s <= 0:
             raise error
         if wait is None:
@@ -256,6 +330,8 @@ def _steps(middleware: Middleware, request: RouteRequest | None, max_wait_s: flo
                 all_out = None  # one last pass under the configured rule (e.g. the soonest re-admission)
                 max_wait_s = 0.0
                 continue
+            if wait_cut:
+                raise DeadlineExceededError(_timeout(request, max_wait_s), attempts)
             raise wait.give_up(error, attempts)
         log.info("no provider answered (%s); next pass in %.3f s", type(error).__name__, delay)
         if trace is not None:
@@ -266,7 +342,7 @@ def _steps(middleware: Middleware, request: RouteRequest | None, max_wait_s: flo
 def run_attempts(middleware: Middleware, fn: Callable[[Provider], T], request: RouteRequest | None = None, *,
                  max_wait_s: float = 0.0) -> OpenAttempt[T]:
     """Drive :func:`attempt_steps` synchronously: ``fn(provider)`` per attempt, ``middleware.sleep`` between passes."""
-    steps = attempt_steps(middleware, request, max_wait_s=max_wait_s)
+    steps = attempt_steps(middleware, request, max_wait_s=max_wait_s, deadline=deadline_of(middleware, request))
     try:
         command = next(steps)
         while True:
@@ -292,29 +368,33 @@ async def arun_attempts(middleware: Middleware, fn: Callable[[Provider], Awaitab
                         ) -> OpenAttempt[T]:
     """Drive :func:`attempt_steps` asynchronously; ``timeout_s`` bounds each ``await fn(provider)``.
 
-    An attempt that runs out of time fails over with ``timeout_error(provider_id, timeout_s)``.
+    An attempt that runs out of time (``timeout_s``, or what is left of the request's deadline) fails
+    over with ``timeout_error(provider_id, seconds)``.
     """
     require("timeout_s", timeout_s is None or (is_number(timeout_s) and timeout_s > 0),
             "a finite number of seconds > 0, or None", timeout_s)
-    steps = attempt_steps(middleware, request, max_wait_s=max_wait_s)
+    end_by = deadline_of(middleware, request)
+    steps = attempt_steps(middleware, request, max_wait_s=max_wait_s, deadline=end_by)
     try:
         command = next(steps)
         while True:
-            deadline: asyncio.Timeout | None = None
+            limit: asyncio.Timeout | None = None
             try:
                 if isinstance(command, Sleep):
                     await middleware.async_sleep(command.seconds)
                     result: Any = None
-                elif timeout_s is None:
-                    result = await fn(command)
                 else:
-                    deadline = asyncio.timeout(timeout_s)
-                    async with deadline:
+                    bound = attempt_bound(middleware, timeout_s, end_by)
+                    if bound is None:
                         result = await fn(command)
+                    else:
+                        limit = asyncio.timeout(bound)
+                        async with limit:
+                            result = await fn(command)
             except BaseException as exc:
-                if deadline is not None and isinstance(exc, TimeoutError) and deadline.expired():
-                    assert isinstance(command, Provider) and timeout_s is not None
-                    command = steps.throw(timeout_error(command.id, timeout_s))
+                if limit is not None and isinstance(exc, TimeoutError) and limit.expired():
+                    assert isinstance(command, Provider)
+                    command = steps.throw(timeout_error(command.id, bound or 0.0))
                 else:
                     command = steps.throw(exc)
             else:
@@ -322,6 +402,14 @@ async def arun_attempts(middleware: Middleware, fn: Callable[[Provider], Awaitab
     except StopIteration as stop:
         opened: OpenAttempt[T] = stop.value
         return opened
+
+
+def attempt_bound(middleware: Middleware, timeout_s: float | None, deadline: float | None) -> float | None:
+    """Seconds one attempt may take: ``timeout_s``, or what is left before ``deadline`` if that is less."""
+    if deadline is None:
+        return timeout_s
+    left = max(deadline - middleware.clock(), 0.0)
+    return left if timeout_s is None or left < timeout_s else timeout_s
 
 
 def complete(opened: OpenAttempt[T], usage: Callable[[T], Usage] | None = None) -> T:
@@ -374,6 +462,10 @@ def _record(middleware: Middleware, outcome: Outcome) -> None:
         if outcome.provider_id in middleware.router.providers:
             raise
         log.debug("provider %r was removed while its attempt ran; its outcome is not recorded", outcome.provider_id)
+
+
+def _timeout(request: RouteRequest | None, default: float) -> float:
+    return request.timeout_s if request is not None and request.timeout_s is not None else default
 
 
 def _waitable(middleware: Middleware, request: RouteRequest | None) -> list[str]:

@@ -7,6 +7,7 @@ Hierarchy::
     ├── PluginError                  a plugin registered something unusable
     ├── NoProviderAvailableError     filters left no provider; carries the reason per provider
     ├── AllProvidersFailedError      every provider in the chain failed; carries every attempt
+    │   └── DeadlineExceededError    the request's timeout_s ran out first (also a TimeoutError)
     └── StreamInterruptedError       a stream failed after chunks were already delivered
 """
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AllProvidersFailedError",
     "ConfigError",
+    "DeadlineExceededError",
     "NoProviderAvailableError",
     "PiBuilderError",
     "PluginError",
@@ -80,6 +82,23 @@ class AllProvidersFailedError(PiBuilderError):
             for a in self.attempts
         )
         super().__init__(f"all {len(self.attempts)} attempt(s) failed: {detail}")
+
+
+class DeadlineExceededError(AllProvidersFailedError, TimeoutError):
+    """The request's ``timeout_s`` ran out before any provider answered (across every attempt, hedge and wait).
+
+    ``attempts`` lists the attempts that failed before (possibly none); raise ``timeout_s`` or lower
+    ``max_wait_s`` if the request needs more time.
+    """
+
+    def __init__(self, timeout_s: float, attempts: Sequence[Attempt]) -> None:
+        super().__init__(attempts)
+        self.timeout_s = timeout_s
+        detail = "; ".join(f"{a.provider_id}: {a.error_kind.value}" for a in self.attempts) or "none answered in time"
+        self.args = (f"no answer within the request's timeout_s of {timeout_s:g} s "
+                     f"({len(self.attempts)} attempt(s) failed: {detail})",)
+        if self.attempts:
+            self.__cause__ = self.attempts[-1].error
 
 
 class StreamInterruptedError(PiBuilderError):

@@ -68,6 +68,20 @@ class PeakEwma:
         self.at = max(self.at, now)
         return value
 
+    def at_least(self, bound: float, now: float) -> bool:
+        """A call known to take at least ``bound`` seconds (cancelled before it ended); whether the estimate rose.
+
+        Like a slow sample, a bound above the estimate raises it at once; a bound below it says nothing
+        (the call might have been slower still), so nothing changes. It does not count as a sample: an
+        estimate still warming up, or with no samples, is left alone.
+        """
+        value = self.value
+        if value is not None and self.count >= self.warmup and bound > value:
+            self.value = bound
+            self.at = max(self.at, now)
+            return True
+        return False
+
     def reset(self) -> None:
         """Forget every sample."""
         self.value = None

@@ -177,6 +177,14 @@ class Candidate:
                 self._limit_at = now
         self.refresh(now, memory_s)
 
+    def at_least(self, seconds: float, stream: bool, now: float) -> None:
+        """A call cancelled after ``seconds`` (a hedge that lost): its latency (TTFT for a stream) was at least that."""
+        if stream:
+            if self.ttft.at_least(seconds, now):
+                self.ttft_s = self.ttft.value
+        elif self.latency.at_least(seconds, now):
+            self.latency_s = self.latency.value
+
     def refresh(self, now: float, memory_s: float) -> None:
         """Recompute the decayed numbers for ``now``."""
         self.availability = self._avail.mean(now)

@@ -13,13 +13,16 @@ import pluggy
 
 from ._clock import Clock, monotonic_clock
 from ._guard import CallbackFailures
+from ._hedged import arun_hedged
 from ._registries import build_registries
 from .attempts import AttemptTimeoutError, OpenAttempt, arun_attempts, complete, run_attempts
+from .budget import RetryBudget
 from .config import FailoverConfig, MonitorConfig, RoutingConfig
 from .enums import AllOutMode, CircuitState, ErrorKind, FailoverPreset
 from .errorinfo import extract_retry_after
 from .errors import ConfigError
 from .failover import FailoverManager
+from .hedging import HedgePolicy, Hedger
 from .interfaces import Strategy
 from .models import (
     MAX_COST,
@@ -69,6 +72,9 @@ class Middleware:
     TracerProvider or MeterProvider (``PI_BUILDER_OTEL_DISABLED=1`` keeps them off) and Prometheus series once
     :func:`~pi_builder_middleware.telemetry.enable_prometheus` was called; True forces OpenTelemetry on; an
     :class:`~pi_builder_middleware.telemetry.otel.OtelTelemetry` reports to its own providers; False: nothing.
+    ``hedge`` (a :class:`HedgePolicy`; None: off) hedges every async call (``aexecute``,
+    ``aexecute_open`` and the adapters' async calls) unless its request says ``hedge=False``, and
+    throttles failover retries with a shared retry budget (:class:`RetryBudget`), sync calls included.
     """
 
     def __init__(
@@ -91,12 +97,19 @@ class Middleware:
         state_store: StateStore | None = None,
         plugin_budget_s: float | None = 0.05,
         telemetry: bool | OtelTelemetry | None = None,
+        hedge: HedgePolicy | None = None,
     ) -> None:
         provider_list, plugin_list, blocked = _checked_arguments(providers, plugins, blocked_plugins, monitor,
                                                                  clock, seed)
         for field, value in (("sleep", sleep), ("async_sleep", async_sleep)):
             if value is not None and not callable(value):
                 raise ConfigError(field, f"expected a callable taking seconds, got {type(value).__name__}")
+        if hedge is not None and not isinstance(hedge, HedgePolicy):
+            raise ConfigError("hedge", f"expected a HedgePolicy or None, got {type(hedge).__name__}")
+        #: Hedging state (policy, retry budget, counters), None when hedging is off.
+        self.hedger: Hedger | None = None if hedge is None else Hedger(hedge)
+        #: The budget failover retries and hedges draw on (gRPC retry throttling), None without one.
+        self.retry_budget: RetryBudget | None = None if self.hedger is None else self.hedger.budget
         if state_store is not None and not isinstance(state_store, StateStore):
             raise ConfigError("state_store", f"expected a StateStore (e.g. MemoryStateStore), got "
                                              f"{type(state_store).__name__}")
@@ -192,8 +205,20 @@ class Middleware:
             retry_after = 0.0
         detail = type(outcome.error).__name__ if outcome.error is not None else ""
         self.failover._record(outcome.provider_id, outcome.ok, kind, retry_after, outcome.probe, detail)
+        hedger = self.hedger
+        if hedger is not None and not outcome.probe:
+            hedger.observe(outcome.provider_id, outcome.ok, outcome.latency_s, outcome.ttft_s,
+                           kind is ErrorKind.RATE_LIMITED or (kind is not None and kind.is_health_failure))
         self.plugins.notify("pbm_on_outcome", outcome=outcome, error_kind=kind)
         return kind
+
+    def record_at_least(self, provider_id: str, seconds: float, *, stream: bool = False) -> None:
+        """An attempt on ``provider_id`` was cancelled after ``seconds`` with no outcome (a hedge that lost).
+
+        Not a failure and not a sample: the provider's routing latency estimate (time to first token for
+        a stream) rises to ``seconds`` if it was below, since the call took at least that long.
+        """
+        self.monitor.record_at_least(provider_id, seconds, stream=stream)
 
     def begin_attempt(self, provider_id: str) -> None:
         """An attempt on ``provider_id`` starts now: it counts as in flight until :meth:`end_attempt`.
@@ -239,9 +264,13 @@ class Middleware:
 
     async def aexecute(self, fn: Callable[[Provider], Awaitable[T]], request: RouteRequest | None = None, *,
                        usage: Callable[[T], Usage] | None = None, max_wait_s: float = 0.0) -> T:
-        """Async :meth:`execute`; ``request.timeout_s`` bounds each attempt (a timeout fails over)."""
-        timeout = request.timeout_s if isinstance(request, RouteRequest) else None  # anything else: refused there
-        return complete(await arun_attempts(self, fn, request, max_wait_s=max_wait_s, timeout_s=timeout), usage)
+        """Async :meth:`execute`, hedged when the middleware has a :class:`HedgePolicy`.
+
+        ``request.timeout_s`` is a deadline across every attempt, hedge and wait;
+        ``request.attempt_timeout_s`` bounds each attempt (a timeout fails over).
+        """
+        timeout = request.attempt_timeout_s if isinstance(request, RouteRequest) else None  # else: refused there
+        return complete(await self.aexecute_open(fn, request, max_wait_s=max_wait_s, timeout_s=timeout), usage)
 
     def execute_open(self, fn: Callable[[Provider], T], request: RouteRequest | None = None, *,
                      max_wait_s: float = 0.0) -> OpenAttempt[T]:
@@ -254,8 +283,17 @@ class Middleware:
     async def aexecute_open(self, fn: Callable[[Provider], Awaitable[T]], request: RouteRequest | None = None, *,
                             max_wait_s: float = 0.0, timeout_s: float | None = None,
                             timeout_error: Callable[[str, float], AttemptTimeoutError] = AttemptTimeoutError,
+                            discard: Callable[[T], Awaitable[object]] | None = None,
                             ) -> OpenAttempt[T]:
-        """Async :meth:`execute_open`; ``timeout_s`` bounds each ``fn`` (a timeout fails over: ``timeout_error``)."""
+        """Async :meth:`execute_open`; ``timeout_s`` bounds each ``fn`` (a timeout fails over: ``timeout_error``).
+
+        Hedged when the middleware has a :class:`HedgePolicy` and the request does not say ``hedge=False``;
+        ``discard(value)`` is awaited for an answer that came too late to be used (e.g. to close a stream).
+        """
+        hedger = self.hedger
+        if hedger is not None and hedger.policy.max_hedges and (request is None or getattr(request, "hedge", True)):
+            return await arun_hedged(self, hedger, fn, request, max_wait_s=max_wait_s, timeout_s=timeout_s,
+                                     timeout_error=timeout_error, discard=discard)
         return await arun_attempts(self, fn, request, max_wait_s=max_wait_s, timeout_s=timeout_s,
                                    timeout_error=timeout_error)
 
@@ -279,17 +317,20 @@ class Middleware:
         adapter read that a record cannot take), ``alert_subscriber``, ``health_subscriber``,
         ``failover_subscriber`` and ``failover_policy`` (``should_trip`` / ``ejection_s`` raised or gave
         no usable number). The first failure of each kind is logged. ``plugin_slow_calls``: third-party
-        plugin calls over ``plugin_budget_s``, per plugin.
+        plugin calls over ``plugin_budget_s``, per plugin. ``hedging`` (None without a :class:`HedgePolicy`):
+        hedges started, won (answered first) and cancelled (lost the race), the estimated input cost of
+        the cancelled ones, and the retry budget (tokens left, retries and hedges it refused).
         """
         callbacks = {**self.monitor.callback_failures.snapshot(), **self.failover.callback_failures.snapshot(),
                      **self.callback_failures.snapshot()}
         return {"router": self.router.statistics(), "failover": self.failover.stats(),
                 "plugin_failures": dict(self.plugins.failures), "plugin_load_errors": list(self.load_errors),
                 "callback_failures": callbacks,
-                "plugin_budget_s": self.plugins.budget.budget_s, "plugin_slow_calls": self.plugins.budget.report()}
+                "plugin_budget_s": self.plugins.budget.budget_s, "plugin_slow_calls": self.plugins.budget.report(),
+                "hedging": None if self.hedger is None else self.hedger.snapshot()}
 
     def export(self) -> dict[str, Any]:
-        """JSON-safe state: configuration, metrics, breaker states, events, decisions. No secrets.
+        """JSON-safe state: configuration, metrics, breakers, events, decisions (``hedging`` when on). No secrets.
 
         O(providers + samples + events + decisions): every breaker and every window is read once.
         """
@@ -305,7 +346,7 @@ class Middleware:
                 continue
             if breaker is not None:
                 health[pid] = _snapshot(pid, metrics[pid], breaker, now).to_dict()
-        return {
+        exported = {
             "config": {
                 "strategy": self.router.strategy.name,
                 "health_scorer": self.router.health_scorer.name,
@@ -321,11 +362,16 @@ class Middleware:
                         "budget_s": self.plugins.budget.budget_s, "slow_calls": self.plugins.budget.report(),
                         "strategies": self.registries.strategies.names()},
         }
+        if self.hedger is not None:
+            exported["hedging"] = self.hedger.snapshot()
+        return exported
 
     def reset(self, provider_id: str | None = None) -> None:
         """Close breakers and clear metrics (one provider, or all)."""
         self.failover.reset(provider_id)
         self.monitor.clear(provider_id)
+        if self.hedger is not None:
+            self.hedger.reset(provider_id)
         if provider_id is None:
             self.router.clear_history()
 

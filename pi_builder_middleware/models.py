@@ -115,10 +115,14 @@ class RouteRequest:
     """What a caller needs from the provider chosen for one request.
 
     ``candidates`` restricts the choice to these provider ids (e.g. one LiteLLM model group).
-    Token estimates feed cost-aware strategies. ``timeout_s`` bounds each attempt in ``aexecute``.
-    ``stream`` (True or False) makes latency-aware strategies rank by time to first token where it
-    is known. Token estimates are whole numbers up to :data:`MAX_TOKENS`, ``timeout_s`` at most
-    :data:`MAX_LATENCY_S`; anything else raises :class:`ConfigError` naming the field.
+    Token estimates feed cost-aware strategies. ``timeout_s`` is the request's deadline: every attempt,
+    hedge and wait of the call must end within it (``aexecute`` cuts a running attempt at it; ``execute``
+    starts no attempt and no wait after it), then :class:`DeadlineExceededError` is raised.
+    ``attempt_timeout_s`` bounds each async attempt on its own (a provider that takes longer fails
+    over as a timeout). ``stream`` (True or False) makes latency-aware strategies rank by time to first
+    token where it is known. ``hedge`` False turns hedging off for this request when the middleware
+    has a :class:`HedgePolicy`. Token estimates are whole numbers up to :data:`MAX_TOKENS`, timeouts at
+    most :data:`MAX_LATENCY_S`; anything else raises :class:`ConfigError` naming the field.
     """
 
     required_capabilities: frozenset[str] = frozenset()
@@ -131,6 +135,8 @@ class RouteRequest:
     output_tokens: int = 250
     timeout_s: float | None = None
     stream: bool = False
+    attempt_timeout_s: float | None = None
+    hedge: bool = True
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -148,11 +154,13 @@ class RouteRequest:
         require("RouteRequest.strategy", v is None or isinstance(v, str | Strategy), "a strategy name or None", v)
         _tokens(self, "input_tokens", self.input_tokens)
         _tokens(self, "output_tokens", self.output_tokens)
-        v = self.timeout_s
-        if v is not None:
-            require("RouteRequest.timeout_s", in_range(v, 0, MAX_LATENCY_S) and v > 0,
-                    f"a number of seconds above 0 and up to {MAX_LATENCY_S:,.0f} (one day), or None", v)
+        for name in ("timeout_s", "attempt_timeout_s"):
+            v = getattr(self, name)
+            if v is not None:
+                require(f"RouteRequest.{name}", in_range(v, 0, MAX_LATENCY_S) and v > 0,
+                        f"a number of seconds above 0 and up to {MAX_LATENCY_S:,.0f} (one day), or None", v)
         require("RouteRequest.stream", type(self.stream) is bool, "True or False", self.stream)
+        require("RouteRequest.hedge", type(self.hedge) is bool, "True or False", self.hedge)
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +356,12 @@ class RoutingDecision:
                 text += "; excluded " + "; ".join(f"{pid}: {why}" for pid, why in self.excluded.items())
             self._reason = text
         return self._reason
+
+    def throttled(self, why: str) -> None:
+        """Add ``why`` to the note (e.g. the retry budget stopped a failover or a hedge); the reason shows it."""
+        if why not in self.note:
+            self.note = f"{self.note}; {why}" if self.note else why
+            self._reason = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""

@@ -148,6 +148,18 @@ class HealthMonitor:
             pending = self._evaluate(outcome.provider_id, w, now)
         self._emit(pending)
 
+    def record_at_least(self, provider_id: str, seconds: float, *, stream: bool = False) -> None:
+        """A call to ``provider_id`` was cancelled after ``seconds`` without an outcome (a hedge that lost).
+
+        Not a sample of the window and not a failure: it only raises the routing latency estimate
+        (TTFT for a stream) to ``seconds`` if that is above it (:meth:`PeakEwma.at_least`).
+        """
+        now = self.clock()
+        with self._lock:
+            w = self._windows.get(provider_id)
+            if w is not None:
+                w.candidate.at_least(max(seconds, 0.0), stream, now)
+
     def set_circuit(self, provider_id: str, circuit: CircuitState) -> None:
         """Tell the monitor a provider's breaker state; it takes part in the health status."""
         now = self.clock()

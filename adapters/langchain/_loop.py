@@ -7,7 +7,9 @@ runs further passes while no provider can answer. This module supplies the attem
 wrapped runnable is called with a child config so LangChain tracing sees the real call, and its
 tokens are read from the callbacks or the output. Streams fail over only while the caller has seen
 nothing; the attempt stays in flight while the rest is delivered, and a failure after the first
-chunk raises :class:`StreamInterruptedError`.
+chunk raises :class:`StreamInterruptedError`. With a hedging middleware, ``ainvoke`` and ``astream``
+are hedged: a stream races until a provider's first chunk, then commits to that provider and closes
+the others.
 """
 
 from __future__ import annotations
@@ -59,8 +61,10 @@ class RoutingLoop:
 
     ``op(runnable, config)`` performs the call on one runnable; ``config_for(provider_id)`` gives the
     config for that attempt. ``route`` is the request template (filters, strategy, token estimates);
-    its ``timeout_s`` bounds each ``ainvoke`` attempt. ``max_wait_s`` > 0 runs further passes while
-    no provider can answer, until that long after the call started (0: fail at once).
+    its ``timeout_s`` is each call's deadline, its ``attempt_timeout_s`` bounds each ``ainvoke``
+    attempt. ``max_wait_s`` > 0 runs further passes while no provider can answer, until that long
+    after the call started (0: fail at once). ``hedge`` False: async calls are not hedged even when
+    the middleware has a :class:`HedgePolicy`.
     """
 
     __slots__ = ("_direct_usage", "_request", "_stream_request", "first_chunk_timeout_s", "max_wait_s", "middleware",
@@ -68,7 +72,7 @@ class RoutingLoop:
 
     def __init__(self, middleware: Middleware, runnables: Mapping[str, AnyRunnable], *,
                  route: RouteRequest | None = None, first_chunk_timeout_s: float | None = None,
-                 max_wait_s: float = 0.0) -> None:
+                 max_wait_s: float = 0.0, hedge: bool = True) -> None:
         self.middleware = middleware
         self.runnables = dict(runnables)
         self._direct_usage = frozenset(pid for pid, r in self.runnables.items() if returns_usage(r))
@@ -77,8 +81,9 @@ class RoutingLoop:
         base = route or RouteRequest()
         keys = frozenset(self.runnables)
         candidates = keys if base.candidates is None else base.candidates & keys
-        self._request = dataclasses.replace(base, candidates=candidates, stream=False)
-        self._stream_request = dataclasses.replace(base, candidates=candidates, stream=True)
+        hedged = base.hedge and hedge
+        self._request = dataclasses.replace(base, candidates=candidates, stream=False, hedge=hedged)
+        self._stream_request = dataclasses.replace(base, candidates=candidates, stream=True, hedge=hedged)
 
     # -- invoke --------------------------------------------------------------------------------
     def invoke(self, op: Callable[[AnyRunnable, RunnableConfig], T], config_for: ConfigFor) -> tuple[str, T]:
@@ -95,7 +100,7 @@ class RoutingLoop:
 
     async def ainvoke(self, op: Callable[[AnyRunnable, RunnableConfig], Awaitable[T]],
                       config_for: ConfigFor) -> tuple[str, T]:
-        """Async :meth:`invoke`; ``route.timeout_s`` bounds each attempt (a timeout fails over)."""
+        """Async :meth:`invoke` (hedged with a hedging middleware); ``route.attempt_timeout_s`` bounds each attempt."""
 
         async def attempt(provider: Provider) -> _Answer[T]:
             config, handler = self._config(provider.id, config_for)
@@ -183,7 +188,7 @@ class RoutingLoop:
 
         opened = await self.middleware.aexecute_open(attempt, self._stream_request, max_wait_s=self.max_wait_s,
                                                      timeout_s=self.first_chunk_timeout_s,
-                                                     timeout_error=FirstChunkTimeoutError)
+                                                     timeout_error=FirstChunkTimeoutError, discard=_aclose_head)
         delivery = self._adeliver(opened)
         try:
             async for chunk in delivery:
@@ -249,6 +254,11 @@ class _Head(Generic[It, T]):
     head: list[T]
     ended: bool
     handler: UsageHandler | None
+
+
+async def _aclose_head(started: _Head[AsyncIterator[Any], Any]) -> None:
+    """A hedged stream's loser that produced its first chunk too late: close it, nobody reads it."""
+    await aclose_quietly(started.iterator)
 
 
 def _broke(opened: OpenAttempt[Any], exc: BaseException, ttft: float | None) -> None:

@@ -7,7 +7,15 @@ from typing import Any
 
 from langchain_core.runnables import Runnable
 
-from pi_builder_middleware import ConfigError, FailoverConfig, FailoverPreset, Middleware, Provider, Strategy
+from pi_builder_middleware import (
+    ConfigError,
+    FailoverConfig,
+    FailoverPreset,
+    HedgePolicy,
+    Middleware,
+    Provider,
+    Strategy,
+)
 
 __all__ = [
     "DEFAULT_STRATEGY",
@@ -17,6 +25,7 @@ __all__ = [
     "check_models",
     "check_timeout",
     "derive",
+    "hedges",
     "provider_tag",
     "wrapper_fields",
 ]
@@ -87,6 +96,7 @@ def build_middleware(
     failover: FailoverConfig | FailoverPreset | str | None,
     providers: ProvidersArg | None,
     owner: str,
+    hedge: HedgePolicy | bool | None = None,
 ) -> Middleware:
     """The middleware to route with: ``middleware`` checked against the keys, or a new one built from them.
 
@@ -94,11 +104,21 @@ def build_middleware(
     several wrappers share one view of provider health); ``strategy``/``failover``/``providers`` are
     then not allowed, because the middleware already has its own.
     """
+    if hedge is not None and not isinstance(hedge, HedgePolicy | bool):
+        raise ConfigError(f"{owner}.hedge", f"expected a HedgePolicy, True, False or None, got {type(hedge).__name__}")
     if middleware is None:
+        policy = HedgePolicy() if hedge is True else hedge if isinstance(hedge, HedgePolicy) else None
         return Middleware(_providers_by_key(models, providers, owner), strategy=strategy or DEFAULT_STRATEGY,
-                          failover=failover)
+                          failover=failover, hedge=policy)
     if not isinstance(middleware, Middleware):
         raise ConfigError(f"{owner}.middleware", f"expected a Middleware, got {type(middleware).__name__}")
+    if isinstance(hedge, HedgePolicy):
+        raise ConfigError(f"{owner}.hedge", "the Middleware you passed (middleware=...) decides hedging; set it "
+                                            "there: Middleware(..., hedge=HedgePolicy(...)); here only False "
+                                            "turns it off")
+    if hedge is True and middleware.hedger is None:
+        raise ConfigError(f"{owner}.hedge", "the Middleware you passed has no HedgePolicy; build it with "
+                                            "Middleware(..., hedge=HedgePolicy(...))")
     for name, value in (("providers", providers), ("strategy", strategy), ("failover", failover)):
         if value is not None:
             raise ConfigError(f"{owner}.{name}",
@@ -128,6 +148,11 @@ def check_max_wait(value: float, owner: str) -> float:
                           f"must be a number of seconds >= 0 (0: fail at once when no provider can answer; "
                           f"e.g. the caller's timeout to wait out an outage of every provider), got {value!r}")
     return float(value)
+
+
+def hedges(middleware: Middleware, hedge: HedgePolicy | bool | None) -> bool:
+    """Whether a wrapper's async calls hedge: its middleware has a HedgePolicy and ``hedge`` is not False."""
+    return middleware.hedger is not None and hedge is not False
 
 
 def provider_tag(provider_id: str) -> str:
@@ -163,11 +188,12 @@ def wrapper_fields(
     first_chunk_timeout_s: float | None,
     max_wait_s: float,
     route: Any,
+    hedge: HedgePolicy | bool | None = None,
 ) -> dict[str, Any]:
     """The checked pydantic fields both wrappers are built from (one place for their constructors)."""
     checked = check_models(models, owner)
     mw = build_middleware(checked, middleware=middleware, strategy=strategy, failover=failover,
-                          providers=providers, owner=owner)
-    return {"models": checked, "middleware": mw, "route": route,
+                          providers=providers, owner=owner, hedge=hedge)
+    return {"models": checked, "middleware": mw, "route": route, "hedge": hedges(mw, hedge),
             "first_chunk_timeout_s": check_timeout(first_chunk_timeout_s, owner),
             "max_wait_s": check_max_wait(max_wait_s, owner)}

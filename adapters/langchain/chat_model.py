@@ -28,7 +28,7 @@ from langchain_core.utils.uuid import uuid7
 from pydantic import ConfigDict, PrivateAttr, SkipValidation
 from typing_extensions import override
 
-from pi_builder_middleware import FailoverConfig, FailoverPreset, Middleware, RouteRequest, Strategy
+from pi_builder_middleware import FailoverConfig, FailoverPreset, HedgePolicy, Middleware, RouteRequest, Strategy
 
 from ._loop import RoutingLoop
 from ._setup import ProvidersArg, derive, provider_tag, wrapper_fields
@@ -97,6 +97,8 @@ class HealthAwareChatModel(BaseChatModel):
     """When no provider can answer, wait for one to recover until this long after the call started (0: fail at once)."""
     route: SkipValidation[RouteRequest | None] = None
     """Request template for every call."""
+    hedge: bool = False
+    """Whether async calls (``ainvoke``, ``abatch``, ``astream``) are hedged (the middleware's HedgePolicy)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     _loop: RoutingLoop = PrivateAttr()
@@ -113,11 +115,13 @@ class HealthAwareChatModel(BaseChatModel):
         first_chunk_timeout_s: float | None = None,
         max_wait_s: float = 0.0,
         route: RouteRequest | None = None,
+        hedge: HedgePolicy | bool | None = None,
         **kwargs: Any,
     ) -> None:
         fields = wrapper_fields(type(self).__name__, models, middleware=middleware, strategy=strategy,
                                 failover=failover, providers=providers,
-                                first_chunk_timeout_s=first_chunk_timeout_s, max_wait_s=max_wait_s, route=route)
+                                first_chunk_timeout_s=first_chunk_timeout_s, max_wait_s=max_wait_s, route=route,
+                                hedge=hedge)
         super().__init__(**fields, **kwargs)
 
     @override
@@ -127,7 +131,7 @@ class HealthAwareChatModel(BaseChatModel):
 
     def _new_loop(self, models: Mapping[str, Runnable[Any, Any]]) -> RoutingLoop:
         return RoutingLoop(self.middleware, models, route=self.route, first_chunk_timeout_s=self.first_chunk_timeout_s,
-                           max_wait_s=self.max_wait_s)
+                           max_wait_s=self.max_wait_s, hedge=self.hedge)
 
     def _routed(self, stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[RoutingLoop, dict[str, Any]]:
         """The loop for this call (over the models bound to its tools, if any) and the remaining call kwargs."""
@@ -349,7 +353,7 @@ class HealthAwareChatModel(BaseChatModel):
         return HealthAwareFallbacks(
             derive(self.models, "with_structured_output", (schema,), {"include_raw": include_raw, **kwargs}),
             middleware=self.middleware, first_chunk_timeout_s=self.first_chunk_timeout_s, max_wait_s=self.max_wait_s,
-            route=self.route,
+            route=self.route, hedge=self.hedge,
         )
 
 

@@ -17,7 +17,7 @@ from langchain_core.utils.pydantic import TypeBaseModel
 from pydantic import ConfigDict, PrivateAttr, SkipValidation
 from typing_extensions import override
 
-from pi_builder_middleware import FailoverConfig, FailoverPreset, Middleware, RouteRequest, Strategy
+from pi_builder_middleware import FailoverConfig, FailoverPreset, HedgePolicy, Middleware, RouteRequest, Strategy
 
 from ._loop import RoutingLoop
 from ._setup import ProvidersArg, derive, provider_tag, wrapper_fields
@@ -41,9 +41,12 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
     must be one of its provider ids and routing, health and breakers are shared with whoever else
     uses ``mw``. ``first_chunk_timeout_s`` fails a stream over when a provider has not produced its
     first chunk in time. ``route`` is the :class:`RouteRequest` template for every call (filters,
-    strategy override, token estimates; its ``timeout_s`` bounds each ``ainvoke`` attempt).
-    ``max_wait_s`` > 0: when no provider can answer (all ejected, cooling down, or each failed over),
-    wait for the first to come back and try again, until that long after the call started.
+    strategy override, token estimates; its ``timeout_s`` is each call's deadline, its
+    ``attempt_timeout_s`` bounds each ``ainvoke`` attempt). ``max_wait_s`` > 0: when no provider can
+    answer (all ejected, cooling down, or each failed over), wait for the first to come back and try
+    again, until that long after the call started. ``hedge``: a :class:`HedgePolicy` (or True for the
+    default one) for the middleware built here, hedging ``ainvoke``/``abatch``/``astream``; False: no
+    hedging for this wrapper even over a hedging ``middleware``; None: as the middleware says.
 
     ``invoke``/``ainvoke``/``batch``/``abatch``/``stream``/``astream`` all route each input on its own
     (``batch`` runs ``invoke`` per input, so ``return_exceptions`` gives per-input errors).
@@ -59,6 +62,8 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
     """When no provider can answer, wait for one to recover until this long after the call started (0: fail at once)."""
     route: SkipValidation[RouteRequest | None] = None
     """Request template for every call."""
+    hedge: bool = False
+    """Whether async calls (``ainvoke``, ``abatch``, ``astream``) are hedged (the middleware's HedgePolicy)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     _loop: RoutingLoop = PrivateAttr()
@@ -74,17 +79,20 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
         first_chunk_timeout_s: float | None = None,
         max_wait_s: float = 0.0,
         route: RouteRequest | None = None,
+        hedge: HedgePolicy | bool | None = None,
         **kwargs: Any,
     ) -> None:
         fields = wrapper_fields(type(self).__name__, models, middleware=middleware, strategy=strategy,
                                 failover=failover, providers=providers,
-                                first_chunk_timeout_s=first_chunk_timeout_s, max_wait_s=max_wait_s, route=route)
+                                first_chunk_timeout_s=first_chunk_timeout_s, max_wait_s=max_wait_s, route=route,
+                                hedge=hedge)
         super().__init__(**fields, **kwargs)
 
     @override
     def model_post_init(self, context: Any, /) -> None:
         self._loop = RoutingLoop(self.middleware, self.models, route=self.route,
-                                 first_chunk_timeout_s=self.first_chunk_timeout_s, max_wait_s=self.max_wait_s)
+                                 first_chunk_timeout_s=self.first_chunk_timeout_s, max_wait_s=self.max_wait_s,
+                                 hedge=self.hedge)
 
     # -- types ---------------------------------------------------------------------------------
     @property
@@ -203,7 +211,7 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
         return HealthAwareFallbacks(
             derive(self.models, method, args, kwargs), middleware=self.middleware,
             first_chunk_timeout_s=self.first_chunk_timeout_s, max_wait_s=self.max_wait_s,
-            route=self.route,
+            route=self.route, hedge=self.hedge,
         )
 
 

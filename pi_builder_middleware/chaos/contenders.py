@@ -91,11 +91,12 @@ def _langchain(name: str, label: str) -> ContenderSpec:
     return ContenderSpec(name, label, "langchain", build)
 
 
-def _pbm_langchain(name: str, label: str, strategy: str, preset: str = "balanced") -> ContenderSpec:
+def _pbm_langchain(name: str, label: str, strategy: str, preset: str = "balanced", *,
+                   hedge: bool = False) -> ContenderSpec:
     def build() -> Contender:
         from .langchain_contenders import MiddlewareLangChainContender
 
-        return MiddlewareLangChainContender(name, strategy, preset)
+        return MiddlewareLangChainContender(name, strategy, preset, hedge=hedge)
 
     return ContenderSpec(name, label, "pbm", build)
 
@@ -142,6 +143,10 @@ def contender_specs() -> dict[str, ContenderSpec]:
         _pbm_langchain("pbm-langchain-cost", "pi-builder via LangChain, cost-optimal", "cost-optimal"),
         _pbm_langchain("pbm-langchain-failover", "pi-builder via LangChain, failover", "failover"),
         _pbm_langchain("pbm-langchain-quality", "pi-builder via LangChain, quality-optimal", "quality-optimal"),
+        _pbm_langchain("pbm-langchain-hedge", "pi-builder via LangChain, failover order, hedged", "failover",
+                       hedge=True),
+        _pbm_langchain("pbm-langchain-latency-hedge", "pi-builder via LangChain, latency-optimal, hedged",
+                       "latency-optimal", hedge=True),
         _oracle("oracle", "Oracle (knows the fault schedule)"),
     ]
     return {spec.name: spec for spec in specs}

@@ -102,16 +102,19 @@ class MiddlewareLangChainContender(_RunnableContender):
     budget, as the LiteLLM contenders' routers retry within the same timeout (0 would fail at once);
     with it, ``escalate_when_all_out=False`` (as the README recommends for waiting callers): while every
     provider is out, a failed trial re-ejects for the base time, so a recovery is found within the budget.
+    ``hedge`` True: the middleware gets the default :class:`HedgePolicy` (adaptive delay, one hedge,
+    retry budget ratio 0.1).
     """
 
-    def __init__(self, name: str, strategy: str, preset: str = "balanced") -> None:
+    def __init__(self, name: str, strategy: str, preset: str = "balanced", *, hedge: bool = False) -> None:
         super().__init__(name)
         self.strategy = strategy
         self.preset = preset
+        self.hedge = hedge
         self.settings: dict[str, object] = {}
 
     async def start(self, scenario: ChaosScenario, urls: Mapping[str, str], clock: Clock) -> None:
-        from pi_builder_middleware import FailoverConfig, RouteRequest
+        from pi_builder_middleware import FailoverConfig, HedgePolicy, RouteRequest
 
         # Imported by name: the adapters live in adapters/ and are mapped into the package at install time.
         fallbacks = importlib.import_module("pi_builder_middleware.adapters.langchain").HealthAwareFallbacks
@@ -123,17 +126,21 @@ class MiddlewareLangChainContender(_RunnableContender):
                                          escalate_when_all_out=False)
         route = RouteRequest(input_tokens=load.input_tokens, output_tokens=load.output_tokens, timeout_s=load.timeout_s)
         max_wait_s = round(load.timeout_s * WAIT_SHARE, 3)
+        policy = HedgePolicy() if self.hedge else None
         self.runnable = fallbacks(chat_models(scenario, urls), strategy=self.strategy, failover=failover,
                                   providers=providers, route=route, first_chunk_timeout_s=load.timeout_s,
-                                  max_wait_s=max_wait_s)
+                                  max_wait_s=max_wait_s, hedge=policy)
         self._clock = clock
         self.settings = {"strategy": self.strategy, "failover": {"preset": self.preset,
                                                                  "base_ejection_s": scenario.bench.cooldown_s,
                                                                  "escalate_when_all_out": False},
                          "first_chunk_timeout_s": load.timeout_s, "route.timeout_s": load.timeout_s,
                          "max_wait_s": max_wait_s}
+        if policy is not None:
+            self.settings["hedge"] = {"delay_s": policy.delay_s, "max_hedges": policy.max_hedges,
+                                      "budget_ratio": policy.budget_ratio, "quantile": policy.quantile}
 
     def describe(self) -> dict[str, object]:
         return {"runnable": "HealthAwareFallbacks(models, strategy, failover, providers, route, first_chunk_timeout_s, "
-                            "max_wait_s=0.9 * load.timeout_s)",
+                            "max_wait_s=0.9 * load.timeout_s" + (", hedge=HedgePolicy())" if self.hedge else ")"),
                 **self.settings}

@@ -279,7 +279,7 @@ def load_chaos_scenario_file(path: str | Path) -> ChaosScenario:
 
 #: Report order of the built-in scenarios (others follow alphabetically).
 BUILTIN_ORDER = ("outage", "long-outage", "brownout", "rate-limit", "flapping", "slow-ttft", "cost-vs-reliability",
-                 "all-down", "outage-return", "single-blip", "capacity", "cold-start")
+                 "all-down", "outage-return", "single-blip", "capacity", "cold-start", "heavy-tail")
 
 
 def builtin_scenarios() -> dict[str, Path]:

@@ -21,7 +21,17 @@ from __future__ import annotations
 
 from .clock import Clock, ManualClock, MonotonicClock
 from .errors import SimulatorConfigError, SimulatorStateError
-from .models import Behaviour, ColdStart, FaultWindow, Latency, LatencyDistribution, Outcome, Scenario, SimProvider
+from .models import (
+    Behaviour,
+    ColdStart,
+    FaultWindow,
+    Latency,
+    LatencyDistribution,
+    Outcome,
+    Scenario,
+    SimProvider,
+    SlowTail,
+)
 from .scenario import load_scenario, load_scenario_file
 from .server import OUTCOME_HEADER
 from .simulator import ProviderHandle, Simulator
@@ -46,6 +56,7 @@ __all__ = [
     "Simulator",
     "SimulatorConfigError",
     "SimulatorStateError",
+    "SlowTail",
     "load_scenario",
     "load_scenario_file",
 ]

@@ -100,6 +100,8 @@ def decide(
     u_kind = rng.random()
     z_latency = rng.gauss(0.0, 1.0)
     z_ttft = rng.gauss(0.0, 1.0)
+    tail = behaviour.slow_tail
+    slow = tail is not None and rng.random() < tail.share  # drawn last: other draws stay as they were
 
     if forced is not None:
         outcome = forced
@@ -109,6 +111,9 @@ def decide(
         outcome = Outcome.SUCCESS
 
     scale = behaviour.latency_multiplier / 1000.0
+    if slow:
+        assert tail is not None
+        scale *= tail.multiplier
     cold = behaviour.cold_start
     setup_s = cold.extra_ms / 1000.0 if cold is not None and n < cold.requests else 0.0
     latency_s = behaviour.latency.sample_ms(z_latency) * scale + setup_s

@@ -183,6 +183,18 @@ class ColdStart(_Frozen):
     extra_ms: NonNegative = 0.0
 
 
+class SlowTail(_Frozen):
+    """A heavy tail: a ``share`` of requests (drawn per request) take ``multiplier`` times longer.
+
+    Models queueing at the provider or a slow replica: latency and TTFT of those requests are both
+    multiplied, with no error. Drawn after every other random number of the request, so adding it
+    leaves the other draws of a scenario unchanged.
+    """
+
+    share: Rate = 0.05
+    multiplier: Positive = 10.0
+
+
 class Behaviour(_Frozen):
     """How one provider answers: latency, stream pacing, response size and its error mix.
 
@@ -194,7 +206,8 @@ class Behaviour(_Frozen):
     ``max_concurrent`` caps the requests in flight at this provider: one arriving while that many are
     being answered gets 429 at once (``rate_limit`` in the request log, but no Retry-After header, as
     providers answer a concurrency limit) and takes no slot. ``None`` means unlimited. ``cold_start``
-    makes the first requests slower (see :class:`ColdStart`).
+    makes the first requests slower (see :class:`ColdStart`); ``slow_tail`` makes a share of them
+    many times slower (see :class:`SlowTail`).
     """
 
     latency: Latency = Latency()
@@ -209,6 +222,7 @@ class Behaviour(_Frozen):
     latency_multiplier: Positive = 1.0
     max_concurrent: Capacity | None = None
     cold_start: ColdStart | None = None
+    slow_tail: SlowTail | None = None
 
     @classmethod
     def failing(cls, kind: Outcome = Outcome.SERVICE_UNAVAILABLE, **changes: Any) -> Behaviour:

@@ -11,6 +11,8 @@ from pi_builder_middleware.models import Provider, RoutingDecision
 
 __all__ = [
     "ATTEMPT",
+    "ATTEMPT_HEDGE",
+    "ATTEMPT_LOST",
     "BREAKER_EVENTS",
     "CIRCUIT_VALUE",
     "DECISION_CHAIN",
@@ -56,6 +58,8 @@ SERVER_PORT = "server.port"
 REQUEST_SPAN = "pi_builder.request"
 PROVIDER_ID = "pi_builder.provider.id"
 ATTEMPT = "pi_builder.attempt"
+ATTEMPT_HEDGE = "pi_builder.attempt.hedge"  # started beside the loop's attempt (hedged requests)
+ATTEMPT_LOST = "pi_builder.attempt.lost_race"  # cancelled: another attempt of the request answered first
 ERROR_KIND = "pi_builder.error.kind"
 EVENT_DETAIL = "pi_builder.detail"
 DECISION_STRATEGY = "pi_builder.decision.strategy"

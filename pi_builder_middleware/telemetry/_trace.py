@@ -8,6 +8,11 @@ while the provider is called, so the framework's own spans nest under it) and on
 :meth:`AttemptTrace.failed`, :meth:`~AttemptTrace.cancelled` or :meth:`~AttemptTrace.answered`; an
 answered attempt ends with :meth:`~AttemptTrace.succeeded` or :meth:`~AttemptTrace.interrupted`,
 which ends the request; a call that raises ends with :meth:`RequestTrace.failed`.
+
+A hedged call adds attempts beside the loop's: :meth:`RequestTrace.hedge` starts one (a child of the request
+span, made current inside the hedge's own task with :meth:`AttemptTrace.enter` / :meth:`AttemptTrace.leave`);
+an attempt cancelled because another answered first ends with :meth:`AttemptTrace.lost`; when a hedge wins,
+:meth:`RequestTrace.hand_over` keeps the closing loop from ending the request, which the winner then ends.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from pi_builder_middleware.models import Attempt, Outcome, Provider, RouteRequest, RoutingDecision
+
+from . import _names as n
 
 if TYPE_CHECKING:
     from pi_builder_middleware.enums import ErrorKind
@@ -28,13 +35,14 @@ __all__ = ["AttemptTrace", "RequestTrace", "traced"]
 class RequestTrace:
     """Telemetry of one call: its span (when OpenTelemetry is on), its attempts and failovers."""
 
-    __slots__ = ("_ended", "_token", "attempts", "failovers", "hub", "span", "stream")
+    __slots__ = ("_ended", "_handed", "_token", "attempts", "failovers", "hub", "span", "stream")
 
     def __init__(self, hub: Telemetry, request: RouteRequest | None) -> None:
         self.hub = hub
         self.attempts = 0
         self.failovers = 0
         self._ended = False
+        self._handed = False
         self._token: object = None
         self.stream = request is not None and request.stream
         otel = hub.otel
@@ -63,6 +71,19 @@ class RequestTrace:
             self.failovers += 1
         return AttemptTrace(self, provider, self.attempts)
 
+    def hedge(self, provider: Provider) -> AttemptTrace:
+        """A hedge on ``provider`` starts beside the loop's attempt: its CLIENT span, not yet current."""
+        self.attempts += 1
+        return AttemptTrace(self, provider, self.attempts, hedge=True)
+
+    def hand_over(self) -> None:
+        """A hedge answered or may still answer: the loop ending without an answer does not end the request."""
+        self._handed = True
+
+    def take_back(self) -> None:
+        """Undo :meth:`hand_over` (the loop went on, or its verdict ends the call after all)."""
+        self._handed = False
+
     def waiting(self, seconds: float) -> None:
         """No provider answered this pass: the next one starts in ``seconds``."""
         if self.span is not None and self.hub.otel is not None:
@@ -70,6 +91,9 @@ class RequestTrace:
 
     def failed(self, error: BaseException) -> None:
         """The call raises ``error`` (every provider failed, none was available, a bad request, cancelled)."""
+        if self._handed:  # the loop closing behind a winning hedge: not the call's end
+            self._handed = False
+            return
         self._end(False, error)
 
     def _end(self, ok: bool, error: BaseException | None, provider_id: str | None = None) -> None:
@@ -87,7 +111,7 @@ class AttemptTrace:
 
     __slots__ = ("_token", "number", "provider", "request", "span")
 
-    def __init__(self, request: RequestTrace, provider: Provider, number: int) -> None:
+    def __init__(self, request: RequestTrace, provider: Provider, number: int, *, hedge: bool = False) -> None:
         self.request = request
         self.provider = provider
         self.number = number
@@ -95,8 +119,12 @@ class AttemptTrace:
         self.span: Any = None
         self._token: object = None
         if otel is not None:
-            self.span = otel.start_attempt(provider, number, stream=request.stream)
-            self._token = otel.attach(self.span)
+            if hedge:  # runs in a task of its own: a child of the request span, made current there (enter)
+                self.span = otel.start_attempt(provider, number, stream=request.stream, parent=request.span)
+                self.span.set_attribute(n.ATTEMPT_HEDGE, True)
+            else:
+                self.span = otel.start_attempt(provider, number, stream=request.stream)
+                self._token = otel.attach(self.span)
 
     def _detach(self) -> None:
         otel = self.request.hub.otel
@@ -114,7 +142,18 @@ class AttemptTrace:
 
     def cancelled(self, error: BaseException) -> None:
         """The attempt was cancelled or interrupted (no outcome recorded)."""
+        if getattr(error, "lost_race", False):  # the hedging driver's signal: another attempt answered first
+            self.lost()
+            return
         self.failed(error, [])
+
+    def lost(self) -> None:
+        """Cancelled because another attempt of the request answered first: no error, marked as a lost race."""
+        self._detach()
+        otel = self.request.hub.otel
+        if self.span is not None and otel is not None:
+            self.span.set_attribute(n.ATTEMPT_LOST, True)
+            otel.end_attempt(self.span, None, None, None)
 
     def answered(self) -> None:
         """The provider answered: its span stays open until the answer is delivered."""
@@ -124,6 +163,12 @@ class AttemptTrace:
         """Make the attempt's span current again while its outcome is recorded; give the result to the end call."""
         otel = self.request.hub.otel
         return otel.attach(self.span) if self.span is not None and otel is not None else None
+
+    def leave(self, token: object) -> None:
+        """Undo :meth:`enter`."""
+        otel = self.request.hub.otel
+        if token is not None and otel is not None:
+            otel.detach(token)
 
     def succeeded(self, outcome: Outcome | None, token: object = None) -> None:
         """The answer was delivered: ends the attempt and the request."""

@@ -22,7 +22,7 @@ from pi_builder_middleware.sim import SimulatorConfigError
 
 REQUIRED = {"outage", "brownout", "rate-limit", "flapping", "slow-ttft", "cost-vs-reliability", "all-down",
             "outage-return", "single-blip", "capacity", "cold-start"}
-WITHOUT_FAULTS = {"capacity", "cold-start"}  # what they test is a provider's nature, not trouble
+WITHOUT_FAULTS = {"capacity", "cold-start", "heavy-tail"}  # what they test is a provider's nature, not trouble
 
 
 def minimal(**changes):

@@ -193,7 +193,7 @@ async def test_an_async_attempt_that_times_out_ends_and_fails_over_as_a_timeout(
             await asyncio.sleep(5)
         return provider.id
 
-    assert await mw.aexecute(call, RouteRequest(timeout_s=0.02)) == "b"
+    assert await mw.aexecute(call, RouteRequest(attempt_timeout_s=0.02)) == "b"
     assert inflight(mw) == {"a": 0, "b": 0, "c": 0}
     assert mw.monitor.metrics("a")["failures"] == 1
     switch = [e for e in mw.failover.events if e.kind is EventKind.SWITCH]

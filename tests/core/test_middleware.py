@@ -224,7 +224,7 @@ async def test_aexecute_times_out_and_fails_over():
             await asyncio.sleep(5)
         return provider.id
 
-    assert await mw.aexecute(call, RouteRequest(timeout_s=0.05)) == "ok"
+    assert await mw.aexecute(call, RouteRequest(attempt_timeout_s=0.05)) == "ok"
     assert mw.health("slow").failures == 1
     assert [e.kind for e in mw.failover.events][:2] == [EventKind.FAILURE, EventKind.SWITCH]
 

@@ -170,7 +170,7 @@ async def test_aexecute_timeout_fails_over_with_a_timeout_span(otel: Otel) -> No
             await asyncio.sleep(10)
         return provider.id
 
-    assert await mw.aexecute(slow_primary, RouteRequest(timeout_s=0.05)) == "backup"
+    assert await mw.aexecute(slow_primary, RouteRequest(attempt_timeout_s=0.05)) == "backup"
     first, second = otel.attempt_spans()
     assert first.attributes["error.type"] == "AttemptTimeoutError"  # type: ignore[index]
     assert first.attributes["pi_builder.error.kind"] == "timeout"  # type: ignore[index]

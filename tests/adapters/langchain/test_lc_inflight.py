@@ -150,7 +150,7 @@ async def test_an_ainvoke_that_times_out_ends_its_attempt_and_fails_over(make_mw
         return "late"
 
     llm = HealthAwareFallbacks({"a": RunnableLambda(hang), "b": RunnableLambda(lambda _: "b")}, middleware=mw,
-                               route=RouteRequest(timeout_s=0.05))
+                               route=RouteRequest(attempt_timeout_s=0.05))
     assert await llm.ainvoke("q") == "b"
     assert inflight(mw) == {"a": 0, "b": 0}
 

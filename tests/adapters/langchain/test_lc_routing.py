@@ -212,7 +212,7 @@ async def test_route_timeout_bounds_each_async_attempt(make_mw):
         return "fast"
 
     llm = HealthAwareFallbacks({"a": RunnableLambda(slow), "b": RunnableLambda(fast)}, middleware=make_mw("a", "b"),
-                               route=RouteRequest(timeout_s=0.05))
+                               route=RouteRequest(attempt_timeout_s=0.05))
     assert await llm.ainvoke("q") == "fast"
     assert llm.middleware.failover.stats()["providers"]["a"]["timeout"] == 1
 

@@ -1,0 +1,176 @@
+"""Hedged requests ("The Tail at Scale", gRPC's hedging policy): when the first attempt is slower than
+usual, start the same request on the next provider of the decision's chain; the first answer wins and
+the others are cancelled.
+
+:class:`HedgePolicy` configures it (``Middleware(hedge=HedgePolicy())``); :class:`Hedger` is what a
+middleware keeps: the policy, the shared :class:`~pi_builder_middleware.budget.RetryBudget`, each
+provider's recent latencies (for the adaptive delay) and the counters ``stats()["hedging"]`` shows.
+The async driver that runs the race is :func:`pi_builder_middleware._hedged.arun_hedged`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from ._validation import is_number, require
+from .budget import RetryBudget
+
+__all__ = ["HedgePolicy", "Hedger", "LatencyTracker"]
+
+_RECENT = 128  # latencies kept per provider for the adaptive delay
+_STALE_AFTER = 8  # new samples before the cached quantile is computed again
+_MAX_OVER_MEDIAN = 3.0  # the adaptive delay is at most this many times the median
+
+
+@dataclass(frozen=True, slots=True)
+class HedgePolicy:
+    """When to hedge an async call, how many times, and the budget that bounds hedges and retries.
+
+    - ``delay_s``: start a hedge after this many seconds without an answer; None (adaptive): after the
+      first provider's recent ``quantile`` latency (time to first chunk for streams), at most three
+      times its median, and no hedge until it has ``min_samples`` answers to judge by. The cap keeps a
+      few slow answers among few samples from pushing the delay into the very tail it is meant to cut
+      (answers that lost a race are not samples, so a delay in the tail would never come down).
+    - ``max_hedges``: hedges per request (0: none; the budget still throttles failover retries).
+    - ``budget_ratio``: tokens a success puts back into the retry budget (gRPC's ``tokenRatio``): about
+      one hedge or retry per ``1 / budget_ratio`` answered calls, none while failures drain it. None:
+      no budget (hedges and retries are not throttled).
+    - ``budget_tokens``: the budget's size (gRPC's ``maxTokens``); hedges and retries go only while more
+      than half of it is left.
+    """
+
+    delay_s: float | None = None
+    max_hedges: int = 1
+    budget_ratio: float | None = 0.1
+    budget_tokens: float = 10.0
+    quantile: float = 0.95
+    min_samples: int = 20
+
+    def __post_init__(self) -> None:
+        v: Any = self.delay_s
+        if v is not None:
+            require("HedgePolicy.delay_s", is_number(v) and 0 <= v <= 86_400,
+                    "a number of seconds from 0 to 86400, or None (adaptive)", v)
+        v = self.max_hedges
+        require("HedgePolicy.max_hedges", isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 10,
+                "a whole number from 0 to 10", v)
+        v = self.budget_ratio
+        if v is not None:
+            require("HedgePolicy.budget_ratio", is_number(v) and 0 < v <= 1, "a number above 0 and up to 1, or None", v)
+        v = self.budget_tokens
+        require("HedgePolicy.budget_tokens", is_number(v) and 0 < v <= 1000, "a number above 0 and up to 1000", v)
+        v = self.quantile
+        require("HedgePolicy.quantile", is_number(v) and 0.5 <= v < 1, "a number from 0.5 to below 1 (e.g. 0.95)", v)
+        v = self.min_samples
+        require("HedgePolicy.min_samples", isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= _RECENT,
+                f"a whole number from 1 to {_RECENT}", v)
+
+
+class LatencyTracker:
+    """The last answers' latencies of one provider (non-streamed) or times to first chunk (streamed)."""
+
+    __slots__ = ("_cached", "_fresh", "samples")
+
+    def __init__(self) -> None:
+        self.samples: deque[float] = deque(maxlen=_RECENT)
+        self._cached: float | None = None
+        self._fresh = 0
+
+    def add(self, seconds: float) -> None:
+        self.samples.append(seconds)
+        self._fresh += 1
+
+    def quantile(self, q: float, min_samples: int) -> float | None:
+        """The ``q`` quantile of the kept samples (nearest rank), at most three times their median; None with
+        fewer than ``min_samples``."""
+        n = len(self.samples)
+        if n < min_samples:
+            return None
+        if self._cached is None or self._fresh >= _STALE_AFTER:
+            ordered = sorted(self.samples)
+            value = ordered[min(max(math.ceil(q * n) - 1, 0), n - 1)]
+            cap = ordered[n // 2] * _MAX_OVER_MEDIAN
+            self._cached = value if value < cap else cap
+            self._fresh = 0
+        return self._cached
+
+
+class Hedger:
+    """A middleware's hedging state: policy, retry budget, recent latencies, counters (thread-safe counters)."""
+
+    __slots__ = ("_latency", "_lock", "_ttft", "budget", "cancelled", "cancelled_cost", "policy", "started", "won")
+
+    def __init__(self, policy: HedgePolicy) -> None:
+        if not isinstance(policy, HedgePolicy):
+            raise TypeError("policy must be a HedgePolicy")
+        self.policy = policy
+        self.budget = None if policy.budget_ratio is None else RetryBudget(policy.budget_ratio, policy.budget_tokens)
+        self._latency: dict[str, LatencyTracker] = {}
+        self._ttft: dict[str, LatencyTracker] = {}
+        self._lock = threading.Lock()
+        self.started = 0
+        self.won = 0
+        self.cancelled = 0
+        self.cancelled_cost = 0.0
+
+    def observe(self, provider_id: str, ok: bool, latency_s: float, ttft_s: float | None,
+                health_failure: bool) -> None:
+        """One recorded outcome (Middleware.record calls this): feeds the budget and the recent latencies."""
+        budget = self.budget
+        if ok:
+            if budget is not None:
+                budget.succeeded()
+            table, value = (self._latency, latency_s) if ttft_s is None else (self._ttft, ttft_s)
+            tracker = table.get(provider_id)
+            if tracker is None:
+                tracker = table.setdefault(provider_id, LatencyTracker())
+            tracker.add(value)
+        elif health_failure and budget is not None:
+            budget.failed()
+
+    def delay(self, provider_id: str, stream: bool) -> float | None:
+        """Seconds to wait for ``provider_id`` before hedging it, or None (no hedge: too little data)."""
+        policy = self.policy
+        if policy.delay_s is not None:
+            return policy.delay_s
+        value = None
+        if stream:  # until enough streams answered, the whole-call latency (later than the first chunk) stands in
+            tracker = self._ttft.get(provider_id)
+            value = None if tracker is None else tracker.quantile(policy.quantile, policy.min_samples)
+        if value is None:
+            tracker = self._latency.get(provider_id)
+            value = None if tracker is None else tracker.quantile(policy.quantile, policy.min_samples)
+        return value
+
+    def count(self, *, started: int = 0, won: int = 0, cancelled: int = 0, cost: float = 0.0) -> None:
+        with self._lock:
+            self.started += started
+            self.won += won
+            self.cancelled += cancelled
+            self.cancelled_cost += cost
+
+    def reset(self, provider_id: str | None = None) -> None:
+        """Forget one provider's recent latencies; for all (None) also the counters, and refill the budget."""
+        with self._lock:
+            if provider_id is not None:
+                self._latency.pop(provider_id, None)
+                self._ttft.pop(provider_id, None)
+                return
+            self._latency.clear()
+            self._ttft.clear()
+            self.started = self.won = self.cancelled = 0
+            self.cancelled_cost = 0.0
+        if self.budget is not None:
+            self.budget.reset()
+
+    def snapshot(self) -> dict[str, Any]:
+        """``stats()["hedging"]``: the policy, hedges started / won / cancelled, the budget."""
+        p = self.policy
+        return {"delay_s": p.delay_s, "max_hedges": p.max_hedges, "quantile": p.quantile,
+                "started": self.started, "won": self.won, "cancelled": self.cancelled,
+                "cancelled_cost": round(self.cancelled_cost, 9),
+                "budget": None if self.budget is None else self.budget.snapshot()}
