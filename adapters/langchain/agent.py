@@ -36,6 +36,7 @@ from pi_builder_middleware import (
     ConfigError,
     FailoverConfig,
     FailoverPreset,
+    HedgePolicy,
     Middleware,
     OpenAttempt,
     Provider,
@@ -43,11 +44,11 @@ from pi_builder_middleware import (
     Strategy,
     Usage,
 )
-from pi_builder_middleware.attempts import arun_attempts, run_attempts
+from pi_builder_middleware.attempts import run_attempts
 
 from ._agent_call import ControlFlow, Served, call_async, call_sync, is_streaming, response_messages, usage_of_response
 from ._loop import FirstChunkTimeoutError
-from ._setup import ProvidersArg, build_middleware, check_max_wait, check_timeout
+from ._setup import ProvidersArg, build_middleware, check_max_wait, check_timeout, hedges
 
 __all__ = ["HealthAwareModelMiddleware"]
 
@@ -67,8 +68,12 @@ class HealthAwareModelMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     (default: the keys' order, breakers gating it), or ``middleware=`` shares one (and its view of
     provider health) with the other adapters. ``max_wait_s`` waits out an outage of every provider
     (as in :class:`HealthAwareFallbacks`). ``first_chunk_timeout_s`` fails an async, streamed model call
-    over when its first token takes longer; ``route`` is the request template (its ``timeout_s`` bounds
-    each async attempt).
+    over when its first token takes longer; ``route`` is the request template (its ``timeout_s`` is a
+    deadline across every attempt, hedge and wait; ``attempt_timeout_s`` bounds each async attempt).
+    ``hedge``: a :class:`~pi_builder_middleware.HedgePolicy` (or True for the default one) hedges the
+    agent's async model calls that are not streamed (a streamed call sends its tokens to the agent's
+    stream as they come, so two racing providers would both show); with ``middleware=``, the shared
+    middleware's policy decides and ``hedge=False`` turns it off here.
 
     Groups: when the model the request arrives with is one of ``models`` (e.g. chosen by
     ``ModelRouterMiddleware`` before this one), only providers of its group (``Provider.group``; all
@@ -87,11 +92,14 @@ class HealthAwareModelMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         first_chunk_timeout_s: float | None = None,
         max_wait_s: float = 0.0,
         route: RouteRequest | None = None,
+        hedge: HedgePolicy | bool | None = None,
     ) -> None:
         super().__init__()
         self.models: dict[str, BaseChatModel] = _chat_models(models)
         self.middleware: Middleware = build_middleware(self.models, middleware=middleware, strategy=strategy,
-                                                       failover=failover, providers=providers, owner=_OWNER)
+                                                       failover=failover, providers=providers, owner=_OWNER,
+                                                       hedge=hedge)
+        self.hedge = hedges(self.middleware, hedge)
         self.first_chunk_timeout_s = check_timeout(first_chunk_timeout_s, _OWNER)
         self.max_wait_s = check_max_wait(max_wait_s, _OWNER)
         if route is not None and not isinstance(route, RouteRequest):
@@ -107,8 +115,8 @@ class HealthAwareModelMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         allowed = keys if base.candidates is None else base.candidates & keys
 
         def pair(candidates: frozenset[str]) -> tuple[RouteRequest, RouteRequest]:
-            return (dataclasses.replace(base, candidates=candidates, stream=False),
-                    dataclasses.replace(base, candidates=candidates, stream=True))
+            return (dataclasses.replace(base, candidates=candidates, stream=False, hedge=base.hedge and self.hedge),
+                    dataclasses.replace(base, candidates=candidates, stream=True, hedge=False))
 
         routes = {0: pair(allowed)}
         groups = {pid: self.middleware.providers[pid].group for pid in self.models}
@@ -163,8 +171,8 @@ class HealthAwareModelMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
 
         route = self._route(request.model, streamed)
         try:
-            opened = await arun_attempts(self.middleware, attempt, route, max_wait_s=self.max_wait_s,
-                                         timeout_s=route.timeout_s)
+            opened = await self.middleware.aexecute_open(attempt, route, max_wait_s=self.max_wait_s,
+                                                         timeout_s=route.attempt_timeout_s)
         except ControlFlow as flow:
             error = flow.error
         else:

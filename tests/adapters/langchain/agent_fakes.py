@@ -31,6 +31,7 @@ class ToolChat(BaseChatModel):
     cut_after: int | None = None  # streaming only: raise ``cut_error`` after this many words of a text answer
     cut_error: Exception = ConnectionError("stream cut")
     first_token_delay_s: float = 0.0  # async streaming only: wait this long before the first chunk
+    answer_delay_s: float = 0.0  # async, not streamed: wait this long before answering
     calls: int = 0
     tools_seen: list[list[str]] = []  # noqa: RUF012
 
@@ -60,6 +61,12 @@ class ToolChat(BaseChatModel):
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        return ChatResult(generations=[ChatGeneration(message=self._reply(messages, kwargs))])
+
+    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                         run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        if self.answer_delay_s:
+            await asyncio.sleep(self.answer_delay_s)
         return ChatResult(generations=[ChatGeneration(message=self._reply(messages, kwargs))])
 
     def _chunks(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> Iterator[AIMessageChunk]:
