@@ -33,8 +33,8 @@ What ``install`` adds
 When everything is excluded
 ---------------------------
 If the middleware rules out every healthy candidate (all breakers open or rate limited), the call is
-not failed by us: the strategy draws a deployment from LiteLLM's healthy list at random (preferring ones
-not yet tried by this request), as LiteLLM's default shuffle would, counts it in
+not failed by us: the strategy sends it to the deployment of LiteLLM's healthy list re-admitted soonest (preferring ones
+not yet tried by this request), counts it in
 ``handle.stats()["fallback_picks"]`` and logs a warning. Likewise the filter never returns an empty
 list. Only explicit per-request options (``metadata={"pi_builder_middleware": {"exclude": [...],
 "required_capabilities": [...]}}``) are hard constraints; if nothing meets them the pick raises
