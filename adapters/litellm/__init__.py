@@ -88,13 +88,17 @@ from __future__ import annotations
 from ._binding import METADATA_KEY, ROUTE_OPTIONS_KEY
 from ._events import LiteLLMFailure, MiddlewareCallback
 from ._install import LiteLLMHandle, install, installed
+from ._names import LITELLM_STRATEGIES
 from ._providers import CAPABILITY_FLAGS, deployment_id, provider_from_deployment
+from ._shuffle import HealthShuffle
 from ._strategy import MiddlewareRoutingStrategy, route_request
 
 __all__ = [
     "CAPABILITY_FLAGS",
+    "LITELLM_STRATEGIES",
     "METADATA_KEY",
     "ROUTE_OPTIONS_KEY",
+    "HealthShuffle",
     "LiteLLMFailure",
     "LiteLLMHandle",
     "MiddlewareCallback",

@@ -279,6 +279,8 @@ def install(
     else:
         if strategy is None:
             strategy, route = _strategy_from_router(router, route)
+        if strategy == HealthShuffle.name:  # ours: built here, with the router's deployment weights
+            strategy = HealthShuffle(weight_lookup(router))
         middleware = Middleware(strategy=strategy,
                                 failover=failover if failover is not None else "balanced",
                                 monitor=monitor, plugins=plugins, clock=clock, seed=seed)
