@@ -5,8 +5,8 @@ Shared by both LiteLLM suites (each has a test module importing these)."""
 from __future__ import annotations
 
 import logging
-from importlib.metadata import version
 from collections import Counter
+from importlib.metadata import version
 from typing import Any
 
 import litellm
