@@ -71,6 +71,12 @@ own answer after every deployment change and every second), and among LiteLLM's 
 ``"group"`` never does. Sync ``router.completion`` picks always use the group minus cooldowns: LiteLLM's
 sync path has no selection to ask.
 
+The LiteLLM proxy
+-----------------
+``litellm_settings: callbacks: ["pi_builder_middleware.adapters.litellm.proxy.handler"]`` in the proxy's
+``config.yaml`` installs the middleware on the proxy's Router (and again on every Router the proxy builds
+later); settings from ``litellm_settings.pi_builder_middleware`` or ``PBM_*`` variables (see ``proxy``).
+
 Process-wide callbacks
 ----------------------
 LiteLLM callbacks are global. Each installation's strategy stamps a router token (and the request's

@@ -76,6 +76,9 @@ class Binding:
     attempt_timeout_s: float = 600.0
     #: At most this many attempts are tracked; beyond it the oldest is ended.
     max_attempts: int = 8192
+    #: Whether an event's ``litellm_trace_id`` must match the one stamped with the router token (a stale
+    #: stamp in a reused metadata dict); the proxy handler turns it off (see ``proxy``).
+    check_trace: bool = True
 
     def __init__(self, router: Any, middleware: Middleware, overrides: Mapping[str, Mapping[str, Any]],
                  *, route: bool) -> None:
