@@ -34,9 +34,9 @@ ENV_PREFIX = "PBM_"
 _KEYS = ("strategy", "failover", "base_ejection_s", "redis_url", "redis_cluster", "candidates", "max_wait_s")
 
 
-def _resolve(value: object) -> object:
+def _resolve(value: object, env: Mapping[str, str]) -> object:
     if isinstance(value, str) and value.startswith("os.environ/"):
-        return os.environ.get(value.removeprefix("os.environ/"))
+        return env.get(value.removeprefix("os.environ/"))
     return value
 
 
@@ -67,7 +67,7 @@ class ProxySettings:
                               f"unknown keys {sorted(map(str, unknown))}; use some of {list(_KEYS)}")
         values: dict[str, object] = {}
         for key in _KEYS:
-            value = _resolve(section.get(key))
+            value = _resolve(section.get(key), env)
             if value is None:
                 value = env.get(ENV_PREFIX + key.upper()) or None
             if value is not None:
