@@ -12,9 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 from proxy_support import Proxy, config_yaml, free_port, redis_server_binary, require_proxy
 
+from pi_builder_middleware.sim import Outcome as SimOutcome
 from pi_builder_middleware.sim import SimProvider, Simulator
 
 pytestmark = pytest.mark.timeout(600)
@@ -35,7 +37,8 @@ def _urls(sim: Simulator) -> dict[str, str]:
 def proxy(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     require_proxy()
     directory = tmp_path_factory.mktemp("proxy")
-    started = Proxy(directory, config_yaml(_urls(sim), {"failover": "aggressive", "base_ejection_s": 2}))
+    started = Proxy(directory, config_yaml(_urls(sim), {"strategy": "health-shuffle", "failover": "aggressive",
+                                                       "base_ejection_s": 2}))
     try:
         started.wait_ready()
         yield started
@@ -55,12 +58,14 @@ def test_a_provider_down_loses_its_traffic_without_client_errors_and_gets_it_bac
                                                                                    sim: Simulator) -> None:
     warm = proxy.served(10)  # the first request installs the middleware on the proxy's Router
     assert sum(warm.values()) == 10 and set(warm) <= {"alpha", "beta"}
+    assert warm["alpha"] >= 1  # health-shuffle (config.yaml) spreads the traffic: alpha has its share
     sim.provider("alpha").reset_stats()
     sim.provider("alpha").down()
     try:
         during = proxy.served(20)  # no client error: every call returns (the retry goes to beta)
         assert during == {"beta": 20}
-        # traffic leaves alpha within a few requests: the breaker opens after 2 failures (aggressive)
+        # traffic leaves alpha within a few requests: the breaker opens after 2 failures (aggressive); a
+        # shuffle without health would have sent about half of the 20 (and their retries) there
         reached = sim.stats("alpha").total
         assert 1 <= reached <= 4, reached
         # while alpha is ejected nothing more goes there
@@ -99,13 +104,19 @@ def test_two_proxies_share_a_trip_through_redis(sim: Simulator, tmp_path: Path) 
         first.wait_ready()
         second.wait_ready()
         assert sum(first.served(4).values()) == 4 and sum(second.served(4).values()) == 4  # both installed
+        sim.provider("alpha").reset_stats()
         sim.provider("alpha").down()
         try:
-            assert first.served(12) == {"beta": 12}  # the first proxy trips alpha's breaker
+            # The first proxy trips alpha's breaker (2 failures, aggressive): calls by deployment id go to alpha.
+            for _ in range(2):
+                with pytest.raises(openai.APIStatusError):
+                    first.client.chat.completions.create(model="alpha", messages=[{"role": "user", "content": "hi"}])
+            assert sim.stats("alpha").by_outcome.get(SimOutcome.SERVICE_UNAVAILABLE, 0) == 2
             time.sleep(1.0)  # the trip travels through Redis (pub/sub)
             before = sim.stats("alpha").total
             assert second.served(12) == {"beta": 12}
-            assert sim.stats("alpha").total == before  # the second proxy never sent to alpha: it saw the trip
+            # the second proxy never sent to alpha: it saw the first one's trip
+            assert sim.stats("alpha").total == before, sim.stats("alpha").by_outcome
         finally:
             sim.provider("alpha").up()
     finally:
