@@ -3,7 +3,7 @@
 Each scenario runs on a real ``litellm.Router``, once plain and once with the middleware installed
 (``mode``), against the provider simulator over HTTP on 127.0.0.1 (failures, retries, fallbacks, cooldowns,
 streams) or ``mock_response`` deployments where LiteLLM's own offline router tests use them (tags, ``order``,
-rpm limits, context-window pre-call checks). The installed router must honour what the plain one does.
+rpm limits, context-window pre-call checks, provider budgets). The installed router must honour what the plain one does.
 
 Shared by both LiteLLM suites: ``NARROWING_CASES`` run on LiteLLM >= 1.110 only (on 1.80-1.108 the custom
 strategy replaces the pick that applies tags, ``order``, pre-call checks and usage limits; README, *LiteLLM
@@ -12,6 +12,7 @@ versions*), ``FAILURE_CASES`` on every supported version.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -27,6 +28,7 @@ from pi_builder_middleware.sim import Behaviour, SimProvider
 from pi_builder_middleware.sim import Outcome as SimOutcome
 
 NARROWING_CASES = [
+    "test_a_provider_over_its_budget_gets_no_more_traffic",
     "test_tag_filtering_sends_a_tagged_request_to_its_tag",
     "test_order_groups_use_the_first_order_while_it_is_healthy",
     "test_rpm_limits_with_pre_call_checks_keep_a_full_deployment_out",
@@ -110,6 +112,21 @@ async def test_pre_call_checks_leave_out_a_deployment_whose_context_window_is_to
     router = build(small, big, enable_pre_call_checks=True)
     long = [{"role": "user", "content": "word " * 200}]
     assert await _served(router, 5, messages=long) == {"big": 5}
+
+
+async def test_a_provider_over_its_budget_gets_no_more_traffic(build) -> None:
+    cheap = _with(mock_deployment("oa"), model="openai/gpt-4o-mini", input_cost_per_token=1e-9,
+                  output_cost_per_token=1e-9)
+    pricey = _with(mock_deployment("an"), model="anthropic/claude-3-haiku-20240307", input_cost_per_token=1e-6,
+                   output_cost_per_token=1e-6)
+    router = build(cheap, pricey, provider_budget_config={"openai": {"budget_limit": 1e-12, "time_period": "1d"}})
+    assert served_by(await router.acompletion(model="oa", messages=MESSAGES)) == "oa"  # spends openai's budget
+    # LiteLLM books the spend in a background task: wait (bounded) until a pick sees it, then check a run
+    deadline = asyncio.get_running_loop().time() + 10.0
+    while await _served(router, 1) != {"an": 1}:
+        assert asyncio.get_running_loop().time() < deadline, "the spend was never booked"
+        await asyncio.sleep(0.05)
+    assert await _served(router, 6) == {"an": 6}  # the cheaper openai deployment is over budget
 
 
 # -- failures: retries, retry policies, fallbacks, cooldowns (real HTTP) -----------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from litellm_compat_features import (
     build,
     test_a_fallback_kind_does_not_handle_other_errors,
+    test_a_provider_over_its_budget_gets_no_more_traffic,
     test_a_retry_policy_overrides_num_retries_per_error,
     test_a_stream_falls_back_when_the_group_fails_before_the_first_chunk,
     test_context_window_and_content_policy_fallbacks,
@@ -20,6 +21,7 @@ from litellm_compat_features import (
 __all__ = [
     "build",
     "test_a_fallback_kind_does_not_handle_other_errors",
+    "test_a_provider_over_its_budget_gets_no_more_traffic",
     "test_a_retry_policy_overrides_num_retries_per_error",
     "test_a_stream_falls_back_when_the_group_fails_before_the_first_chunk",
     "test_context_window_and_content_policy_fallbacks",
