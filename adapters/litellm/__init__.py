@@ -71,6 +71,14 @@ own answer after every deployment change and every second), and among LiteLLM's 
 ``"group"`` never does. Sync ``router.completion`` picks always use the group minus cooldowns: LiteLLM's
 sync path has no selection to ask.
 
+LiteLLM's routing strategy names
+--------------------------------
+Without ``strategy=`` the router's ``routing_strategy`` decides: ``cost-based-routing`` → cost-optimal,
+``latency-based-routing`` → latency-optimal, LiteLLM's default ``simple-shuffle`` → latency-optimal; one
+without an equivalent (``usage-based-routing-v2``, ``least-busy``) keeps LiteLLM picking (``route=False``),
+logged once. Per request, ``routing_strategy=`` picks the mapped strategy (``simple-shuffle`` →
+:class:`HealthShuffle`). See ``_names``.
+
 The LiteLLM proxy
 -----------------
 ``litellm_settings: callbacks: ["pi_builder_middleware.adapters.litellm.proxy.handler"]`` in the proxy's
