@@ -32,7 +32,8 @@ TRACE_KEY = "pi_builder_middleware_trace"
 #: (``max_wait_s``), ``fallback_picks`` drawn from LiteLLM's list), ``auto_checks`` / ``auto_mismatches``
 #: (candidates="auto" comparisons), recording, in-flight attempts (``attempts_begun`` = ended + cancelled +
 #: expired + those still in flight), filtering and errors.
-COUNTERS = ("picks", "picks_fast", "picks_healthy", "panic_picks", "waits", "fallback_picks", "auto_checks",
+COUNTERS = ("picks", "picks_fast", "picks_healthy", "panic_picks", "retries_declined", "waits", "fallback_picks",
+            "auto_checks",
             "auto_mismatches", "recorded_ok", "recorded_failure", "duplicate_events", "cache_hits_ignored",
             "unknown_deployment", "filtered_out", "filter_kept_all", "trials_released", "attempts_begun",
             "attempts_ended", "attempts_cancelled", "attempts_expired", "provider_syncs", "hook_errors")

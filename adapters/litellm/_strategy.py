@@ -49,11 +49,11 @@ def _no_deployments(model: str) -> Exception:
     return BadRequestError(message=f"no deployments for model {model!r} on this router", model=model, llm_provider="")
 
 
-def _all_cooling(model: str, cooling: Iterable[str]) -> Exception:
+def _all_cooling(model: str, cooling: Iterable[str], cooldown_time: float = 0.0) -> Exception:
     """LiteLLM's own error when every deployment of the group is cooling down or paused."""
     from litellm.types.router import RouterRateLimitError
 
-    return RouterRateLimitError(model=model, cooldown_time=0.0, enable_pre_call_checks=False,
+    return RouterRateLimitError(model=model, cooldown_time=cooldown_time, enable_pre_call_checks=False,
                                 cooldown_list=sorted(cooling))
 
 
@@ -84,7 +84,10 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
       candidate is left, so ``num_retries`` becomes failover inside the group.
     - If every candidate is out (all breakers open, all rate limited), the middleware's all-out decision
       applies (``RoutingConfig.when_all_out``, default ``"soonest"``): the call goes to the deployment
-      re-admitted soonest, as a trial call ahead of schedule. Counted as ``panic_picks``.
+      re-admitted soonest, as a trial call ahead of schedule. Counted as ``panic_picks``. A retry of a
+      request that already failed in this group gets LiteLLM's ``RouterRateLimitError`` instead (its
+      ``cooldown_time`` = the wait for the soonest re-admission; LiteLLM's fallbacks still apply), so
+      ``num_retries`` does not multiply into a dead group. Counted as ``retries_declined``.
     - If the middleware still has no answer (``when_all_out="fail"``, or the request's ``max_latency_ms`` /
       ``min_availability`` rule out every candidate), the call is not failed: it goes to the deployment of
       LiteLLM's healthy list whose re-admission is soonest (``available_at``), preferring ones not yet tried.
@@ -336,6 +339,14 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         binding.counts["picks"] += 1
         if decision is not None:
             if decision.panic:
+                if tried_here:
+                    # This request already failed in this group and every deployment is out now: another
+                    # attempt would only add to LiteLLM's retries into a dead group. LiteLLM's own "all
+                    # cooling down" error ends the retries here (its fallbacks still apply).
+                    binding.counts["retries_declined"] += 1
+                    failover = mw.failover
+                    wait = min(failover.available_at(pid) for pid in by_id) - mw.clock()
+                    raise _all_cooling(str(request_kwargs.get("model") or ""), by_id.keys(), max(wait, 0.0))
                 binding.counts["panic_picks"] += 1
             if decision.trial:
                 binding.trial_started(request_kwargs.get("litellm_call_id"), decision.provider.id)

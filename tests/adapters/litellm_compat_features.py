@@ -120,13 +120,18 @@ async def test_a_provider_over_its_budget_gets_no_more_traffic(build) -> None:
     pricey = _with(mock_deployment("an"), model="anthropic/claude-3-haiku-20240307", input_cost_per_token=1e-6,
                    output_cost_per_token=1e-6)
     router = build(cheap, pricey, provider_budget_config={"openai": {"budget_limit": 1e-12, "time_period": "1d"}})
-    assert served_by(await router.acompletion(model="oa", messages=MESSAGES)) == "oa"  # spends openai's budget
-    # LiteLLM books the spend in a background task: wait (bounded) until a pick sees it, then check a run
-    deadline = asyncio.get_running_loop().time() + 10.0
-    while await _served(router, 1) != {"an": 1}:
-        assert asyncio.get_running_loop().time() < deadline, "the spend was never booked"
-        await asyncio.sleep(0.05)
-    assert await _served(router, 6) == {"an": 6}  # the cheaper openai deployment is over budget
+    limiter = router.registry().plugins("budget_limiter")
+    try:
+        assert served_by(await router.acompletion(model="oa", messages=MESSAGES)) == "oa"  # spends openai's budget
+        # LiteLLM books the spend in a background task: wait (bounded) until its budget filter sees it
+        deadline = asyncio.get_running_loop().time() + 10.0
+        while [d["model_info"]["id"] for d in await limiter.async_filter_deployments(
+                model="g", healthy_deployments=list(router.registry().deployments("g")), messages=MESSAGES)] != ["an"]:
+            assert asyncio.get_running_loop().time() < deadline, "the spend was never booked"
+            await asyncio.sleep(0.05)
+        assert await _served(router, 6) == {"an": 6}  # the cheaper openai deployment is over budget
+    finally:  # LiteLLM leaves the limiter in its process-wide callbacks, where it would filter other routers
+        litellm.logging_callback_manager.remove_callback_from_all_lists(limiter)
 
 
 # -- failures: retries, retry policies, fallbacks, cooldowns (real HTTP) -----------------------------
