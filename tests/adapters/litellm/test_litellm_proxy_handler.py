@@ -86,8 +86,8 @@ async def test_events_reach_the_installation_through_the_handler(fake_proxy_serv
         for _ in range(3):
             await router.acompletion(model="g", messages=MESSAGES)
         await async_wait_until(lambda: handle.stats()["recorded_ok"] == 3)
-    finally:
-        litellm.callbacks.remove(handler)
+    finally:  # LiteLLM promoted the handler into its other callback lists too
+        litellm.logging_callback_manager.remove_callback_from_all_lists(handler)
         handle.uninstall()
 
 

@@ -328,6 +328,6 @@ async def test_retries_stop_once_every_deployment_of_the_group_is_out(make_sim) 
         assert "'a'" in str(raised.value) and "'b'" in str(raised.value)
         mw = handle.middleware
         soonest = min(mw.failover.available_at(pid) for pid in ("a", "b")) - mw.clock()
-        assert 0 < raised.value.cooldown_time and abs(raised.value.cooldown_time - soonest) < 1.0  # the wait for it
+        assert raised.value.cooldown_time > 0 and abs(raised.value.cooldown_time - soonest) < 1.0  # the wait for it
         assert sim.stats("a").total + sim.stats("b").total == 2  # each deployment once, then no more attempts
         assert handle.stats()["retries_declined"] >= 1
