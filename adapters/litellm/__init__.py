@@ -32,13 +32,16 @@ What ``install`` adds
 
 When everything is excluded
 ---------------------------
-If the middleware rules out every healthy candidate (all breakers open or rate limited), the call is
-not failed by us: the strategy sends it to the deployment of LiteLLM's healthy list re-admitted soonest (preferring ones
-not yet tried by this request), counts it in
-``handle.stats()["fallback_picks"]`` and logs a warning. Likewise the filter never returns an empty
-list. Only explicit per-request options (``metadata={"pi_builder_middleware": {"exclude": [...],
-"required_capabilities": [...]}}``) are hard constraints; if nothing meets them the pick raises
-``NoProviderAvailableError``.
+When every healthy candidate is ruled out by the middleware (all breakers open or rate limited), a request's
+first pick goes to the deployment re-admitted soonest (``panic_picks``; with ``max_wait_s`` it may wait for
+it first); a retry of a request that already failed in the group gets LiteLLM's ``RouterRateLimitError``
+instead of another attempt (``retries_declined``), so ``num_retries`` does not multiply into a dead group.
+When the middleware has no answer at all (``when_all_out="fail"``, or the request's own limits), the call is
+still not failed by us: it goes to the deployment of LiteLLM's healthy list re-admitted soonest (preferring
+ones not yet tried by this request), counted in ``handle.stats()["fallback_picks"]`` with a warning logged.
+The filter never returns an empty list. Only explicit per-request options (``metadata={"pi_builder_middleware":
+{"exclude": [...], "required_capabilities": [...]}}``) are hard constraints; if nothing meets them the pick
+raises ``NoProviderAvailableError``.
 
 How the two layers combine (recommended Router settings)
 --------------------------------------------------------
