@@ -32,13 +32,16 @@ What ``install`` adds
 
 When everything is excluded
 ---------------------------
-If the middleware rules out every healthy candidate (all breakers open or rate limited), the call is
-not failed by us: the strategy draws a deployment from LiteLLM's healthy list at random (preferring ones
-not yet tried by this request), as LiteLLM's default shuffle would, counts it in
-``handle.stats()["fallback_picks"]`` and logs a warning. Likewise the filter never returns an empty
-list. Only explicit per-request options (``metadata={"pi_builder_middleware": {"exclude": [...],
-"required_capabilities": [...]}}``) are hard constraints; if nothing meets them the pick raises
-``NoProviderAvailableError``.
+When every healthy candidate is ruled out by the middleware (all breakers open or rate limited), a request's
+first pick goes to the deployment re-admitted soonest (``panic_picks``; with ``max_wait_s`` it may wait for
+it first); a retry of a request that already failed in the group gets LiteLLM's ``RouterRateLimitError``
+instead of another attempt (``retries_declined``), so ``num_retries`` does not multiply into a dead group.
+When the middleware has no answer at all (``when_all_out="fail"``, or the request's own limits), the call is
+still not failed by us: it goes to the deployment of LiteLLM's healthy list re-admitted soonest (preferring
+ones not yet tried by this request), counted in ``handle.stats()["fallback_picks"]`` with a warning logged.
+The filter never returns an empty list. Only explicit per-request options (``metadata={"pi_builder_middleware":
+{"exclude": [...], "required_capabilities": [...]}}``) are hard constraints; if nothing meets them the pick
+raises ``NoProviderAvailableError``.
 
 How the two layers combine (recommended Router settings)
 --------------------------------------------------------
@@ -71,6 +74,20 @@ own answer after every deployment change and every second), and among LiteLLM's 
 ``"group"`` never does. Sync ``router.completion`` picks always use the group minus cooldowns: LiteLLM's
 sync path has no selection to ask.
 
+LiteLLM's routing strategy names
+--------------------------------
+Without ``strategy=`` the router's ``routing_strategy`` decides: ``cost-based-routing`` → cost-optimal,
+``latency-based-routing`` → latency-optimal, LiteLLM's default ``simple-shuffle`` → latency-optimal; one
+without an equivalent (``usage-based-routing-v2``, ``least-busy``) keeps LiteLLM picking (``route=False``),
+logged once. Per request, ``routing_strategy=`` picks the mapped strategy (``simple-shuffle`` →
+:class:`HealthShuffle`). See ``_names``.
+
+The LiteLLM proxy
+-----------------
+``litellm_settings: callbacks: ["pi_builder_middleware.adapters.litellm.proxy.handler"]`` in the proxy's
+``config.yaml`` installs the middleware on the proxy's Router (and again on every Router the proxy builds
+later); settings from ``litellm_settings.pi_builder_middleware`` or ``PBM_*`` variables (see ``proxy``).
+
 Process-wide callbacks
 ----------------------
 LiteLLM callbacks are global. Each installation's strategy stamps a router token (and the request's
@@ -88,13 +105,17 @@ from __future__ import annotations
 from ._binding import METADATA_KEY, ROUTE_OPTIONS_KEY
 from ._events import LiteLLMFailure, MiddlewareCallback
 from ._install import LiteLLMHandle, install, installed
+from ._names import LITELLM_STRATEGIES
 from ._providers import CAPABILITY_FLAGS, deployment_id, provider_from_deployment
+from ._shuffle import HealthShuffle
 from ._strategy import MiddlewareRoutingStrategy, route_request
 
 __all__ = [
     "CAPABILITY_FLAGS",
+    "LITELLM_STRATEGIES",
     "METADATA_KEY",
     "ROUTE_OPTIONS_KEY",
+    "HealthShuffle",
     "LiteLLMFailure",
     "LiteLLMHandle",
     "MiddlewareCallback",

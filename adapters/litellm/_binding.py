@@ -32,7 +32,8 @@ TRACE_KEY = "pi_builder_middleware_trace"
 #: (``max_wait_s``), ``fallback_picks`` drawn from LiteLLM's list), ``auto_checks`` / ``auto_mismatches``
 #: (candidates="auto" comparisons), recording, in-flight attempts (``attempts_begun`` = ended + cancelled +
 #: expired + those still in flight), filtering and errors.
-COUNTERS = ("picks", "picks_fast", "picks_healthy", "panic_picks", "waits", "fallback_picks", "auto_checks",
+COUNTERS = ("picks", "picks_fast", "picks_healthy", "panic_picks", "retries_declined", "waits", "fallback_picks",
+            "auto_checks",
             "auto_mismatches", "recorded_ok", "recorded_failure", "duplicate_events", "cache_hits_ignored",
             "unknown_deployment", "filtered_out", "filter_kept_all", "trials_released", "attempts_begun",
             "attempts_ended", "attempts_cancelled", "attempts_expired", "provider_syncs", "hook_errors")
@@ -76,6 +77,9 @@ class Binding:
     attempt_timeout_s: float = 600.0
     #: At most this many attempts are tracked; beyond it the oldest is ended.
     max_attempts: int = 8192
+    #: Whether an event's ``litellm_trace_id`` must match the one stamped with the router token (a stale
+    #: stamp in a reused metadata dict); the proxy handler turns it off (see ``proxy``).
+    check_trace: bool = True
 
     def __init__(self, router: Any, middleware: Middleware, overrides: Mapping[str, Mapping[str, Any]],
                  *, route: bool) -> None:

@@ -190,7 +190,8 @@ class MiddlewareCallback(CustomLogger):
         pid = str(pid)
         token = request_token(params)
         trace = stamped_trace(params)
-        if token is not None and trace is not None and kwargs.get("litellm_trace_id") not in (None, trace):
+        if (token is not None and trace is not None and binding.check_trace
+                and kwargs.get("litellm_trace_id") not in (None, trace)):
             token = None  # a stale stamp: the caller reused a metadata dict LiteLLM had written ours into
         if token is not None:
             if token != binding.token:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -23,6 +23,8 @@ from ._binding import Binding
 from ._candidates import CALLBACK_LISTS, CANDIDATE_MODES
 from ._events import MiddlewareCallback
 from ._legacy import check_legacy_router, litellm_version, unsupported_reason
+from ._names import litellm_strategy_of, mapped_strategy, unmapped_once
+from ._shuffle import HealthShuffle, shuffle_weight
 from ._strategy import MiddlewareRoutingStrategy
 
 __all__ = ["LiteLLMHandle", "install", "installed"]
@@ -159,6 +161,47 @@ class LiteLLMHandle:
                 f"providers={sorted(self.middleware.providers)}>")
 
 
+def _strategy_from_router(router: Any, route: bool | None) -> tuple[str, bool | None]:
+    """The strategy standing in for the router's own ``routing_strategy`` (see ``_names``), and ``route``.
+
+    LiteLLM's default (``simple-shuffle``, also when unset) keeps the middleware's default, latency-optimal;
+    ``cost-based-routing`` / ``latency-based-routing`` map onto cost- / latency-optimal; a strategy without
+    an equivalent keeps LiteLLM picking (``route=False`` unless given) and is logged once.
+    """
+    name = litellm_strategy_of(router)
+    if name is None or name == "simple-shuffle":
+        return "latency-optimal", route
+    mapped = mapped_strategy(name)
+    if mapped is not None:
+        log.info("pi-builder-middleware: the router's routing_strategy %r is served by %r", name, mapped)
+        return mapped, route
+    if route is None:
+        unmapped_once(name, "LiteLLM keeps picking; the middleware records every outcome and filters out "
+                            "deployments whose breaker is open (async calls)")
+        return "latency-optimal", False
+    return "latency-optimal", route
+
+
+def weight_lookup(router: Any) -> Callable[[str], float | None]:
+    """``health-shuffle``'s weight per deployment id, read from the router's deployments."""
+    ref = weakref.ref(router)
+
+    def weight_of(pid: str) -> float | None:
+        current = ref()
+        if current is None:
+            return None
+        registry = getattr(current, "registry", None)
+        try:
+            found = registry().deployment_dict(pid) if callable(registry) else current.get_deployment(model_id=pid)
+        except Exception:  # an unknown id weighs as an unweighted deployment
+            return None
+        if found is not None and not isinstance(found, Mapping):
+            found = found.model_dump(exclude_none=True) if hasattr(found, "model_dump") else None
+        return shuffle_weight(found) if isinstance(found, Mapping) else None
+
+    return weight_of
+
+
 def installed(router: Any) -> LiteLLMHandle | None:
     """The handle installed on ``router``, or None."""
     try:
@@ -175,7 +218,7 @@ def install(
     failover: FailoverConfig | str | None = None,
     monitor: MonitorConfig | None = None,
     providers: Mapping[str, Mapping[str, Any]] | None = None,
-    route: bool = True,
+    route: bool | None = None,
     candidates: str = "auto",
     plugins: Sequence[object] = (),
     clock: Clock | None = None,
@@ -192,7 +235,10 @@ def install(
     ``providers`` overrides derived provider fields per deployment id or model group name, e.g.
     ``{"gpt-4o": {"quality": 0.9, "capabilities": {"vision", "tools"}}}``.
     ``route=False`` keeps LiteLLM's own routing strategy and only monitors and filters out
-    deployments whose breaker is open (async calls only).
+    deployments whose breaker is open (async calls only). Without ``strategy=`` the router's own
+    ``routing_strategy`` decides (``_names``): ``cost-based-routing`` → cost-optimal,
+    ``latency-based-routing`` → latency-optimal, LiteLLM's default → latency-optimal, and one without an
+    equivalent (``usage-based-routing-v2``, ``least-busy``) → ``route=False`` unless ``route`` is given.
     ``candidates`` is what the strategy chooses among on async calls: ``"healthy"`` asks LiteLLM for
     the group's healthy deployments, so its cooldowns, ``order`` groups, tag filtering, pre-call checks,
     team/budget/health-check filters and other callbacks' filters all apply (about one extra LiteLLM
@@ -231,7 +277,11 @@ def install(
             raise ConfigError("middleware", f"pass either middleware= or settings to build one "
                                             f"({', '.join(given + (['plugins'] if plugins else []))}), not both")
     else:
-        middleware = Middleware(strategy=strategy if strategy is not None else "latency-optimal",
+        if strategy is None:
+            strategy, route = _strategy_from_router(router, route)
+        if strategy == HealthShuffle.name:  # ours: built here, with the router's deployment weights
+            strategy = HealthShuffle(weight_lookup(router))
+        middleware = Middleware(strategy=strategy,
                                 failover=failover if failover is not None else "balanced",
                                 monitor=monitor, plugins=plugins, clock=clock, seed=seed)
     if providers is not None and not (isinstance(providers, Mapping)
@@ -244,6 +294,8 @@ def install(
         if existing is not None and existing.installed:
             raise ConfigError("router", "pi-builder-middleware is already installed on this Router; use "
                                         "installed(router) to get its handle, or handle.uninstall() first")
+        route = True if route is None else route
+        middleware.registries.strategies.add_default(HealthShuffle(weight_lookup(router)))
         binding = Binding(router, middleware, providers or {}, route=route)
         binding.sync()
         binding.check_overrides()

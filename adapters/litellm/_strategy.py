@@ -17,9 +17,9 @@ try:  # LiteLLM >= 1.109; older routers get their candidates from ._legacy
 except ImportError:  # pragma: no cover - exercised by tests/adapters/litellm_legacy
     RoutingContext = None  # type: ignore[assignment,misc]
 
-from pi_builder_middleware import MAX_TOKENS, ConfigError, NoProviderAvailableError, RouteRequest
+from pi_builder_middleware import ConfigError, NoProviderAvailableError, RouteRequest
 
-from ._binding import METADATA_KEY, ROUTE_OPTIONS_KEY, TRACE_KEY, Binding, metadata_field
+from ._binding import Binding, metadata_field
 from ._candidates import (
     CALLBACK_LISTS,
     CANDIDATE_MODES,
@@ -31,103 +31,16 @@ from ._candidates import (
 )
 from ._legacy import legacy_candidates
 from ._providers import deployment_id
+from ._request import attempted, route_request, stamp
+from ._resolve import default_deployment, deployment_by_id
 
 __all__ = ["MiddlewareRoutingStrategy", "route_request"]
 
 log = logging.getLogger("pi_builder_middleware.adapters.litellm")
 
-_DEFAULT_OUTPUT_TOKENS = RouteRequest().output_tokens
-_DEFAULT_INPUT_TOKENS = RouteRequest().input_tokens
 _MAX_COOLDOWN_ENTRIES = 4096
 #: A wait shorter than this is not worth a sleep: the pick goes ahead (it also ends a wait that cannot move).
 _MIN_WAIT_S = 0.001
-_OPTION_FIELDS = ("strategy", "required_capabilities", "max_latency_ms", "min_availability", "exclude")
-
-
-def _stamp(request_kwargs: dict[str, Any], token: str) -> None:
-    """Put the router token (and the request's trace id) into LiteLLM's own metadata for this request."""
-    stamp = {METADATA_KEY: token}
-    trace = request_kwargs.get("litellm_trace_id")
-    if isinstance(trace, str):
-        stamp[TRACE_KEY] = trace
-    field = metadata_field(request_kwargs)
-    metadata = request_kwargs.get(field)
-    if isinstance(metadata, dict):
-        metadata.update(stamp)
-        if not isinstance(trace, str):
-            metadata.pop(TRACE_KEY, None)
-    elif metadata is None:
-        request_kwargs[field] = stamp
-    else:  # some other mapping type: keep it, add ours in a copy
-        request_kwargs[field] = {**dict(metadata), **stamp}
-
-
-def _attempted(metadata: Mapping[str, Any]) -> frozenset[str]:
-    """Deployment ids this request already tried (LiteLLM's ``previous_models`` on a retry/fallback)."""
-    previous = metadata.get("previous_models")
-    if not previous:
-        return frozenset()
-    return frozenset(str(p["deployment_id"]) for p in previous
-                     if isinstance(p, Mapping) and p.get("deployment_id") is not None)
-
-
-def _input_tokens(messages: object, input: object) -> int:
-    chars = 0
-    if isinstance(messages, list):
-        for message in messages:
-            content = message.get("content") if isinstance(message, Mapping) else None
-            if isinstance(content, str):
-                chars += len(content)
-            elif isinstance(content, list):
-                for part in content:
-                    text = part.get("text") if isinstance(part, Mapping) else None
-                    if isinstance(text, str):
-                        chars += len(text)
-    elif isinstance(input, str):
-        chars = len(input)
-    elif isinstance(input, list):
-        chars = sum(len(i) for i in input if isinstance(i, str))
-    return min(chars // 4 + 1, MAX_TOKENS) if chars else _DEFAULT_INPUT_TOKENS
-
-
-def route_request(request_kwargs: Mapping[str, Any], candidates: Iterable[str], *, exclude: Iterable[str] = (),
-                  messages: object = None, input: object = None) -> RouteRequest:
-    """The :class:`RouteRequest` for one LiteLLM pick.
-
-    ``candidates`` are LiteLLM's healthy deployments for the model group, so LiteLLM's own cooldowns,
-    tags and pre-call checks stay in force. ``stream=True`` for streaming calls (latency-aware
-    strategies then rank by time to first token). Token estimates: ~4 characters per input token,
-    ``max_tokens`` / ``max_completion_tokens`` for output. Per-request options may be given as
-    ``metadata={"pi_builder_middleware": {"strategy": ..., "required_capabilities": [...],
-    "max_latency_ms": ..., "min_availability": ..., "exclude": [...]}}``.
-    """
-    options = None
-    for field in ("litellm_metadata", "metadata"):
-        metadata = request_kwargs.get(field)
-        if isinstance(metadata, Mapping) and metadata.get(ROUTE_OPTIONS_KEY) is not None:
-            options = metadata[ROUTE_OPTIONS_KEY]
-            break
-    extra: dict[str, Any] = {}
-    if options is not None:
-        if not isinstance(options, Mapping) or set(options) - set(_OPTION_FIELDS):
-            raise ConfigError(f"metadata[{ROUTE_OPTIONS_KEY!r}]",
-                              f"expected a dict with some of {list(_OPTION_FIELDS)}, got {options!r}")
-        extra = {k: v for k, v in options.items() if v is not None}
-        for key in ("required_capabilities", "exclude"):
-            if key in extra and not isinstance(extra[key], str):
-                extra[key] = frozenset(extra[key])
-    excluded = frozenset(exclude) | extra.pop("exclude", frozenset())
-    max_out = request_kwargs.get("max_completion_tokens") or request_kwargs.get("max_tokens")
-    return RouteRequest(
-        candidates=frozenset(candidates),
-        exclude=excluded,
-        stream=request_kwargs.get("stream") is True,
-        input_tokens=_input_tokens(messages if messages is not None else request_kwargs.get("messages"),
-                                   input if input is not None else request_kwargs.get("input")),
-        output_tokens=(min(max_out, MAX_TOKENS) if isinstance(max_out, int) and not isinstance(max_out, bool)
-                       and max_out > 0 else _DEFAULT_OUTPUT_TOKENS),  # e.g. 2**31 - 1 for "no limit"
-        **extra,
-    )
 
 
 def _no_deployments(model: str) -> Exception:
@@ -136,11 +49,11 @@ def _no_deployments(model: str) -> Exception:
     return BadRequestError(message=f"no deployments for model {model!r} on this router", model=model, llm_provider="")
 
 
-def _all_cooling(model: str, cooling: Iterable[str]) -> Exception:
+def _all_cooling(model: str, cooling: Iterable[str], cooldown_time: float = 0.0) -> Exception:
     """LiteLLM's own error when every deployment of the group is cooling down or paused."""
     from litellm.types.router import RouterRateLimitError
 
-    return RouterRateLimitError(model=model, cooldown_time=0.0, enable_pre_call_checks=False,
+    return RouterRateLimitError(model=model, cooldown_time=cooldown_time, enable_pre_call_checks=False,
                                 cooldown_list=sorted(cooling))
 
 
@@ -171,11 +84,14 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
       candidate is left, so ``num_retries`` becomes failover inside the group.
     - If every candidate is out (all breakers open, all rate limited), the middleware's all-out decision
       applies (``RoutingConfig.when_all_out``, default ``"soonest"``): the call goes to the deployment
-      re-admitted soonest, as a trial call ahead of schedule. Counted as ``panic_picks``.
+      re-admitted soonest, as a trial call ahead of schedule. Counted as ``panic_picks``. A retry of a
+      request that already failed in this group gets LiteLLM's ``RouterRateLimitError`` instead (its
+      ``cooldown_time`` = the wait for the soonest re-admission; LiteLLM's fallbacks still apply), so
+      ``num_retries`` does not multiply into a dead group. Counted as ``retries_declined``.
     - If the middleware still has no answer (``when_all_out="fail"``, or the request's ``max_latency_ms`` /
-      ``min_availability`` rule out every candidate), the call is not failed: a deployment is drawn at random
-      from LiteLLM's healthy list, preferring ones not yet tried, as LiteLLM's default ``simple-shuffle``
-      would. Counted as ``fallback_picks``.
+      ``min_availability`` rule out every candidate), the call is not failed: it goes to the deployment of
+      LiteLLM's healthy list whose re-admission is soonest (``available_at``), preferring ones not yet tried.
+      Counted as ``fallback_picks``.
     """
 
     #: ``candidates="auto"``: how often (seconds) a group on the cheap source is compared with LiteLLM's again.
@@ -246,7 +162,7 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
     ) -> Mapping[str, Any]:
         """The async pick (``Router.acompletion`` and every other async endpoint)."""
         request: dict[str, Any] = request_kwargs if request_kwargs is not None else {}
-        _stamp(request, self._binding.token)
+        stamp(request, self._binding.token)
         if self._legacy is not None:  # LiteLLM before 1.109 (set_custom_routing_strategy): see _legacy
             found = await self._legacy.async_candidates(model, request, messages=messages, input=input,
                                                         specific_deployment=specific_deployment)
@@ -256,8 +172,12 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         if self.max_wait_s > 0 and not specific_deployment:
             await self._wait_for_readmission(ctx, model)
         mode = self.mode
+        registry = ctx.registry()  # read once per pick: every later step reuses it
+        if model not in registry.names(kind="group_set"):
+            # A deployment id, an alias, a wildcard route, the default deployment: LiteLLM resolves the name
+            # (a single deployment comes back as it is, as on a plain router), the middleware chooses in a list.
+            mode = "healthy"
         if not specific_deployment and mode != "healthy":
-            registry = ctx.registry()  # read once per pick: every later step reuses it
             if mode == "auto":
                 mode, picked = await self._auto_mode(ctx, registry, model, request, messages, input)
                 if picked is not None:  # the pick was made while comparing the two sources
@@ -309,7 +229,10 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         # Compare: LiteLLM's healthy list for this very request vs the group minus cooldowns.
         entry = self._group(registry, model)
         reason = narrowing_reason(ctx, entry, [getattr(litellm, name, None) for name in CALLBACK_LISTS])
-        healthy = list(await ctx.select(model, request, kind="healthy", messages=messages, input=input))
+        found = await ctx.select(model, request, kind="healthy", messages=messages, input=input)
+        if isinstance(found, Mapping):  # LiteLLM resolved the name to one deployment: no choice to make
+            return "healthy", found
+        healthy = list(found)
         if reason is None:
             try:
                 fast = await self._fast(ctx, registry, model, fresh=True)
@@ -344,7 +267,7 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         so candidates are always the group's deployments less those cooling down or paused.
         """
         request: dict[str, Any] = request_kwargs if request_kwargs is not None else {}
-        _stamp(request, self._binding.token)
+        stamp(request, self._binding.token)
         if self._legacy is not None:  # LiteLLM before 1.109 (set_custom_routing_strategy): see _legacy
             found = self._legacy.candidates(model, request, messages=messages, input=input,
                                             specific_deployment=specific_deployment)
@@ -357,7 +280,18 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
             if not named:
                 raise _all_cooling(model, ())
             return cast("Mapping[str, Any]", named[0])
-        entry = self._group(ctx.registry(), model)
+        registry = ctx.registry()
+        entry = self._groups.get(registry, model) if model in registry.names(kind="group_set") else None
+        if entry is None:  # a deployment id, an alias or wildcard route, the default deployment (see _resolve)
+            by_id = deployment_by_id(registry, model)
+            if by_id is not None:
+                return by_id
+            entry = self._groups.get(registry, model)
+            if entry is None:
+                fallback = default_deployment(ctx, model)
+                if fallback is None:
+                    raise _no_deployments(model)
+                return fallback
         cooling = {pid for pid, _ in ctx.health().cooldowns.get_active_cooldowns(entry.id_list, None)}
         return self.choose_by_id(self._binding.filter_by_id(_usable(model, entry, cooling)), request,
                                  messages=messages, input=input)
@@ -382,8 +316,8 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         binding = self._binding
         binding.ensure_current(by_id)
         metadata = request_kwargs.get(metadata_field(request_kwargs))
-        attempted = _attempted(metadata) if isinstance(metadata, Mapping) else frozenset()
-        tried_here = attempted & by_id.keys()
+        tried = attempted(metadata) if isinstance(metadata, Mapping) else frozenset()
+        tried_here = tried & by_id.keys()
         avoid = tried_here if len(tried_here) < len(by_id) else frozenset()
         mw = binding.middleware
         if avoid:
@@ -405,11 +339,19 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         binding.counts["picks"] += 1
         if decision is not None:
             if decision.panic:
+                if tried_here:
+                    # This request already failed in this group and every deployment is out now: another
+                    # attempt would only add to LiteLLM's retries into a dead group. LiteLLM's own "all
+                    # cooling down" error ends the retries here (its fallbacks still apply).
+                    binding.counts["retries_declined"] += 1
+                    failover = mw.failover
+                    wait = min(failover.available_at(pid) for pid in by_id) - mw.clock()
+                    raise _all_cooling(str(request_kwargs.get("model") or ""), by_id.keys(), max(wait, 0.0))
                 binding.counts["panic_picks"] += 1
             if decision.trial:
                 binding.trial_started(request_kwargs.get("litellm_call_id"), decision.provider.id)
             return by_id[decision.provider.id]
-        return self._fallback(by_id, attempted, request, avoid)
+        return self._fallback(by_id, tried, request, avoid)
 
     def _fallback(self, by_id: Mapping[str, Mapping[str, Any]], attempted: frozenset[str], request: RouteRequest,
                   avoid: frozenset[str]) -> Mapping[str, Any]:
@@ -434,9 +376,17 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
                 allowed[pid] = deployment
         if not allowed:
             raise NoProviderAvailableError(reasons)
-        pool = [d for pid, d in allowed.items() if pid not in attempted] or list(allowed.values())
+        pool = [pid for pid in allowed if pid not in attempted] or list(allowed)
         binding.counts["fallback_picks"] += 1
         if binding.counts["fallback_picks"] == 1 or log.isEnabledFor(logging.DEBUG):
             log.warning("pi-builder-middleware: every candidate of this request is unavailable to the middleware "
-                        "(%s); falling back to LiteLLM's healthy list", ", ".join(sorted(by_id)))
-        return self._rng.choice(pool)
+                        "(%s); sending it to the one re-admitted soonest", ", ".join(sorted(by_id)))
+        return allowed[self._soonest(pool)]
+
+    def _soonest(self, pool: Sequence[str]) -> str:
+        """The deployment of ``pool`` whose re-admission is soonest (``available_at``); ties drawn at random."""
+        failover = self._binding.middleware.failover
+        known = self._binding.known
+        at = {pid: failover.available_at(pid) if pid in known else float("-inf") for pid in pool}
+        first = min(at.values())
+        return self._rng.choice([pid for pid in pool if at[pid] == first])

@@ -7,6 +7,7 @@ from typing import Any
 
 import litellm
 import pytest
+from litellm.types.router import RouterRateLimitError
 from litellm_support import MESSAGES, async_wait_until, deployment, mock_deployment, served_by
 from pi_builder_middleware.adapters.litellm import install
 
@@ -129,27 +130,29 @@ async def test_when_every_candidate_is_out_the_call_goes_to_the_soonest_readmiss
         assert mw.failover.state("a") is CircuitState.OPEN
 
 
-async def test_when_the_middleware_fails_all_out_requests_litellms_healthy_list_is_used() -> None:
-    """RoutingConfig(when_all_out="fail"): we still do not fail the call ourselves; LiteLLM's list is drawn from."""
+async def test_when_the_middleware_fails_all_out_requests_go_to_the_soonest_readmission() -> None:
+    """RoutingConfig(when_all_out="fail"): we still do not fail the call ourselves; it goes to the deployment
+    of LiteLLM's list that the middleware re-admits soonest (not a random one)."""
     router = litellm.Router(model_list=[mock_deployment("a", answer="from a"), mock_deployment("b", answer="from b")],
                             num_retries=0)
-    mw = Middleware(strategy="latency-optimal", failover="aggressive", routing=RoutingConfig(when_all_out="fail"))
+    clock = ManualClock()
+    mw = Middleware(strategy="latency-optimal", failover=FailoverConfig.preset("aggressive", jitter=0.0),
+                    routing=RoutingConfig(when_all_out="fail"), clock=clock)
     with install(router, middleware=mw) as handle:
-        for pid in ("a", "b"):
+        for pid in ("b", "a"):  # b is ejected first, so it is back first
             for _ in range(2):
                 mw.record(Outcome(pid, False, 0.01, error_kind=ErrorKind.SERVER_ERROR))
             assert mw.failover.unavailable_reason(pid) is not None
+            clock.advance(0.5)
+        assert mw.failover.available_at("b") < mw.failover.available_at("a")
         with pytest.raises(NoProviderAvailableError):
             mw.select()
         served = Counter()
-        for _ in range(10):
+        for _ in range(5):
             response = await router.acompletion(model="g", messages=MESSAGES)
             served[served_by(response)] += 1
-        assert sum(served.values()) == 10  # every call succeeded
-        assert set(served) == {"a", "b"}  # drawn from the whole healthy list, not stuck on one
-        assert handle.stats()["fallback_picks"] == 10 and handle.stats()["panic_picks"] == 0
-        # the filter never empties the candidates (once more on the pick that compared both candidate sources)
-        assert handle.stats()["filter_kept_all"] == 10 + handle.stats()["auto_checks"]
+        assert served == {"b": 5}  # every call succeeded, at the soonest re-admission
+        assert handle.stats()["fallback_picks"] >= 1 and handle.stats()["panic_picks"] == 0
 
 
 async def test_a_retry_prefers_an_available_tried_deployment_to_an_untried_one_that_is_out(make_sim) -> None:
@@ -310,3 +313,21 @@ async def test_a_no_limit_max_tokens_is_clamped_to_the_token_bound_not_refused()
         assert response.choices[0].message.content
         assert handle.middleware.router.history[-1].provider.id in ("x", "y")
     assert MAX_TOKENS < 2**31 - 1
+
+
+async def test_retries_stop_once_every_deployment_of_the_group_is_out(make_sim) -> None:
+    """A request that already failed in its group is not sent again when every deployment is ejected:
+    LiteLLM's retries do not multiply into a dead group (plain LiteLLM makes 1 + num_retries attempts)."""
+    sim = make_sim(SimProvider(name="a", behaviour=Behaviour.failing(SimOutcome.SERVICE_UNAVAILABLE)),
+                   SimProvider(name="b", behaviour=Behaviour.failing(SimOutcome.SERVICE_UNAVAILABLE)))
+    router = sim_router(sim, ["a", "b"], num_retries=4)
+    failover = FailoverConfig.preset("aggressive", consecutive_failures=1, base_ejection_s=30.0)
+    with install(router, strategy="latency-optimal", failover=failover) as handle:
+        with pytest.raises(RouterRateLimitError) as raised:  # LiteLLM's own "every deployment is cooling down"
+            await router.acompletion(model="g", messages=MESSAGES)
+        assert "'a'" in str(raised.value) and "'b'" in str(raised.value)
+        mw = handle.middleware
+        soonest = min(mw.failover.available_at(pid) for pid in ("a", "b")) - mw.clock()
+        assert raised.value.cooldown_time > 0 and abs(raised.value.cooldown_time - soonest) < 1.0  # the wait for it
+        assert sim.stats("a").total + sim.stats("b").total == 2  # each deployment once, then no more attempts
+        assert handle.stats()["retries_declined"] >= 1
