@@ -28,7 +28,7 @@ from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
-from pi_builder_middleware import FailoverConfig, Middleware
+from pi_builder_middleware import ConfigError, FailoverConfig, Middleware
 
 from ._events import MiddlewareCallback
 from ._install import LiteLLMHandle, _remove_callback, _strategy_from_router, install, weight_lookup
@@ -122,8 +122,20 @@ class ProxyHandler(CustomLogger):
         return handle
 
     def _enable_metrics(self, middleware: Middleware) -> None:
-        """Where the proxy's metrics export is switched on for ``middleware`` (the proxy serves ``/metrics``
-        from ``prometheus_client``'s registry). Nothing to do until the project's Prometheus exporter exists."""
+        """Export the ``pi_builder_*`` series (every middleware of the process, ``middleware`` included) on
+        ``prometheus_client``'s default registry, which the proxy's ``/metrics`` serves (mounted by LiteLLM's
+        own ``success_callback: ["prometheus"]``), when ``prometheus-client`` is installed."""
+        import importlib.util
+
+        if importlib.util.find_spec("prometheus_client") is None:
+            log.info("pi-builder-middleware: prometheus-client is not installed; no pi_builder_* series on /metrics")
+            return
+        from pi_builder_middleware.telemetry import enable_prometheus
+
+        try:
+            enable_prometheus()
+        except ConfigError as exc:  # series of these names registered by someone else: routing goes on
+            log.warning("pi-builder-middleware: pi_builder_* series not exported (%s)", exc)
 
     # -- LiteLLM hooks: parameter names must match LiteLLM's (it calls them by keyword) ----------------
     # The proxy hands logging events to the callbacks it loaded at startup (this handler), not to ones

@@ -37,8 +37,9 @@ def require_proxy() -> None:
         pytest.fail(f"no litellm command next to {sys.executable}")
 
 
-def config_yaml(urls: dict[str, str], section: dict[str, Any]) -> str:
-    """A complete proxy config: group ``chat`` = one deployment per simulated provider, id = provider name."""
+def config_yaml(urls: dict[str, str], section: dict[str, Any], *, prometheus: bool = False) -> str:
+    """A complete proxy config: group ``chat`` = one deployment per simulated provider, id = provider name;
+    ``prometheus``: LiteLLM's own Prometheus callback too (it mounts ``/metrics``)."""
     lines = ["model_list:"]
     for name, url in urls.items():
         lines += ["  - model_name: chat",
@@ -46,8 +47,10 @@ def config_yaml(urls: dict[str, str], section: dict[str, Any]) -> str:
                   "max_retries: 0, timeout: 5}",
                   f"    model_info: {{id: {name}}}"]
     lines += ["router_settings:", "  num_retries: 2", "  retry_after: 0", "  disable_cooldowns: true",
-              "litellm_settings:", '  callbacks: ["pi_builder_middleware.adapters.litellm.proxy.handler"]',
-              "  pi_builder_middleware:"]
+              "litellm_settings:", '  callbacks: ["pi_builder_middleware.adapters.litellm.proxy.handler"]']
+    if prometheus:
+        lines += ['  success_callback: ["prometheus"]', '  failure_callback: ["prometheus"]']
+    lines += ["  pi_builder_middleware:"]
     lines += [f"    {key}: {value}" for key, value in section.items()]
     return "\n".join(lines) + "\n"
 
