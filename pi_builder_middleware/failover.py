@@ -15,8 +15,6 @@ ones are applied under the lock (see :mod:`pi_builder_middleware._replication` f
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 import os
@@ -24,20 +22,21 @@ import random
 import threading
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
+from ._breaker import Breaker
 from ._clock import Clock, monotonic_clock
+from ._ejection import cap_blocks, ejection_s, has_peer_checks, peer_ejections, trip_verdict
 from ._guard import CallbackFailures
-from ._ratelimit import RateLimitTracker
-from ._replication import Replicator
+from ._replication import RemoteResult, Replicator
 from ._validation import is_number, require
 from .config import FailoverConfig
 from .enums import CircuitState, ErrorKind, EventKind, FailoverPreset
-from .errors import ConfigError
-from .interfaces import BreakerWindow, FailoverPolicy, PeerEjection
+from .errors import ConfigError, UnknownProviderError
+from .interfaces import BreakerWindow, FailoverPolicy
 from .models import FailoverEvent
-from .probes import ProbeFn, check_loop, probe_all
+from .probes import HealthChecks, ProbeFn
 from .state import BreakerUpdate, StateStore
 
 __all__ = ["FailoverManager", "ProbeFn"]
@@ -53,25 +52,6 @@ def _check_record(ok: object, kind: object, retry_after_s: object) -> None:
     require("kind", kind is None or isinstance(kind, ErrorKind), "an ErrorKind or None", kind)
     require("retry_after_s", retry_after_s is None or is_number(retry_after_s), "a finite number of seconds or None",
             retry_after_s)
-
-
-class _Breaker:
-    __slots__ = ("closed_at", "consecutive_failures", "consecutive_successes", "cooldown_until", "counts",
-                 "open_until", "permits", "rl", "state", "trips", "window", "window_failures")
-
-    def __init__(self) -> None:
-        self.state = CircuitState.CLOSED
-        self.open_until = 0.0
-        self.cooldown_until = 0.0
-        self.trips = 0
-        self.closed_at = float("-inf")  # when it last recovered (trip memory counts from there)
-        self.consecutive_failures = 0
-        self.consecutive_successes = 0
-        self.window: deque[tuple[float, bool]] = deque()
-        self.window_failures = 0
-        self.permits: deque[float] = deque()
-        self.counts: Counter[str] = Counter()
-        self.rl = RateLimitTracker()
 
 
 class FailoverManager:
@@ -104,14 +84,13 @@ class FailoverManager:
         self.policy = policy
         pct = self.config.max_ejection_percent
         self.max_ejection_percent = pct if pct is not None else policy.default_max_ejection_percent
-        # Peer checks only for policies that override peer_ejections: others pay nothing per record.
-        self._peer_checks = type(policy).peer_ejections is not FailoverPolicy.peer_ejections
+        self._peer_checks = has_peer_checks(policy)
         self._next_peer_check = float("-inf")
         self.peer_check_errors = 0  # peer_ejections calls that raised
         self.clock: Clock = clock or monotonic_clock
         self.rng = rng or random.Random()
         self._classify = classify or (lambda _e, _p: ErrorKind.UNKNOWN)
-        self._breakers: dict[str, _Breaker] = {}
+        self._breakers: dict[str, Breaker] = {}
         self._groups: dict[str, str | None] = {}  # provider id -> its group (peers for outliers and the cap)
         self._lock = threading.Lock()
         self.events: deque[FailoverEvent] = deque(maxlen=self.config.max_events)
@@ -122,7 +101,7 @@ class FailoverManager:
         #: be called, so the router asks :meth:`unavailable_reason` only about these. Entries are
         #: added with each state-changing event and dropped by :meth:`settle` once back in service.
         self.suspects: dict[str, None] = {}
-        self._checker: asyncio.Task[None] | None = None
+        self.health_checks = HealthChecks(self)
         self._replica: Replicator | None = None
         if store is not None:
             self._replica = Replicator(self, store, replica_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
@@ -136,7 +115,7 @@ class FailoverManager:
         ``max_ejection_percent``; providers without one form one group together.
         """
         with self._lock:
-            self._breakers.setdefault(provider_id, _Breaker())
+            self._breakers.setdefault(provider_id, Breaker())
             self._groups[provider_id] = group
         replica = self._replica
         if replica is not None:
@@ -236,9 +215,7 @@ class FailoverManager:
             pending = self._refresh(provider_id, b, now)
             b.counts["admitted_early"] += 1
             if b.state is CircuitState.OPEN:
-                b.state = CircuitState.HALF_OPEN
-                b.consecutive_successes = 0
-                b.permits.clear()
+                b.half_open()
                 pending.append(self._event(EventKind.HALF_OPEN, provider_id, now,
                                            "every provider out: trial call ahead of schedule", b))
             if b.state is CircuitState.HALF_OPEN:
@@ -342,7 +319,7 @@ class FailoverManager:
             ids = [provider_id] if provider_id is not None else list(self._breakers)
             for pid in ids:
                 self._breaker(pid)
-                self._breakers[pid] = fresh = _Breaker()
+                self._breakers[pid] = fresh = Breaker()
                 pending.append(self._event(EventKind.RESET, pid, now, "breaker reset", fresh))
         self._emit(pending)
 
@@ -354,7 +331,7 @@ class FailoverManager:
             providers = {}
             for pid, b in self._breakers.items():
                 pending += self._refresh(pid, b, now)
-                providers[pid] = self._info(b, now)
+                providers[pid] = b.info(now, self.config.rate_limit_pressure_half_life_s)
             out = {"providers": providers, "events": {k.value: n for k, n in self.event_counts.items()}}
             if self._peer_checks:
                 out["peer_check_errors"] = self.peer_check_errors
@@ -380,19 +357,9 @@ class FailoverManager:
         with self._lock:
             b = self._breaker(provider_id)
             pending = self._refresh(provider_id, b, now)
-            info = self._info(b, now)
+            info = b.info(now, self.config.rate_limit_pressure_half_life_s)
         self._emit(pending)
         return info
-
-    def _info(self, b: _Breaker, now: float) -> dict[str, Any]:
-        return {
-            "state": b.state.value, "trips": b.trips, "consecutive_failures": b.consecutive_failures,
-            "open_for_s": max(b.open_until - now, 0.0) if b.state is CircuitState.OPEN else 0.0,
-            "cooldown_for_s": max(b.cooldown_until - now, 0.0),
-            "rate_limit_streak": b.rl.streak if now <= b.rl.streak_until else 0,
-            "rate_limit_pressure": b.rl.pressure(now, self.config.rate_limit_pressure_half_life_s),
-            **dict(b.counts),
-        }
 
     # -- shared state --------------------------------------------------------------------------
     @property
@@ -408,6 +375,39 @@ class FailoverManager:
             raise ConfigError("store", "this FailoverManager has no state store; pass store=...")
         return replica.apply_update(update)
 
+    def apply_remote(self, update: BreakerUpdate, wall: float,
+                     is_news: Callable[[BreakerUpdate], bool]) -> RemoteResult:
+        """Move a breaker to another replica's checked ``update`` (``wall``: the store's time now).
+
+        The one way in for remote state (:mod:`pi_builder_middleware._replication` decides what is
+        applied): under the lock ``is_news`` says whether the update is newer than what is known; the
+        breaker takes its transition (or extends its cooldown) and subscribers get the event, which is
+        not shared again.
+        """
+        now = self.clock()
+        event = None
+        with self._lock:
+            b = self._breakers.get(update.provider_id)
+            if b is None:
+                return RemoteResult.UNKNOWN
+            if not is_news(update):
+                return RemoteResult.STALE
+            if update.is_cooldown:
+                kind = EventKind.RATE_LIMITED
+                left = update.remaining(update.cooldown_for_s, wall)
+                changed = left > 0 and b.take_cooldown(now + left)
+                detail = f"cooling down {left:.1f} s (Retry-After)" if changed else None
+            else:
+                kind = update.kind
+                left = update.remaining(update.open_for_s, wall)
+                detail = b.take_transition(update, now, left, wall - update.sent_at)
+            if detail is not None:
+                event = self._event(kind, update.provider_id, now, f"from replica {update.origin}: {detail}", b,
+                                    share=False)
+        if event is not None:
+            self._emit([event])
+        return RemoteResult.APPLIED
+
     def shared_updates(self) -> list[BreakerUpdate]:
         """The latest transition and live cooldown per provider, for a store to resync."""
         replica = self._replica
@@ -421,7 +421,7 @@ class FailoverManager:
             replica.flush()
             replica.store.detach(replica)
 
-    # -- health checks -------------------------------------------------------------------------
+    # -- health checks (the scheduler is :class:`~pi_builder_middleware.probes.HealthChecks`) ------
     def start_health_checks(self, probe: ProbeFn, interval_s: float, timeout_s: float | None = None) -> None:
         """Start an asyncio task that probes every provider each ``interval_s`` seconds.
 
@@ -430,25 +430,15 @@ class FailoverManager:
         False, raises or exceeds ``timeout_s`` (default: ``FailoverConfig.health_check_timeout_s``) counts
         as a failure of that provider; a successful probe of an OPEN provider moves it to HALF_OPEN early.
         """
-        require("interval_s", is_number(interval_s) and interval_s > 0, "a finite number of seconds > 0", interval_s)
-        require("timeout_s", timeout_s is None or (is_number(timeout_s) and timeout_s > 0),
-                "a finite number of seconds > 0, or None", timeout_s)
-        timeout = self._probe_timeout(timeout_s)
-        if self._checker is not None and not self._checker.done():
-            raise ConfigError("health_checks", "already running; call stop_health_checks() first")
-        self._checker = asyncio.get_running_loop().create_task(check_loop(self, probe, interval_s, timeout))
+        self.health_checks.start(probe, interval_s, timeout_s)
 
     async def stop_health_checks(self) -> None:
         """Stop the health-check task (and the probes it is running) and wait for it to end."""
-        task, self._checker = self._checker, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.health_checks.stop()
 
     async def run_health_checks_once(self, probe: ProbeFn, timeout_s: float | None = None) -> None:
         """Probe every provider once, concurrently, each within ``timeout_s`` (default: the config's)."""
-        await probe_all(self, probe, self._probe_timeout(timeout_s))
+        await self.health_checks.run_once(probe, timeout_s)
 
     def provider_ids(self) -> list[str]:
         """Providers with a breaker, in the order they were added."""
@@ -465,71 +455,33 @@ class FailoverManager:
             if b is not None:
                 b.counts[counter] += 1
 
-    def _probe_timeout(self, timeout_s: float | None) -> float:
-        if timeout_s is None:
-            return self.config.health_check_timeout_s
-        if not isinstance(timeout_s, int | float) or isinstance(timeout_s, bool) or not 0 < timeout_s < math.inf:
-            raise ConfigError("timeout_s", f"must be a number of seconds > 0, or None for "
-                                           f"FailoverConfig.health_check_timeout_s (got {timeout_s!r})")
-        return float(timeout_s)
-
     # -- internals -----------------------------------------------------------------------------
     def _known(self, provider_id: str) -> str:
         if provider_id not in self._breakers:
-            raise ConfigError("provider_id", f"unknown provider {provider_id!r}; add it first")
+            raise UnknownProviderError(provider_id)
         return provider_id
 
-    def _breaker(self, provider_id: str) -> _Breaker:
+    def _breaker(self, provider_id: str) -> Breaker:
         try:
             return self._breakers[provider_id]
         except KeyError:
-            raise ConfigError("provider_id", f"unknown provider {provider_id!r}; add it first") from None
+            raise UnknownProviderError(provider_id) from None
 
-    def _reason(self, b: _Breaker, now: float) -> str | None:
-        if b.state is CircuitState.OPEN:
-            return f"circuit open for {b.open_until - now:.1f} s more"
-        if b.state is CircuitState.HALF_OPEN:
-            timeout = self.config.half_open_permit_timeout_s
-            while b.permits and b.permits[0] + timeout <= now:
-                b.permits.popleft()  # a trial whose outcome never came back
-            if len(b.permits) >= self.config.half_open_max_calls:
-                return f"half-open with {len(b.permits)} trial call(s) in flight"
-        if now < b.cooldown_until:
-            return f"rate limited for {b.cooldown_until - now:.1f} s more"
-        return None
+    def _reason(self, b: Breaker, now: float) -> str | None:
+        cfg = self.config
+        return b.reason(now, cfg.half_open_permit_timeout_s, cfg.half_open_max_calls)
 
-    def _refresh(self, provider_id: str, b: _Breaker, now: float) -> list[FailoverEvent]:
-        if b.state is CircuitState.OPEN and now >= b.open_until:
-            b.state = CircuitState.HALF_OPEN
-            b.consecutive_successes = 0
-            b.permits.clear()
+    def _refresh(self, provider_id: str, b: Breaker, now: float) -> list[FailoverEvent]:
+        if b.refresh(now):
             return [self._event(EventKind.HALF_OPEN, provider_id, now, "ejection over; allowing trial calls", b)]
         return []
 
-    def _on_success(self, provider_id: str, b: _Breaker, now: float, probe: bool) -> list[FailoverEvent]:
-        b.consecutive_failures = 0
-        if b.state is CircuitState.CLOSED:
-            self._push_window(b, now, failed=False)
-            return []
-        if b.state is CircuitState.OPEN:
-            if not probe:
-                return []  # a call that started before the trip; says nothing about recovery
-            b.state = CircuitState.HALF_OPEN
-            b.consecutive_successes = 0
-            b.permits.clear()
-            return [self._event(EventKind.HALF_OPEN, provider_id, now, "probe succeeded during ejection", b)]
-        b.consecutive_successes += 1
-        if b.consecutive_successes < self.config.recovery_successes:
-            return []
-        b.state = CircuitState.CLOSED
-        b.closed_at = now
-        b.window.clear()
-        b.window_failures = 0
-        b.permits.clear()
-        return [self._event(EventKind.RECOVERY, provider_id, now,
-                            f"{b.consecutive_successes} successful trial call(s)", b)]
+    def _on_success(self, provider_id: str, b: Breaker, now: float, probe: bool) -> list[FailoverEvent]:
+        cfg = self.config
+        change = b.succeeded(now, probe, cfg.recovery_successes, cfg.window_s)
+        return [] if change is None else [self._event(change[0], provider_id, now, change[1], b)]
 
-    def _on_failure(self, provider_id: str, b: _Breaker, now: float, kind: ErrorKind,
+    def _on_failure(self, provider_id: str, b: Breaker, now: float, kind: ErrorKind,
                     detail: str) -> list[FailoverEvent]:
         b.consecutive_failures += 1
         out = [self._event(EventKind.FAILURE, provider_id, now, f"{kind.value} {detail}".strip(), b)]
@@ -537,12 +489,8 @@ class FailoverManager:
             return out
         if b.state is CircuitState.HALF_OPEN:
             return out + self._trip(provider_id, b, now, f"trial call failed ({kind.value})")
-        self._push_window(b, now, failed=True)
-        try:
-            why = self.policy.should_trip(self._window(provider_id, b), self.config)
-        except Exception as exc:  # a policy plugin must not fail the request: no verdict, no trip
-            self.callback_failures.failed("failover_policy", exc)
-            why = None
+        b.push(now, True, now - self.config.window_s)
+        why = trip_verdict(self.policy, b.view(provider_id), self.config, self.callback_failures)
         if why:
             blocked = self._cap_blocks(provider_id)
             if blocked is None:
@@ -553,26 +501,10 @@ class FailoverManager:
                                        b))
         return out
 
-    def _window(self, provider_id: str, b: _Breaker) -> BreakerWindow:
-        return BreakerWindow(provider_id, b.consecutive_failures, len(b.window), b.window_failures, b.trips)
-
-    def _peers(self, provider_id: str) -> Iterable[tuple[str, _Breaker]]:
-        group = self._groups.get(provider_id)
-        return ((pid, b) for pid, b in self._breakers.items() if self._groups.get(pid) == group)
-
     def _cap_blocks(self, provider_id: str) -> str | None:
-        """Why ejecting this CLOSED provider would exceed ``max_ejection_percent`` (None: it may go)."""
-        pct = self.max_ejection_percent
-        if pct is None:
-            return None
-        size = out = 0
-        for _pid, other in self._peers(provider_id):
-            size += 1
-            out += other.state is not CircuitState.CLOSED
-        allowed = max(1, math.floor(size * pct / 100.0 + 1e-9))  # Envoy: one may always be ejected
-        if out + 1 <= allowed:
-            return None
-        return f"max_ejection_percent {pct:g} % allows {allowed} of {size} out, {out} already are"
+        group = self._groups.get(provider_id)
+        return cap_blocks(self.max_ejection_percent,
+                          (b.state for pid, b in self._breakers.items() if self._groups.get(pid) == group))
 
     def _peer_check(self, now: float) -> list[FailoverEvent]:
         """Ask the policy about each group's CLOSED providers; eject what it names while the cap allows."""
@@ -580,17 +512,12 @@ class FailoverManager:
         groups: dict[str | None, dict[str, BreakerWindow]] = {}
         for pid, b in self._breakers.items():
             if b.state is CircuitState.CLOSED:
-                self._expire_window(b, cutoff)
-                groups.setdefault(self._groups.get(pid), {})[pid] = self._window(pid, b)
+                b.expire(cutoff)
+                groups.setdefault(self._groups.get(pid), {})[pid] = b.view(pid)
         out: list[FailoverEvent] = []
         for windows in groups.values():
-            try:  # read whole (a generator may raise half-way) and checked before anyone is ejected
-                ejections = list(self.policy.peer_ejections(windows, self.config, now))
-                for ejection in ejections:
-                    if not isinstance(ejection, PeerEjection):
-                        raise TypeError(f"peer_ejections gave {type(ejection).__name__}, not a PeerEjection")
-            except Exception:  # a plugin must not break the request: log, count, carry on
-                _log.exception("failover policy %r raised in peer_ejections; nobody ejected", self.policy.name)
+            ejections = peer_ejections(self.policy, windows, self.config, now)
+            if ejections is None:
                 self.peer_check_errors += 1
                 continue
             for ejection in ejections:
@@ -607,51 +534,19 @@ class FailoverManager:
                                            f"{ejection.reason}; not ejected: {blocked}", target))
         return out
 
-    def _trip(self, provider_id: str, b: _Breaker, now: float, why: str) -> list[FailoverEvent]:
+    def _trip(self, provider_id: str, b: Breaker, now: float, why: str) -> list[FailoverEvent]:
         if b.state is CircuitState.CLOSED and now - b.closed_at > self.config.trip_memory_s:
             b.trips = 0  # long healthy since it last recovered: start again from the base ejection time
         b.trips += 1
         held = not self.config.escalate_when_all_out and all(
             other.state is not CircuitState.CLOSED for pid, other in self._breakers.items() if pid != provider_id)
-        ejection = self._ejection_s(1 if held else b.trips)
-        b.state = CircuitState.OPEN
-        b.open_until = now + ejection
-        b.consecutive_successes = 0
-        b.window.clear()
-        b.window_failures = 0
-        b.permits.clear()
+        ejection = ejection_s(self.policy, 1 if held else b.trips, self.config, self.rng, self.callback_failures)
+        b.open(now + ejection)
         return [self._event(EventKind.BLACKLIST, provider_id, now,
                             f"{why}; ejected for {ejection:.1f} s (trip {b.trips}"
                             f"{', every provider out: base ejection' if held else ''})", b)]
 
-    def _ejection_s(self, trips: int) -> float:
-        """The policy's ejection time; if it raises or gives no finite number >= 0, the configured one (no jitter)."""
-        try:
-            seconds = float(self.policy.ejection_s(trips, self.config, self.rng))
-            if 0.0 <= seconds < math.inf:
-                return seconds
-            raise ValueError(f"ejection_s returned {seconds!r}, not a finite number of seconds >= 0")
-        except Exception as exc:  # NaN would keep the provider out for good, a raise would fail the request
-            self.callback_failures.failed("failover_policy", exc)
-        cfg = self.config
-        try:
-            base = cfg.base_ejection_s * cfg.ejection_multiplier ** (trips - 1)
-        except OverflowError:
-            base = math.inf
-        return min(base, cfg.max_ejection_s)
-
-    def _push_window(self, b: _Breaker, now: float, *, failed: bool) -> None:
-        b.window.append((now, failed))
-        b.window_failures += failed
-        self._expire_window(b, now - self.config.window_s)
-
-    @staticmethod
-    def _expire_window(b: _Breaker, cutoff: float) -> None:
-        while b.window and (b.window[0][0] < cutoff or len(b.window) > 10_000):
-            _, old_failed = b.window.popleft()
-            b.window_failures -= old_failed
-
-    def _event(self, kind: EventKind, provider_id: str, now: float, detail: str, b: _Breaker, *,
+    def _event(self, kind: EventKind, provider_id: str, now: float, detail: str, b: Breaker, *,
                share: bool = True) -> FailoverEvent:
         event = FailoverEvent(kind, provider_id, now, detail, b.state)
         if b.state is not CircuitState.CLOSED or b.cooldown_until > now:

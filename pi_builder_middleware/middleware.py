@@ -20,7 +20,7 @@ from .budget import RetryBudget
 from .config import FailoverConfig, MonitorConfig, RoutingConfig
 from .enums import AllOutMode, CircuitState, ErrorKind, FailoverPreset
 from .errorinfo import extract_retry_after
-from .errors import ConfigError
+from .errors import ConfigError, UnknownProviderError
 from .failover import FailoverManager
 from .hedging import HedgePolicy, Hedger
 from .interfaces import Strategy
@@ -342,7 +342,7 @@ class Middleware:
             breaker = failover["providers"].get(pid)
             try:
                 metrics[pid] = self.monitor.metrics(pid)
-            except ConfigError:  # removed by another thread while exporting
+            except UnknownProviderError:  # removed by another thread while exporting
                 continue
             if breaker is not None:
                 health[pid] = _snapshot(pid, metrics[pid], breaker, now).to_dict()

@@ -21,7 +21,7 @@ from ._validation import in_range, is_number, require
 from ._window import FAIL, OK, OTHER, RATE, VERDICTS, Sample, Window
 from .config import MonitorConfig, RoutingConfig
 from .enums import AlertKind, CircuitState, ErrorKind, HealthStatus
-from .errors import ConfigError
+from .errors import ConfigError, UnknownProviderError
 from .interfaces import Candidate, Verdict
 from .models import MAX_COST, Alert, HealthChange, Outcome, Provider
 
@@ -263,7 +263,7 @@ class HealthMonitor:
             if m is None:
                 try:
                     m = self.metrics(pid)
-                except ConfigError:  # removed by another thread while exporting
+                except UnknownProviderError:  # removed by another thread while exporting
                     continue
             m["status"] = m["status"].value
             providers[pid] = m
@@ -286,7 +286,7 @@ class HealthMonitor:
         try:
             return self._windows[provider_id]
         except KeyError:
-            raise ConfigError("provider_id", f"unknown provider {provider_id!r}; add it first") from None
+            raise UnknownProviderError(provider_id) from None
 
     def _sample_time(self, at: float, now: float) -> float:
         skew = self.config.max_clock_skew_s

@@ -21,7 +21,7 @@ from ._validation import require
 from .config import RoutingConfig
 from .enums import AllOutMode, CircuitState, EventKind
 from .errorinfo import error_text
-from .errors import ConfigError, NoProviderAvailableError
+from .errors import ConfigError, NoProviderAvailableError, UnknownProviderError
 from .failover import FailoverManager
 from .interfaces import Candidate, HealthScorer, Strategy, StrategyContext
 from .models import FailoverEvent, Provider, RouteRequest, RoutingDecision
@@ -159,11 +159,11 @@ class ProviderRouter:
         return dict(self._providers)
 
     def provider(self, provider_id: str) -> Provider:
-        """One provider by id; ConfigError if unknown."""
+        """One provider by id; :class:`UnknownProviderError` (a ConfigError) if unknown."""
         try:
             return self._providers[provider_id]
         except KeyError:
-            raise ConfigError("provider_id", f"unknown provider {provider_id!r}; add it first") from None
+            raise UnknownProviderError(provider_id) from None
 
     # -- load ----------------------------------------------------------------------------------
     def begin(self, provider_id: str) -> None:
@@ -309,7 +309,7 @@ class ProviderRouter:
         for index, cand in enumerate(held):
             try:
                 at = self.failover.available_at(cand.provider.id)
-            except ConfigError:  # removed by another thread meanwhile
+            except UnknownProviderError:  # removed by another thread meanwhile
                 continue
             key = (at, cand.provider.priority, index)
             if soonest is None or key[:2] < soonest[:2]:
@@ -321,7 +321,7 @@ class ProviderRouter:
         if reserve:
             try:
                 self.failover.admit_early(pid)
-            except ConfigError:
+            except UnknownProviderError:
                 raise NoProviderAvailableError(excluded) from None
         note = (f"every candidate is out; sending to {pid}, the soonest back "
                 f"(in {max(at - now, 0.0):.1f} s), instead of failing")
@@ -332,13 +332,13 @@ class ProviderRouter:
         return decision
 
     def _refresh(self, provider_id: str, now: float) -> None:
-        with contextlib.suppress(ConfigError):  # removed by another thread meanwhile
+        with contextlib.suppress(UnknownProviderError):  # removed by another thread meanwhile
             self.monitor.refresh(provider_id, now)
 
     def _acquire(self, provider_id: str) -> bool:
         try:
             return self.failover.acquire(provider_id)
-        except ConfigError:  # removed by another thread since it was ranked
+        except UnknownProviderError:  # removed by another thread since it was ranked
             return False
 
     def _filter(self, request: RouteRequest, now: float
@@ -386,7 +386,7 @@ class ProviderRouter:
             if suspect:
                 try:
                     why = self.failover.unavailable_reason(pid, now)
-                except ConfigError:  # removed by another thread after the copy was taken
+                except UnknownProviderError:  # removed by another thread after the copy was taken
                     continue
                 if why is not None:
                     excluded[pid] = why
