@@ -58,7 +58,7 @@ class FailoverManager:
     """Per-provider circuit breakers, rate-limit cooldowns, an event log and optional health checks.
 
     ``policy`` decides trips and ejection times; without one, the policy named in the config is
-    looked up through the plugin hooks. ``subscribe`` receives every :class:`FailoverEvent` (the
+    looked up among the built-in ones (the Middleware passes the one its plugins registered). ``subscribe`` receives every :class:`FailoverEvent` (the
     Middleware uses it to keep the monitor's view of breaker states current); a subscriber that
     raises is counted in :attr:`callback_failures`, never raised into the call that made the event.
     ``store`` shares breaker transitions with other replicas (``replica_id`` names this one; default:

@@ -18,7 +18,7 @@ from typing import Any
 from ._clock import Clock, monotonic_clock
 from ._registries import Registries, build_registries
 from ._validation import require
-from .config import RoutingConfig
+from .config import FailoverConfig, RoutingConfig
 from .enums import AllOutMode, CircuitState, EventKind
 from .errorinfo import error_text
 from .errors import ConfigError, NoProviderAvailableError, UnknownProviderError
@@ -53,7 +53,7 @@ class ProviderRouter:
     """Chooses a provider per request and keeps a bounded history of decisions.
 
     ``strategy`` and ``health_scorer`` are names looked up in the registries (plugins can add
-    more) or instances. A strategy that raises or returns nonsense (the wrong number of scores, NaN or
+    more; without ``registries``, the built-in ones: no entry point is loaded) or instances. A strategy that raises or returns nonsense (the wrong number of scores, NaN or
     infinite ones) is logged and counted in :attr:`plugin_failures`, and the request is ranked by the
     health scorer instead (by the given order if that fails too). ``budget`` times third-party
     strategies (and built-ins using a third-party health scorer): see :class:`PluginBudget`.
@@ -83,7 +83,10 @@ class ProviderRouter:
         self.clock: Clock = clock or monotonic_clock
         self.monitor = monitor or HealthMonitor(clock=self.clock, routing=config)
         self.config = config or self.monitor.routing
-        self.failover = failover or FailoverManager(clock=self.clock)
+        if failover is None:
+            default = FailoverConfig.coerce(None)
+            failover = FailoverManager(default, clock=self.clock, policy=self.registries.policies.get(default.policy))
+        self.failover = failover
         self.strategy = self._resolve_strategy(strategy)
         if not isinstance(health_scorer, str | HealthScorer):
             raise ConfigError("health_scorer", f"expected a scorer name or HealthScorer, got {health_scorer!r}")
