@@ -7,6 +7,7 @@ every call here; this module only says what each transition does to the fields, 
 
 from __future__ import annotations
 
+import enum
 from collections import Counter, deque
 from typing import Any
 
@@ -15,9 +16,17 @@ from .enums import CircuitState, EventKind
 from .interfaces import BreakerWindow
 from .state import BreakerUpdate
 
-__all__ = ["Breaker"]
+__all__ = ["Blocked", "Breaker"]
 
 _MAX_WINDOW = 10_000
+
+
+class Blocked(enum.Enum):
+    """Why a breaker lets no call through now (:meth:`Breaker.blocked`); None means it does."""
+
+    OPEN = "open"  # ejected until open_until
+    TRIALS_TAKEN = "trials_taken"  # half-open, every trial permit in flight
+    COOLING_DOWN = "cooling_down"  # a 429 cooldown until cooldown_until
 
 
 class Breaker:
@@ -94,19 +103,28 @@ class Breaker:
             self.window_failures -= old_failed
 
     # -- what may pass -------------------------------------------------------------------------
-    def reason(self, now: float, permit_timeout_s: float, max_permits: int) -> str | None:
-        """None if a call may be sent now, else why not (expired trial permits are dropped here)."""
-        if self.state is CircuitState.OPEN:
-            return f"circuit open for {self.open_until - now:.1f} s more"
-        if self.state is CircuitState.HALF_OPEN:
+    def blocked(self, now: float, permit_timeout_s: float, max_permits: int) -> Blocked | None:
+        """Why no call may be sent now, or None (trial permits whose outcome never came back are dropped here)."""
+        state = self.state
+        if state is CircuitState.OPEN:
+            return Blocked.OPEN
+        if state is CircuitState.HALF_OPEN:
             permits = self.permits
             while permits and permits[0] + permit_timeout_s <= now:
                 permits.popleft()  # a trial whose outcome never came back
             if len(permits) >= max_permits:
-                return f"half-open with {len(permits)} trial call(s) in flight"
+                return Blocked.TRIALS_TAKEN
         if now < self.cooldown_until:
-            return f"rate limited for {self.cooldown_until - now:.1f} s more"
+            return Blocked.COOLING_DOWN
         return None
+
+    def describe(self, blocked: Blocked, now: float) -> str:
+        """``blocked`` in words, with the time left."""
+        if blocked is Blocked.OPEN:
+            return f"circuit open for {self.open_until - now:.1f} s more"
+        if blocked is Blocked.TRIALS_TAKEN:
+            return f"half-open with {len(self.permits)} trial call(s) in flight"
+        return f"rate limited for {self.cooldown_until - now:.1f} s more"
 
     # -- another replica's update --------------------------------------------------------------
     def take_cooldown(self, until: float) -> bool:

@@ -28,7 +28,7 @@ def build_registries(host: PluginHost | None = None) -> Registries:
     """
     host = host or PluginHost(get_plugin_manager(load_entrypoints=False))
     out = Registries(StrategyRegistry(), HealthScorerRegistry(), FailoverPolicyRegistry())
-    host.notify("pbm_register_strategies", registry=out.strategies)
-    host.notify("pbm_register_health_scorers", registry=out.scorers)
-    host.notify("pbm_register_failover_policies", registry=out.policies)
+    host.register_strategies(out.strategies)
+    host.register_health_scorers(out.scorers)
+    host.register_failover_policies(out.policies)
     return out

@@ -25,7 +25,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
-from ._breaker import Breaker
+from ._breaker import Blocked, Breaker
 from ._clock import Clock, monotonic_clock
 from ._ejection import cap_blocks, ejection_s, has_peer_checks, peer_ejections, trip_verdict
 from ._guard import CallbackFailures
@@ -58,11 +58,12 @@ class FailoverManager:
     """Per-provider circuit breakers, rate-limit cooldowns, an event log and optional health checks.
 
     ``policy`` decides trips and ejection times; without one, the policy named in the config is
-    looked up among the built-in ones (the Middleware passes the one its plugins registered). ``subscribe`` receives every :class:`FailoverEvent` (the
-    Middleware uses it to keep the monitor's view of breaker states current); a subscriber that
-    raises is counted in :attr:`callback_failures`, never raised into the call that made the event.
-    ``store`` shares breaker transitions with other replicas (``replica_id`` names this one; default:
-    pid and a random suffix); :meth:`close` detaches from it.
+    looked up among the built-in ones (the Middleware passes the one its plugins registered).
+    ``subscribe`` receives every :class:`FailoverEvent` (the Middleware uses it to keep the monitor's
+    view of breaker states current); a subscriber that raises is counted in :attr:`callback_failures`,
+    never raised into the call that made the event. ``store`` shares breaker transitions with other
+    replicas (``replica_id`` names this one; default: pid and a random suffix); :meth:`close` detaches
+    from it.
     """
 
     def __init__(
@@ -157,7 +158,8 @@ class FailoverManager:
         with self._lock:
             b = self._breaker(provider_id)
             pending = self._refresh(provider_id, b, now)
-            reason = self._reason(b, now)
+            blocked = self._blocked(b, now)
+            reason = None if blocked is None else b.describe(blocked, now)
         self._emit(pending)
         return reason
 
@@ -172,7 +174,7 @@ class FailoverManager:
             b = self._breaker(provider_id)
             pending = self._refresh(provider_id, b, now)
             at = b.open_until if b.state is CircuitState.OPEN else now
-            if self._reason(b, now) is not None and b.state is CircuitState.HALF_OPEN and b.permits:
+            if self._blocked(b, now) is not None and b.state is CircuitState.HALF_OPEN and b.permits:
                 at = b.permits[0] + self.config.half_open_permit_timeout_s
             at = max(at, b.cooldown_until)
         self._emit(pending)
@@ -187,7 +189,7 @@ class FailoverManager:
         with self._lock:
             b = self._breaker(provider_id)
             pending = self._refresh(provider_id, b, now)
-            ok = self._reason(b, now) is None
+            ok = self._blocked(b, now) is None
             if ok and b.state is CircuitState.HALF_OPEN:
                 b.permits.append(now)
         self._emit(pending)
@@ -467,9 +469,9 @@ class FailoverManager:
         except KeyError:
             raise UnknownProviderError(provider_id) from None
 
-    def _reason(self, b: Breaker, now: float) -> str | None:
+    def _blocked(self, b: Breaker, now: float) -> Blocked | None:
         cfg = self.config
-        return b.reason(now, cfg.half_open_permit_timeout_s, cfg.half_open_max_calls)
+        return b.blocked(now, cfg.half_open_permit_timeout_s, cfg.half_open_max_calls)
 
     def _refresh(self, provider_id: str, b: Breaker, now: float) -> list[FailoverEvent]:
         if b.refresh(now):

@@ -53,7 +53,8 @@ class ProviderRouter:
     """Chooses a provider per request and keeps a bounded history of decisions.
 
     ``strategy`` and ``health_scorer`` are names looked up in the registries (plugins can add
-    more; without ``registries``, the built-in ones: no entry point is loaded) or instances. A strategy that raises or returns nonsense (the wrong number of scores, NaN or
+    more; without ``registries``, the built-in ones: no entry point is loaded) or instances.
+    A strategy that raises or returns nonsense (the wrong number of scores, NaN or
     infinite ones) is logged and counted in :attr:`plugin_failures`, and the request is ranked by the
     health scorer instead (by the given order if that fails too). ``budget`` times third-party
     strategies (and built-ins using a third-party health scorer): see :class:`PluginBudget`.
