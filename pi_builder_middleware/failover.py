@@ -27,14 +27,14 @@ from typing import Any
 
 from ._breaker import Blocked, Breaker
 from ._clock import Clock, monotonic_clock
-from ._ejection import cap_blocks, ejection_s, has_peer_checks, peer_ejections, trip_verdict
+from ._ejection import Ejector
 from ._guard import CallbackFailures
 from ._replication import RemoteResult, Replicator
 from ._validation import is_number, require
 from .config import FailoverConfig
 from .enums import CircuitState, ErrorKind, EventKind, FailoverPreset
 from .errors import ConfigError, UnknownProviderError
-from .interfaces import BreakerWindow, FailoverPolicy
+from .interfaces import FailoverPolicy
 from .models import FailoverEvent
 from .probes import HealthChecks, ProbeFn
 from .state import BreakerUpdate, StateStore
@@ -82,12 +82,6 @@ class FailoverManager:
             from ._registries import build_registries
 
             policy = build_registries().policies.get(self.config.policy)
-        self.policy = policy
-        pct = self.config.max_ejection_percent
-        self.max_ejection_percent = pct if pct is not None else policy.default_max_ejection_percent
-        self._peer_checks = has_peer_checks(policy)
-        self._next_peer_check = float("-inf")
-        self.peer_check_errors = 0  # peer_ejections calls that raised
         self.clock: Clock = clock or monotonic_clock
         self.rng = rng or random.Random()
         self._classify = classify or (lambda _e, _p: ErrorKind.UNKNOWN)
@@ -98,6 +92,8 @@ class FailoverManager:
         self.event_counts: Counter[EventKind] = Counter()
         self._subscribers: list[Callable[[FailoverEvent], None]] = []
         self.callback_failures = CallbackFailures(_log)
+        self._ejector = Ejector(self.config, policy, self.rng, self.callback_failures, self._breakers, self._groups,
+                                self._event)
         #: Providers that may be out (breaker not CLOSED, or cooling down): every other provider may
         #: be called, so the router asks :meth:`unavailable_reason` only about these. Entries are
         #: added with each state-changing event and dropped by :meth:`settle` once back in service.
@@ -107,6 +103,29 @@ class FailoverManager:
         if store is not None:
             self._replica = Replicator(self, store, replica_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
             store.attach(self._replica)
+
+    @property
+    def policy(self) -> FailoverPolicy:
+        """The failover policy deciding trips and ejection times."""
+        return self._ejector.policy
+
+    @policy.setter
+    def policy(self, policy: FailoverPolicy) -> None:
+        self._ejector.policy = policy
+
+    @property
+    def max_ejection_percent(self) -> float | None:
+        """The ejection cap in use: ``FailoverConfig.max_ejection_percent``, else the policy's default."""
+        return self._ejector.max_ejection_percent
+
+    @property
+    def peer_check_errors(self) -> int:
+        """``peer_ejections`` calls that raised (or gave something that is no PeerEjection)."""
+        return self._ejector.peer_check_errors
+
+    @property
+    def _peer_checks(self) -> bool:
+        return self._ejector.peer_checks
 
     # -- providers -----------------------------------------------------------------------------
     def add_provider(self, provider_id: str, *, group: str | None = None) -> None:
@@ -253,6 +272,7 @@ class FailoverManager:
         """:meth:`record` with arguments already checked (the Middleware checks them once)."""
         now = self.clock()
         cfg = self.config
+        ejector = self._ejector
         with self._lock:
             b = self._breaker(provider_id)
             pending = self._refresh(provider_id, b, now)
@@ -281,12 +301,10 @@ class FailoverManager:
                     pending.append(self._event(EventKind.CONFIG_ERROR, provider_id, now,
                                                f"{kind.value}: {detail}".rstrip(": "), b))
                 elif kind.is_health_failure:
-                    pending += self._on_failure(provider_id, b, now, kind, detail)
+                    pending += ejector.on_failure(provider_id, b, now, kind, detail)
+            if ejector.peer_checks and now >= ejector.next_peer_check:
+                pending += ejector.peer_check(now)
             state = b.state
-            if self._peer_checks and now >= self._next_peer_check:
-                self._next_peer_check = now + cfg.outlier.interval_s
-                pending += self._peer_check(now)
-                state = b.state
         self._emit(pending)
         return state
 
@@ -335,8 +353,8 @@ class FailoverManager:
                 pending += self._refresh(pid, b, now)
                 providers[pid] = b.info(now, self.config.rate_limit_pressure_half_life_s)
             out = {"providers": providers, "events": {k.value: n for k, n in self.event_counts.items()}}
-            if self._peer_checks:
-                out["peer_check_errors"] = self.peer_check_errors
+            if self._ejector.peer_checks:
+                out["peer_check_errors"] = self._ejector.peer_check_errors
         self._emit(pending)  # a transition made here must reach subscribers: _refresh will not repeat it
         replica = self._replica
         if replica is not None:
@@ -482,71 +500,6 @@ class FailoverManager:
         cfg = self.config
         change = b.succeeded(now, probe, cfg.recovery_successes, cfg.window_s)
         return [] if change is None else [self._event(change[0], provider_id, now, change[1], b)]
-
-    def _on_failure(self, provider_id: str, b: Breaker, now: float, kind: ErrorKind,
-                    detail: str) -> list[FailoverEvent]:
-        b.consecutive_failures += 1
-        out = [self._event(EventKind.FAILURE, provider_id, now, f"{kind.value} {detail}".strip(), b)]
-        if b.state is CircuitState.OPEN:
-            return out
-        if b.state is CircuitState.HALF_OPEN:
-            return out + self._trip(provider_id, b, now, f"trial call failed ({kind.value})")
-        b.push(now, True, now - self.config.window_s)
-        why = trip_verdict(self.policy, b.view(provider_id), self.config, self.callback_failures)
-        if why:
-            blocked = self._cap_blocks(provider_id)
-            if blocked is None:
-                out += self._trip(provider_id, b, now, why)
-            else:
-                b.counts["ejections_capped"] += 1
-                out.append(self._event(EventKind.EJECTION_CAPPED, provider_id, now, f"{why}; not ejected: {blocked}",
-                                       b))
-        return out
-
-    def _cap_blocks(self, provider_id: str) -> str | None:
-        group = self._groups.get(provider_id)
-        return cap_blocks(self.max_ejection_percent,
-                          (b.state for pid, b in self._breakers.items() if self._groups.get(pid) == group))
-
-    def _peer_check(self, now: float) -> list[FailoverEvent]:
-        """Ask the policy about each group's CLOSED providers; eject what it names while the cap allows."""
-        cutoff = now - self.config.window_s
-        groups: dict[str | None, dict[str, BreakerWindow]] = {}
-        for pid, b in self._breakers.items():
-            if b.state is CircuitState.CLOSED:
-                b.expire(cutoff)
-                groups.setdefault(self._groups.get(pid), {})[pid] = b.view(pid)
-        out: list[FailoverEvent] = []
-        for windows in groups.values():
-            ejections = peer_ejections(self.policy, windows, self.config, now)
-            if ejections is None:
-                self.peer_check_errors += 1
-                continue
-            for ejection in ejections:
-                target = self._breakers.get(ejection.provider_id)
-                if target is None or ejection.provider_id not in windows or target.state is not CircuitState.CLOSED:
-                    continue  # not a CLOSED member of this group (maybe ejected a moment ago)
-                blocked = self._cap_blocks(ejection.provider_id)
-                if blocked is None:
-                    target.counts["peer_ejections"] += 1
-                    out += self._trip(ejection.provider_id, target, now, ejection.reason)
-                else:
-                    target.counts["ejections_capped"] += 1
-                    out.append(self._event(EventKind.EJECTION_CAPPED, ejection.provider_id, now,
-                                           f"{ejection.reason}; not ejected: {blocked}", target))
-        return out
-
-    def _trip(self, provider_id: str, b: Breaker, now: float, why: str) -> list[FailoverEvent]:
-        if b.state is CircuitState.CLOSED and now - b.closed_at > self.config.trip_memory_s:
-            b.trips = 0  # long healthy since it last recovered: start again from the base ejection time
-        b.trips += 1
-        held = not self.config.escalate_when_all_out and all(
-            other.state is not CircuitState.CLOSED for pid, other in self._breakers.items() if pid != provider_id)
-        ejection = ejection_s(self.policy, 1 if held else b.trips, self.config, self.rng, self.callback_failures)
-        b.open(now + ejection)
-        return [self._event(EventKind.BLACKLIST, provider_id, now,
-                            f"{why}; ejected for {ejection:.1f} s (trip {b.trips}"
-                            f"{', every provider out: base ejection' if held else ''})", b)]
 
     def _event(self, kind: EventKind, provider_id: str, now: float, detail: str, b: Breaker, *,
                share: bool = True) -> FailoverEvent:
