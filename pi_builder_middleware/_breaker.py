@@ -127,15 +127,19 @@ class Breaker:
         return f"rate limited for {self.cooldown_until - now:.1f} s more"
 
     # -- another replica's update --------------------------------------------------------------
-    def take_cooldown(self, until: float) -> bool:
-        """Cool down until ``until`` if that is later than now planned (never shortened); True if it changed."""
-        if until <= self.cooldown_until:
-            return False
-        self.cooldown_until = until
-        self.rl.held(until)  # maybe another replica's Retry-After: a success here must not lift it
-        return True
+    def take_update(self, u: BreakerUpdate, now: float, wall: float) -> tuple[EventKind, str] | None:
+        """Take another replica's update (``wall``: the store's time now); the event it makes, or None."""
+        if u.is_cooldown:
+            left = u.remaining(u.cooldown_for_s, wall)
+            if left <= 0 or now + left <= self.cooldown_until:
+                return None  # already cooling down at least that long (a cooldown is never shortened)
+            self.cooldown_until = now + left
+            self.rl.held(self.cooldown_until)  # maybe another replica's Retry-After: a success here must not lift it
+            return EventKind.RATE_LIMITED, f"cooling down {left:.1f} s (Retry-After)"
+        detail = self._take_transition(u, now, u.remaining(u.open_for_s, wall), wall - u.sent_at)
+        return None if detail is None else (u.kind, detail)
 
-    def take_transition(self, u: BreakerUpdate, now: float, left: float, sent_ago: float) -> str | None:
+    def _take_transition(self, u: BreakerUpdate, now: float, left: float, sent_ago: float) -> str | None:
         """Move to the state of another replica's transition ``u``; the event's detail, or None if nothing changed.
 
         ``left``: what remains of its ejection; ``sent_ago``: seconds since it was sent. Cooldowns travel

@@ -21,13 +21,13 @@ import os
 import random
 import threading
 import uuid
-from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
 from ._breaker import Blocked, Breaker
 from ._clock import Clock, monotonic_clock
 from ._ejection import Ejector
+from ._events import EventLog
 from ._guard import CallbackFailures
 from ._replication import RemoteResult, Replicator
 from ._validation import is_number, require
@@ -88,21 +88,19 @@ class FailoverManager:
         self._breakers: dict[str, Breaker] = {}
         self._groups: dict[str, str | None] = {}  # provider id -> its group (peers for outliers and the cap)
         self._lock = threading.Lock()
-        self.events: deque[FailoverEvent] = deque(maxlen=self.config.max_events)
-        self.event_counts: Counter[EventKind] = Counter()
-        self._subscribers: list[Callable[[FailoverEvent], None]] = []
         self.callback_failures = CallbackFailures(_log)
-        self._ejector = Ejector(self.config, policy, self.rng, self.callback_failures, self._breakers, self._groups,
-                                self._event)
+        self._log = log = EventLog(self.config.max_events, self.callback_failures)
+        self.events, self.event_counts = log.events, log.counts
         #: Providers that may be out (breaker not CLOSED, or cooling down): every other provider may
         #: be called, so the router asks :meth:`unavailable_reason` only about these. Entries are
         #: added with each state-changing event and dropped by :meth:`settle` once back in service.
-        self.suspects: dict[str, None] = {}
+        self.suspects = log.suspects
+        self._ejector = Ejector(self.config, policy, self.rng, self.callback_failures, self._breakers, self._groups,
+                                log.add)
         self.health_checks = HealthChecks(self)
-        self._replica: Replicator | None = None
         if store is not None:
-            self._replica = Replicator(self, store, replica_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
-            store.attach(self._replica)
+            log.replica = Replicator(self, store, replica_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            store.attach(log.replica)
 
     @property
     def policy(self) -> FailoverPolicy:
@@ -127,6 +125,10 @@ class FailoverManager:
     def _peer_checks(self) -> bool:
         return self._ejector.peer_checks
 
+    @property
+    def _replica(self) -> Replicator | None:
+        return self._log.replica
+
     # -- providers -----------------------------------------------------------------------------
     def add_provider(self, provider_id: str, *, group: str | None = None) -> None:
         """Start a breaker (CLOSED) for ``provider_id``.
@@ -137,7 +139,7 @@ class FailoverManager:
         with self._lock:
             self._breakers.setdefault(provider_id, Breaker())
             self._groups[provider_id] = group
-        replica = self._replica
+        replica = self._log.replica
         if replica is not None:
             replica.adopt_cached(provider_id)
 
@@ -147,14 +149,13 @@ class FailoverManager:
             self._breakers.pop(provider_id, None)
             self._groups.pop(provider_id, None)
             self.suspects.pop(provider_id, None)
-        replica = self._replica
+        replica = self._log.replica
         if replica is not None:
             replica.forget(provider_id)
 
     def subscribe(self, callback: Callable[[FailoverEvent], None]) -> Callable[[], None]:
         """Call ``callback`` for every event; returns a function that unsubscribes."""
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback)
+        return self._log.subscribe(callback)
 
     # -- hot path ------------------------------------------------------------------------------
     def state(self, provider_id: str) -> CircuitState:
@@ -164,7 +165,7 @@ class FailoverManager:
             b = self._breaker(provider_id)
             pending = self._refresh(provider_id, b, now)
             state = b.state
-        self._emit(pending)
+        self._log.emit(pending)
         return state
 
     def unavailable_reason(self, provider_id: str, now: float | None = None) -> str | None:
@@ -179,7 +180,7 @@ class FailoverManager:
             pending = self._refresh(provider_id, b, now)
             blocked = self._blocked(b, now)
             reason = None if blocked is None else b.describe(blocked, now)
-        self._emit(pending)
+        self._log.emit(pending)
         return reason
 
     def available_at(self, provider_id: str) -> float:
@@ -196,7 +197,7 @@ class FailoverManager:
             if self._blocked(b, now) is not None and b.state is CircuitState.HALF_OPEN and b.permits:
                 at = b.permits[0] + self.config.half_open_permit_timeout_s
             at = max(at, b.cooldown_until)
-        self._emit(pending)
+        self._log.emit(pending)
         return at
 
     def acquire(self, provider_id: str) -> bool:
@@ -211,7 +212,7 @@ class FailoverManager:
             ok = self._blocked(b, now) is None
             if ok and b.state is CircuitState.HALF_OPEN:
                 b.permits.append(now)
-        self._emit(pending)
+        self._log.emit(pending)
         return ok
 
     def settle(self, provider_id: str) -> None:
@@ -237,11 +238,11 @@ class FailoverManager:
             b.counts["admitted_early"] += 1
             if b.state is CircuitState.OPEN:
                 b.half_open()
-                pending.append(self._event(EventKind.HALF_OPEN, provider_id, now,
+                pending.append(self._log.add(EventKind.HALF_OPEN, provider_id, now,
                                            "every provider out: trial call ahead of schedule", b))
             if b.state is CircuitState.HALF_OPEN:
                 b.permits.append(now)
-        self._emit(pending)
+        self._log.emit(pending)
 
     def release(self, provider_id: str) -> None:
         """Give back a half-open trial permit whose call never produced an outcome (e.g. cancelled).
@@ -289,23 +290,23 @@ class FailoverManager:
                 kind = kind or ErrorKind.UNKNOWN
                 b.counts[kind.value] += 1
                 if probe:
-                    pending.append(self._event(EventKind.PROBE, provider_id, now, f"probe failed: {detail}", b))
+                    pending.append(self._log.add(EventKind.PROBE, provider_id, now, f"probe failed: {detail}", b))
                 if kind is ErrorKind.RATE_LIMITED:
                     b.cooldown_until, wait, why = b.rl.on_rate_limited(now, b.cooldown_until, retry_after_s, cfg)
                     # Only the provider's own Retry-After travels to other replicas: a backoff is this
                     # replica's guess, and shared it could not be lifted by a success seen elsewhere.
-                    pending.append(self._event(EventKind.RATE_LIMITED, provider_id, now,
+                    pending.append(self._log.add(EventKind.RATE_LIMITED, provider_id, now,
                                                f"cooling down {wait:.2f} s ({why})", b,
                                                share=retry_after_s is not None))
                 elif kind.is_config_problem:
-                    pending.append(self._event(EventKind.CONFIG_ERROR, provider_id, now,
+                    pending.append(self._log.add(EventKind.CONFIG_ERROR, provider_id, now,
                                                f"{kind.value}: {detail}".rstrip(": "), b))
                 elif kind.is_health_failure:
                     pending += ejector.on_failure(provider_id, b, now, kind, detail)
             if ejector.peer_checks and now >= ejector.next_peer_check:
                 pending += ejector.peer_check(now)
             state = b.state
-        self._emit(pending)
+        self._log.emit(pending)
         return state
 
     def rate_limit_pressure(self, provider_id: str, now: float | None = None) -> float:
@@ -327,8 +328,8 @@ class FailoverManager:
             if b is None:  # removed while its attempt ran
                 return
             b.counts["switched_away"] += 1
-            event = self._event(EventKind.SWITCH, from_id, now, f"-> {to_id}: {why}", b)
-        self._emit([event])
+            event = self._log.add(EventKind.SWITCH, from_id, now, f"-> {to_id}: {why}", b)
+        self._log.emit([event])
 
     # -- management ----------------------------------------------------------------------------
     def reset(self, provider_id: str | None = None) -> None:
@@ -340,8 +341,8 @@ class FailoverManager:
             for pid in ids:
                 self._breaker(pid)
                 self._breakers[pid] = fresh = Breaker()
-                pending.append(self._event(EventKind.RESET, pid, now, "breaker reset", fresh))
-        self._emit(pending)
+                pending.append(self._log.add(EventKind.RESET, pid, now, "breaker reset", fresh))
+        self._log.emit(pending)
 
     def stats(self) -> dict[str, Any]:
         """Counts per provider and event kind, and current states."""
@@ -355,8 +356,8 @@ class FailoverManager:
             out = {"providers": providers, "events": {k.value: n for k, n in self.event_counts.items()}}
             if self._ejector.peer_checks:
                 out["peer_check_errors"] = self._ejector.peer_check_errors
-        self._emit(pending)  # a transition made here must reach subscribers: _refresh will not repeat it
-        replica = self._replica
+        self._log.emit(pending)  # a transition made here must reach subscribers: _refresh will not repeat it
+        replica = self._log.replica
         if replica is not None:
             out["store"] = replica.stats()
         return out
@@ -378,19 +379,19 @@ class FailoverManager:
             b = self._breaker(provider_id)
             pending = self._refresh(provider_id, b, now)
             info = b.info(now, self.config.rate_limit_pressure_half_life_s)
-        self._emit(pending)
+        self._log.emit(pending)
         return info
 
     # -- shared state --------------------------------------------------------------------------
     @property
     def replica_id(self) -> str | None:
         """This replica's id in the shared store (None without a store)."""
-        replica = self._replica
+        replica = self._log.replica
         return replica.replica_id if replica is not None else None
 
     def apply_update(self, update: BreakerUpdate) -> bool:
         """Apply another replica's breaker update (stores call this); True if it was news."""
-        replica = self._replica
+        replica = self._log.replica
         if replica is None:
             raise ConfigError("store", "this FailoverManager has no state store; pass store=...")
         return replica.apply_update(update)
@@ -405,38 +406,30 @@ class FailoverManager:
         not shared again.
         """
         now = self.clock()
-        event = None
         with self._lock:
             b = self._breakers.get(update.provider_id)
             if b is None:
                 return RemoteResult.UNKNOWN
             if not is_news(update):
                 return RemoteResult.STALE
-            if update.is_cooldown:
-                kind = EventKind.RATE_LIMITED
-                left = update.remaining(update.cooldown_for_s, wall)
-                changed = left > 0 and b.take_cooldown(now + left)
-                detail = f"cooling down {left:.1f} s (Retry-After)" if changed else None
-            else:
-                kind = update.kind
-                left = update.remaining(update.open_for_s, wall)
-                detail = b.take_transition(update, now, left, wall - update.sent_at)
-            if detail is not None:
-                event = self._event(kind, update.provider_id, now, f"from replica {update.origin}: {detail}", b,
-                                    share=False)
-        if event is not None:
-            self._emit([event])
+            change = b.take_update(update, now, wall)
+            if change is not None:
+                kind, detail = change
+                event = self._log.add(kind, update.provider_id, now, f"from replica {update.origin}: {detail}", b,
+                                      share=False)
+        if change is not None:
+            self._log.emit([event])
         return RemoteResult.APPLIED
 
     def shared_updates(self) -> list[BreakerUpdate]:
         """The latest transition and live cooldown per provider, for a store to resync."""
-        replica = self._replica
+        replica = self._log.replica
         return replica.shared_updates() if replica is not None else []
 
     def close(self) -> None:
         """Hand over staged updates and detach from the state store (its threads stop with its last replica)."""
         with self._lock:
-            replica, self._replica = self._replica, None
+            replica, self._log.replica = self._log.replica, None
         if replica is not None:
             replica.flush()
             replica.store.detach(replica)
@@ -493,31 +486,10 @@ class FailoverManager:
 
     def _refresh(self, provider_id: str, b: Breaker, now: float) -> list[FailoverEvent]:
         if b.refresh(now):
-            return [self._event(EventKind.HALF_OPEN, provider_id, now, "ejection over; allowing trial calls", b)]
+            return [self._log.add(EventKind.HALF_OPEN, provider_id, now, "ejection over; allowing trial calls", b)]
         return []
 
     def _on_success(self, provider_id: str, b: Breaker, now: float, probe: bool) -> list[FailoverEvent]:
         cfg = self.config
         change = b.succeeded(now, probe, cfg.recovery_successes, cfg.window_s)
-        return [] if change is None else [self._event(change[0], provider_id, now, change[1], b)]
-
-    def _event(self, kind: EventKind, provider_id: str, now: float, detail: str, b: Breaker, *,
-               share: bool = True) -> FailoverEvent:
-        event = FailoverEvent(kind, provider_id, now, detail, b.state)
-        if b.state is not CircuitState.CLOSED or b.cooldown_until > now:
-            self.suspects[provider_id] = None
-        self.events.append(event)
-        self.event_counts[kind] += 1
-        replica = self._replica
-        if share and replica is not None:
-            replica.stage(event, b, now)
-        return event
-
-    def _emit(self, events: list[FailoverEvent]) -> None:
-        replica = self._replica
-        if replica is not None and replica.outbox:  # hand transitions to the store, outside the lock
-            replica.flush()
-        guard = self.callback_failures
-        for event in events:
-            for cb in list(self._subscribers):
-                guard.call("failover_subscriber", cb, event)
+        return [] if change is None else [self._log.add(change[0], provider_id, now, change[1], b)]
