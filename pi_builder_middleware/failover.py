@@ -239,7 +239,7 @@ class FailoverManager:
             if b.state is CircuitState.OPEN:
                 b.half_open()
                 pending.append(self._log.add(EventKind.HALF_OPEN, provider_id, now,
-                                           "every provider out: trial call ahead of schedule", b))
+                                             "every provider out: trial call ahead of schedule", b))
             if b.state is CircuitState.HALF_OPEN:
                 b.permits.append(now)
         self._log.emit(pending)
@@ -296,11 +296,11 @@ class FailoverManager:
                     # Only the provider's own Retry-After travels to other replicas: a backoff is this
                     # replica's guess, and shared it could not be lifted by a success seen elsewhere.
                     pending.append(self._log.add(EventKind.RATE_LIMITED, provider_id, now,
-                                               f"cooling down {wait:.2f} s ({why})", b,
-                                               share=retry_after_s is not None))
+                                                 f"cooling down {wait:.2f} s ({why})", b,
+                                                 share=retry_after_s is not None))
                 elif kind.is_config_problem:
                     pending.append(self._log.add(EventKind.CONFIG_ERROR, provider_id, now,
-                                               f"{kind.value}: {detail}".rstrip(": "), b))
+                                                 f"{kind.value}: {detail}".rstrip(": "), b))
                 elif kind.is_health_failure:
                     pending += ejector.on_failure(provider_id, b, now, kind, detail)
             if ejector.peer_checks and now >= ejector.next_peer_check:
