@@ -64,29 +64,26 @@ class Breaker:
     # -- transitions ---------------------------------------------------------------------------
     def open(self, until: float) -> None:
         """Eject until ``until``: the window and trial permits start again."""
-        self.state = CircuitState.OPEN
+        self._enter(CircuitState.OPEN, clear_window=True)
         self.open_until = until
-        self.consecutive_successes = 0
-        self._clear_window()
-        self.permits.clear()
 
     def half_open(self) -> None:
         """Allow trial calls: none taken yet, no successes counted yet."""
-        self.state = CircuitState.HALF_OPEN
-        self.consecutive_successes = 0
-        self.permits.clear()
+        self._enter(CircuitState.HALF_OPEN, clear_window=False)
 
     def close(self, closed_at: float) -> None:
         """Back in service since ``closed_at`` (trip memory counts from there), with an empty window."""
-        self.state = CircuitState.CLOSED
+        self._enter(CircuitState.CLOSED, clear_window=True)
         self.closed_at = closed_at
-        self.consecutive_successes = 0
-        self._clear_window()
-        self.permits.clear()
 
-    def _clear_window(self) -> None:
-        self.window.clear()
-        self.window_failures = 0
+    def _enter(self, state: CircuitState, *, clear_window: bool) -> None:
+        """The part every transition shares: no successes counted, no trial permits taken."""
+        self.state = state
+        self.consecutive_successes = 0
+        self.permits.clear()
+        if clear_window:
+            self.window.clear()
+            self.window_failures = 0
 
     # -- the sliding window --------------------------------------------------------------------
     def push(self, now: float, failed: bool, cutoff: float) -> None:

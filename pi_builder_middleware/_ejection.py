@@ -99,9 +99,16 @@ class Ejector:
     event function. ``max_ejection_percent``: the config's, else the policy's default.
     """
 
-    def __init__(self, config: FailoverConfig, policy: FailoverPolicy, rng: random.Random,
-                 failures: CallbackFailures, breakers: Mapping[str, Breaker], groups: Mapping[str, str | None],
-                 event: EventFn) -> None:
+    def __init__(
+        self,
+        config: FailoverConfig,
+        policy: FailoverPolicy,
+        rng: random.Random,
+        failures: CallbackFailures,
+        breakers: Mapping[str, Breaker],
+        groups: Mapping[str, str | None],
+        event: EventFn,
+    ) -> None:
         self.config = config
         self.policy = policy
         self.rng = rng
@@ -115,8 +122,7 @@ class Ejector:
         self._groups = groups
         self._event = event
 
-    def on_failure(self, provider_id: str, b: Breaker, now: float, kind: ErrorKind,
-                    detail: str) -> list[FailoverEvent]:
+    def on_failure(self, provider_id: str, b: Breaker, now: float, kind: ErrorKind, detail: str) -> list[FailoverEvent]:
         b.consecutive_failures += 1
         out = [self._event(EventKind.FAILURE, provider_id, now, f"{kind.value} {detail}".strip(), b)]
         if b.state is CircuitState.OPEN:
@@ -131,14 +137,16 @@ class Ejector:
                 out += self.trip(provider_id, b, now, why)
             else:
                 b.counts["ejections_capped"] += 1
-                out.append(self._event(EventKind.EJECTION_CAPPED, provider_id, now, f"{why}; not ejected: {blocked}",
-                                       b))
+                out.append(
+                    self._event(EventKind.EJECTION_CAPPED, provider_id, now, f"{why}; not ejected: {blocked}", b)
+                )
         return out
 
     def _cap_blocks(self, provider_id: str) -> str | None:
         group = self._groups.get(provider_id)
-        return cap_blocks(self.max_ejection_percent,
-                          (b.state for pid, b in self._breakers.items() if self._groups.get(pid) == group))
+        return cap_blocks(
+            self.max_ejection_percent, (b.state for pid, b in self._breakers.items() if self._groups.get(pid) == group)
+        )
 
     def peer_check(self, now: float) -> list[FailoverEvent]:
         """Ask the policy about each group's CLOSED providers; eject what it names while the cap allows."""
@@ -165,8 +173,15 @@ class Ejector:
                     out += self.trip(ejection.provider_id, target, now, ejection.reason)
                 else:
                     target.counts["ejections_capped"] += 1
-                    out.append(self._event(EventKind.EJECTION_CAPPED, ejection.provider_id, now,
-                                           f"{ejection.reason}; not ejected: {blocked}", target))
+                    out.append(
+                        self._event(
+                            EventKind.EJECTION_CAPPED,
+                            ejection.provider_id,
+                            now,
+                            f"{ejection.reason}; not ejected: {blocked}",
+                            target,
+                        )
+                    )
         return out
 
     def trip(self, provider_id: str, b: Breaker, now: float, why: str) -> list[FailoverEvent]:
@@ -174,9 +189,17 @@ class Ejector:
             b.trips = 0  # long healthy since it last recovered: start again from the base ejection time
         b.trips += 1
         held = not self.config.escalate_when_all_out and all(
-            other.state is not CircuitState.CLOSED for pid, other in self._breakers.items() if pid != provider_id)
+            other.state is not CircuitState.CLOSED for pid, other in self._breakers.items() if pid != provider_id
+        )
         ejection = ejection_s(self.policy, 1 if held else b.trips, self.config, self.rng, self.failures)
         b.open(now + ejection)
-        return [self._event(EventKind.BLACKLIST, provider_id, now,
-                            f"{why}; ejected for {ejection:.1f} s (trip {b.trips}"
-                            f"{', every provider out: base ejection' if held else ''})", b)]
+        return [
+            self._event(
+                EventKind.BLACKLIST,
+                provider_id,
+                now,
+                f"{why}; ejected for {ejection:.1f} s (trip {b.trips}"
+                f"{', every provider out: base ejection' if held else ''})",
+                b,
+            )
+        ]

@@ -42,8 +42,9 @@ class EventLog:
         self.subscribers.append(callback)
         return lambda: self.subscribers.remove(callback)
 
-    def add(self, kind: EventKind, provider_id: str, now: float, detail: str, b: Breaker, *,
-            share: bool = True) -> FailoverEvent:
+    def add(
+        self, kind: EventKind, provider_id: str, now: float, detail: str, b: Breaker, *, share: bool = True
+    ) -> FailoverEvent:
         """Make, log and count one event of breaker ``b`` (lock held); ``share`` False: not sent to the store."""
         event = FailoverEvent(kind, provider_id, now, detail, b.state)
         if b.state is not CircuitState.CLOSED or b.cooldown_until > now:
