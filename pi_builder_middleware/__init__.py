@@ -9,7 +9,7 @@ state store in ``pi_builder_middleware.redis_store``; each is imported only when
 from __future__ import annotations
 
 from ._clock import Clock, ManualClock, monotonic_clock
-from .attempts import AttemptTimeoutError, OpenAttempt
+from .attempts import OpenAttempt
 from .budget import RetryBudget
 from .config import (
     AlertThresholds,
@@ -23,12 +23,15 @@ from .enums import AlertKind, AllOutMode, CircuitState, ErrorKind, EventKind, Fa
 from .errorinfo import extract_retry_after, parse_retry_after, status_code_of
 from .errors import (
     AllProvidersFailedError,
+    AttemptTimeoutError,
     ConfigError,
     DeadlineExceededError,
+    FirstChunkTimeoutError,
     NoProviderAvailableError,
     PiBuilderError,
     PluginError,
     StreamInterruptedError,
+    UnknownProviderError,
     chain_exhausted,
 )
 from .failover import FailoverManager, ProbeFn
@@ -96,6 +99,7 @@ __all__ = [
     "FailoverPolicy",
     "FailoverPolicyRegistry",
     "FailoverPreset",
+    "FirstChunkTimeoutError",
     "HealthChange",
     "HealthMonitor",
     "HealthScorer",
@@ -130,6 +134,7 @@ __all__ = [
     "StrategyContext",
     "StrategyRegistry",
     "StreamInterruptedError",
+    "UnknownProviderError",
     "Usage",
     "Verdict",
     "chain_exhausted",

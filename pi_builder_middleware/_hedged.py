@@ -32,6 +32,7 @@ from .attempts import (
     attempt_steps,
     deadline_of,
 )
+from .errors import UnknownProviderError
 from .models import Provider, RouteRequest
 
 if TYPE_CHECKING:
@@ -221,7 +222,7 @@ class _Race(Generic[T]):
             try:
                 if not failover.acquire(pid):
                     continue
-            except Exception:  # removed since the decision was made
+            except UnknownProviderError:  # removed since the decision was made
                 continue
             budget = self.hedger.budget
             if budget is not None and not budget.spend_hedge():

@@ -20,10 +20,15 @@ class Registries:
 
 
 def build_registries(host: PluginHost | None = None) -> Registries:
-    """Ask every plugin to register; a plugin that raises is logged, counted and skipped."""
-    host = host or PluginHost(get_plugin_manager())
+    """Ask every plugin of ``host`` to register; a plugin that raises is logged, counted and skipped.
+
+    Without a host, only the built-in plugins register: nothing is read from installed entry points (a
+    bare :class:`ProviderRouter` or :class:`FailoverManager` has no hidden side effects; the
+    :class:`Middleware` builds the host that loads them).
+    """
+    host = host or PluginHost(get_plugin_manager(load_entrypoints=False))
     out = Registries(StrategyRegistry(), HealthScorerRegistry(), FailoverPolicyRegistry())
-    host.notify("pbm_register_strategies", registry=out.strategies)
-    host.notify("pbm_register_health_scorers", registry=out.scorers)
-    host.notify("pbm_register_failover_policies", registry=out.policies)
+    host.register_strategies(out.strategies)
+    host.register_health_scorers(out.scorers)
+    host.register_failover_policies(out.policies)
     return out

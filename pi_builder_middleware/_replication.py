@@ -15,7 +15,9 @@ provider out here longer than this replica would itself.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import itertools
+import threading
 from collections import Counter, deque
 from typing import TYPE_CHECKING, Any
 
@@ -32,12 +34,21 @@ from .state import (
 )
 
 if TYPE_CHECKING:
-    from .failover import FailoverManager, _Breaker
+    from ._breaker import Breaker
+    from .failover import FailoverManager
 
-__all__ = ["Replicator"]
+__all__ = ["RemoteResult", "Replicator"]
 
 _COOLDOWN_SLACK_S = 0.05  # a cooldown extended by less than this is not re-shared
 _MIN_STEP = 1e-6  # keeps one replica's stamps strictly increasing when the wall clock stalls or steps back
+
+
+class RemoteResult(enum.Enum):
+    """What :meth:`FailoverManager.apply_remote` did with an update."""
+
+    APPLIED = "applied"
+    UNKNOWN = "ignored_unknown"  # no such provider here
+    STALE = "ignored_stale"  # not newer than what this replica knew
 
 
 class Replicator:
@@ -48,20 +59,22 @@ class Replicator:
         self.store = store
         self.replica_id = replica_id
         self.outbox: deque[BreakerUpdate] = deque()  # appended under the manager's lock, drained outside it
-        self.latest = LatestUpdates()  # guarded by the manager's lock
+        self.latest = LatestUpdates()  # guarded by _lock (taken inside the manager's lock, never around it)
+        self._lock = threading.Lock()
         self.counts: Counter[str] = Counter()
         self._seq = itertools.count(1)
         self._last_stamp = float("-inf")
 
     # -- local transitions (called with the manager's lock held) --------------------------------
-    def stage(self, event: FailoverEvent, b: _Breaker, now: float) -> None:
+    def stage(self, event: FailoverEvent, b: Breaker, now: float) -> None:
         """Queue ``event`` for the store if it is a shared kind."""
         if event.kind not in SHARED_EVENT_KINDS:
             return
         # Later than anything this replica has seen for the provider: a transition made after applying
         # a remote one must win over it everywhere, even if the remote replica's clock runs ahead.
         stamp = max(self.store.wall_time(), self._last_stamp + _MIN_STEP)
-        seen = self.latest.breakers.get(event.provider_id)
+        with self._lock:
+            seen = self.latest.breakers.get(event.provider_id)
         if seen is not None and event.kind is not EventKind.RATE_LIMITED:
             stamp = max(stamp, seen.sent_at + _MIN_STEP)
         self._last_stamp = stamp
@@ -75,11 +88,12 @@ class Replicator:
         if update.is_cooldown:
             # Shared only if it outlasts what the others know by more than a little: a burst of 429s from
             # calls that were in flight together would otherwise send one message each.
-            known = self.latest.cooldowns.get(event.provider_id)
+            with self._lock:
+                known = self.latest.cooldowns.get(event.provider_id)
             if update.cooldown_for_s <= 0 or (
                     known is not None and update.cooldown_ends_at <= known.cooldown_ends_at + _COOLDOWN_SLACK_S):
                 return
-        self.latest.merge(update)
+        self._merge(update)
         self.outbox.append(update)
 
     def flush(self) -> None:
@@ -101,29 +115,19 @@ class Replicator:
         if update.origin == self.replica_id:
             self.counts["ignored_echo"] += 1
             return False
-        m = self.manager
-        now = m.clock()
         wall = self.store.wall_time()
         try:
             update.check(wall)
         except MalformedUpdate:
             self.counts["ignored_invalid"] += 1
             return False
-        update = self._clamped(update)
-        with m._lock:
-            b = m._breakers.get(update.provider_id)
-            if b is None:
-                self.counts["ignored_unknown"] += 1
-                return False
-            if not self.latest.merge(update):
-                self.counts["ignored_stale"] += 1
-                return False
-            self.counts["applied"] += 1
-            event = self._cooldown(b, update, now, wall) if update.is_cooldown else self._transition(b, update, now,
-                                                                                                      wall)
-        if event is not None:
-            m._emit([event])
-        return True
+        result = self.manager.apply_remote(self._clamped(update), wall, self._merge)
+        self.counts[result.value] += 1
+        return result is RemoteResult.APPLIED
+
+    def _merge(self, update: BreakerUpdate) -> bool:
+        with self._lock:
+            return self.latest.merge(update)
 
     def _clamped(self, u: BreakerUpdate) -> BreakerUpdate:
         cfg = self.manager.config
@@ -133,60 +137,11 @@ class Replicator:
         return dataclasses.replace(u, open_for_s=min(u.open_for_s, cfg.max_ejection_s),
                                    cooldown_for_s=min(u.cooldown_for_s, cfg.max_rate_limit_cooldown_s))
 
-    def _cooldown(self, b: _Breaker, u: BreakerUpdate, now: float, wall: float) -> FailoverEvent | None:
-        left = u.remaining(u.cooldown_for_s, wall)
-        if left <= 0 or now + left <= b.cooldown_until:
-            return None  # already cooling down at least that long
-        b.cooldown_until = now + left
-        b.rl.held(b.cooldown_until)  # maybe another replica's Retry-After: a success here must not lift it
-        return self._event(EventKind.RATE_LIMITED, u, now, f"cooling down {left:.1f} s (Retry-After)", b)
-
-    def _transition(self, b: _Breaker, u: BreakerUpdate, now: float, wall: float) -> FailoverEvent | None:
-        # Cooldowns travel only as RATE_LIMITED updates (merged by extension, so order never matters);
-        # a transition's cooldown_for_s is informational, and a remote reset leaves Retry-After alone.
-        before = b.state
-        b.trips = u.trips
-        if u.kind is EventKind.RESET:
-            b.consecutive_failures = 0
-            b.closed_at = float("-inf")
-        if u.state is CircuitState.OPEN:
-            left = u.remaining(u.open_for_s, wall)
-            b.open_until = now + left
-            if before is not CircuitState.OPEN:
-                b.state = CircuitState.OPEN
-                b.consecutive_successes = 0
-                b.window.clear()
-                b.window_failures = 0
-                b.permits.clear()
-            detail = f"open for {max(left, 0.0):.1f} s (trip {u.trips})"
-        elif u.state is CircuitState.HALF_OPEN:
-            if before is not CircuitState.HALF_OPEN:  # same state: keep this replica's trial permits
-                b.state = CircuitState.HALF_OPEN
-                b.consecutive_successes = 0
-                b.permits.clear()
-            detail = "allowing trial calls"
-        else:
-            if before is not CircuitState.CLOSED or u.kind is EventKind.RESET:
-                b.state = CircuitState.CLOSED
-                b.window.clear()
-                b.window_failures = 0
-                b.consecutive_successes = 0
-                b.permits.clear()
-            if u.kind is EventKind.RECOVERY:
-                b.closed_at = now - max(wall - u.sent_at, 0.0)
-            detail = "closed" if u.kind is EventKind.RECOVERY else "breaker reset"
-        if b.state is before and u.kind is not EventKind.RESET:
-            return None  # same state, new numbers: nothing for subscribers to react to
-        return self._event(u.kind, u, now, detail, b)
-
-    def _event(self, kind: EventKind, u: BreakerUpdate, now: float, detail: str, b: _Breaker) -> FailoverEvent:
-        return self.manager._event(kind, u.provider_id, now, f"from replica {u.origin}: {detail}", b, share=False)
-
     # -- management ----------------------------------------------------------------------------
     def shared_updates(self) -> list[BreakerUpdate]:
         """Latest known update per provider (transitions, and cooldowns not yet over)."""
         wall = self.store.wall_time()
-        with self.manager._lock:
+        with self._lock:
             return [u for u in self.latest.all() if not u.is_cooldown or u.cooldown_ends_at > wall]
 
     def adopt_cached(self, provider_id: str) -> None:
@@ -196,7 +151,7 @@ class Replicator:
 
     def forget(self, provider_id: str) -> None:
         """Drop the versions of a removed provider (a re-added one starts from the store's view)."""
-        with self.manager._lock:
+        with self._lock:
             self.latest.forget(provider_id)
 
     def stats(self) -> dict[str, Any]:

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import NamedTuple
 
 from .enums import AlertKind, HealthStatus
 from .interfaces import Candidate, Verdict
 
 __all__ = ["Sample", "Window"]
 
-#: (at, verdict, latency_s, ttft_s | None, tokens_in, tokens_out, cost)
-Sample = tuple[float, int, float, float | None, int, int, float]
 
-# Sample verdicts (the second field of a Sample).
-OK, FAIL, RATE, OTHER = 0, 1, 2, 3
-VERDICTS = (Verdict.OK, Verdict.FAILED, Verdict.RATE_LIMITED, Verdict.OTHER)
+class Sample(NamedTuple):
+    """One recorded outcome in a provider's window."""
+
+    at: float  # the monitor's clock
+    verdict: Verdict
+    latency_s: float
+    ttft_s: float | None
+    input_tokens: int
+    output_tokens: int
+    cost: float
+
+
+# Module constants: compared by identity on the hot path (no enum attribute lookup per sample).
+OK, FAIL, RATE = Verdict.OK, Verdict.FAILED, Verdict.RATE_LIMITED
 
 
 class Window:
@@ -43,15 +53,15 @@ class Window:
         """Count a new sample."""
         _, verdict, latency, ttft, t_in, t_out, cost = sample
         self.calls += 1
-        if verdict == OK:
+        if verdict is OK:
             self.successes += 1
             self.ok_latency_n += 1
             self.latency_ok_sum += latency
         else:
             self.errors += 1
-            if verdict == FAIL:
+            if verdict is FAIL:
                 self.failures += 1
-            elif verdict == RATE:
+            elif verdict is RATE:
                 self.rate_limited += 1
         if ttft is not None:
             self.ttft_n += 1
@@ -68,7 +78,7 @@ class Window:
         self.cost = total
         residue = cost > total
         self.calls -= 1
-        if verdict == OK:
+        if verdict is OK:
             self.successes -= 1
             self.ok_latency_n -= 1
             total = self.latency_ok_sum - latency
@@ -76,9 +86,9 @@ class Window:
             residue = residue or latency > total
         else:
             self.errors -= 1
-            if verdict == FAIL:
+            if verdict is FAIL:
                 self.failures -= 1
-            elif verdict == RATE:
+            elif verdict is RATE:
                 self.rate_limited -= 1
         if ttft is not None:
             self.ttft_n -= 1
@@ -93,9 +103,9 @@ class Window:
     def recount(self) -> None:
         """Float totals recomputed exactly (``math.fsum``) from the samples in the window."""
         samples = self.samples
-        self.cost = math.fsum(s[6] for s in samples)
-        self.latency_ok_sum = math.fsum(s[2] for s in samples if s[1] == OK)
-        self.ttft_sum = math.fsum(s[3] for s in samples if s[3] is not None)
+        self.cost = math.fsum(s.cost for s in samples)
+        self.latency_ok_sum = math.fsum(s.latency_s for s in samples if s.verdict is OK)
+        self.ttft_sum = math.fsum(s.ttft_s for s in samples if s.ttft_s is not None)
 
     @property
     def availability(self) -> float:

@@ -32,7 +32,15 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._validation import is_number, require
 from .enums import AllOutMode, ErrorKind
-from .errors import ConfigError, DeadlineExceededError, NoProviderAvailableError, PiBuilderError, chain_exhausted
+from .errors import (
+    AttemptTimeoutError,
+    ConfigError,
+    DeadlineExceededError,
+    NoProviderAvailableError,
+    PiBuilderError,
+    UnknownProviderError,
+    chain_exhausted,
+)
 from .models import Attempt, Outcome, Provider, RouteRequest, RoutingDecision, Usage
 from .recovery import RecoveryWait
 from .telemetry._trace import traced
@@ -110,18 +118,6 @@ def deadline_of(middleware: Middleware, request: RouteRequest | None) -> float |
     """The clock reading by which a call with ``request`` must end (its ``timeout_s`` from now), or None."""
     timeout = request.timeout_s if isinstance(request, RouteRequest) else None
     return None if timeout is None else middleware.clock() + timeout
-
-
-class AttemptTimeoutError(PiBuilderError, TimeoutError):
-    """A provider did not answer within the attempt's time limit; the call failed over to the next one.
-
-    The attempt loop records it as :attr:`ErrorKind.TIMEOUT` without asking the classifier.
-    """
-
-    def __init__(self, provider_id: str, timeout_s: float, message: str | None = None) -> None:
-        self.provider_id = provider_id
-        self.timeout_s = timeout_s
-        super().__init__(message or f"{provider_id!r} did not answer within {timeout_s} s (timeout_s)")
 
 
 class OpenAttempt(Generic[T]):
@@ -283,7 +279,7 @@ def _steps(middleware: Middleware, request: RouteRequest | None, max_wait_s: flo
                         break
                     try:
                         permitted = failover.acquire(pid)
-                    except ConfigError:  # removed since the decision was made
+                    except UnknownProviderError:  # removed since the decision was made
                         continue
                     if not permitted:
                         continue  # its breaker opened (or its trial permits went) since the decision was made
@@ -454,11 +450,11 @@ def _failed(middleware: Middleware, provider: Provider, exc: Exception, latency:
 def _record(middleware: Middleware, outcome: Outcome) -> None:
     """:meth:`Middleware.record`, except for a provider removed while its attempt ran: nothing to record then.
 
-    The attempt's answer (or its failing over) must not turn into a ConfigError about an unknown provider.
+    The attempt's answer (or its failing over) must not turn into an error about an unknown provider.
     """
     try:
         middleware.record(outcome)
-    except ConfigError:
+    except UnknownProviderError:
         if outcome.provider_id in middleware.router.providers:
             raise
         log.debug("provider %r was removed while its attempt ran; its outcome is not recorded", outcome.provider_id)

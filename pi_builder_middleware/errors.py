@@ -4,11 +4,16 @@ Hierarchy::
 
     PiBuilderError
     ├── ConfigError                  bad configuration or input; names the field and the fix
+    │   └── UnknownProviderError     no provider with that id (never added, or removed meanwhile)
     ├── PluginError                  a plugin registered something unusable
     ├── NoProviderAvailableError     filters left no provider; carries the reason per provider
     ├── AllProvidersFailedError      every provider in the chain failed; carries every attempt
     │   └── DeadlineExceededError    the request's timeout_s ran out first (also a TimeoutError)
+    ├── AttemptTimeoutError          one attempt did not answer in time (also a TimeoutError); failed over
+    │   └── FirstChunkTimeoutError   a stream sent no chunk within first_chunk_timeout_s
     └── StreamInterruptedError       a stream failed after chunks were already delivered
+
+The provider simulator's :class:`~pi_builder_middleware.sim.SimulatorConfigError` is a ConfigError too.
 """
 
 from __future__ import annotations
@@ -23,12 +28,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AllProvidersFailedError",
+    "AttemptTimeoutError",
     "ConfigError",
     "DeadlineExceededError",
+    "FirstChunkTimeoutError",
     "NoProviderAvailableError",
     "PiBuilderError",
     "PluginError",
     "StreamInterruptedError",
+    "UnknownProviderError",
     "chain_exhausted",
 ]
 
@@ -47,6 +55,18 @@ class ConfigError(PiBuilderError, ValueError):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}")
+
+
+class UnknownProviderError(ConfigError):
+    """No provider has the id ``provider_id``: it was never added, or another thread removed it.
+
+    Internals catch this one (not every :class:`ConfigError`) as the sign that a provider went away
+    between a decision and its use.
+    """
+
+    def __init__(self, provider_id: str) -> None:
+        self.provider_id = provider_id
+        super().__init__("provider_id", f"unknown provider {provider_id!r}; add it first")
 
 
 class PluginError(PiBuilderError):
@@ -99,6 +119,26 @@ class DeadlineExceededError(AllProvidersFailedError, TimeoutError):
                      f"({len(self.attempts)} attempt(s) failed: {detail})",)
         if self.attempts:
             self.__cause__ = self.attempts[-1].error
+
+
+class AttemptTimeoutError(PiBuilderError, TimeoutError):
+    """A provider did not answer within the attempt's time limit; the call failed over to the next one.
+
+    The attempt loop records it as :attr:`ErrorKind.TIMEOUT` without asking the classifier.
+    """
+
+    def __init__(self, provider_id: str, timeout_s: float, message: str | None = None) -> None:
+        self.provider_id = provider_id
+        self.timeout_s = timeout_s
+        super().__init__(message or f"{provider_id!r} did not answer within {timeout_s} s (timeout_s)")
+
+
+class FirstChunkTimeoutError(AttemptTimeoutError):
+    """A provider sent no chunk within ``first_chunk_timeout_s``; the stream failed over to the next one."""
+
+    def __init__(self, provider_id: str, timeout_s: float) -> None:
+        super().__init__(provider_id, timeout_s,
+                         f"{provider_id!r} sent no chunk within {timeout_s} s (first_chunk_timeout_s)")
 
 
 class StreamInterruptedError(PiBuilderError):

@@ -15,29 +15,28 @@ ones are applied under the lock (see :mod:`pi_builder_middleware._replication` f
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 import os
 import random
 import threading
 import uuid
-from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
+from ._breaker import Blocked, Breaker
 from ._clock import Clock, monotonic_clock
+from ._ejection import Ejector
+from ._events import EventLog
 from ._guard import CallbackFailures
-from ._ratelimit import RateLimitTracker
-from ._replication import Replicator
+from ._replication import RemoteResult, Replicator
 from ._validation import is_number, require
 from .config import FailoverConfig
 from .enums import CircuitState, ErrorKind, EventKind, FailoverPreset
-from .errors import ConfigError
-from .interfaces import BreakerWindow, FailoverPolicy, PeerEjection
+from .errors import ConfigError, UnknownProviderError
+from .interfaces import FailoverPolicy
 from .models import FailoverEvent
-from .probes import ProbeFn, check_loop, probe_all
+from .probes import HealthChecks, ProbeFn
 from .state import BreakerUpdate, StateStore
 
 __all__ = ["FailoverManager", "ProbeFn"]
@@ -55,34 +54,16 @@ def _check_record(ok: object, kind: object, retry_after_s: object) -> None:
             retry_after_s)
 
 
-class _Breaker:
-    __slots__ = ("closed_at", "consecutive_failures", "consecutive_successes", "cooldown_until", "counts",
-                 "open_until", "permits", "rl", "state", "trips", "window", "window_failures")
-
-    def __init__(self) -> None:
-        self.state = CircuitState.CLOSED
-        self.open_until = 0.0
-        self.cooldown_until = 0.0
-        self.trips = 0
-        self.closed_at = float("-inf")  # when it last recovered (trip memory counts from there)
-        self.consecutive_failures = 0
-        self.consecutive_successes = 0
-        self.window: deque[tuple[float, bool]] = deque()
-        self.window_failures = 0
-        self.permits: deque[float] = deque()
-        self.counts: Counter[str] = Counter()
-        self.rl = RateLimitTracker()
-
-
 class FailoverManager:
     """Per-provider circuit breakers, rate-limit cooldowns, an event log and optional health checks.
 
     ``policy`` decides trips and ejection times; without one, the policy named in the config is
-    looked up through the plugin hooks. ``subscribe`` receives every :class:`FailoverEvent` (the
-    Middleware uses it to keep the monitor's view of breaker states current); a subscriber that
-    raises is counted in :attr:`callback_failures`, never raised into the call that made the event.
-    ``store`` shares breaker transitions with other replicas (``replica_id`` names this one; default:
-    pid and a random suffix); :meth:`close` detaches from it.
+    looked up among the built-in ones (the Middleware passes the one its plugins registered).
+    ``subscribe`` receives every :class:`FailoverEvent` (the Middleware uses it to keep the monitor's
+    view of breaker states current); a subscriber that raises is counted in :attr:`callback_failures`,
+    never raised into the call that made the event. ``store`` shares breaker transitions with other
+    replicas (``replica_id`` names this one; default: pid and a random suffix); :meth:`close` detaches
+    from it.
     """
 
     def __init__(
@@ -101,32 +82,52 @@ class FailoverManager:
             from ._registries import build_registries
 
             policy = build_registries().policies.get(self.config.policy)
-        self.policy = policy
-        pct = self.config.max_ejection_percent
-        self.max_ejection_percent = pct if pct is not None else policy.default_max_ejection_percent
-        # Peer checks only for policies that override peer_ejections: others pay nothing per record.
-        self._peer_checks = type(policy).peer_ejections is not FailoverPolicy.peer_ejections
-        self._next_peer_check = float("-inf")
-        self.peer_check_errors = 0  # peer_ejections calls that raised
         self.clock: Clock = clock or monotonic_clock
         self.rng = rng or random.Random()
         self._classify = classify or (lambda _e, _p: ErrorKind.UNKNOWN)
-        self._breakers: dict[str, _Breaker] = {}
+        self._breakers: dict[str, Breaker] = {}
         self._groups: dict[str, str | None] = {}  # provider id -> its group (peers for outliers and the cap)
         self._lock = threading.Lock()
-        self.events: deque[FailoverEvent] = deque(maxlen=self.config.max_events)
-        self.event_counts: Counter[EventKind] = Counter()
-        self._subscribers: list[Callable[[FailoverEvent], None]] = []
         self.callback_failures = CallbackFailures(_log)
+        self._log = log = EventLog(self.config.max_events, self.callback_failures)
+        self.events, self.event_counts = log.events, log.counts
         #: Providers that may be out (breaker not CLOSED, or cooling down): every other provider may
         #: be called, so the router asks :meth:`unavailable_reason` only about these. Entries are
         #: added with each state-changing event and dropped by :meth:`settle` once back in service.
-        self.suspects: dict[str, None] = {}
-        self._checker: asyncio.Task[None] | None = None
-        self._replica: Replicator | None = None
+        self.suspects = log.suspects
+        self._ejector = Ejector(self.config, policy, self.rng, self.callback_failures, self._breakers, self._groups,
+                                log.add)
+        self.health_checks = HealthChecks(self)
         if store is not None:
-            self._replica = Replicator(self, store, replica_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
-            store.attach(self._replica)
+            log.replica = Replicator(self, store, replica_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            store.attach(log.replica)
+
+    @property
+    def policy(self) -> FailoverPolicy:
+        """The failover policy deciding trips and ejection times."""
+        return self._ejector.policy
+
+    @policy.setter
+    def policy(self, policy: FailoverPolicy) -> None:
+        self._ejector.policy = policy
+
+    @property
+    def max_ejection_percent(self) -> float | None:
+        """The ejection cap in use: ``FailoverConfig.max_ejection_percent``, else the policy's default."""
+        return self._ejector.max_ejection_percent
+
+    @property
+    def peer_check_errors(self) -> int:
+        """``peer_ejections`` calls that raised (or gave something that is no PeerEjection)."""
+        return self._ejector.peer_check_errors
+
+    @property
+    def _peer_checks(self) -> bool:
+        return self._ejector.peer_checks
+
+    @property
+    def _replica(self) -> Replicator | None:
+        return self._log.replica
 
     # -- providers -----------------------------------------------------------------------------
     def add_provider(self, provider_id: str, *, group: str | None = None) -> None:
@@ -136,9 +137,9 @@ class FailoverManager:
         ``max_ejection_percent``; providers without one form one group together.
         """
         with self._lock:
-            self._breakers.setdefault(provider_id, _Breaker())
+            self._breakers.setdefault(provider_id, Breaker())
             self._groups[provider_id] = group
-        replica = self._replica
+        replica = self._log.replica
         if replica is not None:
             replica.adopt_cached(provider_id)
 
@@ -148,14 +149,13 @@ class FailoverManager:
             self._breakers.pop(provider_id, None)
             self._groups.pop(provider_id, None)
             self.suspects.pop(provider_id, None)
-        replica = self._replica
+        replica = self._log.replica
         if replica is not None:
             replica.forget(provider_id)
 
     def subscribe(self, callback: Callable[[FailoverEvent], None]) -> Callable[[], None]:
         """Call ``callback`` for every event; returns a function that unsubscribes."""
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback)
+        return self._log.subscribe(callback)
 
     # -- hot path ------------------------------------------------------------------------------
     def state(self, provider_id: str) -> CircuitState:
@@ -165,7 +165,7 @@ class FailoverManager:
             b = self._breaker(provider_id)
             pending = self._refresh(provider_id, b, now)
             state = b.state
-        self._emit(pending)
+        self._log.emit(pending)
         return state
 
     def unavailable_reason(self, provider_id: str, now: float | None = None) -> str | None:
@@ -178,8 +178,9 @@ class FailoverManager:
         with self._lock:
             b = self._breaker(provider_id)
             pending = self._refresh(provider_id, b, now)
-            reason = self._reason(b, now)
-        self._emit(pending)
+            blocked = self._blocked(b, now)
+            reason = None if blocked is None else b.describe(blocked, now)
+        self._log.emit(pending)
         return reason
 
     def available_at(self, provider_id: str) -> float:
@@ -193,10 +194,10 @@ class FailoverManager:
             b = self._breaker(provider_id)
             pending = self._refresh(provider_id, b, now)
             at = b.open_until if b.state is CircuitState.OPEN else now
-            if self._reason(b, now) is not None and b.state is CircuitState.HALF_OPEN and b.permits:
+            if self._blocked(b, now) is not None and b.state is CircuitState.HALF_OPEN and b.permits:
                 at = b.permits[0] + self.config.half_open_permit_timeout_s
             at = max(at, b.cooldown_until)
-        self._emit(pending)
+        self._log.emit(pending)
         return at
 
     def acquire(self, provider_id: str) -> bool:
@@ -208,10 +209,10 @@ class FailoverManager:
         with self._lock:
             b = self._breaker(provider_id)
             pending = self._refresh(provider_id, b, now)
-            ok = self._reason(b, now) is None
+            ok = self._blocked(b, now) is None
             if ok and b.state is CircuitState.HALF_OPEN:
                 b.permits.append(now)
-        self._emit(pending)
+        self._log.emit(pending)
         return ok
 
     def settle(self, provider_id: str) -> None:
@@ -236,14 +237,12 @@ class FailoverManager:
             pending = self._refresh(provider_id, b, now)
             b.counts["admitted_early"] += 1
             if b.state is CircuitState.OPEN:
-                b.state = CircuitState.HALF_OPEN
-                b.consecutive_successes = 0
-                b.permits.clear()
-                pending.append(self._event(EventKind.HALF_OPEN, provider_id, now,
-                                           "every provider out: trial call ahead of schedule", b))
+                b.half_open()
+                pending.append(self._log.add(EventKind.HALF_OPEN, provider_id, now,
+                                             "every provider out: trial call ahead of schedule", b))
             if b.state is CircuitState.HALF_OPEN:
                 b.permits.append(now)
-        self._emit(pending)
+        self._log.emit(pending)
 
     def release(self, provider_id: str) -> None:
         """Give back a half-open trial permit whose call never produced an outcome (e.g. cancelled).
@@ -274,6 +273,7 @@ class FailoverManager:
         """:meth:`record` with arguments already checked (the Middleware checks them once)."""
         now = self.clock()
         cfg = self.config
+        ejector = self._ejector
         with self._lock:
             b = self._breaker(provider_id)
             pending = self._refresh(provider_id, b, now)
@@ -290,25 +290,23 @@ class FailoverManager:
                 kind = kind or ErrorKind.UNKNOWN
                 b.counts[kind.value] += 1
                 if probe:
-                    pending.append(self._event(EventKind.PROBE, provider_id, now, f"probe failed: {detail}", b))
+                    pending.append(self._log.add(EventKind.PROBE, provider_id, now, f"probe failed: {detail}", b))
                 if kind is ErrorKind.RATE_LIMITED:
                     b.cooldown_until, wait, why = b.rl.on_rate_limited(now, b.cooldown_until, retry_after_s, cfg)
                     # Only the provider's own Retry-After travels to other replicas: a backoff is this
                     # replica's guess, and shared it could not be lifted by a success seen elsewhere.
-                    pending.append(self._event(EventKind.RATE_LIMITED, provider_id, now,
-                                               f"cooling down {wait:.2f} s ({why})", b,
-                                               share=retry_after_s is not None))
+                    pending.append(self._log.add(EventKind.RATE_LIMITED, provider_id, now,
+                                                 f"cooling down {wait:.2f} s ({why})", b,
+                                                 share=retry_after_s is not None))
                 elif kind.is_config_problem:
-                    pending.append(self._event(EventKind.CONFIG_ERROR, provider_id, now,
-                                               f"{kind.value}: {detail}".rstrip(": "), b))
+                    pending.append(self._log.add(EventKind.CONFIG_ERROR, provider_id, now,
+                                                 f"{kind.value}: {detail}".rstrip(": "), b))
                 elif kind.is_health_failure:
-                    pending += self._on_failure(provider_id, b, now, kind, detail)
+                    pending += ejector.on_failure(provider_id, b, now, kind, detail)
+            if ejector.peer_checks and now >= ejector.next_peer_check:
+                pending += ejector.peer_check(now)
             state = b.state
-            if self._peer_checks and now >= self._next_peer_check:
-                self._next_peer_check = now + cfg.outlier.interval_s
-                pending += self._peer_check(now)
-                state = b.state
-        self._emit(pending)
+        self._log.emit(pending)
         return state
 
     def rate_limit_pressure(self, provider_id: str, now: float | None = None) -> float:
@@ -330,8 +328,8 @@ class FailoverManager:
             if b is None:  # removed while its attempt ran
                 return
             b.counts["switched_away"] += 1
-            event = self._event(EventKind.SWITCH, from_id, now, f"-> {to_id}: {why}", b)
-        self._emit([event])
+            event = self._log.add(EventKind.SWITCH, from_id, now, f"-> {to_id}: {why}", b)
+        self._log.emit([event])
 
     # -- management ----------------------------------------------------------------------------
     def reset(self, provider_id: str | None = None) -> None:
@@ -342,9 +340,9 @@ class FailoverManager:
             ids = [provider_id] if provider_id is not None else list(self._breakers)
             for pid in ids:
                 self._breaker(pid)
-                self._breakers[pid] = fresh = _Breaker()
-                pending.append(self._event(EventKind.RESET, pid, now, "breaker reset", fresh))
-        self._emit(pending)
+                self._breakers[pid] = fresh = Breaker()
+                pending.append(self._log.add(EventKind.RESET, pid, now, "breaker reset", fresh))
+        self._log.emit(pending)
 
     def stats(self) -> dict[str, Any]:
         """Counts per provider and event kind, and current states."""
@@ -354,12 +352,12 @@ class FailoverManager:
             providers = {}
             for pid, b in self._breakers.items():
                 pending += self._refresh(pid, b, now)
-                providers[pid] = self._info(b, now)
+                providers[pid] = b.info(now, self.config.rate_limit_pressure_half_life_s)
             out = {"providers": providers, "events": {k.value: n for k, n in self.event_counts.items()}}
-            if self._peer_checks:
-                out["peer_check_errors"] = self.peer_check_errors
-        self._emit(pending)  # a transition made here must reach subscribers: _refresh will not repeat it
-        replica = self._replica
+            if self._ejector.peer_checks:
+                out["peer_check_errors"] = self._ejector.peer_check_errors
+        self._log.emit(pending)  # a transition made here must reach subscribers: _refresh will not repeat it
+        replica = self._log.replica
         if replica is not None:
             out["store"] = replica.stats()
         return out
@@ -380,48 +378,63 @@ class FailoverManager:
         with self._lock:
             b = self._breaker(provider_id)
             pending = self._refresh(provider_id, b, now)
-            info = self._info(b, now)
-        self._emit(pending)
+            info = b.info(now, self.config.rate_limit_pressure_half_life_s)
+        self._log.emit(pending)
         return info
-
-    def _info(self, b: _Breaker, now: float) -> dict[str, Any]:
-        return {
-            "state": b.state.value, "trips": b.trips, "consecutive_failures": b.consecutive_failures,
-            "open_for_s": max(b.open_until - now, 0.0) if b.state is CircuitState.OPEN else 0.0,
-            "cooldown_for_s": max(b.cooldown_until - now, 0.0),
-            "rate_limit_streak": b.rl.streak if now <= b.rl.streak_until else 0,
-            "rate_limit_pressure": b.rl.pressure(now, self.config.rate_limit_pressure_half_life_s),
-            **dict(b.counts),
-        }
 
     # -- shared state --------------------------------------------------------------------------
     @property
     def replica_id(self) -> str | None:
         """This replica's id in the shared store (None without a store)."""
-        replica = self._replica
+        replica = self._log.replica
         return replica.replica_id if replica is not None else None
 
     def apply_update(self, update: BreakerUpdate) -> bool:
         """Apply another replica's breaker update (stores call this); True if it was news."""
-        replica = self._replica
+        replica = self._log.replica
         if replica is None:
             raise ConfigError("store", "this FailoverManager has no state store; pass store=...")
         return replica.apply_update(update)
 
+    def apply_remote(self, update: BreakerUpdate, wall: float,
+                     is_news: Callable[[BreakerUpdate], bool]) -> RemoteResult:
+        """Move a breaker to another replica's checked ``update`` (``wall``: the store's time now).
+
+        The one way in for remote state (:mod:`pi_builder_middleware._replication` decides what is
+        applied): under the lock ``is_news`` says whether the update is newer than what is known; the
+        breaker takes its transition (or extends its cooldown) and subscribers get the event, which is
+        not shared again.
+        """
+        now = self.clock()
+        with self._lock:
+            b = self._breakers.get(update.provider_id)
+            if b is None:
+                return RemoteResult.UNKNOWN
+            if not is_news(update):
+                return RemoteResult.STALE
+            change = b.take_update(update, now, wall)
+            if change is not None:
+                kind, detail = change
+                event = self._log.add(kind, update.provider_id, now, f"from replica {update.origin}: {detail}", b,
+                                      share=False)
+        if change is not None:
+            self._log.emit([event])
+        return RemoteResult.APPLIED
+
     def shared_updates(self) -> list[BreakerUpdate]:
         """The latest transition and live cooldown per provider, for a store to resync."""
-        replica = self._replica
+        replica = self._log.replica
         return replica.shared_updates() if replica is not None else []
 
     def close(self) -> None:
         """Hand over staged updates and detach from the state store (its threads stop with its last replica)."""
         with self._lock:
-            replica, self._replica = self._replica, None
+            replica, self._log.replica = self._log.replica, None
         if replica is not None:
             replica.flush()
             replica.store.detach(replica)
 
-    # -- health checks -------------------------------------------------------------------------
+    # -- health checks (the scheduler is :class:`~pi_builder_middleware.probes.HealthChecks`) ------
     def start_health_checks(self, probe: ProbeFn, interval_s: float, timeout_s: float | None = None) -> None:
         """Start an asyncio task that probes every provider each ``interval_s`` seconds.
 
@@ -430,25 +443,15 @@ class FailoverManager:
         False, raises or exceeds ``timeout_s`` (default: ``FailoverConfig.health_check_timeout_s``) counts
         as a failure of that provider; a successful probe of an OPEN provider moves it to HALF_OPEN early.
         """
-        require("interval_s", is_number(interval_s) and interval_s > 0, "a finite number of seconds > 0", interval_s)
-        require("timeout_s", timeout_s is None or (is_number(timeout_s) and timeout_s > 0),
-                "a finite number of seconds > 0, or None", timeout_s)
-        timeout = self._probe_timeout(timeout_s)
-        if self._checker is not None and not self._checker.done():
-            raise ConfigError("health_checks", "already running; call stop_health_checks() first")
-        self._checker = asyncio.get_running_loop().create_task(check_loop(self, probe, interval_s, timeout))
+        self.health_checks.start(probe, interval_s, timeout_s)
 
     async def stop_health_checks(self) -> None:
         """Stop the health-check task (and the probes it is running) and wait for it to end."""
-        task, self._checker = self._checker, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.health_checks.stop()
 
     async def run_health_checks_once(self, probe: ProbeFn, timeout_s: float | None = None) -> None:
         """Probe every provider once, concurrently, each within ``timeout_s`` (default: the config's)."""
-        await probe_all(self, probe, self._probe_timeout(timeout_s))
+        await self.health_checks.run_once(probe, timeout_s)
 
     def provider_ids(self) -> list[str]:
         """Providers with a breaker, in the order they were added."""
@@ -465,209 +468,28 @@ class FailoverManager:
             if b is not None:
                 b.counts[counter] += 1
 
-    def _probe_timeout(self, timeout_s: float | None) -> float:
-        if timeout_s is None:
-            return self.config.health_check_timeout_s
-        if not isinstance(timeout_s, int | float) or isinstance(timeout_s, bool) or not 0 < timeout_s < math.inf:
-            raise ConfigError("timeout_s", f"must be a number of seconds > 0, or None for "
-                                           f"FailoverConfig.health_check_timeout_s (got {timeout_s!r})")
-        return float(timeout_s)
-
     # -- internals -----------------------------------------------------------------------------
     def _known(self, provider_id: str) -> str:
         if provider_id not in self._breakers:
-            raise ConfigError("provider_id", f"unknown provider {provider_id!r}; add it first")
+            raise UnknownProviderError(provider_id)
         return provider_id
 
-    def _breaker(self, provider_id: str) -> _Breaker:
+    def _breaker(self, provider_id: str) -> Breaker:
         try:
             return self._breakers[provider_id]
         except KeyError:
-            raise ConfigError("provider_id", f"unknown provider {provider_id!r}; add it first") from None
+            raise UnknownProviderError(provider_id) from None
 
-    def _reason(self, b: _Breaker, now: float) -> str | None:
-        if b.state is CircuitState.OPEN:
-            return f"circuit open for {b.open_until - now:.1f} s more"
-        if b.state is CircuitState.HALF_OPEN:
-            timeout = self.config.half_open_permit_timeout_s
-            while b.permits and b.permits[0] + timeout <= now:
-                b.permits.popleft()  # a trial whose outcome never came back
-            if len(b.permits) >= self.config.half_open_max_calls:
-                return f"half-open with {len(b.permits)} trial call(s) in flight"
-        if now < b.cooldown_until:
-            return f"rate limited for {b.cooldown_until - now:.1f} s more"
-        return None
+    def _blocked(self, b: Breaker, now: float) -> Blocked | None:
+        cfg = self.config
+        return b.blocked(now, cfg.half_open_permit_timeout_s, cfg.half_open_max_calls)
 
-    def _refresh(self, provider_id: str, b: _Breaker, now: float) -> list[FailoverEvent]:
-        if b.state is CircuitState.OPEN and now >= b.open_until:
-            b.state = CircuitState.HALF_OPEN
-            b.consecutive_successes = 0
-            b.permits.clear()
-            return [self._event(EventKind.HALF_OPEN, provider_id, now, "ejection over; allowing trial calls", b)]
+    def _refresh(self, provider_id: str, b: Breaker, now: float) -> list[FailoverEvent]:
+        if b.refresh(now):
+            return [self._log.add(EventKind.HALF_OPEN, provider_id, now, "ejection over; allowing trial calls", b)]
         return []
 
-    def _on_success(self, provider_id: str, b: _Breaker, now: float, probe: bool) -> list[FailoverEvent]:
-        b.consecutive_failures = 0
-        if b.state is CircuitState.CLOSED:
-            self._push_window(b, now, failed=False)
-            return []
-        if b.state is CircuitState.OPEN:
-            if not probe:
-                return []  # a call that started before the trip; says nothing about recovery
-            b.state = CircuitState.HALF_OPEN
-            b.consecutive_successes = 0
-            b.permits.clear()
-            return [self._event(EventKind.HALF_OPEN, provider_id, now, "probe succeeded during ejection", b)]
-        b.consecutive_successes += 1
-        if b.consecutive_successes < self.config.recovery_successes:
-            return []
-        b.state = CircuitState.CLOSED
-        b.closed_at = now
-        b.window.clear()
-        b.window_failures = 0
-        b.permits.clear()
-        return [self._event(EventKind.RECOVERY, provider_id, now,
-                            f"{b.consecutive_successes} successful trial call(s)", b)]
-
-    def _on_failure(self, provider_id: str, b: _Breaker, now: float, kind: ErrorKind,
-                    detail: str) -> list[FailoverEvent]:
-        b.consecutive_failures += 1
-        out = [self._event(EventKind.FAILURE, provider_id, now, f"{kind.value} {detail}".strip(), b)]
-        if b.state is CircuitState.OPEN:
-            return out
-        if b.state is CircuitState.HALF_OPEN:
-            return out + self._trip(provider_id, b, now, f"trial call failed ({kind.value})")
-        self._push_window(b, now, failed=True)
-        try:
-            why = self.policy.should_trip(self._window(provider_id, b), self.config)
-        except Exception as exc:  # a policy plugin must not fail the request: no verdict, no trip
-            self.callback_failures.failed("failover_policy", exc)
-            why = None
-        if why:
-            blocked = self._cap_blocks(provider_id)
-            if blocked is None:
-                out += self._trip(provider_id, b, now, why)
-            else:
-                b.counts["ejections_capped"] += 1
-                out.append(self._event(EventKind.EJECTION_CAPPED, provider_id, now, f"{why}; not ejected: {blocked}",
-                                       b))
-        return out
-
-    def _window(self, provider_id: str, b: _Breaker) -> BreakerWindow:
-        return BreakerWindow(provider_id, b.consecutive_failures, len(b.window), b.window_failures, b.trips)
-
-    def _peers(self, provider_id: str) -> Iterable[tuple[str, _Breaker]]:
-        group = self._groups.get(provider_id)
-        return ((pid, b) for pid, b in self._breakers.items() if self._groups.get(pid) == group)
-
-    def _cap_blocks(self, provider_id: str) -> str | None:
-        """Why ejecting this CLOSED provider would exceed ``max_ejection_percent`` (None: it may go)."""
-        pct = self.max_ejection_percent
-        if pct is None:
-            return None
-        size = out = 0
-        for _pid, other in self._peers(provider_id):
-            size += 1
-            out += other.state is not CircuitState.CLOSED
-        allowed = max(1, math.floor(size * pct / 100.0 + 1e-9))  # Envoy: one may always be ejected
-        if out + 1 <= allowed:
-            return None
-        return f"max_ejection_percent {pct:g} % allows {allowed} of {size} out, {out} already are"
-
-    def _peer_check(self, now: float) -> list[FailoverEvent]:
-        """Ask the policy about each group's CLOSED providers; eject what it names while the cap allows."""
-        cutoff = now - self.config.window_s
-        groups: dict[str | None, dict[str, BreakerWindow]] = {}
-        for pid, b in self._breakers.items():
-            if b.state is CircuitState.CLOSED:
-                self._expire_window(b, cutoff)
-                groups.setdefault(self._groups.get(pid), {})[pid] = self._window(pid, b)
-        out: list[FailoverEvent] = []
-        for windows in groups.values():
-            try:  # read whole (a generator may raise half-way) and checked before anyone is ejected
-                ejections = list(self.policy.peer_ejections(windows, self.config, now))
-                for ejection in ejections:
-                    if not isinstance(ejection, PeerEjection):
-                        raise TypeError(f"peer_ejections gave {type(ejection).__name__}, not a PeerEjection")
-            except Exception:  # a plugin must not break the request: log, count, carry on
-                _log.exception("failover policy %r raised in peer_ejections; nobody ejected", self.policy.name)
-                self.peer_check_errors += 1
-                continue
-            for ejection in ejections:
-                target = self._breakers.get(ejection.provider_id)
-                if target is None or ejection.provider_id not in windows or target.state is not CircuitState.CLOSED:
-                    continue  # not a CLOSED member of this group (maybe ejected a moment ago)
-                blocked = self._cap_blocks(ejection.provider_id)
-                if blocked is None:
-                    target.counts["peer_ejections"] += 1
-                    out += self._trip(ejection.provider_id, target, now, ejection.reason)
-                else:
-                    target.counts["ejections_capped"] += 1
-                    out.append(self._event(EventKind.EJECTION_CAPPED, ejection.provider_id, now,
-                                           f"{ejection.reason}; not ejected: {blocked}", target))
-        return out
-
-    def _trip(self, provider_id: str, b: _Breaker, now: float, why: str) -> list[FailoverEvent]:
-        if b.state is CircuitState.CLOSED and now - b.closed_at > self.config.trip_memory_s:
-            b.trips = 0  # long healthy since it last recovered: start again from the base ejection time
-        b.trips += 1
-        held = not self.config.escalate_when_all_out and all(
-            other.state is not CircuitState.CLOSED for pid, other in self._breakers.items() if pid != provider_id)
-        ejection = self._ejection_s(1 if held else b.trips)
-        b.state = CircuitState.OPEN
-        b.open_until = now + ejection
-        b.consecutive_successes = 0
-        b.window.clear()
-        b.window_failures = 0
-        b.permits.clear()
-        return [self._event(EventKind.BLACKLIST, provider_id, now,
-                            f"{why}; ejected for {ejection:.1f} s (trip {b.trips}"
-                            f"{', every provider out: base ejection' if held else ''})", b)]
-
-    def _ejection_s(self, trips: int) -> float:
-        """The policy's ejection time; if it raises or gives no finite number >= 0, the configured one (no jitter)."""
-        try:
-            seconds = float(self.policy.ejection_s(trips, self.config, self.rng))
-            if 0.0 <= seconds < math.inf:
-                return seconds
-            raise ValueError(f"ejection_s returned {seconds!r}, not a finite number of seconds >= 0")
-        except Exception as exc:  # NaN would keep the provider out for good, a raise would fail the request
-            self.callback_failures.failed("failover_policy", exc)
+    def _on_success(self, provider_id: str, b: Breaker, now: float, probe: bool) -> list[FailoverEvent]:
         cfg = self.config
-        try:
-            base = cfg.base_ejection_s * cfg.ejection_multiplier ** (trips - 1)
-        except OverflowError:
-            base = math.inf
-        return min(base, cfg.max_ejection_s)
-
-    def _push_window(self, b: _Breaker, now: float, *, failed: bool) -> None:
-        b.window.append((now, failed))
-        b.window_failures += failed
-        self._expire_window(b, now - self.config.window_s)
-
-    @staticmethod
-    def _expire_window(b: _Breaker, cutoff: float) -> None:
-        while b.window and (b.window[0][0] < cutoff or len(b.window) > 10_000):
-            _, old_failed = b.window.popleft()
-            b.window_failures -= old_failed
-
-    def _event(self, kind: EventKind, provider_id: str, now: float, detail: str, b: _Breaker, *,
-               share: bool = True) -> FailoverEvent:
-        event = FailoverEvent(kind, provider_id, now, detail, b.state)
-        if b.state is not CircuitState.CLOSED or b.cooldown_until > now:
-            self.suspects[provider_id] = None
-        self.events.append(event)
-        self.event_counts[kind] += 1
-        replica = self._replica
-        if share and replica is not None:
-            replica.stage(event, b, now)
-        return event
-
-    def _emit(self, events: list[FailoverEvent]) -> None:
-        replica = self._replica
-        if replica is not None and replica.outbox:  # hand transitions to the store, outside the lock
-            replica.flush()
-        guard = self.callback_failures
-        for event in events:
-            for cb in list(self._subscribers):
-                guard.call("failover_subscriber", cb, event)
+        change = b.succeeded(now, probe, cfg.recovery_successes, cfg.window_s)
+        return [] if change is None else [self._log.add(change[0], provider_id, now, change[1], b)]

@@ -20,7 +20,7 @@ from .budget import RetryBudget
 from .config import FailoverConfig, MonitorConfig, RoutingConfig
 from .enums import AllOutMode, CircuitState, ErrorKind, FailoverPreset
 from .errorinfo import extract_retry_after
-from .errors import ConfigError
+from .errors import ConfigError, UnknownProviderError
 from .failover import FailoverManager
 from .hedging import HedgePolicy, Hedger
 from .interfaces import Strategy
@@ -35,7 +35,7 @@ from .models import (
     RoutingDecision,
     Usage,
 )
-from .monitor import HealthMonitor
+from .monitor import HealthMonitor, WindowMetrics
 from .pluginmanager import PluginBudget, PluginHost, get_plugin_manager
 from .routing import DEFAULT_REQUEST, ProviderRouter
 from .state import StateStore
@@ -176,7 +176,7 @@ class Middleware:
         """
         decision = self.router.select(DEFAULT_REQUEST if request is None else request, reserve=reserve,
                                       when_all_out=when_all_out)
-        self.plugins.notify("pbm_on_decision", decision=decision)
+        self.plugins.on_decision(decision)
         return decision
 
     def record(self, outcome: Outcome) -> ErrorKind | None:
@@ -209,7 +209,7 @@ class Middleware:
         if hedger is not None and not outcome.probe:
             hedger.observe(outcome.provider_id, outcome.ok, outcome.latency_s, outcome.ttft_s,
                            kind is ErrorKind.RATE_LIMITED or (kind is not None and kind.is_health_failure))
-        self.plugins.notify("pbm_on_outcome", outcome=outcome, error_kind=kind)
+        self.plugins.on_outcome(outcome, kind)
         return kind
 
     def record_at_least(self, provider_id: str, seconds: float, *, stream: bool = False) -> None:
@@ -246,8 +246,8 @@ class Middleware:
         """
         if isinstance(provider, str):
             provider = self.router.provider(provider)
-        result = self.plugins.first_result("pbm_classify_error", ErrorKind, error=error, provider=provider)
-        return result if isinstance(result, ErrorKind) else ErrorKind.UNKNOWN
+        kind = self.plugins.classify_error(error, provider)
+        return ErrorKind.UNKNOWN if kind is None else kind
 
     # -- execution -----------------------------------------------------------------------------
     def execute(self, fn: Callable[[Provider], T], request: RouteRequest | None = None, *,
@@ -336,13 +336,13 @@ class Middleware:
         """
         failover = self.failover.export()  # first: an ejection that ended changes the status
         now = self.clock()
-        metrics: dict[str, dict[str, Any]] = {}
+        metrics: dict[str, WindowMetrics] = {}
         health = {}
         for pid in self.router.providers:
             breaker = failover["providers"].get(pid)
             try:
                 metrics[pid] = self.monitor.metrics(pid)
-            except ConfigError:  # removed by another thread while exporting
+            except UnknownProviderError:  # removed by another thread while exporting
                 continue
             if breaker is not None:
                 health[pid] = _snapshot(pid, metrics[pid], breaker, now).to_dict()
@@ -403,13 +403,13 @@ class Middleware:
 
     # -- wiring --------------------------------------------------------------------------------
     def _on_health_change(self, event: HealthChange) -> None:
-        self.plugins.notify("pbm_on_health_change", event=event)
+        self.plugins.on_health_change(event)
 
     def _on_alert(self, alert: Alert) -> None:
-        self.plugins.notify("pbm_on_alert", alert=alert)
+        self.plugins.on_alert(alert)
 
 
-def _snapshot(provider_id: str, m: dict[str, Any], breaker: dict[str, Any], now: float) -> HealthSnapshot:
+def _snapshot(provider_id: str, m: WindowMetrics, breaker: dict[str, Any], now: float) -> HealthSnapshot:
     """A HealthSnapshot from one provider's window metrics and breaker info."""
     return HealthSnapshot(
         provider_id=provider_id, status=m["status"], circuit=CircuitState(breaker["state"]), calls=m["calls"],

@@ -121,7 +121,8 @@ class RouteRequest:
     ``attempt_timeout_s`` bounds each async attempt on its own (a provider that takes longer fails
     over as a timeout). ``stream`` (True or False) makes latency-aware strategies rank by time to first
     token where it is known. ``hedge`` False turns hedging off for this request when the middleware
-    has a :class:`HedgePolicy`. Token estimates are whole numbers up to :data:`MAX_TOKENS`, timeouts at
+    has a :class:`HedgePolicy`. ``strategy`` overrides the router's for this request (a registered
+    name or a :class:`Strategy`). Token estimates are whole numbers up to :data:`MAX_TOKENS`, timeouts at
     most :data:`MAX_LATENCY_S`; anything else raises :class:`ConfigError` naming the field.
     """
 
@@ -130,7 +131,7 @@ class RouteRequest:
     min_availability: float | None = None
     exclude: frozenset[str] = frozenset()
     candidates: frozenset[str] | None = None
-    strategy: str | None = None
+    strategy: str | Strategy | None = None
     input_tokens: int = 1000
     output_tokens: int = 250
     timeout_s: float | None = None

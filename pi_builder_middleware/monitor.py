@@ -12,20 +12,23 @@ import math
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from ._clock import Clock, monotonic_clock
 from ._guard import CallbackFailures
 from ._stats import percentile
 from ._validation import in_range, is_number, require
-from ._window import FAIL, OK, OTHER, RATE, VERDICTS, Sample, Window
+from ._window import FAIL, OK, RATE, Sample, Window
 from .config import MonitorConfig, RoutingConfig
 from .enums import AlertKind, CircuitState, ErrorKind, HealthStatus
-from .errors import ConfigError
+from .errors import ConfigError, UnknownProviderError
 from .interfaces import Candidate, Verdict
 from .models import MAX_COST, Alert, HealthChange, Outcome, Provider
 
-__all__ = ["HealthMonitor", "TrendMetric"]
+_OTHER = Verdict.OTHER
+_new_sample = tuple.__new__
+
+__all__ = ["HealthMonitor", "TrendMetric", "WindowMetrics"]
 
 TrendMetric = Literal["calls", "error_rate", "availability", "latency_avg_ms", "latency_p95_ms", "cost"]
 log = logging.getLogger("pi_builder_middleware.monitor")
@@ -35,6 +38,36 @@ _LOWER_IS_BETTER = {"latency_avg_ms", "latency_p50_ms", "latency_p95_ms", "laten
                     "cost_per_request", "ttft_avg_ms"}
 
 _NUM = (float, int)
+
+
+class WindowMetrics(TypedDict):
+    """One provider's window, as :meth:`HealthMonitor.metrics` reads it. Latencies in ms (None: no data)."""
+
+    calls: int
+    successes: int
+    failures: int
+    errors: int
+    rate_limited: int
+    availability: float
+    success_rate: float
+    error_rate: float
+    tokens_in: int
+    tokens_out: int
+    cost_total: float
+    cost_per_request: float
+    lifetime_calls: int
+    status: HealthStatus
+    consecutive_failures: int
+    latency_min_ms: float | None
+    latency_max_ms: float | None
+    latency_avg_ms: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    ttft_avg_ms: float | None
+    ttft_p50_ms: float | None
+    ttft_p95_ms: float | None
+
 _MAX_INTERVALS = 100_000  # trend buckets: one list each
 
 class HealthMonitor:
@@ -125,9 +158,9 @@ class HealthMonitor:
         elif error_kind is None or error_kind.is_health_failure:
             verdict = FAIL
         else:
-            verdict = OTHER
-        sample = (now, verdict, outcome.latency_s, outcome.ttft_s, outcome.input_tokens,
-                  outcome.output_tokens, cost)
+            verdict = _OTHER
+        sample = _new_sample(Sample, (now, verdict, outcome.latency_s, outcome.ttft_s, outcome.input_tokens,
+                                      outcome.output_tokens, cost))  # tuple.__new__: skips NamedTuple's slower __new__
         with self._lock:
             w = self._window(outcome.provider_id)
             samples = w.samples
@@ -138,12 +171,12 @@ class HealthMonitor:
             w.lifetime_calls += 1
             self._expire(w, now)
             cand = w.candidate
-            if verdict == OK:
+            if verdict is OK:
                 cand.consecutive_failures = 0
-            elif verdict == FAIL:
+            elif verdict is FAIL:
                 cand.consecutive_failures += 1
-            told = verdict == RATE and retry_after_s is not None and retry_after_s > 0
-            cand.observe(Verdict.OTHER if told else VERDICTS[verdict], outcome.latency_s, outcome.ttft_s, now,
+            told = verdict is RATE and retry_after_s is not None and retry_after_s > 0
+            cand.observe(_OTHER if told else verdict, outcome.latency_s, outcome.ttft_s, now,
                          self.routing.concurrency_memory_s, outcome.output_tokens)
             pending = self._evaluate(outcome.provider_id, w, now)
         self._emit(pending)
@@ -175,7 +208,7 @@ class HealthMonitor:
         now = self.clock() if now is None else now
         with self._lock:
             w = self._window(provider_id)
-            if w.samples and w.samples[0][0] < now - self.config.window_s:
+            if w.samples and w.samples[0].at < now - self.config.window_s:
                 self._expire(w, now)
                 pending = self._evaluate(provider_id, w, now)
             else:
@@ -187,40 +220,41 @@ class HealthMonitor:
         """Current health status (metrics combined with the breaker state)."""
         return self._window(provider_id).status
 
-    def metrics(self, provider_id: str) -> dict[str, Any]:
+    def metrics(self, provider_id: str) -> WindowMetrics:
         """Window metrics of one provider, percentiles included (computed now). Latencies in ms."""
         now = self.clock()
         self.refresh(provider_id, now)  # samples that left change the status and alerts too, not only the numbers
         with self._lock:
             w = self._window(provider_id)
             self._expire(w, now)
-            ok_lat = sorted(s[2] for s in w.samples if s[1] == OK)
-            ttfts = sorted(s[3] for s in w.samples if s[3] is not None)
-            out: dict[str, Any] = {
-                "calls": w.calls, "successes": w.successes, "failures": w.failures, "errors": w.errors,
-                "rate_limited": w.rate_limited, "availability": w.availability,
-                "success_rate": w.successes / w.calls if w.calls else 1.0, "error_rate": w.error_rate,
-                "tokens_in": w.tokens_in, "tokens_out": w.tokens_out, "cost_total": max(w.cost, 0.0),
-                "cost_per_request": max(w.cost, 0.0) / w.calls if w.calls else 0.0,
-                "lifetime_calls": w.lifetime_calls, "status": w.status,
-                "consecutive_failures": w.candidate.consecutive_failures,
-            }
+            ok_lat = sorted(s.latency_s for s in w.samples if s.verdict is OK)
+            ttfts = sorted(s.ttft_s for s in w.samples if s.ttft_s is not None)
+            calls, cost, status, failures = w.calls, max(w.cost, 0.0), w.status, w.candidate.consecutive_failures
+            counts = (w.successes, w.failures, w.errors, w.rate_limited, w.tokens_in, w.tokens_out, w.lifetime_calls)
+            availability, error_rate = w.availability, w.error_rate
         ms = 1000.0
-        out["latency_min_ms"] = ok_lat[0] * ms if ok_lat else None
-        out["latency_max_ms"] = ok_lat[-1] * ms if ok_lat else None
-        out["latency_avg_ms"] = sum(ok_lat) / len(ok_lat) * ms if ok_lat else None
-        for q in (50, 95, 99):
-            out[f"latency_p{q}_ms"] = percentile(ok_lat, q) * ms if ok_lat else None
-        out["ttft_avg_ms"] = sum(ttfts) / len(ttfts) * ms if ttfts else None
-        out["ttft_p50_ms"] = percentile(ttfts, 50) * ms if ttfts else None
-        out["ttft_p95_ms"] = percentile(ttfts, 95) * ms if ttfts else None
-        return out
+        return WindowMetrics(
+            calls=calls, successes=counts[0], failures=counts[1], errors=counts[2], rate_limited=counts[3],
+            availability=availability, success_rate=counts[0] / calls if calls else 1.0, error_rate=error_rate,
+            tokens_in=counts[4], tokens_out=counts[5], cost_total=cost,
+            cost_per_request=cost / calls if calls else 0.0, lifetime_calls=counts[6], status=status,
+            consecutive_failures=failures,
+            latency_min_ms=ok_lat[0] * ms if ok_lat else None,
+            latency_max_ms=ok_lat[-1] * ms if ok_lat else None,
+            latency_avg_ms=sum(ok_lat) / len(ok_lat) * ms if ok_lat else None,
+            latency_p50_ms=percentile(ok_lat, 50) * ms if ok_lat else None,
+            latency_p95_ms=percentile(ok_lat, 95) * ms if ok_lat else None,
+            latency_p99_ms=percentile(ok_lat, 99) * ms if ok_lat else None,
+            ttft_avg_ms=sum(ttfts) / len(ttfts) * ms if ttfts else None,
+            ttft_p50_ms=percentile(ttfts, 50) * ms if ttfts else None,
+            ttft_p95_ms=percentile(ttfts, 95) * ms if ttfts else None,
+        )
 
     def compare(self, metric: str = "latency_p50_ms", provider_ids: Iterable[str] | None = None
                 ) -> list[tuple[str, float | None]]:
         """Providers ordered best first by ``metric`` (any key of :meth:`metrics`); no data last."""
         ids = list(provider_ids) if provider_ids is not None else self.provider_ids()
-        rows = [(pid, self.metrics(pid).get(metric)) for pid in ids]
+        rows: list[tuple[str, Any]] = [(pid, dict(self.metrics(pid)).get(metric)) for pid in ids]
         if rows and any(v is not None and not isinstance(v, int | float) for _, v in rows):
             raise ConfigError("metric", f"{metric!r} is not numeric; pick e.g. latency_p50_ms or error_rate")
         sign = 1.0 if metric in _LOWER_IS_BETTER else -1.0
@@ -247,11 +281,11 @@ class HealthMonitor:
             [] for _ in range(intervals)]
         with self._lock:
             for s in self._window(provider_id).samples:
-                if s[0] >= start:
-                    buckets[min(int((s[0] - start) / span), intervals - 1)].append(s)
+                if s.at >= start:
+                    buckets[min(int((s.at - start) / span), intervals - 1)].append(s)
         return [_bucket_value(b, metric) for b in buckets]
 
-    def export(self, metrics: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    def export(self, metrics: Mapping[str, WindowMetrics] | None = None) -> dict[str, Any]:
         """JSON-safe metrics of every provider plus the configuration and recent alerts.
 
         ``metrics``: providers' :meth:`metrics` already read by the caller (the Middleware reads them for
@@ -259,11 +293,11 @@ class HealthMonitor:
         """
         providers = {}
         for pid in self.provider_ids():
-            m = dict(metrics[pid]) if metrics is not None and pid in metrics else None
+            m: dict[str, Any] | None = dict(metrics[pid]) if metrics is not None and pid in metrics else None
             if m is None:
                 try:
-                    m = self.metrics(pid)
-                except ConfigError:  # removed by another thread while exporting
+                    m = dict(self.metrics(pid))
+                except UnknownProviderError:  # removed by another thread while exporting
                     continue
             m["status"] = m["status"].value
             providers[pid] = m
@@ -286,7 +320,7 @@ class HealthMonitor:
         try:
             return self._windows[provider_id]
         except KeyError:
-            raise ConfigError("provider_id", f"unknown provider {provider_id!r}; add it first") from None
+            raise UnknownProviderError(provider_id) from None
 
     def _sample_time(self, at: float, now: float) -> float:
         skew = self.config.max_clock_skew_s
@@ -299,12 +333,12 @@ class HealthMonitor:
     def _expire(self, w: Window, now: float) -> None:
         cutoff = now - self.config.window_s
         samples = w.samples
-        while samples and samples[0][0] < cutoff:
+        while samples and samples[0].at < cutoff:
             w.remove(samples.popleft())
         cand = w.candidate
         cand.error_rate = w.error_rate
         cand.samples = w.calls
-        cand.stale_at = samples[0][0] + self.config.window_s if samples else float("inf")
+        cand.stale_at = samples[0].at + self.config.window_s if samples else float("inf")
 
     def _evaluate(self, provider_id: str, w: Window, now: float) -> list[Alert | HealthChange]:
         pending: list[Alert | HealthChange] = []
@@ -394,13 +428,13 @@ def _bucket_value(bucket: list[Sample], metric: str
     if not bucket:
         return None
     if metric == "error_rate":
-        return sum(1 for s in bucket if s[1] != OK) / len(bucket)
+        return sum(1 for s in bucket if s.verdict is not OK) / len(bucket)
     if metric == "availability":
-        verdicts = [s for s in bucket if s[1] in (OK, FAIL)]
-        return sum(1 for s in verdicts if s[1] == OK) / len(verdicts) if verdicts else None
+        verdicts = [s for s in bucket if s.verdict is OK or s.verdict is FAIL]
+        return sum(1 for s in verdicts if s.verdict is OK) / len(verdicts) if verdicts else None
     if metric == "cost":
-        return sum(s[6] for s in bucket)
-    ok = sorted(s[2] for s in bucket if s[1] == OK)
+        return sum(s.cost for s in bucket)
+    ok = sorted(s.latency_s for s in bucket if s.verdict is OK)
     if not ok:
         return None
     if metric == "latency_avg_ms":

@@ -12,14 +12,19 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
+from .enums import ErrorKind
 from .errorinfo import error_text
 from .errors import ConfigError
 from .hookspecs import PROJECT_NAME
+
+if TYPE_CHECKING:
+    from .models import Alert, HealthChange, Outcome, Provider, RoutingDecision
+    from .registry import FailoverPolicyRegistry, HealthScorerRegistry, StrategyRegistry
 
 __all__ = ["BLOCK_ENV_VAR", "BUILTIN_PLUGINS", "PER_CALL_HOOKS", "PluginBudget", "PluginHost", "get_plugin_manager"]
 
@@ -216,8 +221,43 @@ class PluginHost:
             self._cache[hook_name] = (version, impls)
         return impls
 
+    # -- the hooks, typed: one method per hookspec (mypy checks names and arguments) ------------
+    def register_strategies(self, registry: StrategyRegistry) -> None:
+        """:func:`~pi_builder_middleware.hookspecs.pbm_register_strategies`."""
+        self.notify("pbm_register_strategies", registry=registry)
+
+    def register_health_scorers(self, registry: HealthScorerRegistry) -> None:
+        """:func:`~pi_builder_middleware.hookspecs.pbm_register_health_scorers`."""
+        self.notify("pbm_register_health_scorers", registry=registry)
+
+    def register_failover_policies(self, registry: FailoverPolicyRegistry) -> None:
+        """:func:`~pi_builder_middleware.hookspecs.pbm_register_failover_policies`."""
+        self.notify("pbm_register_failover_policies", registry=registry)
+
+    def classify_error(self, error: BaseException, provider: Provider) -> ErrorKind | None:
+        """:func:`~pi_builder_middleware.hookspecs.pbm_classify_error`: the first plugin's usable answer."""
+        result = self.first_result("pbm_classify_error", ErrorKind, error=error, provider=provider)
+        return result if isinstance(result, ErrorKind) else None
+
+    def on_outcome(self, outcome: Outcome, error_kind: ErrorKind | None) -> None:
+        """:func:`~pi_builder_middleware.hookspecs.pbm_on_outcome`."""
+        self.notify("pbm_on_outcome", outcome=outcome, error_kind=error_kind)
+
+    def on_decision(self, decision: RoutingDecision) -> None:
+        """:func:`~pi_builder_middleware.hookspecs.pbm_on_decision`."""
+        self.notify("pbm_on_decision", decision=decision)
+
+    def on_health_change(self, event: HealthChange) -> None:
+        """:func:`~pi_builder_middleware.hookspecs.pbm_on_health_change`."""
+        self.notify("pbm_on_health_change", event=event)
+
+    def on_alert(self, alert: Alert) -> None:
+        """:func:`~pi_builder_middleware.hookspecs.pbm_on_alert`."""
+        self.notify("pbm_on_alert", alert=alert)
+
+    # -- by name ---------------------------------------------------------------------------------
     def notify(self, hook_name: str, **kwargs: Any) -> None:
-        """Call every (non-wrapper) implementation of an observer hook."""
+        """Call every (non-wrapper) implementation of an observer hook (the typed methods above call this)."""
         for function, argnames, plugin_name, timed in self._impls(hook_name):
             if timed is not None:
                 self._call_timed(timed, function, argnames, kwargs, hook_name, plugin_name)

@@ -1,5 +1,8 @@
 """Active health checks for a :class:`~pi_builder_middleware.FailoverManager`: each provider probed on its own.
 
+:class:`HealthChecks` is the scheduler (one asyncio task; the manager's ``start_health_checks`` & co
+call it); the functions below are what it runs.
+
 Every ``interval_s`` a round starts one probe task per provider whose previous probe has ended; a
 provider whose probe is still running (it ignores its cancellation, or has no time limit) is skipped
 and counted as a ``probe_overruns``. So a probe that hangs holds back its own provider only, never the
@@ -11,23 +14,67 @@ answering for a provider removed meanwhile) can end the checks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from ._validation import is_number, require
 from .enums import ErrorKind
 from .errorinfo import error_text
-from .errors import ConfigError
+from .errors import ConfigError, UnknownProviderError
 
 if TYPE_CHECKING:
     from .failover import FailoverManager
 
-__all__ = ["ProbeFn", "check_loop", "probe_all", "probe_one"]
+__all__ = ["HealthChecks", "ProbeFn", "check_loop", "probe_all", "probe_one"]
 
 #: A health probe: awaits a check of one provider id; returning False or raising is a failure.
 ProbeFn = Callable[[str], Awaitable[object]]
 
 log = logging.getLogger("pi_builder_middleware.probes")
+
+
+class HealthChecks:
+    """The health-check task of one manager: started, stopped, or run once."""
+
+    __slots__ = ("_task", "manager")
+
+    def __init__(self, manager: FailoverManager) -> None:
+        self.manager = manager
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, probe: ProbeFn, interval_s: float, timeout_s: float | None = None) -> None:
+        """Start the task (from a running event loop); see :meth:`FailoverManager.start_health_checks`."""
+        require("interval_s", is_number(interval_s) and interval_s > 0, "a finite number of seconds > 0", interval_s)
+        require("timeout_s", timeout_s is None or (is_number(timeout_s) and timeout_s > 0),
+                "a finite number of seconds > 0, or None", timeout_s)
+        timeout = self.timeout(timeout_s)
+        if self._task is not None and not self._task.done():
+            raise ConfigError("health_checks", "already running; call stop_health_checks() first")
+        self._task = asyncio.get_running_loop().create_task(check_loop(self.manager, probe, interval_s, timeout))
+
+    async def stop(self) -> None:
+        """Stop the task (and the probes it is running) and wait for it to end."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def run_once(self, probe: ProbeFn, timeout_s: float | None = None) -> None:
+        """Probe every provider once, concurrently, each within ``timeout_s`` (default: the config's)."""
+        await probe_all(self.manager, probe, self.timeout(timeout_s))
+
+    def timeout(self, timeout_s: float | None) -> float:
+        """``timeout_s`` checked, or ``FailoverConfig.health_check_timeout_s`` for None."""
+        if timeout_s is None:
+            return self.manager.config.health_check_timeout_s
+        if not isinstance(timeout_s, int | float) or isinstance(timeout_s, bool) or not 0 < timeout_s < math.inf:
+            raise ConfigError("timeout_s", f"must be a number of seconds > 0, or None for "
+                                           f"FailoverConfig.health_check_timeout_s (got {timeout_s!r})")
+        return float(timeout_s)
 
 
 async def probe_all(manager: FailoverManager, probe: ProbeFn, timeout_s: float) -> None:
@@ -84,7 +131,7 @@ async def probe_one(manager: FailoverManager, probe: ProbeFn, provider_id: str, 
 def _record(manager: FailoverManager, provider_id: str, ok: bool, kind: ErrorKind | None, detail: str) -> None:
     try:
         manager.record(provider_id, ok, kind, probe=True, detail=detail)
-    except ConfigError:
+    except UnknownProviderError:
         pass  # the provider was removed while its probe ran
     except Exception as exc:  # must not end the checks; the manager's own parts are guarded, so a bug
         log.error("recording the health probe of %r failed: %s: %s", provider_id, type(exc).__name__,

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 
 from ._clock import Clock
 from .enums import CircuitState
-from .errors import ConfigError, NoProviderAvailableError, PiBuilderError, chain_exhausted
+from .errors import NoProviderAvailableError, PiBuilderError, UnknownProviderError, chain_exhausted
 from .failover import FailoverManager
 from .models import Attempt
 
@@ -80,7 +80,7 @@ class RecoveryWait:
         """
         soonest: float | None = None
         for pid in self.candidates:
-            with contextlib.suppress(ConfigError):  # removed from the middleware meanwhile
+            with contextlib.suppress(UnknownProviderError):  # removed from the middleware meanwhile
                 at = self.failover.available_at(pid)
                 now = self.clock()  # read after available_at's own "now": "available now" is at <= now
                 held = at > now

@@ -18,10 +18,10 @@ from typing import Any
 from ._clock import Clock, monotonic_clock
 from ._registries import Registries, build_registries
 from ._validation import require
-from .config import RoutingConfig
+from .config import FailoverConfig, RoutingConfig
 from .enums import AllOutMode, CircuitState, EventKind
 from .errorinfo import error_text
-from .errors import ConfigError, NoProviderAvailableError
+from .errors import ConfigError, NoProviderAvailableError, UnknownProviderError
 from .failover import FailoverManager
 from .interfaces import Candidate, HealthScorer, Strategy, StrategyContext
 from .models import FailoverEvent, Provider, RouteRequest, RoutingDecision
@@ -53,7 +53,8 @@ class ProviderRouter:
     """Chooses a provider per request and keeps a bounded history of decisions.
 
     ``strategy`` and ``health_scorer`` are names looked up in the registries (plugins can add
-    more) or instances. A strategy that raises or returns nonsense (the wrong number of scores, NaN or
+    more; without ``registries``, the built-in ones: no entry point is loaded) or instances.
+    A strategy that raises or returns nonsense (the wrong number of scores, NaN or
     infinite ones) is logged and counted in :attr:`plugin_failures`, and the request is ranked by the
     health scorer instead (by the given order if that fails too). ``budget`` times third-party
     strategies (and built-ins using a third-party health scorer): see :class:`PluginBudget`.
@@ -83,7 +84,10 @@ class ProviderRouter:
         self.clock: Clock = clock or monotonic_clock
         self.monitor = monitor or HealthMonitor(clock=self.clock, routing=config)
         self.config = config or self.monitor.routing
-        self.failover = failover or FailoverManager(clock=self.clock)
+        if failover is None:
+            default = FailoverConfig.coerce(None)
+            failover = FailoverManager(default, clock=self.clock, policy=self.registries.policies.get(default.policy))
+        self.failover = failover
         self.strategy = self._resolve_strategy(strategy)
         if not isinstance(health_scorer, str | HealthScorer):
             raise ConfigError("health_scorer", f"expected a scorer name or HealthScorer, got {health_scorer!r}")
@@ -159,11 +163,11 @@ class ProviderRouter:
         return dict(self._providers)
 
     def provider(self, provider_id: str) -> Provider:
-        """One provider by id; ConfigError if unknown."""
+        """One provider by id; :class:`UnknownProviderError` (a ConfigError) if unknown."""
         try:
             return self._providers[provider_id]
         except KeyError:
-            raise ConfigError("provider_id", f"unknown provider {provider_id!r}; add it first") from None
+            raise UnknownProviderError(provider_id) from None
 
     # -- load ----------------------------------------------------------------------------------
     def begin(self, provider_id: str) -> None:
@@ -309,7 +313,7 @@ class ProviderRouter:
         for index, cand in enumerate(held):
             try:
                 at = self.failover.available_at(cand.provider.id)
-            except ConfigError:  # removed by another thread meanwhile
+            except UnknownProviderError:  # removed by another thread meanwhile
                 continue
             key = (at, cand.provider.priority, index)
             if soonest is None or key[:2] < soonest[:2]:
@@ -321,7 +325,7 @@ class ProviderRouter:
         if reserve:
             try:
                 self.failover.admit_early(pid)
-            except ConfigError:
+            except UnknownProviderError:
                 raise NoProviderAvailableError(excluded) from None
         note = (f"every candidate is out; sending to {pid}, the soonest back "
                 f"(in {max(at - now, 0.0):.1f} s), instead of failing")
@@ -332,13 +336,13 @@ class ProviderRouter:
         return decision
 
     def _refresh(self, provider_id: str, now: float) -> None:
-        with contextlib.suppress(ConfigError):  # removed by another thread meanwhile
+        with contextlib.suppress(UnknownProviderError):  # removed by another thread meanwhile
             self.monitor.refresh(provider_id, now)
 
     def _acquire(self, provider_id: str) -> bool:
         try:
             return self.failover.acquire(provider_id)
-        except ConfigError:  # removed by another thread since it was ranked
+        except UnknownProviderError:  # removed by another thread since it was ranked
             return False
 
     def _filter(self, request: RouteRequest, now: float
@@ -386,7 +390,7 @@ class ProviderRouter:
             if suspect:
                 try:
                     why = self.failover.unavailable_reason(pid, now)
-                except ConfigError:  # removed by another thread after the copy was taken
+                except UnknownProviderError:  # removed by another thread after the copy was taken
                     continue
                 if why is not None:
                     excluded[pid] = why

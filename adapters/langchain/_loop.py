@@ -25,7 +25,7 @@ from langchain_core.runnables.utils import coro_with_context
 
 from pi_builder_middleware import (
     MAX_TOKENS,
-    AttemptTimeoutError,
+    FirstChunkTimeoutError,
     Middleware,
     OpenAttempt,
     Provider,
@@ -46,14 +46,6 @@ It = TypeVar("It")
 #: Builds the config of one attempt (child callbacks of the caller's run) from the provider id.
 ConfigFor = Callable[[str], RunnableConfig]
 AnyRunnable = Runnable[Any, Any]
-
-
-class FirstChunkTimeoutError(AttemptTimeoutError):
-    """A provider sent no chunk within ``first_chunk_timeout_s``; the stream failed over to the next one."""
-
-    def __init__(self, provider_id: str, timeout_s: float) -> None:
-        super().__init__(provider_id, timeout_s,
-                         f"{provider_id!r} sent no chunk within {timeout_s} s (first_chunk_timeout_s)")
 
 
 class RoutingLoop:

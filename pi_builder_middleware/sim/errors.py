@@ -2,30 +2,35 @@
 
 Hierarchy::
 
-    ValueError
-    └── SimulatorConfigError   bad behaviour / scenario / CLI input (carries every field path)
-    RuntimeError
-    └── SimulatorStateError    e.g. asking for a URL before start(), or an unknown provider name
+    PiBuilderError
+    ├── ConfigError (a ValueError)
+    │   └── SimulatorConfigError   bad behaviour / scenario / CLI input (carries every field path)
+    └── SimulatorStateError        (also a RuntimeError) e.g. asking for a URL before start(), or an
+                                   unknown provider name
 """
 
 from __future__ import annotations
 
 from pydantic import ValidationError
 
+from pi_builder_middleware.errors import ConfigError, PiBuilderError
+
 __all__ = ["SimulatorConfigError", "SimulatorStateError", "config_error_from_validation"]
 
 
-class SimulatorConfigError(ValueError):
+class SimulatorConfigError(ConfigError):
     """Invalid simulator configuration.
 
     ``problems`` holds ``(field_path, message)`` pairs such as
     ``("providers[1].faults[0].error_rate", "must be between 0 and 1")``; ``str(err)`` joins them.
+    As a :class:`ConfigError`, ``field`` and ``message`` are the first problem's.
     """
 
     def __init__(self, problems: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> None:
         self.problems: tuple[tuple[str, str], ...] = tuple(problems)
+        self.field, self.message = self.problems[0] if self.problems else ("", "invalid simulator configuration")
         text = "; ".join(f"{path}: {message}" if path else message for path, message in self.problems)
-        super().__init__(text or "invalid simulator configuration")
+        PiBuilderError.__init__(self, text or "invalid simulator configuration")
 
     @classmethod
     def single(cls, path: str, message: str) -> SimulatorConfigError:
@@ -33,7 +38,7 @@ class SimulatorConfigError(ValueError):
         return cls([(path, message)])
 
 
-class SimulatorStateError(RuntimeError):
+class SimulatorStateError(PiBuilderError, RuntimeError):
     """The simulator is not in a state that allows the requested operation."""
 
 

@@ -17,7 +17,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from pi_builder_middleware.enums import EventKind
-from pi_builder_middleware.errors import ConfigError
+from pi_builder_middleware.errors import ConfigError, UnknownProviderError
 from pi_builder_middleware.models import FailoverEvent, HealthChange, Outcome, Provider, RoutingDecision
 
 from . import _names as n
@@ -97,7 +97,7 @@ class PrometheusMetrics:
             labels = self.labels(provider)
             try:
                 self.breaker.labels(*labels).set(n.CIRCUIT_VALUE[middleware.failover.state(pid)])
-            except ConfigError:  # removed meanwhile
+            except UnknownProviderError:  # removed meanwhile
                 continue
             self.health_gauge.labels(*labels).set(0)
             self.in_flight_gauge.labels(*labels).inc(0)
