@@ -72,12 +72,12 @@ def _demo(port: int, duration: float) -> subprocess.Popen[str]:
 
 def test_the_demo_serves_metrics_and_the_failed_providers_breaker_is_open_there() -> None:
     port = free_port()
-    demo = _demo(port, 16.0)
+    demo = _demo(port, 30.0)  # the outage of openai-fast: 4.5 s to 13.5 s of the demo (a wide window on a busy machine)
     seen_open: dict[str, list[tuple[dict[str, str], float]]] | None = None
     counted: dict[str, list[tuple[dict[str, str], float]]] = {}
     text = ""
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 150
         while demo.poll() is None and time.monotonic() < deadline:
             try:
                 text = scrape(port)
