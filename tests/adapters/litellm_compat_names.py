@@ -31,6 +31,11 @@ __all__ = [
     "test_the_mapping_table",
 ]
 
+def _release() -> tuple[int, int]:
+    major, minor = version("litellm").split(".")[:2]
+    return int(major), int(minor)
+
+
 PRICES = {"pricey": 1e-5, "cheap": 1e-7, "middle": 1e-6}
 
 
@@ -85,15 +90,25 @@ async def test_an_explicit_strategy_wins_over_the_routers() -> None:
         assert handle.middleware.router.strategy.name == "quality-optimal"
 
 
-@pytest.mark.parametrize("name", ["usage-based-routing-v2", "least-busy"])
+# 1.80 leaves the handlers of a usage-based / least-busy Router in its process-wide callbacks, where they stop
+# the next tests' events (seen only on 1.80): not run there.
+@pytest.mark.parametrize("name", ["usage-based-routing-v2", "least-busy"] if _release() >= (1, 81) else [])
 async def test_a_strategy_without_equivalent_stays_litellms_and_is_logged_once(name: str, caplog) -> None:
     from pi_builder_middleware.adapters.litellm import _names
 
     _names._reported.discard(name)
     caplog.set_level(logging.WARNING, logger="pi_builder_middleware.adapters.litellm")
+    for _ in range(2):
+        with install(priced_router(routing_strategy=name)) as handle:
+            assert handle.strategy is None  # LiteLLM keeps picking
+    logged = [r for r in caplog.records if name in r.getMessage() and "no equivalent" in r.getMessage()]
+    assert len(logged) == 1
+    if _release() < (1, 109):
+        # route=False on 1.80-1.108 only monitors (README, LiteLLM versions): LiteLLM's own pick there calls no
+        # callback filter, and 1.80's usage-based and least-busy handlers need more than a mock call
+        return
     router = priced_router(routing_strategy=name)
     with install(router) as handle:
-        assert handle.strategy is None  # LiteLLM keeps picking
         for _ in range(4):
             await router.acompletion(model="g", messages=MESSAGES)
         await async_wait_until(lambda: handle.stats()["recorded_ok"] == 4)  # every outcome is recorded
@@ -104,10 +119,6 @@ async def test_a_strategy_without_equivalent_stays_litellms_and_is_logged_once(n
         assert handle.middleware.failover.unavailable_reason("cheap") is not None
         served = Counter([served_by(await router.acompletion(model="g", messages=MESSAGES)) for _ in range(8)])
         assert "cheap" not in served and sum(served.values()) == 8
-    with install(priced_router(routing_strategy=name)):
-        pass
-    logged = [r for r in caplog.records if name in r.getMessage() and "no equivalent" in r.getMessage()]
-    assert len(logged) == 1
 
 
 async def test_route_true_with_an_unmapped_router_strategy_routes_with_the_middleware() -> None:
@@ -115,13 +126,10 @@ async def test_route_true_with_an_unmapped_router_strategy_routes_with_the_middl
         assert handle.strategy is not None
 
 
-def _release() -> tuple[int, int]:
-    major, minor = version("litellm").split(".")[:2]
-    return int(major), int(minor)
-
-
-# A plain Router honours a per-request routing_strategy from about 1.81 on; 1.80 ignores it (installed honours it).
-PER_REQUEST_MODES = ["plain", "installed"] if _release() >= (1, 81) else ["installed"]
+# A plain Router honours a per-request routing_strategy from about 1.81 on. 1.80 ignores it, and an event loop
+# that passed it to 1.80 does not close (its logging worker hangs the next tests): not run there.
+PER_REQUEST = _release() >= (1, 81)
+PER_REQUEST_MODES = ["plain", "installed"] if PER_REQUEST else []
 
 
 @pytest.mark.parametrize("mode", PER_REQUEST_MODES)
@@ -141,7 +149,8 @@ async def test_a_per_request_cost_based_routing_picks_the_cheapest(mode: str) ->
             handle.uninstall()
 
 
-async def test_a_per_request_simple_shuffle_uses_health_shuffle() -> None:
+@pytest.mark.parametrize("mode", ["installed"] if PER_REQUEST else [])
+async def test_a_per_request_simple_shuffle_uses_health_shuffle(mode: str) -> None:
     router = priced_router(routing_strategy="cost-based-routing")
     with install(router, seed=4) as handle:
         served = Counter([served_by(await router.acompletion(model="g", messages=MESSAGES,
