@@ -70,10 +70,10 @@ def test_python_dash_m_serves_until_ctrl_c() -> None:
         assert proc.stdout is not None
         name, url = proc.stdout.readline().split()
         assert name == "a"
-        resp = httpx.post(f"{url}/chat/completions", json={"model": "m", "messages": MESSAGES}, timeout=5)
+        resp = httpx.post(f"{url}/chat/completions", json={"model": "m", "messages": MESSAGES}, timeout=30)
         assert resp.status_code == 200
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
         proc.wait()

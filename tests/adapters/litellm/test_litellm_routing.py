@@ -33,8 +33,8 @@ def sim_router(sim: Any, names: list[str], **kwargs: Any) -> litellm.Router:
 
 async def test_latency_optimal_sends_most_traffic_to_the_fastest_provider(make_sim) -> None:
     sim = make_sim(SimProvider(name="fast", behaviour=Behaviour(latency=Latency.fixed(2))),
-                   SimProvider(name="mid", behaviour=Behaviour(latency=Latency.fixed(25))),
-                   SimProvider(name="slow", behaviour=Behaviour(latency=Latency.fixed(50))))
+                   SimProvider(name="mid", behaviour=Behaviour(latency=Latency.fixed(60))),
+                   SimProvider(name="slow", behaviour=Behaviour(latency=Latency.fixed(150))))
     router = sim_router(sim, ["fast", "mid", "slow"])
     with install(router, strategy="latency-optimal", seed=1) as handle:
         # Warm-up: the first call to each deployment pays for its HTTP client and connection; forget those.
