@@ -92,23 +92,39 @@ def http_scenario(phases: Phases) -> list[Result]:
 
     behaviour = Behaviour(latency=Latency.lognormal(30, 0.25, max_ms=200))
     results = []
-    with Simulator([SimProvider(name="a", behaviour=behaviour), SimProvider(name="b", behaviour=behaviour)],
-                   seed=3) as sim:
+    with Simulator(
+        [SimProvider(name="a", behaviour=behaviour), SimProvider(name="b", behaviour=behaviour)], seed=3
+    ) as sim:
+
         def chat(name: str) -> ChatOpenAI:
-            return ChatOpenAI(base_url=sim.base_url(name), api_key="sk-fake", model="sim",  # type: ignore[arg-type]
-                              max_retries=0, timeout=5)
+            return ChatOpenAI(
+                base_url=sim.base_url(name),
+                api_key="sk-fake",
+                model="sim",  # type: ignore[arg-type]
+                max_retries=0,
+                timeout=5,
+            )
 
         def contenders() -> Iterator[tuple[str, BaseChatModel, list[AgentMiddleware[Any, Any, Any]]]]:
             a = chat("a")
             yield "`ModelFallbackMiddleware(b)`", a, [ModelFallbackMiddleware(chat("b"))]
             a = chat("a")
-            yield ("`ModelFallbackMiddleware(b)` + `ModelRetryMiddleware(2)`", a,
-                   [ModelFallbackMiddleware(chat("b")),
-                    ModelRetryMiddleware(max_retries=2, initial_delay=0.05, backoff_factor=2.0, jitter=False,
-                                         on_failure="error")])
+            yield (
+                "`ModelFallbackMiddleware(b)` + `ModelRetryMiddleware(2)`",
+                a,
+                [
+                    ModelFallbackMiddleware(chat("b")),
+                    ModelRetryMiddleware(
+                        max_retries=2, initial_delay=0.05, backoff_factor=2.0, jitter=False, on_failure="error"
+                    ),
+                ],
+            )
             a = chat("a")
-            yield ("`HealthAwareModelMiddleware`", a,
-                   [HealthAwareModelMiddleware({"a": a, "b": chat("b")}, failover=FAILOVER)])
+            yield (
+                "`HealthAwareModelMiddleware`",
+                a,
+                [HealthAwareModelMiddleware({"a": a, "b": chat("b")}, failover=FAILOVER)],
+            )
 
         for name, primary, middleware in contenders():
             agent = create_agent(primary, tools=[get_weather], middleware=middleware)
@@ -138,10 +154,13 @@ def http_scenario(phases: Phases) -> list[Result]:
 
 
 def table(title: str, results: list[Result]) -> str:
-    lines = [f"### {title}", "",
-             "| agent middleware | runs (outage) | requests to dead `a` | per outage run | caller errors "
-             "| p50 / p99 ms, all runs | p50 / p99 ms, outage | recovered runs answered by `a` |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"### {title}",
+        "",
+        "| agent middleware | runs (outage) | requests to dead `a` | per outage run | caller errors "
+        "| p50 / p99 ms, all runs | p50 / p99 ms, outage | recovered runs answered by `a` |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         every = [x for xs in r.latencies.values() for x in xs]
         outage = r.latencies["outage"]
@@ -151,7 +170,8 @@ def table(title: str, results: list[Result]) -> str:
         lines.append(
             f"| {r.name} | {len(every)} ({len(outage)}) | {r.dead_requests} | {per_run:.2f} | {r.errors} "
             f"| {pct(every, 0.5):.1f} / {pct(every, 0.99):.1f} | {pct(outage, 0.5):.1f} / {pct(outage, 0.99):.1f} "
-            f"| {share} |")
+            f"| {share} |"
+        )
     return "\n".join(lines)
 
 
@@ -167,8 +187,9 @@ class InstantToolChat(BaseChatModel):
     def bind_tools(self, tools: Any, *, tool_choice: Any = None, **kwargs: Any) -> Any:
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
-                  **kwargs: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
         if isinstance(messages[-1], ToolMessage):
             message = AIMessage(content=f"{self.key}: {messages[-1].content}")
         else:
@@ -200,12 +221,16 @@ def overhead(runs: int) -> str:
         agent = create_agent(a, tools=[get_weather], middleware=middleware)
         measured.append((name, per_run_us(lambda agent=agent: agent.invoke(QUESTION))))
     base = measured[0][1]
-    lines = ["### Overhead per agent run (instant model, 2 model calls + 1 tool call, sync invoke, CPU time, "
-             "best of 5 rounds)", "",
-             "| agent | µs per run | added µs | added µs per model call | ratio to no middleware |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {name} | {us:.0f} | {us - base:+.0f} | {(us - base) / 2:+.0f} | {us / base:.3f} |"
-              for name, us in measured]
+    lines = [
+        "### Overhead per agent run (instant model, 2 model calls + 1 tool call, sync invoke, CPU time, "
+        "best of 5 rounds)",
+        "",
+        "| agent | µs per run | added µs | added µs per model call | ratio to no middleware |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {us:.0f} | {us - base:+.0f} | {(us - base) / 2:+.0f} | {us / base:.3f} |" for name, us in measured
+    ]
     return "\n".join(lines)
 
 
@@ -215,11 +240,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     scale = 0.5 if args.quick else 1.0
     phases = Phases(healthy_s=1.0 * scale, outage_s=4.0 * scale, recovered_s=3.0 * scale)
-    print(f"phases: healthy {phases.healthy_s:.1f} s, outage of `a` {phases.outage_s:.1f} s (503), "
-          f"recovered {phases.recovered_s:.1f} s; agent runs one after another, each a tool loop of 2 model "
-          f"calls; HealthAwareModelMiddleware uses FailoverConfig.preset('balanced', base_ejection_s=1.0)\n")
-    print(table("create_agent with ChatOpenAI over HTTP to the simulator (30 ms lognormal), outage = 503",
-                http_scenario(phases)), "\n", flush=True)
+    print(
+        f"phases: healthy {phases.healthy_s:.1f} s, outage of `a` {phases.outage_s:.1f} s (503), "
+        f"recovered {phases.recovered_s:.1f} s; agent runs one after another, each a tool loop of 2 model "
+        f"calls; HealthAwareModelMiddleware uses FailoverConfig.preset('balanced', base_ejection_s=1.0)\n"
+    )
+    print(
+        table(
+            "create_agent with ChatOpenAI over HTTP to the simulator (30 ms lognormal), outage = 503",
+            http_scenario(phases),
+        ),
+        "\n",
+        flush=True,
+    )
     print(overhead(200 if args.quick else 500))
     return 0
 

@@ -36,14 +36,31 @@ class NoOpObserver:
 
 def build(n_providers: int, plugins: list[object], **kwargs: Any) -> Middleware:
     rng = random.Random(1)
-    providers = [Provider(id=f"p{i}", cost_per_1k_input=rng.uniform(0.0001, 0.01), quality=rng.random())
-                 for i in range(n_providers)]
-    mw = Middleware(providers=providers, strategy="latency-optimal", failover="balanced", load_entrypoints=False,
-                    seed=1, plugins=plugins, **kwargs)
+    providers = [
+        Provider(id=f"p{i}", cost_per_1k_input=rng.uniform(0.0001, 0.01), quality=rng.random())
+        for i in range(n_providers)
+    ]
+    mw = Middleware(
+        providers=providers,
+        strategy="latency-optimal",
+        failover="balanced",
+        load_entrypoints=False,
+        seed=1,
+        plugins=plugins,
+        **kwargs,
+    )
     for p in providers:
         for _ in range(20):
-            mw.record(Outcome(p.id, True, rng.uniform(0.05, 2.0), ttft_s=rng.uniform(0.01, 0.3), input_tokens=100,
-                              output_tokens=50))
+            mw.record(
+                Outcome(
+                    p.id,
+                    True,
+                    rng.uniform(0.05, 2.0),
+                    ttft_s=rng.uniform(0.01, 0.3),
+                    input_tokens=100,
+                    output_tokens=50,
+                )
+            )
     return mw
 
 
@@ -61,8 +78,11 @@ def cpu_us(fn: Callable[[], object], n: int, repeats: int) -> float:
 def row(mw: Middleware, n: int, repeats: int) -> tuple[float, float, float]:
     ok = Outcome("p0", True, 0.2, input_tokens=100, output_tokens=50)
     limited = Outcome("p1", False, 0.2, error_kind=ErrorKind.RATE_LIMITED, retry_after_s=0.0)
-    return (cpu_us(lambda: mw.select(reserve=False), n, repeats), cpu_us(lambda: mw.record(ok), n, repeats),
-            cpu_us(lambda: mw.record(limited), n, repeats))
+    return (
+        cpu_us(lambda: mw.select(reserve=False), n, repeats),
+        cpu_us(lambda: mw.record(ok), n, repeats),
+        cpu_us(lambda: mw.record(limited), n, repeats),
+    )
 
 
 def main() -> None:
@@ -87,8 +107,10 @@ def main() -> None:
             best[name] = [min(a, b) for a, b in zip(best[name], row(mw, n, max(repeats // 3, 1)), strict=True)]
     for name in ("off", "on"):
         select, ok, limited = best[name]
-        print(f"3 providers + no-op observer, budget {name:>3}: select {select:.2f} µs, record ok {ok:.2f} µs, "
-              f"record 429 {limited:.2f} µs")
+        print(
+            f"3 providers + no-op observer, budget {name:>3}: select {select:.2f} µs, record ok {ok:.2f} µs, "
+            f"record 429 {limited:.2f} µs"
+        )
 
 
 if __name__ == "__main__":

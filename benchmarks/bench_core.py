@@ -29,15 +29,28 @@ def per_op_us(fn: Callable[[], object], n: int, repeats: int) -> float:
 def build(n_providers: int, strategy: str) -> Middleware:
     rng = random.Random(1)
     providers = [
-        Provider(id=f"p{i}", cost_per_1k_input=rng.uniform(0.0001, 0.01), cost_per_1k_output=rng.uniform(0.0001, 0.03),
-                 quality=rng.random(), capabilities={"tools"} if i % 2 else set())
+        Provider(
+            id=f"p{i}",
+            cost_per_1k_input=rng.uniform(0.0001, 0.01),
+            cost_per_1k_output=rng.uniform(0.0001, 0.03),
+            quality=rng.random(),
+            capabilities={"tools"} if i % 2 else set(),
+        )
         for i in range(n_providers)
     ]
     mw = Middleware(providers=providers, strategy=strategy, failover="balanced", load_entrypoints=False, seed=1)
     for p in providers:  # warm every provider with data so strategies take their full path
         for _ in range(20):
-            mw.record(Outcome(p.id, True, rng.uniform(0.05, 2.0), ttft_s=rng.uniform(0.01, 0.3),
-                              input_tokens=100, output_tokens=50))
+            mw.record(
+                Outcome(
+                    p.id,
+                    True,
+                    rng.uniform(0.05, 2.0),
+                    ttft_s=rng.uniform(0.01, 0.3),
+                    input_tokens=100,
+                    output_tokens=50,
+                )
+            )
     return mw
 
 
@@ -48,8 +61,10 @@ def main() -> None:
     logging.getLogger("pi_builder_middleware").setLevel(logging.ERROR)  # recording errors raises alerts (logged)
     n, repeats = (2_000, 3) if args.quick else (20_000, 5)
     request = RouteRequest(required_capabilities={"tools"}, min_availability=0.9)
-    print(f"{'providers':>9} {'strategy':>16} {'select µs':>10} {'select+filters µs':>18} {'record ok µs':>13} "
-          f"{'record err µs':>14} {'execute µs':>11}")
+    print(
+        f"{'providers':>9} {'strategy':>16} {'select µs':>10} {'select+filters µs':>18} {'record ok µs':>13} "
+        f"{'record err µs':>14} {'execute µs':>11}"
+    )
     for size in (3, 10, 100):
         for strategy in ("latency-optimal", "cost-optimal", "quality-optimal", "failover"):
             mw = build(size, strategy)

@@ -24,8 +24,16 @@ def build(n_providers: int) -> Middleware:
     for p in providers:
         for k in range(20):
             ok = k % 7 != 0
-            mw.record(Outcome(p.id, ok, rng.uniform(0.05, 2.0), input_tokens=100, output_tokens=50,
-                              error_kind=None if ok else ErrorKind.SERVER_ERROR))
+            mw.record(
+                Outcome(
+                    p.id,
+                    ok,
+                    rng.uniform(0.05, 2.0),
+                    input_tokens=100,
+                    output_tokens=50,
+                    error_kind=None if ok else ErrorKind.SERVER_ERROR,
+                )
+            )
     return mw
 
 

@@ -19,8 +19,14 @@ REQUEST = RouteRequest()
 
 
 def build(hedge: HedgePolicy | None) -> Middleware:
-    mw = Middleware([Provider(id=f"p{i}") for i in range(3)], strategy="latency-optimal", failover="balanced",
-                    load_entrypoints=False, seed=1, hedge=hedge)
+    mw = Middleware(
+        [Provider(id=f"p{i}") for i in range(3)],
+        strategy="latency-optimal",
+        failover="balanced",
+        load_entrypoints=False,
+        seed=1,
+        hedge=hedge,
+    )
     for i in range(3):
         for _ in range(20):
             mw.record(Outcome(f"p{i}", True, 0.1 + i * 0.01))

@@ -84,8 +84,9 @@ class DelayedChat(BaseChatModel):
     def start(self, phases: Phases | None) -> None:
         self._phases, self._attempts = phases, {}
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
-                  **kwargs: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
         phase = self._phases.phase(time.perf_counter()) if self._phases else "healthy"
         self._attempts[phase] = self._attempts.get(phase, 0) + 1
         if phase == "outage":
@@ -131,10 +132,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 def table(title: str, results: list[Result]) -> str:
-    lines = [f"### {title}", "",
-             "| wrapper | calls (outage) | attempts to dead `a` | caller errors | p50 / p99 ms, all calls "
-             "| p50 / p99 ms, outage | recovered calls served by `a` |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"### {title}",
+        "",
+        "| wrapper | calls (outage) | attempts to dead `a` | caller errors | p50 / p99 ms, all calls "
+        "| p50 / p99 ms, outage | recovered calls served by `a` |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         every = [x for xs in r.latencies.values() for x in xs]
         outage = r.latencies["outage"]
@@ -143,7 +147,8 @@ def table(title: str, results: list[Result]) -> str:
         lines.append(
             f"| {r.name} | {len(every)} ({len(outage)}) | {r.dead_attempts} | {r.errors} "
             f"| {pct(every, 0.5):.1f} / {pct(every, 0.99):.1f} | {pct(outage, 0.5):.1f} / {pct(outage, 0.99):.1f} "
-            f"| {share} |")
+            f"| {share} |"
+        )
     return "\n".join(lines)
 
 
@@ -171,11 +176,18 @@ def http_scenario(phases: Phases) -> list[Result]:
 
     behaviour = Behaviour(latency=Latency.lognormal(30, 0.25, max_ms=200))
     results = []
-    with Simulator([SimProvider(name="a", behaviour=behaviour), SimProvider(name="b", behaviour=behaviour)],
-                   seed=3) as sim:
+    with Simulator(
+        [SimProvider(name="a", behaviour=behaviour), SimProvider(name="b", behaviour=behaviour)], seed=3
+    ) as sim:
+
         def chat(name: str) -> ChatOpenAI:
-            return ChatOpenAI(base_url=sim.base_url(name), api_key="sk-fake", model="sim",  # type: ignore[arg-type]
-                              max_retries=0, timeout=5)
+            return ChatOpenAI(
+                base_url=sim.base_url(name),
+                api_key="sk-fake",
+                model="sim",  # type: ignore[arg-type]
+                max_retries=0,
+                timeout=5,
+            )
 
         wrappers: list[tuple[str, Runnable[Any, Any]]] = [
             ("`ChatOpenAI.with_fallbacks`", chat("a").with_fallbacks([chat("b")])),
@@ -223,9 +235,12 @@ def overhead(calls: int) -> str:
     ]
     measured = [(name, per_call_us(llm)) for name, llm in rows]
     base = measured[0][1]
-    lines = ["### Overhead per call (instant fake model, sync invoke, CPU time, best of 5 rounds)", "",
-             "| runnable | µs per call | added µs |",
-             "|---|---|---|"]
+    lines = [
+        "### Overhead per call (instant fake model, sync invoke, CPU time, best of 5 rounds)",
+        "",
+        "| runnable | µs per call | added µs |",
+        "|---|---|---|",
+    ]
     lines += [f"| {name} | {us:.0f} | {us - base:+.0f} |" for name, us in measured]
     return "\n".join(lines)
 
@@ -237,15 +252,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     scale = 0.4 if args.quick else 1.0
     phases = Phases(healthy_s=1.0 * scale, outage_s=4.0 * scale, recovered_s=3.0 * scale)
-    print(f"phases: healthy {phases.healthy_s:.1f} s, outage of `a` {phases.outage_s:.1f} s, "
-          f"recovered {phases.recovered_s:.1f} s; calls sent one after another; "
-          f"HealthAware* use FailoverConfig.preset('balanced', base_ejection_s=1.0)\n")
+    print(
+        f"phases: healthy {phases.healthy_s:.1f} s, outage of `a` {phases.outage_s:.1f} s, "
+        f"recovered {phases.recovered_s:.1f} s; calls sent one after another; "
+        f"HealthAware* use FailoverConfig.preset('balanced', base_ejection_s=1.0)\n"
+    )
     print(table("Fake chat models, outage = fast 503 (5-15 ms)", fake_scenario("503", phases)), "\n", flush=True)
-    print(table("Fake chat models, outage = connect timeout (250 ms)", fake_scenario("timeout", phases)), "\n",
-          flush=True)
+    print(
+        table("Fake chat models, outage = connect timeout (250 ms)", fake_scenario("timeout", phases)), "\n", flush=True
+    )
     if not args.no_http:
-        print(table("ChatOpenAI over HTTP to the simulator (30 ms lognormal), outage = 503",
-                    http_scenario(phases)), "\n", flush=True)
+        print(
+            table("ChatOpenAI over HTTP to the simulator (30 ms lognormal), outage = 503", http_scenario(phases)),
+            "\n",
+            flush=True,
+        )
     print(overhead(500 if args.quick else 2000))
     return 0
 

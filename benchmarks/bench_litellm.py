@@ -38,9 +38,14 @@ MESSAGES = [{"role": "user", "content": "Say hello."}]
 
 
 def model_list(n: int) -> list[dict[str, Any]]:
-    return [{"model_name": "g",
-             "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-fake", "mock_response": f"hi from {i}"},
-             "model_info": {"id": f"d{i}"}} for i in range(n)]
+    return [
+        {
+            "model_name": "g",
+            "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-fake", "mock_response": f"hi from {i}"},
+            "model_info": {"id": f"d{i}"},
+        }
+        for i in range(n)
+    ]
 
 
 async def _calls(router: Any, n: int) -> tuple[float, float]:
@@ -119,8 +124,11 @@ async def overhead(blocks: int, calls: int) -> dict[str, dict[str, float]]:
             out[mode][f"{k}_ratio"] = statistics.median(v)
             q1, _, q3 = statistics.quantiles(v, n=4)
             out[mode][f"{k}_ratio_q1"], out[mode][f"{k}_ratio_q3"] = q1, q3
-            reference = (times["plain"][k] if mode == CONTROL
-                         else [(a + b) / 2 for a, b in zip(times["plain"][k], times[CONTROL][k], strict=True)])
+            reference = (
+                times["plain"][k]
+                if mode == CONTROL
+                else [(a + b) / 2 for a, b in zip(times["plain"][k], times[CONTROL][k], strict=True)]
+            )
             out[mode][f"{k}_ratio_total"] = sum(times[mode][k]) / sum(reference)
     print(f"install(auto) picks: {dict(sorted(picks.items()))}")
     return out
@@ -168,8 +176,12 @@ async def own_time(calls: int) -> dict[str, float]:
     wall = time.perf_counter() - wall
     recorded = handle.stats()["recorded_ok"] - before
     handle.uninstall()
-    return {"pick_us": spent["pick"] / calls * 1e6, "record_us": spent["record"] / max(recorded, 1) * 1e6,
-            "call_us": wall / calls * 1e6, "recorded": recorded}
+    return {
+        "pick_us": spent["pick"] / calls * 1e6,
+        "record_us": spent["record"] / max(recorded, 1) * 1e6,
+        "call_us": wall / calls * 1e6,
+        "recorded": recorded,
+    }
 
 
 async def _pick_us(router: Any, n: int, repeats: int) -> float:
@@ -184,8 +196,11 @@ async def _pick_us(router: Any, n: int, repeats: int) -> float:
 
 async def decision(n_deployments: int, picks: int, repeats: int) -> dict[str, float]:
     """µs per pick: LiteLLM latency-based-routing vs our strategy (both modes), same deployments, all warmed."""
-    routers = {"litellm": litellm.Router(model_list=model_list(n_deployments), num_retries=0,
-                                         routing_strategy="latency-based-routing")}
+    routers = {
+        "litellm": litellm.Router(
+            model_list=model_list(n_deployments), num_retries=0, routing_strategy="latency-based-routing"
+        )
+    }
     handles = {}
     for mode in MODES:
         routers[mode] = litellm.Router(model_list=model_list(n_deployments), num_retries=0)
@@ -215,31 +230,41 @@ async def main(quick: bool) -> None:
     logging.getLogger("LiteLLM Router").setLevel(logging.ERROR)
     blocks, calls = (10, 20) if quick else (60, 20)
     picks, repeats = (60, 3) if quick else (100, 5)
-    print(f"overhead: {blocks} rounds of shuffled blocks x {calls} calls (plain | plain A/A | {' | '.join(MODES)}); "
-          f"per-call medians, ratios per round (installed vs the mean of both plain blocks), median of ratios")
+    print(
+        f"overhead: {blocks} rounds of shuffled blocks x {calls} calls (plain | plain A/A | {' | '.join(MODES)}); "
+        f"per-call medians, ratios per round (installed vs the mean of both plain blocks), median of ratios"
+    )
     o = await overhead(blocks, calls)
     p = o["plain"]
-    print(f"Router.acompletion (mock_response), plain               wall {p['wall_us']:8.1f} µs  "
-          f"cpu {p['cpu_us']:8.1f} µs")
+    print(
+        f"Router.acompletion (mock_response), plain               wall {p['wall_us']:8.1f} µs  "
+        f"cpu {p['cpu_us']:8.1f} µs"
+    )
     for mode in (CONTROL, *MODES):
         r = o[mode]
         label = mode if mode == CONTROL else f"install({mode})"
-        print(f"Router.acompletion (mock_response), {label:19s} wall {r['wall_us']:8.1f} µs  "
-              f"cpu {r['cpu_us']:8.1f} µs   ratio wall {r['wall_ratio']:.3f} "
-              f"[IQR {r['wall_ratio_q1']:.3f}..{r['wall_ratio_q3']:.3f}, of totals {r['wall_ratio_total']:.3f}]  "
-              f"cpu {r['cpu_ratio']:.3f} [IQR {r['cpu_ratio_q1']:.3f}..{r['cpu_ratio_q3']:.3f}, "
-              f"of totals {r['cpu_ratio_total']:.3f}]")
+        print(
+            f"Router.acompletion (mock_response), {label:19s} wall {r['wall_us']:8.1f} µs  "
+            f"cpu {r['cpu_us']:8.1f} µs   ratio wall {r['wall_ratio']:.3f} "
+            f"[IQR {r['wall_ratio_q1']:.3f}..{r['wall_ratio_q3']:.3f}, of totals {r['wall_ratio_total']:.3f}]  "
+            f"cpu {r['cpu_ratio']:.3f} [IQR {r['cpu_ratio_q1']:.3f}..{r['cpu_ratio_q3']:.3f}, "
+            f"of totals {r['cpu_ratio_total']:.3f}]"
+        )
     own = await own_time(300 if quick else 1000)
     ours = own["pick_us"] + own["record_us"]
-    print(f"our own code per call, install(auto): pick {own['pick_us']:.1f} µs + record {own['record_us']:.1f} µs "
-          f"= {ours:.1f} µs ({ours / own['call_us'] * 100:.1f} % of a {own['call_us']:.0f} µs installed call; "
-          f"{own['recorded']:.0f} outcomes recorded)")
+    print(
+        f"our own code per call, install(auto): pick {own['pick_us']:.1f} µs + record {own['record_us']:.1f} µs "
+        f"= {ours:.1f} µs ({ours / own['call_us'] * 100:.1f} % of a {own['call_us']:.0f} µs installed call; "
+        f"{own['recorded']:.0f} outcomes recorded)"
+    )
     for n in (10, 100):
         d = await decision(n, picks, repeats)
         base = d["litellm"]
         ours = " | ".join(f"ours {mode} {d[mode]:7.1f} µs ({d[mode] / base:.2f}x)" for mode in MODES)
-        print(f"decision @ {n:3d} deployments (router.select): litellm latency-based-routing {base:7.1f} µs | "
-              f"{ours} | middleware.select alone {d['middleware_select']:.1f} µs")
+        print(
+            f"decision @ {n:3d} deployments (router.select): litellm latency-based-routing {base:7.1f} µs | "
+            f"{ours} | middleware.select alone {d['middleware_select']:.1f} µs"
+        )
 
 
 if __name__ == "__main__":

@@ -40,8 +40,15 @@ TARGET_US = {10: 10.0, 100: 30.0, 1000: 300.0}
 
 def build(n: int, strategy: str) -> Middleware:
     rng = random.Random(1)
-    providers = [Provider(id=f"p{i}", cost_per_1k_input=rng.uniform(0.0001, 0.01),
-                          cost_per_1k_output=rng.uniform(0.0001, 0.03), quality=rng.random()) for i in range(n)]
+    providers = [
+        Provider(
+            id=f"p{i}",
+            cost_per_1k_input=rng.uniform(0.0001, 0.01),
+            cost_per_1k_output=rng.uniform(0.0001, 0.03),
+            quality=rng.random(),
+        )
+        for i in range(n)
+    ]
     mw = Middleware(providers=providers, strategy=strategy, load_entrypoints=False, seed=1)
     for p in providers:
         for _ in range(5):
@@ -63,9 +70,14 @@ def core_select(quick: bool) -> dict[tuple[int, str], tuple[float, float]]:
 
 
 def model_list(n: int) -> list[dict[str, Any]]:
-    return [{"model_name": "g",
-             "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-fake", "mock_response": "hi"},
-             "model_info": {"id": f"d{i}"}} for i in range(n)]
+    return [
+        {
+            "model_name": "g",
+            "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-fake", "mock_response": "hi"},
+            "model_info": {"id": f"d{i}"},
+        }
+        for i in range(n)
+    ]
 
 
 async def litellm_pick(n: int, quick: bool) -> float:
@@ -124,15 +136,21 @@ def main() -> None:
     logging.getLogger("pi_builder_middleware").setLevel(logging.ERROR)  # the memory run raises alerts
     ours = core_select(args.quick)
     theirs = {n: asyncio.run(litellm_pick(n, args.quick)) for n in SIZES}
-    print(f"{'providers':>9} {'strategy':>16} {'select µs':>10} {'w/ candidates µs':>17} {'target µs':>10} "
-          f"{'LiteLLM pick µs':>16} {'ours/LiteLLM':>13}")
+    print(
+        f"{'providers':>9} {'strategy':>16} {'select µs':>10} {'w/ candidates µs':>17} {'target µs':>10} "
+        f"{'LiteLLM pick µs':>16} {'ours/LiteLLM':>13}"
+    )
     for (n, strategy), (plain, named) in ours.items():
-        print(f"{n:>9} {strategy:>16} {plain:>10.1f} {named:>17.1f} {TARGET_US[n]:>10.0f} {theirs[n]:>16.1f} "
-              f"{plain / theirs[n]:>13.3f}")
+        print(
+            f"{n:>9} {strategy:>16} {plain:>10.1f} {named:>17.1f} {TARGET_US[n]:>10.0f} {theirs[n]:>16.1f} "
+            f"{plain / theirs[n]:>13.3f}"
+        )
     print(f"record(): {record_us(args.quick):.1f} µs per outcome")
     first, last, total = memory(args.quick)
-    print(f"memory: {first / 1e6:.2f} MB after 50,000 outcomes, {last / 1e6:.2f} MB after {total:,} "
-          f"(ratio {last / first:.2f})")
+    print(
+        f"memory: {first / 1e6:.2f} MB after 50,000 outcomes, {last / 1e6:.2f} MB after {total:,} "
+        f"(ratio {last / first:.2f})"
+    )
 
 
 if __name__ == "__main__":

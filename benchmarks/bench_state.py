@@ -44,8 +44,11 @@ def redis_server() -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                                 "no", "--dir", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmp],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             deadline = time.monotonic() + 10
             while True:
@@ -63,8 +66,9 @@ def redis_server() -> Iterator[str]:
 
 
 def build(store: StateStore | None) -> Middleware:
-    mw = Middleware(PROVIDERS, strategy="latency-optimal", failover=FAILOVER, state_store=store,
-                    load_entrypoints=False, seed=1)
+    mw = Middleware(
+        PROVIDERS, strategy="latency-optimal", failover=FAILOVER, state_store=store, load_entrypoints=False, seed=1
+    )
     for p in PROVIDERS:  # warm every provider so the strategy takes its full path
         for _ in range(20):
             mw.record(Outcome(p.id, True, 0.1 + int(p.id[1:]) / 100, input_tokens=100, output_tokens=50))
@@ -83,7 +87,8 @@ def hot_path(url: str, n: int, rounds: int) -> None:
     """Interleaved rounds (the machine is shared: load drifts); best and median round per store."""
     memory = MemoryStateStore()
     stores: list[tuple[str, Callable[[], StateStore | None]]] = [
-        ("no store", lambda: None), ("MemoryStateStore", lambda: memory),
+        ("no store", lambda: None),
+        ("MemoryStateStore", lambda: memory),
         ("RedisStateStore", lambda: RedisStateStore(url, cluster="bench-hot")),
     ]
     cases = []
@@ -107,8 +112,10 @@ def hot_path(url: str, n: int, rounds: int) -> None:
         for name, mw, _ in cases:
             cycle[name].append(per_op_us(lambda mw=mw: (mw.select(), mw.record(ok)), n))
             transitions[name].append(per_op_us(lambda mw=mw: trip_and_reset(mw), n // 10))
-    print(f"hot path, 5 providers, 2 replicas per store; CPU µs per op (all threads), best / median of {rounds} "
-          f"interleaved rounds")
+    print(
+        f"hot path, 5 providers, 2 replicas per store; CPU µs per op (all threads), best / median of {rounds} "
+        f"interleaved rounds"
+    )
     print(f"{'store':<18} {'select()+record()':>20} {'trip+reset (2 shared transitions)':>36}")
     for name, _, _ in cases:
         c, t = cycle[name], transitions[name]
@@ -120,8 +127,9 @@ def hot_path(url: str, n: int, rounds: int) -> None:
 
 
 def propagation(url: str, trips: int) -> None:
-    a = Middleware(PROVIDERS, failover=FAILOVER, state_store=RedisStateStore(url, cluster="bench-prop"),
-                   load_entrypoints=False)
+    a = Middleware(
+        PROVIDERS, failover=FAILOVER, state_store=RedisStateStore(url, cluster="bench-prop"), load_entrypoints=False
+    )
     b_store = RedisStateStore(url, cluster="bench-prop")
     b = Middleware(PROVIDERS, failover=FAILOVER, state_store=b_store, load_entrypoints=False)
     assert b_store.wait_connected(10.0)
@@ -137,8 +145,10 @@ def propagation(url: str, trips: int) -> None:
     delays: dict[EventKind, list[float]] = {EventKind.BLACKLIST: [], EventKind.RESET: []}
     failure = Outcome("p0", False, 0.1, error_kind=ErrorKind.SERVER_ERROR)
     for _ in range(trips):
-        for kind, act in ((EventKind.BLACKLIST, lambda: [a.record(failure) for _ in range(2)]),
-                          (EventKind.RESET, lambda: a.failover.reset("p0"))):
+        for kind, act in (
+            (EventKind.BLACKLIST, lambda: [a.record(failure) for _ in range(2)]),
+            (EventKind.RESET, lambda: a.failover.reset("p0")),
+        ):
             arrived[kind].clear()
             start = time.perf_counter()
             act()

@@ -51,14 +51,16 @@ def build(mode: str) -> Any:
 
         from pi_builder_middleware.telemetry.otel import OtelTelemetry
 
-        telemetry = OtelTelemetry(tracer_provider=TracerProvider(),
-                                  meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()]))
+        telemetry = OtelTelemetry(
+            tracer_provider=TracerProvider(), meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()])
+        )
     elif mode == "otel-noop":
         telemetry = True
     providers = [Provider(id=f"p{i}", model=f"openai/m{i}", group="g") for i in range(3)]
     kwargs: dict[str, Any] = {} if mode == "off" else {"telemetry": telemetry}  # "off" runs on older code too
-    mw = Middleware(providers=providers, strategy="latency-optimal", failover="balanced", load_entrypoints=False,
-                    seed=1, **kwargs)
+    mw = Middleware(
+        providers=providers, strategy="latency-optimal", failover="balanced", load_entrypoints=False, seed=1, **kwargs
+    )
     if mode in ("prometheus", "both"):
         from prometheus_client import CollectorRegistry
 
@@ -90,9 +92,11 @@ def measure(mode: str, n: int, repeats: int) -> dict[str, float]:
         return p.id
 
     first = mw.select(reserve=False).provider.id
-    return {"select+record": per_op_us(select_record, n, repeats),
-            "execute": per_op_us(lambda: mw.execute(lambda p: p.id), n // 2, repeats),
-            "execute failover": per_op_us(lambda: _reset_then(mw, fail_first), n // 4, repeats)}
+    return {
+        "select+record": per_op_us(select_record, n, repeats),
+        "execute": per_op_us(lambda: mw.execute(lambda p: p.id), n // 2, repeats),
+        "execute failover": per_op_us(lambda: _reset_then(mw, fail_first), n // 4, repeats),
+    }
 
 
 def _reset_then(mw: Any, fn: Callable[[Any], str]) -> None:
@@ -105,8 +109,14 @@ def litellm_completion_us(n: int) -> float:
     import litellm
 
     litellm.suppress_debug_info = True
-    router = litellm.Router(model_list=[{"model_name": "g", "litellm_params": {
-        "model": "openai/gpt-4o-mini", "api_key": "sk-fake", "mock_response": "ok"}}])
+    router = litellm.Router(
+        model_list=[
+            {
+                "model_name": "g",
+                "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-fake", "mock_response": "ok"},
+            }
+        ]
+    )
     messages = [{"role": "user", "content": "hi"}]
     for _ in range(20):
         router.completion(model="g", messages=messages)
@@ -118,13 +128,20 @@ def run_base(rev: str, n: int, repeats: int) -> dict[str, float]:
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "base.tar"
-        subprocess.run(["git", "-C", str(root), "archive", "-o", str(archive), rev, "pi_builder_middleware"],
-                       check=True)
+        subprocess.run(
+            ["git", "-C", str(root), "archive", "-o", str(archive), rev, "pi_builder_middleware"], check=True
+        )
         with tarfile.open(archive) as tar:
             tar.extractall(tmp, filter="data")
         env = {**os.environ, "PYTHONPATH": tmp}
-        out = subprocess.run([sys.executable, __file__, "--json-off", str(n), str(repeats)], env=env, check=True,
-                             capture_output=True, text=True, cwd=tmp)
+        out = subprocess.run(
+            [sys.executable, __file__, "--json-off", str(n), str(repeats)],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=tmp,
+        )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -148,12 +165,16 @@ def main() -> None:
     litellm_us = litellm_completion_us(max(n // 20, 200))
     off = rows["off"]
     cells = list(off)
-    print(f"{'mode':>18} " + " ".join(f"{c + ' µs':>20}" for c in cells) + f" {'+execute µs':>12} "
-          f"{'+execute / LiteLLM call':>24}")
+    print(
+        f"{'mode':>18} " + " ".join(f"{c + ' µs':>20}" for c in cells) + f" {'+execute µs':>12} "
+        f"{'+execute / LiteLLM call':>24}"
+    )
     for mode, row in rows.items():
         added = row["execute"] - off["execute"]
-        print(f"{mode:>18} " + " ".join(f"{row[c]:>20.2f}" for c in cells) + f" {added:>12.2f} "
-              f"{added / litellm_us:>24.4f}")
+        print(
+            f"{mode:>18} " + " ".join(f"{row[c]:>20.2f}" for c in cells) + f" {added:>12.2f} "
+            f"{added / litellm_us:>24.4f}"
+        )
     print(f"LiteLLM Router.completion (mock_response, same run): {litellm_us:.1f} µs/op")
 
 

@@ -36,8 +36,12 @@ class CallbackFailures:
             first = self.counts[kind] == 1
         if first:
             why = detail or (type(error).__name__ if error is not None else "failed")
-            self._logger.error("%s failed (%s); ignored, later failures of this kind are only counted in stats()",
-                               kind, why, exc_info=error)
+            self._logger.error(
+                "%s failed (%s); ignored, later failures of this kind are only counted in stats()",
+                kind,
+                why,
+                exc_info=error,
+            )
 
     def call(self, kind: str, callback: Callable[[T], object], arg: T) -> None:
         """``callback(arg)``; an exception it raises is counted under ``kind`` instead of propagating."""

@@ -54,8 +54,9 @@ class _HedgeLost(BaseException):
 class _Racer(Generic[T]):
     __slots__ = ("primary", "provider", "span", "start", "task")
 
-    def __init__(self, provider: Provider, start: float, task: asyncio.Future[T], primary: bool,
-                 span: AttemptTrace | None) -> None:
+    def __init__(
+        self, provider: Provider, start: float, task: asyncio.Future[T], primary: bool, span: AttemptTrace | None
+    ) -> None:
         self.provider = provider
         self.start = start
         self.task = task
@@ -63,11 +64,17 @@ class _Racer(Generic[T]):
         self.span = span  # telemetry of a hedge (the loop traces its own attempt)
 
 
-async def arun_hedged(middleware: Middleware, hedger: Hedger, fn: Callable[[Provider], Awaitable[T]],
-                      request: RouteRequest | None = None, *, max_wait_s: float = 0.0,
-                      timeout_s: float | None = None,
-                      timeout_error: Callable[[str, float], AttemptTimeoutError] = AttemptTimeoutError,
-                      discard: Callable[[T], Awaitable[object]] | None = None) -> OpenAttempt[T]:
+async def arun_hedged(
+    middleware: Middleware,
+    hedger: Hedger,
+    fn: Callable[[Provider], Awaitable[T]],
+    request: RouteRequest | None = None,
+    *,
+    max_wait_s: float = 0.0,
+    timeout_s: float | None = None,
+    timeout_error: Callable[[str, float], AttemptTimeoutError] = AttemptTimeoutError,
+    discard: Callable[[T], Awaitable[object]] | None = None,
+) -> OpenAttempt[T]:
     """Like :func:`~pi_builder_middleware.attempts.arun_attempts`, with hedges (see the module docstring).
 
     ``discard(value)`` is awaited for an answer that came too late to be used (e.g. to close a stream).
@@ -116,10 +123,19 @@ class _Race(Generic[T]):
         "waiting",
     )
 
-    def __init__(self, mw: Middleware, hedger: Hedger, fn: Callable[[Provider], Awaitable[T]],
-                 steps: Generator[Command, Any, OpenAttempt[Any]], lane: Lane, request: RouteRequest | None,
-                 timeout_s: float | None, timeout_error: Callable[[str, float], AttemptTimeoutError],
-                 end_by: float | None, discard: Callable[[T], Awaitable[object]] | None) -> None:
+    def __init__(
+        self,
+        mw: Middleware,
+        hedger: Hedger,
+        fn: Callable[[Provider], Awaitable[T]],
+        steps: Generator[Command, Any, OpenAttempt[Any]],
+        lane: Lane,
+        request: RouteRequest | None,
+        timeout_s: float | None,
+        timeout_error: Callable[[str, float], AttemptTimeoutError],
+        end_by: float | None,
+        discard: Callable[[T], Awaitable[object]] | None,
+    ) -> None:
         self.mw = mw
         self.hedger = hedger
         self.fn = fn

@@ -32,8 +32,9 @@ class RateLimitTracker:
         self.hits = 0.0  # decayed 429 count, at seen_at
         self.seen_at = float("-inf")
 
-    def on_rate_limited(self, now: float, cooldown_until: float, retry_after_s: float | None,
-                        cfg: FailoverConfig) -> tuple[float, float, str]:
+    def on_rate_limited(
+        self, now: float, cooldown_until: float, retry_after_s: float | None, cfg: FailoverConfig
+    ) -> tuple[float, float, str]:
         """Account one 429; returns (new cooldown end, this 429's wait, why)."""
         if self.streak == 0 or now > self.streak_until:
             self.streak = 1

@@ -77,12 +77,28 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
 redis.call('PUBLISH', ARGV[5], ARGV[2])
 return result
-""").substitute(kinds=_lua_set([k.value for k in SHARED_EVENT_KINDS]), states=_lua_set([s.value for s in CircuitState]),
-               stale=STALE, written=WRITTEN, repaired=REPAIRED_ENTRY, replaced_key=REPLACED_KEY)
+""").substitute(
+    kinds=_lua_set([k.value for k in SHARED_EVENT_KINDS]),
+    states=_lua_set([s.value for s in CircuitState]),
+    stale=STALE,
+    written=WRITTEN,
+    repaired=REPAIRED_ENTRY,
+    replaced_key=REPLACED_KEY,
+)
 
 
-def script_args(provider_id: str, payload: str, cooldown: bool, ttl_ms: int, channel: str,
-                wall_now: float) -> list[str | int | float]:
+def script_args(
+    provider_id: str, payload: str, cooldown: bool, ttl_ms: int, channel: str, wall_now: float
+) -> list[str | int | float]:
     """ARGV for :data:`WRITE_IF_NEWER`."""
-    return [provider_id, payload, "c" if cooldown else "b", ttl_ms, channel, wall_now, MAX_CLOCK_AHEAD_S, MAX_SHARED_S,
-            MAX_TRIPS]
+    return [
+        provider_id,
+        payload,
+        "c" if cooldown else "b",
+        ttl_ms,
+        channel,
+        wall_now,
+        MAX_CLOCK_AHEAD_S,
+        MAX_SHARED_S,
+        MAX_TRIPS,
+    ]

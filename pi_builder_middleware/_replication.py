@@ -80,10 +80,15 @@ class Replicator:
         self._last_stamp = stamp
         # Within the wire bounds even if this replica's config allows more: receivers refuse the rest.
         update = BreakerUpdate(
-            provider_id=event.provider_id, kind=event.kind, state=b.state,
+            provider_id=event.provider_id,
+            kind=event.kind,
+            state=b.state,
             open_for_s=min(max(b.open_until - now, 0.0), MAX_SHARED_S) if b.state is CircuitState.OPEN else 0.0,
-            cooldown_for_s=min(max(b.cooldown_until - now, 0.0), MAX_SHARED_S), trips=min(b.trips, MAX_TRIPS),
-            origin=self.replica_id, sent_at=stamp, seq=next(self._seq),
+            cooldown_for_s=min(max(b.cooldown_until - now, 0.0), MAX_SHARED_S),
+            trips=min(b.trips, MAX_TRIPS),
+            origin=self.replica_id,
+            sent_at=stamp,
+            seq=next(self._seq),
         )
         if update.is_cooldown:
             # Shared only if it outlasts what the others know by more than a little: a burst of 429s from
@@ -91,7 +96,8 @@ class Replicator:
             with self._lock:
                 known = self.latest.cooldowns.get(event.provider_id)
             if update.cooldown_for_s <= 0 or (
-                    known is not None and update.cooldown_ends_at <= known.cooldown_ends_at + _COOLDOWN_SLACK_S):
+                known is not None and update.cooldown_ends_at <= known.cooldown_ends_at + _COOLDOWN_SLACK_S
+            ):
                 return
         self._merge(update)
         self.outbox.append(update)
@@ -134,8 +140,11 @@ class Replicator:
         if u.open_for_s <= cfg.max_ejection_s and u.cooldown_for_s <= cfg.max_rate_limit_cooldown_s:
             return u
         self.counts["clamped"] += 1
-        return dataclasses.replace(u, open_for_s=min(u.open_for_s, cfg.max_ejection_s),
-                                   cooldown_for_s=min(u.cooldown_for_s, cfg.max_rate_limit_cooldown_s))
+        return dataclasses.replace(
+            u,
+            open_for_s=min(u.open_for_s, cfg.max_ejection_s),
+            cooldown_for_s=min(u.cooldown_for_s, cfg.max_rate_limit_cooldown_s),
+        )
 
     # -- management ----------------------------------------------------------------------------
     def shared_updates(self) -> list[BreakerUpdate]:
@@ -161,7 +170,15 @@ class Replicator:
         except Exception as exc:  # stats must not fail because the store is broken
             out = {"connected": False, "stats_error": type(exc).__name__}
         out["replica_id"] = self.replica_id
-        for key in ("published", "publish_errors", "applied", "clamped", "ignored_stale", "ignored_echo",
-                    "ignored_unknown", "ignored_invalid"):
+        for key in (
+            "published",
+            "publish_errors",
+            "applied",
+            "clamped",
+            "ignored_stale",
+            "ignored_echo",
+            "ignored_unknown",
+            "ignored_invalid",
+        ):
             out[f"replica_{key}"] = self.counts[key]
         return out

@@ -36,9 +36,25 @@ class Window:
     left, so an outlier that left the window leaves no residue. Integer totals are exact anyway.
     """
 
-    __slots__ = ("active_alerts", "calls", "candidate", "cost", "errors", "failures", "latency_ok_sum",
-                 "lifetime_calls", "ok_latency_n", "rate_limited", "samples",
-                 "status", "successes", "tokens_in", "tokens_out", "ttft_n", "ttft_sum")
+    __slots__ = (
+        "active_alerts",
+        "calls",
+        "candidate",
+        "cost",
+        "errors",
+        "failures",
+        "latency_ok_sum",
+        "lifetime_calls",
+        "ok_latency_n",
+        "rate_limited",
+        "samples",
+        "status",
+        "successes",
+        "tokens_in",
+        "tokens_out",
+        "ttft_n",
+        "ttft_sum",
+    )
 
     def __init__(self, candidate: Candidate) -> None:
         self.samples: deque[Sample] = deque()

@@ -129,8 +129,9 @@ class OpenAttempt(Generic[T]):
 
     __slots__ = ("_middleware", "_open", "_trace", "provider", "start", "value")
 
-    def __init__(self, middleware: Middleware, provider: Provider, start: float, value: T,
-                 trace: AttemptTrace | None = None) -> None:
+    def __init__(
+        self, middleware: Middleware, provider: Provider, start: float, value: T, trace: AttemptTrace | None = None
+    ) -> None:
         self._middleware = middleware
         self._trace = trace  # telemetry: ended with the attempt
         self._open = True
@@ -152,8 +153,9 @@ class OpenAttempt(Generic[T]):
         """Seconds since the attempt started (never negative)."""
         return max(self._middleware.clock() - self.start, 0.0)
 
-    def succeeded(self, *, ttft_s: float | None = None, usage: Usage | None = None,
-                  latency_s: float | None = None) -> None:
+    def succeeded(
+        self, *, ttft_s: float | None = None, usage: Usage | None = None, latency_s: float | None = None
+    ) -> None:
         """End the attempt and record its success (latency, time to first chunk, tokens, cost).
 
         ``latency_s`` defaults to the time since the attempt started. A ``usage`` that is not a valid
@@ -187,8 +189,15 @@ class OpenAttempt(Generic[T]):
             return Outcome(pid, True, latency, ttft_s=ttft_s)
         if isinstance(usage, Usage):
             try:
-                return Outcome(pid, True, latency, ttft_s=ttft_s, input_tokens=usage.input_tokens,
-                               output_tokens=usage.output_tokens, cost=usage.cost)
+                return Outcome(
+                    pid,
+                    True,
+                    latency,
+                    ttft_s=ttft_s,
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cost=usage.cost,
+                )
             except ConfigError as exc:
                 detail = f"unusable Usage: {exc.field.removeprefix('Outcome.')} {exc.message}"
         else:
@@ -207,8 +216,17 @@ class OpenAttempt(Generic[T]):
         kind: ErrorKind | None = None
         try:
             kind = mw.classify(error, self.provider)
-            _record(mw, Outcome(self.provider.id, False, self.elapsed(),
-                                ttft_s=None if ttft_s is None else max(ttft_s, 0.0), error=error, error_kind=kind))
+            _record(
+                mw,
+                Outcome(
+                    self.provider.id,
+                    False,
+                    self.elapsed(),
+                    ttft_s=None if ttft_s is None else max(ttft_s, 0.0),
+                    error=error,
+                    error_kind=kind,
+                ),
+            )
         finally:
             mw.end_attempt(self.provider.id)
             if trace is not None:
@@ -219,9 +237,14 @@ class OpenAttempt(Generic[T]):
         return f"OpenAttempt({self.provider.id!r}, {'ended' if not self._open else 'in flight'})"
 
 
-def attempt_steps(middleware: Middleware, request: RouteRequest | None = None, *, max_wait_s: float = 0.0,
-                  deadline: float | None = None, lane: Lane | None = None
-                  ) -> Generator[Command, Any, OpenAttempt[Any]]:
+def attempt_steps(
+    middleware: Middleware,
+    request: RouteRequest | None = None,
+    *,
+    max_wait_s: float = 0.0,
+    deadline: float | None = None,
+    lane: Lane | None = None,
+) -> Generator[Command, Any, OpenAttempt[Any]]:
     """The state machine of one call (see the module docstring); returns the attempt that answered.
 
     Raises what the call must raise: an error that does not fail over, cancellation, or, once no
@@ -238,8 +261,14 @@ def attempt_steps(middleware: Middleware, request: RouteRequest | None = None, *
     return traced(_steps(middleware, request, max_wait_s, deadline, lane, trace), trace)
 
 
-def _steps(middleware: Middleware, request: RouteRequest | None, max_wait_s: float, deadline: float | None,
-           lane: Lane | None, trace: RequestTrace | None) -> Generator[Command, Any, OpenAttempt[Any]]:
+def _steps(
+    middleware: Middleware,
+    request: RouteRequest | None,
+    max_wait_s: float,
+    deadline: float | None,
+    lane: Lane | None,
+    trace: RequestTrace | None,
+) -> Generator[Command, Any, OpenAttempt[Any]]:
     """:func:`attempt_steps` itself (arguments checked); ``trace`` is told of decisions, attempts and waits."""
     clock = middleware.clock
     failover = middleware.failover
@@ -335,8 +364,9 @@ def _steps(middleware: Middleware, request: RouteRequest | None, max_wait_s: flo
         yield Sleep(delay)
 
 
-def run_attempts(middleware: Middleware, fn: Callable[[Provider], T], request: RouteRequest | None = None, *,
-                 max_wait_s: float = 0.0) -> OpenAttempt[T]:
+def run_attempts(
+    middleware: Middleware, fn: Callable[[Provider], T], request: RouteRequest | None = None, *, max_wait_s: float = 0.0
+) -> OpenAttempt[T]:
     """Drive :func:`attempt_steps` synchronously: ``fn(provider)`` per attempt, ``middleware.sleep`` between passes."""
     steps = attempt_steps(middleware, request, max_wait_s=max_wait_s, deadline=deadline_of(middleware, request))
     try:
@@ -357,18 +387,26 @@ def run_attempts(middleware: Middleware, fn: Callable[[Provider], T], request: R
         return opened
 
 
-async def arun_attempts(middleware: Middleware, fn: Callable[[Provider], Awaitable[T]],
-                        request: RouteRequest | None = None, *, max_wait_s: float = 0.0,
-                        timeout_s: float | None = None,
-                        timeout_error: Callable[[str, float], AttemptTimeoutError] = AttemptTimeoutError,
-                        ) -> OpenAttempt[T]:
+async def arun_attempts(
+    middleware: Middleware,
+    fn: Callable[[Provider], Awaitable[T]],
+    request: RouteRequest | None = None,
+    *,
+    max_wait_s: float = 0.0,
+    timeout_s: float | None = None,
+    timeout_error: Callable[[str, float], AttemptTimeoutError] = AttemptTimeoutError,
+) -> OpenAttempt[T]:
     """Drive :func:`attempt_steps` asynchronously; ``timeout_s`` bounds each ``await fn(provider)``.
 
     An attempt that runs out of time (``timeout_s``, or what is left of the request's deadline) fails
     over with ``timeout_error(provider_id, seconds)``.
     """
-    require("timeout_s", timeout_s is None or (is_number(timeout_s) and timeout_s > 0),
-            "a finite number of seconds > 0, or None", timeout_s)
+    require(
+        "timeout_s",
+        timeout_s is None or (is_number(timeout_s) and timeout_s > 0),
+        "a finite number of seconds > 0, or None",
+        timeout_s,
+    )
     end_by = deadline_of(middleware, request)
     steps = attempt_steps(middleware, request, max_wait_s=max_wait_s, deadline=end_by)
     try:
@@ -433,8 +471,9 @@ def complete(opened: OpenAttempt[T], usage: Callable[[T], Usage] | None = None) 
     return value
 
 
-def _failed(middleware: Middleware, provider: Provider, exc: Exception, latency: float,
-            attempts: list[Attempt]) -> bool:
+def _failed(
+    middleware: Middleware, provider: Provider, exc: Exception, latency: float, attempts: list[Attempt]
+) -> bool:
     """Classify and record a failed attempt; whether to fail over."""
     kind = ErrorKind.TIMEOUT if isinstance(exc, AttemptTimeoutError) else middleware.classify(exc, provider)
     latency = max(latency, 0.0)
@@ -442,8 +481,13 @@ def _failed(middleware: Middleware, provider: Provider, exc: Exception, latency:
     attempts.append(Attempt(provider.id, exc, kind, latency))
     fails_over = kind.fails_over
     # The exception's type, never its message: provider errors may quote keys or prompts.
-    log.info("provider %r failed (%s: %s)%s", provider.id, kind.value, type(exc).__name__,
-             "; failing over" if fails_over else "")
+    log.info(
+        "provider %r failed (%s: %s)%s",
+        provider.id,
+        kind.value,
+        type(exc).__name__,
+        "; failing over" if fails_over else "",
+    )
     return fails_over
 
 
@@ -469,5 +513,6 @@ def _waitable(middleware: Middleware, request: RouteRequest | None) -> list[str]
     ids = list(middleware.providers)
     if request is None:
         return ids
-    return [pid for pid in ids if (request.candidates is None or pid in request.candidates)
-            and pid not in request.exclude]
+    return [
+        pid for pid in ids if (request.candidates is None or pid in request.candidates) and pid not in request.exclude
+    ]

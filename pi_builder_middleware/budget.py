@@ -30,8 +30,12 @@ class RetryBudget:
 
     def __init__(self, ratio: float = 0.1, max_tokens: float = 10.0) -> None:
         require("budget_ratio", is_number(ratio) and 0 < ratio <= 1, "a number above 0 and up to 1", ratio)
-        require("budget_tokens", is_number(max_tokens) and 0 < max_tokens <= 1000,
-                "a number above 0 and up to 1000", max_tokens)
+        require(
+            "budget_tokens",
+            is_number(max_tokens) and 0 < max_tokens <= 1000,
+            "a number above 0 and up to 1000",
+            max_tokens,
+        )
         self.ratio = float(ratio)
         self.max_tokens = float(max_tokens)
         self.tokens = self.max_tokens
@@ -89,9 +93,14 @@ class RetryBudget:
 
     def snapshot(self) -> dict[str, Any]:
         """The bucket for ``stats()``."""
-        return {"tokens": round(self.tokens, 3), "max_tokens": self.max_tokens, "ratio": self.ratio,
-                "allows": self.allows(), "throttled_retries": self.throttled_retries,
-                "throttled_hedges": self.throttled_hedges}
+        return {
+            "tokens": round(self.tokens, 3),
+            "max_tokens": self.max_tokens,
+            "ratio": self.ratio,
+            "allows": self.allows(),
+            "throttled_retries": self.throttled_retries,
+            "throttled_hedges": self.throttled_hedges,
+        }
 
     def __repr__(self) -> str:
         return f"RetryBudget(tokens={self.tokens:.2f}/{self.max_tokens:g}, ratio={self.ratio:g})"

@@ -38,19 +38,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pi-builder", description="pi-builder-middleware tools.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     bench = sub.add_parser(
-        "bench", help="chaos benchmark against LiteLLM and LangChain",
+        "bench",
+        help="chaos benchmark against LiteLLM and LangChain",
         description="Run chaos scenarios (simulated providers on 127.0.0.1 with scripted faults) against "
-                    "LiteLLM's Router, LangChain's with_fallbacks, this project through both adapters and a "
-                    "schedule-aware oracle; write report.md, metrics.json and PNG plots.")
-    bench.add_argument("--scenario", action="append", default=[], metavar="NAME|PATH",
-                       help="built-in scenario name or TOML file (repeatable; default: every built-in, "
-                            f"or {QUICK_SCENARIO!r} with --quick)")
-    bench.add_argument("--contenders", nargs="+", default=None, metavar="NAME",
-                       help="contenders to run (default: all but quality-optimal; 'all' for every one)")
-    bench.add_argument("--quick", action="store_true",
-                       help=f"CI mode: {QUICK_DURATION_S:g} s of traffic per contender, a subset of contenders")
-    bench.add_argument("--duration", type=float, default=None, metavar="S",
-                       help="compress or stretch every scenario to S seconds of traffic")
+        "LiteLLM's Router, LangChain's with_fallbacks, this project through both adapters and a "
+        "schedule-aware oracle; write report.md, metrics.json and PNG plots.",
+    )
+    bench.add_argument(
+        "--scenario",
+        action="append",
+        default=[],
+        metavar="NAME|PATH",
+        help="built-in scenario name or TOML file (repeatable; default: every built-in, "
+        f"or {QUICK_SCENARIO!r} with --quick)",
+    )
+    bench.add_argument(
+        "--contenders",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="contenders to run (default: all but quality-optimal; 'all' for every one)",
+    )
+    bench.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"CI mode: {QUICK_DURATION_S:g} s of traffic per contender, a subset of contenders",
+    )
+    bench.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="S",
+        help="compress or stretch every scenario to S seconds of traffic",
+    )
     bench.add_argument("--out", default=None, metavar="DIR", help="report folder (default: chaos-report-<time>)")
     bench.add_argument("--list", action="store_true", help="list scenarios and contenders, then exit")
     bench.add_argument("-v", "--verbose", action="store_true", help="show the middleware's warnings and alerts")
@@ -143,8 +163,13 @@ class _RichProgress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), console=Console(stderr=True))
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        )
         self._overall = self._progress.add_task("runs", total=runs)
         self._current: Any = None
 
@@ -164,8 +189,11 @@ class _RichProgress:
 
     def run_finished(self, scenario: str, contender: str, metrics: ContenderMetrics | None) -> None:
         if self._current is not None:
-            summary = "skipped" if metrics is None else (f"{metrics.success_rate * 100:.1f} % ok, "
-                                                         f"{metrics.wasted_attempts} wasted")
+            summary = (
+                "skipped"
+                if metrics is None
+                else (f"{metrics.success_rate * 100:.1f} % ok, {metrics.wasted_attempts} wasted")
+            )
             self._progress.remove_task(self._current)
             self._progress.console.print(f"{scenario} / {contender}: {summary}")
             self._current = None

@@ -18,8 +18,14 @@ from typing import Any
 #: Default bound of a Retry-After (seconds), the default of ``FailoverConfig.max_rate_limit_cooldown_s``.
 RETRY_AFTER_LIMIT_S = 300.0
 
-__all__ = ["RETRY_AFTER_LIMIT_S", "error_text", "extract_retry_after", "headers_of", "parse_retry_after",
-           "status_code_of"]
+__all__ = [
+    "RETRY_AFTER_LIMIT_S",
+    "error_text",
+    "extract_retry_after",
+    "headers_of",
+    "parse_retry_after",
+    "status_code_of",
+]
 
 
 def error_text(error: BaseException) -> str:
@@ -67,8 +73,7 @@ def headers_of(error: BaseException) -> Mapping[str, Any] | None:
     return None
 
 
-def parse_retry_after(value: object, now: float | None = None, *, limit_s: float = RETRY_AFTER_LIMIT_S
-                      ) -> float | None:
+def parse_retry_after(value: object, now: float | None = None, *, limit_s: float = RETRY_AFTER_LIMIT_S) -> float | None:
     """Seconds from a Retry-After value (delta-seconds or an HTTP date): None, or finite in ``[0, limit_s]``.
 
     Never raises; see the module docstring for how NaN, negative and endless values read.

@@ -115,8 +115,10 @@ class DeadlineExceededError(AllProvidersFailedError, TimeoutError):
         super().__init__(attempts)
         self.timeout_s = timeout_s
         detail = "; ".join(f"{a.provider_id}: {a.error_kind.value}" for a in self.attempts) or "none answered in time"
-        self.args = (f"no answer within the request's timeout_s of {timeout_s:g} s "
-                     f"({len(self.attempts)} attempt(s) failed: {detail})",)
+        self.args = (
+            f"no answer within the request's timeout_s of {timeout_s:g} s "
+            f"({len(self.attempts)} attempt(s) failed: {detail})",
+        )
         if self.attempts:
             self.__cause__ = self.attempts[-1].error
 
@@ -137,8 +139,9 @@ class FirstChunkTimeoutError(AttemptTimeoutError):
     """A provider sent no chunk within ``first_chunk_timeout_s``; the stream failed over to the next one."""
 
     def __init__(self, provider_id: str, timeout_s: float) -> None:
-        super().__init__(provider_id, timeout_s,
-                         f"{provider_id!r} sent no chunk within {timeout_s} s (first_chunk_timeout_s)")
+        super().__init__(
+            provider_id, timeout_s, f"{provider_id!r} sent no chunk within {timeout_s} s (first_chunk_timeout_s)"
+        )
 
 
 class StreamInterruptedError(PiBuilderError):

@@ -50,8 +50,12 @@ def _check_record(ok: object, kind: object, retry_after_s: object) -> None:
     """The arguments of :meth:`FailoverManager.record` that its fast check did not accept, named."""
     require("ok", isinstance(ok, bool), "True or False", ok)
     require("kind", kind is None or isinstance(kind, ErrorKind), "an ErrorKind or None", kind)
-    require("retry_after_s", retry_after_s is None or is_number(retry_after_s), "a finite number of seconds or None",
-            retry_after_s)
+    require(
+        "retry_after_s",
+        retry_after_s is None or is_number(retry_after_s),
+        "a finite number of seconds or None",
+        retry_after_s,
+    )
 
 
 class FailoverManager:
@@ -95,8 +99,9 @@ class FailoverManager:
         #: be called, so the router asks :meth:`unavailable_reason` only about these. Entries are
         #: added with each state-changing event and dropped by :meth:`settle` once back in service.
         self.suspects = log.suspects
-        self._ejector = Ejector(self.config, policy, self.rng, self.callback_failures, self._breakers, self._groups,
-                                log.add)
+        self._ejector = Ejector(
+            self.config, policy, self.rng, self.callback_failures, self._breakers, self._groups, log.add
+        )
         self.health_checks = HealthChecks(self)
         if store is not None:
             log.replica = Replicator(self, store, replica_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
@@ -238,8 +243,11 @@ class FailoverManager:
             b.counts["admitted_early"] += 1
             if b.state is CircuitState.OPEN:
                 b.half_open()
-                pending.append(self._log.add(EventKind.HALF_OPEN, provider_id, now,
-                                             "every provider out: trial call ahead of schedule", b))
+                pending.append(
+                    self._log.add(
+                        EventKind.HALF_OPEN, provider_id, now, "every provider out: trial call ahead of schedule", b
+                    )
+                )
             if b.state is CircuitState.HALF_OPEN:
                 b.permits.append(now)
         self._log.emit(pending)
@@ -255,21 +263,33 @@ class FailoverManager:
             if b is not None and b.state is CircuitState.HALF_OPEN and b.permits:
                 b.permits.pop()
 
-    def record(self, provider_id: str, ok: bool, kind: ErrorKind | None = None,
-               retry_after_s: float | None = None, *, probe: bool = False, detail: str = "") -> CircuitState:
+    def record(
+        self,
+        provider_id: str,
+        ok: bool,
+        kind: ErrorKind | None = None,
+        retry_after_s: float | None = None,
+        *,
+        probe: bool = False,
+        detail: str = "",
+    ) -> CircuitState:
         """Feed one outcome to the provider's breaker; returns the state after it.
 
         ``ok`` is True or False, ``kind`` an :class:`ErrorKind` or None, ``retry_after_s`` a finite number
         of seconds (below 0 counts as 0) or None; anything else raises :class:`ConfigError` and changes
         nothing.
         """
-        if (type(ok) is not bool or (kind is not None and type(kind) is not ErrorKind)
-                or (retry_after_s is not None and not (type(retry_after_s) in _NUM and -_INF < retry_after_s < _INF))):
+        if (
+            type(ok) is not bool
+            or (kind is not None and type(kind) is not ErrorKind)
+            or (retry_after_s is not None and not (type(retry_after_s) in _NUM and -_INF < retry_after_s < _INF))
+        ):
             _check_record(ok, kind, retry_after_s)
         return self._record(provider_id, ok, kind, retry_after_s, probe, detail)
 
-    def _record(self, provider_id: str, ok: bool, kind: ErrorKind | None, retry_after_s: float | None, probe: bool,
-                detail: str) -> CircuitState:
+    def _record(
+        self, provider_id: str, ok: bool, kind: ErrorKind | None, retry_after_s: float | None, probe: bool, detail: str
+    ) -> CircuitState:
         """:meth:`record` with arguments already checked (the Middleware checks them once)."""
         now = self.clock()
         cfg = self.config
@@ -295,12 +315,22 @@ class FailoverManager:
                     b.cooldown_until, wait, why = b.rl.on_rate_limited(now, b.cooldown_until, retry_after_s, cfg)
                     # Only the provider's own Retry-After travels to other replicas: a backoff is this
                     # replica's guess, and shared it could not be lifted by a success seen elsewhere.
-                    pending.append(self._log.add(EventKind.RATE_LIMITED, provider_id, now,
-                                                 f"cooling down {wait:.2f} s ({why})", b,
-                                                 share=retry_after_s is not None))
+                    pending.append(
+                        self._log.add(
+                            EventKind.RATE_LIMITED,
+                            provider_id,
+                            now,
+                            f"cooling down {wait:.2f} s ({why})",
+                            b,
+                            share=retry_after_s is not None,
+                        )
+                    )
                 elif kind.is_config_problem:
-                    pending.append(self._log.add(EventKind.CONFIG_ERROR, provider_id, now,
-                                                 f"{kind.value}: {detail}".rstrip(": "), b))
+                    pending.append(
+                        self._log.add(
+                            EventKind.CONFIG_ERROR, provider_id, now, f"{kind.value}: {detail}".rstrip(": "), b
+                        )
+                    )
                 elif kind.is_health_failure:
                     pending += ejector.on_failure(provider_id, b, now, kind, detail)
             if ejector.peer_checks and now >= ejector.next_peer_check:
@@ -396,8 +426,9 @@ class FailoverManager:
             raise ConfigError("store", "this FailoverManager has no state store; pass store=...")
         return replica.apply_update(update)
 
-    def apply_remote(self, update: BreakerUpdate, wall: float,
-                     is_news: Callable[[BreakerUpdate], bool]) -> RemoteResult:
+    def apply_remote(
+        self, update: BreakerUpdate, wall: float, is_news: Callable[[BreakerUpdate], bool]
+    ) -> RemoteResult:
         """Move a breaker to another replica's checked ``update`` (``wall``: the store's time now).
 
         The one way in for remote state (:mod:`pi_builder_middleware._replication` decides what is
@@ -415,8 +446,9 @@ class FailoverManager:
             change = b.take_update(update, now, wall)
             if change is not None:
                 kind, detail = change
-                event = self._log.add(kind, update.provider_id, now, f"from replica {update.origin}: {detail}", b,
-                                      share=False)
+                event = self._log.add(
+                    kind, update.provider_id, now, f"from replica {update.origin}: {detail}", b, share=False
+                )
         if change is not None:
             self._log.emit([event])
         return RemoteResult.APPLIED

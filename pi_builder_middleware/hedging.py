@@ -53,11 +53,19 @@ class HedgePolicy:
     def __post_init__(self) -> None:
         v: Any = self.delay_s
         if v is not None:
-            require("HedgePolicy.delay_s", is_number(v) and 0 <= v <= 86_400,
-                    "a number of seconds from 0 to 86400, or None (adaptive)", v)
+            require(
+                "HedgePolicy.delay_s",
+                is_number(v) and 0 <= v <= 86_400,
+                "a number of seconds from 0 to 86400, or None (adaptive)",
+                v,
+            )
         v = self.max_hedges
-        require("HedgePolicy.max_hedges", isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 10,
-                "a whole number from 0 to 10", v)
+        require(
+            "HedgePolicy.max_hedges",
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 10,
+            "a whole number from 0 to 10",
+            v,
+        )
         v = self.budget_ratio
         if v is not None:
             require("HedgePolicy.budget_ratio", is_number(v) and 0 < v <= 1, "a number above 0 and up to 1, or None", v)
@@ -66,8 +74,12 @@ class HedgePolicy:
         v = self.quantile
         require("HedgePolicy.quantile", is_number(v) and 0.5 <= v < 1, "a number from 0.5 to below 1 (e.g. 0.95)", v)
         v = self.min_samples
-        require("HedgePolicy.min_samples", isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= _RECENT,
-                f"a whole number from 1 to {_RECENT}", v)
+        require(
+            "HedgePolicy.min_samples",
+            isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= _RECENT,
+            f"a whole number from 1 to {_RECENT}",
+            v,
+        )
 
 
 class LatencyTracker:
@@ -117,8 +129,7 @@ class Hedger:
         self.cancelled = 0
         self.cancelled_cost = 0.0
 
-    def observe(self, provider_id: str, ok: bool, latency_s: float, ttft_s: float | None,
-                health_failure: bool) -> None:
+    def observe(self, provider_id: str, ok: bool, latency_s: float, ttft_s: float | None, health_failure: bool) -> None:
         """One recorded outcome (Middleware.record calls this): feeds the budget and the recent latencies."""
         budget = self.budget
         if ok:
@@ -170,7 +181,13 @@ class Hedger:
     def snapshot(self) -> dict[str, Any]:
         """``stats()["hedging"]``: the policy, hedges started / won / cancelled, the budget."""
         p = self.policy
-        return {"delay_s": p.delay_s, "max_hedges": p.max_hedges, "quantile": p.quantile,
-                "started": self.started, "won": self.won, "cancelled": self.cancelled,
-                "cancelled_cost": round(self.cancelled_cost, 9),
-                "budget": None if self.budget is None else self.budget.snapshot()}
+        return {
+            "delay_s": p.delay_s,
+            "max_hedges": p.max_hedges,
+            "quantile": p.quantile,
+            "started": self.started,
+            "won": self.won,
+            "cancelled": self.cancelled,
+            "cancelled_cost": round(self.cancelled_cost, 9),
+            "budget": None if self.budget is None else self.budget.snapshot(),
+        }

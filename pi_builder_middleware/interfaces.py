@@ -136,8 +136,15 @@ class Candidate:
         limit = self.concurrency_limit
         return limit is not None and self.inflight >= limit
 
-    def observe(self, verdict: Verdict, latency_s: float, ttft_s: float | None, now: float,
-                memory_s: float, output_tokens: int = 0) -> None:
+    def observe(
+        self,
+        verdict: Verdict,
+        latency_s: float,
+        ttft_s: float | None,
+        now: float,
+        memory_s: float,
+        output_tokens: int = 0,
+    ) -> None:
         """Fold one outcome into the estimates (the monitor calls this under its lock).
 
         The slowdown of non-streamed calls is judged on latency per ``1 + output_tokens / 64``: a
@@ -246,9 +253,11 @@ class Candidate:
         self.last_sent_at = float("-inf")
 
     def __repr__(self) -> str:
-        return (f"Candidate({self.provider.id!r}, latency_s={self.latency_s}, availability="
-                f"{self.availability:.3f}, inflight={self.inflight}, samples={self.samples}, "
-                f"circuit={self.circuit.value})")
+        return (
+            f"Candidate({self.provider.id!r}, latency_s={self.latency_s}, availability="
+            f"{self.availability:.3f}, inflight={self.inflight}, samples={self.samples}, "
+            f"circuit={self.circuit.value})"
+        )
 
 
 class Verdict(Enum):
@@ -353,8 +362,9 @@ class FailoverPolicy(ABC):
     def ejection_s(self, trips: int, config: FailoverConfig, rng: random.Random) -> float:
         """Seconds to keep the provider out on its ``trips``-th trip (1 = first)."""
 
-    def peer_ejections(self, windows: Mapping[str, BreakerWindow], config: FailoverConfig,
-                       now: float) -> Sequence[PeerEjection]:
+    def peer_ejections(
+        self, windows: Mapping[str, BreakerWindow], config: FailoverConfig, now: float
+    ) -> Sequence[PeerEjection]:
         """Providers of one group to eject, worst first; ``windows`` holds the group's CLOSED providers.
 
         Called at most every ``config.outlier.interval_s``, as outcomes are recorded. The manager

@@ -99,8 +99,9 @@ class Middleware:
         telemetry: bool | OtelTelemetry | None = None,
         hedge: HedgePolicy | None = None,
     ) -> None:
-        provider_list, plugin_list, blocked = _checked_arguments(providers, plugins, blocked_plugins, monitor,
-                                                                 clock, seed)
+        provider_list, plugin_list, blocked = _checked_arguments(
+            providers, plugins, blocked_plugins, monitor, clock, seed
+        )
         for field, value in (("sleep", sleep), ("async_sleep", async_sleep)):
             if value is not None and not callable(value):
                 raise ConfigError(field, f"expected a callable taking seconds, got {type(value).__name__}")
@@ -111,8 +112,9 @@ class Middleware:
         #: The budget failover retries and hedges draw on (gRPC retry throttling), None without one.
         self.retry_budget: RetryBudget | None = None if self.hedger is None else self.hedger.budget
         if state_store is not None and not isinstance(state_store, StateStore):
-            raise ConfigError("state_store", f"expected a StateStore (e.g. MemoryStateStore), got "
-                                             f"{type(state_store).__name__}")
+            raise ConfigError(
+                "state_store", f"expected a StateStore (e.g. MemoryStateStore), got {type(state_store).__name__}"
+            )
         self.load_errors: list[str] = []
         self.callback_failures = CallbackFailures(logging.getLogger("pi_builder_middleware.middleware"))
         pm = get_plugin_manager(load_entrypoints=load_entrypoints, blocked=blocked, load_errors=self.load_errors)
@@ -137,13 +139,24 @@ class Middleware:
             raise ConfigError("routing", f"expected a RoutingConfig, got {type(routing).__name__}")
         self.monitor = HealthMonitor(monitor, clock=self.clock, routing=routing)
         self.failover = FailoverManager(
-            fo_config, policy=self.registries.policies.get(fo_config.policy), clock=self.clock, rng=rng,
-            classify=lambda exc, pid: self.classify(exc, self.router.provider(pid)), store=state_store,
+            fo_config,
+            policy=self.registries.policies.get(fo_config.policy),
+            clock=self.clock,
+            rng=rng,
+            classify=lambda exc, pid: self.classify(exc, self.router.provider(pid)),
+            store=state_store,
         )
         self.router = ProviderRouter(
-            strategy=strategy, health_scorer=health_scorer, monitor=self.monitor, failover=self.failover,
-            registries=self.registries, clock=self.clock, rng=rng, history_size=history_size,
-            config=self.monitor.routing, budget=self.plugins.budget,
+            strategy=strategy,
+            health_scorer=health_scorer,
+            monitor=self.monitor,
+            failover=self.failover,
+            registries=self.registries,
+            clock=self.clock,
+            rng=rng,
+            history_size=history_size,
+            config=self.monitor.routing,
+            budget=self.plugins.budget,
         )
         self.monitor.subscribe_health(self._on_health_change)
         self.monitor.subscribe_alerts(self._on_alert)
@@ -167,15 +180,17 @@ class Middleware:
         return self.router.providers
 
     # -- hot path ------------------------------------------------------------------------------
-    def select(self, request: RouteRequest | None = None, *, reserve: bool = True,
-               when_all_out: AllOutMode | None = None) -> RoutingDecision:
+    def select(
+        self, request: RouteRequest | None = None, *, reserve: bool = True, when_all_out: AllOutMode | None = None
+    ) -> RoutingDecision:
         """Choose a provider (plus ordered backups) for one request.
 
         ``when_all_out`` overrides ``RoutingConfig.when_all_out`` for this call (what happens when
         every candidate is ejected or cooling down).
         """
-        decision = self.router.select(DEFAULT_REQUEST if request is None else request, reserve=reserve,
-                                      when_all_out=when_all_out)
+        decision = self.router.select(
+            DEFAULT_REQUEST if request is None else request, reserve=reserve, when_all_out=when_all_out
+        )
         self.plugins.on_decision(decision)
         return decision
 
@@ -207,8 +222,13 @@ class Middleware:
         self.failover._record(outcome.provider_id, outcome.ok, kind, retry_after, outcome.probe, detail)
         hedger = self.hedger
         if hedger is not None and not outcome.probe:
-            hedger.observe(outcome.provider_id, outcome.ok, outcome.latency_s, outcome.ttft_s,
-                           kind is ErrorKind.RATE_LIMITED or (kind is not None and kind.is_health_failure))
+            hedger.observe(
+                outcome.provider_id,
+                outcome.ok,
+                outcome.latency_s,
+                outcome.ttft_s,
+                kind is ErrorKind.RATE_LIMITED or (kind is not None and kind.is_health_failure),
+            )
         self.plugins.on_outcome(outcome, kind)
         return kind
 
@@ -250,8 +270,14 @@ class Middleware:
         return ErrorKind.UNKNOWN if kind is None else kind
 
     # -- execution -----------------------------------------------------------------------------
-    def execute(self, fn: Callable[[Provider], T], request: RouteRequest | None = None, *,
-                usage: Callable[[T], Usage] | None = None, max_wait_s: float = 0.0) -> T:
+    def execute(
+        self,
+        fn: Callable[[Provider], T],
+        request: RouteRequest | None = None,
+        *,
+        usage: Callable[[T], Usage] | None = None,
+        max_wait_s: float = 0.0,
+    ) -> T:
         """Call ``fn(provider)`` along the decision's chain until one succeeds.
 
         Each attempt is recorded and counted in flight while it runs. Errors whose kind does not fail
@@ -262,8 +288,14 @@ class Middleware:
         """
         return complete(run_attempts(self, fn, request, max_wait_s=max_wait_s), usage)
 
-    async def aexecute(self, fn: Callable[[Provider], Awaitable[T]], request: RouteRequest | None = None, *,
-                       usage: Callable[[T], Usage] | None = None, max_wait_s: float = 0.0) -> T:
+    async def aexecute(
+        self,
+        fn: Callable[[Provider], Awaitable[T]],
+        request: RouteRequest | None = None,
+        *,
+        usage: Callable[[T], Usage] | None = None,
+        max_wait_s: float = 0.0,
+    ) -> T:
         """Async :meth:`execute`, hedged when the middleware has a :class:`HedgePolicy`.
 
         ``request.timeout_s`` is a deadline across every attempt, hedge and wait;
@@ -272,19 +304,25 @@ class Middleware:
         timeout = request.attempt_timeout_s if isinstance(request, RouteRequest) else None  # else: refused there
         return complete(await self.aexecute_open(fn, request, max_wait_s=max_wait_s, timeout_s=timeout), usage)
 
-    def execute_open(self, fn: Callable[[Provider], T], request: RouteRequest | None = None, *,
-                     max_wait_s: float = 0.0) -> OpenAttempt[T]:
+    def execute_open(
+        self, fn: Callable[[Provider], T], request: RouteRequest | None = None, *, max_wait_s: float = 0.0
+    ) -> OpenAttempt[T]:
         """:meth:`execute`, but the attempt that answered stays in flight (e.g. a stream's first chunk).
 
         End the returned :class:`OpenAttempt` once delivery ends (``succeeded`` or ``interrupted``).
         """
         return run_attempts(self, fn, request, max_wait_s=max_wait_s)
 
-    async def aexecute_open(self, fn: Callable[[Provider], Awaitable[T]], request: RouteRequest | None = None, *,
-                            max_wait_s: float = 0.0, timeout_s: float | None = None,
-                            timeout_error: Callable[[str, float], AttemptTimeoutError] = AttemptTimeoutError,
-                            discard: Callable[[T], Awaitable[object]] | None = None,
-                            ) -> OpenAttempt[T]:
+    async def aexecute_open(
+        self,
+        fn: Callable[[Provider], Awaitable[T]],
+        request: RouteRequest | None = None,
+        *,
+        max_wait_s: float = 0.0,
+        timeout_s: float | None = None,
+        timeout_error: Callable[[str, float], AttemptTimeoutError] = AttemptTimeoutError,
+        discard: Callable[[T], Awaitable[object]] | None = None,
+    ) -> OpenAttempt[T]:
         """Async :meth:`execute_open`; ``timeout_s`` bounds each ``fn`` (a timeout fails over: ``timeout_error``).
 
         Hedged when the middleware has a :class:`HedgePolicy` and the request does not say ``hedge=False``;
@@ -292,10 +330,19 @@ class Middleware:
         """
         hedger = self.hedger
         if hedger is not None and hedger.policy.max_hedges and (request is None or getattr(request, "hedge", True)):
-            return await arun_hedged(self, hedger, fn, request, max_wait_s=max_wait_s, timeout_s=timeout_s,
-                                     timeout_error=timeout_error, discard=discard)
-        return await arun_attempts(self, fn, request, max_wait_s=max_wait_s, timeout_s=timeout_s,
-                                   timeout_error=timeout_error)
+            return await arun_hedged(
+                self,
+                hedger,
+                fn,
+                request,
+                max_wait_s=max_wait_s,
+                timeout_s=timeout_s,
+                timeout_error=timeout_error,
+                discard=discard,
+            )
+        return await arun_attempts(
+            self, fn, request, max_wait_s=max_wait_s, timeout_s=timeout_s, timeout_error=timeout_error
+        )
 
     # -- reading -------------------------------------------------------------------------------
     def health(self, provider_id: str) -> HealthSnapshot:
@@ -321,13 +368,21 @@ class Middleware:
         hedges started, won (answered first) and cancelled (lost the race), the estimated input cost of
         the cancelled ones, and the retry budget (tokens left, retries and hedges it refused).
         """
-        callbacks = {**self.monitor.callback_failures.snapshot(), **self.failover.callback_failures.snapshot(),
-                     **self.callback_failures.snapshot()}
-        return {"router": self.router.statistics(), "failover": self.failover.stats(),
-                "plugin_failures": dict(self.plugins.failures), "plugin_load_errors": list(self.load_errors),
-                "callback_failures": callbacks,
-                "plugin_budget_s": self.plugins.budget.budget_s, "plugin_slow_calls": self.plugins.budget.report(),
-                "hedging": None if self.hedger is None else self.hedger.snapshot()}
+        callbacks = {
+            **self.monitor.callback_failures.snapshot(),
+            **self.failover.callback_failures.snapshot(),
+            **self.callback_failures.snapshot(),
+        }
+        return {
+            "router": self.router.statistics(),
+            "failover": self.failover.stats(),
+            "plugin_failures": dict(self.plugins.failures),
+            "plugin_load_errors": list(self.load_errors),
+            "callback_failures": callbacks,
+            "plugin_budget_s": self.plugins.budget.budget_s,
+            "plugin_slow_calls": self.plugins.budget.report(),
+            "hedging": None if self.hedger is None else self.hedger.snapshot(),
+        }
 
     def export(self) -> dict[str, Any]:
         """JSON-safe state: configuration, metrics, breakers, events, decisions (``hedging`` when on). No secrets.
@@ -357,10 +412,14 @@ class Middleware:
             "failover": failover,
             "router": self.router.statistics(),
             "decisions": [d.to_dict() for d in list(self.router.history)],  # copy: other threads append
-            "plugins": {"registered": sorted(n for n, _ in self.plugins.pm.list_name_plugin() if n),
-                        "failures": dict(self.plugins.failures), "load_errors": list(self.load_errors),
-                        "budget_s": self.plugins.budget.budget_s, "slow_calls": self.plugins.budget.report(),
-                        "strategies": self.registries.strategies.names()},
+            "plugins": {
+                "registered": sorted(n for n, _ in self.plugins.pm.list_name_plugin() if n),
+                "failures": dict(self.plugins.failures),
+                "load_errors": list(self.load_errors),
+                "budget_s": self.plugins.budget.budget_s,
+                "slow_calls": self.plugins.budget.report(),
+                "strategies": self.registries.strategies.names(),
+            },
         }
         if self.hedger is not None:
             exported["hedging"] = self.hedger.snapshot()
@@ -376,8 +435,9 @@ class Middleware:
             self.router.clear_history()
 
     # -- health checks -------------------------------------------------------------------------
-    def start_health_checks(self, probe: Callable[[Provider], Awaitable[object]], interval_s: float,
-                            timeout_s: float | None = None) -> None:
+    def start_health_checks(
+        self, probe: Callable[[Provider], Awaitable[object]], interval_s: float, timeout_s: float | None = None
+    ) -> None:
         """Probe every provider every ``interval_s`` seconds (from a running loop); feeds the breakers.
 
         Each probe runs on its own (one that hangs holds back no other provider) and within ``timeout_s``
@@ -412,21 +472,41 @@ class Middleware:
 def _snapshot(provider_id: str, m: WindowMetrics, breaker: dict[str, Any], now: float) -> HealthSnapshot:
     """A HealthSnapshot from one provider's window metrics and breaker info."""
     return HealthSnapshot(
-        provider_id=provider_id, status=m["status"], circuit=CircuitState(breaker["state"]), calls=m["calls"],
-        successes=m["successes"], failures=m["failures"], errors=m["errors"], rate_limited=m["rate_limited"],
-        availability=m["availability"], success_rate=m["success_rate"], error_rate=m["error_rate"],
-        latency_min_ms=m["latency_min_ms"], latency_avg_ms=m["latency_avg_ms"],
-        latency_p50_ms=m["latency_p50_ms"], latency_p95_ms=m["latency_p95_ms"],
-        latency_p99_ms=m["latency_p99_ms"], latency_max_ms=m["latency_max_ms"],
-        ttft_avg_ms=m["ttft_avg_ms"], ttft_p50_ms=m["ttft_p50_ms"], ttft_p95_ms=m["ttft_p95_ms"],
-        tokens_in=m["tokens_in"], tokens_out=m["tokens_out"], cost_total=m["cost_total"],
-        cost_per_request=m["cost_per_request"], consecutive_failures=breaker["consecutive_failures"],
-        trips=breaker["trips"], open_for_s=breaker["open_for_s"], cooldown_for_s=breaker["cooldown_for_s"], at=now,
+        provider_id=provider_id,
+        status=m["status"],
+        circuit=CircuitState(breaker["state"]),
+        calls=m["calls"],
+        successes=m["successes"],
+        failures=m["failures"],
+        errors=m["errors"],
+        rate_limited=m["rate_limited"],
+        availability=m["availability"],
+        success_rate=m["success_rate"],
+        error_rate=m["error_rate"],
+        latency_min_ms=m["latency_min_ms"],
+        latency_avg_ms=m["latency_avg_ms"],
+        latency_p50_ms=m["latency_p50_ms"],
+        latency_p95_ms=m["latency_p95_ms"],
+        latency_p99_ms=m["latency_p99_ms"],
+        latency_max_ms=m["latency_max_ms"],
+        ttft_avg_ms=m["ttft_avg_ms"],
+        ttft_p50_ms=m["ttft_p50_ms"],
+        ttft_p95_ms=m["ttft_p95_ms"],
+        tokens_in=m["tokens_in"],
+        tokens_out=m["tokens_out"],
+        cost_total=m["cost_total"],
+        cost_per_request=m["cost_per_request"],
+        consecutive_failures=breaker["consecutive_failures"],
+        trips=breaker["trips"],
+        open_for_s=breaker["open_for_s"],
+        cooldown_for_s=breaker["cooldown_for_s"],
+        at=now,
     )
 
 
-def _checked_arguments(providers: object, plugins: object, blocked_plugins: object, monitor: object,
-                       clock: object, seed: object) -> tuple[list[Any], list[object], list[str]]:
+def _checked_arguments(
+    providers: object, plugins: object, blocked_plugins: object, monitor: object, clock: object, seed: object
+) -> tuple[list[Any], list[object], list[str]]:
     """Check the constructor's loosely typed arguments up front, so a mistake is a ConfigError."""
 
     def as_list(value: object, field: str) -> list[Any]:

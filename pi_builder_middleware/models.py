@@ -102,8 +102,12 @@ def _tokens(owner: object, field: str, value: object) -> None:
 
 
 def _duration(owner: str, field: str, value: object) -> None:
-    require(f"{owner}.{field}", in_range(value, 0, MAX_LATENCY_S),
-            f"a number of seconds from 0 to {MAX_LATENCY_S:,.0f} (one day)", value)
+    require(
+        f"{owner}.{field}",
+        in_range(value, 0, MAX_LATENCY_S),
+        f"a number of seconds from 0 to {MAX_LATENCY_S:,.0f} (one day)",
+        value,
+    )
 
 
 def _cost(owner: str, value: object) -> None:
@@ -158,8 +162,12 @@ class RouteRequest:
         for name in ("timeout_s", "attempt_timeout_s"):
             v = getattr(self, name)
             if v is not None:
-                require(f"RouteRequest.{name}", in_range(v, 0, MAX_LATENCY_S) and v > 0,
-                        f"a number of seconds above 0 and up to {MAX_LATENCY_S:,.0f} (one day), or None", v)
+                require(
+                    f"RouteRequest.{name}",
+                    in_range(v, 0, MAX_LATENCY_S) and v > 0,
+                    f"a number of seconds above 0 and up to {MAX_LATENCY_S:,.0f} (one day), or None",
+                    v,
+                )
         require("RouteRequest.stream", type(self.stream) is bool, "True or False", self.stream)
         require("RouteRequest.hedge", type(self.hedge) is bool, "True or False", self.hedge)
 
@@ -211,19 +219,33 @@ class Outcome:
     def __post_init__(self) -> None:
         # One cheap pass for the well-formed case (this runs on every LLM call); the detailed checks
         # below run only when it fails, to name the offending field.
-        lat, ttft, cost, wait, at, status = (self.latency_s, self.ttft_s, self.cost, self.retry_after_s, self.at,
-                                             self.status_code)
-        if (type(self.provider_id) is str and self.provider_id and type(self.ok) is bool
-                and type(self.probe) is bool and type(lat) in _NUM and 0.0 <= lat <= MAX_LATENCY_S
-                and (ttft is None or (type(ttft) in _NUM and 0.0 <= ttft <= MAX_LATENCY_S))
-                and (cost is None or (type(cost) in _NUM and 0.0 <= cost <= MAX_COST))
-                and (wait is None or (type(wait) in _NUM and 0.0 <= wait <= _FLOAT_MAX))
-                and (at is None or (type(at) in _NUM and -_FLOAT_MAX <= at <= _FLOAT_MAX))
-                and (status is None or (type(status) is int and 100 <= status <= 599))
-                and type(self.input_tokens) is int and 0 <= self.input_tokens <= MAX_TOKENS
-                and type(self.output_tokens) is int and 0 <= self.output_tokens <= MAX_TOKENS
-                and (self.error is None or isinstance(self.error, BaseException))
-                and (self.error_kind is None or type(self.error_kind) is ErrorKind)):
+        lat, ttft, cost, wait, at, status = (
+            self.latency_s,
+            self.ttft_s,
+            self.cost,
+            self.retry_after_s,
+            self.at,
+            self.status_code,
+        )
+        if (
+            type(self.provider_id) is str
+            and self.provider_id
+            and type(self.ok) is bool
+            and type(self.probe) is bool
+            and type(lat) in _NUM
+            and 0.0 <= lat <= MAX_LATENCY_S
+            and (ttft is None or (type(ttft) in _NUM and 0.0 <= ttft <= MAX_LATENCY_S))
+            and (cost is None or (type(cost) in _NUM and 0.0 <= cost <= MAX_COST))
+            and (wait is None or (type(wait) in _NUM and 0.0 <= wait <= _FLOAT_MAX))
+            and (at is None or (type(at) in _NUM and -_FLOAT_MAX <= at <= _FLOAT_MAX))
+            and (status is None or (type(status) is int and 100 <= status <= 599))
+            and type(self.input_tokens) is int
+            and 0 <= self.input_tokens <= MAX_TOKENS
+            and type(self.output_tokens) is int
+            and 0 <= self.output_tokens <= MAX_TOKENS
+            and (self.error is None or isinstance(self.error, BaseException))
+            and (self.error_kind is None or type(self.error_kind) is ErrorKind)
+        ):
             return
         self._validate()
 
@@ -248,10 +270,18 @@ class Outcome:
             require("Outcome.at", is_number(v), "a finite clock reading or None", v)
         v = self.status_code
         if v is not None:
-            require("Outcome.status_code", isinstance(v, int) and not isinstance(v, bool) and 100 <= v <= 599,
-                    "an HTTP status (100-599) or None", v)
-        require("Outcome.error", self.error is None or isinstance(self.error, BaseException),
-                "an exception instance or None", self.error)
+            require(
+                "Outcome.status_code",
+                isinstance(v, int) and not isinstance(v, bool) and 100 <= v <= 599,
+                "an HTTP status (100-599) or None",
+                v,
+            )
+        require(
+            "Outcome.error",
+            self.error is None or isinstance(self.error, BaseException),
+            "an exception instance or None",
+            self.error,
+        )
         v = self.error_kind
         if v is not None and not isinstance(v, ErrorKind):
             try:
@@ -440,8 +470,14 @@ class Alert:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
-        return {"kind": self.kind.value, "provider_id": self.provider_id, "message": self.message,
-                "value": self.value, "threshold": self.threshold, "at": self.at}
+        return {
+            "kind": self.kind.value,
+            "provider_id": self.provider_id,
+            "message": self.message,
+            "value": self.value,
+            "threshold": self.threshold,
+            "at": self.at,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,8 +492,13 @@ class HealthChange:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
-        return {"provider_id": self.provider_id, "old": self.old.value, "new": self.new.value,
-                "at": self.at, "reason": self.reason}
+        return {
+            "provider_id": self.provider_id,
+            "old": self.old.value,
+            "new": self.new.value,
+            "at": self.at,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,5 +513,10 @@ class FailoverEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
-        return {"kind": self.kind.value, "provider_id": self.provider_id, "at": self.at,
-                "detail": self.detail, "circuit": self.circuit.value}
+        return {
+            "kind": self.kind.value,
+            "provider_id": self.provider_id,
+            "at": self.at,
+            "detail": self.detail,
+            "circuit": self.circuit.value,
+        }

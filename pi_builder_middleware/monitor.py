@@ -34,8 +34,15 @@ TrendMetric = Literal["calls", "error_rate", "availability", "latency_avg_ms", "
 log = logging.getLogger("pi_builder_middleware.monitor")
 
 _TREND_METRICS: tuple[str, ...] = ("calls", "error_rate", "availability", "latency_avg_ms", "latency_p95_ms", "cost")
-_LOWER_IS_BETTER = {"latency_avg_ms", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "error_rate",
-                    "cost_per_request", "ttft_avg_ms"}
+_LOWER_IS_BETTER = {
+    "latency_avg_ms",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "error_rate",
+    "cost_per_request",
+    "ttft_avg_ms",
+}
 
 _NUM = (float, int)
 
@@ -68,7 +75,9 @@ class WindowMetrics(TypedDict):
     ttft_p50_ms: float | None
     ttft_p95_ms: float | None
 
+
 _MAX_INTERVALS = 100_000  # trend buckets: one list each
+
 
 class HealthMonitor:
     """Sliding-window health metrics, status and alerts for a set of providers.
@@ -79,8 +88,9 @@ class HealthMonitor:
     is counted in :attr:`callback_failures` and the others still get theirs.
     """
 
-    def __init__(self, config: MonitorConfig | None = None, clock: Clock | None = None,
-                 routing: RoutingConfig | None = None) -> None:
+    def __init__(
+        self, config: MonitorConfig | None = None, clock: Clock | None = None, routing: RoutingConfig | None = None
+    ) -> None:
         self.config = config or MonitorConfig()
         self.routing = routing or RoutingConfig()
         self.clock: Clock = clock or monotonic_clock
@@ -127,8 +137,14 @@ class HealthMonitor:
         return lambda: self._health_subscribers.remove(callback)
 
     # -- hot path ------------------------------------------------------------------------------
-    def record(self, outcome: Outcome, error_kind: ErrorKind | None = None, cost: float = 0.0, *,
-               retry_after_s: float | None = None) -> None:
+    def record(
+        self,
+        outcome: Outcome,
+        error_kind: ErrorKind | None = None,
+        cost: float = 0.0,
+        *,
+        retry_after_s: float | None = None,
+    ) -> None:
         """Add one outcome. ``error_kind`` (for failures) decides whether it counts against health;
         ``cost`` (0 to :data:`MAX_COST`) is what it cost.
 
@@ -140,13 +156,16 @@ class HealthMonitor:
         raises :class:`ConfigError` and changes nothing; one ahead of the clock by less is recorded as
         now (samples stay in time order, so the window keeps moving).
         """
-        if (type(outcome) is not Outcome or (error_kind is not None and type(error_kind) is not ErrorKind)
-                or type(cost) not in _NUM or not 0.0 <= cost <= MAX_COST):
+        if (
+            type(outcome) is not Outcome
+            or (error_kind is not None and type(error_kind) is not ErrorKind)
+            or type(cost) not in _NUM
+            or not 0.0 <= cost <= MAX_COST
+        ):
             _check_record(outcome, error_kind, cost)
         self._record(outcome, error_kind, cost, retry_after_s)
 
-    def _record(self, outcome: Outcome, error_kind: ErrorKind | None, cost: float, retry_after_s: float | None
-                ) -> None:
+    def _record(self, outcome: Outcome, error_kind: ErrorKind | None, cost: float, retry_after_s: float | None) -> None:
         """:meth:`record` with arguments already checked (the Middleware checks them once)."""
         now = self.clock()
         if outcome.at is not None:
@@ -159,8 +178,9 @@ class HealthMonitor:
             verdict = FAIL
         else:
             verdict = _OTHER
-        sample = _new_sample(Sample, (now, verdict, outcome.latency_s, outcome.ttft_s, outcome.input_tokens,
-                                      outcome.output_tokens, cost))  # tuple.__new__: skips NamedTuple's slower __new__
+        sample = _new_sample(
+            Sample, (now, verdict, outcome.latency_s, outcome.ttft_s, outcome.input_tokens, outcome.output_tokens, cost)
+        )  # tuple.__new__: skips NamedTuple's slower __new__
         with self._lock:
             w = self._window(outcome.provider_id)
             samples = w.samples
@@ -176,8 +196,14 @@ class HealthMonitor:
             elif verdict is FAIL:
                 cand.consecutive_failures += 1
             told = verdict is RATE and retry_after_s is not None and retry_after_s > 0
-            cand.observe(_OTHER if told else verdict, outcome.latency_s, outcome.ttft_s, now,
-                         self.routing.concurrency_memory_s, outcome.output_tokens)
+            cand.observe(
+                _OTHER if told else verdict,
+                outcome.latency_s,
+                outcome.ttft_s,
+                now,
+                self.routing.concurrency_memory_s,
+                outcome.output_tokens,
+            )
             pending = self._evaluate(outcome.provider_id, w, now)
         self._emit(pending)
 
@@ -234,10 +260,20 @@ class HealthMonitor:
             availability, error_rate = w.availability, w.error_rate
         ms = 1000.0
         return WindowMetrics(
-            calls=calls, successes=counts[0], failures=counts[1], errors=counts[2], rate_limited=counts[3],
-            availability=availability, success_rate=counts[0] / calls if calls else 1.0, error_rate=error_rate,
-            tokens_in=counts[4], tokens_out=counts[5], cost_total=cost,
-            cost_per_request=cost / calls if calls else 0.0, lifetime_calls=counts[6], status=status,
+            calls=calls,
+            successes=counts[0],
+            failures=counts[1],
+            errors=counts[2],
+            rate_limited=counts[3],
+            availability=availability,
+            success_rate=counts[0] / calls if calls else 1.0,
+            error_rate=error_rate,
+            tokens_in=counts[4],
+            tokens_out=counts[5],
+            cost_total=cost,
+            cost_per_request=cost / calls if calls else 0.0,
+            lifetime_calls=counts[6],
+            status=status,
             consecutive_failures=failures,
             latency_min_ms=ok_lat[0] * ms if ok_lat else None,
             latency_max_ms=ok_lat[-1] * ms if ok_lat else None,
@@ -250,8 +286,9 @@ class HealthMonitor:
             ttft_p95_ms=percentile(ttfts, 95) * ms if ttfts else None,
         )
 
-    def compare(self, metric: str = "latency_p50_ms", provider_ids: Iterable[str] | None = None
-                ) -> list[tuple[str, float | None]]:
+    def compare(
+        self, metric: str = "latency_p50_ms", provider_ids: Iterable[str] | None = None
+    ) -> list[tuple[str, float | None]]:
         """Providers ordered best first by ``metric`` (any key of :meth:`metrics`); no data last."""
         ids = list(provider_ids) if provider_ids is not None else self.provider_ids()
         rows: list[tuple[str, Any]] = [(pid, dict(self.metrics(pid)).get(metric)) for pid in ids]
@@ -260,25 +297,37 @@ class HealthMonitor:
         sign = 1.0 if metric in _LOWER_IS_BETTER else -1.0
         return sorted(rows, key=lambda r: (r[1] is None, sign * float(r[1] or 0.0)))
 
-    def trend(self, provider_id: str, metric: TrendMetric = "latency_avg_ms", intervals: int = 10,
-              interval_s: float | None = None) -> list[float | None]:
+    def trend(
+        self,
+        provider_id: str,
+        metric: TrendMetric = "latency_avg_ms",
+        intervals: int = 10,
+        interval_s: float | None = None,
+    ) -> list[float | None]:
         """``metric`` over the last ``intervals`` intervals (oldest first); None where no data.
 
         Intervals default to window_s / intervals; only samples still in the window are used.
         """
         if metric not in _TREND_METRICS:
             raise ConfigError("metric", f"unknown trend metric {metric!r}; use one of {', '.join(_TREND_METRICS)}")
-        require("intervals", isinstance(intervals, int) and not isinstance(intervals, bool)
-                and 1 <= intervals <= _MAX_INTERVALS, f"a whole number from 1 to {_MAX_INTERVALS:,}", intervals)
-        require("interval_s", interval_s is None or (is_number(interval_s) and interval_s > 0),
-                "a finite number of seconds > 0, or None", interval_s)
+        require(
+            "intervals",
+            isinstance(intervals, int) and not isinstance(intervals, bool) and 1 <= intervals <= _MAX_INTERVALS,
+            f"a whole number from 1 to {_MAX_INTERVALS:,}",
+            intervals,
+        )
+        require(
+            "interval_s",
+            interval_s is None or (is_number(interval_s) and interval_s > 0),
+            "a finite number of seconds > 0, or None",
+            interval_s,
+        )
         span = interval_s if interval_s is not None else self.config.window_s / intervals
         if not math.isfinite(span * intervals):
             raise ConfigError("interval_s", f"interval_s x intervals must be a finite time (got {span} x {intervals})")
         now = self.clock()
         start = now - span * intervals
-        buckets: list[list[Sample]] = [
-            [] for _ in range(intervals)]
+        buckets: list[list[Sample]] = [[] for _ in range(intervals)]
         with self._lock:
             for s in self._window(provider_id).samples:
                 if s.at >= start:
@@ -301,8 +350,11 @@ class HealthMonitor:
                     continue
             m["status"] = m["status"].value
             providers[pid] = m
-        return {"config": self.config.model_dump(mode="json"), "providers": providers,
-                "alerts": [a.to_dict() for a in list(self.alert_log)]}  # copy: other threads append
+        return {
+            "config": self.config.model_dump(mode="json"),
+            "providers": providers,
+            "alerts": [a.to_dict() for a in list(self.alert_log)],
+        }  # copy: other threads append
 
     def clear(self, provider_id: str | None = None) -> None:
         """Forget samples and alerts of one provider, or of all."""
@@ -325,9 +377,12 @@ class HealthMonitor:
     def _sample_time(self, at: float, now: float) -> float:
         skew = self.config.max_clock_skew_s
         if not now - skew <= at <= now + skew:
-            raise ConfigError("Outcome.at", f"{at!r} is {at - now:+.6g} s from the monitor's clock ({now!r}), more "
-                              f"than MonitorConfig.max_clock_skew_s ({skew:g} s); give a reading of the same clock "
-                              "(the Middleware's clock, time.monotonic() by default; not wall time), or None for now")
+            raise ConfigError(
+                "Outcome.at",
+                f"{at!r} is {at - now:+.6g} s from the monitor's clock ({now!r}), more "
+                f"than MonitorConfig.max_clock_skew_s ({skew:g} s); give a reading of the same clock "
+                "(the Middleware's clock, time.monotonic() by default; not wall time), or None for now",
+            )
         return at if at < now else now
 
     def _expire(self, w: Window, now: float) -> None:
@@ -371,8 +426,10 @@ class HealthMonitor:
 
     @staticmethod
     def _why(w: Window) -> str:
-        return (f"availability {w.availability:.1%}, error rate {w.error_rate:.1%} over {w.calls} calls, "
-                f"circuit {w.candidate.circuit.value}")
+        return (
+            f"availability {w.availability:.1%}, error rate {w.error_rate:.1%} over {w.calls} calls, "
+            f"circuit {w.candidate.circuit.value}"
+        )
 
     def _alerts(self, provider_id: str, w: Window, now: float) -> list[Alert]:
         cfg = self.config.alerts
@@ -385,11 +442,22 @@ class HealthMonitor:
             conditions[AlertKind.HIGH_ERROR_RATE] = (w.error_rate, cfg.high_error_rate)
         if w.status is HealthStatus.OFFLINE:
             conditions[AlertKind.UNAVAILABLE] = (w.availability, self.config.thresholds.offline_availability)
-        out = [Alert(kind, provider_id, _ALERT_TEXT[kind].format(pid=provider_id, value=v, threshold=t), v, t, now)
-               for kind, (v, t) in conditions.items() if kind not in w.active_alerts]
+        out = [
+            Alert(kind, provider_id, _ALERT_TEXT[kind].format(pid=provider_id, value=v, threshold=t), v, t, now)
+            for kind, (v, t) in conditions.items()
+            if kind not in w.active_alerts
+        ]
         if w.active_alerts and not conditions:
-            out.append(Alert(AlertKind.RECOVERED, provider_id, f"{provider_id} recovered ({self._why(w)})",
-                             w.availability, self.config.thresholds.healthy_availability, now))
+            out.append(
+                Alert(
+                    AlertKind.RECOVERED,
+                    provider_id,
+                    f"{provider_id} recovered ({self._why(w)})",
+                    w.availability,
+                    self.config.thresholds.healthy_availability,
+                    now,
+                )
+            )
         w.active_alerts = set(conditions)
         return out
 
@@ -409,8 +477,7 @@ def _check_record(outcome: object, error_kind: object, cost: object) -> None:
     """The arguments of :meth:`HealthMonitor.record` that its fast check did not accept, named."""
     if not isinstance(outcome, Outcome):
         raise ConfigError("outcome", f"expected an Outcome, got {type(outcome).__name__}")
-    require("error_kind", error_kind is None or isinstance(error_kind, ErrorKind), "an ErrorKind or None",
-            error_kind)
+    require("error_kind", error_kind is None or isinstance(error_kind, ErrorKind), "an ErrorKind or None", error_kind)
     require("cost", in_range(cost, 0.0, MAX_COST), f"a cost from 0 to {MAX_COST:g}", cost)
 
 
@@ -421,8 +488,7 @@ _ALERT_TEXT = {
 }
 
 
-def _bucket_value(bucket: list[Sample], metric: str
-                  ) -> float | None:
+def _bucket_value(bucket: list[Sample], metric: str) -> float | None:
     if metric == "calls":
         return float(len(bucket))
     if not bucket:

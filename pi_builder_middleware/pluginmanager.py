@@ -47,8 +47,9 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
 
 
 #: Hooks called on every request: the ones :class:`PluginBudget` times (registration hooks run once, at start).
-PER_CALL_HOOKS = frozenset({"pbm_classify_error", "pbm_on_alert", "pbm_on_decision", "pbm_on_health_change",
-                            "pbm_on_outcome"})
+PER_CALL_HOOKS = frozenset(
+    {"pbm_classify_error", "pbm_on_alert", "pbm_on_decision", "pbm_on_health_change", "pbm_on_outcome"}
+)
 
 #: Where this package's own code lives: built-in plugins, strategies and scorers are not timed (their
 #: cost is part of the hot path measured in BENCHMARKS.md, and timing them would add to it).
@@ -130,8 +131,9 @@ class PluginBudget:
     __slots__ = ("_lock", "_slow", "budget_s", "limit", "timer")
 
     def __init__(self, budget_s: float | None = None, timer: Callable[[], float] = time.perf_counter) -> None:
-        if budget_s is not None and (isinstance(budget_s, bool) or not isinstance(budget_s, int | float)
-                                     or not 0 < budget_s < math.inf):
+        if budget_s is not None and (
+            isinstance(budget_s, bool) or not isinstance(budget_s, int | float) or not 0 < budget_s < math.inf
+        ):
             raise ConfigError("plugin_budget_s", f"must be a finite number of seconds > 0, or None (got {budget_s!r})")
         if not callable(timer):
             raise ConfigError("timer", f"expected a callable returning seconds, got {type(timer).__name__}")
@@ -160,15 +162,21 @@ class PluginBudget:
             entry[1] += elapsed_s
             entry[2] = max(entry[2], elapsed_s)
         if first:
-            log.warning("plugin %s took %.1f ms, over the %.1f ms budget (Middleware(plugin_budget_s=...)); "
-                        "further slow calls are counted in Middleware.stats()['plugin_slow_calls'], not logged",
-                        name, elapsed_s * 1000, budget * 1000)
+            log.warning(
+                "plugin %s took %.1f ms, over the %.1f ms budget (Middleware(plugin_budget_s=...)); "
+                "further slow calls are counted in Middleware.stats()['plugin_slow_calls'], not logged",
+                name,
+                elapsed_s * 1000,
+                budget * 1000,
+            )
 
     def report(self) -> dict[str, dict[str, float]]:
         """Over-budget calls per plugin name: ``calls``, ``total_s`` and ``max_s``."""
         with self._lock:
-            return {name: {"calls": int(calls), "total_s": total, "max_s": worst}
-                    for name, (calls, total, worst) in self._slow.items()}
+            return {
+                name: {"calls": int(calls), "total_s": total, "max_s": worst}
+                for name, (calls, total, worst) in self._slow.items()
+            }
 
     @staticmethod
     def is_own(obj: object) -> bool:
@@ -212,11 +220,18 @@ class PluginHost:
             return cached[1]
         caller: pluggy.HookCaller = getattr(self.pm.hook, hook_name)
         timed = self.budget.enabled and hook_name in PER_CALL_HOOKS
-        impls = tuple((impl.function, tuple(impl.argnames), impl.plugin_name,
-                       f"{_label(impl.plugin_name, impl.plugin)}.{hook_name}"
-                       if timed and not PluginBudget.is_own(impl.plugin) else None)
-                      for impl in reversed(caller.get_hookimpls())
-                      if not (impl.wrapper or impl.hookwrapper))  # observer hooks call plain implementations only
+        impls = tuple(
+            (
+                impl.function,
+                tuple(impl.argnames),
+                impl.plugin_name,
+                f"{_label(impl.plugin_name, impl.plugin)}.{hook_name}"
+                if timed and not PluginBudget.is_own(impl.plugin)
+                else None,
+            )
+            for impl in reversed(caller.get_hookimpls())
+            if not (impl.wrapper or impl.hookwrapper)
+        )  # observer hooks call plain implementations only
         if version is not None:
             self._cache[hook_name] = (version, impls)
         return impls
@@ -292,8 +307,15 @@ class PluginHost:
                 return result
         return None
 
-    def _call_timed(self, name: str, function: Callable[..., Any], argnames: tuple[str, ...], kwargs: dict[str, Any],
-                    hook_name: str, plugin_name: str) -> Any:
+    def _call_timed(
+        self,
+        name: str,
+        function: Callable[..., Any],
+        argnames: tuple[str, ...],
+        kwargs: dict[str, Any],
+        hook_name: str,
+        plugin_name: str,
+    ) -> Any:
         """One implementation call checked against the budget (a failure is timed too); None if it raised."""
         budget = self.budget
         timer = budget.timer
@@ -315,6 +337,12 @@ class PluginHost:
             self.failures[key] += 1
             first = self.failures[key] == 1
         if first:  # a hook that fails on every request must not flood the log: the rest are counted
-            log.error("plugin %r raised in %s (ignored; later failures of this hook are only counted in "
-                      "stats()['plugin_failures']): %s: %s", plugin_name, hook_name, type(exc).__name__,
-                      error_text(exc), exc_info=exc)
+            log.error(
+                "plugin %r raised in %s (ignored; later failures of this hook are only counted in "
+                "stats()['plugin_failures']): %s: %s",
+                plugin_name,
+                hook_name,
+                type(exc).__name__,
+                error_text(exc),
+                exc_info=exc,
+            )

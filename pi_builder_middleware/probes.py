@@ -48,8 +48,12 @@ class HealthChecks:
     def start(self, probe: ProbeFn, interval_s: float, timeout_s: float | None = None) -> None:
         """Start the task (from a running event loop); see :meth:`FailoverManager.start_health_checks`."""
         require("interval_s", is_number(interval_s) and interval_s > 0, "a finite number of seconds > 0", interval_s)
-        require("timeout_s", timeout_s is None or (is_number(timeout_s) and timeout_s > 0),
-                "a finite number of seconds > 0, or None", timeout_s)
+        require(
+            "timeout_s",
+            timeout_s is None or (is_number(timeout_s) and timeout_s > 0),
+            "a finite number of seconds > 0, or None",
+            timeout_s,
+        )
         timeout = self.timeout(timeout_s)
         if self._task is not None and not self._task.done():
             raise ConfigError("health_checks", "already running; call stop_health_checks() first")
@@ -72,8 +76,11 @@ class HealthChecks:
         if timeout_s is None:
             return self.manager.config.health_check_timeout_s
         if not isinstance(timeout_s, int | float) or isinstance(timeout_s, bool) or not 0 < timeout_s < math.inf:
-            raise ConfigError("timeout_s", f"must be a number of seconds > 0, or None for "
-                                           f"FailoverConfig.health_check_timeout_s (got {timeout_s!r})")
+            raise ConfigError(
+                "timeout_s",
+                f"must be a number of seconds > 0, or None for "
+                f"FailoverConfig.health_check_timeout_s (got {timeout_s!r})",
+            )
         return float(timeout_s)
 
 
@@ -93,8 +100,7 @@ async def check_loop(manager: FailoverManager, probe: ProbeFn, interval_s: float
                 if task is not None and not task.done():
                     manager.count(pid, "probe_overruns")
                     continue
-                running[pid] = asyncio.create_task(probe_one(manager, probe, pid, timeout_s),
-                                                   name=f"pbm-probe-{pid}")
+                running[pid] = asyncio.create_task(probe_one(manager, probe, pid, timeout_s), name=f"pbm-probe-{pid}")
             for pid in [pid for pid, task in running.items() if task.done() and pid not in ids]:
                 del running[pid]  # its provider was removed
             await asyncio.sleep(interval_s)
@@ -134,5 +140,4 @@ def _record(manager: FailoverManager, provider_id: str, ok: bool, kind: ErrorKin
     except UnknownProviderError:
         pass  # the provider was removed while its probe ran
     except Exception as exc:  # must not end the checks; the manager's own parts are guarded, so a bug
-        log.error("recording the health probe of %r failed: %s: %s", provider_id, type(exc).__name__,
-                  error_text(exc))
+        log.error("recording the health probe of %r failed: %s: %s", provider_id, type(exc).__name__, error_text(exc))

@@ -36,8 +36,15 @@ class RecoveryWait:
 
     __slots__ = ("_backoff", "_slept", "candidates", "clock", "deadline", "failover", "max_wait_s")
 
-    def __init__(self, failover: FailoverManager, candidates: Iterable[str], max_wait_s: float, clock: Clock, *,
-                 start: float | None = None) -> None:
+    def __init__(
+        self,
+        failover: FailoverManager,
+        candidates: Iterable[str],
+        max_wait_s: float,
+        clock: Clock,
+        *,
+        start: float | None = None,
+    ) -> None:
         self.failover = failover
         self.candidates = tuple(candidates)
         self.max_wait_s = max_wait_s

@@ -76,8 +76,12 @@ class RedisStateStore(ReplicaSet):
         for field, value in (("cluster", cluster), ("prefix", prefix)):
             if not isinstance(value, str) or not value or any(c.isspace() for c in value):
                 raise ConfigError(field, f"must be a non-empty name without spaces (got {value!r})")
-        for field, number in (("ttl_s", ttl_s), ("connect_timeout_s", connect_timeout_s),
-                              ("reconnect_max_s", reconnect_max_s), ("max_queue", max_queue)):
+        for field, number in (
+            ("ttl_s", ttl_s),
+            ("connect_timeout_s", connect_timeout_s),
+            ("reconnect_max_s", reconnect_max_s),
+            ("max_queue", max_queue),
+        ):
             if isinstance(number, bool) or not isinstance(number, int | float) or not 0 < number < math.inf:
                 raise ConfigError(field, f"must be a finite number > 0 (got {number!r})")
         if ttl_s > MAX_SHARED_S:
@@ -87,8 +91,9 @@ class RedisStateStore(ReplicaSet):
             from redis.backoff import NoBackoff
             from redis.retry import Retry
         except ImportError:
-            raise ConfigError("state_store", "RedisStateStore needs redis-py: pip install "
-                                             "'pi-builder-middleware[redis]'") from None
+            raise ConfigError(
+                "state_store", "RedisStateStore needs redis-py: pip install 'pi-builder-middleware[redis]'"
+            ) from None
         self.url = _redacted(url)
         self.cluster = cluster
         self.breakers_key = f"{prefix}:{cluster}:breakers"
@@ -103,8 +108,12 @@ class RedisStateStore(ReplicaSet):
             # No silent retries: a lost connection must surface here so the store resyncs after it.
             # Bytes, not decoded replies: a value that is not UTF-8 is one invalid entry, not a broken reply.
             self._client: redis.Redis = redis.Redis.from_url(
-                url, decode_responses=False, socket_connect_timeout=connect_timeout_s,
-                socket_timeout=max(connect_timeout_s, 1.0), socket_keepalive=True, health_check_interval=5,
+                url,
+                decode_responses=False,
+                socket_connect_timeout=connect_timeout_s,
+                socket_timeout=max(connect_timeout_s, 1.0),
+                socket_keepalive=True,
+                health_check_interval=5,
                 retry=Retry(NoBackoff(), 0),
             )
         except ValueError as exc:
@@ -119,9 +128,23 @@ class RedisStateStore(ReplicaSet):
         self._down_logged = False
         self._needs_resync = False
         self._resync_at = math.inf  # time.monotonic() of a resync after a refused write
-        self._counts = dict.fromkeys(("errors", "published", "stale", "received", "applied", "malformed",
-                                      "dropped", "resyncs", "disconnects", "apply_errors", "write_errors",
-                                      "repaired"), 0)
+        self._counts = dict.fromkeys(
+            (
+                "errors",
+                "published",
+                "stale",
+                "received",
+                "applied",
+                "malformed",
+                "dropped",
+                "resyncs",
+                "disconnects",
+                "apply_errors",
+                "write_errors",
+                "repaired",
+            ),
+            0,
+        )
         self._malformed_reasons: dict[str, int] = {}
         self._last_error: str | None = None
         self._logged: set[str] = set()
@@ -134,8 +157,10 @@ class RedisStateStore(ReplicaSet):
         with self._lifecycle:
             if not self._threads:
                 self._stop.clear()
-                self._threads = [threading.Thread(target=self._listen_loop, name="pbm-redis-listener", daemon=True),
-                                 threading.Thread(target=self._publish_loop, name="pbm-redis-publisher", daemon=True)]
+                self._threads = [
+                    threading.Thread(target=self._listen_loop, name="pbm-redis-listener", daemon=True),
+                    threading.Thread(target=self._publish_loop, name="pbm-redis-publisher", daemon=True),
+                ]
                 for thread in self._threads:
                     thread.start()
 
@@ -155,10 +180,17 @@ class RedisStateStore(ReplicaSet):
     def stats(self) -> dict[str, Any]:
         """Connection state and counters; the URL is shown without its password."""
         with self._lock:
-            return {"backend": "redis", "url": self.url, "cluster": self.cluster, "connected": self._connected,
-                    "last_error": self._last_error, "queued": self._queue.qsize(),
-                    "replicas": len(self._replicas), **self._counts,
-                    "malformed_reasons": dict(self._malformed_reasons)}
+            return {
+                "backend": "redis",
+                "url": self.url,
+                "cluster": self.cluster,
+                "connected": self._connected,
+                "last_error": self._last_error,
+                "queued": self._queue.qsize(),
+                "replicas": len(self._replicas),
+                **self._counts,
+                "malformed_reasons": dict(self._malformed_reasons),
+            }
 
     def close(self) -> None:
         """Detach every replica, stop the threads and close the connections."""
@@ -215,9 +247,17 @@ class RedisStateStore(ReplicaSet):
                 continue
             key = self.cooldowns_key if item.is_cooldown else self.breakers_key
             try:
-                result = self._script(keys=[key], args=script_args(
-                    item.provider_id, item.to_json(), item.is_cooldown, self._ttl_for(item), self.channel,
-                    self.wall_time()))
+                result = self._script(
+                    keys=[key],
+                    args=script_args(
+                        item.provider_id,
+                        item.to_json(),
+                        item.is_cooldown,
+                        self._ttl_for(item),
+                        self.channel,
+                        self.wall_time(),
+                    ),
+                )
             except Exception as exc:
                 if isinstance(exc, self._errors_caught) and not isinstance(exc, self._refused):
                     self._down(exc)  # the connection is gone: resync when it is back
@@ -231,8 +271,10 @@ class RedisStateStore(ReplicaSet):
         """Read both hashes, apply them, then republish every replica's latest view."""
         self._needs_resync = False
         self._resync_at = math.inf
-        entries = [(self.breakers_key, False, self._read_hash(self.breakers_key)),
-                   (self.cooldowns_key, True, self._read_hash(self.cooldowns_key))]
+        entries = [
+            (self.breakers_key, False, self._read_hash(self.breakers_key)),
+            (self.cooldowns_key, True, self._read_hash(self.cooldowns_key)),
+        ]
         for key, cooldowns, fields in entries:
             for field, payload in fields.items():
                 self._receive(payload, key, field=field, cooldowns=cooldowns)
@@ -252,8 +294,9 @@ class RedisStateStore(ReplicaSet):
             return {}
         return self._client.hgetall(key)
 
-    def _valid(self, payload: bytes | str, source: str, *, field: bytes | str | None = None,
-               cooldowns: bool | None = None) -> BreakerUpdate | None:
+    def _valid(
+        self, payload: bytes | str, source: str, *, field: bytes | str | None = None, cooldowns: bool | None = None
+    ) -> BreakerUpdate | None:
         """The update in ``payload`` read from ``source`` if it keeps every rule, else None (skipped, counted).
 
         The one check for everything read from Redis: the channel's messages (no ``field``) and hash
@@ -270,8 +313,9 @@ class RedisStateStore(ReplicaSet):
             return None
         return update
 
-    def _receive(self, payload: bytes | str, source: str, *, field: bytes | str | None = None,
-                 cooldowns: bool | None = None) -> None:
+    def _receive(
+        self, payload: bytes | str, source: str, *, field: bytes | str | None = None, cooldowns: bool | None = None
+    ) -> None:
         update = self._valid(payload, source, field=field, cooldowns=cooldowns)
         if update is None:
             return
@@ -291,8 +335,9 @@ class RedisStateStore(ReplicaSet):
         except Exception:  # a broken observer of the receiving replica; counted, logged the first time
             self._count("apply_errors")
             if self._once("apply"):
-                log.exception("applying a shared %s update for %r failed (logged once)", update.kind.value,
-                              update.provider_id)
+                log.exception(
+                    "applying a shared %s update for %r failed (logged once)", update.kind.value, update.provider_id
+                )
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _ttl_for(self, update: BreakerUpdate) -> int:
@@ -307,9 +352,14 @@ class RedisStateStore(ReplicaSet):
             self._counts["malformed"] += 1
             self._malformed_reasons[reason] = self._malformed_reasons.get(reason, 0) + 1
         if self._once(f"malformed {reason}"):
-            log.warning("Redis state store %s: skipped an invalid entry from %s (%s); counted in "
-                        "stats()['malformed_reasons'], further %r ones are not logged", self.url, source,
-                        exc.detail, reason)
+            log.warning(
+                "Redis state store %s: skipped an invalid entry from %s (%s); counted in "
+                "stats()['malformed_reasons'], further %r ones are not logged",
+                self.url,
+                source,
+                exc.detail,
+                reason,
+            )
 
     def _written(self, update: BreakerUpdate, key: str, result: object) -> None:
         self._count("published" if result else "stale")
@@ -317,11 +367,16 @@ class RedisStateStore(ReplicaSet):
             return
         self._count("repaired")
         if result == REPLACED_KEY and self._once("replaced key"):
-            log.warning("Redis state store %s: %s held another type than a hash; replaced it (logged once)",
-                        self.url, key)
+            log.warning(
+                "Redis state store %s: %s held another type than a hash; replaced it (logged once)", self.url, key
+            )
         elif result == REPAIRED_ENTRY and self._once("repaired entry"):
-            log.warning("Redis state store %s: overwrote an invalid entry for %r in %s (logged once)", self.url,
-                        update.provider_id, key)
+            log.warning(
+                "Redis state store %s: overwrote an invalid entry for %r in %s (logged once)",
+                self.url,
+                update.provider_id,
+                key,
+            )
 
     def _write_failed(self, update: BreakerUpdate, exc: Exception) -> None:
         with self._lock:
@@ -329,9 +384,15 @@ class RedisStateStore(ReplicaSet):
             self._last_error = type(exc).__name__
         self._resync_at = min(self._resync_at, time.monotonic() + self._reconnect_max_s)
         if self._once(f"write {type(exc).__name__}"):
-            log.warning("Redis state store %s: writing a %s update for %r failed (%s: %s); sent again with the "
-                        "next resync, the connection stays up (logged once per error type)", self.url,
-                        update.kind.value, update.provider_id, type(exc).__name__, str(exc)[:200])
+            log.warning(
+                "Redis state store %s: writing a %s update for %r failed (%s: %s); sent again with the "
+                "next resync, the connection stays up (logged once per error type)",
+                self.url,
+                update.kind.value,
+                update.provider_id,
+                type(exc).__name__,
+                str(exc)[:200],
+            )
 
     def _count(self, key: str) -> None:
         with self._lock:
@@ -351,8 +412,12 @@ class RedisStateStore(ReplicaSet):
             first = not self._down_logged
             self._down_logged = True
         if first:  # once per outage: a dead Redis must not flood the logs
-            log.warning("Redis state store %s unreachable (%s); breakers keep working on local state and "
-                        "resync when it is back", self.url, type(exc).__name__)
+            log.warning(
+                "Redis state store %s unreachable (%s); breakers keep working on local state and "
+                "resync when it is back",
+                self.url,
+                type(exc).__name__,
+            )
         with self._lock:  # after logging, so whoever sees "disconnected" in stats also finds the log line
             if self._connected:
                 self._counts["disconnects"] += 1

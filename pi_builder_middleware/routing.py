@@ -75,9 +75,12 @@ class ProviderRouter:
         config: RoutingConfig | None = None,
         budget: PluginBudget | None = None,
     ) -> None:
-        require("history_size", isinstance(history_size, int) and not isinstance(history_size, bool)
-                and 1 <= history_size <= _MAX_HISTORY,
-                f"a whole number from 1 to {_MAX_HISTORY:,}", history_size)
+        require(
+            "history_size",
+            isinstance(history_size, int) and not isinstance(history_size, bool) and 1 <= history_size <= _MAX_HISTORY,
+            f"a whole number from 1 to {_MAX_HISTORY:,}",
+            history_size,
+        )
         if config is not None and not isinstance(config, RoutingConfig):
             raise ConfigError("routing", f"expected a RoutingConfig, got {type(config).__name__}")
         self.registries = registries or build_registries()
@@ -91,10 +94,16 @@ class ProviderRouter:
         self.strategy = self._resolve_strategy(strategy)
         if not isinstance(health_scorer, str | HealthScorer):
             raise ConfigError("health_scorer", f"expected a scorer name or HealthScorer, got {health_scorer!r}")
-        self.health_scorer = (health_scorer if isinstance(health_scorer, HealthScorer)
-                              else self.registries.scorers.get(health_scorer))
-        self._ctx = StrategyContext(rng or random.Random(), self.health_scorer, self.monitor.config.min_samples,
-                                    self.clock, self.config.spread_within)
+        self.health_scorer = (
+            health_scorer if isinstance(health_scorer, HealthScorer) else self.registries.scorers.get(health_scorer)
+        )
+        self._ctx = StrategyContext(
+            rng or random.Random(),
+            self.health_scorer,
+            self.monitor.config.min_samples,
+            self.clock,
+            self.config.spread_within,
+        )
         self.budget = budget or PluginBudget()
         # (strategy, its budget label or None, whether third-party code ranks: its scores are checked)
         self._timed: tuple[Strategy | None, str | None, bool] = (None, None, False)
@@ -191,8 +200,9 @@ class ProviderRouter:
         return cand.inflight if cand is not None else 0
 
     # -- selection -----------------------------------------------------------------------------
-    def select(self, request: RouteRequest = DEFAULT_REQUEST, *, reserve: bool = True,
-               when_all_out: AllOutMode | None = None) -> RoutingDecision:
+    def select(
+        self, request: RouteRequest = DEFAULT_REQUEST, *, reserve: bool = True, when_all_out: AllOutMode | None = None
+    ) -> RoutingDecision:
         """Choose a provider for ``request``; ``reserve`` claims a half-open trial permit for it.
 
         ``when_all_out`` overrides :attr:`RoutingConfig.when_all_out` for this call (a caller that
@@ -271,15 +281,21 @@ class ProviderRouter:
                 raise NoProviderAvailableError(excluded)
         chosen = ranked[0]
         decision = RoutingDecision(
-            chosen.provider, tuple([c.provider for c in ranked[1:]]),
-            (eligible, scores), strategy.name, excluded, now,
-            trial=chosen.circuit is CircuitState.HALF_OPEN, note=note,
+            chosen.provider,
+            tuple([c.provider for c in ranked[1:]]),
+            (eligible, scores),
+            strategy.name,
+            excluded,
+            now,
+            trial=chosen.circuit is CircuitState.HALF_OPEN,
+            note=note,
         )
         self._count(decision, chosen, now, scores[eligible.index(chosen)], explored=explored, panic=False)
         return decision
 
-    def _count(self, decision: RoutingDecision, chosen: Candidate, now: float, score: float, *, explored: bool,
-               panic: bool) -> None:
+    def _count(
+        self, decision: RoutingDecision, chosen: Candidate, now: float, score: float, *, explored: bool, panic: bool
+    ) -> None:
         with self._lock:
             chosen.last_sent_at = now
             self.history.append(decision)
@@ -306,8 +322,9 @@ class ProviderRouter:
             return None
         return idle
 
-    def _panic(self, held: list[Candidate], excluded: dict[str, str], strategy: Strategy, now: float,
-               reserve: bool) -> RoutingDecision:
+    def _panic(
+        self, held: list[Candidate], excluded: dict[str, str], strategy: Strategy, now: float, reserve: bool
+    ) -> RoutingDecision:
         """Every candidate is ejected or cooling down: send the request to the soonest re-admission."""
         soonest: tuple[float, int, Candidate] | None = None
         for index, cand in enumerate(held):
@@ -327,10 +344,13 @@ class ProviderRouter:
                 self.failover.admit_early(pid)
             except UnknownProviderError:
                 raise NoProviderAvailableError(excluded) from None
-        note = (f"every candidate is out; sending to {pid}, the soonest back "
-                f"(in {max(at - now, 0.0):.1f} s), instead of failing")
-        decision = RoutingDecision(chosen.provider, (), {pid: 0.0}, strategy.name, excluded, now,
-                                   trial=True, note=note, panic=True)
+        note = (
+            f"every candidate is out; sending to {pid}, the soonest back "
+            f"(in {max(at - now, 0.0):.1f} s), instead of failing"
+        )
+        decision = RoutingDecision(
+            chosen.provider, (), {pid: 0.0}, strategy.name, excluded, now, trial=True, note=note, panic=True
+        )
         self._count(decision, chosen, now, 0.0, explored=False, panic=True)
         log.warning("routing: %s", note)
         return decision
@@ -345,8 +365,9 @@ class ProviderRouter:
         except UnknownProviderError:  # removed by another thread since it was ranked
             return False
 
-    def _filter(self, request: RouteRequest, now: float
-                ) -> tuple[list[Candidate], dict[str, str], list[Candidate], bool]:
+    def _filter(
+        self, request: RouteRequest, now: float
+    ) -> tuple[list[Candidate], dict[str, str], list[Candidate], bool]:
         """Eligible candidates, why the others were left out, those left out only by their breaker or
         cooldown, and whether any eligible one is half-open."""
         pairs = self._pairs
@@ -429,12 +450,13 @@ class ProviderRouter:
                 raise ValueError(f"picked {pick!r}, expected an index below {len(ranked)}")
             return pick
         except Exception as exc:  # a broken strategy plugin must not fail the request
-            self._failed(f"strategy {getattr(strategy, 'name', strategy)!r} failed to pick (taking its best-ranked "
-                         f"candidate)", exc)
+            self._failed(
+                f"strategy {getattr(strategy, 'name', strategy)!r} failed to pick (taking its best-ranked candidate)",
+                exc,
+            )
             return 0
 
-    def _rank(self, strategy: Strategy, eligible: list[Candidate], request: RouteRequest, foreign: bool
-              ) -> list[float]:
+    def _rank(self, strategy: Strategy, eligible: list[Candidate], request: RouteRequest, foreign: bool) -> list[float]:
         """The strategy's scores; ``foreign`` (third-party code ranks): NaN or infinite ones count as a failure."""
         try:
             scores = strategy.rank(eligible, request, self._ctx)
@@ -446,8 +468,9 @@ class ProviderRouter:
                 raise ValueError(f"returned {len(scores)} scores for {len(eligible)} candidates")
             return scores
         except Exception as exc:  # a broken strategy plugin must not fail the request
-            self._failed(f"strategy {getattr(strategy, 'name', strategy)!r} failed (falling back to health ranking)",
-                         exc)
+            self._failed(
+                f"strategy {getattr(strategy, 'name', strategy)!r} failed (falling back to health ranking)", exc
+            )
             return self._health_ranking(eligible)
 
     def _health_ranking(self, eligible: list[Candidate]) -> list[float]:
@@ -458,8 +481,11 @@ class ProviderRouter:
                 raise ValueError(f"returned a score that is not a finite number: {scores}")
             return scores
         except Exception as exc:
-            self._failed(f"health scorer {getattr(self.health_scorer, 'name', self.health_scorer)!r} failed "
-                         f"(keeping the given order)", exc)
+            self._failed(
+                f"health scorer {getattr(self.health_scorer, 'name', self.health_scorer)!r} failed "
+                f"(keeping the given order)",
+                exc,
+            )
             return [0.0] * len(eligible)
 
     def _failed(self, what: str, exc: Exception) -> None:
@@ -469,8 +495,12 @@ class ProviderRouter:
             if first and len(self._failures_logged) < 100:
                 self._failures_logged.add(what)
         if first:  # a strategy failing on every request must not flood the log: the rest are counted
-            log.error("%s: %s: %s (later failures only counted in statistics()['strategy_failures'])", what,
-                      type(exc).__name__, error_text(exc))
+            log.error(
+                "%s: %s: %s (later failures only counted in statistics()['strategy_failures'])",
+                what,
+                type(exc).__name__,
+                error_text(exc),
+            )
 
     def _own_ranking(self, strategy: Strategy) -> bool:
         """Whether ranking with ``strategy`` runs this package's code only (strategy and health scorer)."""

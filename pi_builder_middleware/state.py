@@ -27,15 +27,26 @@ from typing import Any, NoReturn, Protocol, runtime_checkable
 
 from .enums import CircuitState, EventKind
 
-__all__ = ["MAX_CLOCK_AHEAD_S", "MAX_SHARED_S", "MAX_TRIPS", "SHARED_EVENT_KINDS", "BreakerUpdate", "MalformedReason",
-           "MalformedUpdate", "MemoryStateStore", "StateReplica", "StateStore"]
+__all__ = [
+    "MAX_CLOCK_AHEAD_S",
+    "MAX_SHARED_S",
+    "MAX_TRIPS",
+    "SHARED_EVENT_KINDS",
+    "BreakerUpdate",
+    "MalformedReason",
+    "MalformedUpdate",
+    "MemoryStateStore",
+    "StateReplica",
+    "StateStore",
+]
 
 log = logging.getLogger("pi_builder_middleware.state")
 
 #: Event kinds that travel between replicas. RATE_LIMITED only extends cooldowns; the others are
 #: breaker transitions ordered by ``(sent_at, origin)``.
-SHARED_EVENT_KINDS = frozenset({EventKind.BLACKLIST, EventKind.HALF_OPEN, EventKind.RECOVERY, EventKind.RESET,
-                                EventKind.RATE_LIMITED})
+SHARED_EVENT_KINDS = frozenset(
+    {EventKind.BLACKLIST, EventKind.HALF_OPEN, EventKind.RECOVERY, EventKind.RESET, EventKind.RATE_LIMITED}
+)
 
 _FORMAT = 1  # bump when the wire form changes incompatibly; other formats are ignored on receipt
 
@@ -115,11 +126,22 @@ class BreakerUpdate:
 
     def to_json(self) -> str:
         """Compact, strict JSON: provider id, states, numbers and the origin replica id. Never error text."""
-        return json.dumps({
-            "f": _FORMAT, "provider_id": self.provider_id, "kind": self.kind.value, "state": self.state.value,
-            "open_for_s": self.open_for_s, "cooldown_for_s": self.cooldown_for_s, "trips": self.trips,
-            "origin": self.origin, "sent_at": self.sent_at, "seq": self.seq,
-        }, separators=(",", ":"), allow_nan=False)
+        return json.dumps(
+            {
+                "f": _FORMAT,
+                "provider_id": self.provider_id,
+                "kind": self.kind.value,
+                "state": self.state.value,
+                "open_for_s": self.open_for_s,
+                "cooldown_for_s": self.cooldown_for_s,
+                "trips": self.trips,
+                "origin": self.origin,
+                "sent_at": self.sent_at,
+                "seq": self.seq,
+            },
+            separators=(",", ":"),
+            allow_nan=False,
+        )
 
     @classmethod
     def from_json(cls, text: str | bytes, *, wall_now: float | None = None) -> BreakerUpdate:
@@ -151,8 +173,17 @@ class BreakerUpdate:
             open_for_s, cooldown_for_s, sent_at = (float(n) for n in numbers)
         except OverflowError:
             raise MalformedUpdate(MalformedReason.NUMBER, "an integer beyond float range") from None
-        update = cls(provider_id=provider_id, kind=kind, state=state, open_for_s=open_for_s,
-                     cooldown_for_s=cooldown_for_s, trips=trips, origin=origin, sent_at=sent_at, seq=seq)
+        update = cls(
+            provider_id=provider_id,
+            kind=kind,
+            state=state,
+            open_for_s=open_for_s,
+            cooldown_for_s=cooldown_for_s,
+            trips=trips,
+            origin=origin,
+            sent_at=sent_at,
+            seq=seq,
+        )
         update.check(wall_now)
         return update
 
@@ -171,16 +202,24 @@ class BreakerUpdate:
         if self.kind not in SHARED_EVENT_KINDS or not isinstance(self.state, CircuitState):
             raise MalformedUpdate(MalformedReason.SCHEMA, f"kind {self.kind!s} / state {self.state!s} is not shared")
         real = int | float
-        for name, kind, high in (("open_for_s", real, MAX_SHARED_S), ("cooldown_for_s", real, MAX_SHARED_S),
-                                 ("sent_at", real, math.inf), ("trips", int, MAX_TRIPS), ("seq", int, _MAX_SEQ)):
+        for name, kind, high in (
+            ("open_for_s", real, MAX_SHARED_S),
+            ("cooldown_for_s", real, MAX_SHARED_S),
+            ("sent_at", real, math.inf),
+            ("trips", int, MAX_TRIPS),
+            ("seq", int, _MAX_SEQ),
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, kind):
                 raise MalformedUpdate(MalformedReason.SCHEMA, f"{name} must be a number")
             if not 0 <= value <= high or value == math.inf:  # False for NaN; ints compare exactly, however long
                 raise MalformedUpdate(MalformedReason.NUMBER, f"{name} {_short(value)} is not in [0, {high:g}]")
         if wall_now is not None and self.sent_at > wall_now + MAX_CLOCK_AHEAD_S:
-            raise MalformedUpdate(MalformedReason.CLOCK, f"stamped {self.sent_at - wall_now:.0f} s ahead of this "
-                                                         f"host's clock (more than {MAX_CLOCK_AHEAD_S:g} s: check NTP)")
+            raise MalformedUpdate(
+                MalformedReason.CLOCK,
+                f"stamped {self.sent_at - wall_now:.0f} s ahead of this "
+                f"host's clock (more than {MAX_CLOCK_AHEAD_S:g} s: check NTP)",
+            )
 
 
 def _typed(value: Any, kind: Any) -> Any:
@@ -360,8 +399,13 @@ class MemoryStateStore(ReplicaSet):
     def stats(self) -> dict[str, Any]:
         """Counters (always connected: there is nothing to lose)."""
         with self._lock:
-            return {"backend": "memory", "connected": True, "errors": self._delivery_errors,
-                    "published": self._published, "replicas": len(self._replicas)}
+            return {
+                "backend": "memory",
+                "connected": True,
+                "errors": self._delivery_errors,
+                "published": self._published,
+                "replicas": len(self._replicas),
+            }
 
     def close(self) -> None:
         """Detach every replica."""
@@ -374,5 +418,11 @@ class MemoryStateStore(ReplicaSet):
         except Exception as exc:  # a broken subscriber of the receiver must not fail the sender's request
             with self._lock:
                 self._delivery_errors += 1
-            log.error("applying %s for %r to replica %s failed: %s: %s", update.kind.value, update.provider_id,
-                      replica.replica_id, type(exc).__name__, exc)
+            log.error(
+                "applying %s for %r to replica %s failed: %s: %s",
+                update.kind.value,
+                update.provider_id,
+                replica.replica_id,
+                type(exc).__name__,
+                exc,
+            )

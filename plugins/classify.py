@@ -34,8 +34,14 @@ _GENERIC_NAMES = {
     "BadRequestError": ErrorKind.BAD_REQUEST,
     "UnprocessableEntityError": ErrorKind.BAD_REQUEST,
 }
-_CONTEXT_HINTS = ("context length", "context_length", "maximum context", "prompt is too long", "too many tokens",
-                  "context window")
+_CONTEXT_HINTS = (
+    "context length",
+    "context_length",
+    "maximum context",
+    "prompt is too long",
+    "too many tokens",
+    "context window",
+)
 _POLICY_HINTS = ("content_policy", "content policy", "content management policy", "content_filter")
 
 

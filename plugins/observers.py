@@ -15,8 +15,13 @@ log = logging.getLogger("pi_builder_middleware.events")
 def pbm_on_outcome(outcome: Outcome, error_kind: ErrorKind | None) -> None:
     """DEBUG line per outcome (no error text: it may echo request content)."""
     if log.isEnabledFor(logging.DEBUG):
-        log.debug("outcome provider=%s ok=%s latency_ms=%.1f kind=%s", outcome.provider_id, outcome.ok,
-                  outcome.latency_s * 1000, error_kind.value if error_kind else "-")
+        log.debug(
+            "outcome provider=%s ok=%s latency_ms=%.1f kind=%s",
+            outcome.provider_id,
+            outcome.ok,
+            outcome.latency_s * 1000,
+            error_kind.value if error_kind else "-",
+        )
 
 
 @hookimpl(trylast=True)

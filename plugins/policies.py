@@ -64,8 +64,9 @@ class OutlierPolicy(DefaultPolicy):
             return f"{window.consecutive_failures} consecutive failures"
         return None
 
-    def peer_ejections(self, windows: Mapping[str, BreakerWindow], config: FailoverConfig,
-                       now: float) -> Sequence[PeerEjection]:
+    def peer_ejections(
+        self, windows: Mapping[str, BreakerWindow], config: FailoverConfig, now: float
+    ) -> Sequence[PeerEjection]:
         o = config.outlier
         found: dict[str, tuple[float, str]] = {}  # provider id -> (success rate, reason)
         if o.failure_percentage_threshold is not None:
@@ -73,19 +74,29 @@ class OutlierPolicy(DefaultPolicy):
                 if w.calls >= o.failure_percentage_request_volume:
                     percent = 100.0 * w.failures / w.calls
                     if percent >= o.failure_percentage_threshold:
-                        found[w.provider_id] = (1.0 - w.failures / w.calls, (
-                            f"failure percentage {percent:.0f} % >= {o.failure_percentage_threshold:g} % "
-                            f"over {w.calls} calls"))
-        rated = [(w.provider_id, 1.0 - w.failures / w.calls) for w in windows.values()
-                 if w.calls >= o.success_rate_request_volume]
+                        found[w.provider_id] = (
+                            1.0 - w.failures / w.calls,
+                            (
+                                f"failure percentage {percent:.0f} % >= {o.failure_percentage_threshold:g} % "
+                                f"over {w.calls} calls"
+                            ),
+                        )
+        rated = [
+            (w.provider_id, 1.0 - w.failures / w.calls)
+            for w in windows.values()
+            if w.calls >= o.success_rate_request_volume
+        ]
         if rated and len(rated) >= o.success_rate_minimum_hosts:
             mean = math.fsum(rate for _, rate in rated) / len(rated)
             stdev = math.sqrt(math.fsum((rate - mean) ** 2 for _, rate in rated) / len(rated))
             threshold = mean - max(o.success_rate_stdev_factor * stdev, o.success_rate_minimum_gap)
             for pid, rate in rated:
                 if rate < threshold - 1e-12 and pid not in found:  # float noise among equal rates
-                    found[pid] = (rate, f"success rate {rate:.1%} < {threshold:.1%} (mean {mean:.1%}, stdev "
-                                        f"{stdev:.1%} of {len(rated)} providers)")
+                    found[pid] = (
+                        rate,
+                        f"success rate {rate:.1%} < {threshold:.1%} (mean {mean:.1%}, stdev "
+                        f"{stdev:.1%} of {len(rated)} providers)",
+                    )
         worst_first = sorted(found.items(), key=lambda item: (item[1][0], item[0]))
         return [PeerEjection(pid, reason) for pid, (_, reason) in worst_first]
 

@@ -137,8 +137,10 @@ class LatencyOptimal(Strategy):
             measured = [v for v in known if v is not None]
             fallback = min(measured) * _UNKNOWN_EDGE if measured else 1.0
             known = [fallback if v is None else v for v in known]
-        costs = [v * (c.inflight + 1) * c.penalty  # type: ignore[operator]  # None replaced above
-                 for v, c in zip(known, candidates, strict=True)]
+        costs = [
+            v * (c.inflight + 1) * c.penalty  # type: ignore[operator]  # None replaced above
+            for v, c in zip(known, candidates, strict=True)
+        ]
         return _normalise_lower_better(costs)
 
     def pick(self, ranked: Sequence[Candidate], request: RouteRequest, ctx: StrategyContext) -> int:

@@ -22,9 +22,20 @@ def test_every_exported_name_exists_and_is_public():
 
 def test_contract_names_are_exported():
     contract = {
-        "Middleware", "Provider", "RouteRequest", "RoutingDecision", "Outcome", "HealthStatus", "CircuitState",
-        "ErrorKind", "FailoverPreset", "PiBuilderError", "ConfigError", "NoProviderAvailableError",
-        "AllProvidersFailedError", "hookimpl",
+        "Middleware",
+        "Provider",
+        "RouteRequest",
+        "RoutingDecision",
+        "Outcome",
+        "HealthStatus",
+        "CircuitState",
+        "ErrorKind",
+        "FailoverPreset",
+        "PiBuilderError",
+        "ConfigError",
+        "NoProviderAvailableError",
+        "AllProvidersFailedError",
+        "hookimpl",
     }
     assert contract <= set(pi_builder_middleware.__all__)
 

@@ -66,8 +66,13 @@ from .fallbacks import HealthAwareFallbacks
 if TYPE_CHECKING:
     from .agent import HealthAwareModelMiddleware
 
-__all__ = ["FirstChunkTimeoutError", "HealthAwareChatModel", "HealthAwareFallbacks", "HealthAwareModelMiddleware",
-           "ProvidersArg"]
+__all__ = [
+    "FirstChunkTimeoutError",
+    "HealthAwareChatModel",
+    "HealthAwareFallbacks",
+    "HealthAwareModelMiddleware",
+    "ProvidersArg",
+]
 
 
 def __getattr__(name: str) -> Any:

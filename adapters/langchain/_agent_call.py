@@ -33,8 +33,16 @@ from langgraph.errors import GraphBubbleUp
 
 from pi_builder_middleware import MAX_TOKENS, Usage
 
-__all__ = ["ControlFlow", "Served", "TokenClock", "call_async", "call_sync", "is_streaming", "response_messages",
-           "usage_of_response"]
+__all__ = [
+    "ControlFlow",
+    "Served",
+    "TokenClock",
+    "call_async",
+    "call_sync",
+    "is_streaming",
+    "response_messages",
+    "usage_of_response",
+]
 
 T = TypeVar("T")
 
@@ -67,8 +75,9 @@ class TokenClock(BaseCallbackHandler):
         self._on_first = on_first
         self.first_token_at: float | None = None
 
-    def on_llm_new_token(self, token: str | list[str | dict[str, Any]], *, run_id: UUID,
-                         parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+    def on_llm_new_token(
+        self, token: str | list[str | dict[str, Any]], *, run_id: UUID, parent_run_id: UUID | None = None, **kwargs: Any
+    ) -> None:
         if self.first_token_at is None:
             self.first_token_at = self._clock()
             if self._on_first is not None:
@@ -116,8 +125,12 @@ def call_sync(run: Callable[[], T], clock: Callable[[], float] | None) -> Served
         raise ControlFlow(flow) from None
 
 
-async def call_async(run: Callable[[], Awaitable[T]], clock: Callable[[], float] | None,
-                     first_token_timeout_s: float | None, on_timeout: Callable[[], BaseException]) -> Served:
+async def call_async(
+    run: Callable[[], Awaitable[T]],
+    clock: Callable[[], float] | None,
+    first_token_timeout_s: float | None,
+    on_timeout: Callable[[], BaseException],
+) -> Served:
     """Async :func:`call_sync`; with ``first_token_timeout_s`` (streamed calls only) a call that streams no
     token in time is cancelled and ``on_timeout()`` raised."""
     try:
@@ -141,8 +154,9 @@ async def _awaited(run: Callable[[], Awaitable[T]]) -> T:
     return await run()
 
 
-async def _first_token_or_answer(task: asyncio.Future[Any], first: asyncio.Event, timeout_s: float,
-                                 on_timeout: Callable[[], BaseException]) -> None:
+async def _first_token_or_answer(
+    task: asyncio.Future[Any], first: asyncio.Event, timeout_s: float, on_timeout: Callable[[], BaseException]
+) -> None:
     waiter = asyncio.ensure_future(first.wait())
     try:
         done, _ = await asyncio.wait({task, waiter}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)

@@ -11,8 +11,15 @@ from typing import Any
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables.utils import coro_with_context
 
-__all__ = ["HeadTimeout", "aclose_quietly", "apull_head", "close_quietly", "is_empty_chunk", "pull_head",
-           "pull_head_in_thread"]
+__all__ = [
+    "HeadTimeout",
+    "aclose_quietly",
+    "apull_head",
+    "close_quietly",
+    "is_empty_chunk",
+    "pull_head",
+    "pull_head_in_thread",
+]
 
 
 class HeadTimeout(TimeoutError):

@@ -59,12 +59,26 @@ class RoutingLoop:
     the middleware has a :class:`HedgePolicy`.
     """
 
-    __slots__ = ("_direct_usage", "_request", "_stream_request", "first_chunk_timeout_s", "max_wait_s", "middleware",
-                 "runnables")
+    __slots__ = (
+        "_direct_usage",
+        "_request",
+        "_stream_request",
+        "first_chunk_timeout_s",
+        "max_wait_s",
+        "middleware",
+        "runnables",
+    )
 
-    def __init__(self, middleware: Middleware, runnables: Mapping[str, AnyRunnable], *,
-                 route: RouteRequest | None = None, first_chunk_timeout_s: float | None = None,
-                 max_wait_s: float = 0.0, hedge: bool = True) -> None:
+    def __init__(
+        self,
+        middleware: Middleware,
+        runnables: Mapping[str, AnyRunnable],
+        *,
+        route: RouteRequest | None = None,
+        first_chunk_timeout_s: float | None = None,
+        max_wait_s: float = 0.0,
+        hedge: bool = True,
+    ) -> None:
         self.middleware = middleware
         self.runnables = dict(runnables)
         self._direct_usage = frozenset(pid for pid, r in self.runnables.items() if returns_usage(r))
@@ -90,8 +104,9 @@ class RoutingLoop:
         answer = self.middleware.execute(attempt, self._request, usage=_Answer.usage, max_wait_s=self.max_wait_s)
         return answer.pid, answer.output
 
-    async def ainvoke(self, op: Callable[[AnyRunnable, RunnableConfig], Awaitable[T]],
-                      config_for: ConfigFor) -> tuple[str, T]:
+    async def ainvoke(
+        self, op: Callable[[AnyRunnable, RunnableConfig], Awaitable[T]], config_for: ConfigFor
+    ) -> tuple[str, T]:
         """Async :meth:`invoke` (hedged with a hedging middleware); ``route.attempt_timeout_s`` bounds each attempt."""
 
         async def attempt(provider: Provider) -> _Answer[T]:
@@ -101,13 +116,13 @@ class RoutingLoop:
                 output = await coro_with_context(coro, context)
             return _Answer(provider.id, output, handler)
 
-        answer = await self.middleware.aexecute(attempt, self._request, usage=_Answer.usage,
-                                                max_wait_s=self.max_wait_s)
+        answer = await self.middleware.aexecute(attempt, self._request, usage=_Answer.usage, max_wait_s=self.max_wait_s)
         return answer.pid, answer.output
 
     # -- stream --------------------------------------------------------------------------------
-    def stream(self, op: Callable[[AnyRunnable, RunnableConfig], Iterator[T]], config_for: ConfigFor
-               ) -> Generator[T, None, None]:
+    def stream(
+        self, op: Callable[[AnyRunnable, RunnableConfig], Iterator[T]], config_for: ConfigFor
+    ) -> Generator[T, None, None]:
         """Chunks of the first provider that produces one; fails over only before anything was yielded."""
         timeout = self.first_chunk_timeout_s
 
@@ -161,8 +176,9 @@ class RoutingLoop:
                 close_quietly(iterator)
                 opened.succeeded(ttft_s=ttft, usage=_usage(handler, summed.tokens()))
 
-    async def astream(self, op: Callable[[AnyRunnable, RunnableConfig], AsyncIterator[T]], config_for: ConfigFor
-                      ) -> AsyncGenerator[T, None]:
+    async def astream(
+        self, op: Callable[[AnyRunnable, RunnableConfig], AsyncIterator[T]], config_for: ConfigFor
+    ) -> AsyncGenerator[T, None]:
         """Async :meth:`stream`; ``first_chunk_timeout_s`` cancels a provider too slow to start."""
 
         async def attempt(provider: Provider) -> _Head[AsyncIterator[T], T]:
@@ -178,9 +194,14 @@ class RoutingLoop:
                 raise
             return _Head(iterator, head, ended, handler)
 
-        opened = await self.middleware.aexecute_open(attempt, self._stream_request, max_wait_s=self.max_wait_s,
-                                                     timeout_s=self.first_chunk_timeout_s,
-                                                     timeout_error=FirstChunkTimeoutError, discard=_aclose_head)
+        opened = await self.middleware.aexecute_open(
+            attempt,
+            self._stream_request,
+            max_wait_s=self.max_wait_s,
+            timeout_s=self.first_chunk_timeout_s,
+            timeout_error=FirstChunkTimeoutError,
+            discard=_aclose_head,
+        )
         delivery = self._adeliver(opened)
         try:
             async for chunk in delivery:
@@ -255,8 +276,12 @@ async def _aclose_head(started: _Head[AsyncIterator[Any], Any]) -> None:
 
 def _broke(opened: OpenAttempt[Any], exc: BaseException, ttft: float | None) -> None:
     kind = opened.interrupted(exc, ttft_s=ttft)
-    log.warning("stream from %r broke after its first chunk (%s: %s)", opened.provider_id,
-                kind.value if kind is not None else "?", type(exc).__name__)
+    log.warning(
+        "stream from %r broke after its first chunk (%s: %s)",
+        opened.provider_id,
+        kind.value if kind is not None else "?",
+        type(exc).__name__,
+    )
 
 
 def _usage(handler: UsageHandler | None, fallback: tuple[int, int]) -> Usage:

@@ -52,8 +52,10 @@ def check_models(models: Mapping[str, Any], owner: str) -> dict[str, Runnable[An
         if not isinstance(key, str) or not key:
             raise ConfigError(f"{owner}.models", f"keys must be non-empty strings (got {key!r})")
         if not isinstance(model, Runnable):
-            raise ConfigError(f"{owner}.models[{key!r}]",
-                              f"expected a LangChain Runnable (e.g. a chat model), got {type(model).__name__}")
+            raise ConfigError(
+                f"{owner}.models[{key!r}]",
+                f"expected a LangChain Runnable (e.g. a chat model), got {type(model).__name__}",
+            )
         out[key] = model
     return out
 
@@ -64,14 +66,17 @@ def _providers_by_key(keys: Iterable[str], providers: ProvidersArg | None, owner
         for key, value in providers.items():
             if isinstance(value, Provider):
                 if value.id != key:
-                    raise ConfigError(f"{owner}.providers[{key!r}]",
-                                      f"Provider id {value.id!r} must equal its key {key!r}")
+                    raise ConfigError(
+                        f"{owner}.providers[{key!r}]", f"Provider id {value.id!r} must equal its key {key!r}"
+                    )
                 given[key] = value
             elif isinstance(value, Mapping):
                 given[key] = Provider(id=key, **dict(value))
             else:
-                raise ConfigError(f"{owner}.providers[{key!r}]",
-                                  f"expected a Provider or a dict of its fields, got {type(value).__name__}")
+                raise ConfigError(
+                    f"{owner}.providers[{key!r}]",
+                    f"expected a Provider or a dict of its fields, got {type(value).__name__}",
+                )
     elif providers is not None:
         for provider in providers:
             if not isinstance(provider, Provider):
@@ -82,9 +87,11 @@ def _providers_by_key(keys: Iterable[str], providers: ProvidersArg | None, owner
     keys = list(keys)
     unknown = sorted(set(given) - set(keys))
     if unknown:
-        raise ConfigError(f"{owner}.providers",
-                          f"no model for provider id(s) {', '.join(map(repr, unknown))}; ids must be keys of models "
-                          f"({', '.join(map(repr, keys))})")
+        raise ConfigError(
+            f"{owner}.providers",
+            f"no model for provider id(s) {', '.join(map(repr, unknown))}; ids must be keys of models "
+            f"({', '.join(map(repr, keys))})",
+        )
     return [given.get(key) or Provider(id=key) for key in keys]
 
 
@@ -108,27 +115,39 @@ def build_middleware(
         raise ConfigError(f"{owner}.hedge", f"expected a HedgePolicy, True, False or None, got {type(hedge).__name__}")
     if middleware is None:
         policy = HedgePolicy() if hedge is True else hedge if isinstance(hedge, HedgePolicy) else None
-        return Middleware(_providers_by_key(models, providers, owner), strategy=strategy or DEFAULT_STRATEGY,
-                          failover=failover, hedge=policy)
+        return Middleware(
+            _providers_by_key(models, providers, owner),
+            strategy=strategy or DEFAULT_STRATEGY,
+            failover=failover,
+            hedge=policy,
+        )
     if not isinstance(middleware, Middleware):
         raise ConfigError(f"{owner}.middleware", f"expected a Middleware, got {type(middleware).__name__}")
     if isinstance(hedge, HedgePolicy):
-        raise ConfigError(f"{owner}.hedge", "the Middleware you passed (middleware=...) decides hedging; set it "
-                                            "there: Middleware(..., hedge=HedgePolicy(...)); here only False "
-                                            "turns it off")
+        raise ConfigError(
+            f"{owner}.hedge",
+            "the Middleware you passed (middleware=...) decides hedging; set it "
+            "there: Middleware(..., hedge=HedgePolicy(...)); here only False "
+            "turns it off",
+        )
     if hedge is True and middleware.hedger is None:
-        raise ConfigError(f"{owner}.hedge", "the Middleware you passed has no HedgePolicy; build it with "
-                                            "Middleware(..., hedge=HedgePolicy(...))")
+        raise ConfigError(
+            f"{owner}.hedge",
+            "the Middleware you passed has no HedgePolicy; build it with Middleware(..., hedge=HedgePolicy(...))",
+        )
     for name, value in (("providers", providers), ("strategy", strategy), ("failover", failover)):
         if value is not None:
-            raise ConfigError(f"{owner}.{name}",
-                              f"the Middleware you passed (middleware=...) has its own {name}; set it there")
+            raise ConfigError(
+                f"{owner}.{name}", f"the Middleware you passed (middleware=...) has its own {name}; set it there"
+            )
     missing = [key for key in models if key not in middleware.providers]
     if missing:
         known = ", ".join(map(repr, middleware.providers)) or "none"
-        raise ConfigError(f"{owner}.middleware",
-                          f"no provider for model key(s) {', '.join(map(repr, missing))} in the middleware "
-                          f"(its providers: {known}); provider ids must equal the keys of models")
+        raise ConfigError(
+            f"{owner}.middleware",
+            f"no provider for model key(s) {', '.join(map(repr, missing))} in the middleware "
+            f"(its providers: {known}); provider ids must equal the keys of models",
+        )
     return middleware
 
 
@@ -144,9 +163,11 @@ def check_timeout(value: float | None, owner: str) -> float | None:
 def check_max_wait(value: float, owner: str) -> float:
     """``max_wait_s`` checked: a finite number of seconds >= 0."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
-        raise ConfigError(f"{owner}.max_wait_s",
-                          f"must be a number of seconds >= 0 (0: fail at once when no provider can answer; "
-                          f"e.g. the caller's timeout to wait out an outage of every provider), got {value!r}")
+        raise ConfigError(
+            f"{owner}.max_wait_s",
+            f"must be a number of seconds >= 0 (0: fail at once when no provider can answer; "
+            f"e.g. the caller's timeout to wait out an outage of every provider), got {value!r}",
+        )
     return float(value)
 
 
@@ -160,20 +181,24 @@ def provider_tag(provider_id: str) -> str:
     return f"pbm:provider={provider_id}"
 
 
-def derive(models: Mapping[str, Runnable[Any, Any]], method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
-           ) -> dict[str, Runnable[Any, Any]]:
+def derive(
+    models: Mapping[str, Runnable[Any, Any]], method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> dict[str, Runnable[Any, Any]]:
     """``{key: model.<method>(*args, **kwargs)}``, e.g. for ``bind_tools``; names the model that cannot."""
     out: dict[str, Runnable[Any, Any]] = {}
     for key, model in models.items():
         fn = getattr(model, method, None)
         if not callable(fn):
-            raise NotImplementedError(f"model {key!r} ({type(model).__name__}) has no {method}(); "
-                                      f"wrap only models that support it")
+            raise NotImplementedError(
+                f"model {key!r} ({type(model).__name__}) has no {method}(); wrap only models that support it"
+            )
         try:
             out[key] = fn(*args, **kwargs)
         except NotImplementedError as exc:
-            raise NotImplementedError(f"model {key!r} ({type(model).__name__}) does not implement {method}(); "
-                                      f"wrap only models that support it") from exc
+            raise NotImplementedError(
+                f"model {key!r} ({type(model).__name__}) does not implement {method}(); "
+                f"wrap only models that support it"
+            ) from exc
     return out
 
 
@@ -192,8 +217,20 @@ def wrapper_fields(
 ) -> dict[str, Any]:
     """The checked pydantic fields both wrappers are built from (one place for their constructors)."""
     checked = check_models(models, owner)
-    mw = build_middleware(checked, middleware=middleware, strategy=strategy, failover=failover,
-                          providers=providers, owner=owner, hedge=hedge)
-    return {"models": checked, "middleware": mw, "route": route, "hedge": hedges(mw, hedge),
-            "first_chunk_timeout_s": check_timeout(first_chunk_timeout_s, owner),
-            "max_wait_s": check_max_wait(max_wait_s, owner)}
+    mw = build_middleware(
+        checked,
+        middleware=middleware,
+        strategy=strategy,
+        failover=failover,
+        providers=providers,
+        owner=owner,
+        hedge=hedge,
+    )
+    return {
+        "models": checked,
+        "middleware": mw,
+        "route": route,
+        "hedge": hedges(mw, hedge),
+        "first_chunk_timeout_s": check_timeout(first_chunk_timeout_s, owner),
+        "max_wait_s": check_max_wait(max_wait_s, owner),
+    }

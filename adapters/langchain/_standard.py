@@ -23,8 +23,16 @@ from pi_builder_middleware import Middleware
 
 from ._setup import derive
 
-__all__ = ["TOOL_OPTIONS_KEY", "ToolBindings", "ToolSpec", "ls_params_of", "openai_tools", "split_tool_kwargs",
-           "standard_ls_params", "unwrap"]
+__all__ = [
+    "TOOL_OPTIONS_KEY",
+    "ToolBindings",
+    "ToolSpec",
+    "ls_params_of",
+    "openai_tools",
+    "split_tool_kwargs",
+    "standard_ls_params",
+    "unwrap",
+]
 
 #: Binding kwarg holding ``bind_tools`` options other than ``tool_choice`` (e.g. ``parallel_tool_calls``).
 TOOL_OPTIONS_KEY = "pbm_tool_options"
@@ -124,8 +132,9 @@ def ls_params_of(model: Runnable[Any, Any], stop: list[str] | None, kwargs: Mapp
     return dict(params)
 
 
-def standard_ls_params(models: Mapping[str, Runnable[Any, Any]], middleware: Middleware, stop: list[str] | None,
-                       kwargs: Mapping[str, Any]) -> LangSmithParams:
+def standard_ls_params(
+    models: Mapping[str, Runnable[Any, Any]], middleware: Middleware, stop: list[str] | None, kwargs: Mapping[str, Any]
+) -> LangSmithParams:
     """Standard tracing params of the model a call would start with (the first key whose provider is available).
 
     Its own ``ls_provider``/``ls_model_name`` where it is a chat model (else ``pi_builder_middleware`` and
@@ -135,8 +144,11 @@ def standard_ls_params(models: Mapping[str, Runnable[Any, Any]], middleware: Mid
     _spec, rest = split_tool_kwargs(dict(kwargs))
     pid = _preferred(models, middleware)
     own = ls_params_of(models[pid], stop, rest)
-    params = LangSmithParams(ls_provider=str(own.get("ls_provider") or "pi_builder_middleware"),
-                             ls_model_name=str(own.get("ls_model_name") or pid), ls_model_type="chat")
+    params = LangSmithParams(
+        ls_provider=str(own.get("ls_provider") or "pi_builder_middleware"),
+        ls_model_name=str(own.get("ls_model_name") or pid),
+        ls_model_type="chat",
+    )
     if isinstance(rest.get("model"), str):
         params["ls_model_name"] = rest["model"]
     temperature = own.get("ls_temperature")

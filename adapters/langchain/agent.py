@@ -96,9 +96,15 @@ class HealthAwareModelMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     ) -> None:
         super().__init__()
         self.models: dict[str, BaseChatModel] = _chat_models(models)
-        self.middleware: Middleware = build_middleware(self.models, middleware=middleware, strategy=strategy,
-                                                       failover=failover, providers=providers, owner=_OWNER,
-                                                       hedge=hedge)
+        self.middleware: Middleware = build_middleware(
+            self.models,
+            middleware=middleware,
+            strategy=strategy,
+            failover=failover,
+            providers=providers,
+            owner=_OWNER,
+            hedge=hedge,
+        )
         self.hedge = hedges(self.middleware, hedge)
         self.first_chunk_timeout_s = check_timeout(first_chunk_timeout_s, _OWNER)
         self.max_wait_s = check_max_wait(max_wait_s, _OWNER)
@@ -115,8 +121,10 @@ class HealthAwareModelMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         allowed = keys if base.candidates is None else base.candidates & keys
 
         def pair(candidates: frozenset[str]) -> tuple[RouteRequest, RouteRequest]:
-            return (dataclasses.replace(base, candidates=candidates, stream=False, hedge=base.hedge and self.hedge),
-                    dataclasses.replace(base, candidates=candidates, stream=True, hedge=False))
+            return (
+                dataclasses.replace(base, candidates=candidates, stream=False, hedge=base.hedge and self.hedge),
+                dataclasses.replace(base, candidates=candidates, stream=True, hedge=False),
+            )
 
         routes = {0: pair(allowed)}
         groups = {pid: self.middleware.providers[pid].group for pid in self.models}
@@ -149,8 +157,9 @@ class HealthAwareModelMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
             return call_sync(lambda: handler(chosen), clock)
 
         try:
-            opened = run_attempts(self.middleware, attempt, self._route(request.model, streamed),
-                                  max_wait_s=self.max_wait_s)
+            opened = run_attempts(
+                self.middleware, attempt, self._route(request.model, streamed), max_wait_s=self.max_wait_s
+            )
         except ControlFlow as flow:
             error = flow.error
         else:
@@ -166,13 +175,18 @@ class HealthAwareModelMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         async def attempt(provider: Provider) -> Served:
             chosen = self._request_for(request, provider)
             timeout = first_token_timeout or 0.0
-            return await call_async(lambda: handler(chosen), clock, first_token_timeout,
-                                    lambda: FirstChunkTimeoutError(provider.id, timeout))
+            return await call_async(
+                lambda: handler(chosen),
+                clock,
+                first_token_timeout,
+                lambda: FirstChunkTimeoutError(provider.id, timeout),
+            )
 
         route = self._route(request.model, streamed)
         try:
-            opened = await self.middleware.aexecute_open(attempt, route, max_wait_s=self.max_wait_s,
-                                                         timeout_s=route.attempt_timeout_s)
+            opened = await self.middleware.aexecute_open(
+                attempt, route, max_wait_s=self.max_wait_s, timeout_s=route.attempt_timeout_s
+            )
         except ControlFlow as flow:
             error = flow.error
         else:
@@ -211,13 +225,17 @@ def _chat_models(models: Mapping[str, ModelArg]) -> dict[str, BaseChatModel]:
             try:
                 model = init_chat_model(model)
             except Exception as exc:
-                raise ConfigError(f"{_OWNER}.models[{key!r}]",
-                                  f"init_chat_model({model!r}) failed ({type(exc).__name__}: {exc}); give a "
-                                  f"'provider:model' string whose provider package is installed, or a chat "
-                                  f"model") from exc
+                raise ConfigError(
+                    f"{_OWNER}.models[{key!r}]",
+                    f"init_chat_model({model!r}) failed ({type(exc).__name__}: {exc}); give a "
+                    f"'provider:model' string whose provider package is installed, or a chat "
+                    f"model",
+                ) from exc
         if not isinstance(model, BaseChatModel):
-            raise ConfigError(f"{_OWNER}.models[{key!r}]",
-                              f"expected a BaseChatModel or a 'provider:model' string, got {type(model).__name__}")
+            raise ConfigError(
+                f"{_OWNER}.models[{key!r}]",
+                f"expected a BaseChatModel or a 'provider:model' string, got {type(model).__name__}",
+            )
         out[key] = model
     return out
 
@@ -229,7 +247,8 @@ def _sanitized(request: ModelRequest[Any], model: BaseChatModel) -> ModelRequest
     except ImportError:  # pragma: no cover - shipped with every langchain >= 1.4
         return request
     sanitize: Callable[[ModelRequest[Any], BaseChatModel], ModelRequest[Any]] | None = getattr(
-        model_fallback, "_sanitize_request_for_fallback", None)
+        model_fallback, "_sanitize_request_for_fallback", None
+    )
     if sanitize is None:
         return request
     return sanitize(request, model)

@@ -118,10 +118,18 @@ class HealthAwareChatModel(BaseChatModel):
         hedge: HedgePolicy | bool | None = None,
         **kwargs: Any,
     ) -> None:
-        fields = wrapper_fields(type(self).__name__, models, middleware=middleware, strategy=strategy,
-                                failover=failover, providers=providers,
-                                first_chunk_timeout_s=first_chunk_timeout_s, max_wait_s=max_wait_s, route=route,
-                                hedge=hedge)
+        fields = wrapper_fields(
+            type(self).__name__,
+            models,
+            middleware=middleware,
+            strategy=strategy,
+            failover=failover,
+            providers=providers,
+            first_chunk_timeout_s=first_chunk_timeout_s,
+            max_wait_s=max_wait_s,
+            route=route,
+            hedge=hedge,
+        )
         super().__init__(**fields, **kwargs)
 
     @override
@@ -130,8 +138,14 @@ class HealthAwareChatModel(BaseChatModel):
         self._loop = self._new_loop(self.models)
 
     def _new_loop(self, models: Mapping[str, Runnable[Any, Any]]) -> RoutingLoop:
-        return RoutingLoop(self.middleware, models, route=self.route, first_chunk_timeout_s=self.first_chunk_timeout_s,
-                           max_wait_s=self.max_wait_s, hedge=self.hedge)
+        return RoutingLoop(
+            self.middleware,
+            models,
+            route=self.route,
+            first_chunk_timeout_s=self.first_chunk_timeout_s,
+            max_wait_s=self.max_wait_s,
+            hedge=self.hedge,
+        )
 
     def _routed(self, stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[RoutingLoop, dict[str, Any]]:
         """The loop for this call (over the models bound to its tools, if any) and the remaining call kwargs."""
@@ -164,27 +178,45 @@ class HealthAwareChatModel(BaseChatModel):
 
     # -- LangChain's chat-model hooks ----------------------------------------------------------
     @override
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         loop, call = self._routed(stop, kwargs)
-        pid, message = loop.invoke(lambda model, cfg: model.invoke(messages, cfg, **call),
-                                         self._child_configs(run_manager))
+        pid, message = loop.invoke(
+            lambda model, cfg: model.invoke(messages, cfg, **call), self._child_configs(run_manager)
+        )
         return _result(pid, message)
 
     @override
-    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                         run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         loop, call = self._routed(stop, kwargs)
-        pid, message = await loop.ainvoke(lambda model, cfg: model.ainvoke(messages, cfg, **call),
-                                                self._child_configs(run_manager))
+        pid, message = await loop.ainvoke(
+            lambda model, cfg: model.ainvoke(messages, cfg, **call), self._child_configs(run_manager)
+        )
         return _result(pid, message)
 
     @override
-    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
         loop, call = self._routed(stop, kwargs)
-        chunks = loop.stream(lambda model, cfg: model.stream(messages, cfg, **call),
-                                   self._child_configs(run_manager, streaming=True))
+        chunks = loop.stream(
+            lambda model, cfg: model.stream(messages, cfg, **call), self._child_configs(run_manager, streaming=True)
+        )
         try:
             for chunk in chunks:
                 yield ChatGenerationChunk(message=_as_chunk(chunk))
@@ -192,21 +224,30 @@ class HealthAwareChatModel(BaseChatModel):
             chunks.close()
 
     @override
-    def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                 run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any
-                 ) -> AsyncIterator[ChatGenerationChunk]:
+    def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
         stream = self._astream_routed(messages, stop, run_manager, **kwargs)
         parent = _STREAM_PARENT.get()
         if parent is not None and parent.model is self:
             parent.opened.append(stream)
         return stream
 
-    async def _astream_routed(self, messages: list[BaseMessage], stop: list[str] | None,
-                              run_manager: AsyncCallbackManagerForLLMRun | None, **kwargs: Any
-                              ) -> AsyncGenerator[ChatGenerationChunk, None]:
+    async def _astream_routed(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        run_manager: AsyncCallbackManagerForLLMRun | None,
+        **kwargs: Any,
+    ) -> AsyncGenerator[ChatGenerationChunk, None]:
         loop, call = self._routed(stop, kwargs)
-        chunks = loop.astream(lambda model, cfg: model.astream(messages, cfg, **call),
-                                    self._child_configs(run_manager, streaming=True))
+        chunks = loop.astream(
+            lambda model, cfg: model.astream(messages, cfg, **call), self._child_configs(run_manager, streaming=True)
+        )
         try:
             async for chunk in chunks:
                 yield ChatGenerationChunk(message=_as_chunk(chunk))
@@ -229,8 +270,14 @@ class HealthAwareChatModel(BaseChatModel):
     # caller's config in a context variable that _child_configs reads. batch() runs each invoke() in a
     # copy of the caller's context, so every input keeps its own config.
     @override
-    def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
-               stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
+    def invoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
         config = ensure_config(config)
         token = _CALLER_CONFIG.set(_CallerConfig(self, config))
         try:
@@ -239,8 +286,14 @@ class HealthAwareChatModel(BaseChatModel):
             _CALLER_CONFIG.reset(token)
 
     @override
-    async def ainvoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
-                      stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
+    async def ainvoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
         config = ensure_config(config)
         token = _CALLER_CONFIG.set(_CallerConfig(self, config))
         try:
@@ -249,12 +302,19 @@ class HealthAwareChatModel(BaseChatModel):
             _CALLER_CONFIG.reset(token)
 
     @override
-    def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
-               stop: list[str] | None = None, **kwargs: Any) -> Iterator[AIMessageChunk]:
+    def stream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
         config = ensure_config(config)
         parent = _StreamParent(self, config.get("run_id") or uuid7(), get_callback_manager_for_config(config), [])
-        chunks = cast(Generator[AIMessageChunk, None, None],
-                      super().stream(input, _pinned(config, parent), stop=stop, **kwargs))
+        chunks = cast(
+            Generator[AIMessageChunk, None, None], super().stream(input, _pinned(config, parent), stop=stop, **kwargs)
+        )
         try:
             token = _STREAM_PARENT.set(parent)
             caller = _CALLER_CONFIG.set(_CallerConfig(self, config))
@@ -270,13 +330,19 @@ class HealthAwareChatModel(BaseChatModel):
             chunks.close()
 
     @override
-    async def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
-                      stop: list[str] | None = None, **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
+    async def astream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
         config = ensure_config(config)
-        parent = _StreamParent(self, config.get("run_id") or uuid7(), get_async_callback_manager_for_config(config),
-                               [])
-        chunks = cast(AsyncGenerator[AIMessageChunk, None],
-                      super().astream(input, _pinned(config, parent), stop=stop, **kwargs))
+        parent = _StreamParent(self, config.get("run_id") or uuid7(), get_async_callback_manager_for_config(config), [])
+        chunks = cast(
+            AsyncGenerator[AIMessageChunk, None], super().astream(input, _pinned(config, parent), stop=stop, **kwargs)
+        )
         try:
             token = _STREAM_PARENT.set(parent)
             caller = _CALLER_CONFIG.set(_CallerConfig(self, config))
@@ -294,8 +360,9 @@ class HealthAwareChatModel(BaseChatModel):
             for opened in parent.opened:
                 await opened.aclose()
 
-    def _child_configs(self, run_manager: RunManager | None, *, streaming: bool = False
-                       ) -> Callable[[str], RunnableConfig]:
+    def _child_configs(
+        self, run_manager: RunManager | None, *, streaming: bool = False
+    ) -> Callable[[str], RunnableConfig]:
         """Configs that make each attempt a child run of this model's run.
 
         When this model streams, it emits the tokens itself, so the wrapped models' runs are tagged
@@ -317,8 +384,9 @@ class HealthAwareChatModel(BaseChatModel):
 
     # -- derived wrappers ----------------------------------------------------------------------
     @override
-    def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any
-                   ) -> Runnable[LanguageModelInput, AIMessage]:
+    def bind_tools(
+        self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any
+    ) -> Runnable[LanguageModelInput, AIMessage]:
         """This model bound to ``tools``: a ``RunnableBinding``, as LangChain's chat models return.
 
         Each call hands the tools (and ``tool_choice`` and further options) to the ``bind_tools`` of the
@@ -344,16 +412,20 @@ class HealthAwareChatModel(BaseChatModel):
         return standard_ls_params(self.models, self.middleware, stop, kwargs)
 
     @override
-    def with_structured_output(self, schema: dict[str, Any] | type, *, include_raw: bool = False, **kwargs: Any
-                               ) -> HealthAwareFallbacks[LanguageModelInput, Any]:
+    def with_structured_output(
+        self, schema: dict[str, Any] | type, *, include_raw: bool = False, **kwargs: Any
+    ) -> HealthAwareFallbacks[LanguageModelInput, Any]:
         """A wrapper over ``model.with_structured_output(schema, ...)`` of every model (same middleware).
 
         Each provider uses its own structured-output method; the result is a :class:`HealthAwareFallbacks`.
         """
         return HealthAwareFallbacks(
             derive(self.models, "with_structured_output", (schema,), {"include_raw": include_raw, **kwargs}),
-            middleware=self.middleware, first_chunk_timeout_s=self.first_chunk_timeout_s, max_wait_s=self.max_wait_s,
-            route=self.route, hedge=self.hedge,
+            middleware=self.middleware,
+            first_chunk_timeout_s=self.first_chunk_timeout_s,
+            max_wait_s=self.max_wait_s,
+            route=self.route,
+            hedge=self.hedge,
         )
 
 
@@ -361,8 +433,14 @@ def _call_kwargs(stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, An
     return kwargs if stop is None else {**kwargs, "stop": stop}
 
 
-def _child_config(source: RunManager | BaseCallbackManager, run_id: UUID, pid: str,
-                  cls: type[BaseCallbackManager], tags: list[str], passed: RunnableConfig) -> RunnableConfig:
+def _child_config(
+    source: RunManager | BaseCallbackManager,
+    run_id: UUID,
+    pid: str,
+    cls: type[BaseCallbackManager],
+    tags: list[str],
+    passed: RunnableConfig,
+) -> RunnableConfig:
     """What ``run_manager.get_child(tag)`` gives chains (LLM run managers have no ``get_child``)."""
     manager = cls(handlers=[], parent_run_id=run_id)
     manager.set_handlers(source.inheritable_handlers)
@@ -397,8 +475,10 @@ def _result(provider_id: str, message: Any) -> ChatResult:
     if isinstance(message, str):
         message = AIMessage(content=message)
     if not isinstance(message, BaseMessage):
-        raise TypeError(f"model {provider_id!r} returned {type(message).__name__}; HealthAwareChatModel needs "
-                        f"chat models (or runnables returning messages); use HealthAwareFallbacks for others")
+        raise TypeError(
+            f"model {provider_id!r} returned {type(message).__name__}; HealthAwareChatModel needs "
+            f"chat models (or runnables returning messages); use HealthAwareFallbacks for others"
+        )
     return ChatResult(generations=[ChatGeneration(message=message)], llm_output={"provider_id": provider_id})
 
 
@@ -407,8 +487,10 @@ def _as_chunk(chunk: Any) -> BaseMessageChunk:
         return chunk
     if isinstance(chunk, str):
         return AIMessageChunk(content=chunk)
-    raise TypeError(f"a wrapped model streamed {type(chunk).__name__}; HealthAwareChatModel needs chat models "
-                    f"(or runnables streaming message chunks); use HealthAwareFallbacks for others")
+    raise TypeError(
+        f"a wrapped model streamed {type(chunk).__name__}; HealthAwareChatModel needs chat models "
+        f"(or runnables streaming message chunks); use HealthAwareFallbacks for others"
+    )
 
 
 def _describe(model: Runnable[Any, Any]) -> dict[str, Any]:

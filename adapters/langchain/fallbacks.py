@@ -82,17 +82,30 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
         hedge: HedgePolicy | bool | None = None,
         **kwargs: Any,
     ) -> None:
-        fields = wrapper_fields(type(self).__name__, models, middleware=middleware, strategy=strategy,
-                                failover=failover, providers=providers,
-                                first_chunk_timeout_s=first_chunk_timeout_s, max_wait_s=max_wait_s, route=route,
-                                hedge=hedge)
+        fields = wrapper_fields(
+            type(self).__name__,
+            models,
+            middleware=middleware,
+            strategy=strategy,
+            failover=failover,
+            providers=providers,
+            first_chunk_timeout_s=first_chunk_timeout_s,
+            max_wait_s=max_wait_s,
+            route=route,
+            hedge=hedge,
+        )
         super().__init__(**fields, **kwargs)
 
     @override
     def model_post_init(self, context: Any, /) -> None:
-        self._loop = RoutingLoop(self.middleware, self.models, route=self.route,
-                                 first_chunk_timeout_s=self.first_chunk_timeout_s, max_wait_s=self.max_wait_s,
-                                 hedge=self.hedge)
+        self._loop = RoutingLoop(
+            self.middleware,
+            self.models,
+            route=self.route,
+            first_chunk_timeout_s=self.first_chunk_timeout_s,
+            max_wait_s=self.max_wait_s,
+            hedge=self.hedge,
+        )
 
     # -- types ---------------------------------------------------------------------------------
     @property
@@ -127,7 +140,8 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
     def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
         config = ensure_config(config)
         run_manager = get_callback_manager_for_config(config).on_chain_start(
-            None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None))
+            None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None)
+        )
         try:
             served: tuple[str, Output] = self._loop.invoke(
                 lambda model, cfg: model.invoke(input, cfg, **kwargs),
@@ -144,7 +158,8 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
     async def ainvoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
         config = ensure_config(config)
         run_manager = await get_async_callback_manager_for_config(config).on_chain_start(
-            None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None))
+            None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None)
+        )
         try:
             served: tuple[str, Output] = await self._loop.ainvoke(
                 lambda model, cfg: model.ainvoke(input, cfg, **kwargs),
@@ -161,7 +176,8 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
     def stream(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any | None) -> Iterator[Output]:
         config = ensure_config(config)
         run_manager = get_callback_manager_for_config(config).on_chain_start(
-            None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None))
+            None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None)
+        )
         chunks = self._loop.stream(
             lambda model, cfg: model.stream(input, cfg, **kwargs),
             lambda pid: patch_config(config, callbacks=run_manager.get_child(provider_tag(pid))),
@@ -178,11 +194,13 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
         run_manager.on_chain_end(None if output is _NOTHING else output)
 
     @override
-    async def astream(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any | None
-                      ) -> AsyncIterator[Output]:
+    async def astream(
+        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any | None
+    ) -> AsyncIterator[Output]:
         config = ensure_config(config)
         run_manager = await get_async_callback_manager_for_config(config).on_chain_start(
-            None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None))
+            None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None)
+        )
         chunks = self._loop.astream(
             lambda model, cfg: model.astream(input, cfg, **kwargs),
             lambda pid: patch_config(config, callbacks=run_manager.get_child(provider_tag(pid))),
@@ -209,9 +227,12 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
 
     def _derive(self, method: str, *args: Any, **kwargs: Any) -> HealthAwareFallbacks[Input, Any]:
         return HealthAwareFallbacks(
-            derive(self.models, method, args, kwargs), middleware=self.middleware,
-            first_chunk_timeout_s=self.first_chunk_timeout_s, max_wait_s=self.max_wait_s,
-            route=self.route, hedge=self.hedge,
+            derive(self.models, method, args, kwargs),
+            middleware=self.middleware,
+            first_chunk_timeout_s=self.first_chunk_timeout_s,
+            max_wait_s=self.max_wait_s,
+            route=self.route,
+            hedge=self.hedge,
         )
 
 

@@ -16,8 +16,16 @@ from pi_builder_middleware import ConfigError, Middleware
 
 from ._providers import deployment_id, provider_from_deployment
 
-__all__ = ["COUNTERS", "METADATA_KEY", "ROUTE_OPTIONS_KEY", "TRACE_KEY", "Binding", "metadata_field", "request_token",
-           "stamped_trace"]
+__all__ = [
+    "COUNTERS",
+    "METADATA_KEY",
+    "ROUTE_OPTIONS_KEY",
+    "TRACE_KEY",
+    "Binding",
+    "metadata_field",
+    "request_token",
+    "stamped_trace",
+]
 
 log = logging.getLogger("pi_builder_middleware.adapters.litellm")
 
@@ -32,11 +40,31 @@ TRACE_KEY = "pi_builder_middleware_trace"
 #: (``max_wait_s``), ``fallback_picks`` drawn from LiteLLM's list), ``auto_checks`` / ``auto_mismatches``
 #: (candidates="auto" comparisons), recording, in-flight attempts (``attempts_begun`` = ended + cancelled +
 #: expired + those still in flight), filtering and errors.
-COUNTERS = ("picks", "picks_fast", "picks_healthy", "panic_picks", "retries_declined", "waits", "fallback_picks",
-            "auto_checks",
-            "auto_mismatches", "recorded_ok", "recorded_failure", "duplicate_events", "cache_hits_ignored",
-            "unknown_deployment", "filtered_out", "filter_kept_all", "trials_released", "attempts_begun",
-            "attempts_ended", "attempts_cancelled", "attempts_expired", "provider_syncs", "hook_errors")
+COUNTERS = (
+    "picks",
+    "picks_fast",
+    "picks_healthy",
+    "panic_picks",
+    "retries_declined",
+    "waits",
+    "fallback_picks",
+    "auto_checks",
+    "auto_mismatches",
+    "recorded_ok",
+    "recorded_failure",
+    "duplicate_events",
+    "cache_hits_ignored",
+    "unknown_deployment",
+    "filtered_out",
+    "filter_kept_all",
+    "trials_released",
+    "attempts_begun",
+    "attempts_ended",
+    "attempts_cancelled",
+    "attempts_expired",
+    "provider_syncs",
+    "hook_errors",
+)
 #: Key in a request's ``metadata`` for per-request routing options (see ``route_request``).
 ROUTE_OPTIONS_KEY = "pi_builder_middleware"
 
@@ -81,8 +109,9 @@ class Binding:
     #: stamp in a reused metadata dict); the proxy handler turns it off (see ``proxy``).
     check_trace: bool = True
 
-    def __init__(self, router: Any, middleware: Middleware, overrides: Mapping[str, Mapping[str, Any]],
-                 *, route: bool) -> None:
+    def __init__(
+        self, router: Any, middleware: Middleware, overrides: Mapping[str, Mapping[str, Any]], *, route: bool
+    ) -> None:
         self.middleware = middleware
         self.route = route
         self.token = f"pbm-{uuid.uuid4().hex}"
@@ -170,8 +199,7 @@ class Binding:
                 names.add(group)
         unknown = sorted(set(self._overrides) - names)
         if unknown:
-            raise ConfigError("providers", f"no deployment id or model group named {unknown}; "
-                                           f"known: {sorted(names)}")
+            raise ConfigError("providers", f"no deployment id or model group named {unknown}; known: {sorted(names)}")
 
     # -- half-open trials ------------------------------------------------------------------------------
     def trial_started(self, call_id: object, provider_id: str) -> None:

@@ -23,25 +23,53 @@ from typing import Any, NamedTuple
 
 from ._providers import deployment_id
 
-__all__ = ["CALLBACK_LISTS", "CANDIDATE_MODES", "AutoVerdict", "GroupCache", "GroupEntry", "narrowing_reason",
-           "request_narrows"]
+__all__ = [
+    "CALLBACK_LISTS",
+    "CANDIDATE_MODES",
+    "AutoVerdict",
+    "GroupCache",
+    "GroupEntry",
+    "narrowing_reason",
+    "request_narrows",
+]
 
 #: ``install(candidates=...)``.
 CANDIDATE_MODES = ("auto", "healthy", "group")
 #: Every LiteLLM list a callback in ``litellm.callbacks`` can be promoted into on the first call.
-CALLBACK_LISTS = ("callbacks", "input_callback", "success_callback", "failure_callback", "service_callback",
-                  "_async_success_callback", "_async_failure_callback", "_async_input_callback")
+CALLBACK_LISTS = (
+    "callbacks",
+    "input_callback",
+    "success_callback",
+    "failure_callback",
+    "service_callback",
+    "_async_success_callback",
+    "_async_failure_callback",
+    "_async_input_callback",
+)
 
 #: Request keys with which LiteLLM narrows the healthy list for that request alone.
-NARROWING_REQUEST_KEYS = frozenset({"_target_order", "_excluded_deployment_ids", "_retry_skipped_deployment_ids",
-                                    "web_search_options", "enable_tag_filtering", "tags", "specific_deployment"})
+NARROWING_REQUEST_KEYS = frozenset(
+    {
+        "_target_order",
+        "_excluded_deployment_ids",
+        "_retry_skipped_deployment_ids",
+        "web_search_options",
+        "enable_tag_filtering",
+        "tags",
+        "specific_deployment",
+    }
+)
 #: ``litellm_params`` keys that make LiteLLM filter a deployment (priority groups, tags, rate limits).
 NARROWING_PARAMS = frozenset({"order", "tags", "rpm", "tpm", "max_parallel_requests"})
 #: ``model_info`` keys that make LiteLLM filter a deployment per caller (teams, access groups, tags).
 NARROWING_INFO = frozenset({"team_id", "team_public_model_name", "access_groups", "enable_tag_filtering", "tags"})
 #: Router settings under which the healthy list depends on the request or on live usage.
-NARROWING_SETTINGS = ("enable_pre_call_checks", "enable_health_check_routing", "enable_tag_filtering",
-                      "provider_budget_config")
+NARROWING_SETTINGS = (
+    "enable_pre_call_checks",
+    "enable_health_check_routing",
+    "enable_tag_filtering",
+    "provider_budget_config",
+)
 _MAX_GROUPS = 4096
 
 

@@ -76,10 +76,14 @@ def _span_fields(kwargs: Mapping[str, Any], start_time: Any, end_time: Any) -> d
             except ValueError:  # a malformed port
                 server = (parsed.hostname, None)
     trace = kwargs.get("litellm_trace_id")
-    return {"start_s": _epoch(kwargs.get("start_time", start_time) or start_time),
-            "end_s": _epoch(kwargs.get("end_time", end_time) or end_time),
-            "stream": kwargs.get("stream") is True, "server": server,
-            "trace_key": trace if isinstance(trace, str) else None, "parent": _parent_span(kwargs, params)}
+    return {
+        "start_s": _epoch(kwargs.get("start_time", start_time) or start_time),
+        "end_s": _epoch(kwargs.get("end_time", end_time) or end_time),
+        "stream": kwargs.get("stream") is True,
+        "server": server,
+        "trace_key": trace if isinstance(trace, str) else None,
+        "parent": _parent_span(kwargs, params),
+    }
 
 
 def _parent_span(kwargs: Mapping[str, Any], params: object) -> Any:
@@ -170,8 +174,7 @@ class MiddlewareCallback(CustomLogger):
             self._record(kwargs, response_obj, start_time, end_time, ok=ok)
         except Exception:  # never let monitoring break LiteLLM's logging
             self._binding.counts["hook_errors"] += 1
-            log.exception("pi-builder-middleware: could not record a LiteLLM %s event",
-                          "success" if ok else "failure")
+            log.exception("pi-builder-middleware: could not record a LiteLLM %s event", "success" if ok else "failure")
 
     def _owned_deployment(self, kwargs: Any) -> tuple[str, Mapping[str, Any]] | None:
         """The deployment id of an event of this installation's router (and its standard logging object)."""
@@ -190,8 +193,12 @@ class MiddlewareCallback(CustomLogger):
         pid = str(pid)
         token = request_token(params)
         trace = stamped_trace(params)
-        if (token is not None and trace is not None and binding.check_trace
-                and kwargs.get("litellm_trace_id") not in (None, trace)):
+        if (
+            token is not None
+            and trace is not None
+            and binding.check_trace
+            and kwargs.get("litellm_trace_id") not in (None, trace)
+        ):
             token = None  # a stale stamp: the caller reused a metadata dict LiteLLM had written ours into
         if token is not None:
             if token != binding.token:
@@ -211,8 +218,17 @@ class MiddlewareCallback(CustomLogger):
         finally:  # after the outcome: Middleware.record reads the in-flight count including this attempt
             self._binding.attempt_ended(call_id, pid)
 
-    def _record_attempt(self, pid: str, slo: Mapping[str, Any], kwargs: Mapping[str, Any], response_obj: Any,
-                        start_time: Any, end_time: Any, *, ok: bool) -> None:
+    def _record_attempt(
+        self,
+        pid: str,
+        slo: Mapping[str, Any],
+        kwargs: Mapping[str, Any],
+        response_obj: Any,
+        start_time: Any,
+        end_time: Any,
+        *,
+        ok: bool,
+    ) -> None:
         binding = self._binding
         if not self._first_time(kwargs.get("litellm_call_id"), pid):
             binding.counts["duplicate_events"] += 1
@@ -234,8 +250,16 @@ class MiddlewareCallback(CustomLogger):
         binding.trial_recorded(kwargs.get("litellm_call_id"), pid)
         binding.counts["recorded_ok" if ok else "recorded_failure"] += 1
 
-    def _outcome(self, pid: str, kwargs: Mapping[str, Any], slo: Mapping[str, Any], response_obj: Any,
-                 start_time: Any, end_time: Any, ok: bool) -> Outcome:
+    def _outcome(
+        self,
+        pid: str,
+        kwargs: Mapping[str, Any],
+        slo: Mapping[str, Any],
+        response_obj: Any,
+        start_time: Any,
+        end_time: Any,
+        ok: bool,
+    ) -> Outcome:
         start = kwargs.get("start_time", start_time) or start_time
         end = kwargs.get("end_time", end_time) or end_time
         latency = _seconds(start, end) or 0.0
@@ -244,19 +268,27 @@ class MiddlewareCallback(CustomLogger):
             ttft = _seconds(start, kwargs.get("completion_start_time"))
         tokens_in, tokens_out = _tokens(slo, response_obj) if ok else (0, 0)
         cost = kwargs.get("response_cost")
-        cost = (min(float(cost), MAX_COST) if isinstance(cost, int | float) and not isinstance(cost, bool)
-                and 0 < cost < float("inf") else None)
+        cost = (
+            min(float(cost), MAX_COST)
+            if isinstance(cost, int | float) and not isinstance(cost, bool) and 0 < cost < float("inf")
+            else None
+        )
         if ok:
-            return Outcome(pid, True, latency, ttft_s=ttft, input_tokens=tokens_in, output_tokens=tokens_out,
-                           cost=cost)
+            return Outcome(pid, True, latency, ttft_s=ttft, input_tokens=tokens_in, output_tokens=tokens_out, cost=cost)
         error = kwargs.get("exception")
         if not isinstance(error, BaseException):
             info = slo.get("error_information")
             name = info.get("error_class") if isinstance(info, Mapping) else None
             error = LiteLLMFailure(f"{name or 'unknown error'}: {slo.get('error_str') or ''}".strip())
         limit = self._binding.middleware.failover.config.max_rate_limit_cooldown_s
-        return Outcome(pid, False, latency, error=error, status_code=status_code_of(error),
-                       retry_after_s=extract_retry_after(error, limit_s=limit))
+        return Outcome(
+            pid,
+            False,
+            latency,
+            error=error,
+            status_code=status_code_of(error),
+            retry_after_s=extract_retry_after(error, limit_s=limit),
+        )
 
     def _first_time(self, call_id: object, pid: str) -> bool:
         if not isinstance(call_id, str) or not call_id:

@@ -35,8 +35,13 @@ _MISSING = object()
 # Where a custom routing strategy lives on a router: the Rust core (1.110: ``_custom_strategy`` plus an
 # instance-level sync pick) and the older Python Router (instance-level picks set by
 # ``set_custom_routing_strategy``). Install snapshots these and uninstall puts them back.
-_STRATEGY_SLOTS = ("_custom_strategy", "_custom_discovery", "get_available_deployment",
-                   "_core_async_get_available_deployment", "async_get_available_deployment")
+_STRATEGY_SLOTS = (
+    "_custom_strategy",
+    "_custom_discovery",
+    "get_available_deployment",
+    "_core_async_get_available_deployment",
+    "async_get_available_deployment",
+)
 
 _handles: weakref.WeakKeyDictionary[Any, LiteLLMHandle] = weakref.WeakKeyDictionary()
 _install_lock = threading.Lock()
@@ -81,8 +86,14 @@ class LiteLLMHandle:
     Usable as a context manager (uninstalls on exit).
     """
 
-    def __init__(self, router: Any, binding: Binding, callback: MiddlewareCallback,
-                 strategy: MiddlewareRoutingStrategy | None, snapshot: list[tuple[Any, dict[str, object]]]) -> None:
+    def __init__(
+        self,
+        router: Any,
+        binding: Binding,
+        callback: MiddlewareCallback,
+        strategy: MiddlewareRoutingStrategy | None,
+        snapshot: list[tuple[Any, dict[str, object]]],
+    ) -> None:
         self._router_ref = weakref.ref(router)
         self._binding = binding
         self.callback = callback
@@ -143,22 +154,27 @@ class LiteLLMHandle:
                             else:
                                 state[slot] = value
                 else:
-                    log.warning("pi-builder-middleware: the router's routing strategy was replaced after install; "
-                                "leaving the current one in place")
+                    log.warning(
+                        "pi-builder-middleware: the router's routing strategy was replaced after install; "
+                        "leaving the current one in place"
+                    )
             if _handles.get(router) is self:
                 del _handles[router]
 
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.uninstall()
 
     def __repr__(self) -> str:
         state = "installed" if self._installed else "uninstalled"
-        return (f"<LiteLLMHandle {state} strategy={self.middleware.router.strategy.name!r} "
-                f"providers={sorted(self.middleware.providers)}>")
+        return (
+            f"<LiteLLMHandle {state} strategy={self.middleware.router.strategy.name!r} "
+            f"providers={sorted(self.middleware.providers)}>"
+        )
 
 
 def _strategy_from_router(router: Any, route: bool | None) -> tuple[str, bool | None]:
@@ -176,8 +192,11 @@ def _strategy_from_router(router: Any, route: bool | None) -> tuple[str, bool | 
         log.info("pi-builder-middleware: the router's routing_strategy %r is served by %r", name, mapped)
         return mapped, route
     if route is None:
-        unmapped_once(name, "LiteLLM keeps picking; the middleware records every outcome and filters out "
-                            "deployments whose breaker is open (async calls)")
+        unmapped_once(
+            name,
+            "LiteLLM keeps picking; the middleware records every outcome and filters out "
+            "deployments whose breaker is open (async calls)",
+        )
         return "latency-optimal", False
     return "latency-optimal", route
 
@@ -258,42 +277,73 @@ def install(
     if isinstance(max_wait_s, bool) or not isinstance(max_wait_s, int | float) or not 0 <= max_wait_s < float("inf"):
         raise ConfigError("max_wait_s", f"must be a finite number of seconds >= 0, got {max_wait_s!r}")
     if candidates not in CANDIDATE_MODES:
-        raise ConfigError("candidates", f"use 'auto' (default), 'healthy' (LiteLLM's healthy list) or 'group' "
-                                        f"(the group minus cooldowns), not {candidates!r}")
+        raise ConfigError(
+            "candidates",
+            f"use 'auto' (default), 'healthy' (LiteLLM's healthy list) or 'group' "
+            f"(the group minus cooldowns), not {candidates!r}",
+        )
     if not isinstance(router, Router):
-        raise ConfigError("router", f"expected a litellm.Router instance (Router(model_list=[...])), got "
-                                    f"{type(router).__name__}; pass the router itself, not its model_list or a client")
+        raise ConfigError(
+            "router",
+            f"expected a litellm.Router instance (Router(model_list=[...])), got "
+            f"{type(router).__name__}; pass the router itself, not its model_list or a client",
+        )
     if _RoutingContext is None or not callable(getattr(router, "registry", None)):
         check_legacy_router(router)  # LiteLLM before 1.109: set_custom_routing_strategy, candidates from _legacy
     elif (unsupported := unsupported_reason(litellm_version())) is not None:
         raise ConfigError("router", unsupported)
     if middleware is not None:
         if not isinstance(middleware, Middleware):
-            raise ConfigError("middleware", f"expected a pi_builder_middleware.Middleware, got "
-                                            f"{type(middleware).__name__}")
-        given = [name for name, value in (("strategy", strategy), ("failover", failover), ("monitor", monitor),
-                                          ("clock", clock), ("seed", seed)) if value is not None]
+            raise ConfigError(
+                "middleware", f"expected a pi_builder_middleware.Middleware, got {type(middleware).__name__}"
+            )
+        given = [
+            name
+            for name, value in (
+                ("strategy", strategy),
+                ("failover", failover),
+                ("monitor", monitor),
+                ("clock", clock),
+                ("seed", seed),
+            )
+            if value is not None
+        ]
         if given or plugins:
-            raise ConfigError("middleware", f"pass either middleware= or settings to build one "
-                                            f"({', '.join(given + (['plugins'] if plugins else []))}), not both")
+            raise ConfigError(
+                "middleware",
+                f"pass either middleware= or settings to build one "
+                f"({', '.join(given + (['plugins'] if plugins else []))}), not both",
+            )
     else:
         if strategy is None:
             strategy, route = _strategy_from_router(router, route)
         if strategy == HealthShuffle.name:  # ours: built here, with the router's deployment weights
             strategy = HealthShuffle(weight_lookup(router))
-        middleware = Middleware(strategy=strategy,
-                                failover=failover if failover is not None else "balanced",
-                                monitor=monitor, plugins=plugins, clock=clock, seed=seed)
-    if providers is not None and not (isinstance(providers, Mapping)
-                                      and all(isinstance(v, Mapping) for v in providers.values())):
-        raise ConfigError("providers", "expected a mapping of deployment id or model group name to field "
-                                       "overrides, e.g. {'my-deployment': {'cost_per_1k_input': 0.001}}; got "
-                                       f"{type(providers).__name__}")
+        middleware = Middleware(
+            strategy=strategy,
+            failover=failover if failover is not None else "balanced",
+            monitor=monitor,
+            plugins=plugins,
+            clock=clock,
+            seed=seed,
+        )
+    if providers is not None and not (
+        isinstance(providers, Mapping) and all(isinstance(v, Mapping) for v in providers.values())
+    ):
+        raise ConfigError(
+            "providers",
+            "expected a mapping of deployment id or model group name to field "
+            "overrides, e.g. {'my-deployment': {'cost_per_1k_input': 0.001}}; got "
+            f"{type(providers).__name__}",
+        )
     with _install_lock:
         existing = _handles.get(router)
         if existing is not None and existing.installed:
-            raise ConfigError("router", "pi-builder-middleware is already installed on this Router; use "
-                                        "installed(router) to get its handle, or handle.uninstall() first")
+            raise ConfigError(
+                "router",
+                "pi-builder-middleware is already installed on this Router; use "
+                "installed(router) to get its handle, or handle.uninstall() first",
+            )
         route = True if route is None else route
         middleware.registries.strategies.add_default(HealthShuffle(weight_lookup(router)))
         binding = Binding(router, middleware, providers or {}, route=route)
@@ -301,8 +351,11 @@ def install(
         binding.check_overrides()
         callback = MiddlewareCallback(binding)
         snapshot = _snapshot(router)
-        routing = (MiddlewareRoutingStrategy(router, binding, seed=seed, mode=candidates, max_wait_s=float(max_wait_s))
-                   if route else None)
+        routing = (
+            MiddlewareRoutingStrategy(router, binding, seed=seed, mode=candidates, max_wait_s=float(max_wait_s))
+            if route
+            else None
+        )
         if routing is not None:
             register = getattr(router, "register_plugin", None)
             if callable(register):

@@ -36,8 +36,7 @@ from pi_builder_middleware import ConfigError
 from ._binding import Binding
 from ._providers import deployment_id
 
-__all__ = ["MIN_LEGACY_VERSION", "LegacyCandidates", "check_legacy_router", "legacy_candidates",
-           "unsupported_reason"]
+__all__ = ["MIN_LEGACY_VERSION", "LegacyCandidates", "check_legacy_router", "legacy_candidates", "unsupported_reason"]
 
 #: The oldest LiteLLM the ``set_custom_routing_strategy`` path was tested with (``scripts/setup.sh``
 #: pins the versions CI runs). From 1.109 on the adapter uses ``register_plugin`` / ``RoutingContext``.
@@ -70,9 +69,11 @@ def unsupported_reason(have: str) -> str | None:
     """
     release = _release(have)
     if release is not None and release[:2] == (1, 109):
-        return (f"litellm {have} is not supported by the LiteLLM adapter (its plugin registration cannot be "
-                "undone by uninstall); use litellm>=1.110 (pip install 'pi-builder-middleware[litellm]') "
-                "or 1.80-1.108")
+        return (
+            f"litellm {have} is not supported by the LiteLLM adapter (its plugin registration cannot be "
+            "undone by uninstall); use litellm>=1.110 (pip install 'pi-builder-middleware[litellm]') "
+            "or 1.80-1.108"
+        )
     return None
 
 
@@ -81,12 +82,17 @@ def check_legacy_router(router: Any) -> None:
     have = litellm_version()
     release = _release(have)
     needed = _release(MIN_LEGACY_VERSION)
-    usable = all(callable(getattr(router, name, None))
-                 for name in ("set_custom_routing_strategy", "_common_checks_available_deployment"))
+    usable = all(
+        callable(getattr(router, name, None))
+        for name in ("set_custom_routing_strategy", "_common_checks_available_deployment")
+    )
     if release is None or needed is None or release < needed or not usable:
-        raise ConfigError("router", f"litellm {have} is too old for the LiteLLM adapter: it needs "
-                                    f"litellm>={MIN_LEGACY_VERSION} (pip install 'litellm>={MIN_LEGACY_VERSION}', "
-                                    "or 'pi-builder-middleware[litellm]' for the newest supported one)")
+        raise ConfigError(
+            "router",
+            f"litellm {have} is too old for the LiteLLM adapter: it needs "
+            f"litellm>={MIN_LEGACY_VERSION} (pip install 'litellm>={MIN_LEGACY_VERSION}', "
+            "or 'pi-builder-middleware[litellm]' for the newest supported one)",
+        )
 
 
 def legacy_candidates(router: Any, binding: Binding) -> LegacyCandidates | None:
@@ -132,8 +138,10 @@ class LegacyCandidates:
         self._binding = binding
         resolve = getattr(router, "_common_checks_available_deployment", None)
         if not callable(resolve):
-            raise ConfigError("router", "this litellm.Router has neither registry() nor "
-                                        "_common_checks_available_deployment(); upgrade litellm")
+            raise ConfigError(
+                "router",
+                "this litellm.Router has neither registry() nor _common_checks_available_deployment(); upgrade litellm",
+            )
         # 1.60 takes no request_kwargs; later versions use them for team and access-group filtering.
         self._pass_request = "request_kwargs" in inspect.signature(resolve).parameters
 
@@ -143,24 +151,42 @@ class LegacyCandidates:
             raise ConfigError("router", "the litellm.Router this strategy was installed on no longer exists")
         return router
 
-    def _resolve(self, router: Any, model: str, request_kwargs: dict[str, Any], messages: object, input: object,
-                 specific_deployment: bool | None) -> Mapping[str, Any] | list[Mapping[str, Any]]:
+    def _resolve(
+        self,
+        router: Any,
+        model: str,
+        request_kwargs: dict[str, Any],
+        messages: object,
+        input: object,
+        specific_deployment: bool | None,
+    ) -> Mapping[str, Any] | list[Mapping[str, Any]]:
         extra = {"request_kwargs": request_kwargs} if self._pass_request else {}
         _, found = router._common_checks_available_deployment(
-            model=model, messages=messages, input=input, specific_deployment=specific_deployment, **extra)
+            model=model, messages=messages, input=input, specific_deployment=specific_deployment, **extra
+        )
         if isinstance(found, Mapping):
             return found
         return [d for d in found if isinstance(d, Mapping)]
 
-    def _finish(self, router: Any, model: str, request_kwargs: Mapping[str, Any], deployments: list[Mapping[str, Any]],
-                cooling: set[str], specific_deployment: bool | None) -> Found:
+    def _finish(
+        self,
+        router: Any,
+        model: str,
+        request_kwargs: Mapping[str, Any],
+        deployments: list[Mapping[str, Any]],
+        cooling: set[str],
+        specific_deployment: bool | None,
+    ) -> Found:
         healthy = [d for d in deployments if deployment_id(d) not in cooling and not _paused(d)]
         if not healthy:
             from litellm.types.router import RouterRateLimitError
 
-            raise RouterRateLimitError(model=model, cooldown_time=self._min_cooldown(router, deployments),
-                                       enable_pre_call_checks=bool(getattr(router, "enable_pre_call_checks", False)),
-                                       cooldown_list=sorted(cooling))
+            raise RouterRateLimitError(
+                model=model,
+                cooldown_time=self._min_cooldown(router, deployments),
+                enable_pre_call_checks=bool(getattr(router, "enable_pre_call_checks", False)),
+                cooldown_list=sorted(cooling),
+            )
         if specific_deployment:  # ``model`` named one deployment's litellm model: LiteLLM's choice, not ours
             return healthy[0]
         usable = self._binding.filter(healthy)
@@ -181,14 +207,22 @@ class LegacyCandidates:
     @staticmethod
     def _min_cooldown(router: Any, deployments: list[Mapping[str, Any]]) -> float:
         try:
-            value = router.cooldown_cache.get_min_cooldown(model_ids=LegacyCandidates._ids(deployments),
-                                                           parent_otel_span=None)
+            value = router.cooldown_cache.get_min_cooldown(
+                model_ids=LegacyCandidates._ids(deployments), parent_otel_span=None
+            )
         except Exception:  # only for the error message: never hide the real error behind another
             return 0.0
         return float(value) if isinstance(value, int | float) else 0.0
 
-    def candidates(self, model: str, request_kwargs: dict[str, Any], *, messages: object = None,
-                   input: object = None, specific_deployment: bool | None = False) -> Found:
+    def candidates(
+        self,
+        model: str,
+        request_kwargs: dict[str, Any],
+        *,
+        messages: object = None,
+        input: object = None,
+        specific_deployment: bool | None = False,
+    ) -> Found:
         """The sync pick's candidates: a single resolved deployment, or a non-empty list to choose from."""
         router = self._router()
         found = self._resolve(router, model, request_kwargs, messages, input, specific_deployment)
@@ -196,12 +230,22 @@ class LegacyCandidates:
             return found
         specific = specific_deployment is True
         ids = self._ids(found)
-        active = router.cooldown_cache.get_active_cooldowns(model_ids=ids, parent_otel_span=None) \
-            if ids and not specific else None
+        active = (
+            router.cooldown_cache.get_active_cooldowns(model_ids=ids, parent_otel_span=None)
+            if ids and not specific
+            else None
+        )
         return self._finish(router, model, request_kwargs, found, self._cooling(active), specific_deployment)
 
-    async def async_candidates(self, model: str, request_kwargs: dict[str, Any], *, messages: object = None,
-                               input: object = None, specific_deployment: bool | None = False) -> Found:
+    async def async_candidates(
+        self,
+        model: str,
+        request_kwargs: dict[str, Any],
+        *,
+        messages: object = None,
+        input: object = None,
+        specific_deployment: bool | None = False,
+    ) -> Found:
         """The async pick's candidates (LiteLLM's cooldown cache read without blocking)."""
         router = self._router()
         found = self._resolve(router, model, request_kwargs, messages, input, specific_deployment)
@@ -209,6 +253,9 @@ class LegacyCandidates:
             return found
         specific = specific_deployment is True
         ids = self._ids(found)
-        active = await router.cooldown_cache.async_get_active_cooldowns(model_ids=ids, parent_otel_span=None) \
-            if ids and not specific else None
+        active = (
+            await router.cooldown_cache.async_get_active_cooldowns(model_ids=ids, parent_otel_span=None)
+            if ids and not specific
+            else None
+        )
         return self._finish(router, model, request_kwargs, found, self._cooling(active), specific_deployment)

@@ -71,5 +71,6 @@ def unmapped_once(name: str, what: str) -> None:
         if name in _reported:
             return
         _reported.add(name)
-    log.warning("pi-builder-middleware: LiteLLM routing_strategy %r has no equivalent in the middleware; %s",
-                name, what)
+    log.warning(
+        "pi-builder-middleware: LiteLLM routing_strategy %r has no equivalent in the middleware; %s", name, what
+    )

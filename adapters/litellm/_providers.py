@@ -70,8 +70,10 @@ def _capabilities(pid: str, info: Mapping[str, Any], mapped: Mapping[str, Any]) 
     caps: set[str] = set()
     if declared is not None:
         if isinstance(declared, str) or not all(isinstance(c, str) for c in declared):
-            raise ConfigError(f"deployment {pid!r}: model_info.capabilities",
-                              "give a list of capability names, e.g. ['tools', 'vision']")
+            raise ConfigError(
+                f"deployment {pid!r}: model_info.capabilities",
+                "give a list of capability names, e.g. ['tools', 'vision']",
+            )
         caps.update(declared)
     for flag, capability in CAPABILITY_FLAGS.items():
         own = info.get(flag)
@@ -125,8 +127,9 @@ def provider_from_deployment(
     if overrides:
         unknown = sorted(set(overrides) - _PROVIDER_FIELDS)
         if unknown:
-            raise ConfigError(f"providers[{pid!r}]",
-                              f"unknown Provider field(s) {unknown}; use some of {sorted(_PROVIDER_FIELDS)}")
+            raise ConfigError(
+                f"providers[{pid!r}]", f"unknown Provider field(s) {unknown}; use some of {sorted(_PROVIDER_FIELDS)}"
+            )
         fields.update(overrides)
         fields["id"] = pid
     try:

@@ -59,12 +59,15 @@ class ProxySettings:
         if section is None:
             section = {}
         if not isinstance(section, Mapping):
-            raise ConfigError(f"litellm_settings.{CONFIG_KEY}",
-                              f"expected a mapping with some of {list(_KEYS)}, got {type(section).__name__}")
+            raise ConfigError(
+                f"litellm_settings.{CONFIG_KEY}",
+                f"expected a mapping with some of {list(_KEYS)}, got {type(section).__name__}",
+            )
         unknown = set(section) - set(_KEYS)
         if unknown:
-            raise ConfigError(f"litellm_settings.{CONFIG_KEY}",
-                              f"unknown keys {sorted(map(str, unknown))}; use some of {list(_KEYS)}")
+            raise ConfigError(
+                f"litellm_settings.{CONFIG_KEY}", f"unknown keys {sorted(map(str, unknown))}; use some of {list(_KEYS)}"
+            )
         values: dict[str, object] = {}
         for key in _KEYS:
             value = _resolve(section.get(key), env)
@@ -80,6 +83,7 @@ class ProxySettings:
                 try:
                     values[key] = float(values[key])  # type: ignore[arg-type]
                 except (TypeError, ValueError):
-                    raise ConfigError(f"{CONFIG_KEY}.{key}",
-                                      f"expected a number of seconds, got {values[key]!r}") from None
+                    raise ConfigError(
+                        f"{CONFIG_KEY}.{key}", f"expected a number of seconds, got {values[key]!r}"
+                    ) from None
         return cls(**values)  # type: ignore[arg-type]

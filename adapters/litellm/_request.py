@@ -40,8 +40,9 @@ def attempted(metadata: Mapping[str, Any]) -> frozenset[str]:
     previous = metadata.get("previous_models")
     if not previous:
         return frozenset()
-    return frozenset(str(p["deployment_id"]) for p in previous
-                     if isinstance(p, Mapping) and p.get("deployment_id") is not None)
+    return frozenset(
+        str(p["deployment_id"]) for p in previous if isinstance(p, Mapping) and p.get("deployment_id") is not None
+    )
 
 
 def _input_tokens(messages: object, input: object) -> int:
@@ -63,8 +64,14 @@ def _input_tokens(messages: object, input: object) -> int:
     return min(chars // 4 + 1, MAX_TOKENS) if chars else _DEFAULT_INPUT_TOKENS
 
 
-def route_request(request_kwargs: Mapping[str, Any], candidates: Iterable[str], *, exclude: Iterable[str] = (),
-                  messages: object = None, input: object = None) -> RouteRequest:
+def route_request(
+    request_kwargs: Mapping[str, Any],
+    candidates: Iterable[str],
+    *,
+    exclude: Iterable[str] = (),
+    messages: object = None,
+    input: object = None,
+) -> RouteRequest:
     """The :class:`RouteRequest` for one LiteLLM pick.
 
     ``candidates`` are LiteLLM's healthy deployments for the model group, so LiteLLM's own cooldowns,
@@ -84,8 +91,10 @@ def route_request(request_kwargs: Mapping[str, Any], candidates: Iterable[str], 
     extra: dict[str, Any] = {}
     if options is not None:
         if not isinstance(options, Mapping) or set(options) - set(_OPTION_FIELDS):
-            raise ConfigError(f"metadata[{ROUTE_OPTIONS_KEY!r}]",
-                              f"expected a dict with some of {list(_OPTION_FIELDS)}, got {options!r}")
+            raise ConfigError(
+                f"metadata[{ROUTE_OPTIONS_KEY!r}]",
+                f"expected a dict with some of {list(_OPTION_FIELDS)}, got {options!r}",
+            )
         extra = {k: v for k, v in options.items() if v is not None}
         for key in ("required_capabilities", "exclude"):
             if key in extra and not isinstance(extra[key], str):
@@ -96,18 +105,24 @@ def route_request(request_kwargs: Mapping[str, Any], candidates: Iterable[str], 
         if mapped is not None:
             extra["strategy"] = mapped
         else:
-            unmapped_once(str(getattr(per_request, "value", per_request)),
-                          "requests naming it are routed by the installation's strategy among the healthy "
-                          "deployments")
+            unmapped_once(
+                str(getattr(per_request, "value", per_request)),
+                "requests naming it are routed by the installation's strategy among the healthy deployments",
+            )
     excluded = frozenset(exclude) | extra.pop("exclude", frozenset())
     max_out = request_kwargs.get("max_completion_tokens") or request_kwargs.get("max_tokens")
     return RouteRequest(
         candidates=frozenset(candidates),
         exclude=excluded,
         stream=request_kwargs.get("stream") is True,
-        input_tokens=_input_tokens(messages if messages is not None else request_kwargs.get("messages"),
-                                   input if input is not None else request_kwargs.get("input")),
-        output_tokens=(min(max_out, MAX_TOKENS) if isinstance(max_out, int) and not isinstance(max_out, bool)
-                       and max_out > 0 else _DEFAULT_OUTPUT_TOKENS),  # e.g. 2**31 - 1 for "no limit"
+        input_tokens=_input_tokens(
+            messages if messages is not None else request_kwargs.get("messages"),
+            input if input is not None else request_kwargs.get("input"),
+        ),
+        output_tokens=(
+            min(max_out, MAX_TOKENS)
+            if isinstance(max_out, int) and not isinstance(max_out, bool) and max_out > 0
+            else _DEFAULT_OUTPUT_TOKENS
+        ),  # e.g. 2**31 - 1 for "no limit"
         **extra,
     )

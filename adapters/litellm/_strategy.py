@@ -53,8 +53,9 @@ def _all_cooling(model: str, cooling: Iterable[str], cooldown_time: float = 0.0)
     """LiteLLM's own error when every deployment of the group is cooling down or paused."""
     from litellm.types.router import RouterRateLimitError
 
-    return RouterRateLimitError(model=model, cooldown_time=cooldown_time, enable_pre_call_checks=False,
-                                cooldown_list=sorted(cooling))
+    return RouterRateLimitError(
+        model=model, cooldown_time=cooldown_time, enable_pre_call_checks=False, cooldown_list=sorted(cooling)
+    )
 
 
 def _usable(model: str, entry: GroupEntry, cooling: Container[str]) -> dict[str, Mapping[str, Any]]:
@@ -100,8 +101,9 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
     #: of any call makes the next pick read it again.
     cooldown_refresh_s: float = 0.1
 
-    def __init__(self, router: Any, binding: Binding, *, seed: int | None = None, mode: str = "auto",
-                 max_wait_s: float = 0.0) -> None:
+    def __init__(
+        self, router: Any, binding: Binding, *, seed: int | None = None, mode: str = "auto", max_wait_s: float = 0.0
+    ) -> None:
         if mode not in CANDIDATE_MODES:
             raise ConfigError("candidates", f"use one of {list(CANDIDATE_MODES)}, not {mode!r}")
         self._router_ref = weakref.ref(router)
@@ -130,8 +132,7 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
             raise _no_deployments(model)
         return entry
 
-    async def _fast(self, ctx: Any, registry: Any, model: str, *, fresh: bool = False
-                    ) -> dict[str, Mapping[str, Any]]:
+    async def _fast(self, ctx: Any, registry: Any, model: str, *, fresh: bool = False) -> dict[str, Mapping[str, Any]]:
         """The group minus LiteLLM's cooldowns, paused deployments and open breakers, by id."""
         entry = self._group(registry, model)
         return self._binding.filter_by_id(_usable(model, entry, await self._cooling(ctx, model, entry, fresh)))
@@ -142,11 +143,11 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         now = time.monotonic()
         failures = self._binding.failure_events
         cached = self._cooldowns.get(model)
-        if (not fresh and cached is not None and cached[0] > now and cached[1] == failures
-                and cached[2] is entry):
+        if not fresh and cached is not None and cached[0] > now and cached[1] == failures and cached[2] is entry:
             return cached[3]
-        cooling = frozenset(pid for pid, _ in await ctx.health().cooldowns.async_get_active_cooldowns(entry.id_list,
-                                                                                                      None))
+        cooling = frozenset(
+            pid for pid, _ in await ctx.health().cooldowns.async_get_active_cooldowns(entry.id_list, None)
+        )
         if len(self._cooldowns) > _MAX_COOLDOWN_ENTRIES:
             self._cooldowns.clear()
         self._cooldowns[model] = (now + self.cooldown_refresh_s, failures, entry, cooling)
@@ -164,10 +165,10 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         request: dict[str, Any] = request_kwargs if request_kwargs is not None else {}
         stamp(request, self._binding.token)
         if self._legacy is not None:  # LiteLLM before 1.109 (set_custom_routing_strategy): see _legacy
-            found = await self._legacy.async_candidates(model, request, messages=messages, input=input,
-                                                        specific_deployment=specific_deployment)
-            return found if isinstance(found, Mapping) else self.choose(found, request, messages=messages,
-                                                                        input=input)
+            found = await self._legacy.async_candidates(
+                model, request, messages=messages, input=input, specific_deployment=specific_deployment
+            )
+            return found if isinstance(found, Mapping) else self.choose(found, request, messages=messages, input=input)
         ctx = self._context()
         if self.max_wait_s > 0 and not specific_deployment:
             await self._wait_for_readmission(ctx, model)
@@ -184,10 +185,12 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
                     return picked
             if mode == "group":
                 self._binding.counts["picks_fast"] += 1
-                return self.choose_by_id(await self._fast(ctx, registry, model), request, messages=messages,
-                                         input=input)
-        selected = await ctx.select(model, request, kind="healthy", messages=messages, input=input,
-                                    specific_deployment=specific_deployment)
+                return self.choose_by_id(
+                    await self._fast(ctx, registry, model), request, messages=messages, input=input
+                )
+        selected = await ctx.select(
+            model, request, kind="healthy", messages=messages, input=input, specific_deployment=specific_deployment
+        )
         if isinstance(selected, Mapping):
             return selected  # a specific deployment was asked for: LiteLLM already resolved it
         self._binding.counts["picks_healthy"] += 1
@@ -216,8 +219,9 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
             await mw.async_sleep(wait)
             waited += wait
 
-    async def _auto_mode(self, ctx: Any, registry: Any, model: str, request: dict[str, Any], messages: object,
-                         input: object) -> tuple[str, Mapping[str, Any] | None]:
+    async def _auto_mode(
+        self, ctx: Any, registry: Any, model: str, request: dict[str, Any], messages: object, input: object
+    ) -> tuple[str, Mapping[str, Any] | None]:
         """``("group" | "healthy", None)`` for this pick, or ``("healthy", pick)`` when it compared the sources."""
         if request_narrows(request):
             return "healthy", None
@@ -241,8 +245,10 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
             else:
                 listed = {deployment_id(d) for d in healthy}
                 if listed != fast.keys():
-                    reason = (f"LiteLLM's healthy list {sorted(map(str, listed))} differs from the group minus "
-                              f"cooldowns {sorted(fast)}")
+                    reason = (
+                        f"LiteLLM's healthy list {sorted(map(str, listed))} differs from the group minus "
+                        f"cooldowns {sorted(fast)}"
+                    )
         self._binding.counts["auto_checks"] += 1
         previous = self._verdicts.get(model)
         self._verdicts[model] = AutoVerdict(version, now, reason is None, reason)
@@ -269,14 +275,19 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         request: dict[str, Any] = request_kwargs if request_kwargs is not None else {}
         stamp(request, self._binding.token)
         if self._legacy is not None:  # LiteLLM before 1.109 (set_custom_routing_strategy): see _legacy
-            found = self._legacy.candidates(model, request, messages=messages, input=input,
-                                            specific_deployment=specific_deployment)
-            return found if isinstance(found, Mapping) else self.choose(found, request, messages=messages,
-                                                                        input=input)
+            found = self._legacy.candidates(
+                model, request, messages=messages, input=input, specific_deployment=specific_deployment
+            )
+            return found if isinstance(found, Mapping) else self.choose(found, request, messages=messages, input=input)
         ctx = self._context()
         if specific_deployment:  # ``model`` names one deployment's litellm model: no choice to make
-            named = [d for d in ctx.registry().all() if isinstance(d.get("litellm_params"), Mapping)
-                     and d["litellm_params"].get("model") == model and not _paused(d)]
+            named = [
+                d
+                for d in ctx.registry().all()
+                if isinstance(d.get("litellm_params"), Mapping)
+                and d["litellm_params"].get("model") == model
+                and not _paused(d)
+            ]
             if not named:
                 raise _all_cooling(model, ())
             return cast("Mapping[str, Any]", named[0])
@@ -293,11 +304,18 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
                     raise _no_deployments(model)
                 return fallback
         cooling = {pid for pid, _ in ctx.health().cooldowns.get_active_cooldowns(entry.id_list, None)}
-        return self.choose_by_id(self._binding.filter_by_id(_usable(model, entry, cooling)), request,
-                                 messages=messages, input=input)
+        return self.choose_by_id(
+            self._binding.filter_by_id(_usable(model, entry, cooling)), request, messages=messages, input=input
+        )
 
-    def choose(self, healthy: Sequence[Mapping[str, Any]], request_kwargs: Mapping[str, Any], *,
-               messages: object = None, input: object = None) -> Mapping[str, Any]:
+    def choose(
+        self,
+        healthy: Sequence[Mapping[str, Any]],
+        request_kwargs: Mapping[str, Any],
+        *,
+        messages: object = None,
+        input: object = None,
+    ) -> Mapping[str, Any]:
         """Let the middleware pick one of ``healthy`` (LiteLLM's candidates) for this request."""
         by_id: dict[str, Mapping[str, Any]] = {}
         for deployment in healthy:
@@ -310,8 +328,14 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
             return healthy[0]
         return self.choose_by_id(by_id, request_kwargs, messages=messages, input=input)
 
-    def choose_by_id(self, by_id: Mapping[str, Mapping[str, Any]], request_kwargs: Mapping[str, Any], *,
-                     messages: object = None, input: object = None) -> Mapping[str, Any]:
+    def choose_by_id(
+        self,
+        by_id: Mapping[str, Mapping[str, Any]],
+        request_kwargs: Mapping[str, Any],
+        *,
+        messages: object = None,
+        input: object = None,
+    ) -> Mapping[str, Any]:
         """Let the middleware pick one of ``by_id`` (candidate deployments by id, not empty)."""
         binding = self._binding
         binding.ensure_current(by_id)
@@ -353,8 +377,13 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
             return by_id[decision.provider.id]
         return self._fallback(by_id, tried, request, avoid)
 
-    def _fallback(self, by_id: Mapping[str, Mapping[str, Any]], attempted: frozenset[str], request: RouteRequest,
-                  avoid: frozenset[str]) -> Mapping[str, Any]:
+    def _fallback(
+        self,
+        by_id: Mapping[str, Mapping[str, Any]],
+        attempted: frozenset[str],
+        request: RouteRequest,
+        avoid: frozenset[str],
+    ) -> Mapping[str, Any]:
         """Every candidate is unavailable to the middleware: draw from LiteLLM's healthy list instead.
 
         What the caller asked for explicitly (``exclude`` / ``required_capabilities`` in the request
@@ -379,8 +408,11 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         pool = [pid for pid in allowed if pid not in attempted] or list(allowed)
         binding.counts["fallback_picks"] += 1
         if binding.counts["fallback_picks"] == 1 or log.isEnabledFor(logging.DEBUG):
-            log.warning("pi-builder-middleware: every candidate of this request is unavailable to the middleware "
-                        "(%s); sending it to the one re-admitted soonest", ", ".join(sorted(by_id)))
+            log.warning(
+                "pi-builder-middleware: every candidate of this request is unavailable to the middleware "
+                "(%s); sending it to the one re-admitted soonest",
+                ", ".join(sorted(by_id)),
+            )
         return allowed[self._soonest(pool)]
 
     def _soonest(self, pool: Sequence[str]) -> str:

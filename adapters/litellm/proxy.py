@@ -94,15 +94,19 @@ class ProxyHandler(CustomLogger):
             self.handle._binding.check_trace = False
             self.middleware = self.handle.middleware
             self.installs += 1
-            log.info("pi-builder-middleware: installed on the proxy's Router (%d deployments, strategy %r)",
-                     len(self.middleware.providers), self.middleware.router.strategy.name)
+            log.info(
+                "pi-builder-middleware: installed on the proxy's Router (%d deployments, strategy %r)",
+                len(self.middleware.providers),
+                self.middleware.router.strategy.name,
+            )
             return self.handle
 
     def _install(self, router: Any) -> LiteLLMHandle:
         settings = self.settings()
         if self.middleware is not None:
-            return install(router, middleware=self.middleware, candidates=settings.candidates,
-                           max_wait_s=settings.max_wait_s)
+            return install(
+                router, middleware=self.middleware, candidates=settings.candidates, max_wait_s=settings.max_wait_s
+            )
         route: bool | None = None
         strategy = settings.strategy
         if strategy is None:
@@ -114,10 +118,14 @@ class ProxyHandler(CustomLogger):
             from pi_builder_middleware.redis_store import RedisStateStore
 
             store = RedisStateStore(settings.redis_url, cluster=settings.redis_cluster)
-        middleware = Middleware(strategy=HealthShuffle(weight_lookup(router)) if strategy == HealthShuffle.name
-                                else strategy, failover=failover, state_store=store)
-        handle = install(router, middleware=middleware, route=route, candidates=settings.candidates,
-                         max_wait_s=settings.max_wait_s)
+        middleware = Middleware(
+            strategy=HealthShuffle(weight_lookup(router)) if strategy == HealthShuffle.name else strategy,
+            failover=failover,
+            state_store=store,
+        )
+        handle = install(
+            router, middleware=middleware, route=route, candidates=settings.candidates, max_wait_s=settings.max_wait_s
+        )
         self._enable_metrics(middleware)
         return handle
 
@@ -141,8 +149,9 @@ class ProxyHandler(CustomLogger):
     # The proxy hands logging events to the callbacks it loaded at startup (this handler), not to ones
     # added to ``litellm.callbacks`` later; so the installation's callback is taken out of LiteLLM's lists
     # and this handler passes every event on to it.
-    async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict[str, Any],
-                                  call_type: Any) -> None:
+    async def async_pre_call_hook(
+        self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: Any
+    ) -> None:
         """Every proxy request, before routing: make sure the current Router has the middleware."""
         try:
             self.ensure_installed()
@@ -174,14 +183,20 @@ class ProxyHandler(CustomLogger):
         if (callback := self._callback()) is not None:
             callback.log_pre_api_call(model, messages, kwargs)
 
-    async def async_filter_deployments(self, model: str, healthy_deployments: list[Any], messages: Any,
-                                       request_kwargs: dict[str, Any] | None = None,
-                                       parent_otel_span: Any = None) -> list[Any]:
+    async def async_filter_deployments(
+        self,
+        model: str,
+        healthy_deployments: list[Any],
+        messages: Any,
+        request_kwargs: dict[str, Any] | None = None,
+        parent_otel_span: Any = None,
+    ) -> list[Any]:
         """Deployments whose breaker is open leave LiteLLM's candidates (never all of them)."""
         if (callback := self._callback()) is None:
             return healthy_deployments
-        return await callback.async_filter_deployments(model, healthy_deployments, messages, request_kwargs,
-                                                       parent_otel_span)
+        return await callback.async_filter_deployments(
+            model, healthy_deployments, messages, request_kwargs, parent_otel_span
+        )
 
 
 #: The instance ``litellm_settings.callbacks`` names: ``pi_builder_middleware.adapters.litellm.proxy.handler``.

@@ -91,8 +91,9 @@ def _langchain(name: str, label: str) -> ContenderSpec:
     return ContenderSpec(name, label, "langchain", build)
 
 
-def _pbm_langchain(name: str, label: str, strategy: str, preset: str = "balanced", *,
-                   hedge: bool = False) -> ContenderSpec:
+def _pbm_langchain(
+    name: str, label: str, strategy: str, preset: str = "balanced", *, hedge: bool = False
+) -> ContenderSpec:
     def build() -> Contender:
         from .langchain_contenders import MiddlewareLangChainContender
 
@@ -102,8 +103,12 @@ def _pbm_langchain(name: str, label: str, strategy: str, preset: str = "balanced
 
 
 _PRESETS = ("aggressive", "balanced", "conservative")
-_STRATEGIES = {"latency": "latency-optimal", "cost": "cost-optimal", "failover": "failover",
-               "quality": "quality-optimal"}
+_STRATEGIES = {
+    "latency": "latency-optimal",
+    "cost": "cost-optimal",
+    "failover": "failover",
+    "quality": "quality-optimal",
+}
 
 
 def _variant(name: str) -> ContenderSpec | None:
@@ -143,19 +148,30 @@ def contender_specs() -> dict[str, ContenderSpec]:
         _pbm_langchain("pbm-langchain-cost", "pi-builder via LangChain, cost-optimal", "cost-optimal"),
         _pbm_langchain("pbm-langchain-failover", "pi-builder via LangChain, failover", "failover"),
         _pbm_langchain("pbm-langchain-quality", "pi-builder via LangChain, quality-optimal", "quality-optimal"),
-        _pbm_langchain("pbm-langchain-hedge", "pi-builder via LangChain, failover order, hedged", "failover",
-                       hedge=True),
-        _pbm_langchain("pbm-langchain-latency-hedge", "pi-builder via LangChain, latency-optimal, hedged",
-                       "latency-optimal", hedge=True),
+        _pbm_langchain(
+            "pbm-langchain-hedge", "pi-builder via LangChain, failover order, hedged", "failover", hedge=True
+        ),
+        _pbm_langchain(
+            "pbm-langchain-latency-hedge",
+            "pi-builder via LangChain, latency-optimal, hedged",
+            "latency-optimal",
+            hedge=True,
+        ),
         _oracle("oracle", "Oracle (knows the fault schedule)"),
     ]
     return {spec.name: spec for spec in specs}
 
 
 DEFAULT_CONTENDERS = (
-    "litellm-shuffle", "litellm-latency", "langchain-fallbacks",
-    "pbm-litellm-latency", "pbm-litellm-cost", "pbm-litellm-failover",
-    "pbm-langchain-latency", "pbm-langchain-cost", "pbm-langchain-failover",
+    "litellm-shuffle",
+    "litellm-latency",
+    "langchain-fallbacks",
+    "pbm-litellm-latency",
+    "pbm-litellm-cost",
+    "pbm-litellm-failover",
+    "pbm-langchain-latency",
+    "pbm-langchain-cost",
+    "pbm-langchain-failover",
     "oracle",
 )
 """What ``pi-builder bench`` runs by default (quality-optimal only on request)."""
@@ -179,9 +195,16 @@ def select_contenders(names: list[str] | None, *, quick: bool = False) -> list[C
             specs[name] = variant
     unknown = [n for n in names if n not in specs]
     if unknown:
-        raise ChaosConfigError([("--contenders", f"unknown contender(s) {', '.join(unknown)}; "
-                                                 f"known: {', '.join(specs)}, all; this project's contenders "
-                                                 f"take another failover preset as pbm-...@aggressive")])
+        raise ChaosConfigError(
+            [
+                (
+                    "--contenders",
+                    f"unknown contender(s) {', '.join(unknown)}; "
+                    f"known: {', '.join(specs)}, all; this project's contenders "
+                    f"take another failover preset as pbm-...@aggressive",
+                )
+            ]
+        )
     seen: dict[str, ContenderSpec] = {}
     for name in names:
         seen.setdefault(name, specs[name])

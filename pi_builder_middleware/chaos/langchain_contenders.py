@@ -24,9 +24,15 @@ def chat_models(scenario: ChaosScenario, urls: Mapping[str, str]) -> dict[str, A
 
     load = scenario.load
     return {
-        p.name: ChatOpenAI(model=p.models[0], base_url=urls[p.name], api_key=API_KEY,  # type: ignore[arg-type]
-                           max_retries=0, timeout=load.timeout_s, max_tokens=load.output_tokens,  # type: ignore[call-arg]
-                           stream_usage=True)
+        p.name: ChatOpenAI(
+            model=p.models[0],
+            base_url=urls[p.name],
+            api_key=API_KEY,  # type: ignore[arg-type]
+            max_retries=0,
+            timeout=load.timeout_s,
+            max_tokens=load.output_tokens,  # type: ignore[call-arg]
+            stream_usage=True,
+        )
         for p in scenario.providers
     }
 
@@ -35,8 +41,11 @@ def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(part if isinstance(part, str) else str(part.get("text", "")) for part in content
-                       if isinstance(part, str | dict))
+        return "".join(
+            part if isinstance(part, str) else str(part.get("text", ""))
+            for part in content
+            if isinstance(part, str | dict)
+        )
     return ""
 
 
@@ -87,8 +96,10 @@ class LangChainFallbacksContender(_RunnableContender):
         self._clock = clock
 
     def describe(self) -> dict[str, object]:
-        return {"runnable": "models[0].with_fallbacks(models[1:]) (exceptions_to_handle=(Exception,))",
-                "chat_model": "ChatOpenAI(max_retries=0, timeout=load.timeout_s, stream_usage=True)"}
+        return {
+            "runnable": "models[0].with_fallbacks(models[1:]) (exceptions_to_handle=(Exception,))",
+            "chat_model": "ChatOpenAI(max_retries=0, timeout=load.timeout_s, stream_usage=True)",
+        }
 
 
 class MiddlewareLangChainContender(_RunnableContender):
@@ -120,27 +131,53 @@ class MiddlewareLangChainContender(_RunnableContender):
         fallbacks = importlib.import_module("pi_builder_middleware.adapters.langchain").HealthAwareFallbacks
 
         load = scenario.load
-        providers = {p.name: {"cost_per_1k_input": p.cost_per_1k_input, "cost_per_1k_output": p.cost_per_1k_output,
-                              "quality": p.quality} for p in scenario.providers}
-        failover = FailoverConfig.preset(self.preset, base_ejection_s=scenario.bench.cooldown_s,
-                                         escalate_when_all_out=False)
+        providers = {
+            p.name: {
+                "cost_per_1k_input": p.cost_per_1k_input,
+                "cost_per_1k_output": p.cost_per_1k_output,
+                "quality": p.quality,
+            }
+            for p in scenario.providers
+        }
+        failover = FailoverConfig.preset(
+            self.preset, base_ejection_s=scenario.bench.cooldown_s, escalate_when_all_out=False
+        )
         route = RouteRequest(input_tokens=load.input_tokens, output_tokens=load.output_tokens, timeout_s=load.timeout_s)
         max_wait_s = round(load.timeout_s * WAIT_SHARE, 3)
         policy = HedgePolicy() if self.hedge else None
-        self.runnable = fallbacks(chat_models(scenario, urls), strategy=self.strategy, failover=failover,
-                                  providers=providers, route=route, first_chunk_timeout_s=load.timeout_s,
-                                  max_wait_s=max_wait_s, hedge=policy)
+        self.runnable = fallbacks(
+            chat_models(scenario, urls),
+            strategy=self.strategy,
+            failover=failover,
+            providers=providers,
+            route=route,
+            first_chunk_timeout_s=load.timeout_s,
+            max_wait_s=max_wait_s,
+            hedge=policy,
+        )
         self._clock = clock
-        self.settings = {"strategy": self.strategy, "failover": {"preset": self.preset,
-                                                                 "base_ejection_s": scenario.bench.cooldown_s,
-                                                                 "escalate_when_all_out": False},
-                         "first_chunk_timeout_s": load.timeout_s, "route.timeout_s": load.timeout_s,
-                         "max_wait_s": max_wait_s}
+        self.settings = {
+            "strategy": self.strategy,
+            "failover": {
+                "preset": self.preset,
+                "base_ejection_s": scenario.bench.cooldown_s,
+                "escalate_when_all_out": False,
+            },
+            "first_chunk_timeout_s": load.timeout_s,
+            "route.timeout_s": load.timeout_s,
+            "max_wait_s": max_wait_s,
+        }
         if policy is not None:
-            self.settings["hedge"] = {"delay_s": policy.delay_s, "max_hedges": policy.max_hedges,
-                                      "budget_ratio": policy.budget_ratio, "quantile": policy.quantile}
+            self.settings["hedge"] = {
+                "delay_s": policy.delay_s,
+                "max_hedges": policy.max_hedges,
+                "budget_ratio": policy.budget_ratio,
+                "quantile": policy.quantile,
+            }
 
     def describe(self) -> dict[str, object]:
-        return {"runnable": "HealthAwareFallbacks(models, strategy, failover, providers, route, first_chunk_timeout_s, "
-                            "max_wait_s=0.9 * load.timeout_s" + (", hedge=HedgePolicy())" if self.hedge else ")"),
-                **self.settings}
+        return {
+            "runnable": "HealthAwareFallbacks(models, strategy, failover, providers, route, first_chunk_timeout_s, "
+            "max_wait_s=0.9 * load.timeout_s" + (", hedge=HedgePolicy())" if self.hedge else ")"),
+            **self.settings,
+        }

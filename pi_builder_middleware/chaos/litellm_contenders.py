@@ -23,8 +23,16 @@ __all__ = ["LiteLLMRouterContender", "MiddlewareLiteLLMContender", "router_setti
 
 GROUP = "chat"
 FALLBACK_GROUP = "chat-fallback"
-_CALLBACK_LISTS = ("callbacks", "input_callback", "success_callback", "failure_callback", "service_callback",
-                   "_async_success_callback", "_async_failure_callback", "_async_input_callback")
+_CALLBACK_LISTS = (
+    "callbacks",
+    "input_callback",
+    "success_callback",
+    "failure_callback",
+    "service_callback",
+    "_async_success_callback",
+    "_async_failure_callback",
+    "_async_input_callback",
+)
 
 
 def _import_litellm() -> Any:
@@ -43,7 +51,9 @@ def _model_list(scenario: ChaosScenario, urls: Mapping[str, str]) -> list[dict[s
         return {
             "model_name": group,
             "litellm_params": {
-                "model": f"openai/{p.models[0]}", "api_base": urls[name], "api_key": API_KEY,
+                "model": f"openai/{p.models[0]}",
+                "api_base": urls[name],
+                "api_key": API_KEY,
                 "input_cost_per_token": p.cost_per_1k_input / 1000.0,
                 "output_cost_per_token": p.cost_per_1k_output / 1000.0,
             },
@@ -84,12 +94,14 @@ class _RouterContender(Contender):
         self._clock: Clock | None = None
         self._saved: dict[str, list[Any]] = {}
 
-    async def _build_router(self, scenario: ChaosScenario, urls: Mapping[str, str], clock: Clock,
-                            settings: dict[str, Any]) -> Any:
+    async def _build_router(
+        self, scenario: ChaosScenario, urls: Mapping[str, str], clock: Clock, settings: dict[str, Any]
+    ) -> Any:
         litellm = _import_litellm()
         # LiteLLM callbacks are process-wide; put the lists back as they were after the run.
-        self._saved = {n: list(getattr(litellm, n)) for n in _CALLBACK_LISTS
-                       if isinstance(getattr(litellm, n, None), list)}
+        self._saved = {
+            n: list(getattr(litellm, n)) for n in _CALLBACK_LISTS if isinstance(getattr(litellm, n, None), list)
+        }
         self._clock = clock
         self.settings = settings
         self.router = litellm.Router(model_list=_model_list(scenario, urls), **settings)
@@ -98,14 +110,22 @@ class _RouterContender(Contender):
     async def call(self, request: PlannedRequest) -> Reply:
         assert self.router is not None and self._clock is not None
         if not request.stream:
-            response = await self.router.acompletion(model=GROUP, messages=request.messages,
-                                                     max_tokens=request.max_tokens)
+            response = await self.router.acompletion(
+                model=GROUP, messages=request.messages, max_tokens=request.max_tokens
+            )
             usage = getattr(response, "usage", None)
-            return Reply(text=response.choices[0].message.content or "",
-                         input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-                         output_tokens=int(getattr(usage, "completion_tokens", 0) or 0))
-        stream = await self.router.acompletion(model=GROUP, messages=request.messages, max_tokens=request.max_tokens,
-                                               stream=True, stream_options={"include_usage": True})
+            return Reply(
+                text=response.choices[0].message.content or "",
+                input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            )
+        stream = await self.router.acompletion(
+            model=GROUP,
+            messages=request.messages,
+            max_tokens=request.max_tokens,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
         parts: list[str] = []
         first: float | None = None
         tokens_in = tokens_out = 0
@@ -132,8 +152,10 @@ class _RouterContender(Contender):
         self.router = None
 
     def describe(self) -> dict[str, object]:
-        return {"router": {k: v for k, v in self.settings.items()},
-                "model_list": f"group {GROUP!r} = every provider; group {FALLBACK_GROUP!r} = the last provider again"}
+        return {
+            "router": {k: v for k, v in self.settings.items()},
+            "model_list": f"group {GROUP!r} = every provider; group {FALLBACK_GROUP!r} = the last provider again",
+        }
 
 
 class LiteLLMRouterContender(_RouterContender):
@@ -175,8 +197,9 @@ class MiddlewareLiteLLMContender(_RouterContender):
         failover = FailoverConfig.preset(self.preset, base_ejection_s=scenario.bench.cooldown_s)
         self.failover = {"preset": self.preset, "base_ejection_s": scenario.bench.cooldown_s}
         self.max_wait_s = round(scenario.load.timeout_s * WAIT_SHARE, 3)
-        self.handle = install(router, strategy=self.strategy, failover=failover, seed=scenario.seed,
-                              max_wait_s=self.max_wait_s)
+        self.handle = install(
+            router, strategy=self.strategy, failover=failover, seed=scenario.seed, max_wait_s=self.max_wait_s
+        )
 
     async def stop(self) -> None:
         if self.handle is not None:
@@ -185,5 +208,7 @@ class MiddlewareLiteLLMContender(_RouterContender):
         await super().stop()
 
     def describe(self) -> dict[str, object]:
-        return {**super().describe(), "install": {"strategy": self.strategy, "failover": self.failover,
-                                                  "max_wait_s": self.max_wait_s}}
+        return {
+            **super().describe(),
+            "install": {"strategy": self.strategy, "failover": self.failover, "max_wait_s": self.max_wait_s},
+        }

@@ -96,8 +96,15 @@ def plan_requests(scenario: ChaosScenario) -> tuple[PlannedRequest, ...]:
             break
         index = len(plan)
         stream = rng.random() < load.stream_share
-        plan.append(PlannedRequest(index=index, at_s=t, stream=stream,
-                                   prompt=_prompt(rng, index, load.input_tokens), max_tokens=load.output_tokens))
+        plan.append(
+            PlannedRequest(
+                index=index,
+                at_s=t,
+                stream=stream,
+                prompt=_prompt(rng, index, load.input_tokens),
+                max_tokens=load.output_tokens,
+            )
+        )
     return tuple(plan)
 
 
@@ -135,17 +142,28 @@ async def drive(
             try:
                 reply = await call(request)
             except Exception as exc:
-                result = CallResult(request.index, request.at_s, started, clock(), request.stream, False,
-                                    error=type(exc).__name__)
+                result = CallResult(
+                    request.index, request.at_s, started, clock(), request.stream, False, error=type(exc).__name__
+                )
             else:
                 ended = clock()
                 provider = provider_of(reply.text, providers)
                 ttft = None
                 if request.stream and reply.first_token_s is not None:
                     ttft = reply.first_token_s - request.at_s
-                result = CallResult(request.index, request.at_s, started, ended, request.stream,
-                                    provider is not None, provider, ttft, reply.input_tokens, reply.output_tokens,
-                                    None if provider is not None else "UnrecognisedReply")
+                result = CallResult(
+                    request.index,
+                    request.at_s,
+                    started,
+                    ended,
+                    request.stream,
+                    provider is not None,
+                    provider,
+                    ttft,
+                    reply.input_tokens,
+                    reply.output_tokens,
+                    None if provider is not None else "UnrecognisedReply",
+                )
             results.append(result)
             if on_result is not None:
                 on_result(result)

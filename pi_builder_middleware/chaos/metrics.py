@@ -137,8 +137,9 @@ def trouble_windows(scenario: ChaosScenario) -> dict[str, list[Window]]:
     out: dict[str, list[Window]] = {}
     end_of_load = scenario.load.duration_s
     for provider in scenario.providers:
-        spans = sorted((w.start_s, end_of_load if w.end_s is None else w.end_s)
-                       for w in provider.faults if _is_trouble(w))
+        spans = sorted(
+            (w.start_s, end_of_load if w.end_s is None else w.end_s) for w in provider.faults if _is_trouble(w)
+        )
         merged: list[Window] = []
         for start, end in spans:
             if merged and start <= merged[-1].end:
@@ -177,8 +178,9 @@ def recovery_time(records: Sequence[RequestRecord], window: Window) -> float | N
     return min(after) - window.end if after else None
 
 
-def _count(times: Sequence[float], low: float, high: float, *, low_open: bool = False,
-           high_closed: bool = False) -> int:
+def _count(
+    times: Sequence[float], low: float, high: float, *, low_open: bool = False, high_closed: bool = False
+) -> int:
     """How many of the sorted ``times`` fall between ``low`` and ``high`` (edges as the flags say)."""
     first = (bisect.bisect_right if low_open else bisect.bisect_left)(times, low)
     last = (bisect.bisect_right if high_closed else bisect.bisect_left)(times, high)
@@ -191,8 +193,16 @@ def baseline_share(mine: Sequence[float], everyone: Sequence[float], start: floa
     return _count(sorted(mine), start, end) / total if total else None
 
 
-def share_return_time(mine: Sequence[float], everyone: Sequence[float], window: Window, *, share: float,
-                      fraction: float, bucket_s: float, load_end: float) -> float | None:
+def share_return_time(
+    mine: Sequence[float],
+    everyone: Sequence[float],
+    window: Window,
+    *,
+    share: float,
+    fraction: float,
+    bucket_s: float,
+    load_end: float,
+) -> float | None:
     """Seconds from the window's end until the provider carries ``fraction`` of ``share`` again.
 
     ``mine`` are the provider's attempt arrivals, ``everyone`` every provider's (see the module
@@ -265,14 +275,29 @@ def compute_metrics(
             share_measured = bool(share) and w.end + bench.bucket_s <= load.duration_s
             back = None
             if share and share_measured:
-                back = share_return_time(times, everyone, w, share=share, fraction=bench.share_fraction,
-                                         bucket_s=bench.bucket_s, load_end=load.duration_s)
-            windows.append(WindowMetrics(
-                provider=name, start=w.start, end=w.end, attempts=sum(1 for t in times if w.covers(t)),
-                detect_s=detection_time(times, w, bench.quiet_s),
-                recover_s=recovery_time(records, w) if measured else None, recover_measured=measured,
-                baseline_share=None if share is None else round(share, 3),
-                share_return_s=None if back is None else round(back, 3), share_measured=share_measured))
+                back = share_return_time(
+                    times,
+                    everyone,
+                    w,
+                    share=share,
+                    fraction=bench.share_fraction,
+                    bucket_s=bench.bucket_s,
+                    load_end=load.duration_s,
+                )
+            windows.append(
+                WindowMetrics(
+                    provider=name,
+                    start=w.start,
+                    end=w.end,
+                    attempts=sum(1 for t in times if w.covers(t)),
+                    detect_s=detection_time(times, w, bench.quiet_s),
+                    recover_s=recovery_time(records, w) if measured else None,
+                    recover_measured=measured,
+                    baseline_share=None if share is None else round(share, 3),
+                    share_return_s=None if back is None else round(back, 3),
+                    share_measured=share_measured,
+                )
+            )
             previous_end = w.end
     detected = [w.detect_s for w in windows if w.detect_s is not None]
     recovered = [w.recover_s for w in windows if w.recover_s is not None]
@@ -311,10 +336,14 @@ def compute_metrics(
         share_unreturned=sum(1 for w in windows if w.share_measured and w.share_return_s is None),
         windows=windows,
         bucket_s=bench.bucket_s,
-        attempts_by_provider={name: bucket_counts([r.at for r in attempts.get(name, ())], bench.bucket_s, buckets)
-                              for name in scenario.provider_names},
-        served_by_provider={name: bucket_counts([r.scheduled_s for r in ok if r.provider == name], bench.bucket_s,
-                                                buckets) for name in scenario.provider_names},
+        attempts_by_provider={
+            name: bucket_counts([r.at for r in attempts.get(name, ())], bench.bucket_s, buckets)
+            for name in scenario.provider_names
+        },
+        served_by_provider={
+            name: bucket_counts([r.scheduled_s for r in ok if r.provider == name], bench.bucket_s, buckets)
+            for name in scenario.provider_names
+        },
         latency_p50_by_bucket_ms=[_ms(percentile([r.latency_s for r in b if r.ok], 50)) for b in by_bucket],
         latency_p95_by_bucket_ms=[_ms(percentile([r.latency_s for r in b if r.ok], 95)) for b in by_bucket],
         success_rate_by_bucket=[round(sum(r.ok for r in b) / len(b), 3) if b else None for b in by_bucket],

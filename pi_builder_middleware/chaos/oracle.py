@@ -36,12 +36,16 @@ def _expected_latency_ms(provider: ChaosProvider, stream: bool, tokens: int) -> 
     return ttft + (0.0 if b.tokens_per_second is None else 1000.0 * tokens / b.tokens_per_second)
 
 
-def oracle_order(scenario: ChaosScenario, troubles: Mapping[str, Sequence[Window]], t: float, *, stream: bool,
-                 lookahead_s: float) -> list[str]:
+def oracle_order(
+    scenario: ChaosScenario, troubles: Mapping[str, Sequence[Window]], t: float, *, stream: bool, lookahead_s: float
+) -> list[str]:
     """Providers out of trouble during ``[t, t + lookahead_s]``, best first for the scenario's objective."""
     load = scenario.load
-    healthy = [p for p in scenario.providers
-               if not any(w.start < t + lookahead_s and w.end > t for w in troubles.get(p.name, ()))]
+    healthy = [
+        p
+        for p in scenario.providers
+        if not any(w.start < t + lookahead_s and w.end > t for w in troubles.get(p.name, ()))
+    ]
 
     def key(p: ChaosProvider) -> tuple[float, float]:
         latency = _expected_latency_ms(p, stream, load.output_tokens)
@@ -80,22 +84,30 @@ class OracleContender(Contender):
 
         self._scenario, self._clock = scenario, clock
         self._troubles = trouble_windows(scenario)
-        self._clients = {name: openai.AsyncOpenAI(base_url=url, api_key=API_KEY, max_retries=0,
-                                                  timeout=scenario.load.timeout_s) for name, url in urls.items()}
+        self._clients = {
+            name: openai.AsyncOpenAI(base_url=url, api_key=API_KEY, max_retries=0, timeout=scenario.load.timeout_s)
+            for name, url in urls.items()
+        }
 
     async def call(self, request: PlannedRequest) -> Reply:
         assert self._scenario is not None and self._clock is not None
         bench = self._scenario.bench
-        order = oracle_order(self._scenario, self._troubles, self._clock(), stream=request.stream,
-                             lookahead_s=bench.oracle_lookahead_s)
+        order = oracle_order(
+            self._scenario, self._troubles, self._clock(), stream=request.stream, lookahead_s=bench.oracle_lookahead_s
+        )
         if not order:
             # Everyone is in trouble: wait for the first provider to come back if that fits the timeout.
             wake = next_healthy_at(self._troubles, self._clock(), bench.oracle_lookahead_s)
             if wake is None or wake - request.at_s > self._scenario.load.timeout_s:
                 raise NoHealthyProviderError("every provider is in a fault window until after the timeout")
             await asyncio.sleep(max(0.0, wake - self._clock()))
-            order = oracle_order(self._scenario, self._troubles, self._clock(), stream=request.stream,
-                                 lookahead_s=bench.oracle_lookahead_s)
+            order = oracle_order(
+                self._scenario,
+                self._troubles,
+                self._clock(),
+                stream=request.stream,
+                lookahead_s=bench.oracle_lookahead_s,
+            )
             if not order:
                 raise NoHealthyProviderError("every provider is in a fault window now")
         now = self._clock()
@@ -124,15 +136,22 @@ class OracleContender(Contender):
         client = self._clients[name]
         model = self._scenario.provider(name).models[0]
         if not request.stream:
-            response = await client.chat.completions.create(model=model, messages=request.messages,
-                                                            max_tokens=request.max_tokens)
+            response = await client.chat.completions.create(
+                model=model, messages=request.messages, max_tokens=request.max_tokens
+            )
             usage = response.usage
-            return Reply(text=response.choices[0].message.content or "",
-                         input_tokens=usage.prompt_tokens if usage else 0,
-                         output_tokens=usage.completion_tokens if usage else 0)
-        stream = await client.chat.completions.create(model=model, messages=request.messages,
-                                                      max_tokens=request.max_tokens, stream=True,
-                                                      stream_options={"include_usage": True})
+            return Reply(
+                text=response.choices[0].message.content or "",
+                input_tokens=usage.prompt_tokens if usage else 0,
+                output_tokens=usage.completion_tokens if usage else 0,
+            )
+        stream = await client.chat.completions.create(
+            model=model,
+            messages=request.messages,
+            max_tokens=request.max_tokens,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
         parts: list[str] = []
         first: float | None = None
         tokens_in = tokens_out = 0
@@ -151,5 +170,7 @@ class OracleContender(Contender):
         self._clients = {}
 
     def describe(self) -> dict[str, object]:
-        return {"client": "openai.AsyncOpenAI(max_retries=0, timeout=load.timeout_s)",
-                "objective": self._scenario.bench.objective.value if self._scenario else None}
+        return {
+            "client": "openai.AsyncOpenAI(max_retries=0, timeout=load.timeout_s)",
+            "objective": self._scenario.bench.objective.value if self._scenario else None,
+        }

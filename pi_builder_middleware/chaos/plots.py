@@ -26,8 +26,14 @@ def _pyplot() -> Any:
 def _shade(ax: Any, scenario: ChaosScenario, colors: dict[str, Any], *, label: bool) -> None:
     for name, windows in trouble_windows(scenario).items():
         for i, w in enumerate(windows):
-            ax.axvspan(w.start, w.end, color=colors[name], alpha=0.15, lw=0,
-                       label=f"{name} in trouble" if label and i == 0 else None)
+            ax.axvspan(
+                w.start,
+                w.end,
+                color=colors[name],
+                alpha=0.15,
+                lw=0,
+                label=f"{name} in trouble" if label and i == 0 else None,
+            )
 
 
 def _hatch(ax: Any, scenario: ChaosScenario) -> None:
@@ -36,8 +42,16 @@ def _hatch(ax: Any, scenario: ChaosScenario) -> None:
         for w in windows:
             ax.axvspan(w.start, w.end, facecolor="none", edgecolor="black", hatch="//", lw=0, alpha=0.3, zorder=5)
             y = (index + 0.5) / len(troubles)
-            ax.text((w.start + w.end) / 2, y, name, ha="center", va="center", fontsize=6, zorder=6,
-                    bbox={"facecolor": "white", "alpha": 0.6, "lw": 0, "pad": 1})
+            ax.text(
+                (w.start + w.end) / 2,
+                y,
+                name,
+                ha="center",
+                va="center",
+                fontsize=6,
+                zorder=6,
+                bbox={"facecolor": "white", "alpha": 0.6, "lw": 0, "pad": 1},
+            )
 
 
 def _colors(plt: Any, scenario: ChaosScenario) -> dict[str, Any]:
@@ -66,8 +80,9 @@ def _latency(plt: Any, scenario: ChaosScenario, metrics: list[ContenderMetrics],
 def _traffic(plt: Any, scenario: ChaosScenario, metrics: list[ContenderMetrics], path: Path) -> None:
     cols = 2 if len(metrics) > 1 else 1
     rows = math.ceil(len(metrics) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 1.9 * rows + 0.6), sharex=True, sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.6 * cols, 1.9 * rows + 0.6), sharex=True, sharey=True, squeeze=False
+    )
     colors = _colors(plt, scenario)
     names = list(scenario.provider_names)
     for index, m in enumerate(metrics):
@@ -75,8 +90,9 @@ def _traffic(plt: Any, scenario: ChaosScenario, metrics: list[ContenderMetrics],
         buckets = len(next(iter(m.attempts_by_provider.values()), []))
         xs = [(k + 0.5) * m.bucket_s for k in range(buckets)]
         totals = [sum(m.attempts_by_provider[n][k] for n in names) for k in range(buckets)]
-        shares = [[m.attempts_by_provider[n][k] / totals[k] if totals[k] else 0.0 for k in range(buckets)]
-                  for n in names]
+        shares = [
+            [m.attempts_by_provider[n][k] / totals[k] if totals[k] else 0.0 for k in range(buckets)] for n in names
+        ]
         ax.stackplot(xs, shares, colors=[colors[n] for n in names], alpha=0.85, labels=names, step="mid")
         _hatch(ax, scenario)
         ax.set_title(m.contender, fontsize=8)
@@ -86,8 +102,12 @@ def _traffic(plt: Any, scenario: ChaosScenario, metrics: list[ContenderMetrics],
         axes[index // cols][index % cols].axis("off")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper right", fontsize=7, ncol=len(names))
-    fig.suptitle(f"{scenario.name}: share of attempts per provider (hatched: the named provider is in trouble)",
-                 fontsize=9, x=0.02, ha="left")
+    fig.suptitle(
+        f"{scenario.name}: share of attempts per provider (hatched: the named provider is in trouble)",
+        fontsize=9,
+        x=0.02,
+        ha="left",
+    )
     fig.supxlabel("seconds since the load started", fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     fig.savefig(path, dpi=_DPI)

@@ -12,11 +12,36 @@ from .metrics import ContenderMetrics, WindowMetrics, trouble_windows
 from .runner import BenchResult, ScenarioResult
 from .scenario import Objective, load_chaos_scenario
 
-__all__ = ["COLUMNS", "Target", "read_metrics", "render_markdown", "scenario_section", "scenario_sections",
-           "scenario_table", "targets", "traffic_share_table", "write_report"]
+__all__ = [
+    "COLUMNS",
+    "Target",
+    "read_metrics",
+    "render_markdown",
+    "scenario_section",
+    "scenario_sections",
+    "scenario_table",
+    "targets",
+    "traffic_share_table",
+    "write_report",
+]
 
-COLUMNS = ("contender", "success", "wasted", "attempts", "failed att.", "p50 ms", "p95 ms", "p99 ms",
-           "TTFT p50", "TTFT p95", "TTFT p99", "cost $", "detect s", "recover s", "back to share s")
+COLUMNS = (
+    "contender",
+    "success",
+    "wasted",
+    "attempts",
+    "failed att.",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "TTFT p50",
+    "TTFT p95",
+    "TTFT p99",
+    "cost $",
+    "detect s",
+    "recover s",
+    "back to share s",
+)
 """Columns of every scenario table in report.md."""
 
 METRIC_NOTES = """\
@@ -52,10 +77,20 @@ def _timing(mean: float | None, missing: int) -> str:
 
 def _row(m: ContenderMetrics) -> list[str]:
     return [
-        f"`{m.contender}`", f"{m.success_rate * 100:.1f} %", str(m.wasted_attempts), str(m.attempts),
-        str(m.failed_attempts), _num(m.latency_p50_ms), _num(m.latency_p95_ms), _num(m.latency_p99_ms),
-        _num(m.ttft_p50_ms), _num(m.ttft_p95_ms), _num(m.ttft_p99_ms), f"{m.cost:.4f}",
-        _timing(m.detect_mean_s, m.undetected), _timing(m.recover_mean_s, m.unrecovered),
+        f"`{m.contender}`",
+        f"{m.success_rate * 100:.1f} %",
+        str(m.wasted_attempts),
+        str(m.attempts),
+        str(m.failed_attempts),
+        _num(m.latency_p50_ms),
+        _num(m.latency_p95_ms),
+        _num(m.latency_p99_ms),
+        _num(m.ttft_p50_ms),
+        _num(m.ttft_p95_ms),
+        _num(m.ttft_p99_ms),
+        f"{m.cost:.4f}",
+        _timing(m.detect_mean_s, m.undetected),
+        _timing(m.recover_mean_s, m.unrecovered),
         _timing(m.share_return_mean_s, m.share_unreturned),
     ]
 
@@ -98,22 +133,46 @@ def targets(result: ScenarioResult) -> list[Target]:
             continue
         if baselines:
             best = max(baselines, key=lambda b: b.success_rate)
-            out.append(Target(m.contender, "success >= every baseline", m.success_rate >= best.success_rate,
-                              f"{m.success_rate * 100:.1f} % vs {best.success_rate * 100:.1f} % ({best.contender})"))
+            out.append(
+                Target(
+                    m.contender,
+                    "success >= every baseline",
+                    m.success_rate >= best.success_rate,
+                    f"{m.success_rate * 100:.1f} % vs {best.success_rate * 100:.1f} % ({best.contender})",
+                )
+            )
         if litellm:
             least = min(litellm, key=lambda b: b.wasted_attempts)
-            out.append(Target(m.contender, "wasted <= 1/3 of LiteLLM", m.wasted_attempts * 3 <= least.wasted_attempts,
-                              f"{m.wasted_attempts} vs {least.wasted_attempts} ({least.contender})"))
+            out.append(
+                Target(
+                    m.contender,
+                    "wasted <= 1/3 of LiteLLM",
+                    m.wasted_attempts * 3 <= least.wasted_attempts,
+                    f"{m.wasted_attempts} vs {least.wasted_attempts} ({least.contender})",
+                )
+            )
             p99s = [b for b in litellm if b.latency_p99_ms is not None]
             if p99s and m.latency_p99_ms is not None:
                 fastest = min(p99s, key=lambda b: b.latency_p99_ms or 0.0)
                 assert fastest.latency_p99_ms is not None
-                out.append(Target(m.contender, "p99 <= LiteLLM", m.latency_p99_ms <= fastest.latency_p99_ms,
-                                  f"{m.latency_p99_ms:,.0f} vs {fastest.latency_p99_ms:,.0f} ms ({fastest.contender})"))
+                out.append(
+                    Target(
+                        m.contender,
+                        "p99 <= LiteLLM",
+                        m.latency_p99_ms <= fastest.latency_p99_ms,
+                        f"{m.latency_p99_ms:,.0f} vs {fastest.latency_p99_ms:,.0f} ms ({fastest.contender})",
+                    )
+                )
         if result.scenario.bench.objective is Objective.COST and oracle is not None and oracle.cost > 0:
             ratio = m.cost / oracle.cost
-            out.append(Target(m.contender, "cost within 5 % of oracle", ratio <= 1.05,
-                              f"{m.cost:.4f} vs {oracle.cost:.4f} $ ({(ratio - 1) * 100:+.1f} %)"))
+            out.append(
+                Target(
+                    m.contender,
+                    "cost within 5 % of oracle",
+                    ratio <= 1.05,
+                    f"{m.cost:.4f} vs {oracle.cost:.4f} $ ({(ratio - 1) * 100:+.1f} %)",
+                )
+            )
     return out
 
 
@@ -149,14 +208,18 @@ def _limits(b: Behaviour) -> str:
 
 def _providers_table(result: ScenarioResult) -> str:
     troubles = trouble_windows(result.scenario)
-    lines = ["| provider | $ / 1k in | $ / 1k out | latency p50 | TTFT p50 | base errors | limits | in trouble (s) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| provider | $ / 1k in | $ / 1k out | latency p50 | TTFT p50 | base errors | limits | in trouble (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for p in result.scenario.providers:
         b = p.behaviour
         ttft = (b.ttft or b.latency).median_ms
         spans = ", ".join(f"{w.start:g}–{w.end:g}" for w in troubles[p.name]) or "never"
-        lines.append(f"| {p.name} | {p.cost_per_1k_input:g} | {p.cost_per_1k_output:g} | {b.latency.median_ms:g} ms | "
-                     f"{ttft:g} ms | {b.error_rate * 100:g} % | {_limits(p.behaviour)} | {spans} |")
+        lines.append(
+            f"| {p.name} | {p.cost_per_1k_input:g} | {p.cost_per_1k_output:g} | {b.latency.median_ms:g} ms | "
+            f"{ttft:g} ms | {b.error_rate * 100:g} % | {_limits(p.behaviour)} | {spans} |"
+        )
     return "\n".join(lines)
 
 
@@ -222,9 +285,14 @@ def render_markdown(result: BenchResult, plots: dict[str, dict[str, str]]) -> st
 def scenario_sections(result: BenchResult, *, level: int = 3, link_prefix: str = "") -> str:
     """Every scenario's section at heading ``level``, plot links prefixed (for embedding, e.g. BENCHMARKS.md)."""
     return "\n\n".join(
-        scenario_section(s, {kind: f"{s.scenario.name}-{kind}.png" for kind in ("latency", "traffic", "success")}
-                         if s.metrics else {}, level=level, link_prefix=link_prefix)
-        for s in result.scenarios)
+        scenario_section(
+            s,
+            {kind: f"{s.scenario.name}-{kind}.png" for kind in ("latency", "traffic", "success")} if s.metrics else {},
+            level=level,
+            link_prefix=link_prefix,
+        )
+        for s in result.scenarios
+    )
 
 
 def read_metrics(path: str | Path) -> BenchResult:
@@ -240,8 +308,14 @@ def read_metrics(path: str | Path) -> BenchResult:
             result.labels[raw["contender"]] = raw.get("label", raw["contender"])
             result.settings[raw["contender"]] = raw.get("settings", {})
         scenarios.append(result)
-    return BenchResult(scenarios=scenarios, machine=data["machine"], command=data["command"],
-                       started_at=data["started_at"], total_s=data["total_s"], quick=data.get("quick", False))
+    return BenchResult(
+        scenarios=scenarios,
+        machine=data["machine"],
+        command=data["command"],
+        started_at=data["started_at"],
+        total_s=data["total_s"],
+        quick=data.get("quick", False),
+    )
 
 
 def write_report(result: BenchResult, folder: str | Path) -> Path:

@@ -62,8 +62,14 @@ class ScenarioResult:
         return {
             "scenario": self.scenario.model_dump(mode="json"),
             "trouble_windows": {n: [[w.start, w.end] for w in ws] for n, ws in troubles.items()},
-            "contenders": [{**dataclasses.asdict(m), "label": self.labels.get(m.contender, m.contender),
-                            "settings": self.settings.get(m.contender, {})} for m in self.metrics],
+            "contenders": [
+                {
+                    **dataclasses.asdict(m),
+                    "label": self.labels.get(m.contender, m.contender),
+                    "settings": self.settings.get(m.contender, {}),
+                }
+                for m in self.metrics
+            ],
             "skipped": self.skipped,
         }
 
@@ -81,8 +87,14 @@ class BenchResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
-        return {"command": self.command, "started_at": self.started_at, "total_s": round(self.total_s, 1),
-                "quick": self.quick, "machine": self.machine, "scenarios": [s.to_dict() for s in self.scenarios]}
+        return {
+            "command": self.command,
+            "started_at": self.started_at,
+            "total_s": round(self.total_s, 1),
+            "quick": self.quick,
+            "machine": self.machine,
+            "scenarios": [s.to_dict() for s in self.scenarios],
+        }
 
 
 def machine_info() -> dict[str, object]:
@@ -95,12 +107,18 @@ def machine_info() -> dict[str, object]:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = "not installed"
-    return {"nproc": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
-            "versions": versions, "load_average": [round(v, 2) for v in os.getloadavg()]}
+    return {
+        "nproc": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "versions": versions,
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+    }
 
 
-async def run_contender(scenario: ChaosScenario, spec: ContenderSpec, sims: SimulatorProcess,
-                        progress: Progress | None = None) -> tuple[ContenderMetrics, dict[str, object]]:
+async def run_contender(
+    scenario: ChaosScenario, spec: ContenderSpec, sims: SimulatorProcess, progress: Progress | None = None
+) -> tuple[ContenderMetrics, dict[str, object]]:
     """Run one contender against a fresh simulator in ``sims``; returns its metrics and the settings it used."""
     progress = progress or _Silent()
     clock = LoadClock()
@@ -113,8 +131,14 @@ async def run_contender(scenario: ChaosScenario, spec: ContenderSpec, sims: Simu
             progress.run_started(scenario.name, spec.name, len(plan))
             await asyncio.to_thread(sims.go, clock.restart())
             began = time.monotonic()
-            results = await drive(plan, contender.call, clock=clock, providers=scenario.provider_names,
-                                  concurrency=scenario.load.concurrency, on_result=progress.request_done)
+            results = await drive(
+                plan,
+                contender.call,
+                clock=clock,
+                providers=scenario.provider_names,
+                concurrency=scenario.load.concurrency,
+                on_result=progress.request_done,
+            )
             wall = time.monotonic() - began
         finally:
             await contender.stop()
@@ -125,8 +149,9 @@ async def run_contender(scenario: ChaosScenario, spec: ContenderSpec, sims: Simu
     return compute_metrics(spec.name, scenario, results, attempts, wall_s=wall), settings
 
 
-async def run_scenario(scenario: ChaosScenario, specs: Sequence[ContenderSpec], sims: SimulatorProcess,
-                       progress: Progress | None = None) -> ScenarioResult:
+async def run_scenario(
+    scenario: ChaosScenario, specs: Sequence[ContenderSpec], sims: SimulatorProcess, progress: Progress | None = None
+) -> ScenarioResult:
     """Every contender in turn on one scenario."""
     progress = progress or _Silent()
     result = ScenarioResult(scenario=scenario, labels={s.name: s.label for s in specs})
@@ -147,8 +172,14 @@ async def run_scenario(scenario: ChaosScenario, specs: Sequence[ContenderSpec], 
     return result
 
 
-def run_bench(scenarios: Sequence[ChaosScenario], specs: Sequence[ContenderSpec], *, command: str,
-              progress: Progress | None = None, quick: bool = False) -> BenchResult:
+def run_bench(
+    scenarios: Sequence[ChaosScenario],
+    specs: Sequence[ContenderSpec],
+    *,
+    command: str,
+    progress: Progress | None = None,
+    quick: bool = False,
+) -> BenchResult:
     """Run every scenario with every contender (blocking; one event loop for the whole bench)."""
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     load_before = [round(v, 2) for v in os.getloadavg()]
@@ -160,5 +191,11 @@ def run_bench(scenarios: Sequence[ChaosScenario], specs: Sequence[ContenderSpec]
     with SimulatorProcess() as sims:
         results = asyncio.run(main(sims))
     machine = {**machine_info(), "load_average_at_start": load_before}
-    return BenchResult(scenarios=results, machine=machine, command=command, started_at=started_at,
-                       total_s=time.monotonic() - began, quick=quick)
+    return BenchResult(
+        scenarios=results,
+        machine=machine,
+        command=command,
+        started_at=started_at,
+        total_s=time.monotonic() - began,
+        quick=quick,
+    )

@@ -191,9 +191,13 @@ class ChaosScenario(_Frozen):
         for i, provider in enumerate(self.providers):
             for j, window in enumerate(provider.faults):
                 if window.start_s >= self.load.duration_s:
-                    problems.append((f"providers[{i}].faults[{j}].start_s",
-                                     f"starts at {window.start_s:g} s, after the load ends "
-                                     f"(load.duration_s = {self.load.duration_s:g})"))
+                    problems.append(
+                        (
+                            f"providers[{i}].faults[{j}].start_s",
+                            f"starts at {window.start_s:g} s, after the load ends "
+                            f"(load.duration_s = {self.load.duration_s:g})",
+                        )
+                    )
         if problems:
             raise _WindowProblems(problems)
         return self
@@ -228,8 +232,14 @@ class ChaosScenario(_Frozen):
 
         providers = tuple(p.model_copy(update={"faults": tuple(window(w) for w in p.faults)}) for p in self.providers)
         b = self.bench
-        bench = b.model_copy(update={"cooldown_s": b.cooldown_s * f, "quiet_s": b.quiet_s * f,
-                                     "bucket_s": b.bucket_s * f, "share_lookback_s": b.share_lookback_s * f})
+        bench = b.model_copy(
+            update={
+                "cooldown_s": b.cooldown_s * f,
+                "quiet_s": b.quiet_s * f,
+                "bucket_s": b.bucket_s * f,
+                "share_lookback_s": b.share_lookback_s * f,
+            }
+        )
         load = self.load.model_copy(update={"duration_s": duration_s})
         return self.model_copy(update={"load": load, "bench": bench, "providers": providers})
 
@@ -278,8 +288,21 @@ def load_chaos_scenario_file(path: str | Path) -> ChaosScenario:
 
 
 #: Report order of the built-in scenarios (others follow alphabetically).
-BUILTIN_ORDER = ("outage", "long-outage", "brownout", "rate-limit", "flapping", "slow-ttft", "cost-vs-reliability",
-                 "all-down", "outage-return", "single-blip", "capacity", "cold-start", "heavy-tail")
+BUILTIN_ORDER = (
+    "outage",
+    "long-outage",
+    "brownout",
+    "rate-limit",
+    "flapping",
+    "slow-ttft",
+    "cost-vs-reliability",
+    "all-down",
+    "outage-return",
+    "single-blip",
+    "capacity",
+    "cold-start",
+    "heavy-tail",
+)
 
 
 def builtin_scenarios() -> dict[str, Path]:
@@ -304,5 +327,6 @@ def resolve_scenario(name_or_path: str) -> ChaosScenario:
     candidate = Path(name_or_path)
     if candidate.suffix == ".toml" or candidate.exists():
         return load_chaos_scenario_file(candidate)
-    raise ChaosConfigError([("--scenario", f"no built-in scenario {name_or_path!r} and no such file; "
-                                           f"built-in: {', '.join(builtin)}")])
+    raise ChaosConfigError(
+        [("--scenario", f"no built-in scenario {name_or_path!r} and no such file; built-in: {', '.join(builtin)}")]
+    )

@@ -22,16 +22,23 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the process exit code."""
     parser = argparse.ArgumentParser(prog="pi-builder demo", description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--duration", type=float, default=None,
-                        help="seconds of traffic (default 60, or the scenario's own length)")
-    parser.add_argument("--scenario", default=None,
-                        help="a chaos scenario (built-in name such as 'outage', or a TOML path) instead of "
-                             "the embedded one")
+    parser.add_argument(
+        "--duration", type=float, default=None, help="seconds of traffic (default 60, or the scenario's own length)"
+    )
+    parser.add_argument(
+        "--scenario",
+        default=None,
+        help="a chaos scenario (built-in name such as 'outage', or a TOML path) instead of the embedded one",
+    )
     parser.add_argument("--rate", type=float, default=None, help="requests per second (default 10)")
     parser.add_argument("--no-live", action="store_true", help="print a snapshot every few seconds instead")
-    parser.add_argument("--metrics-port", type=int, default=None, metavar="N",
-                        help="serve Prometheus /metrics on 127.0.0.1:N while the demo runs (needs the "
-                             "prometheus extra)")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="N",
+        help="serve Prometheus /metrics on 127.0.0.1:N while the demo runs (needs the prometheus extra)",
+    )
     args = parser.parse_args(argv)
     if (args.duration is not None and args.duration <= 0) or (args.rate is not None and args.rate <= 0):
         print("pi-builder demo: --duration and --rate must be > 0", file=sys.stderr)

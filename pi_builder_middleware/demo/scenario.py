@@ -58,24 +58,51 @@ def default_scenario(duration_s: float = 60.0) -> DemoScenario:
     d = duration_s
     fast = SimProvider(
         name="openai-fast",
-        behaviour=Behaviour(latency=Latency.lognormal(120, 0.25), ttft=Latency.lognormal(60, 0.3),
-                            tokens_per_second=400, response_tokens=24),
-        faults=(FaultWindow(start_s=0.15 * d, end_s=0.45 * d, error_rate=1.0,
-                            errors={Outcome.SERVICE_UNAVAILABLE: 1.0}),),
+        behaviour=Behaviour(
+            latency=Latency.lognormal(120, 0.25),
+            ttft=Latency.lognormal(60, 0.3),
+            tokens_per_second=400,
+            response_tokens=24,
+        ),
+        faults=(
+            FaultWindow(start_s=0.15 * d, end_s=0.45 * d, error_rate=1.0, errors={Outcome.SERVICE_UNAVAILABLE: 1.0}),
+        ),
     )
     solid = SimProvider(
         name="anthropic-solid",
-        behaviour=Behaviour(latency=Latency.lognormal(260, 0.2), ttft=Latency.lognormal(120, 0.3),
-                            tokens_per_second=300, response_tokens=24),
-        faults=(FaultWindow(start_s=0.55 * d, end_s=0.65 * d, error_rate=0.8, errors={Outcome.RATE_LIMIT: 1.0},
-                            retry_after_s=max(1.0, 0.05 * d)),),
+        behaviour=Behaviour(
+            latency=Latency.lognormal(260, 0.2),
+            ttft=Latency.lognormal(120, 0.3),
+            tokens_per_second=300,
+            response_tokens=24,
+        ),
+        faults=(
+            FaultWindow(
+                start_s=0.55 * d,
+                end_s=0.65 * d,
+                error_rate=0.8,
+                errors={Outcome.RATE_LIMIT: 1.0},
+                retry_after_s=max(1.0, 0.05 * d),
+            ),
+        ),
     )
     cheap = SimProvider(
         name="local-cheap",
-        behaviour=Behaviour(latency=Latency.lognormal(400, 0.3), ttft=Latency.lognormal(200, 0.3),
-                            tokens_per_second=200, response_tokens=24),
-        faults=(FaultWindow(start_s=0.7 * d, end_s=0.85 * d, error_rate=0.3, latency_multiplier=5.0,
-                            errors={Outcome.SERVER_ERROR: 1.0}),),
+        behaviour=Behaviour(
+            latency=Latency.lognormal(400, 0.3),
+            ttft=Latency.lognormal(200, 0.3),
+            tokens_per_second=200,
+            response_tokens=24,
+        ),
+        faults=(
+            FaultWindow(
+                start_s=0.7 * d,
+                end_s=0.85 * d,
+                error_rate=0.3,
+                latency_multiplier=5.0,
+                errors={Outcome.SERVER_ERROR: 1.0},
+            ),
+        ),
     )
     return DemoScenario(
         providers=(
@@ -83,7 +110,11 @@ def default_scenario(duration_s: float = 60.0) -> DemoScenario:
             DemoProvider(solid, 0.003, 0.015, 0.95),
             DemoProvider(cheap, 0.0002, 0.0006, 0.6),
         ),
-        duration_s=d, rate_per_s=10.0, concurrency=8, stream_share=0.25, seed=7,
+        duration_s=d,
+        rate_per_s=10.0,
+        concurrency=8,
+        stream_share=0.25,
+        seed=7,
     )
 
 
@@ -99,6 +130,11 @@ def from_chaos(name_or_path: str, duration_s: float | None = None) -> DemoScenar
         DemoProvider(p.to_sim(chaos.load.output_tokens), p.cost_per_1k_input, p.cost_per_1k_output, p.quality)
         for p in chaos.providers
     )
-    return DemoScenario(providers=providers, duration_s=duration_s or chaos.load.duration_s,
-                        rate_per_s=chaos.load.rate_rps, concurrency=chaos.load.concurrency,
-                        stream_share=chaos.load.stream_share, seed=chaos.seed)
+    return DemoScenario(
+        providers=providers,
+        duration_s=duration_s or chaos.load.duration_s,
+        rate_per_s=chaos.load.rate_rps,
+        concurrency=chaos.load.concurrency,
+        stream_share=chaos.load.stream_share,
+        seed=chaos.seed,
+    )

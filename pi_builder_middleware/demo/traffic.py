@@ -51,22 +51,34 @@ class DemoRun:
 def preload() -> None:
     """Import the frameworks before the simulator's clock starts (litellm alone takes seconds)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    for module in ("litellm", "langchain_openai", "pi_builder_middleware.adapters.litellm",
-                   "pi_builder_middleware.adapters.langchain"):
+    for module in (
+        "litellm",
+        "langchain_openai",
+        "pi_builder_middleware.adapters.litellm",
+        "pi_builder_middleware.adapters.langchain",
+    ):
         importlib.import_module(module)
 
 
 def build_middleware(scenario: DemoScenario) -> Middleware:
     """One middleware for both frameworks; provider ids are the simulator's provider names."""
     providers = [
-        Provider(id=p.sim.name, cost_per_1k_input=p.cost_per_1k_input, cost_per_1k_output=p.cost_per_1k_output,
-                 quality=p.quality, capabilities={"streaming"}, model="openai/sim-model", group="chat")
+        Provider(
+            id=p.sim.name,
+            cost_per_1k_input=p.cost_per_1k_input,
+            cost_per_1k_output=p.cost_per_1k_output,
+            quality=p.quality,
+            capabilities={"streaming"},
+            model="openai/sim-model",
+            group="chat",
+        )
         for p in scenario.providers
     ]
     failover = FailoverConfig.preset("aggressive", base_ejection_s=max(2.0, scenario.duration_s / 20))
     monitor = MonitorConfig(window_s=max(10.0, scenario.duration_s / 4), min_samples=3)
-    return Middleware(providers=providers, strategy="latency-optimal", failover=failover, monitor=monitor,
-                      seed=scenario.seed)
+    return Middleware(
+        providers=providers, strategy="latency-optimal", failover=failover, monitor=monitor, seed=scenario.seed
+    )
 
 
 def _router(scenario: DemoScenario, sim: Simulator) -> Any:
@@ -75,10 +87,18 @@ def _router(scenario: DemoScenario, sim: Simulator) -> Any:
     model_list = [
         {
             "model_name": "chat",
-            "litellm_params": {"model": "openai/sim-model", "api_base": sim.base_url(p.sim.name),
-                               "api_key": _FAKE_KEY, "timeout": 10, "max_retries": 0},
-            "model_info": {"id": p.sim.name, "input_cost_per_token": p.cost_per_1k_input / 1000,
-                           "output_cost_per_token": p.cost_per_1k_output / 1000},
+            "litellm_params": {
+                "model": "openai/sim-model",
+                "api_base": sim.base_url(p.sim.name),
+                "api_key": _FAKE_KEY,
+                "timeout": 10,
+                "max_retries": 0,
+            },
+            "model_info": {
+                "id": p.sim.name,
+                "input_cost_per_token": p.cost_per_1k_input / 1000,
+                "output_cost_per_token": p.cost_per_1k_output / 1000,
+            },
         }
         for p in scenario.providers
     ]
@@ -92,8 +112,14 @@ def _langchain(scenario: DemoScenario, sim: Simulator, mw: Middleware) -> Any:
     # adapters are mapped packages that type-check on their own; the demo only drives them
     fallbacks_cls = importlib.import_module("pi_builder_middleware.adapters.langchain").HealthAwareFallbacks
     models = {
-        p.sim.name: ChatOpenAI(model="sim-model", base_url=sim.base_url(p.sim.name), api_key=_FAKE_KEY,  # type: ignore[arg-type]
-                               max_retries=0, timeout=10, stream_usage=True)
+        p.sim.name: ChatOpenAI(
+            model="sim-model",
+            base_url=sim.base_url(p.sim.name),
+            api_key=_FAKE_KEY,  # type: ignore[arg-type]
+            max_retries=0,
+            timeout=10,
+            stream_usage=True,
+        )
         for p in scenario.providers
     }
     return fallbacks_cls(models=models, middleware=mw)
@@ -127,16 +153,16 @@ async def run_traffic(run: DemoRun) -> None:
         handle.uninstall()
 
 
-async def _one(run: DemoRun, router: Any, chain: Any, framework: str, stream: bool,
-               gate: asyncio.Semaphore) -> None:
+async def _one(run: DemoRun, router: Any, chain: Any, framework: str, stream: bool, gate: asyncio.Semaphore) -> None:
     start = time.monotonic()
     at = run.elapsed()
     error = ""
     try:
         if framework == "litellm":
             if stream:
-                response = await router.acompletion(model="chat", messages=_PROMPT, stream=True,
-                                                    stream_options={"include_usage": True})
+                response = await router.acompletion(
+                    model="chat", messages=_PROMPT, stream=True, stream_options={"include_usage": True}
+                )
                 async for _ in response:
                     pass
             else:

@@ -162,8 +162,9 @@ class ProviderState:
             if override is None:
                 limit = behaviour.max_concurrent
                 if limit is not None and self._in_flight >= limit:
-                    decision = dataclasses.replace(decision, outcome=Outcome.RATE_LIMIT, latency_s=0.0, ttft_s=0.0,
-                                                   rejected_at=limit)
+                    decision = dataclasses.replace(
+                        decision, outcome=Outcome.RATE_LIMIT, latency_s=0.0, ttft_s=0.0, rejected_at=limit
+                    )
                 else:
                     self._in_flight += 1
                     decision = dataclasses.replace(decision, holds_slot=True)

@@ -83,8 +83,11 @@ def tool_call_for(body: dict[str, Any], call_id: str) -> dict[str, Any] | None:
             prop = schema["properties"].get(name)
             kind = prop.get("type") if isinstance(prop, dict) else None
             arguments[str(name)] = _SAMPLE_ARGUMENTS.get(kind) if isinstance(kind, str) else None
-    return {"id": call_id, "type": "function",
-            "function": {"name": function["name"], "arguments": json.dumps(arguments, separators=(",", ":"))}}
+    return {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": function["name"], "arguments": json.dumps(arguments, separators=(",", ":"))},
+    }
 
 
 _SAMPLE_ARGUMENTS: dict[str, Any] = {"string": "sim", "integer": 1, "number": 1.0, "boolean": True}

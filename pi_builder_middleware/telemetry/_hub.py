@@ -92,10 +92,18 @@ class Telemetry:
         """Start tracking one call of the attempt loop."""
         return RequestTrace(self, request)
 
-    def record_attempt(self, outcome: Outcome, record: Callable[[Outcome], ErrorKind | None], *,
-                       start_s: float | None = None, end_s: float | None = None, stream: bool | None = None,
-                       server: tuple[str, int | None] | None = None, trace_key: str | None = None,
-                       parent: Any = None) -> None:
+    def record_attempt(
+        self,
+        outcome: Outcome,
+        record: Callable[[Outcome], ErrorKind | None],
+        *,
+        start_s: float | None = None,
+        end_s: float | None = None,
+        stream: bool | None = None,
+        server: tuple[str, int | None] | None = None,
+        trace_key: str | None = None,
+        parent: Any = None,
+    ) -> None:
         """An attempt run by a framework's own loop (LiteLLM's): ``record(outcome)`` inside its CLIENT span.
 
         The span nests under ``parent`` (the framework's request span, when it hands one over) or else the
@@ -108,8 +116,14 @@ class Telemetry:
         if otel is None or provider is None:
             record(outcome)
             return
-        span = otel.start_attempt(provider, self._number(trace_key), stream=stream, server=server,
-                                  start_time=None if start_s is None else int(start_s * 1e9), parent=parent)
+        span = otel.start_attempt(
+            provider,
+            self._number(trace_key),
+            stream=stream,
+            server=server,
+            start_time=None if start_s is None else int(start_s * 1e9),
+            parent=parent,
+        )
         token = otel.attach(span)
         kind = None
         try:
@@ -235,8 +249,10 @@ def otel_configured() -> bool:
     metrics_api = sys.modules.get("opentelemetry.metrics")
     if metrics_api is not None:
         meter_provider = metrics_api.get_meter_provider()
-        if not isinstance(meter_provider, metrics_api.NoOpMeterProvider) and \
-                type(meter_provider).__name__ != "_ProxyMeterProvider":
+        if (
+            not isinstance(meter_provider, metrics_api.NoOpMeterProvider)
+            and type(meter_provider).__name__ != "_ProxyMeterProvider"
+        ):
             return True
     return False
 
@@ -260,16 +276,18 @@ def attach(mw: Middleware, setting: object) -> None:
     if setting is not None and setting is not True:
         otel_module = sys.modules.get("pi_builder_middleware.telemetry.otel")
         if otel_module is None or not isinstance(setting, otel_module.OtelTelemetry):
-            raise ConfigError("telemetry", f"expected True, False, None or an OtelTelemetry, got "
-                                           f"{type(setting).__name__}")
+            raise ConfigError(
+                "telemetry", f"expected True, False, None or an OtelTelemetry, got {type(setting).__name__}"
+            )
         otel = setting
     elif setting is True or (not _env_disabled() and otel_configured()):
         try:
             from .otel import OtelTelemetry
         except ImportError:
             if setting is True:
-                raise ConfigError("telemetry", "OpenTelemetry is not installed: pip install "
-                                               "'pi-builder-middleware[otel]'") from None
+                raise ConfigError(
+                    "telemetry", "OpenTelemetry is not installed: pip install 'pi-builder-middleware[otel]'"
+                ) from None
         else:
             otel = OtelTelemetry.shared()
     if otel is not None:

@@ -49,33 +49,51 @@ class OtelTelemetry:
     _shared: OtelTelemetry | None = None
     _shared_lock = threading.Lock()
 
-    def __init__(self, *, tracer_provider: TracerProvider | None = None,
-                 meter_provider: MeterProvider | None = None) -> None:
+    def __init__(
+        self, *, tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None
+    ) -> None:
         from pi_builder_middleware import __version__
 
         self.tracer = trace.get_tracer(INSTRUMENTATION_NAME, __version__, tracer_provider=tracer_provider)
         meter = metrics.get_meter(INSTRUMENTATION_NAME, __version__, meter_provider=meter_provider)
         self.duration = meter.create_histogram(
-            "gen_ai.client.operation.duration", "s", "Duration of each attempt (GenAI client operation)",
-            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS)
+            "gen_ai.client.operation.duration",
+            "s",
+            "Duration of each attempt (GenAI client operation)",
+            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
+        )
         self.tokens = meter.create_histogram(
-            "gen_ai.client.token.usage", "{token}", "Tokens used by each answered attempt",
-            explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS)
+            "gen_ai.client.token.usage",
+            "{token}",
+            "Tokens used by each answered attempt",
+            explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
+        )
         self.ttfc = meter.create_histogram(
-            "gen_ai.client.operation.time_to_first_chunk", "s", "Time to the first chunk of each streamed attempt",
-            explicit_bucket_boundaries_advisory=_TTFC_BUCKETS)
+            "gen_ai.client.operation.time_to_first_chunk",
+            "s",
+            "Time to the first chunk of each streamed attempt",
+            explicit_bucket_boundaries_advisory=_TTFC_BUCKETS,
+        )
         self.ejections = meter.create_counter("pi_builder.ejections", "{ejection}", "Breaker trips (provider ejected)")
-        self.failovers = meter.create_counter("pi_builder.failovers", "{failover}",
-                                              "Requests moved from a provider to the next in their chain")
+        self.failovers = meter.create_counter(
+            "pi_builder.failovers", "{failover}", "Requests moved from a provider to the next in their chain"
+        )
         self.cooldowns = meter.create_counter("pi_builder.cooldowns", "{cooldown}", "Rate-limit cooldowns started")
-        meter.create_observable_up_down_counter("pi_builder.attempts.in_flight", [self._observe_in_flight],
-                                                "{attempt}", "Attempts running now")
-        self.decisions = meter.create_counter("pi_builder.decisions", "{decision}",
-                                              "Routing decisions by strategy and reason")
-        self.requests = meter.create_counter("pi_builder.requests", "{request}",
-                                             "Calls of the attempt loop by outcome and whether they failed over")
-        meter.create_observable_gauge("pi_builder.breaker.state", [self._observe_breakers], "{state}",
-                                      "Breaker state per provider: 0 closed, 1 half-open, 2 open")
+        meter.create_observable_up_down_counter(
+            "pi_builder.attempts.in_flight", [self._observe_in_flight], "{attempt}", "Attempts running now"
+        )
+        self.decisions = meter.create_counter(
+            "pi_builder.decisions", "{decision}", "Routing decisions by strategy and reason"
+        )
+        self.requests = meter.create_counter(
+            "pi_builder.requests", "{request}", "Calls of the attempt loop by outcome and whether they failed over"
+        )
+        meter.create_observable_gauge(
+            "pi_builder.breaker.state",
+            [self._observe_breakers],
+            "{state}",
+            "Breaker state per provider: 0 closed, 1 half-open, 2 open",
+        )
         self._watched: weakref.WeakSet[Middleware] = weakref.WeakSet()
         self._attrs: dict[str, tuple[Provider, dict[str, Any]]] = {}
 
@@ -93,8 +111,11 @@ class OtelTelemetry:
         cached = self._attrs.get(provider.id)
         if cached is not None and cached[0] is provider:
             return cached[1]
-        attrs: dict[str, Any] = {n.OPERATION: n.OPERATION_CHAT, n.REQUEST_MODEL: n.request_model(provider),
-                                 n.PROVIDER_ID: provider.id}
+        attrs: dict[str, Any] = {
+            n.OPERATION: n.OPERATION_CHAT,
+            n.REQUEST_MODEL: n.request_model(provider),
+            n.PROVIDER_ID: provider.id,
+        }
         vendor = n.api_provider(provider)
         if vendor:
             attrs[n.PROVIDER_NAME] = vendor
@@ -117,18 +138,24 @@ class OtelTelemetry:
 
     def decided(self, span: Span, decision: RoutingDecision) -> None:
         """The routing decision's reason on the request span (the last pass's, when there were several)."""
-        span.set_attributes({
-            n.DECISION_STRATEGY: decision.strategy, n.DECISION_REASON: decision.reason,
-            n.DECISION_PROVIDER: decision.provider.id, n.DECISION_CHAIN: [p.id for p in decision.chain],
-            n.DECISION_TRIAL: decision.trial, n.DECISION_PANIC: decision.panic,
-        })
+        span.set_attributes(
+            {
+                n.DECISION_STRATEGY: decision.strategy,
+                n.DECISION_REASON: decision.reason,
+                n.DECISION_PROVIDER: decision.provider.id,
+                n.DECISION_CHAIN: [p.id for p in decision.chain],
+                n.DECISION_TRIAL: decision.trial,
+                n.DECISION_PANIC: decision.panic,
+            }
+        )
 
     def waiting(self, span: Span, seconds: float) -> None:
         """A wait for a provider to be re-admitted before the next pass."""
         span.add_event("pi_builder.wait", {"pi_builder.wait.seconds": seconds})
 
-    def end_request(self, span: Span, attempts: int, failovers: int, provider_id: str | None,
-                    error: BaseException | None) -> None:
+    def end_request(
+        self, span: Span, attempts: int, failovers: int, provider_id: str | None, error: BaseException | None
+    ) -> None:
         """End the request span: how many attempts and failovers, who answered, or the error."""
         span.set_attribute("pi_builder.attempts", attempts)
         span.set_attribute("pi_builder.failovers", failovers)
@@ -140,9 +167,16 @@ class OtelTelemetry:
             span.set_status(Status(StatusCode.ERROR, kind))
         span.end()
 
-    def start_attempt(self, provider: Provider, number: int, *, start_time: int | None = None,
-                      stream: bool | None = None, server: tuple[str, int | None] | None = None,
-                      parent: Any = None) -> Span:
+    def start_attempt(
+        self,
+        provider: Provider,
+        number: int,
+        *,
+        start_time: int | None = None,
+        stream: bool | None = None,
+        server: tuple[str, int | None] | None = None,
+        parent: Any = None,
+    ) -> Span:
         """The CLIENT span of one attempt, a child of ``parent`` (a span whose context is valid) or else of the
         current span (the request span in the attempt loop)."""
         attrs = dict(self.attributes(provider))
@@ -160,11 +194,23 @@ class OtelTelemetry:
                     context = trace.set_span_in_context(parent)
             except Exception:  # not a span after all: nest under the current one
                 context = None
-        return self.tracer.start_span(f"{n.OPERATION_CHAT} {attrs[n.REQUEST_MODEL]}", context=context,
-                                      kind=SpanKind.CLIENT, attributes=attrs, start_time=start_time)
+        return self.tracer.start_span(
+            f"{n.OPERATION_CHAT} {attrs[n.REQUEST_MODEL]}",
+            context=context,
+            kind=SpanKind.CLIENT,
+            attributes=attrs,
+            start_time=start_time,
+        )
 
-    def end_attempt(self, span: Span, outcome: Outcome | None, error: BaseException | None,
-                    kind: ErrorKind | None, *, end_time: int | None = None) -> None:
+    def end_attempt(
+        self,
+        span: Span,
+        outcome: Outcome | None,
+        error: BaseException | None,
+        kind: ErrorKind | None,
+        *,
+        end_time: int | None = None,
+    ) -> None:
         """End an attempt's span: its tokens, or its error (type and kind, never the message)."""
         if outcome is not None and outcome.ok:
             if outcome.input_tokens or outcome.output_tokens:
@@ -190,8 +236,14 @@ class OtelTelemetry:
             return
         span = trace.get_current_span()
         if span.is_recording():
-            span.add_event(name, {n.PROVIDER_ID: event.provider_id, "pi_builder.breaker.state": event.circuit.value,
-                                  n.EVENT_DETAIL: event.detail})
+            span.add_event(
+                name,
+                {
+                    n.PROVIDER_ID: event.provider_id,
+                    "pi_builder.breaker.state": event.circuit.value,
+                    n.EVENT_DETAIL: event.detail,
+                },
+            )
 
     # -- metrics (the hub's Sink) -------------------------------------------------------------------------
     def watch(self, middleware: Middleware) -> None:
@@ -219,8 +271,9 @@ class OtelTelemetry:
 
     def decision(self, decision: RoutingDecision) -> None:
         """Count a decision by strategy and reason."""
-        self.decisions.add(1, {n.DECISION_STRATEGY: decision.strategy, "pi_builder.decision.kind":
-                               n.decision_reason(decision)})
+        self.decisions.add(
+            1, {n.DECISION_STRATEGY: decision.strategy, "pi_builder.decision.kind": n.decision_reason(decision)}
+        )
 
     def health(self, provider: Provider | None, event: HealthChange) -> None:
         """Health changes are not an OpenTelemetry instrument (the breaker state is)."""
@@ -242,8 +295,9 @@ class OtelTelemetry:
 
     def request_ended(self, ok: bool, failovers: int) -> None:
         """Count a call by outcome and whether it failed over."""
-        self.requests.add(1, {"pi_builder.outcome": "answered" if ok else "failed",
-                              "pi_builder.failed_over": failovers > 0})
+        self.requests.add(
+            1, {"pi_builder.outcome": "answered" if ok else "failed", "pi_builder.failed_over": failovers > 0}
+        )
 
     def _observe_in_flight(self, options: CallbackOptions) -> Iterable[Observation]:
         out = []

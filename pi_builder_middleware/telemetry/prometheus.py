@@ -36,9 +36,18 @@ LABELS = ("model_id", "model_group", "api_provider")
 
 #: Every series name this module exports (metric family names; counters add ``_total`` to their samples).
 SERIES = (
-    "pi_builder_provider_health", "pi_builder_breaker_state", "pi_builder_in_flight", "pi_builder_attempts",
-    "pi_builder_attempt_latency_seconds", "pi_builder_ttft_seconds", "pi_builder_tokens", "pi_builder_failovers",
-    "pi_builder_ejections", "pi_builder_cooldowns", "pi_builder_decisions", "pi_builder_requests",
+    "pi_builder_provider_health",
+    "pi_builder_breaker_state",
+    "pi_builder_in_flight",
+    "pi_builder_attempts",
+    "pi_builder_attempt_latency_seconds",
+    "pi_builder_ttft_seconds",
+    "pi_builder_tokens",
+    "pi_builder_failovers",
+    "pi_builder_ejections",
+    "pi_builder_cooldowns",
+    "pi_builder_decisions",
+    "pi_builder_requests",
 )
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 120.0)
@@ -56,29 +65,66 @@ class PrometheusMetrics:
 
         self.registry = registry
         labels = LABELS
-        self.health_gauge = Gauge("pi_builder_provider_health", "Provider health: 0 healthy or unknown, 1 degraded, "
-                            "2 unhealthy, 3 offline", labels, registry=registry, multiprocess_mode="livemax")
-        self.breaker = Gauge("pi_builder_breaker_state", "Breaker state: 0 closed, 1 half-open, 2 open (ejected)",
-                             labels, registry=registry, multiprocess_mode="livemax")
-        self.in_flight_gauge = Gauge("pi_builder_in_flight", "Attempts running now", labels, registry=registry,
-                               multiprocess_mode="livesum")
-        self.attempts = Counter("pi_builder_attempts", "Attempts by outcome (success, failure) and error kind",
-                                (*labels, "outcome", "error_kind"), registry=registry)
-        self.latency = Histogram("pi_builder_attempt_latency_seconds", "Attempt latency by outcome",
-                                 (*labels, "outcome"), registry=registry, buckets=_LATENCY_BUCKETS)
-        self.ttft = Histogram("pi_builder_ttft_seconds", "Time to first chunk of streamed attempts", labels,
-                              registry=registry, buckets=_TTFT_BUCKETS)
-        self.tokens = Counter("pi_builder_tokens", "Tokens of answered attempts", (*labels, "token_type"),
-                              registry=registry)
-        self.failovers = Counter("pi_builder_failovers", "Requests moved from this provider to the next one "
-                                 "in their chain", (*labels, "to_model_id", "error_kind"), registry=registry)
-        self.ejections = Counter("pi_builder_ejections", "Breaker trips (provider ejected)", labels,
-                                 registry=registry)
+        self.health_gauge = Gauge(
+            "pi_builder_provider_health",
+            "Provider health: 0 healthy or unknown, 1 degraded, 2 unhealthy, 3 offline",
+            labels,
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.breaker = Gauge(
+            "pi_builder_breaker_state",
+            "Breaker state: 0 closed, 1 half-open, 2 open (ejected)",
+            labels,
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.in_flight_gauge = Gauge(
+            "pi_builder_in_flight", "Attempts running now", labels, registry=registry, multiprocess_mode="livesum"
+        )
+        self.attempts = Counter(
+            "pi_builder_attempts",
+            "Attempts by outcome (success, failure) and error kind",
+            (*labels, "outcome", "error_kind"),
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "pi_builder_attempt_latency_seconds",
+            "Attempt latency by outcome",
+            (*labels, "outcome"),
+            registry=registry,
+            buckets=_LATENCY_BUCKETS,
+        )
+        self.ttft = Histogram(
+            "pi_builder_ttft_seconds",
+            "Time to first chunk of streamed attempts",
+            labels,
+            registry=registry,
+            buckets=_TTFT_BUCKETS,
+        )
+        self.tokens = Counter(
+            "pi_builder_tokens", "Tokens of answered attempts", (*labels, "token_type"), registry=registry
+        )
+        self.failovers = Counter(
+            "pi_builder_failovers",
+            "Requests moved from this provider to the next one in their chain",
+            (*labels, "to_model_id", "error_kind"),
+            registry=registry,
+        )
+        self.ejections = Counter("pi_builder_ejections", "Breaker trips (provider ejected)", labels, registry=registry)
         self.cooldowns = Counter("pi_builder_cooldowns", "Rate-limit cooldowns started", labels, registry=registry)
-        self.decisions = Counter("pi_builder_decisions", "Routing decisions by strategy and reason",
-                                 ("strategy", "reason"), registry=registry)
-        self.requests = Counter("pi_builder_requests", "Calls of the attempt loop by outcome (answered, failed) "
-                                "and whether they failed over", ("outcome", "failed_over"), registry=registry)
+        self.decisions = Counter(
+            "pi_builder_decisions",
+            "Routing decisions by strategy and reason",
+            ("strategy", "reason"),
+            registry=registry,
+        )
+        self.requests = Counter(
+            "pi_builder_requests",
+            "Calls of the attempt loop by outcome (answered, failed) and whether they failed over",
+            ("outcome", "failed_over"),
+            registry=registry,
+        )
         self._labels: dict[str, tuple[Provider, tuple[str, str, str]]] = {}
 
     def labels(self, provider: Provider) -> tuple[str, str, str]:
@@ -164,16 +210,20 @@ def enable_prometheus(registry: CollectorRegistry | None = None) -> PrometheusMe
             try:
                 import prometheus_client
             except ImportError:
-                raise ConfigError("prometheus", "prometheus-client is not installed: pip install "
-                                                "'pi-builder-middleware[prometheus]'") from None
+                raise ConfigError(
+                    "prometheus", "prometheus-client is not installed: pip install 'pi-builder-middleware[prometheus]'"
+                ) from None
             target = prometheus_client.REGISTRY if registry is None else registry
             try:
                 _enabled = PrometheusMetrics(target)
             except ValueError as exc:  # series of these names registered by someone else
                 raise ConfigError("prometheus", f"cannot register the pi_builder_* series: {exc}") from None
         elif registry is not None and registry is not _enabled.registry:
-            raise ConfigError("registry", "the pi_builder_* series are registered on another registry already "
-                                          "(enable_prometheus() exports to one registry per process)")
+            raise ConfigError(
+                "registry",
+                "the pi_builder_* series are registered on another registry already "
+                "(enable_prometheus() exports to one registry per process)",
+            )
         metrics = _enabled
     add_process_sink(metrics)
     return metrics

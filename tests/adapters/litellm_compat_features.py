@@ -88,8 +88,11 @@ def _with(d: dict[str, Any], **params: Any) -> dict[str, Any]:
 
 
 async def test_tag_filtering_sends_a_tagged_request_to_its_tag(build) -> None:
-    router = build(_with(mock_deployment("free"), tags=["free"]), _with(mock_deployment("paid"), tags=["paid"]),
-                   enable_tag_filtering=True)
+    router = build(
+        _with(mock_deployment("free"), tags=["free"]),
+        _with(mock_deployment("paid"), tags=["paid"]),
+        enable_tag_filtering=True,
+    )
     assert await _served(router, 6, metadata={"tags": ["paid"]}) == {"paid": 6}
     assert await _served(router, 6, metadata={"tags": ["free"]}) == {"free": 6}
 
@@ -100,8 +103,12 @@ async def test_order_groups_use_the_first_order_while_it_is_healthy(build) -> No
 
 
 async def test_rpm_limits_with_pre_call_checks_keep_a_full_deployment_out(build) -> None:
-    router = build(_with(mock_deployment("limited"), rpm=1), _with(mock_deployment("roomy"), rpm=1000),
-                   enable_pre_call_checks=True, routing_strategy="usage-based-routing-v2")
+    router = build(
+        _with(mock_deployment("limited"), rpm=1),
+        _with(mock_deployment("roomy"), rpm=1000),
+        enable_pre_call_checks=True,
+        routing_strategy="usage-based-routing-v2",
+    )
     served = await _served(router, 8)
     assert served["limited"] <= 1 and served["roomy"] >= 7 and sum(served.values()) == 8
 
@@ -115,18 +122,27 @@ async def test_pre_call_checks_leave_out_a_deployment_whose_context_window_is_to
 
 
 async def test_a_provider_over_its_budget_gets_no_more_traffic(build) -> None:
-    cheap = _with(mock_deployment("oa"), model="openai/gpt-4o-mini", input_cost_per_token=1e-9,
-                  output_cost_per_token=1e-9)
-    pricey = _with(mock_deployment("an"), model="anthropic/claude-3-haiku-20240307", input_cost_per_token=1e-6,
-                   output_cost_per_token=1e-6)
+    cheap = _with(
+        mock_deployment("oa"), model="openai/gpt-4o-mini", input_cost_per_token=1e-9, output_cost_per_token=1e-9
+    )
+    pricey = _with(
+        mock_deployment("an"),
+        model="anthropic/claude-3-haiku-20240307",
+        input_cost_per_token=1e-6,
+        output_cost_per_token=1e-6,
+    )
     router = build(cheap, pricey, provider_budget_config={"openai": {"budget_limit": 1e-12, "time_period": "1d"}})
     limiter = router.registry().plugins("budget_limiter")
     try:
         assert served_by(await router.acompletion(model="oa", messages=MESSAGES)) == "oa"  # spends openai's budget
         # LiteLLM books the spend in a background task: wait (bounded) until its budget filter sees it
         deadline = asyncio.get_running_loop().time() + 10.0
-        while [d["model_info"]["id"] for d in await limiter.async_filter_deployments(
-                model="g", healthy_deployments=list(router.registry().deployments("g")), messages=MESSAGES)] != ["an"]:
+        while [
+            d["model_info"]["id"]
+            for d in await limiter.async_filter_deployments(
+                model="g", healthy_deployments=list(router.registry().deployments("g")), messages=MESSAGES
+            )
+        ] != ["an"]:
             assert asyncio.get_running_loop().time() < deadline, "the spend was never booked"
             await asyncio.sleep(0.05)
         assert await _served(router, 6) == {"an": 6}  # the cheaper openai deployment is over budget
@@ -151,8 +167,11 @@ async def test_num_retries_retries_a_failing_group(build, make_sim) -> None:
 
 async def test_a_retry_policy_overrides_num_retries_per_error(build, make_sim) -> None:
     sim = make_sim(SimProvider(name="bad", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)))
-    settings: dict[str, Any] = {"num_retries": 3, "retry_after": 0,
-                                "retry_policy": RetryPolicy(InternalServerErrorRetries=1)}
+    settings: dict[str, Any] = {
+        "num_retries": 3,
+        "retry_after": 0,
+        "retry_policy": RetryPolicy(InternalServerErrorRetries=1),
+    }
     reference = litellm.Router(model_list=[_sim_deployment(sim, "bad")], **settings)  # plain, for comparison
     with pytest.raises(litellm.InternalServerError):
         await reference.acompletion(model="g", messages=MESSAGES)
@@ -167,45 +186,58 @@ async def test_a_retry_policy_overrides_num_retries_per_error(build, make_sim) -
 
 
 async def test_fallbacks_answer_from_the_fallback_group(build, make_sim) -> None:
-    sim = make_sim(SimProvider(name="down", behaviour=Behaviour.failing(SimOutcome.SERVICE_UNAVAILABLE)),
-                   SimProvider(name="backup"))
-    router = build(_sim_deployment(sim, "down"), _sim_deployment(sim, "backup", "backup"),
-                   fallbacks=[{"g": ["backup"]}])
+    sim = make_sim(
+        SimProvider(name="down", behaviour=Behaviour.failing(SimOutcome.SERVICE_UNAVAILABLE)),
+        SimProvider(name="backup"),
+    )
+    router = build(
+        _sim_deployment(sim, "down"), _sim_deployment(sim, "backup", "backup"), fallbacks=[{"g": ["backup"]}]
+    )
     assert await _served(router, 3) == {"backup": 3}
 
 
-@pytest.mark.parametrize(("outcome", "setting"), [(SimOutcome.CONTEXT_LENGTH, "context_window_fallbacks"),
-                                                  (SimOutcome.CONTENT_POLICY, "content_policy_fallbacks")])
-async def test_context_window_and_content_policy_fallbacks(build, make_sim, outcome: SimOutcome,
-                                                           setting: str) -> None:
+@pytest.mark.parametrize(
+    ("outcome", "setting"),
+    [(SimOutcome.CONTEXT_LENGTH, "context_window_fallbacks"), (SimOutcome.CONTENT_POLICY, "content_policy_fallbacks")],
+)
+async def test_context_window_and_content_policy_fallbacks(build, make_sim, outcome: SimOutcome, setting: str) -> None:
     sim = make_sim(SimProvider(name="picky", behaviour=Behaviour.failing(outcome)), SimProvider(name="other"))
-    router = build(_sim_deployment(sim, "picky"), _sim_deployment(sim, "other", "other"),
-                   **{setting: [{"g": ["other"]}]})
+    router = build(
+        _sim_deployment(sim, "picky"), _sim_deployment(sim, "other", "other"), **{setting: [{"g": ["other"]}]}
+    )
     assert await _served(router, 3) == {"other": 3}
 
 
 async def test_a_fallback_kind_does_not_handle_other_errors(build, make_sim) -> None:
-    sim = make_sim(SimProvider(name="picky", behaviour=Behaviour.failing(SimOutcome.CONTENT_POLICY)),
-                   SimProvider(name="other"))
-    router = build(_sim_deployment(sim, "picky"), _sim_deployment(sim, "other", "other"),
-                   context_window_fallbacks=[{"g": ["other"]}])
+    sim = make_sim(
+        SimProvider(name="picky", behaviour=Behaviour.failing(SimOutcome.CONTENT_POLICY)), SimProvider(name="other")
+    )
+    router = build(
+        _sim_deployment(sim, "picky"),
+        _sim_deployment(sim, "other", "other"),
+        context_window_fallbacks=[{"g": ["other"]}],
+    )
     served = await _served(router, 2)
     assert "other" not in served and sum(served.values()) == 2
 
 
 async def test_cooldowns_take_a_failing_deployment_out(build, make_sim) -> None:
-    sim = make_sim(SimProvider(name="bad", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)),
-                   SimProvider(name="good"))
+    sim = make_sim(
+        SimProvider(name="bad", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)), SimProvider(name="good")
+    )
     router = build(_sim_deployment(sim, "bad"), _sim_deployment(sim, "good"), allowed_fails=0, cooldown_time=60)
     served = await _served(router, 10)
     assert served["good"] >= 9 and sim.stats("bad").total <= 1
 
 
 async def test_a_stream_falls_back_when_the_group_fails_before_the_first_chunk(build, make_sim) -> None:
-    sim = make_sim(SimProvider(name="down", behaviour=Behaviour.failing(SimOutcome.SERVICE_UNAVAILABLE)),
-                   SimProvider(name="backup"))
-    router = build(_sim_deployment(sim, "down"), _sim_deployment(sim, "backup", "backup"),
-                   fallbacks=[{"g": ["backup"]}])
+    sim = make_sim(
+        SimProvider(name="down", behaviour=Behaviour.failing(SimOutcome.SERVICE_UNAVAILABLE)),
+        SimProvider(name="backup"),
+    )
+    router = build(
+        _sim_deployment(sim, "down"), _sim_deployment(sim, "backup", "backup"), fallbacks=[{"g": ["backup"]}]
+    )
     for _ in range(3):
         stream = await router.acompletion(model="g", messages=MESSAGES, stream=True)
         text = "".join([chunk.choices[0].delta.content or "" async for chunk in stream])

@@ -31,6 +31,7 @@ __all__ = [
     "test_the_mapping_table",
 ]
 
+
 def _release() -> tuple[int, int]:
     major, minor = version("litellm").split(".")[:2]
     return int(major), int(minor)
@@ -137,9 +138,12 @@ async def test_a_per_request_cost_based_routing_picks_the_cheapest(mode: str) ->
     router = priced_router()
     handle = install(router, strategy="latency-optimal", seed=1) if mode == "installed" else None
     try:
-        served = Counter([served_by(await router.acompletion(model="g", messages=MESSAGES,
-                                                               routing_strategy="cost-based-routing"))
-                          for _ in range(8)])
+        served = Counter(
+            [
+                served_by(await router.acompletion(model="g", messages=MESSAGES, routing_strategy="cost-based-routing"))
+                for _ in range(8)
+            ]
+        )
         assert served == {"cheap": 8}
         if handle is not None:
             per = handle.middleware.stats()["router"]["per_strategy"]
@@ -153,9 +157,12 @@ async def test_a_per_request_cost_based_routing_picks_the_cheapest(mode: str) ->
 async def test_a_per_request_simple_shuffle_uses_health_shuffle(mode: str) -> None:
     router = priced_router(routing_strategy="cost-based-routing")
     with install(router, seed=4) as handle:
-        served = Counter([served_by(await router.acompletion(model="g", messages=MESSAGES,
-                                                               routing_strategy="simple-shuffle"))
-                          for _ in range(30)])
+        served = Counter(
+            [
+                served_by(await router.acompletion(model="g", messages=MESSAGES, routing_strategy="simple-shuffle"))
+                for _ in range(30)
+            ]
+        )
         assert len(served) == 3  # spread, not the cost-optimal pick
         assert handle.middleware.stats()["router"]["per_strategy"].get("health-shuffle") == 30
 

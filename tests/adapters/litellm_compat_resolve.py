@@ -16,11 +16,19 @@ import pytest
 from litellm_support import MESSAGES, async_wait_until, mock_deployment, served_by
 from pi_builder_middleware.adapters.litellm import install
 
-__all__ = ["build", "mode", "test_a_deployment_id_names_that_deployment",
-           "test_a_deployment_id_wins_over_a_catch_all_wildcard", "test_a_wildcard_route_serves_matching_names",
-           "test_an_unknown_name_is_litellms_bad_request", "test_installed_picks_are_the_middlewares_and_are_recorded",
-           "test_model_group_alias_routes_to_its_group", "test_other_endpoints_route_by_group_and_by_id",
-           "test_specific_deployment_names_a_litellm_model", "test_the_default_deployment_serves_unknown_names"]
+__all__ = [
+    "build",
+    "mode",
+    "test_a_deployment_id_names_that_deployment",
+    "test_a_deployment_id_wins_over_a_catch_all_wildcard",
+    "test_a_wildcard_route_serves_matching_names",
+    "test_an_unknown_name_is_litellms_bad_request",
+    "test_installed_picks_are_the_middlewares_and_are_recorded",
+    "test_model_group_alias_routes_to_its_group",
+    "test_other_endpoints_route_by_group_and_by_id",
+    "test_specific_deployment_names_a_litellm_model",
+    "test_the_default_deployment_serves_unknown_names",
+]
 
 MODES = ["plain", "installed"]
 
@@ -83,8 +91,10 @@ async def test_specific_deployment_names_a_litellm_model(build) -> None:
     named = mock_deployment("named", "other")
     named["litellm_params"]["model"] = "openai/gpt-4o"
     router = build(*_pair(), named)
-    assert served_by(await router.acompletion(model="openai/gpt-4o", messages=MESSAGES,
-                                              specific_deployment=True)) == "named"
+    assert (
+        served_by(await router.acompletion(model="openai/gpt-4o", messages=MESSAGES, specific_deployment=True))
+        == "named"
+    )
     assert served_by(router.completion(model="openai/gpt-4o", messages=MESSAGES, specific_deployment=True)) == "named"
 
 
@@ -111,12 +121,15 @@ def _model_id(response: Any) -> str:
     return str(hidden.get("model_id"))
 
 
-@pytest.mark.parametrize(("endpoint", "arguments"), [
-    ("aembedding", {"input": ["hello"]}),
-    ("atext_completion", {"prompt": "hello"}),
-    ("aresponses", {"input": "hello"}),
-    ("aimage_generation", {"prompt": "a cat"}),
-])
+@pytest.mark.parametrize(
+    ("endpoint", "arguments"),
+    [
+        ("aembedding", {"input": ["hello"]}),
+        ("atext_completion", {"prompt": "hello"}),
+        ("aresponses", {"input": "hello"}),
+        ("aimage_generation", {"prompt": "a cat"}),
+    ],
+)
 async def test_other_endpoints_route_by_group_and_by_id(build, endpoint: str, arguments: dict[str, Any]) -> None:
     router = build(*_pair())
     by_group = await getattr(router, endpoint)(model="g", **arguments)

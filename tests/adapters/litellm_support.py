@@ -14,8 +14,14 @@ from pi_builder_middleware import ErrorKind, Outcome, hookimpl
 from pi_builder_middleware.sim import Simulator
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]
-CALLBACK_LISTS = ("callbacks", "input_callback", "success_callback", "failure_callback",
-                  "_async_success_callback", "_async_failure_callback")
+CALLBACK_LISTS = (
+    "callbacks",
+    "input_callback",
+    "success_callback",
+    "failure_callback",
+    "_async_success_callback",
+    "_async_failure_callback",
+)
 
 MakeSim = Callable[..., Simulator]
 
@@ -24,8 +30,13 @@ def deployment(sim: Simulator, name: str, group: str = "g", **model_info: Any) -
     """A LiteLLM deployment for simulated provider ``name`` (deployment id = name), SDK retries off."""
     return {
         "model_name": group,
-        "litellm_params": {"model": "openai/sim-model", "api_key": "sk-fake", "api_base": sim.base_url(name),
-                           "max_retries": 0, "timeout": 5},
+        "litellm_params": {
+            "model": "openai/sim-model",
+            "api_key": "sk-fake",
+            "api_base": sim.base_url(name),
+            "max_retries": 0,
+            "timeout": 5,
+        },
         "model_info": {"id": name, **model_info},
     }
 

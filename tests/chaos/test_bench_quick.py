@@ -54,7 +54,7 @@ def test_report_table_has_a_row_per_contender_and_the_metric_columns(report):
     header = next(i for i, line in enumerate(lines) if line.startswith("| contender | success"))
     assert [c.strip() for c in lines[header].strip("|").split("|")] == list(COLUMNS)
     rows = []
-    for line in lines[header + 2:]:
+    for line in lines[header + 2 :]:
         if not line.startswith("|"):
             break
         rows.append([c.strip() for c in line.strip("|").split("|")])

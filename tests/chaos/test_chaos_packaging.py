@@ -12,9 +12,21 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_wheel_has_the_chaos_package_scenarios_and_console_script(tmp_path):
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
-         str(ROOT)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     wheel = next(tmp_path.glob("pi_builder_middleware-*.whl"))
     with zipfile.ZipFile(wheel) as zf:
@@ -29,10 +41,12 @@ def test_wheel_has_the_chaos_package_scenarios_and_console_script(tmp_path):
     target = tmp_path / "site"
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(target)
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
-            "from pi_builder_middleware.chaos import builtin_scenarios, resolve_scenario; "
-            "assert str(next(iter(builtin_scenarios().values()))).startswith(sys.argv[1]); "
-            "print(resolve_scenario('outage').name)")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "from pi_builder_middleware.chaos import builtin_scenarios, resolve_scenario; "
+        "assert str(next(iter(builtin_scenarios().values()))).startswith(sys.argv[1]); "
+        "print(resolve_scenario('outage').name)"
+    )
     out = subprocess.run([sys.executable, "-I", "-c", code, str(target)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "outage"

@@ -13,8 +13,10 @@ from pi_builder_middleware.cli import main
 
 def test_bad_scenario_file_exits_2_naming_the_field(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
-    bad.write_text('[load]\nduration_s = 10\nrate_rps = -3\n[[providers]]\nname = "a"\n'
-                   '[[providers.faults]]\nstart_s = 1\nerror_rate = 7\n')
+    bad.write_text(
+        '[load]\nduration_s = 10\nrate_rps = -3\n[[providers]]\nname = "a"\n'
+        "[[providers.faults]]\nstart_s = 1\nerror_rate = 7\n"
+    )
     assert main(["bench", "--scenario", str(bad), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "load.rate_rps" in err and "providers[0].faults[0].error_rate" in err
@@ -25,8 +27,12 @@ def test_bad_scenario_file_exits_2_naming_the_field(tmp_path, capsys):
 def test_bad_scenario_in_a_real_process_exits_2_without_traceback(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[load]\nduration_s = 10\nrate_rps = 1\nconcurrency = 0\n[[providers]]\nname = "a"\n')
-    proc = subprocess.run([sys.executable, "-m", "pi_builder_middleware.cli", "bench", "--scenario", str(bad)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pi_builder_middleware.cli", "bench", "--scenario", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "load.concurrency" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -77,17 +83,21 @@ def test_demo_is_imported_lazily_and_gets_the_arguments(monkeypatch):
 
 @pytest.mark.parametrize("module", ["pi_builder_middleware.chaos", "pi_builder_middleware.cli"])
 def test_core_import_does_not_pull_chaos_or_frameworks(module):
-    code = ("import sys, pi_builder_middleware; "
-            f"assert {module!r} not in sys.modules; "
-            "assert not any(m.split('.')[0] in ('litellm', 'langchain_core', 'matplotlib', 'rich') "
-            "for m in sys.modules)")
+    code = (
+        "import sys, pi_builder_middleware; "
+        f"assert {module!r} not in sys.modules; "
+        "assert not any(m.split('.')[0] in ('litellm', 'langchain_core', 'matplotlib', 'rich') "
+        "for m in sys.modules)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
 
 
 def test_chaos_import_does_not_pull_frameworks():
-    code = ("import sys, pi_builder_middleware.chaos, pi_builder_middleware.cli; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('litellm', 'langchain_core', 'langchain_openai', "
-            "'matplotlib', 'rich', 'openai')]; assert not bad, bad")
+    code = (
+        "import sys, pi_builder_middleware.chaos, pi_builder_middleware.cli; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('litellm', 'langchain_core', 'langchain_openai', "
+        "'matplotlib', 'rich', 'openai')]; assert not bad, bad"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

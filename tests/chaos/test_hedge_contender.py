@@ -7,16 +7,24 @@ import asyncio
 from pi_builder_middleware.chaos import SimulatorProcess, load_chaos_scenario, resolve_scenario, select_contenders
 from pi_builder_middleware.chaos.runner import run_scenario
 
-TAILED = load_chaos_scenario({
-    "name": "tiny-tail",
-    "seed": 3,
-    "load": {"duration_s": 3.0, "rate_rps": 20, "arrival": "uniform", "output_tokens": 4, "timeout_s": 5,
-             "stream_share": 0.0},
-    "providers": [
-        {"name": "a", "behaviour": {"latency": 20, "slow_tail": {"share": 0.3, "multiplier": 25}}},
-        {"name": "b", "behaviour": {"latency": 30}},
-    ],
-})
+TAILED = load_chaos_scenario(
+    {
+        "name": "tiny-tail",
+        "seed": 3,
+        "load": {
+            "duration_s": 3.0,
+            "rate_rps": 20,
+            "arrival": "uniform",
+            "output_tokens": 4,
+            "timeout_s": 5,
+            "stream_share": 0.0,
+        },
+        "providers": [
+            {"name": "a", "behaviour": {"latency": 20, "slow_tail": {"share": 0.3, "multiplier": 25}}},
+            {"name": "b", "behaviour": {"latency": 30}},
+        ],
+    }
+)
 
 
 def test_the_heavy_tail_scenario_slows_only_the_primary():

@@ -24,19 +24,27 @@ def rec(at: float, outcome: Outcome = OK, n: int = 0) -> RequestRecord:
 
 
 def scenario(**bench):
-    return load_chaos_scenario({
-        "name": "hand-made",
-        "load": {"duration_s": 10, "rate_rps": 1},
-        "bench": {"quiet_s": 1.0, "bucket_s": 2.0, **bench},
-        "providers": [
-            {"name": "a", "cost_per_1k_input": 1.0, "cost_per_1k_output": 2.0,
-             "faults": [{"start_s": 2, "end_s": 4, "error_rate": 1.0},
-                        {"start_s": 3, "end_s": 5, "error_rate": 0.5},     # overlaps: merges into 2-5
+    return load_chaos_scenario(
+        {
+            "name": "hand-made",
+            "load": {"duration_s": 10, "rate_rps": 1},
+            "bench": {"quiet_s": 1.0, "bucket_s": 2.0, **bench},
+            "providers": [
+                {
+                    "name": "a",
+                    "cost_per_1k_input": 1.0,
+                    "cost_per_1k_output": 2.0,
+                    "faults": [
+                        {"start_s": 2, "end_s": 4, "error_rate": 1.0},
+                        {"start_s": 3, "end_s": 5, "error_rate": 0.5},  # overlaps: merges into 2-5
                         {"start_s": 7, "end_s": 8, "latency_multiplier": 3},  # slow counts as trouble
-                        {"start_s": 8.5, "end_s": 9, "error_rate": 0.0}]},   # no errors, no slowdown: fine
-            {"name": "b", "cost_per_1k_input": 0.5, "cost_per_1k_output": 0.5},
-        ],
-    })
+                        {"start_s": 8.5, "end_s": 9, "error_rate": 0.0},
+                    ],
+                },  # no errors, no slowdown: fine
+                {"name": "b", "cost_per_1k_input": 0.5, "cost_per_1k_output": 0.5},
+            ],
+        }
+    )
 
 
 def test_trouble_windows_merge_overlaps_and_ignore_harmless_windows():
@@ -44,8 +52,13 @@ def test_trouble_windows_merge_overlaps_and_ignore_harmless_windows():
 
 
 def test_open_window_ends_with_the_load():
-    s = load_chaos_scenario({"name": "x", "load": {"duration_s": 10, "rate_rps": 1},
-                             "providers": [{"name": "a", "faults": [{"start_s": 6, "error_rate": 1}]}]})
+    s = load_chaos_scenario(
+        {
+            "name": "x",
+            "load": {"duration_s": 10, "rate_rps": 1},
+            "providers": [{"name": "a", "faults": [{"start_s": 6, "error_rate": 1}]}],
+        }
+    )
     assert trouble_windows(s) == {"a": [Window(6, 10)]}
 
 
@@ -95,19 +108,36 @@ def test_bucket_counts_clamp_late_arrivals_into_the_last_bucket():
     assert bucket_counts([0.0, 0.9, 1.0, 5.5, 99.0], 1.0, 3) == [2, 1, 2]
 
 
-def result(index: int, at: float, ok: bool, provider: str | None = None, latency: float = 0.1,
-           stream: bool = False, ttft: float | None = None) -> CallResult:
-    return CallResult(index=index, scheduled_s=at, started_s=at, ended_s=at + latency, stream=stream, ok=ok,
-                      provider=provider, ttft_s=ttft, input_tokens=100 if ok else 0, output_tokens=50 if ok else 0,
-                      error=None if ok else "ServiceUnavailableError")
+def result(
+    index: int,
+    at: float,
+    ok: bool,
+    provider: str | None = None,
+    latency: float = 0.1,
+    stream: bool = False,
+    ttft: float | None = None,
+) -> CallResult:
+    return CallResult(
+        index=index,
+        scheduled_s=at,
+        started_s=at,
+        ended_s=at + latency,
+        stream=stream,
+        ok=ok,
+        provider=provider,
+        ttft_s=ttft,
+        input_tokens=100 if ok else 0,
+        output_tokens=50 if ok else 0,
+        error=None if ok else "ServiceUnavailableError",
+    )
 
 
 def test_compute_metrics_on_a_hand_made_run():
     s = scenario()
     results = [
         result(0, 0.5, True, "a", 0.1),
-        result(1, 2.5, True, "b", 0.3),              # a failed first, b answered
-        result(2, 3.0, False),                        # both failed
+        result(1, 2.5, True, "b", 0.3),  # a failed first, b answered
+        result(2, 3.0, False),  # both failed
         result(3, 6.0, True, "a", 0.2, stream=True, ttft=0.05),
     ]
     attempts = {
@@ -153,8 +183,9 @@ def test_share_return_waits_for_a_bucket_with_enough_of_the_share():
     assert back == pytest.approx(_brute_force(mine, everyone, w, 0.4, 1.0, 10), abs=0.002)
 
 
-def _brute_force(mine: list[float], everyone: list[float], w: Window, target: float, bucket: float,
-                 end: float) -> float | None:
+def _brute_force(
+    mine: list[float], everyone: list[float], w: Window, target: float, bucket: float, end: float
+) -> float | None:
     """The first bucket start on a 1 ms grid whose share reaches ``target`` (a slow reference)."""
     s = w.end
     while s + bucket <= end:
@@ -194,13 +225,24 @@ def test_baseline_share_counts_every_providers_attempts():
 
 
 def test_compute_metrics_measures_the_return_to_share_per_window():
-    s = load_chaos_scenario({
-        "name": "ret", "load": {"duration_s": 10, "rate_rps": 1},
-        "bench": {"bucket_s": 1.0, "share_lookback_s": 2.0},
-        "providers": [{"name": "a", "faults": [{"start_s": 4, "end_s": 6, "error_rate": 1.0},
-                                               {"start_s": 9.5, "end_s": 9.8, "error_rate": 1.0}]},
-                      {"name": "b"}, {"name": "c"}],
-    })
+    s = load_chaos_scenario(
+        {
+            "name": "ret",
+            "load": {"duration_s": 10, "rate_rps": 1},
+            "bench": {"bucket_s": 1.0, "share_lookback_s": 2.0},
+            "providers": [
+                {
+                    "name": "a",
+                    "faults": [
+                        {"start_s": 4, "end_s": 6, "error_rate": 1.0},
+                        {"start_s": 9.5, "end_s": 9.8, "error_rate": 1.0},
+                    ],
+                },
+                {"name": "b"},
+                {"name": "c"},
+            ],
+        }
+    )
     ticks = [0.05 + 0.1 * i for i in range(100)]  # one attempt every 0.1 s
     # Before 4: a gets every other attempt (50 %); 4-7: none; from 7: every other again.
     a_times = [t for i, t in enumerate(ticks) if i % 2 == 0 and (t < 4 or t >= 7)]
@@ -217,10 +259,13 @@ def test_compute_metrics_measures_the_return_to_share_per_window():
 
 
 def test_a_provider_the_contender_never_used_is_not_expected_back():
-    s = load_chaos_scenario({
-        "name": "unused", "load": {"duration_s": 10, "rate_rps": 1},
-        "providers": [{"name": "a", "faults": [{"start_s": 4, "end_s": 6, "error_rate": 1.0}]}, {"name": "b"}],
-    })
+    s = load_chaos_scenario(
+        {
+            "name": "unused",
+            "load": {"duration_s": 10, "rate_rps": 1},
+            "providers": [{"name": "a", "faults": [{"start_s": 4, "end_s": 6, "error_rate": 1.0}]}, {"name": "b"}],
+        }
+    )
     m = compute_metrics("unused", s, [], {"a": [], "b": [rec(1.0), rec(3.0), rec(7.0)]})
     (window,) = m.windows
     assert window.baseline_share == 0.0 and not window.share_measured and window.share_return_s is None

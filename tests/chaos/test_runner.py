@@ -9,17 +9,23 @@ import httpx
 from pi_builder_middleware.chaos import Contender, ContenderSpec, Reply, SimulatorProcess, load_chaos_scenario
 from pi_builder_middleware.chaos.runner import run_scenario
 
-SCENARIO = load_chaos_scenario({
-    "name": "tiny",
-    "seed": 5,
-    "load": {"duration_s": 2.0, "rate_rps": 15, "arrival": "uniform", "output_tokens": 4, "timeout_s": 2},
-    "bench": {"quiet_s": 0.3, "bucket_s": 0.5},
-    "providers": [
-        {"name": "a", "cost_per_1k_input": 1, "cost_per_1k_output": 1,
-         "faults": [{"start_s": 0.5, "end_s": 1.0, "error_rate": 1.0}]},
-        {"name": "b"},
-    ],
-})
+SCENARIO = load_chaos_scenario(
+    {
+        "name": "tiny",
+        "seed": 5,
+        "load": {"duration_s": 2.0, "rate_rps": 15, "arrival": "uniform", "output_tokens": 4, "timeout_s": 2},
+        "bench": {"quiet_s": 0.3, "bucket_s": 0.5},
+        "providers": [
+            {
+                "name": "a",
+                "cost_per_1k_input": 1,
+                "cost_per_1k_output": 1,
+                "faults": [{"start_s": 0.5, "end_s": 1.0, "error_rate": 1.0}],
+            },
+            {"name": "b"},
+        ],
+    }
+)
 
 
 class PrimaryOnly(Contender):
@@ -29,8 +35,10 @@ class PrimaryOnly(Contender):
         self.client = httpx.AsyncClient(base_url=urls["a"], timeout=5)
 
     async def call(self, request):
-        response = await self.client.post("/chat/completions", json={
-            "model": "sim-model", "messages": request.messages, "max_tokens": request.max_tokens})
+        response = await self.client.post(
+            "/chat/completions",
+            json={"model": "sim-model", "messages": request.messages, "max_tokens": request.max_tokens},
+        )
         response.raise_for_status()
         body = response.json()
         usage = body["usage"]
@@ -49,8 +57,10 @@ class Broken(Contender):
 
 
 def test_runner_scores_real_runs_and_skips_broken_contenders():
-    specs = [ContenderSpec("primary-only", "Primary only", "test", lambda: PrimaryOnly("primary-only")),
-             ContenderSpec("broken", "Broken", "test", lambda: Broken("broken"))]
+    specs = [
+        ContenderSpec("primary-only", "Primary only", "test", lambda: PrimaryOnly("primary-only")),
+        ContenderSpec("broken", "Broken", "test", lambda: Broken("broken")),
+    ]
     with SimulatorProcess() as sims:
         result = asyncio.run(run_scenario(SCENARIO, specs, sims))
     assert result.skipped == {"broken": "failed: RuntimeError: cannot connect the thing"}

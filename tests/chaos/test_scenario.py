@@ -20,8 +20,19 @@ from pi_builder_middleware.chaos import (
 from pi_builder_middleware.chaos.oracle import oracle_order
 from pi_builder_middleware.sim import SimulatorConfigError
 
-REQUIRED = {"outage", "brownout", "rate-limit", "flapping", "slow-ttft", "cost-vs-reliability", "all-down",
-            "outage-return", "single-blip", "capacity", "cold-start"}
+REQUIRED = {
+    "outage",
+    "brownout",
+    "rate-limit",
+    "flapping",
+    "slow-ttft",
+    "cost-vs-reliability",
+    "all-down",
+    "outage-return",
+    "single-blip",
+    "capacity",
+    "cold-start",
+}
 WITHOUT_FAULTS = {"capacity", "cold-start", "heavy-tail"}  # what they test is a provider's nature, not trouble
 
 
@@ -47,22 +58,25 @@ def test_cost_scenario_optimises_cost_and_all_down_takes_everyone_down():
     assert all(windows for windows in all_down.values())
 
 
-@pytest.mark.parametrize(("data", "field"), [
-    (minimal(load={"duration_s": 10, "rate_rps": 0}), "load.rate_rps"),
-    (minimal(load={"duration_s": 10}), "load.rate_rps"),
-    (minimal(load={"duration_s": 10, "rate_rps": 1, "stream_share": 2}), "load.stream_share"),
-    (minimal(load={"duration_s": 10, "rate_rps": 1, "arrival": "burst"}), "load.arrival"),
-    (minimal(bench={"cooldown_s": -1}), "bench.cooldown_s"),
-    (minimal(bench={"objective": "speed"}), "bench.objective"),
-    (minimal(providers=[{"name": "a", "cost_per_1k_input": -1}]), "providers[0].cost_per_1k_input"),
-    (minimal(providers=[{"name": "a", "faults": [{"start_s": 5, "end_s": 2}]}]), "providers[0].faults[0]"),
-    (minimal(providers=[{"name": "a", "faults": [{"start_s": 50}]}]), "providers[0].faults[0].start_s"),
-    (minimal(providers=[{"name": "a", "behaviour": {"error_rate": 3}}]), "providers[0].behaviour.error_rate"),
-    (minimal(providers=[{"name": "a", "port": 8080}]), "providers[0].port"),
-    (minimal(providers=[{"name": "a"}, {"name": "a"}]), "providers"),
-    (minimal(providers=[]), "providers"),
-    (minimal(extra_field=1), "extra_field"),
-])
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (minimal(load={"duration_s": 10, "rate_rps": 0}), "load.rate_rps"),
+        (minimal(load={"duration_s": 10}), "load.rate_rps"),
+        (minimal(load={"duration_s": 10, "rate_rps": 1, "stream_share": 2}), "load.stream_share"),
+        (minimal(load={"duration_s": 10, "rate_rps": 1, "arrival": "burst"}), "load.arrival"),
+        (minimal(bench={"cooldown_s": -1}), "bench.cooldown_s"),
+        (minimal(bench={"objective": "speed"}), "bench.objective"),
+        (minimal(providers=[{"name": "a", "cost_per_1k_input": -1}]), "providers[0].cost_per_1k_input"),
+        (minimal(providers=[{"name": "a", "faults": [{"start_s": 5, "end_s": 2}]}]), "providers[0].faults[0]"),
+        (minimal(providers=[{"name": "a", "faults": [{"start_s": 50}]}]), "providers[0].faults[0].start_s"),
+        (minimal(providers=[{"name": "a", "behaviour": {"error_rate": 3}}]), "providers[0].behaviour.error_rate"),
+        (minimal(providers=[{"name": "a", "port": 8080}]), "providers[0].port"),
+        (minimal(providers=[{"name": "a"}, {"name": "a"}]), "providers"),
+        (minimal(providers=[]), "providers"),
+        (minimal(extra_field=1), "extra_field"),
+    ],
+)
 def test_bad_scenarios_name_the_field(data, field):
     with pytest.raises(ChaosConfigError) as info:
         load_chaos_scenario(data)
@@ -108,8 +122,9 @@ def test_scaled_compresses_the_schedule_but_not_latency():
 
 
 def test_plan_is_deterministic_and_follows_the_load():
-    s = load_chaos_scenario(minimal(load={"duration_s": 20, "rate_rps": 10, "stream_share": 0.3,
-                                          "input_tokens": 120, "output_tokens": 9}))
+    s = load_chaos_scenario(
+        minimal(load={"duration_s": 20, "rate_rps": 10, "stream_share": 0.3, "input_tokens": 120, "output_tokens": 9})
+    )
     plan = plan_requests(s)
     assert plan == plan_requests(s)
     assert plan != plan_requests(s.model_copy(update={"seed": 1}))
@@ -127,8 +142,12 @@ def test_uniform_arrivals_are_evenly_spaced():
 
 
 def test_providers_default_their_reply_size_to_the_loads_output_tokens():
-    s = load_chaos_scenario(minimal(load={"duration_s": 2, "rate_rps": 1, "output_tokens": 7},
-                                    providers=[{"name": "a"}, {"name": "b", "behaviour": {"response_tokens": 3}}]))
+    s = load_chaos_scenario(
+        minimal(
+            load={"duration_s": 2, "rate_rps": 1, "output_tokens": 7},
+            providers=[{"name": "a"}, {"name": "b", "behaviour": {"response_tokens": 3}}],
+        )
+    )
     a, b = s.sim_providers()
     assert (a.behaviour.response_tokens, b.behaviour.response_tokens) == (7, 3)
 
@@ -147,16 +166,18 @@ def test_oracle_ranks_by_price_on_cost_scenarios_and_sends_nothing_when_all_are_
     assert oracle_order(cost, trouble_windows(cost), 0.5, stream=False, lookahead_s=0.3) == ["cheap", "expensive"]
     down = resolve_scenario("all-down")
     (window,) = trouble_windows(down)["alpha"]
-    assert oracle_order(down, trouble_windows(down), (window.start + window.end) / 2, stream=True,
-                        lookahead_s=0.3) == []
+    assert (
+        oracle_order(down, trouble_windows(down), (window.start + window.end) / 2, stream=True, lookahead_s=0.3) == []
+    )
 
 
 def test_contender_selection():
     assert [s.name for s in select_contenders(None)] == list(DEFAULT_CONTENDERS)
     quick = [s.name for s in select_contenders(None, quick=True)]
     assert quick == list(QUICK_CONTENDERS)
-    assert {"litellm-shuffle", "langchain-fallbacks", "pbm-litellm-latency", "pbm-langchain-latency",
-            "oracle"} <= set(quick)
+    assert {"litellm-shuffle", "langchain-fallbacks", "pbm-litellm-latency", "pbm-langchain-latency", "oracle"} <= set(
+        quick
+    )
     assert "pbm-litellm-quality" in [s.name for s in select_contenders(["all"])]
     with pytest.raises(ChaosConfigError, match="--contenders"):
         select_contenders(["nobody"])
@@ -186,9 +207,20 @@ def test_pbm_contenders_come_with_other_failover_presets():
 
 
 def test_builtin_scenarios_come_in_report_order():
-    assert list(builtin_scenarios())[:12] == ["outage", "long-outage", "brownout", "rate-limit", "flapping",
-                                               "slow-ttft", "cost-vs-reliability", "all-down", "outage-return",
-                                               "single-blip", "capacity", "cold-start"]
+    assert list(builtin_scenarios())[:12] == [
+        "outage",
+        "long-outage",
+        "brownout",
+        "rate-limit",
+        "flapping",
+        "slow-ttft",
+        "cost-vs-reliability",
+        "all-down",
+        "outage-return",
+        "single-blip",
+        "capacity",
+        "cold-start",
+    ]
 
 
 def test_capacity_scenario_fits_the_callers_concurrency_exactly():

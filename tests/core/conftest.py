@@ -15,8 +15,9 @@ def providers() -> list[Provider]:
     return [
         Provider(id="fast", cost_per_1k_input=0.01, cost_per_1k_output=0.03, quality=0.7, capabilities={"tools"}),
         Provider(id="cheap", cost_per_1k_input=0.001, cost_per_1k_output=0.002, quality=0.5),
-        Provider(id="smart", cost_per_1k_input=0.03, cost_per_1k_output=0.06, quality=0.95,
-                 capabilities={"tools", "vision"}),
+        Provider(
+            id="smart", cost_per_1k_input=0.03, cost_per_1k_output=0.06, quality=0.95, capabilities={"tools", "vision"}
+        ),
     ]
 
 

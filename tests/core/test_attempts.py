@@ -56,17 +56,28 @@ def sleeper(clock: ManualClock) -> Sleeper:
     return Sleeper(clock)
 
 
-def make(clock: ManualClock, sleeper: Sleeper, ids: tuple[str, ...] = ("a", "b", "c"),
-         when_all_out: AllOutMode = AllOutMode.FAIL, **overrides: object) -> Middleware:
+def make(
+    clock: ManualClock,
+    sleeper: Sleeper,
+    ids: tuple[str, ...] = ("a", "b", "c"),
+    when_all_out: AllOutMode = AllOutMode.FAIL,
+    **overrides: object,
+) -> Middleware:
     """Strategy "failover" (chain a, b, c); two failures eject for 5 s, a failed trial for 10 s.
 
     Fail fast when every provider is out unless a test asks for the default (the soonest re-admission).
     """
-    config = FailoverConfig.preset("aggressive", base_ejection_s=5.0, jitter=0.0, recovery_successes=1,
-                                   **overrides)  # type: ignore[arg-type]
-    return Middleware([Provider(id=pid) for pid in ids], strategy="failover", failover=config, clock=clock,
-                      sleep=sleeper.sleep, async_sleep=sleeper.async_sleep, load_entrypoints=False,
-                      routing=RoutingConfig(when_all_out=when_all_out))
+    config = FailoverConfig.preset("aggressive", base_ejection_s=5.0, jitter=0.0, recovery_successes=1, **overrides)  # type: ignore[arg-type]
+    return Middleware(
+        [Provider(id=pid) for pid in ids],
+        strategy="failover",
+        failover=config,
+        clock=clock,
+        sleep=sleeper.sleep,
+        async_sleep=sleeper.async_sleep,
+        load_entrypoints=False,
+        routing=RoutingConfig(when_all_out=when_all_out),
+    )
 
 
 def inflight(mw: Middleware) -> dict[str, int]:
@@ -373,8 +384,12 @@ def test_providers_outside_the_request_are_not_waited_for(clock, sleeper):
 
 
 async def test_a_cancelled_async_wait_propagates(clock):
-    mw = Middleware([Provider(id="a")], failover=FailoverConfig.preset("aggressive", jitter=0.0), clock=clock,
-                    load_entrypoints=False)  # the real asyncio.sleep
+    mw = Middleware(
+        [Provider(id="a")],
+        failover=FailoverConfig.preset("aggressive", jitter=0.0),
+        clock=clock,
+        load_entrypoints=False,
+    )  # the real asyncio.sleep
     trip(mw, "a")
     task = asyncio.create_task(mw.aexecute(_answer, max_wait_s=60))
     await asyncio.sleep(0.01)
@@ -434,8 +449,11 @@ BEHAVIOURS = ["ok", "503", "500", "429", "400", "interrupt"]
 
 
 @settings(max_examples=150, deadline=None)
-@given(script=st.lists(st.sampled_from(BEHAVIOURS), max_size=12), max_wait_s=st.sampled_from([0.0, 0.3, 7.0, 30.0]),
-       use_async=st.booleans())
+@given(
+    script=st.lists(st.sampled_from(BEHAVIOURS), max_size=12),
+    max_wait_s=st.sampled_from([0.0, 0.3, 7.0, 30.0]),
+    use_async=st.booleans(),
+)
 def test_any_run_ends_every_attempt_and_never_waits_past_max_wait(script, max_wait_s, use_async):
     clock = ManualClock(1000.0)
     sleeper = Sleeper(clock)

@@ -45,9 +45,14 @@ def field_of(call) -> str:
 
 @pytest.fixture
 def mw(clock):
-    return Middleware([Provider(id="a", cost_per_1k_input=0.001), Provider(id="b")], clock=clock,
-                      monitor=MonitorConfig(window_s=60), failover=FailoverConfig(consecutive_failures=1000),
-                      load_entrypoints=False, seed=1)
+    return Middleware(
+        [Provider(id="a", cost_per_1k_input=0.001), Provider(id="b")],
+        clock=clock,
+        monitor=MonitorConfig(window_s=60),
+        failover=FailoverConfig(consecutive_failures=1000),
+        load_entrypoints=False,
+        seed=1,
+    )
 
 
 def strict_json(data: object) -> str:
@@ -57,15 +62,18 @@ def strict_json(data: object) -> str:
 # -- huge latency / cost -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"latency_s": 1e308}, "Outcome.latency_s"),
-    ({"latency_s": HUGE}, "Outcome.latency_s"),
-    ({"ttft_s": 1e308}, "Outcome.ttft_s"),
-    ({"cost": 1e308}, "Outcome.cost"),
-    ({"cost": HUGE}, "Outcome.cost"),
-    ({"at": HUGE}, "Outcome.at"),
-    ({"retry_after_s": HUGE}, "Outcome.retry_after_s"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"latency_s": 1e308}, "Outcome.latency_s"),
+        ({"latency_s": HUGE}, "Outcome.latency_s"),
+        ({"ttft_s": 1e308}, "Outcome.ttft_s"),
+        ({"cost": 1e308}, "Outcome.cost"),
+        ({"cost": HUGE}, "Outcome.cost"),
+        ({"at": HUGE}, "Outcome.at"),
+        ({"retry_after_s": HUGE}, "Outcome.retry_after_s"),
+    ],
+)
 def test_an_absurd_outcome_number_is_a_config_error(kwargs, field):
     assert field_of(lambda: Outcome("a", True, **kwargs)) == field
 
@@ -158,16 +166,19 @@ def test_the_clock_skew_tolerance_is_configurable(clock):
 # -- raw Python errors -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("call", "field"), [
-    (lambda: RouteRequest(input_tokens=HUGE), "RouteRequest.input_tokens"),
-    (lambda: RouteRequest(output_tokens=1e300), "RouteRequest.output_tokens"),
-    (lambda: RouteRequest(max_latency_ms=HUGE), "RouteRequest.max_latency_ms"),
-    (lambda: RouteRequest(timeout_s=1e300), "RouteRequest.timeout_s"),
-    (lambda: Outcome("a", True, input_tokens=HUGE), "Outcome.input_tokens"),
-    (lambda: Usage(input_tokens=HUGE), "Usage.input_tokens"),
-    (lambda: Usage(output_tokens="12"), "Usage.output_tokens"),
-    (lambda: Usage(cost=math.nan), "Usage.cost"),
-])
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda: RouteRequest(input_tokens=HUGE), "RouteRequest.input_tokens"),
+        (lambda: RouteRequest(output_tokens=1e300), "RouteRequest.output_tokens"),
+        (lambda: RouteRequest(max_latency_ms=HUGE), "RouteRequest.max_latency_ms"),
+        (lambda: RouteRequest(timeout_s=1e300), "RouteRequest.timeout_s"),
+        (lambda: Outcome("a", True, input_tokens=HUGE), "Outcome.input_tokens"),
+        (lambda: Usage(input_tokens=HUGE), "Usage.input_tokens"),
+        (lambda: Usage(output_tokens="12"), "Usage.output_tokens"),
+        (lambda: Usage(cost=math.nan), "Usage.cost"),
+    ],
+)
 def test_huge_or_malformed_numbers_in_requests_are_config_errors(call, field):
     assert field_of(call) == field
 
@@ -195,20 +206,25 @@ def test_parse_retry_after_bounds_an_int_no_float_can_hold(mw):
     class Limited(Exception):
         retry_after = HUGE
 
-    assert mw.record(Outcome("a", False, 0.1, error=Limited(), error_kind=ErrorKind.RATE_LIMITED)) is \
-        ErrorKind.RATE_LIMITED
+    assert (
+        mw.record(Outcome("a", False, 0.1, error=Limited(), error_kind=ErrorKind.RATE_LIMITED))
+        is ErrorKind.RATE_LIMITED
+    )
     assert mw.failover.stats()["providers"]["a"]["cooldown_for_s"] <= FailoverConfig().max_rate_limit_cooldown_s
 
 
-@pytest.mark.parametrize("call", [
-    lambda: ManualClock(math.nan),
-    lambda: ManualClock(HUGE),
-    lambda: ManualClock(0).advance(math.inf),
-    lambda: ManualClock(0).advance(math.nan),
-    lambda: ManualClock(0).set(math.nan),
-    lambda: ManualClock(0).set(math.inf),
-    lambda: ManualClock(1e308).advance(1e308),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: ManualClock(math.nan),
+        lambda: ManualClock(HUGE),
+        lambda: ManualClock(0).advance(math.inf),
+        lambda: ManualClock(0).advance(math.nan),
+        lambda: ManualClock(0).set(math.nan),
+        lambda: ManualClock(0).set(math.inf),
+        lambda: ManualClock(1e308).advance(1e308),
+    ],
+)
 def test_manual_clock_refuses_non_finite_time(call):
     assert field_of(call).startswith("ManualClock.")
 
@@ -216,23 +232,26 @@ def test_manual_clock_refuses_non_finite_time(call):
 # -- the same class of defect elsewhere ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("call", "field"), [
-    (lambda mw: mw.execute(lambda p: "x", max_wait_s=math.nan), "max_wait_s"),
-    (lambda mw: mw.execute(lambda p: "x", max_wait_s=math.inf), "max_wait_s"),
-    (lambda mw: mw.execute(lambda p: "x", max_wait_s=-1), "max_wait_s"),
-    (lambda mw: mw.execute(lambda p: "x", max_wait_s="5"), "max_wait_s"),
-    (lambda mw: mw.monitor.trend("a", intervals="3"), "intervals"),
-    (lambda mw: mw.monitor.trend("a", intervals=HUGE), "intervals"),
-    (lambda mw: mw.monitor.trend("a", interval_s=math.inf), "interval_s"),
-    (lambda mw: mw.monitor.trend("a", interval_s=math.nan), "interval_s"),
-    (lambda mw: mw.monitor.record(Outcome("a", True), ErrorKind.SERVER_ERROR, 1e308), "cost"),
-    (lambda mw: mw.monitor.record(Outcome("a", False), "server_error", 0.0), "error_kind"),
-    (lambda mw: mw.failover.record("a", "no"), "ok"),
-    (lambda mw: mw.failover.record("a", False, "server_error"), "kind"),
-    (lambda mw: mw.failover.record("a", False, ErrorKind.RATE_LIMITED, math.nan), "retry_after_s"),
-    (lambda mw: Middleware([Provider(id="a")], history_size=HUGE), "history_size"),
-    (lambda mw: FailoverManager(FailoverConfig(max_events=HUGE)), "FailoverConfig.max_events"),
-])
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda mw: mw.execute(lambda p: "x", max_wait_s=math.nan), "max_wait_s"),
+        (lambda mw: mw.execute(lambda p: "x", max_wait_s=math.inf), "max_wait_s"),
+        (lambda mw: mw.execute(lambda p: "x", max_wait_s=-1), "max_wait_s"),
+        (lambda mw: mw.execute(lambda p: "x", max_wait_s="5"), "max_wait_s"),
+        (lambda mw: mw.monitor.trend("a", intervals="3"), "intervals"),
+        (lambda mw: mw.monitor.trend("a", intervals=HUGE), "intervals"),
+        (lambda mw: mw.monitor.trend("a", interval_s=math.inf), "interval_s"),
+        (lambda mw: mw.monitor.trend("a", interval_s=math.nan), "interval_s"),
+        (lambda mw: mw.monitor.record(Outcome("a", True), ErrorKind.SERVER_ERROR, 1e308), "cost"),
+        (lambda mw: mw.monitor.record(Outcome("a", False), "server_error", 0.0), "error_kind"),
+        (lambda mw: mw.failover.record("a", "no"), "ok"),
+        (lambda mw: mw.failover.record("a", False, "server_error"), "kind"),
+        (lambda mw: mw.failover.record("a", False, ErrorKind.RATE_LIMITED, math.nan), "retry_after_s"),
+        (lambda mw: Middleware([Provider(id="a")], history_size=HUGE), "history_size"),
+        (lambda mw: FailoverManager(FailoverConfig(max_events=HUGE)), "FailoverConfig.max_events"),
+    ],
+)
 def test_other_entry_points_refuse_bad_numbers_and_types(mw, call, field):
     assert field_of(lambda: call(mw)) == field
 
@@ -276,6 +295,7 @@ def test_export_reads_each_breaker_and_each_window_once(clock, monkeypatch):
         def spy(*args, **kwargs):
             reads[name] += 1
             return original(*args, **kwargs)
+
         return spy
 
     # Spies that call through: the real breakers and windows answer.
@@ -319,8 +339,9 @@ class BrokenScorer(HealthScorer):
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 def test_a_strategy_returning_non_finite_scores_counts_as_failed(clock, value):
-    mw = Middleware([Provider(id="a"), Provider(id="b")], strategy=NonFinite(value), clock=clock,
-                    load_entrypoints=False)
+    mw = Middleware(
+        [Provider(id="a"), Provider(id="b")], strategy=NonFinite(value), clock=clock, load_entrypoints=False
+    )
     decision = mw.select()
     assert all(math.isfinite(s) for s in decision.scores.values())  # ranked by the health scorer instead
     assert mw.stats()["router"]["strategy_failures"] == 1
@@ -328,7 +349,12 @@ def test_a_strategy_returning_non_finite_scores_counts_as_failed(clock, value):
 
 
 def test_a_failing_strategy_with_a_failing_health_scorer_still_routes(clock):
-    mw = Middleware([Provider(id="a"), Provider(id="b")], strategy=Broken(), health_scorer=BrokenScorer(),
-                    clock=clock, load_entrypoints=False)
+    mw = Middleware(
+        [Provider(id="a"), Provider(id="b")],
+        strategy=Broken(),
+        health_scorer=BrokenScorer(),
+        clock=clock,
+        load_entrypoints=False,
+    )
     assert mw.select().provider.id == "a"  # the providers' own order
     strict_json(mw.export())

@@ -46,8 +46,13 @@ from pi_builder_middleware import (
 )
 
 PIDS = ("a", "b")
-HEALTH_FAILURES = (ErrorKind.SERVER_ERROR, ErrorKind.TIMEOUT, ErrorKind.CONNECTION, ErrorKind.OVERLOADED,
-                   ErrorKind.UNKNOWN)
+HEALTH_FAILURES = (
+    ErrorKind.SERVER_ERROR,
+    ErrorKind.TIMEOUT,
+    ErrorKind.CONNECTION,
+    ErrorKind.OVERLOADED,
+    ErrorKind.UNKNOWN,
+)
 NON_HEALTH = (ErrorKind.CONTEXT_WINDOW, ErrorKind.CONTENT_POLICY, ErrorKind.AUTH, ErrorKind.BAD_REQUEST)
 CIRCUIT_EVENTS = (EventKind.BLACKLIST, EventKind.HALF_OPEN, EventKind.RECOVERY, EventKind.RESET)
 # Dyadic numbers only, so that model and engine compute bit-identical deadlines.
@@ -140,8 +145,15 @@ class BreakerModel:
             self.permits.append(now)
         return ok
 
-    def record(self, now: float, ok: bool, kind: ErrorKind | None = None, retry_after: float | None = None,
-               probe: bool = False, may_eject: bool = True) -> float | None:
+    def record(
+        self,
+        now: float,
+        ok: bool,
+        kind: ErrorKind | None = None,
+        retry_after: float | None = None,
+        probe: bool = False,
+        may_eject: bool = True,
+    ) -> float | None:
         """Apply one outcome; returns the ejection time if it tripped the breaker."""
         self.refresh(now)
         if self.state is CircuitState.HALF_OPEN and self.permits:
@@ -172,8 +184,9 @@ class BreakerModel:
             elif now >= self.cooldown_until:
                 self.streak += 1
             if retry_after is None:
-                wait = min(self.cfg.rate_limit_base_cooldown_s * 2 ** (self.streak - 1),
-                           self.cfg.default_rate_limit_cooldown_s)
+                wait = min(
+                    self.cfg.rate_limit_base_cooldown_s * 2 ** (self.streak - 1), self.cfg.default_rate_limit_cooldown_s
+                )
                 self.backoff_until = max(self.backoff_until, now + wait)
             else:
                 wait = min(max(retry_after, 0.0), self.cfg.max_rate_limit_cooldown_s)
@@ -189,10 +202,13 @@ class BreakerModel:
             return self._trip(now)
         self._push(now, failed=True)
         failures = sum(1 for _, failed in self.window if failed)
-        if may_eject and (self.consecutive_failures >= self.cfg.consecutive_failures or (
-            len(self.window) >= self.cfg.minimum_calls
-            and failures / len(self.window) >= self.cfg.failure_rate_threshold
-        )):
+        if may_eject and (
+            self.consecutive_failures >= self.cfg.consecutive_failures
+            or (
+                len(self.window) >= self.cfg.minimum_calls
+                and failures / len(self.window) >= self.cfg.failure_rate_threshold
+            )
+        ):
             return self._trip(now)
         return None
 
@@ -387,8 +403,9 @@ TestBreakerStateMachine = BreakerMachine.TestCase
 
 
 def _manager(clock: ManualClock, **overrides: float) -> FailoverManager:
-    cfg = FailoverConfig(**{"consecutive_failures": 1, "base_ejection_s": 1.0, "max_ejection_s": 2.0,
-                            "jitter": 0.0, **overrides})
+    cfg = FailoverConfig(
+        **{"consecutive_failures": 1, "base_ejection_s": 1.0, "max_ejection_s": 2.0, "jitter": 0.0, **overrides}
+    )
     fm = FailoverManager(cfg, policy=DefaultPolicy(), clock=clock)
     fm.add_provider("a")
     return fm
@@ -448,8 +465,12 @@ def test_trip_count_survives_an_ejection_longer_than_the_trip_memory() -> None:
 def test_reading_stats_does_not_swallow_the_half_open_transition() -> None:
     """health()/stats()/export() move OPEN→HALF_OPEN lazily; the monitor must still learn about it."""
     clock = ManualClock()
-    mw = Middleware([Provider(id="a"), Provider(id="b")], clock=clock, load_entrypoints=False,
-                    failover=FailoverConfig.preset("aggressive", base_ejection_s=10.0, jitter=0.0))
+    mw = Middleware(
+        [Provider(id="a"), Provider(id="b")],
+        clock=clock,
+        load_entrypoints=False,
+        failover=FailoverConfig.preset("aggressive", base_ejection_s=10.0, jitter=0.0),
+    )
     for _ in range(2):
         mw.record(Outcome("a", False, error_kind=ErrorKind.SERVER_ERROR))
     assert mw.health("a").circuit is CircuitState.OPEN
@@ -464,15 +485,19 @@ def test_reading_stats_does_not_swallow_the_half_open_transition() -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(
-    base=st.floats(0.01, 100.0), multiplier=st.floats(1.0, 10.0), cap=st.floats(1.0, 100.0),
-    jitter=st.floats(0.0, 0.99), trips=st.integers(1, 5000), seed=st.integers(0, 2**32),
+    base=st.floats(0.01, 100.0),
+    multiplier=st.floats(1.0, 10.0),
+    cap=st.floats(1.0, 100.0),
+    jitter=st.floats(0.0, 0.99),
+    trips=st.integers(1, 5000),
+    seed=st.integers(0, 2**32),
 )
-def test_jittered_ejection_stays_in_its_band(base: float, multiplier: float, cap: float, jitter: float,
-                                             trips: int, seed: int) -> None:
+def test_jittered_ejection_stays_in_its_band(
+    base: float, multiplier: float, cap: float, jitter: float, trips: int, seed: int
+) -> None:
     import random
 
-    cfg = FailoverConfig(base_ejection_s=base, ejection_multiplier=multiplier, max_ejection_s=base * cap,
-                         jitter=jitter)
+    cfg = FailoverConfig(base_ejection_s=base, ejection_multiplier=multiplier, max_ejection_s=base * cap, jitter=jitter)
     value = DefaultPolicy().ejection_s(trips, cfg, random.Random(seed))
     assert 0 < value <= cfg.max_ejection_s
     assert value >= min(base * (1 - jitter), cfg.max_ejection_s) * (1 - 1e-12)

@@ -40,12 +40,21 @@ class Sleeper:
         self.sleep(seconds)
 
 
-def make(clock: ManualClock, hedge: HedgePolicy | None = None, ids: tuple[str, ...] = ("a", "b", "c"),
-         **failover: object) -> tuple[Middleware, Sleeper]:
+def make(
+    clock: ManualClock, hedge: HedgePolicy | None = None, ids: tuple[str, ...] = ("a", "b", "c"), **failover: object
+) -> tuple[Middleware, Sleeper]:
     sleeper = Sleeper(clock)
     config = FailoverConfig.preset("balanced", jitter=0.0, **failover)  # type: ignore[arg-type]
-    mw = Middleware([Provider(id=pid) for pid in ids], strategy="failover", failover=config, clock=clock,
-                    sleep=sleeper.sleep, async_sleep=sleeper.async_sleep, load_entrypoints=False, hedge=hedge)
+    mw = Middleware(
+        [Provider(id=pid) for pid in ids],
+        strategy="failover",
+        failover=config,
+        clock=clock,
+        sleep=sleeper.sleep,
+        async_sleep=sleeper.async_sleep,
+        load_entrypoints=False,
+        hedge=hedge,
+    )
     return mw, sleeper
 
 
@@ -76,16 +85,19 @@ def test_a_hedge_takes_a_token_and_is_refused_at_half():
     assert not budget.spend_hedge() and budget.throttled_hedges == 1 and budget.tokens == 2
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"budget_ratio": 0}, "HedgePolicy.budget_ratio"),
-    ({"budget_ratio": 1.5}, "HedgePolicy.budget_ratio"),
-    ({"budget_tokens": 0}, "HedgePolicy.budget_tokens"),
-    ({"max_hedges": -1}, "HedgePolicy.max_hedges"),
-    ({"max_hedges": True}, "HedgePolicy.max_hedges"),
-    ({"delay_s": float("nan")}, "HedgePolicy.delay_s"),
-    ({"quantile": 1.0}, "HedgePolicy.quantile"),
-    ({"min_samples": 0}, "HedgePolicy.min_samples"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"budget_ratio": 0}, "HedgePolicy.budget_ratio"),
+        ({"budget_ratio": 1.5}, "HedgePolicy.budget_ratio"),
+        ({"budget_tokens": 0}, "HedgePolicy.budget_tokens"),
+        ({"max_hedges": -1}, "HedgePolicy.max_hedges"),
+        ({"max_hedges": True}, "HedgePolicy.max_hedges"),
+        ({"delay_s": float("nan")}, "HedgePolicy.delay_s"),
+        ({"quantile": 1.0}, "HedgePolicy.quantile"),
+        ({"min_samples": 0}, "HedgePolicy.min_samples"),
+    ],
+)
 def test_bad_policies_name_the_field(kwargs, field):
     with pytest.raises(ConfigError) as info:
         HedgePolicy(**kwargs)
@@ -108,8 +120,12 @@ def test_bad_hedge_argument_and_request_fields_are_config_errors():
 
 def test_failover_stops_when_failures_drained_the_budget_and_resumes_after_successes(clock):
     # Large breaker thresholds: only the budget can stop the failover here.
-    mw, _ = make(clock, HedgePolicy(max_hedges=0, budget_ratio=0.5, budget_tokens=4), consecutive_failures=100,
-                 failure_rate_threshold=1.0)
+    mw, _ = make(
+        clock,
+        HedgePolicy(max_hedges=0, budget_ratio=0.5, budget_tokens=4),
+        consecutive_failures=100,
+        failure_rate_threshold=1.0,
+    )
     calls: list[str] = []
 
     def down(provider: Provider) -> str:
@@ -187,6 +203,7 @@ def test_timeout_s_is_a_deadline_across_attempts(clock, mode):
         if mode == "sync":
             mw.execute(slow_failure, request)
         else:
+
             async def afn(provider: Provider) -> str:
                 return slow_failure(provider)
 

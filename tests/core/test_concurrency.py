@@ -112,11 +112,20 @@ def _threaded_middleware(observer: Reentrant) -> Middleware:
         [Provider(id=pid, cost_per_1k_input=0.001 * (i + 1)) for i, pid in enumerate(PIDS)],
         strategy="failover",
         # Real time with millisecond ejections: breakers open, half-open and close all through the run.
-        failover=FailoverConfig.preset("aggressive", base_ejection_s=0.001, max_ejection_s=0.004,
-                                       half_open_permit_timeout_s=0.01, default_rate_limit_cooldown_s=0.001,
-                                       max_rate_limit_cooldown_s=0.002, max_events=200),
+        failover=FailoverConfig.preset(
+            "aggressive",
+            base_ejection_s=0.001,
+            max_ejection_s=0.004,
+            half_open_permit_timeout_s=0.01,
+            default_rate_limit_cooldown_s=0.001,
+            max_rate_limit_cooldown_s=0.002,
+            max_events=200,
+        ),
         monitor=MonitorConfig(window_s=3600.0, max_samples=THREADS * PER_THREAD, min_samples=3),
-        plugins=[observer], load_entrypoints=False, seed=5, history_size=200,
+        plugins=[observer],
+        load_entrypoints=False,
+        seed=5,
+        history_size=200,
     )
     observer.mw = mw
     return mw
@@ -253,8 +262,12 @@ def test_providers_added_and_removed_while_other_threads_route(fast_switching) -
         with routed_lock:
             routed.update(mine)
 
-    _join_all([threading.Thread(target=churn, name="churn"),
-               *(threading.Thread(target=route, name=f"route-{i}") for i in range(4))])
+    _join_all(
+        [
+            threading.Thread(target=churn, name="churn"),
+            *(threading.Thread(target=route, name=f"route-{i}") for i in range(4)),
+        ]
+    )
     assert not errors, errors[:3]
     assert mw.router.statistics()["total_decisions"] == routed.total()
     assert set(mw.providers) == set(PIDS[:2])
@@ -265,9 +278,14 @@ async def test_thousand_concurrent_aexecute_calls() -> None:
     clock = ManualClock()
     observer = Reentrant()
     mw = Middleware(
-        [Provider(id=pid) for pid in PIDS[:3]], strategy="latency-optimal", clock=clock, seed=11,
+        [Provider(id=pid) for pid in PIDS[:3]],
+        strategy="latency-optimal",
+        clock=clock,
+        seed=11,
         failover=FailoverConfig.preset("aggressive", base_ejection_s=0.05, max_ejection_s=0.2, jitter=0.0),
-        monitor=MonitorConfig(window_s=3600.0, max_samples=10_000), plugins=[observer], load_entrypoints=False,
+        monitor=MonitorConfig(window_s=3600.0, max_samples=10_000),
+        plugins=[observer],
+        load_entrypoints=False,
     )
     observer.mw = mw
     attempts: Counter[str] = Counter()
@@ -290,9 +308,11 @@ async def test_thousand_concurrent_aexecute_calls() -> None:
         return await mw.aexecute(lambda p: call(task, p), usage=lambda _r: Usage(2, 3))
 
     results = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(1000)), return_exceptions=True), 60)
-    unexpected = [r for r in results
-                  if isinstance(r, BaseException)
-                  and not isinstance(r, AllProvidersFailedError | NoProviderAvailableError)]
+    unexpected = [
+        r
+        for r in results
+        if isinstance(r, BaseException) and not isinstance(r, AllProvidersFailedError | NoProviderAvailableError)
+    ]
     assert not unexpected, unexpected[:3]
     assert not observer.errors and mw.stats()["plugin_failures"] == {}
     ok = Counter(r for r in results if isinstance(r, str))
@@ -305,6 +325,10 @@ async def test_thousand_concurrent_aexecute_calls() -> None:
     stats = mw.stats()
     assert observer.counts["outcome"] == attempts.total()
     assert stats["router"]["total_decisions"] == observer.counts["decision"]
-    refused_at_select = sum(1 for r in results if isinstance(r, NoProviderAvailableError)
-                            and not any("before it could be tried" in why for why in r.reasons.values()))
+    refused_at_select = sum(
+        1
+        for r in results
+        if isinstance(r, NoProviderAvailableError)
+        and not any("before it could be tried" in why for why in r.reasons.values())
+    )
     assert stats["router"]["total_decisions"] - observer.counts["nested_select"] == 1000 - refused_at_select

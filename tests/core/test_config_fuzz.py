@@ -70,19 +70,37 @@ class Choice:
         return Choice(st.one_of(good), st.one_of(bad))
 
 
-def number(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False,
-           optional: bool = False) -> Choice:
+def number(
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    optional: bool = False,
+) -> Choice:
     """A float setting within lo..hi (open ends as told); NaN, infinities, out of range and junk are bad."""
 
     def inside(v: float) -> bool:
         return (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or (v < hi if hi_open else v <= hi))
 
-    good = [st.floats(lo, hi, exclude_min=lo_open and lo is not None, exclude_max=hi_open and hi is not None,
-                      allow_nan=False, allow_infinity=False),
-            st.integers(-10**6 if lo is None else math.ceil(lo), 10**6 if hi is None else math.floor(hi))
-            .filter(inside)]
-    wrong = [st.just(INF), st.just(NAN), st.just(-INF), NAN_TEXT, JUNK.filter(lambda v: v is not None) if optional
-             else JUNK]
+    good = [
+        st.floats(
+            lo,
+            hi,
+            exclude_min=lo_open and lo is not None,
+            exclude_max=hi_open and hi is not None,
+            allow_nan=False,
+            allow_infinity=False,
+        ),
+        st.integers(-(10**6) if lo is None else math.ceil(lo), 10**6 if hi is None else math.floor(hi)).filter(inside),
+    ]
+    wrong = [
+        st.just(INF),
+        st.just(NAN),
+        st.just(-INF),
+        NAN_TEXT,
+        JUNK.filter(lambda v: v is not None) if optional else JUNK,
+    ]
     if lo is not None or hi is not None:
         wrong.append(st.floats(allow_nan=False, allow_infinity=False).filter(lambda v: not inside(v)))
     if optional:
@@ -93,8 +111,11 @@ def number(lo: float | None = None, hi: float | None = None, *, lo_open: bool = 
 def integer(lo: int | None = None, hi: int | None = None, *, optional: bool = False) -> Choice:
     """An int setting within [lo, hi]; fractions, NaN, out-of-range and junk are bad."""
     good = [st.integers(lo, hi), *([st.none()] if optional else [])]
-    wrong = [st.floats(0.1, 0.9).map(lambda f: 3 + f), NON_FINITE,
-             JUNK.filter(lambda v: v is not None) if optional else JUNK]
+    wrong = [
+        st.floats(0.1, 0.9).map(lambda f: 3 + f),
+        NON_FINITE,
+        JUNK.filter(lambda v: v is not None) if optional else JUNK,
+    ]
     if lo is not None:
         wrong.append(st.integers(max_value=lo - 1))
     if hi is not None:
@@ -104,18 +125,32 @@ def integer(lo: int | None = None, hi: int | None = None, *, optional: bool = Fa
 
 def text(*, min_size: int = 0, optional: bool = False) -> Choice:
     good = [st.text(max_size=8, min_size=min_size), *([st.none()] if optional else [])]
-    wrong = [st.integers(), st.floats(), st.sampled_from([True, [1], {"k": 1}, object()]),
-             *([] if optional else [st.none()]), *([st.just("")] if min_size else [])]
+    wrong = [
+        st.integers(),
+        st.floats(),
+        st.sampled_from([True, [1], {"k": 1}, object()]),
+        *([] if optional else [st.none()]),
+        *([st.just("")] if min_size else []),
+    ]
     return Choice.of(good, wrong)
 
 
 def names(*, optional: bool = True) -> Choice:
     """A set of names: any iterable of str except a str; non-str members and scalars are bad."""
     members = st.text(max_size=6)
-    good = [st.frozensets(members, max_size=3), st.lists(members, max_size=3), st.sets(members, max_size=3),
-            *([st.none()] if optional else [])]
-    wrong = [st.text(min_size=1, max_size=6), st.lists(st.integers(), min_size=1, max_size=3), st.integers(),
-             st.floats(), *([] if optional else [st.none()])]
+    good = [
+        st.frozensets(members, max_size=3),
+        st.lists(members, max_size=3),
+        st.sets(members, max_size=3),
+        *([st.none()] if optional else []),
+    ]
+    wrong = [
+        st.text(min_size=1, max_size=6),
+        st.lists(st.integers(), min_size=1, max_size=3),
+        st.integers(),
+        st.floats(),
+        *([] if optional else [st.none()]),
+    ]
     return Choice.of(good, wrong)
 
 
@@ -136,27 +171,33 @@ class Spec:
 
 
 THRESHOLDS = Spec(
-    HealthThresholds, "HealthThresholds",
+    HealthThresholds,
+    "HealthThresholds",
     {name: number(0, 1) for name in HealthThresholds.model_fields},
     HealthThresholds().model_dump(),
     relations=(
-        (("degraded_availability", "healthy_availability"),
-         lambda c: c["degraded_availability"] <= c["healthy_availability"]),
-        (("offline_availability", "degraded_availability"),
-         lambda c: c["offline_availability"] <= c["degraded_availability"]),
-        (("healthy_error_rate", "degraded_error_rate"),
-         lambda c: c["healthy_error_rate"] <= c["degraded_error_rate"]),
+        (
+            ("degraded_availability", "healthy_availability"),
+            lambda c: c["degraded_availability"] <= c["healthy_availability"],
+        ),
+        (
+            ("offline_availability", "degraded_availability"),
+            lambda c: c["offline_availability"] <= c["degraded_availability"],
+        ),
+        (("healthy_error_rate", "degraded_error_rate"), lambda c: c["healthy_error_rate"] <= c["degraded_error_rate"]),
     ),
 )
 
 ALERTS = Spec(
-    AlertThresholds, "AlertThresholds",
+    AlertThresholds,
+    "AlertThresholds",
     {"high_latency_ms": number(0, None, lo_open=True), "high_error_rate": number(0, 1), "min_samples": integer(1)},
     AlertThresholds().model_dump(),
 )
 
 PROVIDER = Spec(
-    Provider, "Provider",
+    Provider,
+    "Provider",
     {
         "id": text(min_size=1),
         "cost_per_1k_input": number(0, MAX_COST),
@@ -168,7 +209,8 @@ PROVIDER = Spec(
         "model": text(optional=True),
         "group": text(optional=True),
     },
-    {}, required=("id",),
+    {},
+    required=("id",),
 )
 
 
@@ -238,15 +280,17 @@ def _nested(spec: Spec) -> Choice:
     """A nested model given as a dict of fuzzed values (maybe with an unknown key), an instance, or junk."""
     cases = kwargs_for(spec)
     return Choice.of(
-        [cases.filter(lambda case: not blamed_fields(spec, *case)).map(lambda case: case[1]),
-         st.builds(spec.factory)],
-        [cases.filter(lambda case: bool(blamed_fields(spec, *case))).map(lambda case: case[1]),
-         st.sampled_from([5, "x", [1]])],
+        [cases.filter(lambda case: not blamed_fields(spec, *case)).map(lambda case: case[1]), st.builds(spec.factory)],
+        [
+            cases.filter(lambda case: bool(blamed_fields(spec, *case))).map(lambda case: case[1]),
+            st.sampled_from([5, "x", [1]]),
+        ],
     )
 
 
 OUTLIER = Spec(
-    OutlierConfig, "OutlierConfig",
+    OutlierConfig,
+    "OutlierConfig",
     {
         "interval_s": number(0, None, lo_open=True),
         "success_rate_minimum_hosts": integer(1, None),
@@ -260,7 +304,8 @@ OUTLIER = Spec(
 )
 
 FAILOVER = Spec(
-    FailoverConfig, "FailoverConfig",
+    FailoverConfig,
+    "FailoverConfig",
     {
         "policy": text(min_size=1),
         "consecutive_failures": integer(1, None),
@@ -288,13 +333,16 @@ FAILOVER = Spec(
     FailoverConfig().model_dump(),
     relations=(
         (("base_ejection_s", "max_ejection_s"), lambda c: c["max_ejection_s"] >= c["base_ejection_s"]),
-        (("default_rate_limit_cooldown_s", "max_rate_limit_cooldown_s"),
-         lambda c: c["max_rate_limit_cooldown_s"] >= c["default_rate_limit_cooldown_s"]),
+        (
+            ("default_rate_limit_cooldown_s", "max_rate_limit_cooldown_s"),
+            lambda c: c["max_rate_limit_cooldown_s"] >= c["default_rate_limit_cooldown_s"],
+        ),
     ),
 )
 
 MONITOR = Spec(
-    MonitorConfig, "MonitorConfig",
+    MonitorConfig,
+    "MonitorConfig",
     {
         "window_s": number(0, None, lo_open=True),
         "max_samples": integer(8, 1_000_000),
@@ -351,8 +399,10 @@ def test_presets_construct_and_accept_valid_overrides(name: str) -> None:
 
 
 @FUZZ
-@given(name=st.one_of(st.text(max_size=12), st.integers(), st.none(), st.sampled_from([[], {}, 1.5, object()])),
-       overrides=kwargs_for(FAILOVER))
+@given(
+    name=st.one_of(st.text(max_size=12), st.integers(), st.none(), st.sampled_from([[], {}, 1.5, object()])),
+    overrides=kwargs_for(FAILOVER),
+)
 def test_unknown_presets_and_bad_overrides(name: Any, overrides: Case) -> None:
     known = name in ("aggressive", "balanced", "conservative")
     try:
@@ -372,15 +422,18 @@ def test_unknown_presets_and_bad_overrides(name: Any, overrides: Case) -> None:
 # -- RouteRequest and Outcome (frozen dataclasses, validated in __post_init__) ----------------------
 
 ROUTE = Spec(
-    RouteRequest, "RouteRequest",
+    RouteRequest,
+    "RouteRequest",
     {
         "required_capabilities": names(),
         "max_latency_ms": number(0, None, lo_open=True, optional=True),
         "min_availability": number(0, 1, optional=True),
         "exclude": names(),
         "candidates": names(),
-        "strategy": Choice(st.sampled_from([None, "cost-optimal", "failover", "no-such-strategy"]),
-                           st.sampled_from([5, 1.5, ["failover"], {"x": 1}])),
+        "strategy": Choice(
+            st.sampled_from([None, "cost-optimal", "failover", "no-such-strategy"]),
+            st.sampled_from([5, 1.5, ["failover"], {"x": 1}]),
+        ),
         "input_tokens": integer(0, MAX_TOKENS),
         "output_tokens": integer(0, MAX_TOKENS),
         "timeout_s": number(0, MAX_LATENCY_S, lo_open=True, optional=True),
@@ -395,7 +448,8 @@ class _Boom(Exception):
 
 
 OUTCOME = Spec(
-    Outcome, "Outcome",
+    Outcome,
+    "Outcome",
     {
         "provider_id": text(min_size=1),
         "ok": Choice(st.booleans(), st.sampled_from([None, "yes", "False", 1.5, [True]])),
@@ -405,14 +459,17 @@ OUTCOME = Spec(
         "output_tokens": integer(0, MAX_TOKENS),
         "cost": number(0, MAX_COST, optional=True),
         "error": Choice(st.sampled_from([None, _Boom("x"), TimeoutError()]), st.sampled_from(["boom", 5, _Boom])),
-        "error_kind": Choice(st.sampled_from([None, *ErrorKind, *(k.value for k in ErrorKind)]),
-                             st.sampled_from(["RATE-LIMITED", "teapot", 429, 1.5, [ErrorKind.AUTH]])),
+        "error_kind": Choice(
+            st.sampled_from([None, *ErrorKind, *(k.value for k in ErrorKind)]),
+            st.sampled_from(["RATE-LIMITED", "teapot", 429, 1.5, [ErrorKind.AUTH]]),
+        ),
         "status_code": integer(100, 599, optional=True),
         "retry_after_s": number(0, None, optional=True),
         "probe": Choice(st.booleans(), st.sampled_from([None, "no", 0.5])),
         "at": number(optional=True),
     },
-    {}, required=("provider_id", "ok"),
+    {},
+    required=("provider_id", "ok"),
 )
 
 
@@ -512,35 +569,65 @@ MIDDLEWARE_ARGS: dict[str, st.SearchStrategy[Tagged]] = {
     "providers": st.one_of(
         ok(st.sampled_from([[P1], [P1, P2], (P2,), []])),
         ok(st.just(iter([P1, P2]))),
-        bad(st.sampled_from([[P1, P1], [P1, Provider(id="a", quality=0.9)], [{"id": "a"}], ["a"], 5, None,
-                             "ab", [P1, None]])),
+        bad(
+            st.sampled_from(
+                [[P1, P1], [P1, Provider(id="a", quality=0.9)], [{"id": "a"}], ["a"], 5, None, "ab", [P1, None]]
+            )
+        ),
     ),
-    "strategy": st.one_of(ok(st.sampled_from(["latency-optimal", "cost-optimal", "quality-optimal", "failover"])),
-                          ok(st.builds(_Favourite)),
-                          bad(st.sampled_from(["fastest", "", "Cost-Optimal", 5, None, ["failover"], _Favourite]))),
-    "failover": st.one_of(ok(st.sampled_from(["aggressive", "balanced", "conservative", None])),
-                          ok(st.builds(FailoverConfig, jitter=st.floats(0, 0.5))),
-                          bad(st.sampled_from(["reckless", "", "Balanced", 3, 1.5, {"jitter": 0.1}, ["balanced"],
-                                              FailoverConfig(policy="no-such-policy")]))),
-    "monitor": st.one_of(ok(st.sampled_from([None, MonitorConfig(), MonitorConfig(window_s=10.0)])),
-                         bad(st.sampled_from([5, "fast", {"window_s": 10.0}, [], AlertThresholds()]))),
-    "health_scorer": st.one_of(ok(st.just("availability")),
-                               bad(st.sampled_from(["uptime", "", 5, None, ["availability"], {}]))),
-    "plugins": st.one_of(ok(st.sampled_from([[], (), [_Observer()]])),
-                         bad(st.sampled_from([5, None, [_Misspelled()], [_WrongArguments()],
-                                              [_OBSERVER, _OBSERVER]]))),
-    "blocked_plugins": st.one_of(ok(st.sampled_from([[], ["x"], ("a", "b"), frozenset({"y"})])),
-                                 bad(st.sampled_from([5, None, [1], "pi_builder_middleware.plugins.scorers"]))),
+    "strategy": st.one_of(
+        ok(st.sampled_from(["latency-optimal", "cost-optimal", "quality-optimal", "failover"])),
+        ok(st.builds(_Favourite)),
+        bad(st.sampled_from(["fastest", "", "Cost-Optimal", 5, None, ["failover"], _Favourite])),
+    ),
+    "failover": st.one_of(
+        ok(st.sampled_from(["aggressive", "balanced", "conservative", None])),
+        ok(st.builds(FailoverConfig, jitter=st.floats(0, 0.5))),
+        bad(
+            st.sampled_from(
+                [
+                    "reckless",
+                    "",
+                    "Balanced",
+                    3,
+                    1.5,
+                    {"jitter": 0.1},
+                    ["balanced"],
+                    FailoverConfig(policy="no-such-policy"),
+                ]
+            )
+        ),
+    ),
+    "monitor": st.one_of(
+        ok(st.sampled_from([None, MonitorConfig(), MonitorConfig(window_s=10.0)])),
+        bad(st.sampled_from([5, "fast", {"window_s": 10.0}, [], AlertThresholds()])),
+    ),
+    "health_scorer": st.one_of(
+        ok(st.just("availability")), bad(st.sampled_from(["uptime", "", 5, None, ["availability"], {}]))
+    ),
+    "plugins": st.one_of(
+        ok(st.sampled_from([[], (), [_Observer()]])),
+        bad(st.sampled_from([5, None, [_Misspelled()], [_WrongArguments()], [_OBSERVER, _OBSERVER]])),
+    ),
+    "blocked_plugins": st.one_of(
+        ok(st.sampled_from([[], ["x"], ("a", "b"), frozenset({"y"})])),
+        bad(st.sampled_from([5, None, [1], "pi_builder_middleware.plugins.scorers"])),
+    ),
     "clock": st.one_of(ok(st.sampled_from([None, ManualClock()])), bad(st.sampled_from([5, "now", 1.5]))),
     "seed": st.one_of(ok(st.one_of(st.none(), st.integers())), bad(st.sampled_from(["x", [1], {}, 1.5, object()]))),
-    "history_size": st.one_of(ok(st.integers(1, 10_000)),
-                              bad(st.sampled_from([0, -1, 2.5, "10", None, NAN, INF]))),
+    "history_size": st.one_of(ok(st.integers(1, 10_000)), bad(st.sampled_from([0, -1, 2.5, "10", None, NAN, INF]))),
 }
 #: What ConfigError.field may say for each argument (registry errors use the registry's label).
 FIELD_NAMES = {
-    "providers": ("providers",), "strategy": ("strategy",), "failover": ("failover", "failover policy"),
-    "monitor": ("monitor",), "health_scorer": ("health_scorer", "health scorer"), "plugins": ("plugins",),
-    "blocked_plugins": ("blocked_plugins",), "clock": ("clock",), "seed": ("seed",),
+    "providers": ("providers",),
+    "strategy": ("strategy",),
+    "failover": ("failover", "failover policy"),
+    "monitor": ("monitor",),
+    "health_scorer": ("health_scorer", "health scorer"),
+    "plugins": ("plugins",),
+    "blocked_plugins": ("blocked_plugins",),
+    "clock": ("clock",),
+    "seed": ("seed",),
     "history_size": ("history_size",),
 }
 

@@ -68,12 +68,12 @@ def pbm_classify_error(error, provider):
     return None
 '''
 
-BROKEN_SOURCE = '''
+BROKEN_SOURCE = """
 raise RuntimeError("this plugin is broken on purpose")
-'''
+"""
 
 TYPO_MODULE = "pbm_typo_testplugin"
-TYPO_SOURCE = '''
+TYPO_SOURCE = """
 from pi_builder_middleware import hookimpl
 
 SEEN = []
@@ -87,7 +87,7 @@ def pbm_on_outcom(outcome, error_kind):  # misspelled: no such hook
 @hookimpl
 def pbm_on_decision(decision):
     SEEN.append(decision)
-'''
+"""
 
 
 def write_distribution(root: Path, dist: str, module: str, source: str, entry_name: str) -> None:
@@ -129,8 +129,9 @@ def test_entry_points_are_visible_to_importlib(installed: Path) -> None:
     assert eps.get("typo-test") == TYPO_MODULE
 
 
-def test_plugin_strategy_is_selectable_by_name_and_behaves_as_written(installed: Path,
-                                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_plugin_strategy_is_selectable_by_name_and_behaves_as_written(
+    installed: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.ERROR, logger="pi_builder_middleware.plugins"):
         mw = Middleware(providers(), strategy="round-robin-test")
     assert mw.router.strategy.name == "round-robin-test"
@@ -162,8 +163,9 @@ def test_plugin_classifier_overrides_the_builtin(installed: Path) -> None:
     builtin_only = Middleware(providers(), load_entrypoints=False)
     assert builtin_only.classify(quota("quota used up"), "a") is ErrorKind.SERVER_ERROR  # status 500
 
-    mw = Middleware(providers(), strategy="failover",
-                    failover="aggressive")  # two server errors would trip an aggressive breaker
+    mw = Middleware(
+        providers(), strategy="failover", failover="aggressive"
+    )  # two server errors would trip an aggressive breaker
     assert mw.classify(quota("quota used up"), "a") is ErrorKind.RATE_LIMITED
     assert mw.classify(TimeoutError(), "a") is ErrorKind.TIMEOUT  # None from the plugin: the built-in decides
     for _ in range(3):

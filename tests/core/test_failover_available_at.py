@@ -5,8 +5,9 @@ from __future__ import annotations
 from pi_builder_middleware import CircuitState, ErrorKind, FailoverConfig, ManualClock
 from pi_builder_middleware.failover import FailoverManager
 
-CONFIG = FailoverConfig.preset("aggressive", base_ejection_s=10.0, jitter=0.0, half_open_max_calls=1,
-                               half_open_permit_timeout_s=30.0)
+CONFIG = FailoverConfig.preset(
+    "aggressive", base_ejection_s=10.0, jitter=0.0, half_open_max_calls=1, half_open_permit_timeout_s=30.0
+)
 
 
 def manager() -> tuple[FailoverManager, ManualClock]:

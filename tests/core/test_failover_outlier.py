@@ -30,17 +30,29 @@ FAIL = ErrorKind.SERVER_ERROR
 
 def outlier_manager(clock: ManualClock, providers: Sequence[str] = "abcd", **overrides: Any) -> FailoverManager:
     outlier = overrides.pop("outlier", {})
-    cfg = FailoverConfig(**{"policy": "outlier", "jitter": 0.0, "consecutive_failures": 1000,
-                            "outlier": {"interval_s": 10.0, "success_rate_request_volume": 20,
-                                        "failure_percentage_request_volume": 20, **outlier}, **overrides})
+    cfg = FailoverConfig(
+        **{
+            "policy": "outlier",
+            "jitter": 0.0,
+            "consecutive_failures": 1000,
+            "outlier": {
+                "interval_s": 10.0,
+                "success_rate_request_volume": 20,
+                "failure_percentage_request_volume": 20,
+                **outlier,
+            },
+            **overrides,
+        }
+    )
     fm = FailoverManager(cfg, clock=clock)  # by name, through pbm_register_failover_policies
     for pid in providers:
         fm.add_provider(pid)
     return fm
 
 
-def feed(fm: FailoverManager, clock: ManualClock, success_rates: Mapping[str, float], calls: int = 40,
-         step_s: float = 0.1) -> None:
+def feed(
+    fm: FailoverManager, clock: ManualClock, success_rates: Mapping[str, float], calls: int = 40, step_s: float = 0.1
+) -> None:
     """Interleaved outcomes, failures spread evenly (no long runs) so only the rates differ."""
     debt = dict.fromkeys(success_rates, 0.0)
     for _ in range(calls):
@@ -145,13 +157,15 @@ def test_max_ejection_percent_caps_peer_ejections_and_says_so() -> None:
     assert fm.breaker_info("b")["ejections_capped"] == 1
 
 
-@pytest.mark.parametrize(("percent", "size", "allowed"), [(50, 3, 1), (50, 4, 2), (10, 4, 1), (100, 4, 4),
-                                                          (34, 3, 1), (67, 3, 2)])
+@pytest.mark.parametrize(
+    ("percent", "size", "allowed"), [(50, 3, 1), (50, 4, 2), (10, 4, 1), (100, 4, 4), (34, 3, 1), (67, 3, 2)]
+)
 def test_the_cap_allows_floor_of_the_share_but_always_one(percent: float, size: int, allowed: int) -> None:
     clock = ManualClock(100.0)
     providers = "abcdef"[:size]
-    fm = outlier_manager(clock, providers=providers, max_ejection_percent=percent,
-                         outlier={"failure_percentage_threshold": 50.0})
+    fm = outlier_manager(
+        clock, providers=providers, max_ejection_percent=percent, outlier={"failure_percentage_threshold": 50.0}
+    )
     feed(fm, clock, dict.fromkeys(providers, 0.0), calls=20)
     evaluate(fm, clock)
     assert list(states(fm).values()).count("open") == allowed
@@ -159,8 +173,9 @@ def test_the_cap_allows_floor_of_the_share_but_always_one(percent: float, size: 
 
 def test_the_cap_also_limits_the_default_policy_when_configured() -> None:
     clock = ManualClock(100.0)
-    cfg = FailoverConfig(consecutive_failures=2, jitter=0.0, base_ejection_s=10.0, max_ejection_percent=50,
-                         recovery_successes=1)
+    cfg = FailoverConfig(
+        consecutive_failures=2, jitter=0.0, base_ejection_s=10.0, max_ejection_percent=50, recovery_successes=1
+    )
     fm = FailoverManager(cfg, policy=DefaultPolicy(), clock=clock)
     for pid in "abc":
         fm.add_provider(pid)
@@ -244,8 +259,9 @@ class Recorder(FailoverPolicy):
     def ejection_s(self, trips: int, config: FailoverConfig, rng: Any) -> float:
         return 5.0
 
-    def peer_ejections(self, windows: Mapping[str, BreakerWindow], config: FailoverConfig,
-                       now: float) -> Sequence[PeerEjection]:
+    def peer_ejections(
+        self, windows: Mapping[str, BreakerWindow], config: FailoverConfig, now: float
+    ) -> Sequence[PeerEjection]:
         self.seen.append(dict(windows))
         if self.fail:
             raise RuntimeError("boom")
@@ -297,8 +313,7 @@ class LazyGarbage(Recorder):
 
     name = "lazy-garbage"
 
-    def peer_ejections(self, windows: Mapping[str, BreakerWindow], config: FailoverConfig,
-                       now: float) -> Any:
+    def peer_ejections(self, windows: Mapping[str, BreakerWindow], config: FailoverConfig, now: float) -> Any:
         yield PeerEjection("b", "told to")
         yield "not an ejection"
         raise RuntimeError("boom, half-way")
@@ -316,24 +331,29 @@ def test_peer_ejections_that_fail_half_way_or_hold_garbage_eject_nobody_and_neve
 # -- validation ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("settings", "field"), [
-    ({"max_ejection_percent": 0}, "FailoverConfig.max_ejection_percent"),
-    ({"max_ejection_percent": 101}, "FailoverConfig.max_ejection_percent"),
-    ({"rate_limit_base_cooldown_s": -1}, "FailoverConfig.rate_limit_base_cooldown_s"),
-    ({"rate_limit_streak_s": float("nan")}, "FailoverConfig.rate_limit_streak_s"),
-    ({"rate_limit_pressure_half_life_s": 0}, "FailoverConfig.rate_limit_pressure_half_life_s"),
-    ({"outlier": {"interval_s": 0}}, "FailoverConfig.outlier.interval_s"),
-    ({"outlier": {"success_rate_minimum_hosts": 0}}, "FailoverConfig.outlier.success_rate_minimum_hosts"),
-    ({"outlier": {"success_rate_request_volume": 2.5}}, "FailoverConfig.outlier.success_rate_request_volume"),
-    ({"outlier": {"success_rate_stdev_factor": -1}}, "FailoverConfig.outlier.success_rate_stdev_factor"),
-    ({"outlier": {"success_rate_minimum_gap": 1.5}}, "FailoverConfig.outlier.success_rate_minimum_gap"),
-    ({"outlier": {"failure_percentage_threshold": 0}}, "FailoverConfig.outlier.failure_percentage_threshold"),
-    ({"outlier": {"failure_percentage_threshold": 150}}, "FailoverConfig.outlier.failure_percentage_threshold"),
-    ({"outlier": {"failure_percentage_request_volume": 0}},
-     "FailoverConfig.outlier.failure_percentage_request_volume"),
-    ({"outlier": {"intervals": 3}}, "FailoverConfig.outlier.intervals"),
-    ({"outlier": 5}, "FailoverConfig.outlier"),
-])
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"max_ejection_percent": 0}, "FailoverConfig.max_ejection_percent"),
+        ({"max_ejection_percent": 101}, "FailoverConfig.max_ejection_percent"),
+        ({"rate_limit_base_cooldown_s": -1}, "FailoverConfig.rate_limit_base_cooldown_s"),
+        ({"rate_limit_streak_s": float("nan")}, "FailoverConfig.rate_limit_streak_s"),
+        ({"rate_limit_pressure_half_life_s": 0}, "FailoverConfig.rate_limit_pressure_half_life_s"),
+        ({"outlier": {"interval_s": 0}}, "FailoverConfig.outlier.interval_s"),
+        ({"outlier": {"success_rate_minimum_hosts": 0}}, "FailoverConfig.outlier.success_rate_minimum_hosts"),
+        ({"outlier": {"success_rate_request_volume": 2.5}}, "FailoverConfig.outlier.success_rate_request_volume"),
+        ({"outlier": {"success_rate_stdev_factor": -1}}, "FailoverConfig.outlier.success_rate_stdev_factor"),
+        ({"outlier": {"success_rate_minimum_gap": 1.5}}, "FailoverConfig.outlier.success_rate_minimum_gap"),
+        ({"outlier": {"failure_percentage_threshold": 0}}, "FailoverConfig.outlier.failure_percentage_threshold"),
+        ({"outlier": {"failure_percentage_threshold": 150}}, "FailoverConfig.outlier.failure_percentage_threshold"),
+        (
+            {"outlier": {"failure_percentage_request_volume": 0}},
+            "FailoverConfig.outlier.failure_percentage_request_volume",
+        ),
+        ({"outlier": {"intervals": 3}}, "FailoverConfig.outlier.intervals"),
+        ({"outlier": 5}, "FailoverConfig.outlier"),
+    ],
+)
 def test_bad_settings_raise_config_error_naming_the_field(settings: dict[str, Any], field: str) -> None:
     with pytest.raises(ConfigError) as info:
         FailoverConfig(**settings)

@@ -29,7 +29,10 @@ def streak(fm: FailoverManager) -> int:
 def test_defaults_and_presets() -> None:
     cfg = FailoverConfig()
     assert (cfg.rate_limit_base_cooldown_s, cfg.default_rate_limit_cooldown_s, cfg.rate_limit_streak_s) == (
-        0.25, 5.0, 5.0)
+        0.25,
+        5.0,
+        5.0,
+    )
     for name in ("aggressive", "balanced", "conservative"):
         assert FailoverConfig.preset(name).rate_limit_base_cooldown_s == 0.25
 
@@ -98,7 +101,8 @@ def test_retry_after_is_honoured_clamped_and_not_lifted_by_a_success() -> None:
     fm.record("p", False, LIMITED, retry_after_s=1000.0)
     assert cooldown(fm) == 60.0
     assert [e.detail for e in fm.events if e.kind is EventKind.RATE_LIMITED][-1] == (
-        "cooling down 60.00 s (Retry-After)")
+        "cooling down 60.00 s (Retry-After)"
+    )
 
 
 def test_a_success_keeps_retry_after_but_drops_a_longer_backoff() -> None:
@@ -189,8 +193,9 @@ def test_probes_do_not_count_as_traffic() -> None:
 # -- a provider that limits concurrency ------------------------------------------------------------
 
 
-def simulate_concurrency_limit(limit: int, latency_s: float, arrival_every_s: float, duration_s: float,
-                               burst: int = 1) -> dict[str, float]:
+def simulate_concurrency_limit(
+    limit: int, latency_s: float, arrival_every_s: float, duration_s: float, burst: int = 1
+) -> dict[str, float]:
     """Requests arrive (``burst`` at a time, sent together); each goes to "p" unless it is unavailable.
 
     "p" takes ``limit`` calls at once and answers the others 429 at once, without Retry-After.
@@ -224,26 +229,33 @@ def simulate_concurrency_limit(limit: int, latency_s: float, arrival_every_s: fl
                 longest = max(longest, cooldown_of(fm))
         busy_time += arrival_every_s * (len(completions) == limit)
         t += arrival_every_s
-    return {"sent": sent, "refused": refused, "elsewhere": elsewhere, "longest_cooldown": longest,
-            "longest_idle_with_room": longest_idle,
-            "full_share": busy_time / duration_s, "pressure": fm.rate_limit_pressure("p")}
+    return {
+        "sent": sent,
+        "refused": refused,
+        "elsewhere": elsewhere,
+        "longest_cooldown": longest,
+        "longest_idle_with_room": longest_idle,
+        "full_share": busy_time / duration_s,
+        "pressure": fm.rate_limit_pressure("p"),
+    }
 
 
 def cooldown_of(fm: FailoverManager) -> float:
     return float(fm.breaker_info("p")["cooldown_for_s"])
 
 
-@pytest.mark.parametrize(("latency_s", "burst", "longest"), [(0.2, 1, 0.25), (1.0, 1, 1.0), (1.0, 5, 1.0),
-                                                            (5.0, 1, 4.0), (20.0, 5, 5.0)])
-def test_a_concurrency_limited_provider_is_never_cooled_for_long(latency_s: float, burst: int,
-                                                                  longest: float) -> None:
+@pytest.mark.parametrize(
+    ("latency_s", "burst", "longest"), [(0.2, 1, 0.25), (1.0, 1, 1.0), (1.0, 5, 1.0), (5.0, 1, 4.0), (20.0, 5, 5.0)]
+)
+def test_a_concurrency_limited_provider_is_never_cooled_for_long(latency_s: float, burst: int, longest: float) -> None:
     """4 slots, far more demand: its slots stay full, and it is never cooled down while one is free.
 
     While all four calls are out, further 429s may stretch the cooldown (up to the cap when calls
     take 20 s), but the first call to come back ends it: no free slot waits on a cooldown.
     """
-    stats = simulate_concurrency_limit(limit=4, latency_s=latency_s, arrival_every_s=0.05, duration_s=120.0,
-                                       burst=burst)
+    stats = simulate_concurrency_limit(
+        limit=4, latency_s=latency_s, arrival_every_s=0.05, duration_s=120.0, burst=burst
+    )
     assert stats["refused"] > 0
     assert stats["longest_idle_with_room"] == 0.0, stats
     assert stats["full_share"] > 0.99, stats

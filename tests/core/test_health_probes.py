@@ -21,8 +21,9 @@ from pi_builder_middleware import (
 
 def checked(*ids: str, **config: object) -> Middleware:
     failover = FailoverConfig.preset("aggressive", jitter=0.0, **config)  # type: ignore[arg-type]
-    return Middleware([Provider(id=pid) for pid in ids], failover=failover, clock=ManualClock(0.0),
-                      load_entrypoints=False)
+    return Middleware(
+        [Provider(id=pid) for pid in ids], failover=failover, clock=ManualClock(0.0), load_entrypoints=False
+    )
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:

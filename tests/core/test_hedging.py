@@ -69,12 +69,19 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-def make(clock: ManualClock, script: Script, policy: HedgePolicy | None = None,
-         ids: tuple[str, ...] = ("a", "b", "c")) -> Middleware:
+def make(
+    clock: ManualClock, script: Script, policy: HedgePolicy | None = None, ids: tuple[str, ...] = ("a", "b", "c")
+) -> Middleware:
     config = FailoverConfig.preset("aggressive", base_ejection_s=5.0, jitter=0.0, recovery_successes=1)
-    return Middleware([Provider(id=pid, cost_per_1k_input=1.0) for pid in ids], strategy="failover",
-                      failover=config, clock=clock, async_sleep=script.async_sleep, load_entrypoints=False,
-                      hedge=policy or HedgePolicy(delay_s=0.5))
+    return Middleware(
+        [Provider(id=pid, cost_per_1k_input=1.0) for pid in ids],
+        strategy="failover",
+        failover=config,
+        clock=clock,
+        async_sleep=script.async_sleep,
+        load_entrypoints=False,
+        hedge=policy or HedgePolicy(delay_s=0.5),
+    )
 
 
 def inflight(mw: Middleware) -> dict[str, int]:
@@ -338,8 +345,12 @@ async def test_a_low_budget_refuses_the_hedge_and_says_so_in_the_decision(clock,
 
 async def test_the_deadline_covers_the_hedges(clock):
     # Real time here: the deadline cuts attempts with asyncio's timer; nothing is asserted about durations.
-    mw = Middleware([Provider(id="a"), Provider(id="b")], strategy="failover", load_entrypoints=False,
-                    hedge=HedgePolicy(delay_s=0.0))
+    mw = Middleware(
+        [Provider(id="a"), Provider(id="b")],
+        strategy="failover",
+        load_entrypoints=False,
+        hedge=HedgePolicy(delay_s=0.0),
+    )
 
     async def hang(provider: Provider) -> str:
         await asyncio.sleep(30)
@@ -366,10 +377,7 @@ def test_sync_calls_do_not_hedge(clock, script):
     assert seen == ["a"] and hedging(mw)["started"] == 0
 
 
-
-
-async def test_the_adaptive_delay_stays_out_of_the_tail_and_streams_borrow_latency_until_they_have_data(
-        clock, script):
+async def test_the_adaptive_delay_stays_out_of_the_tail_and_streams_borrow_latency_until_they_have_data(clock, script):
     mw = make(clock, script, HedgePolicy(delay_s=None, min_samples=20))
     for _ in range(20):
         mw.record(Outcome("a", True, 0.1))

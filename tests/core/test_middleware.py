@@ -46,9 +46,11 @@ class ContextWindowExceededError(HTTPError):
 
 def failover_mw(clock, **kw):
     return Middleware(
-        providers=[Provider(id="a"), Provider(id="b"), Provider(id="c")], strategy="failover",
+        providers=[Provider(id="a"), Provider(id="b"), Provider(id="c")],
+        strategy="failover",
         failover=FailoverConfig.preset("aggressive", base_ejection_s=5.0, jitter=0.0, recovery_successes=2),
-        clock=clock, **kw,
+        clock=clock,
+        **kw,
     )
 
 
@@ -91,7 +93,10 @@ def test_all_fail_raises_with_every_attempt_chained(clock):
         mw.execute(call)
     err = info.value
     assert [(a.provider_id, a.error_kind) for a in err.attempts] == [
-        ("a", ErrorKind.SERVER_ERROR), ("b", ErrorKind.TIMEOUT), ("c", ErrorKind.CONNECTION)]
+        ("a", ErrorKind.SERVER_ERROR),
+        ("b", ErrorKind.TIMEOUT),
+        ("c", ErrorKind.CONNECTION),
+    ]
     assert [a.error for a in err.attempts] == list(errors.values())
     assert err.__cause__ is errors["c"]
     assert "a: server_error (HTTPError" in str(err)
@@ -127,7 +132,8 @@ def test_context_window_skips_provider_for_this_request_only(clock):
 
 def test_breaker_takes_failing_provider_out_and_brings_it_back(clock):
     mw = Middleware(
-        providers=[Provider(id="a", quality=0.9), Provider(id="b", quality=0.8)], strategy="failover",
+        providers=[Provider(id="a", quality=0.9), Provider(id="b", quality=0.8)],
+        strategy="failover",
         failover=FailoverConfig.preset("aggressive", base_ejection_s=5.0, jitter=0.0, recovery_successes=2),
         clock=clock,
     )
@@ -154,8 +160,7 @@ def test_breaker_takes_failing_provider_out_and_brings_it_back(clock):
     assert mw.execute(call) == "a"  # second success closes it (recovery_successes=2)
     assert mw.failover.state("a") is CircuitState.CLOSED
     kinds = [e.kind for e in mw.failover.events if e.provider_id == "a" and e.kind is not EventKind.SWITCH]
-    assert kinds == [EventKind.FAILURE, EventKind.FAILURE, EventKind.BLACKLIST, EventKind.HALF_OPEN,
-                     EventKind.RECOVERY]
+    assert kinds == [EventKind.FAILURE, EventKind.FAILURE, EventKind.BLACKLIST, EventKind.HALF_OPEN, EventKind.RECOVERY]
 
 
 def test_repeat_trips_grow_the_ejection(clock):
@@ -295,8 +300,11 @@ def test_reset_clears_state(clock):
 
 async def test_periodic_health_checks_detect_and_recover():
     clock = ManualClock(0)
-    mw = Middleware(providers=[Provider(id="a"), Provider(id="b")], clock=clock,
-                    failover=FailoverConfig.preset("aggressive", jitter=0.0, recovery_successes=1))
+    mw = Middleware(
+        providers=[Provider(id="a"), Provider(id="b")],
+        clock=clock,
+        failover=FailoverConfig.preset("aggressive", jitter=0.0, recovery_successes=1),
+    )
     healthy = {"a": False, "b": True}
     probed = []
 

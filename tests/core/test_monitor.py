@@ -100,11 +100,16 @@ def test_rate_limits_do_not_count_against_availability(mon):
 
 
 def test_custom_thresholds(clock):
-    cfg = MonitorConfig(min_samples=1, thresholds=HealthThresholds(healthy_availability=0.8,
-                                                                    degraded_availability=0.6,
-                                                                    offline_availability=0.1,
-                                                                    healthy_error_rate=0.3,
-                                                                    degraded_error_rate=0.5))
+    cfg = MonitorConfig(
+        min_samples=1,
+        thresholds=HealthThresholds(
+            healthy_availability=0.8,
+            degraded_availability=0.6,
+            offline_availability=0.1,
+            healthy_error_rate=0.3,
+            degraded_error_rate=0.5,
+        ),
+    )
     mon = HealthMonitor(cfg, clock=clock)
     mon.add_provider(Provider(id="a"))
     feed(mon, "a", 9)
@@ -123,8 +128,10 @@ def test_circuit_state_takes_part_in_status(mon):
 
 
 def test_alerts_fire_once_per_transition_and_recover(clock):
-    mon = HealthMonitor(MonitorConfig(window_s=60, alerts=AlertThresholds(high_latency_ms=500, high_error_rate=0.2,
-                                                                         min_samples=5)), clock=clock)
+    mon = HealthMonitor(
+        MonitorConfig(window_s=60, alerts=AlertThresholds(high_latency_ms=500, high_error_rate=0.2, min_samples=5)),
+        clock=clock,
+    )
     mon.add_provider(Provider(id="a"))
     alerts, changes = [], []
     mon.subscribe_alerts(alerts.append)

@@ -55,11 +55,15 @@ class APIStatusError(Exception):
 ERRORS: dict[str, tuple[ErrorKind, object]] = {
     "500": (ErrorKind.SERVER_ERROR, lambda: APIStatusError(500, f"upstream failed for key {SECRET}")),
     "529": (ErrorKind.OVERLOADED, lambda: APIStatusError(529, f"overloaded ({SECRET})")),
-    "429": (ErrorKind.RATE_LIMITED,
-            lambda: APIStatusError(429, f"rate limit reached for {SECRET}", {"retry-after": "3"})),
+    "429": (
+        ErrorKind.RATE_LIMITED,
+        lambda: APIStatusError(429, f"rate limit reached for {SECRET}", {"retry-after": "3"}),
+    ),
     "401": (ErrorKind.AUTH, lambda: APIStatusError(401, f"Incorrect API key provided: {SECRET}")),
-    "context": (ErrorKind.CONTEXT_WINDOW,
-                lambda: APIStatusError(400, f"maximum context length exceeded; key {SECRET}")),
+    "context": (
+        ErrorKind.CONTEXT_WINDOW,
+        lambda: APIStatusError(400, f"maximum context length exceeded; key {SECRET}"),
+    ),
     "timeout": (ErrorKind.TIMEOUT, lambda: TimeoutError(f"timed out talking to {SECRET}")),
     "reset": (ErrorKind.CONNECTION, lambda: ConnectionResetError(f"reset by peer ({SECRET})")),
     "unknown": (ErrorKind.UNKNOWN, lambda: RuntimeError(f"weird failure with {SECRET}")),
@@ -90,8 +94,9 @@ class Recorder:
     def pbm_on_outcome(self, outcome: Outcome, error_kind: ErrorKind | None) -> None:
         m = self.machine
         provider = m.mw.providers[outcome.provider_id]
-        cost = outcome.cost if outcome.cost is not None else provider.cost_of(outcome.input_tokens,
-                                                                                 outcome.output_tokens)
+        cost = (
+            outcome.cost if outcome.cost is not None else provider.cost_of(outcome.input_tokens, outcome.output_tokens)
+        )
         m.seen[outcome.provider_id].append(Seen(m.clock(), outcome, error_kind, cost))
         m.cost_magnitude[outcome.provider_id] += cost
 
@@ -105,8 +110,9 @@ class Collect(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def expected_status(cfg: MonitorConfig, calls: int, successes: int, failures: int, errors: int,
-                    circuit: CircuitState) -> HealthStatus:
+def expected_status(
+    cfg: MonitorConfig, calls: int, successes: int, failures: int, errors: int, circuit: CircuitState
+) -> HealthStatus:
     """The documented rule: thresholds on availability and error rate, worst with the breaker."""
     if circuit is CircuitState.OPEN:
         return HealthStatus.OFFLINE
@@ -137,10 +143,20 @@ def close(a: float | None, b: float | None, tol: float = 1e-9) -> bool:
 
 THRESHOLD_SETS = [
     HealthThresholds(),
-    HealthThresholds(healthy_availability=0.75, degraded_availability=0.5, offline_availability=0.25,
-                     healthy_error_rate=0.25, degraded_error_rate=0.5),
-    HealthThresholds(healthy_availability=1.0, degraded_availability=1.0, offline_availability=0.0,
-                     healthy_error_rate=0.0, degraded_error_rate=0.0),
+    HealthThresholds(
+        healthy_availability=0.75,
+        degraded_availability=0.5,
+        offline_availability=0.25,
+        healthy_error_rate=0.25,
+        degraded_error_rate=0.5,
+    ),
+    HealthThresholds(
+        healthy_availability=1.0,
+        degraded_availability=1.0,
+        offline_availability=0.0,
+        healthy_error_rate=0.0,
+        degraded_error_rate=0.0,
+    ),
 ]
 
 
@@ -167,47 +183,81 @@ class OutcomeMachine(RuleBasedStateMachine):
         max_samples=st.sampled_from([8, 16, 64]),
         min_samples=st.integers(1, 5),
         thresholds=st.sampled_from(THRESHOLD_SETS),
-        alerts=st.builds(AlertThresholds, high_latency_ms=st.sampled_from([250.0, 1000.0, 4000.0]),
-                         high_error_rate=st.sampled_from([0.0, 0.25, 0.5]), min_samples=st.integers(1, 4)),
+        alerts=st.builds(
+            AlertThresholds,
+            high_latency_ms=st.sampled_from([250.0, 1000.0, 4000.0]),
+            high_error_rate=st.sampled_from([0.0, 0.25, 0.5]),
+            min_samples=st.integers(1, 4),
+        ),
         strategy=st.sampled_from(["latency-optimal", "cost-optimal", "quality-optimal", "failover"]),
         ejection=st.sampled_from([2.0, 10.0]),
         prices=st.lists(st.integers(0, 64).map(lambda k: k / 1000), min_size=8, max_size=8),
     )
-    def setup(self, n: int, window: float, max_samples: int, min_samples: int, thresholds: HealthThresholds,
-              alerts: AlertThresholds, strategy: str, ejection: float, prices: list[float]) -> None:
+    def setup(
+        self,
+        n: int,
+        window: float,
+        max_samples: int,
+        min_samples: int,
+        thresholds: HealthThresholds,
+        alerts: AlertThresholds,
+        strategy: str,
+        ejection: float,
+        prices: list[float],
+    ) -> None:
         self.pids = PIDS[:n]
-        self.monitor_cfg = MonitorConfig(window_s=window, max_samples=max_samples, min_samples=min_samples,
-                                         thresholds=thresholds, alerts=alerts)
-        providers = [Provider(id=pid, cost_per_1k_input=prices[2 * i], cost_per_1k_output=prices[2 * i + 1],
-                              quality=(i + 1) / 5) for i, pid in enumerate(self.pids)]
+        self.monitor_cfg = MonitorConfig(
+            window_s=window, max_samples=max_samples, min_samples=min_samples, thresholds=thresholds, alerts=alerts
+        )
+        providers = [
+            Provider(id=pid, cost_per_1k_input=prices[2 * i], cost_per_1k_output=prices[2 * i + 1], quality=(i + 1) / 5)
+            for i, pid in enumerate(self.pids)
+        ]
         self.seen = {pid: [] for pid in self.pids}
         self.cost_magnitude = dict.fromkeys(self.pids, 0.0)
         self.mw = Middleware(
-            providers, strategy=strategy, monitor=self.monitor_cfg, clock=self.clock, seed=1,
+            providers,
+            strategy=strategy,
+            monitor=self.monitor_cfg,
+            clock=self.clock,
+            seed=1,
             failover=FailoverConfig.preset("aggressive", jitter=0.0, base_ejection_s=ejection),
-            plugins=[Recorder(self)], load_entrypoints=False,
+            plugins=[Recorder(self)],
+            load_entrypoints=False,
         )
 
     # -- rules ---------------------------------------------------------------------------------
-    @rule(index=st.integers(0, 3), latency=LATENCY, ttft=st.one_of(st.none(), LATENCY), tokens_in=TOKENS,
-          tokens_out=TOKENS, cost=COST)
-    def success(self, index: int, latency: float, ttft: float | None, tokens_in: int, tokens_out: int,
-                cost: float | None) -> None:
+    @rule(
+        index=st.integers(0, 3),
+        latency=LATENCY,
+        ttft=st.one_of(st.none(), LATENCY),
+        tokens_in=TOKENS,
+        tokens_out=TOKENS,
+        cost=COST,
+    )
+    def success(
+        self, index: int, latency: float, ttft: float | None, tokens_in: int, tokens_out: int, cost: float | None
+    ) -> None:
         pid = self.pids[index % len(self.pids)]
-        outcome = Outcome(pid, True, latency, ttft_s=ttft, input_tokens=tokens_in, output_tokens=tokens_out,
-                          cost=cost)
+        outcome = Outcome(pid, True, latency, ttft_s=ttft, input_tokens=tokens_in, output_tokens=tokens_out, cost=cost)
         assert self.mw.record(outcome) is None
         assert self.seen[pid][-1].outcome is outcome
 
-    @rule(index=st.integers(0, 3), how=st.sampled_from(sorted(ERRORS)), explicit=st.booleans(), latency=LATENCY,
-          tokens_in=TOKENS, cost=COST)
-    def failure(self, index: int, how: str, explicit: bool, latency: float, tokens_in: int,
-                cost: float | None) -> None:
+    @rule(
+        index=st.integers(0, 3),
+        how=st.sampled_from(sorted(ERRORS)),
+        explicit=st.booleans(),
+        latency=LATENCY,
+        tokens_in=TOKENS,
+        cost=COST,
+    )
+    def failure(self, index: int, how: str, explicit: bool, latency: float, tokens_in: int, cost: float | None) -> None:
         pid = self.pids[index % len(self.pids)]
         kind, make = ERRORS[how]
         error = make()  # type: ignore[operator]
-        outcome = Outcome(pid, False, latency, input_tokens=tokens_in, cost=cost, error=error,
-                          error_kind=kind if explicit else None)
+        outcome = Outcome(
+            pid, False, latency, input_tokens=tokens_in, cost=cost, error=error, error_kind=kind if explicit else None
+        )
         assert self.mw.record(outcome) is kind
         assert self.seen[pid][-1].outcome is outcome and self.seen[pid][-1].kind is kind
         if kind is ErrorKind.RATE_LIMITED:
@@ -240,8 +290,10 @@ class OutcomeMachine(RuleBasedStateMachine):
         assert set(decision.scores) == {p.id for p in decision.providers}
         assert set(decision.excluded) | set(decision.scores) == set(self.pids)
 
-    @rule(plan=st.lists(st.tuples(st.sampled_from((None, *EXECUTE_ERRORS)), LATENCY), min_size=4, max_size=4),
-          usage=st.tuples(TOKENS, TOKENS, COST))
+    @rule(
+        plan=st.lists(st.tuples(st.sampled_from((None, *EXECUTE_ERRORS)), LATENCY), min_size=4, max_size=4),
+        usage=st.tuples(TOKENS, TOKENS, COST),
+    )
     def execute(self, plan: list[tuple[str | None, float]], usage: tuple[int, int, float | None]) -> None:
         script = dict(zip(self.pids, plan, strict=False))
         called: list[str] = []
@@ -264,7 +316,7 @@ class OutcomeMachine(RuleBasedStateMachine):
             result = None
         # Every attempt was recorded exactly once, with the latency the call took.
         for pid in self.pids:
-            new = self.seen[pid][before[pid]:]
+            new = self.seen[pid][before[pid] :]
             assert len(new) == called.count(pid)
             for s in new:
                 assert s.outcome.latency_s == script[pid][1]
@@ -285,7 +337,7 @@ class OutcomeMachine(RuleBasedStateMachine):
     # -- invariants ----------------------------------------------------------------------------
     def window_of(self, pid: str) -> list[Seen]:
         cfg = self.monitor_cfg
-        recent = self.seen[pid][-cfg.max_samples:]
+        recent = self.seen[pid][-cfg.max_samples :]
         return [s for s in recent if s.at >= self.clock() - cfg.window_s]
 
     @invariant()
@@ -316,8 +368,9 @@ class OutcomeMachine(RuleBasedStateMachine):
                 else:
                     assert h.latency_p50_ms == h.latency_p95_ms == h.latency_p99_ms == lat[0]
                 assert h.latency_p50_ms <= h.latency_p95_ms <= h.latency_p99_ms <= h.latency_max_ms
-                assert h.latency_min_ms <= h.latency_avg_ms * (1 + 1e-12) and \
-                    h.latency_avg_ms <= h.latency_max_ms * (1 + 1e-12)
+                assert h.latency_min_ms <= h.latency_avg_ms * (1 + 1e-12) and h.latency_avg_ms <= h.latency_max_ms * (
+                    1 + 1e-12
+                )
             else:
                 assert h.latency_min_ms is h.latency_avg_ms is h.latency_p99_ms is h.latency_max_ms is None
             ttfts = [s.outcome.ttft_s * 1000 for s in win if s.outcome.ttft_s is not None]
@@ -368,7 +421,9 @@ class OutcomeMachine(RuleBasedStateMachine):
 
 
 OutcomeMachine.TestCase.settings = settings(
-    max_examples=60, stateful_step_count=40, deadline=None,
+    max_examples=60,
+    stateful_step_count=40,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestOutcomeFuzz = OutcomeMachine.TestCase

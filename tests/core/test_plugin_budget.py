@@ -85,8 +85,9 @@ def test_a_slow_observer_is_counted_and_logged_once(clock, caplog):
         for _ in range(3):
             mw.record(Outcome("a", True, 0.1))
     name = f"{__name__}.SlowObserver.pbm_on_outcome"
-    assert mw.stats()["plugin_slow_calls"] == {name: {"calls": 3, "total_s": pytest.approx(0.6),
-                                                      "max_s": pytest.approx(0.2)}}
+    assert mw.stats()["plugin_slow_calls"] == {
+        name: {"calls": 3, "total_s": pytest.approx(0.6), "max_s": pytest.approx(0.2)}
+    }
     assert mw.stats()["plugin_budget_s"] == 0.1
     [line] = budget_lines(caplog)
     assert name in line and "200.0 ms" in line and "100.0 ms budget" in line
@@ -102,14 +103,21 @@ def test_a_slow_strategy_is_reported_under_its_name(clock, caplog):
         assert mw.select().provider.id in ("a", "b")
         mw.select(RouteRequest(strategy="failover"))  # a built-in for this request: not timed
         mw.select()
-    assert mw.stats()["plugin_slow_calls"] == {"strategy:slow": {"calls": 2, "total_s": pytest.approx(0.6),
-                                                                 "max_s": pytest.approx(0.3)}}
+    assert mw.stats()["plugin_slow_calls"] == {
+        "strategy:slow": {"calls": 2, "total_s": pytest.approx(0.6), "max_s": pytest.approx(0.3)}
+    }
     assert len(budget_lines(caplog)) == 1
 
 
 def test_a_slow_health_scorer_inside_a_built_in_strategy_is_found(clock):
-    mw = Middleware(PROVIDERS, strategy="failover", health_scorer=SlowScorer(clock), clock=clock,
-                    plugin_budget_s=0.1, load_entrypoints=False)
+    mw = Middleware(
+        PROVIDERS,
+        strategy="failover",
+        health_scorer=SlowScorer(clock),
+        clock=clock,
+        plugin_budget_s=0.1,
+        load_entrypoints=False,
+    )
     mw.select()  # the built-in failover strategy asks the health scorer about every candidate
     [name] = mw.stats()["plugin_slow_calls"]
     assert name == "strategy:failover with health scorer:slow-scorer"
@@ -122,8 +130,9 @@ def test_a_slow_classifier_is_timed_even_when_it_raises(clock):
             clock.advance(0.5)
             raise RuntimeError("classifier bug")
 
-    mw = Middleware(PROVIDERS, clock=clock, plugins=[SlowFailingClassifier()], plugin_budget_s=0.1,
-                    load_entrypoints=False)
+    mw = Middleware(
+        PROVIDERS, clock=clock, plugins=[SlowFailingClassifier()], plugin_budget_s=0.1, load_entrypoints=False
+    )
     assert mw.record(Outcome("a", False, 0.1, error=TimeoutError())) is ErrorKind.TIMEOUT  # the built-in answered
     [(name, slow)] = mw.stats()["plugin_slow_calls"].items()
     assert name.endswith("SlowFailingClassifier.pbm_classify_error") and slow["calls"] == 1
@@ -132,10 +141,12 @@ def test_a_slow_classifier_is_timed_even_when_it_raises(clock):
 
 def test_within_budget_or_with_the_budget_off_nothing_is_reported(clock, caplog):
     with caplog.at_level(logging.WARNING, logger=BUDGET_LOG):
-        within = Middleware(PROVIDERS, clock=clock, plugins=[SlowObserver(clock, 0.05)], plugin_budget_s=0.1,
-                            load_entrypoints=False)
-        off = Middleware(PROVIDERS, clock=clock, plugins=[SlowObserver(clock, 5.0)], plugin_budget_s=None,
-                         load_entrypoints=False)
+        within = Middleware(
+            PROVIDERS, clock=clock, plugins=[SlowObserver(clock, 0.05)], plugin_budget_s=0.1, load_entrypoints=False
+        )
+        off = Middleware(
+            PROVIDERS, clock=clock, plugins=[SlowObserver(clock, 5.0)], plugin_budget_s=None, load_entrypoints=False
+        )
         for mw in (within, off):
             mw.record(Outcome("a", True, 0.1))
             mw.select()

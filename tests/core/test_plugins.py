@@ -209,16 +209,26 @@ def test_observers_see_outcomes_decisions_health_and_alerts():
 def test_faulty_plugin_never_breaks_a_request(caplog):
     rec = Recorder()
     with caplog.at_level(logging.ERROR):
-        mw = Middleware(providers=PROVIDERS, strategy="quality-optimal", plugins=[Exploding(), rec],
-                        failover=FailoverConfig.preset("aggressive"))
+        mw = Middleware(
+            providers=PROVIDERS,
+            strategy="quality-optimal",
+            plugins=[Exploding(), rec],
+            failover=FailoverConfig.preset("aggressive"),
+        )
         assert mw.execute(lambda p: p.id) == "a"
         for _ in range(3):
             mw.record(Outcome("a", False, 0.1, error=TimeoutError()))
     # every hook raised once or more, was logged and counted, and the built-ins carried on
     failed_hooks = {key.split(".")[-1] for key in mw.plugins.failures}
     assert failed_hooks == {
-        "pbm_register_strategies", "pbm_register_health_scorers", "pbm_register_failover_policies",
-        "pbm_classify_error", "pbm_on_outcome", "pbm_on_decision", "pbm_on_health_change", "pbm_on_alert",
+        "pbm_register_strategies",
+        "pbm_register_health_scorers",
+        "pbm_register_failover_policies",
+        "pbm_classify_error",
+        "pbm_on_outcome",
+        "pbm_on_decision",
+        "pbm_on_health_change",
+        "pbm_on_alert",
     }
     assert mw.failover.state("a") is CircuitState.OPEN  # classification fell back to the built-in TIMEOUT
     assert rec.outcomes[-1] == ("a", ErrorKind.TIMEOUT)  # other observers still called
@@ -261,8 +271,11 @@ class Scripted(Strategy):
 
 @pytest.mark.parametrize("odd", [float("nan"), float("inf"), float("-inf")])
 def test_a_score_that_is_not_a_finite_number_is_a_strategy_failure(odd, caplog):
-    mw = Middleware(providers=[Provider(id=pid) for pid in "abc"], strategy=Scripted({"a": 0.1, "b": odd, "c": 0.9}),
-                    load_entrypoints=False)
+    mw = Middleware(
+        providers=[Provider(id=pid) for pid in "abc"],
+        strategy=Scripted({"a": 0.1, "b": odd, "c": 0.9}),
+        load_entrypoints=False,
+    )
     for pid in "ab":  # health ranking (the fallback) puts c first
         mw.record(Outcome(pid, False, 0.1, error=TimeoutError()))
     with caplog.at_level(logging.ERROR):
@@ -286,8 +299,12 @@ def test_a_health_scorer_that_fails_too_leaves_the_given_order():
             return self.value
 
     for value in (None, float("nan")):
-        mw = Middleware(providers=[Provider(id=pid) for pid in "abc"], strategy=Scripted({"a": 0.1, "b": 0.5}),
-                        health_scorer=Broken(value), load_entrypoints=False)  # type: ignore[arg-type]
+        mw = Middleware(
+            providers=[Provider(id=pid) for pid in "abc"],
+            strategy=Scripted({"a": 0.1, "b": 0.5}),
+            health_scorer=Broken(value),
+            load_entrypoints=False,
+        )  # type: ignore[arg-type]
         assert [p.id for p in mw.select().providers] == ["a", "b", "c"]  # KeyError 'c' in the strategy
         assert mw.router.statistics()["strategy_failures"] == 2  # the strategy, then its fallback
 
@@ -317,8 +334,13 @@ def test_custom_scorer_and_policy_plugins():
         def pbm_register_failover_policies(self, registry):
             registry.add(NeverTrip())
 
-    mw = Middleware(providers=PROVIDERS, strategy="failover", health_scorer="pessimist",
-                    failover=FailoverConfig(policy="never"), plugins=[Plugin()])
+    mw = Middleware(
+        providers=PROVIDERS,
+        strategy="failover",
+        health_scorer="pessimist",
+        failover=FailoverConfig(policy="never"),
+        plugins=[Plugin()],
+    )
     assert mw.select().provider.id == "b"
     for _ in range(50):
         mw.record(Outcome("b", False, 0.1, error=TimeoutError()))
@@ -343,8 +365,9 @@ def test_blocking_builtin_plugins(monkeypatch):
     mw = Middleware(providers=PROVIDERS)
     assert mw.classify(TimeoutError(), "a") is ErrorKind.UNKNOWN  # no classifier left: host default
     with pytest.raises(ConfigError, match="unknown strategy 'cost-optimal'"):
-        Middleware(providers=PROVIDERS, strategy="cost-optimal",
-                   blocked_plugins=["pi_builder_middleware.plugins.strategies"])
+        Middleware(
+            providers=PROVIDERS, strategy="cost-optimal", blocked_plugins=["pi_builder_middleware.plugins.strategies"]
+        )
 
 
 def test_every_hook_has_a_builtin_and_a_test():

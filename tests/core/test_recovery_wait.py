@@ -22,7 +22,6 @@ class HTTPError(Exception):
         self.status_code = status_code
 
 
-
 @pytest.fixture
 def fm(clock: ManualClock) -> FailoverManager:
     config = FailoverConfig.preset("aggressive", base_ejection_s=0.2, jitter=0.0, half_open_permit_timeout_s=30.0)

@@ -51,8 +51,14 @@ class Unprintable(Exception):
 def chain(clock: ManualClock, *ids: str, **kw: object) -> Middleware:
     """Strategy failover over ``ids`` (a first); two failures eject for 5 s, one success closes a half-open breaker."""
     config = FailoverConfig.preset("aggressive", base_ejection_s=5.0, jitter=0.0, recovery_successes=1)
-    return Middleware([Provider(id=pid) for pid in ids or ("a", "b")], strategy="failover", failover=config,
-                      clock=clock, load_entrypoints=False, **kw)  # type: ignore[arg-type]
+    return Middleware(
+        [Provider(id=pid) for pid in ids or ("a", "b")],
+        strategy="failover",
+        failover=config,
+        clock=clock,
+        load_entrypoints=False,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 # -- error messages ------------------------------------------------------------------------------
@@ -67,7 +73,9 @@ def test_every_provider_failing_with_an_unprintable_error_still_raises_all_provi
     with pytest.raises(AllProvidersFailedError) as info:
         mw.execute(call)
     assert [(a.provider_id, a.error_kind) for a in info.value.attempts] == [
-        ("a", ErrorKind.OVERLOADED), ("b", ErrorKind.OVERLOADED)]
+        ("a", ErrorKind.OVERLOADED),
+        ("b", ErrorKind.OVERLOADED),
+    ]
     assert "Unprintable: <unprintable>" in str(info.value)
     assert isinstance(info.value.__cause__, Unprintable)
 
@@ -173,8 +181,9 @@ def test_a_usage_callback_that_raises_never_fails_a_request_the_provider_answere
     assert mw.stats()["callback_failures"] == {"usage": 1}
 
 
-@pytest.mark.parametrize("counted", [
-    {"input_tokens": 5}, "12 tokens", (5, 3), None])  # (a Usage with bad numbers cannot be built: ConfigError)
+@pytest.mark.parametrize(
+    "counted", [{"input_tokens": 5}, "12 tokens", (5, 3), None]
+)  # (a Usage with bad numbers cannot be built: ConfigError)
 def test_a_usage_callback_returning_garbage_records_the_success_without_it(clock, counted):
     mw = chain(clock)
     half_open(mw, clock)
@@ -260,8 +269,13 @@ class Policy(FailoverPolicy):
 
 
 def with_policy(clock: ManualClock, policy: Policy) -> Middleware:
-    mw = Middleware([Provider(id="a"), Provider(id="b")], strategy="failover", clock=clock, load_entrypoints=False,
-                    failover=FailoverConfig(base_ejection_s=7.0, jitter=0.0))
+    mw = Middleware(
+        [Provider(id="a"), Provider(id="b")],
+        strategy="failover",
+        clock=clock,
+        load_entrypoints=False,
+        failover=FailoverConfig(base_ejection_s=7.0, jitter=0.0),
+    )
     mw.failover.policy = policy
     return mw
 

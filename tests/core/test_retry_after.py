@@ -46,21 +46,41 @@ class RaisingHeaders:
 
 def chain(clock: ManualClock) -> Middleware:
     config = FailoverConfig.preset("aggressive", jitter=0.0)
-    return Middleware([Provider(id="a"), Provider(id="b")], strategy="failover", failover=config, clock=clock,
-                      load_entrypoints=False)
+    return Middleware(
+        [Provider(id="a"), Provider(id="b")], strategy="failover", failover=config, clock=clock, load_entrypoints=False
+    )
 
 
 # -- parsing -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("nan", None), (float("nan"), None), ("NaN", None), ("soon", None), ("", None), (None, None), (True, None),
-    ("inf", RETRY_AFTER_LIMIT_S), ("1e999", RETRY_AFTER_LIMIT_S), (float("inf"), RETRY_AFTER_LIMIT_S),
-    (10**400, RETRY_AFTER_LIMIT_S), ("9" * 500, RETRY_AFTER_LIMIT_S),
-    ("Fri, 31 Dec 9999 23:59:59 GMT", RETRY_AFTER_LIMIT_S),
-    ("-inf", 0.0), (-5, 0.0), ("-1e999", 0.0), (-(10**400), 0.0), ("Thu, 01 Jan 1970 00:00:00 GMT", 0.0),
-    ("7", 7.0), (" 2.5 ", 2.5), (12, 12.0), (b"3", 3.0),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("nan", None),
+        (float("nan"), None),
+        ("NaN", None),
+        ("soon", None),
+        ("", None),
+        (None, None),
+        (True, None),
+        ("inf", RETRY_AFTER_LIMIT_S),
+        ("1e999", RETRY_AFTER_LIMIT_S),
+        (float("inf"), RETRY_AFTER_LIMIT_S),
+        (10**400, RETRY_AFTER_LIMIT_S),
+        ("9" * 500, RETRY_AFTER_LIMIT_S),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", RETRY_AFTER_LIMIT_S),
+        ("-inf", 0.0),
+        (-5, 0.0),
+        ("-1e999", 0.0),
+        (-(10**400), 0.0),
+        ("Thu, 01 Jan 1970 00:00:00 GMT", 0.0),
+        ("7", 7.0),
+        (" 2.5 ", 2.5),
+        (12, 12.0),
+        (b"3", 3.0),
+    ],
+)
 def test_parse_retry_after_is_none_or_a_finite_number_within_the_bound(value, expected):
     assert parse_retry_after(value) == expected
 
@@ -71,8 +91,10 @@ def test_the_bound_is_the_failover_configs_default_and_can_be_given():
     assert parse_retry_after("12", limit_s=30.0) == 12.0
 
 
-@given(st.one_of(st.text(), st.floats(), st.integers(), st.binary(), st.none(), st.booleans()),
-       st.floats(min_value=0.0, max_value=1e6))
+@given(
+    st.one_of(st.text(), st.floats(), st.integers(), st.binary(), st.none(), st.booleans()),
+    st.floats(min_value=0.0, max_value=1e6),
+)
 def test_parse_retry_after_never_raises(value, limit):
     seconds = parse_retry_after(value, limit_s=limit)
     assert seconds is None or (math.isfinite(seconds) and 0.0 <= seconds <= limit)

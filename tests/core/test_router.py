@@ -151,7 +151,9 @@ def test_no_provider_available_lists_every_reason(mw):
     with pytest.raises(NoProviderAvailableError) as info:
         mw.select(RouteRequest(required_capabilities={"vision"}, exclude={"smart"}, candidates={"smart", "fast", "x"}))
     assert info.value.reasons == {
-        "x": "unknown provider", "fast": "missing capabilities: vision", "smart": "excluded by request",
+        "x": "unknown provider",
+        "fast": "missing capabilities: vision",
+        "smart": "excluded by request",
     }
     assert "missing capabilities" in str(info.value)
 
@@ -194,8 +196,18 @@ def test_decision_to_dict_is_json_ready(mw):
 
     data = mw.select().to_dict()
     assert json.loads(json.dumps(data))["provider"] == data["provider"]
-    assert set(data) == {"provider", "chain", "scores", "strategy", "excluded", "reason", "at", "trial", "panic",
-                         "note"}
+    assert set(data) == {
+        "provider",
+        "chain",
+        "scores",
+        "strategy",
+        "excluded",
+        "reason",
+        "at",
+        "trial",
+        "panic",
+        "note",
+    }
 
 
 def test_half_open_provider_gets_its_trial_call_even_when_ranked_low(mw, clock):
@@ -238,8 +250,9 @@ def test_idle_provider_gets_a_bounded_exploration_probe(mw, clock):
         explored += decision.reason.startswith("exploring ")
         mw.record(Outcome(decision.provider.id, True, {"fast": 0.5, "cheap": 0.1, "smart": 0.12}[decision.provider.id]))
         if decision.provider.id == "fast":
-            idle = re.match(r"exploring fast \(no request for ([0-9.]+) s\); latency-optimal: chose fast",
-                            decision.reason)
+            idle = re.match(
+                r"exploring fast \(no request for ([0-9.]+) s\); latency-optimal: chose fast", decision.reason
+            )
             assert idle is not None and float(idle.group(1)) >= 15.0  # explore_after_s
         clock.advance(0.5)
     # re-measured now and then rather than starved on a stale number, and within explore_share (2 %);

@@ -24,12 +24,21 @@ from pi_builder_middleware import (
 )
 
 
-def middleware(clock: ManualClock, strategy: str, ids: str = "abc", failover: str | FailoverConfig = "balanced",
-               **routing: object) -> Middleware:
-    providers = [Provider(id=pid, cost_per_1k_input=0.001 * (i + 1), quality=0.9 - 0.1 * i)
-                 for i, pid in enumerate(ids)]
-    return Middleware(providers=providers, strategy=strategy, failover=failover, clock=clock, seed=7,
-                      load_entrypoints=False, routing=RoutingConfig(**routing) if routing else None)  # type: ignore[arg-type]
+def middleware(
+    clock: ManualClock, strategy: str, ids: str = "abc", failover: str | FailoverConfig = "balanced", **routing: object
+) -> Middleware:
+    providers = [
+        Provider(id=pid, cost_per_1k_input=0.001 * (i + 1), quality=0.9 - 0.1 * i) for i, pid in enumerate(ids)
+    ]
+    return Middleware(
+        providers=providers,
+        strategy=strategy,
+        failover=failover,
+        clock=clock,
+        seed=7,
+        load_entrypoints=False,
+        routing=RoutingConfig(**routing) if routing else None,
+    )  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -40,8 +49,11 @@ def clock() -> ManualClock:
 def test_cold_start_does_not_lock_out_the_fastest(clock: ManualClock) -> None:
     """5 / 40 / 80 ms; the fastest pays 190 ms of connection setup on its first two calls (seed: 1 of 200)."""
     mw = middleware(clock, "latency-optimal", failover="aggressive")
-    scripts = {"a": Script(fixed(0.005, cold=2, cold_extra=0.190)), "b": Script(fixed(0.040)),
-               "c": Script(fixed(0.080))}
+    scripts = {
+        "a": Script(fixed(0.005, cold=2, cold_extra=0.190)),
+        "b": Script(fixed(0.040)),
+        "c": Script(fixed(0.080)),
+    }
     driver = Driver(mw, clock, scripts)
     driver.callers(1, until=clock() + 10.0)
     run = driver.go()
@@ -57,8 +69,11 @@ def test_one_blip_does_not_exile_the_primary_under_failover(clock: ManualClock) 
     """One 500 on the primary's 10th call, 1 request/s (seed: 0 of the next 840 requests)."""
     mw = middleware(clock, "failover")
     start = clock()
-    scripts = {"a": Script(fixed(0.1), fault=lambda _t, n: ErrorKind.SERVER_ERROR if n == 9 else None),
-               "b": Script(fixed(0.1)), "c": Script(fixed(0.1))}
+    scripts = {
+        "a": Script(fixed(0.1), fault=lambda _t, n: ErrorKind.SERVER_ERROR if n == 9 else None),
+        "b": Script(fixed(0.1)),
+        "c": Script(fixed(0.1)),
+    }
     driver = Driver(mw, clock, scripts)
     driver.callers(1, until=start + 900.0, think_s=0.9)
     run = driver.go()
@@ -71,8 +86,11 @@ def test_one_blip_does_not_exile_the_primary_under_failover(clock: ManualClock) 
 def test_one_blip_costs_the_preferred_provider_only_seconds(clock: ManualClock, strategy: str) -> None:
     mw = middleware(clock, strategy)
     start = clock()
-    scripts = {"a": Script(fixed(0.05), fault=between(start + 60.0, start + 60.5)),
-               "b": Script(fixed(0.10)), "c": Script(fixed(0.15))}
+    scripts = {
+        "a": Script(fixed(0.05), fault=between(start + 60.0, start + 60.5)),
+        "b": Script(fixed(0.10)),
+        "c": Script(fixed(0.15)),
+    }
     driver = Driver(mw, clock, scripts)
     driver.callers(2, until=start + 180.0, think_s=0.45)
     run = driver.go()
@@ -85,8 +103,11 @@ def test_outage_then_return_gives_the_primary_its_traffic_back(clock: ManualCloc
     """Primary down for 60 s (seed: 0 of 360 requests back on it after it recovered)."""
     mw = middleware(clock, "failover")
     start = clock()
-    scripts = {"a": Script(fixed(0.1), fault=between(start + 100.0, start + 160.0)),
-               "b": Script(fixed(0.1)), "c": Script(fixed(0.1))}
+    scripts = {
+        "a": Script(fixed(0.1), fault=between(start + 100.0, start + 160.0)),
+        "b": Script(fixed(0.1)),
+        "c": Script(fixed(0.1)),
+    }
     driver = Driver(mw, clock, scripts)
     driver.callers(1, until=start + 560.0, think_s=0.9)
     run = driver.go()
@@ -102,8 +123,11 @@ def test_brownout_then_return_brings_the_fastest_back(clock: ManualClock) -> Non
     mw = middleware(clock, "latency-optimal")
     start = clock()
 
-    scripts = {"a": Script(browning(0.05, 0.5, start + 60.0, start + 180.0)), "b": Script(fixed(0.1)),
-               "c": Script(fixed(0.15))}
+    scripts = {
+        "a": Script(browning(0.05, 0.5, start + 60.0, start + 180.0)),
+        "b": Script(fixed(0.1)),
+        "c": Script(fixed(0.15)),
+    }
     driver = Driver(mw, clock, scripts)
     driver.callers(2, until=start + 360.0, think_s=0.5)
     run = driver.go()
@@ -182,16 +206,18 @@ def test_every_provider_ejected(clock: ManualClock, mode: AllOutMode) -> None:
 
 
 @pytest.mark.parametrize("strategy", ["failover", "cost-optimal", "quality-optimal"])
-def test_brownout_of_the_preferred_provider_moves_priority_strategies_away(clock: ManualClock,
-                                                                          strategy: str) -> None:
+def test_brownout_of_the_preferred_provider_moves_priority_strategies_away(clock: ManualClock, strategy: str) -> None:
     """The preferred provider answers 10x slower for 60 s, without an error: the priority strategies pass
     it over (probes only) and give it its traffic back within seconds of its recovery (before: every
     request stayed on it, the breaker having nothing to trip on)."""
     mw = middleware(clock, strategy)
     start = clock()
 
-    scripts = {"a": Script(browning(0.05, 0.5, start + 30.0, start + 90.0)), "b": Script(fixed(0.1)),
-               "c": Script(fixed(0.15))}
+    scripts = {
+        "a": Script(browning(0.05, 0.5, start + 30.0, start + 90.0)),
+        "b": Script(fixed(0.1)),
+        "c": Script(fixed(0.15)),
+    }
     driver = Driver(mw, clock, scripts)
     driver.callers(4, until=start + 150.0, think_s=0.1)
     run = driver.go()
@@ -202,8 +228,9 @@ def test_brownout_of_the_preferred_provider_moves_priority_strategies_away(clock
 
 
 @pytest.mark.parametrize("strategy", ["failover", "cost-optimal", "quality-optimal"])
-def test_failures_close_together_pass_the_provider_over_until_a_probe_succeeds(clock: ManualClock,
-                                                                              strategy: str) -> None:
+def test_failures_close_together_pass_the_provider_over_until_a_probe_succeeds(
+    clock: ManualClock, strategy: str
+) -> None:
     """The preferred provider fails 30 % of calls for 20 s (too few in a row and too few in its window for
     the balanced breaker): it gets little traffic while failing, all of it once its probe succeeds."""
     mw = middleware(clock, strategy)
@@ -234,8 +261,7 @@ def test_slow_spread_of_a_normal_provider_does_not_make_it_suspect(clock: Manual
     start = clock()
     pattern = [0.05, 0.1, 0.2, 0.1, 0.07, 0.2, 0.2, 0.1, 0.05, 0.15]
 
-    scripts = {"a": Script(lambda _t, n: pattern[n % len(pattern)]), "b": Script(fixed(0.1)),
-               "c": Script(fixed(0.15))}
+    scripts = {"a": Script(lambda _t, n: pattern[n % len(pattern)]), "b": Script(fixed(0.1)), "c": Script(fixed(0.15))}
     driver = Driver(mw, clock, scripts)
     driver.callers(4, until=start + 60.0, think_s=0.1)
     run = driver.go()

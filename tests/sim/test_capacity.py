@@ -76,8 +76,9 @@ async def test_each_provider_has_its_own_limit(make_sim: MakeSim) -> None:
     async with httpx.AsyncClient(timeout=5.0) as client:
         held = [asyncio.create_task(_post(client, sim.base_url("a")))]
         await _until_in_flight(sim, "a", 1)
-        at_a, *at_b = await asyncio.gather(_post(client, sim.base_url("a")),
-                                           *[_post(client, sim.base_url("b")) for _ in range(3)])
+        at_a, *at_b = await asyncio.gather(
+            _post(client, sim.base_url("a")), *[_post(client, sim.base_url("b")) for _ in range(3)]
+        )
         await asyncio.gather(*held)
     assert [r.status_code for r in at_b] == [200, 200, 200]
     assert at_a.status_code == 429
@@ -95,8 +96,9 @@ async def test_a_client_that_gives_up_frees_its_slot(make_sim: MakeSim) -> None:
 async def test_limit_from_a_fault_window_applies_only_while_active(make_sim: MakeSim) -> None:
     clock = ManualClock()
     window = FaultWindow(start_s=10, end_s=20, max_concurrent=1)
-    sim = make_sim(SimProvider(name="a", behaviour=Behaviour(latency=Latency.fixed(300)), faults=(window,)),
-                   clock=clock)
+    sim = make_sim(
+        SimProvider(name="a", behaviour=Behaviour(latency=Latency.fixed(300)), faults=(window,)), clock=clock
+    )
     url = sim.base_url("a")
     async with httpx.AsyncClient(timeout=5.0) as client:
         before = await asyncio.gather(*[_post(client, url) for _ in range(3)])
@@ -114,8 +116,9 @@ def test_forced_outcomes_bypass_the_limit(make_sim: MakeSim) -> None:
     sim = make_sim(_limited("a", 1, latency_ms=0))
     with httpx.Client(timeout=5.0) as http:
         resp = chat(http, sim.base_url("a"), stream=False)
-        forced = http.post(f"{sim.base_url('a')}/chat/completions", json=BODY,
-                           headers={"x-sim-outcome": "server_error"})
+        forced = http.post(
+            f"{sim.base_url('a')}/chat/completions", json=BODY, headers={"x-sim-outcome": "server_error"}
+        )
     assert resp.status_code == 200 and forced.status_code == 500
     assert sim.provider("a").in_flight == 0
 
@@ -172,17 +175,23 @@ def test_bad_window_limit_names_the_field() -> None:
 
 
 def test_limits_load_from_plain_data() -> None:
-    scenario = load_scenario({"providers": [{"name": "a", "behaviour": {
-        "max_concurrent": 4, "cold_start": {"requests": 2, "extra_ms": 190}}}]})
+    scenario = load_scenario(
+        {
+            "providers": [
+                {"name": "a", "behaviour": {"max_concurrent": 4, "cold_start": {"requests": 2, "extra_ms": 190}}}
+            ]
+        }
+    )
     behaviour = scenario.providers[0].behaviour
     assert behaviour.max_concurrent == 4 and behaviour.cold_start == ColdStart(requests=2, extra_ms=190)
 
 
 async def test_openai_sdk_maps_the_limit_to_rate_limit_error(make_sim: MakeSim) -> None:
     sim = make_sim(_limited("a", 1, latency_ms=1000))
-    async with httpx.AsyncClient(timeout=5.0) as client, openai.AsyncOpenAI(
-        base_url=sim.base_url("a"), api_key="sk-fake", max_retries=0, timeout=5.0
-    ) as sdk:
+    async with (
+        httpx.AsyncClient(timeout=5.0) as client,
+        openai.AsyncOpenAI(base_url=sim.base_url("a"), api_key="sk-fake", max_retries=0, timeout=5.0) as sdk,
+    ):
         held = asyncio.create_task(_post(client, sim.base_url("a")))
         await _until_in_flight(sim, "a", 1)
         with pytest.raises(openai.RateLimitError) as info:

@@ -19,8 +19,10 @@ def require_redis_server() -> str:
     """The redis-server path; skip (or fail under CI, where scripts/setup.sh installs it) if missing."""
     if REDIS_SERVER is not None:
         return REDIS_SERVER
-    message = ("redis-server is not installed; the shared-state tests need a real one. Install it with "
-               "`apt-get install redis-server` (scripts/setup.sh does this when run as root).")
+    message = (
+        "redis-server is not installed; the shared-state tests need a real one. Install it with "
+        "`apt-get install redis-server` (scripts/setup.sh does this when run as root)."
+    )
     if os.environ.get("CI"):
         pytest.fail(f"{message} CI is set, so this is a failure, not a skip.")
     pytest.skip(message)
@@ -59,8 +61,19 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(self.directory)]
+        args = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.directory),
+        ]
         if self.password:
             args += ["--requirepass", self.password]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -16,8 +16,13 @@ from pi_builder_middleware.redis_store import RedisStateStore
 def main(url: str, cluster: str) -> int:
     store = RedisStateStore(url, cluster=cluster, reconnect_max_s=0.2)
     failover = FailoverConfig.preset("aggressive", base_ejection_s=10.0, jitter=0.0)
-    with Middleware([Provider(id=p) for p in ("x", "y", "z")], failover=failover, clock=ManualClock(0.0),
-                    state_store=store, load_entrypoints=False) as mw:
+    with Middleware(
+        [Provider(id=p) for p in ("x", "y", "z")],
+        failover=failover,
+        clock=ManualClock(0.0),
+        state_store=store,
+        load_entrypoints=False,
+    ) as mw:
         if not store.wait_connected(10.0):
             print("error not connected", flush=True)
             return 1

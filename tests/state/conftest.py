@@ -35,11 +35,22 @@ def make_replica(fast_failover) -> Iterator[MakeReplica]:
     """Build Middleware replicas over one store; closed at teardown."""
     made: list[Middleware] = []
 
-    def make(store: StateStore, *, clock: Callable[[], float] | None = None, providers=PROVIDERS,
-             failover: FailoverConfig | None = None) -> Middleware:
-        mw = Middleware([Provider(id=p) for p in providers], strategy="failover",
-                        failover=failover or fast_failover, clock=clock or ManualClock(0.0), state_store=store,
-                        load_entrypoints=False, seed=1)
+    def make(
+        store: StateStore,
+        *,
+        clock: Callable[[], float] | None = None,
+        providers=PROVIDERS,
+        failover: FailoverConfig | None = None,
+    ) -> Middleware:
+        mw = Middleware(
+            [Provider(id=p) for p in providers],
+            strategy="failover",
+            failover=failover or fast_failover,
+            clock=clock or ManualClock(0.0),
+            state_store=store,
+            load_entrypoints=False,
+            seed=1,
+        )
         made.append(mw)
         return mw
 

@@ -13,8 +13,12 @@ from pi_builder_middleware import BreakerUpdate, CircuitState, EventKind, Failov
 from pi_builder_middleware.state import MAX_CLOCK_AHEAD_S, MAX_SHARED_S, MAX_TRIPS, MalformedUpdate
 
 WALL = 1_700_000_000.0
-TRANSITIONS = {EventKind.BLACKLIST: CircuitState.OPEN, EventKind.HALF_OPEN: CircuitState.HALF_OPEN,
-               EventKind.RECOVERY: CircuitState.CLOSED, EventKind.RESET: CircuitState.CLOSED}
+TRANSITIONS = {
+    EventKind.BLACKLIST: CircuitState.OPEN,
+    EventKind.HALF_OPEN: CircuitState.HALF_OPEN,
+    EventKind.RECOVERY: CircuitState.CLOSED,
+    EventKind.RESET: CircuitState.CLOSED,
+}
 
 
 @st.composite
@@ -22,9 +26,14 @@ def updates(draw: st.DrawFn) -> BreakerUpdate:
     kind = draw(st.sampled_from([*TRANSITIONS, EventKind.RATE_LIMITED]))
     state = TRANSITIONS.get(kind) or draw(st.sampled_from(list(CircuitState)))
     return BreakerUpdate(
-        "x", kind, state, open_for_s=float(draw(st.integers(0, 30))) if state is CircuitState.OPEN else 0.0,
-        cooldown_for_s=float(draw(st.integers(0, 30))), trips=draw(st.integers(0, 5)),
-        origin=draw(st.sampled_from(["r1", "r2", "r3"])), sent_at=WALL - draw(st.integers(0, 20)),
+        "x",
+        kind,
+        state,
+        open_for_s=float(draw(st.integers(0, 30))) if state is CircuitState.OPEN else 0.0,
+        cooldown_for_s=float(draw(st.integers(0, 30))),
+        trips=draw(st.integers(0, 5)),
+        origin=draw(st.sampled_from(["r1", "r2", "r3"])),
+        sent_at=WALL - draw(st.integers(0, 20)),
         seq=draw(st.integers(1, 100)),
     )
 
@@ -90,12 +99,22 @@ ANY_NUMBER = st.one_of(st.floats(), st.integers(-(10**30), 10**400), st.sampled_
 
 
 @settings(max_examples=300)
-@given(fields=st.fixed_dictionaries({
-    "provider_id": st.sampled_from(["x", ""]) | st.integers(), "kind": st.sampled_from(["blacklist", "failure", 3]),
-    "state": st.sampled_from(["open", "shut"]), "open_for_s": ANY_NUMBER, "cooldown_for_s": ANY_NUMBER,
-    "trips": ANY_NUMBER, "origin": st.sampled_from(["r1", ""]), "sent_at": ANY_NUMBER | st.floats(WALL - 9, WALL + 9e3),
-    "seq": ANY_NUMBER,
-}), nested=st.integers(0, 3000))
+@given(
+    fields=st.fixed_dictionaries(
+        {
+            "provider_id": st.sampled_from(["x", ""]) | st.integers(),
+            "kind": st.sampled_from(["blacklist", "failure", 3]),
+            "state": st.sampled_from(["open", "shut"]),
+            "open_for_s": ANY_NUMBER,
+            "cooldown_for_s": ANY_NUMBER,
+            "trips": ANY_NUMBER,
+            "origin": st.sampled_from(["r1", ""]),
+            "sent_at": ANY_NUMBER | st.floats(WALL - 9, WALL + 9e3),
+            "seq": ANY_NUMBER,
+        }
+    ),
+    nested=st.integers(0, 3000),
+)
 def test_an_update_is_accepted_only_within_the_wire_rules(fields, nested):
     """Only MalformedUpdate ever escapes; what is accepted is finite, bounded, strict JSON."""
     for text in (json.dumps({"f": 1, **fields}), "[" * nested + "]" * nested):

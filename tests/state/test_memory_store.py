@@ -32,9 +32,18 @@ def trip(mw: Middleware, pid: str = "x") -> None:
     assert mw.failover.state(pid) is CircuitState.OPEN
 
 
-def update(pid: str = "x", *, kind: EventKind = EventKind.BLACKLIST, state: CircuitState = CircuitState.OPEN,
-           open_for_s: float = 10.0, cooldown_for_s: float = 0.0, trips: int = 1, origin: str = "other",
-           sent_at: float, seq: int = 1) -> BreakerUpdate:
+def update(
+    pid: str = "x",
+    *,
+    kind: EventKind = EventKind.BLACKLIST,
+    state: CircuitState = CircuitState.OPEN,
+    open_for_s: float = 10.0,
+    cooldown_for_s: float = 0.0,
+    trips: int = 1,
+    origin: str = "other",
+    sent_at: float,
+    seq: int = 1,
+) -> BreakerUpdate:
     return BreakerUpdate(pid, kind, state, open_for_s, cooldown_for_s, trips, origin, sent_at, seq)
 
 
@@ -160,8 +169,9 @@ def test_later_timestamp_wins_and_older_news_is_ignored(wall, make_replica):
 
 def test_local_transition_after_remote_news_wins_even_against_a_fast_clock(store, wall, make_replica):
     a, b = make_replica(store), make_replica(store)
-    future = update(kind=EventKind.RECOVERY, state=CircuitState.CLOSED, open_for_s=0.0, origin="fast-clock",
-                    sent_at=wall() + 100.0)
+    future = update(
+        kind=EventKind.RECOVERY, state=CircuitState.CLOSED, open_for_s=0.0, origin="fast-clock", sent_at=wall() + 100.0
+    )
     a.failover.apply_update(future)
     b.failover.apply_update(future)
     trip(b)  # after seeing the recovery, so later than it whatever the clocks say
@@ -277,8 +287,17 @@ def test_failover_manager_shares_directly(wall):
     b.close()
 
 
-@pytest.mark.parametrize("bad", [{"open_for_s": math.nan}, {"open_for_s": math.inf}, {"cooldown_for_s": -1.0},
-                                 {"sent_at": math.nan}, {"trips": -1}, {"origin": ""}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"open_for_s": math.nan},
+        {"open_for_s": math.inf},
+        {"cooldown_for_s": -1.0},
+        {"sent_at": math.nan},
+        {"trips": -1},
+        {"origin": ""},
+    ],
+)
 def test_an_update_breaking_the_wire_rules_is_ignored_whatever_store_delivers_it(store, make_replica, wall, bad):
     b = make_replica(store)
     assert not b.failover.apply_update(update(**{"sent_at": wall(), **bad}))
@@ -296,8 +315,16 @@ def test_an_update_stamped_far_ahead_of_this_clock_is_ignored(store, make_replic
 def test_remote_times_are_clamped_to_this_replicas_bounds(store, make_replica, wall, fast_failover):
     b = make_replica(store)
     assert b.failover.apply_update(update(open_for_s=86_400.0, sent_at=wall()))
-    assert b.failover.apply_update(update("y", kind=EventKind.RATE_LIMITED, state=CircuitState.CLOSED,
-                                          open_for_s=0.0, cooldown_for_s=86_400.0, sent_at=wall()))
+    assert b.failover.apply_update(
+        update(
+            "y",
+            kind=EventKind.RATE_LIMITED,
+            state=CircuitState.CLOSED,
+            open_for_s=0.0,
+            cooldown_for_s=86_400.0,
+            sent_at=wall(),
+        )
+    )
     assert b.failover.breaker_info("x")["open_for_s"] == pytest.approx(fast_failover.max_ejection_s)
     assert b.failover.breaker_info("y")["cooldown_for_s"] == pytest.approx(fast_failover.max_rate_limit_cooldown_s)
     assert b.failover.stats()["store"]["replica_clamped"] == 2

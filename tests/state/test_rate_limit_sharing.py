@@ -44,8 +44,7 @@ def test_a_local_success_does_not_lift_another_replicas_retry_after(wall, make_r
     assert b.failover.unavailable_reason("x") is None
 
 
-def test_retry_after_cooldowns_replicate_through_redis(redis_server, make_replica: MakeReplica,
-                                                         cluster: str) -> None:
+def test_retry_after_cooldowns_replicate_through_redis(redis_server, make_replica: MakeReplica, cluster: str) -> None:
     def replica() -> Middleware:
         store = RedisStateStore(redis_server.url, cluster=cluster, reconnect_max_s=0.2)
         mw = make_replica(store, clock=ManualClock(10.0))

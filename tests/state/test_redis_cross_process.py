@@ -18,8 +18,13 @@ CHILD = Path(__file__).with_name("_replica_proc.py")
 
 class Child:
     def __init__(self, url: str, cluster: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(CHILD), url, cluster], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
+        self.proc = subprocess.Popen(
+            [sys.executable, str(CHILD), url, cluster],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).parents[2],
+        )
 
     def read(self) -> str:
         assert self.proc.stdout is not None

@@ -48,8 +48,19 @@ def keys(cluster: str) -> tuple[str, str, str]:
 
 def entry(pid: str = "x", **changes: Any) -> dict[str, Any]:
     """A well-formed wire entry (a trip by replica 'elsewhere', now), with ``changes``."""
-    return {"f": 1, "provider_id": pid, "kind": "blacklist", "state": "open", "open_for_s": 10.0,
-            "cooldown_for_s": 0.0, "trips": 1, "origin": "elsewhere", "sent_at": time.time(), "seq": 1, **changes}
+    return {
+        "f": 1,
+        "provider_id": pid,
+        "kind": "blacklist",
+        "state": "open",
+        "open_for_s": 10.0,
+        "cooldown_for_s": 0.0,
+        "trips": 1,
+        "origin": "elsewhere",
+        "sent_at": time.time(),
+        "seq": 1,
+        **changes,
+    }
 
 
 def blip(raw: Any, *replicas: Middleware) -> None:
@@ -57,8 +68,11 @@ def blip(raw: Any, *replicas: Middleware) -> None:
     before = [store_of(mw)["resyncs"] for mw in replicas]
     raw.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
     for mw, n in zip(replicas, before, strict=True):
-        wait_until(lambda mw=mw, n=n: store_of(mw)["resyncs"] > n and store_of(mw)["connected"], 5.0,
-                   "the store to resync after the blip")
+        wait_until(
+            lambda mw=mw, n=n: store_of(mw)["resyncs"] > n and store_of(mw)["connected"],
+            5.0,
+            "the store to resync after the blip",
+        )
 
 
 def barrier(raw: Any, channel: str, *replicas: Middleware) -> None:
@@ -78,7 +92,7 @@ def test_a_non_utf8_value_in_the_breakers_hash_is_skipped_and_the_resync_goes_on
     caplog.set_level(logging.WARNING, logger=STORE_LOG)
     a, b = pair
     breakers, _, _ = keys(cluster)
-    raw.hset(breakers, "y", b"\xff\xfe{\"f\": 1}")
+    raw.hset(breakers, "y", b'\xff\xfe{"f": 1}')
     raw.hset(breakers, "z", json.dumps(entry("z")).encode())  # a valid neighbour is still read
     blip(raw, a, b)
     assert b.failover.state("z") is CircuitState.OPEN
@@ -106,8 +120,7 @@ def test_a_key_of_another_type_in_place_of_the_cooldowns_hash_is_skipped_then_re
     assert store_of(a)["repaired"] == 1 and store_of(a)["errors"] <= 1  # the blip's
 
 
-@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity", "1e308", "1e999", "-5", "\"10\"",
-                                 "1" + "0" * 400])
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity", "1e308", "1e999", "-5", '"10"', "1" + "0" * 400])
 def test_a_bad_ejection_time_on_the_channel_is_rejected(pair, raw, cluster, bad):
     a, b = pair
     _, _, channel = keys(cluster)
@@ -166,14 +179,17 @@ def test_a_huge_local_ejection_is_shared_within_bounds(redis_server, make_replic
     assert not [r for r in caplog.records if r.name == STORE_LOG]
 
 
-@pytest.mark.parametrize("poison", [
-    {"sent_at": 1e300},
-    {"sent_at": 1e300, "open_for_s": "NaN"},
-    {"sent_at": "Infinity"},
-    {"sent_at": None},
-    {"sent_at": time.time() + 86_400.0},  # well-formed but a day ahead of every clock
-    {"sent_at": 1e300, "provider_id": "another"},
-])
+@pytest.mark.parametrize(
+    "poison",
+    [
+        {"sent_at": 1e300},
+        {"sent_at": 1e300, "open_for_s": "NaN"},
+        {"sent_at": "Infinity"},
+        {"sent_at": None},
+        {"sent_at": time.time() + 86_400.0},  # well-formed but a day ahead of every clock
+        {"sent_at": 1e300, "provider_id": "another"},
+    ],
+)
 def test_the_write_script_overwrites_a_stored_entry_with_an_insane_sent_at(pair, raw, cluster, poison):
     a, b = pair
     breakers, cooldowns, _ = keys(cluster)
@@ -204,10 +220,15 @@ def test_a_clock_far_ahead_is_refused_on_the_channel_and_logged_once(pair, raw, 
     wait_until(lambda: b.failover.state("z") is CircuitState.OPEN, 5.0, "B to accept a small skew")
 
 
-@pytest.mark.parametrize("url", ["redis://TOKEN-s3cr3t@127.0.0.1:{port}/0",
-                                 "redis://TOKEN-s3cr3t:@127.0.0.1:{port}/0",
-                                 "redis://user:TOKEN-s3cr3t@127.0.0.1:{port}/0",
-                                 "redis://127.0.0.1:{port}/0?password=TOKEN-s3cr3t"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://TOKEN-s3cr3t@127.0.0.1:{port}/0",
+        "redis://TOKEN-s3cr3t:@127.0.0.1:{port}/0",
+        "redis://user:TOKEN-s3cr3t@127.0.0.1:{port}/0",
+        "redis://127.0.0.1:{port}/0?password=TOKEN-s3cr3t",
+    ],
+)
 def test_a_token_anywhere_in_the_url_never_reaches_stats_or_logs(tmp_path, make_replica, caplog, url):
     server = RedisServer(require_redis_server(), tmp_path)  # nothing listens: the outage warning is logged
     caplog.set_level(logging.DEBUG)
@@ -219,12 +240,15 @@ def test_a_token_anywhere_in_the_url_never_reaches_stats_or_logs(tmp_path, make_
     assert store.url == f"redis://***@127.0.0.1:{server.port}/0" or "@" not in url
 
 
-@pytest.mark.parametrize(("url", "shown"), [
-    ("redis://tok@[::1]:6379/0", "redis://***@[::1]:6379/0"),
-    ("rediss://default:pw@cache.internal/2?ssl_cert_reqs=none", "rediss://***@cache.internal/2"),
-    ("unix:///run/redis.sock?password=pw", "unix:///run/redis.sock"),
-    ("redis://localhost:6379/0", "redis://localhost:6379/0"),
-])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://tok@[::1]:6379/0", "redis://***@[::1]:6379/0"),
+        ("rediss://default:pw@cache.internal/2?ssl_cert_reqs=none", "rediss://***@cache.internal/2"),
+        ("unix:///run/redis.sock?password=pw", "unix:///run/redis.sock"),
+        ("redis://localhost:6379/0", "redis://localhost:6379/0"),
+    ],
+)
 def test_the_url_is_shown_without_user_info_or_query(url, shown):
     assert RedisStateStore(url).url == shown
 
@@ -247,8 +271,11 @@ def test_a_write_redis_refuses_is_counted_and_logged_once_and_the_store_stays_up
     finally:
         client.config_set("maxmemory", "0")
     # the refused trips are sent again by a resync (reconnect_max_s later), and new ones go through
-    wait_until(lambda: b.failover.state("x") is CircuitState.OPEN and b.failover.state("y") is CircuitState.OPEN,
-               5.0, "B to get the trips Redis refused once it takes writes again")
+    wait_until(
+        lambda: b.failover.state("x") is CircuitState.OPEN and b.failover.state("y") is CircuitState.OPEN,
+        5.0,
+        "B to get the trips Redis refused once it takes writes again",
+    )
     trip(a, "z")
     wait_until(lambda: b.failover.state("z") is CircuitState.OPEN, 5.0, "B to see A's next trip")
     assert store_of(a)["disconnects"] == 0

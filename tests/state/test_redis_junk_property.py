@@ -47,13 +47,18 @@ def updates_with_any_numbers(draw: st.DrawFn) -> str:
         "provider_id": draw(st.sampled_from(PROVIDERS) | provider_ids),
         "kind": draw(st.sampled_from(["blacklist", "half_open", "recovery", "reset", "rate_limited"])),
         "state": draw(st.sampled_from(["open", "closed", "half_open"])),
-        "open_for_s": draw(st.floats(0, 1e5)), "cooldown_for_s": draw(st.floats(0, 1e5)),
-        "trips": draw(st.integers(0, 50)), "seq": draw(st.integers(0, 10**6)), "origin": "elsewhere",
+        "open_for_s": draw(st.floats(0, 1e5)),
+        "cooldown_for_s": draw(st.floats(0, 1e5)),
+        "trips": draw(st.integers(0, 50)),
+        "seq": draw(st.integers(0, 10**6)),
+        "origin": "elsewhere",
         "sent_at": time.time() + draw(st.floats(-1e6, 1e6) | st.floats(-100, 400)),
     }
     for name in draw(st.lists(st.sampled_from(sorted(fields)), max_size=2)):
         fields[name] = draw(numbers if name in NUMERIC else json_values)
     return json.dumps(entry(**fields))
+
+
 payloads = st.one_of(
     st.binary(max_size=64),
     json_values.map(json.dumps),
@@ -61,9 +66,15 @@ payloads = st.one_of(
     updates_with_any_numbers(),
     st.integers(1, 3000).map(lambda n: "[" * n + "]" * n),  # nesting deeper than either JSON parser allows
 )
-junk = st.lists(st.tuples(st.sampled_from(["breakers", "cooldowns", "channel"]),
-                          st.sampled_from([p.encode() for p in PROVIDERS]) | st.binary(min_size=1, max_size=8),
-                          payloads), min_size=1, max_size=6)
+junk = st.lists(
+    st.tuples(
+        st.sampled_from(["breakers", "cooldowns", "channel"]),
+        st.sampled_from([p.encode() for p in PROVIDERS]) | st.binary(min_size=1, max_size=8),
+        payloads,
+    ),
+    min_size=1,
+    max_size=6,
+)
 wrong_type = st.sampled_from([None, None, None, "breakers-string", "cooldowns-list", "breakers-set"])
 
 
@@ -73,8 +84,11 @@ def inject(raw: Any, cluster: str, writes: list[tuple[str, bytes, bytes | str]],
     if replace is not None:
         key = breakers if replace.startswith("breakers") else cooldowns
         raw.delete(key)
-        {"string": lambda: raw.set(key, b"\x00junk"), "list": lambda: raw.rpush(key, b"a"),
-         "set": lambda: raw.sadd(key, b"a")}[replace.partition("-")[2]]()
+        {
+            "string": lambda: raw.set(key, b"\x00junk"),
+            "list": lambda: raw.rpush(key, b"a"),
+            "set": lambda: raw.sadd(key, b"a"),
+        }[replace.partition("-")[2]]()
     for target, field, payload in writes:
         if target == "channel":
             raw.publish(channel, payload)
@@ -86,8 +100,11 @@ def inject(raw: Any, cluster: str, writes: list[tuple[str, bytes, bytes | str]],
 
 def blacklists_from(receiver: Middleware, sender: Middleware, pid: str) -> int:
     origin = f"from replica {sender.failover.replica_id}"
-    return sum(1 for e in list(receiver.failover.events)
-               if e.kind is EventKind.BLACKLIST and e.provider_id == pid and e.detail.startswith(origin))
+    return sum(
+        1
+        for e in list(receiver.failover.events)
+        if e.kind is EventKind.BLACKLIST and e.provider_id == pid and e.detail.startswith(origin)
+    )
 
 
 def test_valid_updates_still_propagate_whatever_sits_in_redis(redis_server, make_replica, cluster, raw, caplog):
@@ -99,8 +116,12 @@ def test_valid_updates_still_propagate_whatever_sits_in_redis(redis_server, make
         assert store.wait_connected(10.0)
     blips = 0
 
-    @settings(max_examples=50, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=50,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(writes=junk, replace=wrong_type, pid=st.sampled_from(PROVIDERS), forward=st.booleans())
     def check(writes: list[tuple[str, bytes, bytes | str]], replace: str | None, pid: str, forward: bool) -> None:
         nonlocal blips

@@ -40,8 +40,9 @@ def replica(make_replica: MakeReplica, cluster: str):
     """``replica(url)``: a Middleware over its own RedisStateStore in this test's cluster."""
 
     def make(url: str, *, wait: bool = True, clock: ManualClock | None = None, **store_options) -> Middleware:
-        store = RedisStateStore(url, cluster=store_options.pop("cluster", cluster), reconnect_max_s=0.2,
-                                **store_options)
+        store = RedisStateStore(
+            url, cluster=store_options.pop("cluster", cluster), reconnect_max_s=0.2, **store_options
+        )
         mw = make_replica(store, clock=clock)
         if wait:
             assert store.wait_connected(10.0), store.stats()
@@ -152,8 +153,11 @@ def test_a_broken_observer_on_the_receiver_is_counted_and_logged_once(redis_serv
     b.failover.subscribe(broken)
     trip(a, "x")
     trip(a, "y")
-    wait_until(lambda: b.failover.state("x") is CircuitState.OPEN and b.failover.state("y") is CircuitState.OPEN,
-               5.0, "both updates to be applied")
+    wait_until(
+        lambda: b.failover.state("x") is CircuitState.OPEN and b.failover.state("y") is CircuitState.OPEN,
+        5.0,
+        "both updates to be applied",
+    )
     # the manager guards its subscribers itself: counted there (the store sees no apply error), logged once
     assert store_of(b)["apply_errors"] == 0
     assert b.failover.callback_failures.snapshot()["failover_subscriber"] >= 2
@@ -223,10 +227,25 @@ def test_secrets_never_reach_redis_stats_or_logs(tmp_path, replica, caplog):
             pass
 
         for _ in range(2):
-            a.record(Outcome("x", False, 0.1, error=ProviderAPIError(f"Incorrect API key provided: {secret}"),
-                             error_kind=ErrorKind.SERVER_ERROR))
-        a.record(Outcome("y", False, 0.1, error=ProviderAPIError(f"429 for key {secret}"),
-                         error_kind=ErrorKind.RATE_LIMITED, retry_after_s=5.0))
+            a.record(
+                Outcome(
+                    "x",
+                    False,
+                    0.1,
+                    error=ProviderAPIError(f"Incorrect API key provided: {secret}"),
+                    error_kind=ErrorKind.SERVER_ERROR,
+                )
+            )
+        a.record(
+            Outcome(
+                "y",
+                False,
+                0.1,
+                error=ProviderAPIError(f"429 for key {secret}"),
+                error_kind=ErrorKind.RATE_LIMITED,
+                retry_after_s=5.0,
+            )
+        )
         wait_until(lambda: b.failover.state("x") is CircuitState.OPEN, 5.0, "the trip to propagate")
         client = server.client()
         written = []

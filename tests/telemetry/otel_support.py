@@ -39,8 +39,10 @@ class Otel:
     def attempt_spans(self) -> list[ReadableSpan]:
         from opentelemetry.trace import SpanKind
 
-        return sorted((s for s in self.spans() if s.kind is SpanKind.CLIENT and "pi_builder.attempt" in
-                       (s.attributes or {})), key=lambda s: s.attributes["pi_builder.attempt"])  # type: ignore[index]
+        return sorted(
+            (s for s in self.spans() if s.kind is SpanKind.CLIENT and "pi_builder.attempt" in (s.attributes or {})),
+            key=lambda s: s.attributes["pi_builder.attempt"],
+        )  # type: ignore[index]
 
     def points(self, metric: str) -> list[Any]:
         data = self.reader.get_metrics_data()

@@ -29,9 +29,16 @@ def family(sample_name: str) -> str:
 def exported() -> dict[str, set[str]]:
     """Sample name → label names, from a middleware that failed over, streamed and counted tokens."""
     registry = CollectorRegistry()
-    mw = Middleware([Provider(id="a", model="openai/x", group="g"), Provider(id="b", model="openai/y", group="g"),
-                     Provider(id="c", model="openai/z", group="g")],
-                    strategy="failover", failover=FailoverConfig(consecutive_failures=1, jitter=0.0), telemetry=False)
+    mw = Middleware(
+        [
+            Provider(id="a", model="openai/x", group="g"),
+            Provider(id="b", model="openai/y", group="g"),
+            Provider(id="c", model="openai/z", group="g"),
+        ],
+        strategy="failover",
+        failover=FailoverConfig(consecutive_failures=1, jitter=0.0),
+        telemetry=False,
+    )
     _hub(mw).add_sink(PrometheusMetrics(registry))
 
     class RateLimited(Exception):
@@ -50,8 +57,10 @@ def exported() -> dict[str, set[str]]:
     mw.execute(call, usage=lambda _: Usage(3, 4))  # a ejected, b answers
     mw.execute(limited)  # b cooling down, c answers
     mw.execute_open(call, RouteRequest(stream=True)).succeeded(ttft_s=0.05)
-    return {name: set().union(*(set(labels) for labels, _ in rows))
-            for name, rows in samples(generate_latest(registry).decode()).items()}
+    return {
+        name: set().union(*(set(labels) for labels, _ in rows))
+        for name, rows in samples(generate_latest(registry).decode()).items()
+    }
 
 
 def test_every_panel_query_names_exported_series_and_groups_by_their_labels() -> None:
@@ -60,9 +69,15 @@ def test_every_panel_query_names_exported_series_and_groups_by_their_labels() ->
     panels = dashboard["panels"]
     assert len({p["id"] for p in panels}) == len(panels)
     titles = {p["title"] for p in panels}
-    for needed in ("Traffic share per provider", "Breaker state timeline", "Error rate by kind",
-                   "Attempt latency p50 / p99", "Time to first chunk p50 / p99", "Failovers",
-                   "Requests saved by failover"):
+    for needed in (
+        "Traffic share per provider",
+        "Breaker state timeline",
+        "Error rate by kind",
+        "Attempt latency p50 / p99",
+        "Time to first chunk p50 / p99",
+        "Failovers",
+        "Requests saved by failover",
+    ):
         assert needed in titles
     used: set[str] = set()
     for panel in panels:

@@ -24,8 +24,14 @@ def sim() -> Iterator[Simulator]:
 
 
 def chat(sim: Simulator, name: str) -> ChatOpenAI:
-    return ChatOpenAI(base_url=sim.base_url(name), api_key="sk-fake-key", model="sim", max_retries=0,  # type: ignore[arg-type]
-                      timeout=10, stream_usage=True)
+    return ChatOpenAI(
+        base_url=sim.base_url(name),
+        api_key="sk-fake-key",
+        model="sim",
+        max_retries=0,  # type: ignore[arg-type]
+        timeout=10,
+        stream_usage=True,
+    )
 
 
 def get_weather(city: str) -> str:
@@ -35,9 +41,14 @@ def get_weather(city: str) -> str:
 
 @pytest.mark.parametrize("use_async", [False, True])
 async def test_agent_tool_loop_that_fails_over_gives_one_request_span_per_model_call(
-        sim: Simulator, otel: Otel, use_async: bool) -> None:
-    mw = Middleware([Provider(id="a", model="openai/sim"), Provider(id="b", model="openai/sim")], strategy="failover",
-                    failover=FailoverConfig(consecutive_failures=1, jitter=0.0), telemetry=otel.telemetry)
+    sim: Simulator, otel: Otel, use_async: bool
+) -> None:
+    mw = Middleware(
+        [Provider(id="a", model="openai/sim"), Provider(id="b", model="openai/sim")],
+        strategy="failover",
+        failover=FailoverConfig(consecutive_failures=1, jitter=0.0),
+        telemetry=otel.telemetry,
+    )
     primary = chat(sim, "a")
     health = HealthAwareModelMiddleware({"a": primary, "b": chat(sim, "b")}, middleware=mw)
     agent = create_agent(primary, tools=[get_weather], middleware=[health])

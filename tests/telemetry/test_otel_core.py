@@ -34,8 +34,10 @@ class BadRequest(Exception):
 
 
 def providers() -> list[Provider]:
-    return [Provider(id="primary", model="openai/gpt-4o", group="gpt"),
-            Provider(id="backup", model="anthropic/claude-3-5", group="gpt")]
+    return [
+        Provider(id="primary", model="openai/gpt-4o", group="gpt"),
+        Provider(id="backup", model="anthropic/claude-3-5", group="gpt"),
+    ]
 
 
 def middleware(otel: Otel, **kw: object) -> Middleware:
@@ -91,11 +93,14 @@ def test_the_request_that_fails_over_is_in_the_metrics(otel: Otel) -> None:
     mw = middleware(otel)
     mw.execute(failing_primary, usage=lambda _: Usage(11, 7))
 
-    assert otel.value("gen_ai.client.operation.duration", pi_builder__provider__id="primary",
-                      error__type="ProviderDown") == 1
+    assert (
+        otel.value("gen_ai.client.operation.duration", pi_builder__provider__id="primary", error__type="ProviderDown")
+        == 1
+    )
     assert otel.value("gen_ai.client.operation.duration", pi_builder__provider__id="backup") == 1
-    ok_points = [p for p in otel.points("gen_ai.client.operation.duration")
-                 if p.attributes["pi_builder.provider.id"] == "backup"]
+    ok_points = [
+        p for p in otel.points("gen_ai.client.operation.duration") if p.attributes["pi_builder.provider.id"] == "backup"
+    ]
     assert "error.type" not in ok_points[0].attributes
     tokens = {p.attributes["gen_ai.token.type"]: p.sum for p in otel.points("gen_ai.client.token.usage")}
     assert tokens == {"input": 11, "output": 7}
@@ -224,8 +229,12 @@ def test_a_stream_that_breaks_after_its_first_chunk_ends_both_spans_with_the_err
 
 def test_a_wait_for_re_admission_is_an_event_of_the_request(otel: Otel) -> None:
     clock = ManualClock(100.0)
-    mw = middleware(otel, clock=clock, sleep=lambda s: clock.advance(s),
-                    failover=FailoverConfig(consecutive_failures=1, jitter=0.0, base_ejection_s=1.0))
+    mw = middleware(
+        otel,
+        clock=clock,
+        sleep=lambda s: clock.advance(s),
+        failover=FailoverConfig(consecutive_failures=1, jitter=0.0, base_ejection_s=1.0),
+    )
     calls: list[str] = []
 
     def flaky(provider: Provider) -> str:
@@ -253,6 +262,7 @@ def test_a_failing_sink_never_breaks_a_request(otel: Otel) -> None:
         def __getattr__(self, name: str) -> object:
             def fail(*args: object) -> None:
                 raise RuntimeError(f"sink {name} broke")
+
             return fail
 
     assert mw.telemetry is not None
@@ -271,8 +281,14 @@ def test_telemetry_false_and_bad_values() -> None:
 def _run(code: str, **env: str) -> str:
     full_env = {**os.environ, **env}
     full_env.pop("PI_BUILDER_OTEL_DISABLED", None) if "PI_BUILDER_OTEL_DISABLED" not in env else None
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=full_env,
-                         timeout=60, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 

@@ -13,9 +13,14 @@ from pi_builder_middleware import AllProvidersFailedError, FailoverConfig, Hedge
 
 
 def make(otel: Otel) -> Middleware:
-    return Middleware([Provider(id="a", model="openai/a"), Provider(id="b", model="openai/b")], strategy="failover",
-                      failover=FailoverConfig(consecutive_failures=3, jitter=0.0), load_entrypoints=False,
-                      hedge=HedgePolicy(delay_s=0.02), telemetry=otel.telemetry)
+    return Middleware(
+        [Provider(id="a", model="openai/a"), Provider(id="b", model="openai/b")],
+        strategy="failover",
+        failover=FailoverConfig(consecutive_failures=3, jitter=0.0),
+        load_entrypoints=False,
+        hedge=HedgePolicy(delay_s=0.02),
+        telemetry=otel.telemetry,
+    )
 
 
 def by_provider(otel: Otel) -> dict[str, object]:
@@ -40,8 +45,12 @@ async def test_a_hedge_that_wins_ends_the_request_as_answered_and_the_first_atte
     assert request.attributes["pi_builder.attempts"] == 2 and request.attributes["pi_builder.failovers"] == 0  # type: ignore[index]
     spans = by_provider(otel)
     a, b = spans["a"], spans["b"]
-    assert all(s.kind is SpanKind.CLIENT and s.parent is not None  # type: ignore[attr-defined]
-               and s.parent.span_id == request.context.span_id for s in (a, b))  # type: ignore[attr-defined]
+    assert all(
+        s.kind is SpanKind.CLIENT
+        and s.parent is not None  # type: ignore[attr-defined]
+        and s.parent.span_id == request.context.span_id
+        for s in (a, b)
+    )  # type: ignore[attr-defined]
     assert b.attributes["pi_builder.attempt.hedge"] is True  # type: ignore[attr-defined]
     assert b.status.status_code is StatusCode.UNSET  # type: ignore[attr-defined]
     assert a.attributes["pi_builder.attempt.lost_race"] is True  # type: ignore[attr-defined]

@@ -28,13 +28,23 @@ def sim() -> Iterator[Simulator]:
 
 
 def chat(sim: Simulator, name: str) -> ChatOpenAI:
-    return ChatOpenAI(base_url=sim.base_url(name), api_key="sk-fake-key", model="sim", max_retries=0,  # type: ignore[arg-type]
-                      timeout=10, stream_usage=True)
+    return ChatOpenAI(
+        base_url=sim.base_url(name),
+        api_key="sk-fake-key",
+        model="sim",
+        max_retries=0,  # type: ignore[arg-type]
+        timeout=10,
+        stream_usage=True,
+    )
 
 
 def mw(otel: Otel) -> Middleware:
-    return Middleware([Provider(id="a", model="openai/sim"), Provider(id="b", model="openai/sim")], strategy="failover",
-                      failover=FailoverConfig(consecutive_failures=1, jitter=0.0), telemetry=otel.telemetry)
+    return Middleware(
+        [Provider(id="a", model="openai/sim"), Provider(id="b", model="openai/sim")],
+        strategy="failover",
+        failover=FailoverConfig(consecutive_failures=1, jitter=0.0),
+        telemetry=otel.telemetry,
+    )
 
 
 def check_failed_over_tree(otel: Otel, parent_name: str) -> None:
@@ -43,16 +53,19 @@ def check_failed_over_tree(otel: Otel, parent_name: str) -> None:
     assert request.parent is not None and request.parent.span_id == parent.context.span_id
     first, second = otel.attempt_spans()
     assert [s.attributes["pi_builder.provider.id"] for s in (first, second)] == ["a", "b"]  # type: ignore[index]
-    assert all(s.kind is SpanKind.CLIENT and s.parent is not None and s.parent.span_id == request.context.span_id
-               for s in (first, second))
+    assert all(
+        s.kind is SpanKind.CLIENT and s.parent is not None and s.parent.span_id == request.context.span_id
+        for s in (first, second)
+    )
     assert first.attributes["error.type"] == "OpenAIAPIError"  # type: ignore[index]  # langchain-openai wraps the 503
     assert first.attributes["pi_builder.error.kind"] == "overloaded"  # type: ignore[index]  # 503
     assert second.status.status_code is StatusCode.UNSET
     assert second.attributes["gen_ai.usage.output_tokens"] == 16  # type: ignore[index]  # the simulator's answer
     assert request.attributes["pi_builder.failovers"] == 1  # type: ignore[index]
     assert "pi_builder.failover" in [name for name, _ in events(request)]
-    assert otel.value("gen_ai.client.operation.duration", pi_builder__provider__id="a",
-                      error__type="OpenAIAPIError") == 1
+    assert (
+        otel.value("gen_ai.client.operation.duration", pi_builder__provider__id="a", error__type="OpenAIAPIError") == 1
+    )
     assert otel.value("pi_builder.failovers", pi_builder__provider__id="a") == 1
 
 
@@ -75,6 +88,7 @@ def test_the_wrapped_runnable_runs_with_the_attempt_span_current(otel: Otel) -> 
             if name == "a":
                 raise ConnectionError("refused")
             return f"{name}: {text}"
+
         return RunnableLambda(run)
 
     llm = HealthAwareFallbacks({"a": answer("a"), "b": answer("b")}, middleware=mw(otel))

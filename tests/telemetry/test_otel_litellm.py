@@ -26,10 +26,17 @@ def sim() -> Iterator[Simulator]:
 
 
 def deployment(sim: Simulator, name: str, quality: float) -> dict[str, Any]:
-    return {"model_name": "g",
-            "litellm_params": {"model": "openai/sim-model", "api_key": "sk-SECRET-fake", "api_base": sim.base_url(name),
-                               "max_retries": 0, "timeout": 5},
-            "model_info": {"id": name, "quality": quality}}
+    return {
+        "model_name": "g",
+        "litellm_params": {
+            "model": "openai/sim-model",
+            "api_key": "sk-SECRET-fake",
+            "api_base": sim.base_url(name),
+            "max_retries": 0,
+            "timeout": 5,
+        },
+        "model_info": {"id": name, "quality": quality},
+    }
 
 
 async def wait_for_spans(otel: Otel, count: int) -> None:
@@ -40,10 +47,17 @@ async def wait_for_spans(otel: Otel, count: int) -> None:
 
 
 async def test_a_litellm_request_that_fails_over(sim: Simulator, otel: Otel) -> None:
-    router = litellm.Router(model_list=[deployment(sim, "primary", 0.9), deployment(sim, "backup", 0.5)],
-                            num_retries=1, retry_after=0, disable_cooldowns=True)
-    mw = Middleware(strategy="quality-optimal", failover=FailoverConfig(consecutive_failures=1, jitter=0.0),
-                    telemetry=otel.telemetry)
+    router = litellm.Router(
+        model_list=[deployment(sim, "primary", 0.9), deployment(sim, "backup", 0.5)],
+        num_retries=1,
+        retry_after=0,
+        disable_cooldowns=True,
+    )
+    mw = Middleware(
+        strategy="quality-optimal",
+        failover=FailoverConfig(consecutive_failures=1, jitter=0.0),
+        telemetry=otel.telemetry,
+    )
     tracer = otel.tracer_provider.get_tracer("app")
     with install(router, middleware=mw):
         sim.down("primary", Outcome.SERVER_ERROR)
@@ -73,8 +87,12 @@ async def test_a_litellm_request_that_fails_over(sim: Simulator, otel: Otel) -> 
     assert second.status.status_code is StatusCode.UNSET
     assert "sk-SECRET" not in all_text(otel.spans())
 
-    assert otel.value("gen_ai.client.operation.duration", pi_builder__provider__id="primary",
-                      error__type="InternalServerError") == 1
+    assert (
+        otel.value(
+            "gen_ai.client.operation.duration", pi_builder__provider__id="primary", error__type="InternalServerError"
+        )
+        == 1
+    )
     assert otel.value("gen_ai.client.operation.duration", pi_builder__provider__id="backup") == 1
     assert otel.value("pi_builder.ejections", pi_builder__provider__id="primary") == 1
     assert otel.value("pi_builder.breaker.state", pi_builder__provider__id="primary") == 2
@@ -85,20 +103,25 @@ async def test_a_litellm_request_that_fails_over(sim: Simulator, otel: Otel) -> 
 
 async def test_attempt_spans_nest_under_litellms_own_request_span(sim: Simulator, otel: Otel) -> None:
     """The proxy's OpenTelemetry integration hands its request span over as ``litellm_parent_otel_span``."""
-    router = litellm.Router(model_list=[deployment(sim, "primary", 0.9), deployment(sim, "backup", 0.5)],
-                            num_retries=1, retry_after=0, disable_cooldowns=True)
-    mw = Middleware(strategy="quality-optimal", failover=FailoverConfig(consecutive_failures=1, jitter=0.0),
-                    telemetry=otel.telemetry)
+    router = litellm.Router(
+        model_list=[deployment(sim, "primary", 0.9), deployment(sim, "backup", 0.5)],
+        num_retries=1,
+        retry_after=0,
+        disable_cooldowns=True,
+    )
+    mw = Middleware(
+        strategy="quality-optimal",
+        failover=FailoverConfig(consecutive_failures=1, jitter=0.0),
+        telemetry=otel.telemetry,
+    )
     tracer = otel.tracer_provider.get_tracer("litellm-like")
     litellm_span = tracer.start_span("litellm_request")
     with install(router, middleware=mw):
         sim.down("primary", Outcome.SERVER_ERROR)
         with tracer.start_as_current_span("app"):
-            await router.acompletion(model="g", messages=MESSAGES,
-                                     metadata={"litellm_parent_otel_span": litellm_span})
+            await router.acompletion(model="g", messages=MESSAGES, metadata={"litellm_parent_otel_span": litellm_span})
         await wait_for_spans(otel, 2)
     litellm_span.end()
     attempts = otel.attempt_spans()
     assert len(attempts) == 2
-    assert all(s.parent is not None and s.parent.span_id == litellm_span.get_span_context().span_id
-               for s in attempts)
+    assert all(s.parent is not None and s.parent.span_id == litellm_span.get_span_context().span_id for s in attempts)

@@ -34,9 +34,12 @@ def fail_a(provider: Provider) -> str:
 
 def test_series_and_labels_of_a_request_that_fails_over() -> None:
     registry = CollectorRegistry()
-    mw = Middleware([Provider(id="a", model="openai/gpt-4o", group="gpt"), Provider(id="b", model="anthropic/c3",
-                                                                                    group="gpt")],
-                    strategy="failover", failover=FailoverConfig(consecutive_failures=1, jitter=0.0), telemetry=None)
+    mw = Middleware(
+        [Provider(id="a", model="openai/gpt-4o", group="gpt"), Provider(id="b", model="anthropic/c3", group="gpt")],
+        strategy="failover",
+        failover=FailoverConfig(consecutive_failures=1, jitter=0.0),
+        telemetry=None,
+    )
     _hub(mw).add_sink(PrometheusMetrics(registry))
     mw.execute(fail_a, usage=lambda _: Usage(5, 9))
     text = generate_latest(registry).decode()
@@ -65,9 +68,23 @@ def test_series_and_labels_of_a_request_that_fails_over() -> None:
 def _demo(port: int, duration: float) -> subprocess.Popen[str]:
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    return subprocess.Popen([str(BIN / "pi-builder"), "demo", "--duration", str(duration), "--rate", "8", "--no-live",
-                             "--metrics-port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+    return subprocess.Popen(
+        [
+            str(BIN / "pi-builder"),
+            "demo",
+            "--duration",
+            str(duration),
+            "--rate",
+            "8",
+            "--no-live",
+            "--metrics-port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def test_the_demo_serves_metrics_and_the_failed_providers_breaker_is_open_there() -> None:
@@ -103,10 +120,18 @@ def test_the_demo_serves_metrics_and_the_failed_providers_breaker_is_open_there(
     assert total(counted, "pi_builder_attempts_total", outcome="failure", **fast) > 0
     assert total(counted, "pi_builder_ejections_total", **fast) >= 1
     assert total(counted, "pi_builder_failovers_total", **fast) >= 1
-    assert total(counted, "pi_builder_attempts_total", outcome="success", model_id="anthropic-solid") + \
-        total(counted, "pi_builder_attempts_total", outcome="success", model_id="local-cheap") > 0
-    assert families(text) >= {"pi_builder_breaker_state", "pi_builder_attempts", "pi_builder_in_flight",
-                              "pi_builder_attempt_latency_seconds", "pi_builder_decisions"}
+    assert (
+        total(counted, "pi_builder_attempts_total", outcome="success", model_id="anthropic-solid")
+        + total(counted, "pi_builder_attempts_total", outcome="success", model_id="local-cheap")
+        > 0
+    )
+    assert families(text) >= {
+        "pi_builder_breaker_state",
+        "pi_builder_attempts",
+        "pi_builder_in_flight",
+        "pi_builder_attempt_latency_seconds",
+        "pi_builder_decisions",
+    }
     assert "sk-" not in text
 
 
@@ -143,8 +168,14 @@ SERVER = """
 
 
 def _python(code: str, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def test_multiprocess_mode_sums_counters_across_worker_processes(tmp_path: Path) -> None:
@@ -192,8 +223,9 @@ def test_enable_prometheus_reaches_middlewares_made_before_and_after_and_is_idem
         except ConfigError as exc:
             print("refused:", exc.field)
     """
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60,
-                         check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert out.stdout.strip().splitlines() == ["['after', 'before']", "refused: registry"], out.stderr
 
 

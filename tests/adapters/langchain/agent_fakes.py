@@ -59,12 +59,22 @@ class ToolChat(BaseChatModel):
             return AIMessage(content="", tool_calls=[call], usage_metadata=dict(USAGE))  # type: ignore[arg-type]
         return AIMessage(content=f"{self.key} says hi", usage_metadata=dict(USAGE))  # type: ignore[arg-type]
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         return ChatResult(generations=[ChatGeneration(message=self._reply(messages, kwargs))])
 
-    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                         run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         if self.answer_delay_s:
             await asyncio.sleep(self.answer_delay_s)
         return ChatResult(generations=[ChatGeneration(message=self._reply(messages, kwargs))])
@@ -73,8 +83,12 @@ class ToolChat(BaseChatModel):
         answer = self._reply(messages, kwargs)
         if answer.tool_calls:
             call = answer.tool_calls[0]
-            yield AIMessageChunk(content="", tool_call_chunks=[
-                {"name": call["name"], "args": json.dumps(call["args"]), "id": call["id"], "index": 0}])
+            yield AIMessageChunk(
+                content="",
+                tool_call_chunks=[
+                    {"name": call["name"], "args": json.dumps(call["args"]), "id": call["id"], "index": 0}
+                ],
+            )
         else:
             words = str(answer.content).split(" ")
             for index, word in enumerate(words):
@@ -83,14 +97,23 @@ class ToolChat(BaseChatModel):
                 yield AIMessageChunk(content=word if index == 0 else f" {word}")
         yield AIMessageChunk(content="", usage_metadata=dict(USAGE))  # type: ignore[arg-type]
 
-    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
         for chunk in self._chunks(messages, kwargs):  # LangChain emits each token to the callbacks
             yield ChatGenerationChunk(message=chunk)
 
-    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                       run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any
-                       ) -> AsyncIterator[ChatGenerationChunk]:
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
         if self.first_token_delay_s:
             await asyncio.sleep(self.first_token_delay_s)
         for chunk in self._chunks(messages, kwargs):
@@ -109,6 +132,8 @@ class KeywordRouter(BaseDecisionModel):
     def _classify(self, state: Any, questions: dict[str, Any]) -> ClassifierResponse:
         text = str(state.content if isinstance(state, HumanMessage) else state)
         label = "powerful" if "hard" in text else "fast"
-        answers = {qid: ChoiceAnswer(type="choice", choice=label, probabilities={label: 1.0}, confidence=1.0)
-                   for qid in questions}
+        answers = {
+            qid: ChoiceAnswer(type="choice", choice=label, probabilities={label: 1.0}, confidence=1.0)
+            for qid in questions
+        }
         return ClassifierResponse(model=self.model, answers=answers)

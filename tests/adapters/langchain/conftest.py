@@ -25,8 +25,15 @@ def make_chat(sim: Simulator) -> MakeChat:
     """``make_chat("a")``: a real ChatOpenAI talking HTTP to simulated provider ``a``, without SDK retries."""
 
     def factory(name: str, **kwargs: object) -> ChatOpenAI:
-        return ChatOpenAI(base_url=sim.base_url(name), api_key="sk-fake", model="sim", max_retries=0,
-                          timeout=10, stream_usage=True, **kwargs)  # type: ignore[arg-type]
+        return ChatOpenAI(
+            base_url=sim.base_url(name),
+            api_key="sk-fake",
+            model="sim",
+            max_retries=0,
+            timeout=10,
+            stream_usage=True,
+            **kwargs,
+        )  # type: ignore[arg-type]
 
     return factory
 
@@ -41,8 +48,9 @@ def clock() -> ManualClock:
 def make_mw(clock: ManualClock) -> Callable[..., Middleware]:
     """``make_mw("a", "b")``: a middleware on the manual clock, aggressive breakers (2 failures trip, 10 s out)."""
 
-    def factory(*ids: str | Provider, strategy: str = "failover", routing: RoutingConfig | None = None,
-                **overrides: object) -> Middleware:
+    def factory(
+        *ids: str | Provider, strategy: str = "failover", routing: RoutingConfig | None = None, **overrides: object
+    ) -> Middleware:
         providers = [p if isinstance(p, Provider) else Provider(id=p) for p in ids]
         config = FailoverConfig.preset("aggressive", jitter=0.0, **overrides)
         return Middleware(providers, strategy=strategy, failover=config, clock=clock, seed=1, routing=routing)

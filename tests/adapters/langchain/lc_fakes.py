@@ -58,12 +58,18 @@ class ScriptedChat(BaseChatModel):
         tools = kwargs.get("tools")
         if tools and self.tool_args is not None:
             name = tools[0]["function"]["name"]
-            return AIMessage(content="", tool_calls=[{"name": name, "args": self.tool_args, "id": "call_1"}],
-                             usage_metadata=usage)
+            return AIMessage(
+                content="", tool_calls=[{"name": name, "args": self.tool_args, "id": "call_1"}], usage_metadata=usage
+            )
         return AIMessage(content=f"{self.key} says hi", usage_metadata=usage)
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         return ChatResult(generations=[ChatGeneration(message=self._answer(**kwargs))])
 
     def _chunks(self) -> Iterator[AIMessageChunk | Exception]:
@@ -79,8 +85,13 @@ class ScriptedChat(BaseChatModel):
             yield AIMessageChunk(content=word)
         yield AIMessageChunk(content="", usage_metadata=dict(self.reported_usage))
 
-    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
         if self.first_chunk_delay_s:
             time.sleep(self.first_chunk_delay_s)
         for item in self._chunks():
@@ -88,9 +99,13 @@ class ScriptedChat(BaseChatModel):
                 raise item
             yield ChatGenerationChunk(message=item)
 
-    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                       run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any
-                       ) -> AsyncIterator[ChatGenerationChunk]:
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
         if self.first_chunk_delay_s:
             await asyncio.sleep(self.first_chunk_delay_s)
         for item in self._chunks():
@@ -112,8 +127,16 @@ class Recorder(BaseCallbackHandler):
         self.events: list[tuple[str, str, Any, Any, list[str]]] = []
         self._names: dict[Any, str] = {}
 
-    def on_chat_model_start(self, serialized: dict[str, Any], messages: Any, *, run_id: Any,
-                            parent_run_id: Any = None, tags: list[str] | None = None, **kwargs: Any) -> None:
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: Any,
+        *,
+        run_id: Any,
+        parent_run_id: Any = None,
+        tags: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         name = kwargs.get("name") or (serialized or {}).get("name", "?")
         self._names[run_id] = name
         self.events.append(("chat_start", name, run_id, parent_run_id, list(tags or [])))
@@ -124,8 +147,16 @@ class Recorder(BaseCallbackHandler):
     def on_llm_error(self, error: BaseException, *, run_id: Any, parent_run_id: Any = None, **kwargs: Any) -> None:
         self.events.append(("llm_error", self._names.get(run_id, "?"), run_id, parent_run_id, []))
 
-    def on_chain_start(self, serialized: dict[str, Any] | None, inputs: Any, *, run_id: Any,
-                       parent_run_id: Any = None, tags: list[str] | None = None, **kwargs: Any) -> None:
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: Any,
+        *,
+        run_id: Any,
+        parent_run_id: Any = None,
+        tags: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         name = kwargs.get("name") or (serialized or {}).get("name", "?")
         self._names[run_id] = name
         self.events.append(("chain_start", name, run_id, parent_run_id, list(tags or [])))

@@ -84,8 +84,9 @@ async def test_a_rate_limited_primary_is_skipped_while_it_cools_down_async(make_
 @pytest.mark.parametrize("use_async", [False, True])
 async def test_a_bad_request_is_raised_at_once_without_trying_the_backup(make_mw, use_async):
     a, b = ToolChat(key="a", fail=lc.ModelInvalidRequestError("bad schema")), ToolChat(key="b")
-    agent = create_agent(a, tools=[get_weather],
-                         middleware=[HealthAwareModelMiddleware({"a": a, "b": b}, middleware=make_mw("a", "b"))])
+    agent = create_agent(
+        a, tools=[get_weather], middleware=[HealthAwareModelMiddleware({"a": a, "b": b}, middleware=make_mw("a", "b"))]
+    )
     with pytest.raises(lc.ModelInvalidRequestError):
         if use_async:
             await agent.ainvoke(ask())
@@ -97,8 +98,9 @@ async def test_a_bad_request_is_raised_at_once_without_trying_the_backup(make_mw
 def test_the_agents_own_model_need_not_be_one_of_ours(make_mw):
     outsider = ToolChat(key="outsider", fail=RuntimeError("never called"))
     b = ToolChat(key="b")
-    agent = create_agent(outsider, tools=[get_weather],
-                         middleware=[HealthAwareModelMiddleware({"b": b}, middleware=make_mw("b"))])
+    agent = create_agent(
+        outsider, tools=[get_weather], middleware=[HealthAwareModelMiddleware({"b": b}, middleware=make_mw("b"))]
+    )
     assert final(agent.invoke(ask())).content == "b: sunny in Oslo"
     assert outsider.calls == 0
 
@@ -107,8 +109,12 @@ def test_the_agents_own_model_need_not_be_one_of_ours(make_mw):
 def test_human_in_the_loop_interrupt_and_resume(make_mw):
     a, b = ToolChat(key="a", fail=Unavailable("down")), ToolChat(key="b")
     health = HealthAwareModelMiddleware({"a": a, "b": b}, middleware=make_mw("a", "b", consecutive_failures=100))
-    agent = create_agent(a, tools=[get_weather], checkpointer=InMemorySaver(),
-                         middleware=[health, HumanInTheLoopMiddleware(interrupt_on={"get_weather": True})])
+    agent = create_agent(
+        a,
+        tools=[get_weather],
+        checkpointer=InMemorySaver(),
+        middleware=[health, HumanInTheLoopMiddleware(interrupt_on={"get_weather": True})],
+    )
     config = {"configurable": {"thread_id": "t1"}}
 
     paused = agent.invoke(ask(), config)
@@ -171,8 +177,9 @@ async def test_stream_mode_messages_emits_each_token_once(make_mw, use_async):
         parts = [part async for part in agent.astream(ask(), stream_mode="messages")]
     else:
         parts = list(agent.stream(ask(), stream_mode="messages"))
-    tokens = [str(m.content) for m, meta in parts
-              if isinstance(m, AIMessageChunk) and meta["langgraph_node"] == "model"]
+    tokens = [
+        str(m.content) for m, meta in parts if isinstance(m, AIMessageChunk) and meta["langgraph_node"] == "model"
+    ]
     assert "".join(tokens) == "b: sunny in Oslo"
     assert [t for t in tokens if t] == ["b:", " sunny", " in", " Oslo"]
     assert health.middleware.health("b").ttft_avg_ms is not None  # streamed: time to first token recorded
@@ -192,14 +199,23 @@ def test_invoke_records_no_time_to_first_token(make_mw):
 async def test_model_router_picks_the_group_and_we_pick_its_healthy_member(make_mw, use_async):
     fast_a, fast_b = ToolChat(key="fast_a", fail=Unavailable("down")), ToolChat(key="fast_b")
     big_a, big_b = ToolChat(key="big_a"), ToolChat(key="big_b")
-    mw = make_mw(Provider(id="fast_a", group="fast"), Provider(id="fast_b", group="fast"),
-                 Provider(id="big_a", group="powerful"), Provider(id="big_b", group="powerful"))
+    mw = make_mw(
+        Provider(id="fast_a", group="fast"),
+        Provider(id="fast_b", group="fast"),
+        Provider(id="big_a", group="powerful"),
+        Provider(id="big_b", group="powerful"),
+    )
     router = ModelRouterMiddleware(
-        choices={"fast": ModelChoice(model=fast_a, criteria="easy tasks"),
-                 "powerful": ModelChoice(model=big_a, criteria="hard tasks")},
-        instructions="Pick the cheapest model that can do it.", classifier=KeywordRouter())
-    health = HealthAwareModelMiddleware({"fast_a": fast_a, "fast_b": fast_b, "big_a": big_a, "big_b": big_b},
-                                        middleware=mw)
+        choices={
+            "fast": ModelChoice(model=fast_a, criteria="easy tasks"),
+            "powerful": ModelChoice(model=big_a, criteria="hard tasks"),
+        },
+        instructions="Pick the cheapest model that can do it.",
+        classifier=KeywordRouter(),
+    )
+    health = HealthAwareModelMiddleware(
+        {"fast_a": fast_a, "fast_b": fast_b, "big_a": big_a, "big_b": big_b}, middleware=mw
+    )
     agent = create_agent(fast_a, tools=[get_weather], middleware=[router, health])
 
     async def run(text: str) -> dict:
@@ -234,12 +250,15 @@ def test_models_may_be_init_chat_model_strings(monkeypatch):
     assert list(health.middleware.providers) == ["mini", "b"]
 
 
-@pytest.mark.parametrize(("models", "field"), [
-    ({}, "HealthAwareModelMiddleware.models"),
-    ({"x": 42}, "HealthAwareModelMiddleware.models['x']"),
-    ({"x": "no-such-provider:model"}, "HealthAwareModelMiddleware.models['x']"),
-    ([ToolChat(key="x")], "HealthAwareModelMiddleware.models"),
-])
+@pytest.mark.parametrize(
+    ("models", "field"),
+    [
+        ({}, "HealthAwareModelMiddleware.models"),
+        ({"x": 42}, "HealthAwareModelMiddleware.models['x']"),
+        ({"x": "no-such-provider:model"}, "HealthAwareModelMiddleware.models['x']"),
+        ([ToolChat(key="x")], "HealthAwareModelMiddleware.models"),
+    ],
+)
 def test_bad_models_are_config_errors_naming_the_entry(models, field):
     with pytest.raises(ConfigError) as info:
         HealthAwareModelMiddleware(models)
@@ -283,11 +302,21 @@ def test_alongside_summarization_whose_own_model_is_health_aware_too(make_mw):
     a, b = ToolChat(key="a", fail=Unavailable("down")), ToolChat(key="b")
     mw = make_mw("a", "b", consecutive_failures=100)
     summarizer = HealthAwareChatModel({"a": a, "b": b}, middleware=mw)  # one view of health for both
-    agent = create_agent(a, tools=[get_weather], middleware=[
-        SummarizationMiddleware(model=summarizer, trigger=("messages", 5), keep=("messages", 1)),
-        HealthAwareModelMiddleware({"a": a, "b": b}, middleware=mw)])
-    history = [HumanMessage("hello"), AIMessage("hi"), HumanMessage("how are you?"), AIMessage("fine"),
-               HumanMessage("weather in Oslo?")]
+    agent = create_agent(
+        a,
+        tools=[get_weather],
+        middleware=[
+            SummarizationMiddleware(model=summarizer, trigger=("messages", 5), keep=("messages", 1)),
+            HealthAwareModelMiddleware({"a": a, "b": b}, middleware=mw),
+        ],
+    )
+    history = [
+        HumanMessage("hello"),
+        AIMessage("hi"),
+        HumanMessage("how are you?"),
+        AIMessage("fine"),
+        HumanMessage("weather in Oslo?"),
+    ]
     result = agent.invoke({"messages": history})
     assert final(result).content == "b: sunny in Oslo"
     assert any("b says hi" in str(m.content) for m in result["messages"])  # the summary, written by "b"
@@ -322,8 +351,11 @@ async def test_the_chat_model_entry_point_as_the_agents_model(make_mw, use_async
     result = next(p for kind, p in reversed(parts) if kind == "values")
     assert final(result).content == "b: sunny in Oslo" and tool_results(result) == ["sunny in Oslo"]
     assert b.tools_seen == [["get_weather"], ["get_weather"]] and a.tools_seen == [["get_weather"]] * 2
-    tokens = [str(m.content) for kind, (m, meta) in ((k, p) for k, p in parts if k == "messages")
-              if isinstance(m, AIMessageChunk) and meta["langgraph_node"] == "model" and m.content]
+    tokens = [
+        str(m.content)
+        for kind, (m, meta) in ((k, p) for k, p in parts if k == "messages")
+        if isinstance(m, AIMessageChunk) and meta["langgraph_node"] == "model" and m.content
+    ]
     assert "".join(tokens) == "b: sunny in Oslo"  # once, although two chat-model runs are nested
 
 
@@ -337,9 +369,11 @@ def test_exported_from_the_adapter_package_and_imported_only_when_used():
     assert package.HealthAwareModelMiddleware is HealthAwareModelMiddleware
     with pytest.raises(AttributeError, match="NoSuchThing"):
         _ = package.NoSuchThing
-    code = ("import sys, pi_builder_middleware.adapters.langchain as p; "
-            "print('langchain.agents' in sys.modules); p.HealthAwareModelMiddleware; "
-            "print('langchain.agents' in sys.modules)")
+    code = (
+        "import sys, pi_builder_middleware.adapters.langchain as p; "
+        "print('langchain.agents' in sys.modules); p.HealthAwareModelMiddleware; "
+        "print('langchain.agents' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]  # the wrappers work with langchain-core alone
 
@@ -353,7 +387,10 @@ def test_a_stream_cut_mid_answer_fails_over_and_the_state_keeps_only_the_whole_a
     result = next(p for kind, p in reversed(parts) if kind == "values")
     answers = [m for m in result["messages"] if isinstance(m, AIMessage) and m.content]
     assert [m.content for m in answers] == ["b: sunny in Oslo"]
-    tokens = [str(m.content) for kind, (m, meta) in ((k, p) for k, p in parts if k == "messages")
-              if isinstance(m, AIMessageChunk) and meta["langgraph_node"] == "model" and m.content]
+    tokens = [
+        str(m.content)
+        for kind, (m, meta) in ((k, p) for k, p in parts if k == "messages")
+        if isinstance(m, AIMessageChunk) and meta["langgraph_node"] == "model" and m.content
+    ]
     assert tokens == ["a:", " sunny", "b:", " sunny", " in", " Oslo"]
     assert health.middleware.health("a").failures == 1

@@ -22,15 +22,20 @@ def ask() -> dict:
 
 
 def hedging(delay_s: float = 0.05) -> Middleware:
-    return Middleware([Provider(id="a"), Provider(id="b")], strategy="failover", load_entrypoints=False,
-                      hedge=HedgePolicy(delay_s=delay_s))
+    return Middleware(
+        [Provider(id="a"), Provider(id="b")],
+        strategy="failover",
+        load_entrypoints=False,
+        hedge=HedgePolicy(delay_s=delay_s),
+    )
 
 
 async def test_a_slow_primary_is_hedged_and_the_backup_answers_each_model_call():
     slow, quick = ToolChat(key="a", answer_delay_s=10.0), ToolChat(key="b")
     mw = hedging()
-    agent = create_agent(slow, tools=[get_weather], middleware=[HealthAwareModelMiddleware({"a": slow, "b": quick},
-                                                                                             middleware=mw)])
+    agent = create_agent(
+        slow, tools=[get_weather], middleware=[HealthAwareModelMiddleware({"a": slow, "b": quick}, middleware=mw)]
+    )
     result = await agent.ainvoke(ask())
     assert [str(m.content) for m in result["messages"] if isinstance(m, ToolMessage)] == ["sunny in Oslo"]
     last = result["messages"][-1]
@@ -56,10 +61,14 @@ async def test_hedge_false_turns_hedging_off_for_the_agent():
 async def test_a_streamed_agent_is_not_hedged_and_shows_each_token_once():
     slow, quick = ToolChat(key="a", first_token_delay_s=0.2), ToolChat(key="b")
     mw = hedging(delay_s=0.01)
-    agent = create_agent(slow, tools=[get_weather],
-                         middleware=[HealthAwareModelMiddleware({"a": slow, "b": quick}, middleware=mw)])
-    tokens = [chunk.content async for chunk, _ in agent.astream(ask(), stream_mode="messages")
-              if isinstance(chunk, AIMessageChunk) and chunk.content]
+    agent = create_agent(
+        slow, tools=[get_weather], middleware=[HealthAwareModelMiddleware({"a": slow, "b": quick}, middleware=mw)]
+    )
+    tokens = [
+        chunk.content
+        async for chunk, _ in agent.astream(ask(), stream_mode="messages")
+        if isinstance(chunk, AIMessageChunk) and chunk.content
+    ]
     assert "".join(str(t) for t in tokens) == "a: sunny in Oslo"  # the primary's answer, once, no racing tokens
     assert quick.calls == 0 and mw.stats()["hedging"]["started"] == 0  # type: ignore[index]
 

@@ -39,7 +39,8 @@ def tool_results(result: dict) -> list[str]:
 
 
 def test_dead_primary_gets_no_more_requests_once_its_breaker_opens_unlike_model_fallback(
-        sim: Simulator, make_chat, make_mw):
+    sim: Simulator, make_chat, make_mw
+):
     sim.down("a")  # 503 on every request
     sim.down("c")
     primary = make_chat("a")
@@ -65,11 +66,17 @@ async def test_async_agent_streams_messages_once_and_records_time_to_first_token
     sim.down("a", Outcome.OVERLOADED)  # 529
     primary = make_chat("a")
     mw = make_mw(Provider(id="a"), Provider(id="b"), consecutive_failures=100)
-    agent = create_agent(primary, tools=[get_weather],
-                         middleware=[HealthAwareModelMiddleware({"a": primary, "b": make_chat("b")}, middleware=mw)])
+    agent = create_agent(
+        primary,
+        tools=[get_weather],
+        middleware=[HealthAwareModelMiddleware({"a": primary, "b": make_chat("b")}, middleware=mw)],
+    )
     parts = [part async for part in agent.astream(ask(), stream_mode=["messages", "values"])]
-    tokens = [str(m.content) for kind, (m, meta) in ((k, p) for k, p in parts if k == "messages")
-              if isinstance(m, AIMessageChunk) and meta["langgraph_node"] == "model"]
+    tokens = [
+        str(m.content)
+        for kind, (m, meta) in ((k, p) for k, p in parts if k == "messages")
+        if isinstance(m, AIMessageChunk) and meta["langgraph_node"] == "model"
+    ]
     final = next(p for k, p in reversed(parts) if k == "values")
     assert served_by(final) == "b" and tool_results(final) == ["sunny in sim"]
     assert "".join(tokens) == final["messages"][-1].content  # each token of the answer, once
@@ -94,8 +101,11 @@ def test_rate_limited_primary_cools_down_for_its_retry_after(sim: Simulator, mak
 def test_request_and_config_errors_over_http(sim: Simulator, make_chat, make_mw, kind):
     sim.down("a", kind)
     primary = make_chat("a")
-    agent = create_agent(primary, tools=[get_weather], middleware=[
-        HealthAwareModelMiddleware({"a": primary, "b": make_chat("b")}, middleware=make_mw("a", "b"))])
+    agent = create_agent(
+        primary,
+        tools=[get_weather],
+        middleware=[HealthAwareModelMiddleware({"a": primary, "b": make_chat("b")}, middleware=make_mw("a", "b"))],
+    )
     if kind is Outcome.BAD_REQUEST:  # the request itself is wrong: raised at once, the backup not tried
         with pytest.raises(Exception, match="400"):
             agent.invoke(ask())
@@ -107,14 +117,30 @@ def test_request_and_config_errors_over_http(sim: Simulator, make_chat, make_mw,
 def test_the_simulators_tool_call_is_made_from_the_tools_schema():
     from pi_builder_middleware.sim.wire import tool_call_for
 
-    tool = {"type": "function", "function": {"name": "book", "parameters": {
-        "type": "object", "required": ["city", "nights", "budget", "breakfast"],
-        "properties": {"city": {"type": "string"}, "nights": {"type": "integer"}, "budget": {"type": "number"},
-                       "breakfast": {"type": "boolean"}, "note": {"type": "string"}}}}}
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "book",
+            "parameters": {
+                "type": "object",
+                "required": ["city", "nights", "budget", "breakfast"],
+                "properties": {
+                    "city": {"type": "string"},
+                    "nights": {"type": "integer"},
+                    "budget": {"type": "number"},
+                    "breakfast": {"type": "boolean"},
+                    "note": {"type": "string"},
+                },
+            },
+        },
+    }
     user = {"role": "user", "content": "book it"}
     call = tool_call_for({"tools": [tool], "messages": [user]}, "call_1")
-    assert call == {"id": "call_1", "type": "function", "function": {
-        "name": "book", "arguments": '{"city":"sim","nights":1,"budget":1.0,"breakfast":true}'}}
+    assert call == {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "book", "arguments": '{"city":"sim","nights":1,"budget":1.0,"breakfast":true}'},
+    }
     answered = [user, {"role": "assistant", "tool_calls": [call]}, {"role": "tool", "content": "ok"}]
     assert tool_call_for({"tools": [tool], "messages": answered}, "call_2") is None  # text once a result is in
     assert tool_call_for({"messages": [user]}, "call_3") is None  # no tools offered

@@ -60,10 +60,12 @@ async def test_mid_stream_cut_raises_stream_interrupted(make_mw):
 
 
 def test_works_with_langchains_own_fake_chat_models():
-    llm = HealthAwareChatModel({
-        "list": FakeListChatModel(responses=["from the list"]),
-        "generic": GenericFakeChatModel(messages=iter(["unused"])),
-    })
+    llm = HealthAwareChatModel(
+        {
+            "list": FakeListChatModel(responses=["from the list"]),
+            "generic": GenericFakeChatModel(messages=iter(["unused"])),
+        }
+    )
     assert llm.invoke("q").content == "from the list"
     assert [m.content for m in llm.batch(["q", "q"])] == ["from the list", "from the list"]
 
@@ -76,8 +78,7 @@ def test_callbacks_see_the_inner_call_of_the_provider_that_served(make_mw, front
     llm.invoke("q", config={"callbacks": [recorder], "tags": ["mine"]})
 
     inner_starts = [e for e in recorder.of("chat_start") if e[1] == "ScriptedChat"]
-    assert [tag for e in inner_starts for tag in e[4] if tag.startswith("pbm:")] == [
-        "pbm:provider=a", "pbm:provider=b"]
+    assert [tag for e in inner_starts for tag in e[4] if tag.startswith("pbm:")] == ["pbm:provider=a", "pbm:provider=b"]
     assert all("mine" in e[4] for e in inner_starts)  # inherited tags reach the real calls
     outer_run = next(e[2] for e in recorder.events if e[1] == llm.get_name() and e[0] in ("chat_start", "chain_start"))
     assert {e[3] for e in inner_starts} == {outer_run}  # child runs of the wrapper's run
@@ -133,8 +134,9 @@ def test_bind_tools_names_the_model_that_cannot(front_end):
 @pytest.mark.parametrize("use_async", [False, True])
 async def test_streamed_calls_are_child_runs_too(make_mw, use_async):
     """LangChain calls _stream without the run manager; the wrapper still parents the real calls."""
-    llm = HealthAwareChatModel({"a": ScriptedChat(key="a", fail=HTTPError(503)), "b": ScriptedChat(key="b")},
-                               middleware=make_mw("a", "b"))
+    llm = HealthAwareChatModel(
+        {"a": ScriptedChat(key="a", fail=HTTPError(503)), "b": ScriptedChat(key="b")}, middleware=make_mw("a", "b")
+    )
     recorder = Recorder()
     config = {"callbacks": [recorder]}
     if use_async:
@@ -150,39 +152,46 @@ async def test_streamed_calls_are_child_runs_too(make_mw, use_async):
 
 
 async def test_stream_events_show_the_real_calls(make_mw):
-    llm = HealthAwareChatModel({"a": ScriptedChat(key="a", fail=HTTPError(503)), "b": ScriptedChat(key="b")},
-                               middleware=make_mw("a", "b"))
+    llm = HealthAwareChatModel(
+        {"a": ScriptedChat(key="a", fail=HTTPError(503)), "b": ScriptedChat(key="b")}, middleware=make_mw("a", "b")
+    )
     events = [e async for e in llm.astream_events("q", version="v2")]
     outer_id = next(e["run_id"] for e in events if e["event"] == "on_chat_model_start")
     inner = [e for e in events if e["event"] == "on_chat_model_start" and e["name"] == "ScriptedChat"]
     assert [e["parent_ids"][-1] for e in inner] == [outer_id, outer_id]
-    streamed = [e["data"]["chunk"].content for e in events
-                if e["event"] == "on_chat_model_stream" and e["name"] == "HealthAwareChatModel"]
+    streamed = [
+        e["data"]["chunk"].content
+        for e in events
+        if e["event"] == "on_chat_model_stream" and e["name"] == "HealthAwareChatModel"
+    ]
     assert "".join(streamed) == "b says hi"
 
 
 async def test_invoke_under_a_streaming_handler_lets_the_real_model_stream(make_mw):
     """invoke() inside astream_events (as in LangGraph nodes): tokens come from the serving model's run."""
-    llm = HealthAwareChatModel({"a": ScriptedChat(key="a", fail=HTTPError(503)), "b": ScriptedChat(key="b")},
-                               middleware=make_mw("a", "b"))
+    llm = HealthAwareChatModel(
+        {"a": ScriptedChat(key="a", fail=HTTPError(503)), "b": ScriptedChat(key="b")}, middleware=make_mw("a", "b")
+    )
     node = RunnableLambda(lambda text, config: llm.invoke(text, config=config))
     events = [e async for e in node.astream_events("q", version="v2")]
-    tokens = [(e["name"], e["tags"][-1], e["data"]["chunk"].content) for e in events
-              if e["event"] == "on_chat_model_stream"]
+    tokens = [
+        (e["name"], e["tags"][-1], e["data"]["chunk"].content) for e in events if e["event"] == "on_chat_model_stream"
+    ]
     assert "".join(t[2] for t in tokens) == "b says hi"
     assert {t[:2] for t in tokens} == {("ScriptedChat", "pbm:provider=b")}
 
 
 def _configurable_answers() -> HealthAwareChatModel:
-    model = FakeListChatModel(responses=["default"]).configurable_fields(
-        responses=ConfigurableField(id="answers"))
+    model = FakeListChatModel(responses=["default"]).configurable_fields(responses=ConfigurableField(id="answers"))
     return HealthAwareChatModel({"a": model})
 
 
 def _configurable_alternatives() -> HealthAwareChatModel:
     model = FakeListChatModel(responses=["default"]).configurable_alternatives(
-        ConfigurableField(id="which"), default_key="default",
-        other=GenericFakeChatModel(messages=iter(["from the other", "from the other"])))
+        ConfigurableField(id="which"),
+        default_key="default",
+        other=GenericFakeChatModel(messages=iter(["from the other", "from the other"])),
+    )
     return HealthAwareChatModel({"a": model})
 
 

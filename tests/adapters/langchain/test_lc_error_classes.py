@@ -17,18 +17,21 @@ def mw() -> Middleware:
     return Middleware([Provider(id="a"), Provider(id="b")], load_entrypoints=False)
 
 
-@pytest.mark.parametrize(("error", "kind"), [
-    (lc.ModelRateLimitError("slow down"), ErrorKind.RATE_LIMITED),
-    (lc.ModelAPIError("boom"), ErrorKind.SERVER_ERROR),
-    (lc.ModelConnectionError("refused"), ErrorKind.CONNECTION),
-    (lc.ModelTimeoutError("late"), ErrorKind.TIMEOUT),
-    (lc.ContextOverflowError("too long"), ErrorKind.CONTEXT_WINDOW),
-    (lc.ModelRefusalError(), ErrorKind.CONTENT_POLICY),
-    (lc.ModelAuthenticationError("bad key"), ErrorKind.AUTH),
-    (lc.ModelPermissionDeniedError("no"), ErrorKind.AUTH),
-    (lc.ModelNotFoundError("which model?"), ErrorKind.AUTH),
-    (lc.ModelInvalidRequestError("bad field"), ErrorKind.BAD_REQUEST),
-])
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (lc.ModelRateLimitError("slow down"), ErrorKind.RATE_LIMITED),
+        (lc.ModelAPIError("boom"), ErrorKind.SERVER_ERROR),
+        (lc.ModelConnectionError("refused"), ErrorKind.CONNECTION),
+        (lc.ModelTimeoutError("late"), ErrorKind.TIMEOUT),
+        (lc.ContextOverflowError("too long"), ErrorKind.CONTEXT_WINDOW),
+        (lc.ModelRefusalError(), ErrorKind.CONTENT_POLICY),
+        (lc.ModelAuthenticationError("bad key"), ErrorKind.AUTH),
+        (lc.ModelPermissionDeniedError("no"), ErrorKind.AUTH),
+        (lc.ModelNotFoundError("which model?"), ErrorKind.AUTH),
+        (lc.ModelInvalidRequestError("bad field"), ErrorKind.BAD_REQUEST),
+    ],
+)
 def test_each_standard_error_has_its_kind_without_any_message_or_status(mw, error, kind):
     assert mw.classify(error, "a") is kind
 
@@ -62,16 +65,22 @@ def _response(status: int) -> httpx.Response:
     return httpx.Response(status, request=httpx.Request("POST", "http://127.0.0.1/v1/chat/completions"))
 
 
-@pytest.mark.parametrize(("error", "kind"), [
-    (lc_openai.OpenAIRateLimitError(message="x", response=_response(429), body=None), ErrorKind.RATE_LIMITED),
-    (lc_openai.OpenAIAPIError(message="x", response=_response(500), body=None), ErrorKind.SERVER_ERROR),
-    (lc_openai.OpenAIAPIError(message="x", response=_response(503), body=None), ErrorKind.OVERLOADED),
-    (lc_openai.OpenAIContextOverflowError(message="x", response=_response(400), body=None), ErrorKind.CONTEXT_WINDOW),
-    (lc_openai.OpenAIInvalidRequestError(message="x", response=_response(400), body=None), ErrorKind.BAD_REQUEST),
-    (lc_openai.OpenAIAuthenticationError(message="x", response=_response(401), body=None), ErrorKind.AUTH),
-    (lc_openai.OpenAIConnectionError(message="x", request=_response(500).request), ErrorKind.CONNECTION),
-    (lc_openai.OpenAITimeoutError(_response(500).request), ErrorKind.TIMEOUT),
-])
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (lc_openai.OpenAIRateLimitError(message="x", response=_response(429), body=None), ErrorKind.RATE_LIMITED),
+        (lc_openai.OpenAIAPIError(message="x", response=_response(500), body=None), ErrorKind.SERVER_ERROR),
+        (lc_openai.OpenAIAPIError(message="x", response=_response(503), body=None), ErrorKind.OVERLOADED),
+        (
+            lc_openai.OpenAIContextOverflowError(message="x", response=_response(400), body=None),
+            ErrorKind.CONTEXT_WINDOW,
+        ),
+        (lc_openai.OpenAIInvalidRequestError(message="x", response=_response(400), body=None), ErrorKind.BAD_REQUEST),
+        (lc_openai.OpenAIAuthenticationError(message="x", response=_response(401), body=None), ErrorKind.AUTH),
+        (lc_openai.OpenAIConnectionError(message="x", request=_response(500).request), ErrorKind.CONNECTION),
+        (lc_openai.OpenAITimeoutError(_response(500).request), ErrorKind.TIMEOUT),
+    ],
+)
 def test_a_provider_package_raising_them_is_classified_by_the_standard_type(mw, error, kind):
     assert classify_model_error(error) is kind
     assert mw.classify(error, "a") is kind
@@ -87,5 +96,7 @@ def test_blocking_the_plugin_falls_back_to_the_rules(monkeypatch):
     monkeypatch.setenv("PI_BUILDER_BLOCK_PLUGINS", "pi_builder_middleware.plugins.classify_langchain")
     mw = Middleware([Provider(id="a")], load_entrypoints=False)
     assert mw.classify(lc.ModelConnectionError("x"), "a") is ErrorKind.UNKNOWN
-    assert mw.classify(lc_openai.OpenAIRateLimitError(message="x", response=_response(429), body=None),
-                       "a") is ErrorKind.RATE_LIMITED
+    assert (
+        mw.classify(lc_openai.OpenAIRateLimitError(message="x", response=_response(429), body=None), "a")
+        is ErrorKind.RATE_LIMITED
+    )

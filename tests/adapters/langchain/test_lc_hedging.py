@@ -65,17 +65,20 @@ class GatedChat(BaseChatModel):
     def bind_tools(self, tools: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         return self.bind(tools=tools, **kwargs)
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
-                  **kwargs: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
         raise NotImplementedError("async only")
 
-    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
-                         **kwargs: Any) -> ChatResult:
+    async def _agenerate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
         await self.gates.wait(self.key)
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=f"{self.key} says hi"))])
 
-    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
-                       **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+    async def _astream(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None, **kwargs: Any
+    ) -> AsyncIterator[ChatGenerationChunk]:
         await self.gates.wait(self.key)
         for word in (self.key, " says", " hi"):
             yield ChatGenerationChunk(message=AIMessageChunk(content=word))
@@ -92,14 +95,20 @@ def gates(clock: ManualClock) -> Gates:
 
 
 def hedging_mw(clock: ManualClock, gates: Gates, policy: HedgePolicy | None = None) -> Middleware:
-    return Middleware([Provider(id="a"), Provider(id="b")], strategy="failover", clock=clock,
-                      async_sleep=gates.async_sleep, load_entrypoints=False,
-                      hedge=policy or HedgePolicy(delay_s=0.5))
+    return Middleware(
+        [Provider(id="a"), Provider(id="b")],
+        strategy="failover",
+        clock=clock,
+        async_sleep=gates.async_sleep,
+        load_entrypoints=False,
+        hedge=policy or HedgePolicy(delay_s=0.5),
+    )
 
 
 def chat(gates: Gates, mw: Middleware, **kwargs: Any) -> HealthAwareChatModel:
-    return HealthAwareChatModel({"a": GatedChat(key="a", gates=gates), "b": GatedChat(key="b", gates=gates)},
-                                middleware=mw, **kwargs)
+    return HealthAwareChatModel(
+        {"a": GatedChat(key="a", gates=gates), "b": GatedChat(key="b", gates=gates)}, middleware=mw, **kwargs
+    )
 
 
 def inflight(mw: Middleware) -> dict[str, int]:
@@ -177,8 +186,9 @@ async def test_fallbacks_built_with_a_policy_hedge_and_abatch_hedges_each_input(
     async def fast(text: str) -> str:
         return "b:" + text
 
-    llm = HealthAwareFallbacks({"a": RunnableLambda(slow), "b": RunnableLambda(fast)}, strategy="failover",
-                               hedge=HedgePolicy(delay_s=0.0))
+    llm = HealthAwareFallbacks(
+        {"a": RunnableLambda(slow), "b": RunnableLambda(fast)}, strategy="failover", hedge=HedgePolicy(delay_s=0.0)
+    )
     assert llm.hedge and llm.middleware.hedger is not None
     assert await llm.abatch(["x", "y"]) == ["b:x", "b:y"]  # a never answers: each input's hedge on b wins
     assert sorted(gates.cancelled) == ["a", "a"]

@@ -46,8 +46,6 @@ def watched(mw: Middleware, **scripts: dict[str, Any]) -> dict[str, WatchedChat]
     return {key: WatchedChat(key=key, mw=mw, **script) for key, script in scripts.items()}
 
 
-
-
 @pytest.mark.parametrize("front_end", FRONT_ENDS)
 @pytest.mark.parametrize("mode", MODES)
 def test_each_attempt_is_in_flight_while_it_runs_and_none_is_after_the_call(make_mw, front_end, mode):
@@ -149,8 +147,11 @@ async def test_an_ainvoke_that_times_out_ends_its_attempt_and_fails_over(make_mw
         await asyncio.sleep(30)
         return "late"
 
-    llm = HealthAwareFallbacks({"a": RunnableLambda(hang), "b": RunnableLambda(lambda _: "b")}, middleware=mw,
-                               route=RouteRequest(attempt_timeout_s=0.05))
+    llm = HealthAwareFallbacks(
+        {"a": RunnableLambda(hang), "b": RunnableLambda(lambda _: "b")},
+        middleware=mw,
+        route=RouteRequest(attempt_timeout_s=0.05),
+    )
     assert await llm.ainvoke("q") == "b"
     assert inflight(mw) == {"a": 0, "b": 0}
 

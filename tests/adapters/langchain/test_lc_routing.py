@@ -140,9 +140,12 @@ def test_rate_limited_provider_cools_down_without_tripping(make_mw, clock: Manua
 def test_cost_optimal_routes_to_the_cheapest_provider_given_per_key():
     models = {k: ScriptedChat(key=k) for k in ("premium", "cheap")}
     llm = HealthAwareFallbacks(
-        models, strategy="cost-optimal",
-        providers={"premium": {"cost_per_1k_input": 5.0, "cost_per_1k_output": 15.0},
-                   "cheap": Provider(id="cheap", cost_per_1k_input=0.1, cost_per_1k_output=0.3)},
+        models,
+        strategy="cost-optimal",
+        providers={
+            "premium": {"cost_per_1k_input": 5.0, "cost_per_1k_output": 15.0},
+            "cheap": Provider(id="cheap", cost_per_1k_input=0.1, cost_per_1k_output=0.3),
+        },
     )
     assert llm.invoke("q").content == "cheap says hi"
     assert llm.middleware.health("cheap").cost_total == pytest.approx(7 * 0.1 / 1000 + 3 * 0.3 / 1000)
@@ -179,8 +182,10 @@ async def test_batch_returns_per_input_results_in_order(make_mw, use_async: bool
             raise HTTPError(500)
         return f"b:{text}"
 
-    llm = HealthAwareFallbacks({"a": RunnableLambda(a_fn), "b": RunnableLambda(b_fn)},
-                               middleware=make_mw("a", "b", consecutive_failures=100, minimum_calls=100))
+    llm = HealthAwareFallbacks(
+        {"a": RunnableLambda(a_fn), "b": RunnableLambda(b_fn)},
+        middleware=make_mw("a", "b", consecutive_failures=100, minimum_calls=100),
+    )
     inputs = ["one", "bad", "doomed", "two"]
     if use_async:
         out = await llm.abatch(inputs, return_exceptions=True)
@@ -211,8 +216,11 @@ async def test_route_timeout_bounds_each_async_attempt(make_mw):
     async def fast(text: str) -> str:
         return "fast"
 
-    llm = HealthAwareFallbacks({"a": RunnableLambda(slow), "b": RunnableLambda(fast)}, middleware=make_mw("a", "b"),
-                               route=RouteRequest(attempt_timeout_s=0.05))
+    llm = HealthAwareFallbacks(
+        {"a": RunnableLambda(slow), "b": RunnableLambda(fast)},
+        middleware=make_mw("a", "b"),
+        route=RouteRequest(attempt_timeout_s=0.05),
+    )
     assert await llm.ainvoke("q") == "fast"
     assert llm.middleware.failover.stats()["providers"]["a"]["timeout"] == 1
 
@@ -224,8 +232,9 @@ def test_config_reaches_the_wrapped_runnables(make_mw):
     def echo_config(text: str, config) -> tuple:
         return config["configurable"]["user"], config["metadata"]["team"], "mine" in config["tags"]
 
-    llm = HealthAwareFallbacks({"a": RunnableLambda(down), "b": RunnableLambda(echo_config)},
-                               middleware=make_mw("a", "b"))
+    llm = HealthAwareFallbacks(
+        {"a": RunnableLambda(down), "b": RunnableLambda(echo_config)}, middleware=make_mw("a", "b")
+    )
     config = {"configurable": {"user": "u1"}, "metadata": {"team": "t1"}, "tags": ["mine"]}
     assert llm.invoke("q", config=config) == ("u1", "t1", True)
 
@@ -241,8 +250,10 @@ async def test_cancelled_trial_call_gives_the_half_open_permit_back(make_mw, clo
         await asyncio.sleep(30)
         return "a"
 
-    llm = HealthAwareFallbacks({"a": RunnableLambda(primary), "b": RunnableLambda(lambda _: "b")},
-                               middleware=make_mw("a", "b", base_ejection_s=10.0))
+    llm = HealthAwareFallbacks(
+        {"a": RunnableLambda(primary), "b": RunnableLambda(lambda _: "b")},
+        middleware=make_mw("a", "b", base_ejection_s=10.0),
+    )
     for _ in range(2):
         assert await llm.ainvoke("q") == "b"
     assert llm.middleware.failover.state("a") is CircuitState.OPEN

@@ -16,8 +16,9 @@ def models(*keys):
 
 @pytest.mark.parametrize("front_end", [HealthAwareFallbacks, HealthAwareChatModel])
 def test_builds_a_middleware_from_the_keys(front_end):
-    llm = front_end(models("x", "y"), failover="aggressive",
-                    providers=[Provider(id="y", quality=0.9, capabilities={"tools"})])
+    llm = front_end(
+        models("x", "y"), failover="aggressive", providers=[Provider(id="y", quality=0.9, capabilities={"tools"})]
+    )
     assert list(llm.middleware.providers) == ["x", "y"]
     assert llm.middleware.providers["y"].capabilities == frozenset({"tools"})
     assert llm.middleware.failover.config.consecutive_failures == 2
@@ -42,21 +43,25 @@ def test_shared_middleware_may_know_more_providers_but_routes_only_to_the_keys()
     assert mw.health("a").successes == 1
 
 
-@pytest.mark.parametrize("extra", [{"strategy": "cost-optimal"}, {"failover": "aggressive"},
-                                   {"providers": [Provider(id="a")]}])
+@pytest.mark.parametrize(
+    "extra", [{"strategy": "cost-optimal"}, {"failover": "aggressive"}, {"providers": [Provider(id="a")]}]
+)
 def test_settings_belonging_to_a_given_middleware_are_refused(extra):
     with pytest.raises(ConfigError, match="set it there"):
         HealthAwareFallbacks(models("a"), middleware=Middleware([Provider(id="a")]), **extra)
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"models": {}}, "HealthAwareFallbacks.models"),
-    ({"models": {"a": "not a model"}}, "HealthAwareFallbacks.models['a']"),
-    ({"models": models("a"), "providers": [Provider(id="zzz")]}, "HealthAwareFallbacks.providers"),
-    ({"models": models("a"), "providers": {"a": Provider(id="b")}}, "HealthAwareFallbacks.providers['a']"),
-    ({"models": models("a"), "first_chunk_timeout_s": 0}, "HealthAwareFallbacks.first_chunk_timeout_s"),
-    ({"models": models("a"), "strategy": "no-such-strategy"}, "strategy"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"models": {}}, "HealthAwareFallbacks.models"),
+        ({"models": {"a": "not a model"}}, "HealthAwareFallbacks.models['a']"),
+        ({"models": models("a"), "providers": [Provider(id="zzz")]}, "HealthAwareFallbacks.providers"),
+        ({"models": models("a"), "providers": {"a": Provider(id="b")}}, "HealthAwareFallbacks.providers['a']"),
+        ({"models": models("a"), "first_chunk_timeout_s": 0}, "HealthAwareFallbacks.first_chunk_timeout_s"),
+        ({"models": models("a"), "strategy": "no-such-strategy"}, "strategy"),
+    ],
+)
 def test_bad_configuration_raises_config_error_naming_the_field(kwargs, field):
     with pytest.raises(ConfigError) as info:
         HealthAwareFallbacks(**kwargs)

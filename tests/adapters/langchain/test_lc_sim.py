@@ -30,9 +30,12 @@ def served_by(text: str) -> str:
 
 
 def test_outage_is_skipped_after_the_breaker_opens_and_traffic_returns_after_recovery(
-        sim: Simulator, make_chat, make_mw, clock: ManualClock):
-    llm = HealthAwareFallbacks({"a": make_chat("a"), "b": make_chat("b")},
-                               middleware=make_mw(MINI, BIG, strategy="cost-optimal", base_ejection_s=10.0))
+    sim: Simulator, make_chat, make_mw, clock: ManualClock
+):
+    llm = HealthAwareFallbacks(
+        {"a": make_chat("a"), "b": make_chat("b")},
+        middleware=make_mw(MINI, BIG, strategy="cost-optimal", base_ejection_s=10.0),
+    )
     chain = PROMPT | llm | StrOutputParser()
     assert [served_by(chain.invoke({"question": "hi"})) for _ in range(3)] == ["a"] * 3  # cheapest first
 
@@ -54,8 +57,11 @@ def test_outage_is_skipped_after_the_breaker_opens_and_traffic_returns_after_rec
 
 
 async def test_async_stream_fails_over_before_the_first_chunk(sim: Simulator, make_chat, make_mw):
-    chain = PROMPT | HealthAwareFallbacks({"a": make_chat("a"), "b": make_chat("b")},
-                                          middleware=make_mw("a", "b")) | StrOutputParser()
+    chain = (
+        PROMPT
+        | HealthAwareFallbacks({"a": make_chat("a"), "b": make_chat("b")}, middleware=make_mw("a", "b"))
+        | StrOutputParser()
+    )
     sim.down("a", Outcome.OVERLOADED)  # 529
     pieces = [piece async for piece in chain.astream({"question": "hi"})]
     assert served_by("".join(pieces)) == "b"
@@ -87,8 +93,9 @@ async def test_stream_cut_mid_way_raises_stream_interrupted(sim: Simulator, make
 @pytest.mark.parametrize("use_async", [False, True])
 async def test_provider_too_slow_to_start_streaming_is_failed_over(sim: Simulator, make_chat, make_mw, use_async):
     sim.update_behaviour("a", ttft=Latency.fixed(3000))
-    llm = HealthAwareFallbacks({"a": make_chat("a"), "b": make_chat("b")}, middleware=make_mw("a", "b"),
-                               first_chunk_timeout_s=0.25)
+    llm = HealthAwareFallbacks(
+        {"a": make_chat("a"), "b": make_chat("b")}, middleware=make_mw("a", "b"), first_chunk_timeout_s=0.25
+    )
     if use_async:
         text = "".join([chunk.content async for chunk in llm.astream("hi")])
     else:
@@ -115,7 +122,10 @@ async def test_all_providers_failing_lists_every_attempt(sim: Simulator, make_ch
         await llm.ainvoke("hi")
     attempts = info.value.attempts
     assert [(a.provider_id, a.error_kind) for a in attempts] == [
-        ("a", ErrorKind.SERVER_ERROR), ("b", ErrorKind.RATE_LIMITED), ("c", ErrorKind.CONNECTION)]
+        ("a", ErrorKind.SERVER_ERROR),
+        ("b", ErrorKind.RATE_LIMITED),
+        ("c", ErrorKind.CONNECTION),
+    ]
     assert isinstance(attempts[1].error, openai.RateLimitError)
     assert info.value.__cause__ is attempts[2].error
     assert llm.middleware.health("b").cooldown_for_s == pytest.approx(1.0)  # the provider's Retry-After
@@ -148,8 +158,13 @@ def test_chat_litellm_behind_the_wrapper(sim: Simulator, make_chat, make_mw):
     """ChatLiteLLM as a provider: its errors classify too, and the recommended settings mean one request per try."""
     chat_litellm = pytest.importorskip("langchain_litellm").ChatLiteLLM
     # max_retries=0 stops ChatLiteLLM's own retries; model_kwargs max_retries=0 those of the OpenAI SDK inside
-    local = chat_litellm(model="openai/sim-model", api_base=sim.base_url("c"), api_key="sk-fake", max_retries=0,
-                         model_kwargs={"max_retries": 0})
+    local = chat_litellm(
+        model="openai/sim-model",
+        api_base=sim.base_url("c"),
+        api_key="sk-fake",
+        max_retries=0,
+        model_kwargs={"max_retries": 0},
+    )
     llm = HealthAwareChatModel({"c": local, "a": make_chat("a")}, middleware=make_mw("c", "a"))
     assert served_by(llm.invoke("hi").content) == "c"
     sim.down("c")

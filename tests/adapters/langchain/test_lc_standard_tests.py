@@ -28,8 +28,12 @@ class TestHealthAwareChatModelStandard(ChatModelUnitTests):
 
     @property
     def chat_model_params(self) -> dict[str, Any]:
-        return {"models": {"openai/primary": ChatOpenAI(model="gpt-4o-mini", api_key="sk-test", max_retries=0),
-                           "openai/backup": ChatOpenAI(model="gpt-4.1-mini", api_key="sk-test", max_retries=0)}}
+        return {
+            "models": {
+                "openai/primary": ChatOpenAI(model="gpt-4o-mini", api_key="sk-test", max_retries=0),
+                "openai/backup": ChatOpenAI(model="gpt-4.1-mini", api_key="sk-test", max_retries=0),
+            }
+        }
 
 
 # -- what the standard tests only touch: tools reach the chosen model, params name the model in use -------------
@@ -72,8 +76,14 @@ def test_standard_params_follow_the_provider_a_call_would_start_with(make_mw, cl
     backup = ChatOpenAI(model="gpt-4.1-mini", api_key="sk-test", max_retries=0)
     llm = HealthAwareChatModel({"p": primary, "b": backup}, middleware=make_mw("p", "b"))
     params = llm._get_ls_params(stop=["END"])
-    assert params == {"ls_provider": "openai", "ls_model_name": "gpt-4o-mini", "ls_model_type": "chat",
-                      "ls_temperature": 0.2, "ls_max_tokens": 50, "ls_stop": ["END"]}
+    assert params == {
+        "ls_provider": "openai",
+        "ls_model_name": "gpt-4o-mini",
+        "ls_model_type": "chat",
+        "ls_temperature": 0.2,
+        "ls_max_tokens": 50,
+        "ls_stop": ["END"],
+    }
     assert llm._get_ls_params(model="gpt-5")["ls_model_name"] == "gpt-5"
     for _ in range(2):  # the aggressive preset trips after two failures
         llm.middleware.record(Outcome("p", False, 0.1, error=HTTPError(503)))
@@ -83,8 +93,11 @@ def test_standard_params_follow_the_provider_a_call_would_start_with(make_mw, cl
 
 def test_standard_params_of_runnables_that_are_no_chat_models():
     llm = HealthAwareChatModel({"echo": RunnableLambda(lambda _: AIMessage(content="hi"))})
-    assert llm._get_ls_params() == {"ls_provider": "pi_builder_middleware", "ls_model_name": "echo",
-                                    "ls_model_type": "chat"}
+    assert llm._get_ls_params() == {
+        "ls_provider": "pi_builder_middleware",
+        "ls_model_name": "echo",
+        "ls_model_type": "chat",
+    }
 
 
 def test_each_model_is_bound_once_per_bind_tools_not_per_call(make_mw, monkeypatch):
@@ -92,8 +105,11 @@ def test_each_model_is_bound_once_per_bind_tools_not_per_call(make_mw, monkeypat
 
     derived: list[object] = []
     original = _standard.ToolBindings.derive
-    monkeypatch.setattr(_standard.ToolBindings, "derive",
-                        lambda self, models, spec: derived.append(spec) or original(self, models, spec))
+    monkeypatch.setattr(
+        _standard.ToolBindings,
+        "derive",
+        lambda self, models, spec: derived.append(spec) or original(self, models, spec),
+    )
     llm = HealthAwareChatModel({"b": ScriptedChat(key="b", tool_args={"city": "Oslo"})}, middleware=make_mw("b"))
     bound = llm.bind_tools([get_weather])
     for _ in range(3):

@@ -80,8 +80,9 @@ async def test_first_chunk_timeout_fails_over(make_mw, use_async):
 
 def test_invoke_is_not_bounded_by_the_first_chunk_timeout(make_mw):
     slow = ScriptedChat(key="a", first_chunk_delay_s=0.2)
-    llm = HealthAwareFallbacks({"a": slow, "b": ScriptedChat(key="b")}, middleware=make_mw("a", "b"),
-                               first_chunk_timeout_s=0.05)
+    llm = HealthAwareFallbacks(
+        {"a": slow, "b": ScriptedChat(key="b")}, middleware=make_mw("a", "b"), first_chunk_timeout_s=0.05
+    )
     assert llm.invoke("q").content == "a says hi"  # _generate does not sleep; only streams are bounded
 
 
@@ -111,8 +112,9 @@ def test_reader_stopping_early_counts_as_success(make_mw):
 async def test_all_failing_before_first_chunk_raises_all_failed(make_mw):
     from pi_builder_middleware import AllProvidersFailedError
 
-    llm = HealthAwareFallbacks({k: ScriptedChat(key=k, fail=HTTPError(500)) for k in "ab"},
-                               middleware=make_mw("a", "b"))
+    llm = HealthAwareFallbacks(
+        {k: ScriptedChat(key=k, fail=HTTPError(500)) for k in "ab"}, middleware=make_mw("a", "b")
+    )
     with pytest.raises(AllProvidersFailedError) as info:
         await collect(llm, use_async=True)
     assert [a.provider_id for a in info.value.attempts] == ["a", "b"]

@@ -64,10 +64,13 @@ def outage(seconds: float, *keys: str) -> dict[str, OutageChat]:
 def middleware(*keys: str, ejection_s: float = 0.2, when_all_out: AllOutMode = AllOutMode.SOONEST) -> Middleware:
     """Real clock; two failures in a row open a breaker for 0.2 s, a failed trial for 0.4 s."""
     config = FailoverConfig.preset("aggressive", base_ejection_s=ejection_s, jitter=0.0)
-    return Middleware([Provider(id=k) for k in keys], strategy="failover", failover=config, seed=1,
-                      routing=RoutingConfig(when_all_out=when_all_out))
-
-
+    return Middleware(
+        [Provider(id=k) for k in keys],
+        strategy="failover",
+        failover=config,
+        seed=1,
+        routing=RoutingConfig(when_all_out=when_all_out),
+    )
 
 
 def timed(llm: Any, mode: str) -> tuple[str, float]:
@@ -168,8 +171,12 @@ def test_waits_for_ejected_providers_when_no_provider_is_available_at_the_start(
 
 
 def test_providers_the_request_filters_out_are_not_waited_for():
-    llm = HealthAwareFallbacks({"a": ScriptedChat(key="a")}, middleware=middleware("a"), max_wait_s=2,
-                               route=RouteRequest(required_capabilities=frozenset({"vision"})))
+    llm = HealthAwareFallbacks(
+        {"a": ScriptedChat(key="a")},
+        middleware=middleware("a"),
+        max_wait_s=2,
+        route=RouteRequest(required_capabilities=frozenset({"vision"})),
+    )
     start = time.monotonic()
     with pytest.raises(NoProviderAvailableError, match="missing capabilities"):
         llm.invoke("q")

@@ -42,12 +42,20 @@ def config_yaml(urls: dict[str, str], section: dict[str, Any], *, prometheus: bo
     ``prometheus``: LiteLLM's own Prometheus callback too (it mounts ``/metrics``)."""
     lines = ["model_list:"]
     for name, url in urls.items():
-        lines += ["  - model_name: chat",
-                  f"    litellm_params: {{model: openai/sim-model, api_base: \"{url}\", api_key: sk-fake, "
-                  "max_retries: 0, timeout: 5}",
-                  f"    model_info: {{id: {name}}}"]
-    lines += ["router_settings:", "  num_retries: 2", "  retry_after: 0", "  disable_cooldowns: true",
-              "litellm_settings:", '  callbacks: ["pi_builder_middleware.adapters.litellm.proxy.handler"]']
+        lines += [
+            "  - model_name: chat",
+            f'    litellm_params: {{model: openai/sim-model, api_base: "{url}", api_key: sk-fake, '
+            "max_retries: 0, timeout: 5}",
+            f"    model_info: {{id: {name}}}",
+        ]
+    lines += [
+        "router_settings:",
+        "  num_retries: 2",
+        "  retry_after: 0",
+        "  disable_cooldowns: true",
+        "litellm_settings:",
+        '  callbacks: ["pi_builder_middleware.adapters.litellm.proxy.handler"]',
+    ]
     if prometheus:
         lines += ['  success_callback: ["prometheus"]', '  failure_callback: ["prometheus"]']
     lines += ["  pi_builder_middleware:"]
@@ -63,21 +71,28 @@ class Proxy:
         self.path = directory / f"{name}.yaml"
         self.path.write_text(config)
         self.log = directory / f"{name}.log"
-        env = {**os.environ, "LITELLM_MASTER_KEY": MASTER_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-               "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "LITELLM_MASTER_KEY": MASTER_KEY,
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "PYTHONUNBUFFERED": "1",
+        }
         for key in [k for k in env if k.startswith("PBM_")]:
             del env[key]
         with self.log.open("wb") as out:
-            self.process = subprocess.Popen([str(LITELLM), "--config", str(self.path), "--port", str(self.port),
-                                             "--host", "127.0.0.1"], stdout=out, stderr=subprocess.STDOUT,
-                                            env=env, cwd=directory)
+            self.process = subprocess.Popen(
+                [str(LITELLM), "--config", str(self.path), "--port", str(self.port), "--host", "127.0.0.1"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=directory,
+            )
         self.client = self._client()
 
     def _client(self) -> Any:
         import openai
 
-        return openai.OpenAI(base_url=f"http://127.0.0.1:{self.port}", api_key=MASTER_KEY, max_retries=0,
-                             timeout=30)
+        return openai.OpenAI(base_url=f"http://127.0.0.1:{self.port}", api_key=MASTER_KEY, max_retries=0, timeout=30)
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         import urllib.request
@@ -98,7 +113,8 @@ class Proxy:
     def chat(self) -> str:
         """One chat call through the proxy; the deployment id that answered."""
         raw = self.client.chat.completions.with_raw_response.create(
-            model="chat", messages=[{"role": "user", "content": "Say hello."}])
+            model="chat", messages=[{"role": "user", "content": "Say hello."}]
+        )
         raw.parse()
         return str(raw.headers.get("x-litellm-model-id"))
 
@@ -124,6 +140,8 @@ class Proxy:
 def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if found is None:
-        pytest.fail("redis-server is not installed; the shared-state proxy test needs a real one "
-                    "(apt-get install redis-server; scripts/setup.sh does this as root)")
+        pytest.fail(
+            "redis-server is not installed; the shared-state proxy test needs a real one "
+            "(apt-get install redis-server; scripts/setup.sh does this as root)"
+        )
     return found

@@ -29,15 +29,21 @@ async def _served(router: litellm.Router, n: int, **kwargs: Any) -> Counter[str]
 class DropBest(CustomLogger):
     """Another library's callback that filters deployments (here: never 'best')."""
 
-    async def async_filter_deployments(self, model: str, healthy_deployments: list[Any], messages: Any,
-                                       request_kwargs: dict[str, Any] | None = None,
-                                       parent_otel_span: Any = None) -> list[Any]:
+    async def async_filter_deployments(
+        self,
+        model: str,
+        healthy_deployments: list[Any],
+        messages: Any,
+        request_kwargs: dict[str, Any] | None = None,
+        parent_otel_span: Any = None,
+    ) -> list[Any]:
         return [d for d in healthy_deployments if d["model_info"]["id"] != "best"]
 
 
 async def test_a_plain_router_compares_once_then_picks_from_the_group() -> None:
-    router = litellm.Router(model_list=[mock_deployment("best", quality=0.9), mock_deployment("other", quality=0.1)],
-                            num_retries=0)
+    router = litellm.Router(
+        model_list=[mock_deployment("best", quality=0.9), mock_deployment("other", quality=0.1)], num_retries=0
+    )
     with install(router, strategy="quality-optimal") as handle:
         assert handle.strategy is not None and handle.strategy.mode == "auto"
         assert await _served(router, 6) == {"best": 6}
@@ -62,13 +68,18 @@ def _tags(best: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
     return {"enable_tag_filtering": True}
 
 
-@pytest.mark.parametrize(("configure", "request_kwargs", "reason"), [
-    (_order, {}, "litellm_params order"),
-    (_team, {}, "model_info team_id"),
-    (_tags, {"metadata": {"tags": ["eu"]}}, None),  # a tagged request goes to LiteLLM's list by itself
-], ids=["order", "team", "tags"])
+@pytest.mark.parametrize(
+    ("configure", "request_kwargs", "reason"),
+    [
+        (_order, {}, "litellm_params order"),
+        (_team, {}, "model_info team_id"),
+        (_tags, {"metadata": {"tags": ["eu"]}}, None),  # a tagged request goes to LiteLLM's list by itself
+    ],
+    ids=["order", "team", "tags"],
+)
 async def test_litellms_own_filters_send_the_group_to_litellms_healthy_list(
-        configure: Any, request_kwargs: dict[str, Any], reason: str | None) -> None:
+    configure: Any, request_kwargs: dict[str, Any], reason: str | None
+) -> None:
     best, other = mock_deployment("best", quality=0.9), mock_deployment("other", quality=0.1)
     router_kwargs = configure(best, other)
     router = litellm.Router(model_list=[best, other], num_retries=0, **router_kwargs)
@@ -94,8 +105,9 @@ async def test_a_tagged_request_uses_litellms_list_and_untagged_ones_stay_fast()
 
 
 async def test_another_callbacks_filter_is_honoured() -> None:
-    router = litellm.Router(model_list=[mock_deployment("best", quality=0.9), mock_deployment("other", quality=0.1)],
-                            num_retries=0)
+    router = litellm.Router(
+        model_list=[mock_deployment("best", quality=0.9), mock_deployment("other", quality=0.1)], num_retries=0
+    )
     dropper = DropBest()
     litellm.callbacks.append(dropper)
     try:
@@ -108,7 +120,8 @@ async def test_another_callbacks_filter_is_honoured() -> None:
 
 
 async def test_the_comparison_alone_catches_a_filter_the_static_checks_do_not_know(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Blind the static checks to ``order``: comparing with LiteLLM's own answer still finds the difference."""
     monkeypatch.setattr(_candidates, "NARROWING_PARAMS", frozenset())
     best, other = mock_deployment("best", quality=0.9), mock_deployment("other", quality=0.1)
@@ -124,8 +137,9 @@ async def test_the_comparison_alone_catches_a_filter_the_static_checks_do_not_kn
 
 async def test_the_verdict_is_rechecked_every_second_and_after_a_deployment_change() -> None:
     clock = ManualClock()
-    router = litellm.Router(model_list=[mock_deployment("best", quality=0.9), mock_deployment("other", quality=0.1)],
-                            num_retries=0)
+    router = litellm.Router(
+        model_list=[mock_deployment("best", quality=0.9), mock_deployment("other", quality=0.1)], num_retries=0
+    )
     dropper = DropBest()
     with install(router, strategy="quality-optimal", clock=clock) as handle:
         assert handle.strategy is not None
@@ -166,8 +180,9 @@ async def test_candidate_modes_are_explicit_choices_too() -> None:
 async def test_a_cooldown_set_outside_this_process_is_seen_within_the_refresh_time() -> None:
     """The cheap source reuses LiteLLM's cooldown list for ``cooldown_refresh_s`` unless a failure event arrives
     (a cooldown set by another replica, as here directly in LiteLLM's cooldown store, comes without one)."""
-    router = litellm.Router(model_list=[mock_deployment("best", quality=0.9), mock_deployment("other", quality=0.1)],
-                            num_retries=0)
+    router = litellm.Router(
+        model_list=[mock_deployment("best", quality=0.9), mock_deployment("other", quality=0.1)], num_retries=0
+    )
     with install(router, strategy="quality-optimal") as handle:
         assert handle.strategy is not None
         handle.strategy.cooldown_refresh_s = 0.6

@@ -42,12 +42,21 @@ CLASSIFIED: dict[str, tuple[ErrorKind, float | None]] = {
 
 def make_router(**kwargs: Any) -> litellm.Router:
     settings: dict[str, Any] = {"num_retries": 0} | kwargs
-    return litellm.Router(model_list=[
-        {"model_name": "gpt", "litellm_params": {"model": OPENAI_MODEL, "api_key": OPENAI_FAKE_KEY},
-         "model_info": {"id": "openai-1"}},
-        {"model_name": "claude", "litellm_params": {"model": ANTHROPIC_MODEL, "api_key": ANTHROPIC_FAKE_KEY},
-         "model_info": {"id": "anthropic-1"}},
-    ], **settings)
+    return litellm.Router(
+        model_list=[
+            {
+                "model_name": "gpt",
+                "litellm_params": {"model": OPENAI_MODEL, "api_key": OPENAI_FAKE_KEY},
+                "model_info": {"id": "openai-1"},
+            },
+            {
+                "model_name": "claude",
+                "litellm_params": {"model": ANTHROPIC_MODEL, "api_key": ANTHROPIC_FAKE_KEY},
+                "model_info": {"id": "anthropic-1"},
+            },
+        ],
+        **settings,
+    )
 
 
 def test_every_error_cassette_has_a_classification() -> None:
@@ -98,8 +107,10 @@ async def test_success_cassettes_record_tokens_and_cost(name: str) -> None:
         await async_wait_until(lambda: len(log.items) == 1)
         [(outcome, _)] = log.items
         assert outcome.ok and outcome.provider_id == pid
-        assert (outcome.input_tokens, outcome.output_tokens) == (response.usage.prompt_tokens,
-                                                                 response.usage.completion_tokens)
+        assert (outcome.input_tokens, outcome.output_tokens) == (
+            response.usage.prompt_tokens,
+            response.usage.completion_tokens,
+        )
         litellm_cost = response._hidden_params["response_cost"]
         if litellm_cost:  # LiteLLM priced it (gpt-4o-mini is in its map): that is the cost recorded
             assert outcome.cost == pytest.approx(litellm_cost)
@@ -116,8 +127,9 @@ async def test_stream_cassettes_record_ttft(name: str) -> None:
     log = OutcomeLog()
     with install(router, plugins=[log]):
         with replay(name):
-            stream = await router.acompletion(model=GROUP[expected.provider], messages=MESSAGES, stream=True,
-                                              stream_options={"include_usage": True})
+            stream = await router.acompletion(
+                model=GROUP[expected.provider], messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+            )
             chunks: list[Any] = [chunk async for chunk in stream]
         assert chunks
         await async_wait_until(lambda: len(log.items) == 1)

@@ -15,8 +15,9 @@ from pi_builder_middleware import Outcome as CallOutcome
 from pi_builder_middleware.sim import Behaviour, Latency, Outcome, SimProvider
 
 # Trips on 2 consecutive failures (the failure-rate trip is kept out of the way), ejects for 0.3 s.
-FAST_BREAKER = FailoverConfig.preset("aggressive", base_ejection_s=0.3, jitter=0.0, recovery_successes=1,
-                                     minimum_calls=50)
+FAST_BREAKER = FailoverConfig.preset(
+    "aggressive", base_ejection_s=0.3, jitter=0.0, recovery_successes=1, minimum_calls=50
+)
 
 
 @pytest.fixture(params=["auto", "healthy", "group"])
@@ -32,13 +33,15 @@ def ranked_router(sim: Any, qualities: dict[str, float], **kwargs: Any) -> litel
     return litellm.Router(model_list=[deployment(sim, n, quality=q) for n, q in qualities.items()], **settings)
 
 
-async def test_failing_provider_leaves_rotation_within_threshold_and_returns_after_recovery(make_sim,
-                                                                                          candidates: str) -> None:
+async def test_failing_provider_leaves_rotation_within_threshold_and_returns_after_recovery(
+    make_sim, candidates: str
+) -> None:
     sim = make_sim(SimProvider(name="primary"), SimProvider(name="backup"), SimProvider(name="spare"))
     router = ranked_router(sim, {"primary": 0.9, "backup": 0.6, "spare": 0.3})
     clock = ManualClock(100.0)
-    with install(router, strategy="quality-optimal", failover=FAST_BREAKER, clock=clock,
-                 candidates=candidates) as handle:
+    with install(
+        router, strategy="quality-optimal", failover=FAST_BREAKER, clock=clock, candidates=candidates
+    ) as handle:
         mw = handle.middleware
         for _ in range(3):
             assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "primary"
@@ -91,9 +94,10 @@ async def test_half_open_lets_one_trial_through_and_reopens_if_it_fails(make_sim
 
 @pytest.mark.parametrize("retry_after", [2, 7])
 async def test_429_keeps_the_provider_out_for_its_retry_after(make_sim, retry_after: int, candidates: str) -> None:
-    sim = make_sim(SimProvider(name="limited", behaviour=Behaviour.failing(Outcome.RATE_LIMIT,
-                                                                           retry_after_s=retry_after)),
-                   SimProvider(name="other"))
+    sim = make_sim(
+        SimProvider(name="limited", behaviour=Behaviour.failing(Outcome.RATE_LIMIT, retry_after_s=retry_after)),
+        SimProvider(name="other"),
+    )
     router = ranked_router(sim, {"limited": 0.9, "other": 0.5})
     clock = ManualClock(50.0)
     with install(router, strategy="quality-optimal", clock=clock, candidates=candidates) as handle:
@@ -118,10 +122,14 @@ async def test_429_keeps_the_provider_out_for_its_retry_after(make_sim, retry_af
 
 async def test_litellm_cross_group_fallbacks_still_work(make_sim) -> None:
     sim = make_sim(SimProvider(name="p1"), SimProvider(name="p2"), SimProvider(name="b1"))
-    model_list = [deployment(sim, "p1", group="primary"), deployment(sim, "p2", group="primary"),
-                  deployment(sim, "b1", group="backup")]
-    router = litellm.Router(model_list=model_list, fallbacks=[{"primary": ["backup"]}], num_retries=0,
-                            disable_cooldowns=True)
+    model_list = [
+        deployment(sim, "p1", group="primary"),
+        deployment(sim, "p2", group="primary"),
+        deployment(sim, "b1", group="backup"),
+    ]
+    router = litellm.Router(
+        model_list=model_list, fallbacks=[{"primary": ["backup"]}], num_retries=0, disable_cooldowns=True
+    )
     sim.down("p1", Outcome.SERVER_ERROR)
     sim.down("p2", Outcome.SERVER_ERROR)
     with install(router, strategy="latency-optimal") as handle:
@@ -135,8 +143,10 @@ async def test_litellm_cross_group_fallbacks_still_work(make_sim) -> None:
 
 
 async def test_retries_inside_the_group_try_each_deployment_once(make_sim, candidates: str) -> None:
-    sim = make_sim(*(SimProvider(name=n, behaviour=Behaviour.failing(Outcome.SERVER_ERROR)) for n in "abc"),
-                   SimProvider(name="d", behaviour=Behaviour(latency=Latency.fixed(1))))
+    sim = make_sim(
+        *(SimProvider(name=n, behaviour=Behaviour.failing(Outcome.SERVER_ERROR)) for n in "abc"),
+        SimProvider(name="d", behaviour=Behaviour(latency=Latency.fixed(1))),
+    )
     router = ranked_router(sim, {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.1}, num_retries=3)
     with install(router, strategy="quality-optimal", failover="conservative", candidates=candidates):
         assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "d"
@@ -159,8 +169,9 @@ async def test_litellm_cooldowns_are_respected(make_sim, candidates: str) -> Non
 
 async def test_all_cooling_down_is_litellms_own_error(make_sim, candidates: str) -> None:
     sim = make_sim(SimProvider(name="one"), SimProvider(name="two"))
-    router = litellm.Router(model_list=[deployment(sim, "one"), deployment(sim, "two")], num_retries=0,
-                            cooldown_time=60)
+    router = litellm.Router(
+        model_list=[deployment(sim, "one"), deployment(sim, "two")], num_retries=0, cooldown_time=60
+    )
     with install(router, candidates=candidates):
         for pid in ("one", "two"):
             error = litellm.RateLimitError(message="x", llm_provider="openai", model="sim-model")
@@ -172,8 +183,9 @@ async def test_all_cooling_down_is_litellms_own_error(make_sim, candidates: str)
 
 def test_sync_calls_fail_over_and_trip_the_breaker(make_sim) -> None:
     """router.completion: failure events arrive inline, so the breaker opens and retries go elsewhere."""
-    sim = make_sim(SimProvider(name="primary", behaviour=Behaviour.failing(Outcome.SERVER_ERROR)),
-                   SimProvider(name="backup"))
+    sim = make_sim(
+        SimProvider(name="primary", behaviour=Behaviour.failing(Outcome.SERVER_ERROR)), SimProvider(name="backup")
+    )
     router = ranked_router(sim, {"primary": 0.9, "backup": 0.5})
     with install(router, strategy="quality-optimal", failover=FAST_BREAKER, clock=ManualClock(0.0)) as handle:
         # after its first failure "primary" is shed half the time (recent failures), so it may take a few calls
@@ -185,8 +197,9 @@ def test_sync_calls_fail_over_and_trip_the_breaker(make_sim) -> None:
 
 async def test_a_cancelled_trial_call_gives_its_half_open_permit_back(make_sim) -> None:
     """LiteLLM reports nothing for a cancelled call; the trial permit must not stay taken until its timeout."""
-    sim = make_sim(SimProvider(name="slow", behaviour=Behaviour(latency=Latency(median_ms=3000))),
-                   SimProvider(name="ok"))
+    sim = make_sim(
+        SimProvider(name="slow", behaviour=Behaviour(latency=Latency(median_ms=3000))), SimProvider(name="ok")
+    )
     clock = ManualClock()
     router = ranked_router(sim, {"slow": 0.9, "ok": 0.1}, num_retries=0)
     with install(router, strategy="quality-optimal", failover=FAST_BREAKER, clock=clock) as handle:

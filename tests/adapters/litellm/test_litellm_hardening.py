@@ -34,8 +34,9 @@ def refusing_server(retry_after: str) -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            body = json.dumps({"error": {"message": "Rate limit reached", "type": "requests",
-                                         "code": "rate_limit_exceeded"}}).encode()
+            body = json.dumps(
+                {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}
+            ).encode()
             self.send_response(429)
             self.send_header("Content-Type", "application/json")
             self.send_header("Retry-After", retry_after)
@@ -58,13 +59,13 @@ def refusing_server(retry_after: str) -> Iterator[str]:
 
 @pytest.mark.parametrize(("header", "expected_wait"), [("inf", 300.0), ("1e999", 300.0), ("nan", None)])
 async def test_a_429_with_an_unusable_retry_after_is_recorded_and_the_deployment_left_alone(
-        make_sim, header: str, expected_wait: float | None) -> None:
+    make_sim, header: str, expected_wait: float | None
+) -> None:
     sim = make_sim(SimProvider(name="good"))
     with refusing_server(header) as base_url:
         limited = {**deployment(sim, "good"), "model_info": {"id": "limited"}}
         limited["litellm_params"] = {**limited["litellm_params"], "api_base": base_url}
-        router = litellm.Router(model_list=[limited, deployment(sim, "good")], num_retries=0,
-                                disable_cooldowns=True)
+        router = litellm.Router(model_list=[limited, deployment(sim, "good")], num_retries=0, disable_cooldowns=True)
         log = OutcomeLog()
         # without Retry-After the backoff starts at 30 s, so real time cannot end it during the test
         config = FailoverConfig(rate_limit_base_cooldown_s=30.0, default_rate_limit_cooldown_s=30.0)
@@ -82,13 +83,23 @@ async def test_a_429_with_an_unusable_retry_after_is_recorded_and_the_deployment
 
 
 async def test_an_alert_subscriber_that_raises_loses_no_event_and_the_breaker_still_trips(make_sim) -> None:
-    sim = make_sim(SimProvider(name="bad", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)),
-                   SimProvider(name="good"))
-    router = litellm.Router(model_list=[deployment(sim, "bad"), deployment(sim, "good")], num_retries=1,
-                            retry_after=0, disable_cooldowns=True)
+    sim = make_sim(
+        SimProvider(name="bad", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)), SimProvider(name="good")
+    )
+    router = litellm.Router(
+        model_list=[deployment(sim, "bad"), deployment(sim, "good")],
+        num_retries=1,
+        retry_after=0,
+        disable_cooldowns=True,
+    )
     config = FailoverConfig.preset("aggressive", base_ejection_s=60.0, jitter=0.0)
-    with install(router, strategy="failover", failover=config,
-                 monitor=MonitorConfig(min_samples=1, alerts=AlertThresholds(min_samples=1))) as handle:
+    with install(
+        router,
+        strategy="failover",
+        failover=config,
+        monitor=MonitorConfig(min_samples=1, alerts=AlertThresholds(min_samples=1)),
+    ) as handle:
+
         def broken(alert: Alert) -> None:
             raise RuntimeError("subscriber bug")
 
@@ -106,9 +117,11 @@ async def test_an_alert_subscriber_that_raises_loses_no_event_and_the_breaker_st
 def test_token_counts_no_record_can_take_are_left_out_not_the_event() -> None:
     router = litellm.Router(model_list=[mock_deployment("x")], num_retries=0)
     with install(router) as handle:
-        event = {"litellm_call_id": "call-1", "litellm_params": {"model_info": {"id": "x"}, "metadata": {
-                 METADATA_KEY: handle.callback.pbm_router_token}},
-                 "standard_logging_object": {"model_id": "x", "prompt_tokens": 10**400, "completion_tokens": 12}}
+        event = {
+            "litellm_call_id": "call-1",
+            "litellm_params": {"model_info": {"id": "x"}, "metadata": {METADATA_KEY: handle.callback.pbm_router_token}},
+            "standard_logging_object": {"model_id": "x", "prompt_tokens": 10**400, "completion_tokens": 12},
+        }
         handle.callback.log_success_event(event, None, 1.0, 1.5)
         assert handle.stats()["hook_errors"] == 0 and handle.stats()["recorded_ok"] == 1
         health = handle.middleware.health("x")

@@ -88,12 +88,16 @@ async def test_the_outcome_is_recorded_while_the_attempt_still_counts(make_sim) 
 
 
 async def test_a_failed_attempt_and_its_fallback_both_end(make_sim) -> None:
-    sim = make_sim(SimProvider(name="bad", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR,
-                                                                       latency=Latency.fixed(150))),
-                   slow("reserve", 150))
-    router = litellm.Router(model_list=[deployment(sim, "bad", group="primary"),
-                                        deployment(sim, "reserve", group="backup")],
-                            fallbacks=[{"primary": ["backup"]}], num_retries=0, disable_cooldowns=True)
+    sim = make_sim(
+        SimProvider(name="bad", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR, latency=Latency.fixed(150))),
+        slow("reserve", 150),
+    )
+    router = litellm.Router(
+        model_list=[deployment(sim, "bad", group="primary"), deployment(sim, "reserve", group="backup")],
+        fallbacks=[{"primary": ["backup"]}],
+        num_retries=0,
+        disable_cooldowns=True,
+    )
     with install(router) as handle:
         async with Peak(handle, "bad", "reserve") as seen:
             response = await router.acompletion(model="primary", messages=MESSAGES)
@@ -104,8 +108,9 @@ async def test_a_failed_attempt_and_its_fallback_both_end(make_sim) -> None:
 
 
 async def test_a_stream_is_in_flight_until_it_is_read_to_the_end(make_sim) -> None:
-    sim = make_sim(SimProvider(name="s", behaviour=Behaviour(ttft=Latency.fixed(10), tokens_per_second=50,
-                                                             response_tokens=10)))
+    sim = make_sim(
+        SimProvider(name="s", behaviour=Behaviour(ttft=Latency.fixed(10), tokens_per_second=50, response_tokens=10))
+    )
     router = litellm.Router(model_list=[deployment(sim, "s")], num_retries=0)
     with install(router) as handle:
         in_flight = handle.middleware.router.in_flight

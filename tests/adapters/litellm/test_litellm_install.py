@@ -23,8 +23,9 @@ from pi_builder_middleware import ConfigError, Middleware, Provider
 
 
 def make_router(*deployments: dict[str, Any], **kwargs: Any) -> litellm.Router:
-    return litellm.Router(model_list=list(deployments) or [mock_deployment("a"), mock_deployment("b")],
-                          num_retries=0, **kwargs)
+    return litellm.Router(
+        model_list=list(deployments) or [mock_deployment("a"), mock_deployment("b")], num_retries=0, **kwargs
+    )
 
 
 # -- bad input ------------------------------------------------------------------------------------
@@ -136,12 +137,14 @@ class PickB(CustomRoutingStrategyBase):
     def __init__(self, router: litellm.Router) -> None:
         self.router = router
 
-    async def async_get_available_deployment(self, model, messages=None, input=None, specific_deployment=False,
-                                             request_kwargs=None):
+    async def async_get_available_deployment(
+        self, model, messages=None, input=None, specific_deployment=False, request_kwargs=None
+    ):
         return next(d for d in self.router.registry().all() if d["model_info"]["id"] == "b")
 
-    def get_available_deployment(self, model, messages=None, input=None, specific_deployment=False,
-                                 request_kwargs=None):
+    def get_available_deployment(
+        self, model, messages=None, input=None, specific_deployment=False, request_kwargs=None
+    ):
         return next(d for d in self.router.registry().all() if d["model_info"]["id"] == "b")
 
 
@@ -161,10 +164,19 @@ async def test_uninstall_puts_back_the_previous_custom_strategy() -> None:
 
 # -- providers from deployments ---------------------------------------------------------------------
 def test_providers_come_from_model_info_and_litellm_price_map() -> None:
-    priced = mock_deployment("priced", input_cost_per_token=2e-6, output_cost_per_token=8e-6, quality=0.8,
-                             capabilities=["mcp"], supports_vision=False)
-    mapped = {"model_name": "big", "litellm_params": {"model": "openai/gpt-4o", "api_key": "k", "order": 2},
-              "model_info": {"id": "mapped"}}
+    priced = mock_deployment(
+        "priced",
+        input_cost_per_token=2e-6,
+        output_cost_per_token=8e-6,
+        quality=0.8,
+        capabilities=["mcp"],
+        supports_vision=False,
+    )
+    mapped = {
+        "model_name": "big",
+        "litellm_params": {"model": "openai/gpt-4o", "api_key": "k", "order": 2},
+        "model_info": {"id": "mapped"},
+    }
     router = make_router(priced, mapped)
     with install(router, providers={"big": {"quality": 0.95}}) as handle:
         p = handle.middleware.providers
@@ -211,8 +223,10 @@ async def test_deployments_added_later_are_picked_up_on_the_next_call() -> None:
         assert set(handle.middleware.providers) == {"late"}
 
 
-@pytest.mark.parametrize(("version", "refused"), [("1.109.0", True), ("1.109.3", True), ("1.110.2", False),
-                                                   ("1.108.14", False), ("1.111.0", False)])
+@pytest.mark.parametrize(
+    ("version", "refused"),
+    [("1.109.0", True), ("1.109.3", True), ("1.110.2", False), ("1.108.14", False), ("1.111.0", False)],
+)
 def test_litellm_1_109_is_refused_by_name(version: str, refused: bool) -> None:
     """1.109.x takes the modern path but its registration cannot be undone: refused with a clear message."""
     reason = unsupported_reason(version)

@@ -20,10 +20,16 @@ NEVER_TRIP = FailoverConfig.preset("conservative", consecutive_failures=1000, mi
 
 
 async def test_each_attempt_is_recorded_exactly_once_sync_async_and_streaming(make_sim) -> None:
-    sim = make_sim(SimProvider(name="bad", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)),
-                   SimProvider(name="good", behaviour=Behaviour(latency=Latency.fixed(2))))
-    router = litellm.Router(model_list=[deployment(sim, "bad", quality=0.9), deployment(sim, "good", quality=0.1)],
-                            num_retries=1, retry_after=0, disable_cooldowns=True)
+    sim = make_sim(
+        SimProvider(name="bad", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)),
+        SimProvider(name="good", behaviour=Behaviour(latency=Latency.fixed(2))),
+    )
+    router = litellm.Router(
+        model_list=[deployment(sim, "bad", quality=0.9), deployment(sim, "good", quality=0.1)],
+        num_retries=1,
+        retry_after=0,
+        disable_cooldowns=True,
+    )
     log = OutcomeLog()
     with install(router, strategy="failover", failover=NEVER_TRIP, plugins=[log]) as handle:
         for _ in range(4):
@@ -51,10 +57,17 @@ async def test_each_attempt_is_recorded_exactly_once_sync_async_and_streaming(ma
 
 
 async def test_recorded_numbers_latency_tokens_cost_status(make_sim) -> None:
-    sim = make_sim(SimProvider(name="p", behaviour=Behaviour(latency=Latency.fixed(30), response_tokens=12)),
-                   SimProvider(name="limited", behaviour=Behaviour.failing(SimOutcome.RATE_LIMIT, retry_after_s=3)))
-    router = litellm.Router(model_list=[deployment(sim, "p", input_cost_per_token=1e-6, output_cost_per_token=2e-6),
-                                        deployment(sim, "limited", group="h")], num_retries=0)
+    sim = make_sim(
+        SimProvider(name="p", behaviour=Behaviour(latency=Latency.fixed(30), response_tokens=12)),
+        SimProvider(name="limited", behaviour=Behaviour.failing(SimOutcome.RATE_LIMIT, retry_after_s=3)),
+    )
+    router = litellm.Router(
+        model_list=[
+            deployment(sim, "p", input_cost_per_token=1e-6, output_cost_per_token=2e-6),
+            deployment(sim, "limited", group="h"),
+        ],
+        num_retries=0,
+    )
     log = OutcomeLog()
     with install(router, plugins=[log]):
         await router.acompletion(model="g", messages=MESSAGES)
@@ -101,15 +114,27 @@ async def test_the_same_attempt_through_several_hooks_counts_once() -> None:
 
 
 async def test_two_routers_in_one_process_stay_isolated(make_sim) -> None:
-    sim = make_sim(SimProvider(name="a1"), SimProvider(name="a2"), SimProvider(name="b1"),
-                   SimProvider(name="b2", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)))
+    sim = make_sim(
+        SimProvider(name="a1"),
+        SimProvider(name="a2"),
+        SimProvider(name="b1"),
+        SimProvider(name="b2", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)),
+    )
     router_a = litellm.Router(model_list=[deployment(sim, "a1"), deployment(sim, "a2")], num_retries=0)
-    router_b = litellm.Router(model_list=[deployment(sim, "b1", quality=0.1), deployment(sim, "b2", quality=0.9)],
-                              num_retries=1, retry_after=0, disable_cooldowns=True)
-    with install(router_a, strategy="latency-optimal") as ha, \
-            install(router_b, strategy="quality-optimal", failover=NEVER_TRIP) as hb:
-        await asyncio.gather(*(router_a.acompletion(model="g", messages=MESSAGES) for _ in range(5)),
-                             *(router_b.acompletion(model="g", messages=MESSAGES) for _ in range(3)))
+    router_b = litellm.Router(
+        model_list=[deployment(sim, "b1", quality=0.1), deployment(sim, "b2", quality=0.9)],
+        num_retries=1,
+        retry_after=0,
+        disable_cooldowns=True,
+    )
+    with (
+        install(router_a, strategy="latency-optimal") as ha,
+        install(router_b, strategy="quality-optimal", failover=NEVER_TRIP) as hb,
+    ):
+        await asyncio.gather(
+            *(router_a.acompletion(model="g", messages=MESSAGES) for _ in range(5)),
+            *(router_b.acompletion(model="g", messages=MESSAGES) for _ in range(3)),
+        )
         await async_wait_until(lambda: ha.stats().get("recorded_ok", 0) == 5 and hb.stats().get("recorded_ok", 0) == 3)
         assert set(ha.middleware.providers) == {"a1", "a2"}
         assert set(hb.middleware.providers) == {"b1", "b2"}
@@ -138,8 +163,9 @@ async def test_routers_with_identical_deployment_ids_stay_isolated(make_sim) -> 
 
 def test_monitoring_only_install_keeps_litellms_strategy_and_matches_by_deployment_id(make_sim) -> None:
     sim = make_sim(SimProvider(name="m1"), SimProvider(name="m2"))
-    router = litellm.Router(model_list=[deployment(sim, "m1"), deployment(sim, "m2")], num_retries=0,
-                            routing_strategy="simple-shuffle")
+    router = litellm.Router(
+        model_list=[deployment(sim, "m1"), deployment(sim, "m2")], num_retries=0, routing_strategy="simple-shuffle"
+    )
     with install(router, route=False) as handle:
         assert handle.strategy is None and router._custom_strategy is None
         for _ in range(6):
@@ -192,8 +218,9 @@ async def test_a_failing_plugin_or_hook_never_breaks_the_call() -> None:
 async def test_responses_api_is_routed_and_recorded_without_touching_the_callers_metadata() -> None:
     """On the Responses API ``metadata`` is the caller's and is sent to the provider; LiteLLM keeps its own
     in ``litellm_metadata``, which is where the router token goes."""
-    router = litellm.Router(model_list=[mock_deployment("r1", quality=0.9), mock_deployment("r2", quality=0.1)],
-                            num_retries=0)
+    router = litellm.Router(
+        model_list=[mock_deployment("r1", quality=0.9), mock_deployment("r2", quality=0.1)], num_retries=0
+    )
     with install(router, strategy="quality-optimal") as handle:
         sent = {"customer": "acme"}
         response = await router.aresponses(model="g", input="hi", metadata=sent, mock_response="hello")
@@ -210,8 +237,13 @@ def test_hook_parameter_names_are_exactly_litellms() -> None:
 
     from pi_builder_middleware.adapters.litellm import MiddlewareCallback, MiddlewareRoutingStrategy
 
-    for name in ("async_log_success_event", "async_log_failure_event", "log_success_event", "log_failure_event",
-                 "async_filter_deployments"):
+    for name in (
+        "async_log_success_event",
+        "async_log_failure_event",
+        "log_success_event",
+        "log_failure_event",
+        "async_filter_deployments",
+    ):
         ours = list(inspect.signature(getattr(MiddlewareCallback, name)).parameters)
         theirs = list(inspect.signature(getattr(CustomLogger, name)).parameters)
         assert ours == theirs, name
@@ -243,8 +275,13 @@ async def test_absurd_numbers_from_litellm_are_clamped_to_the_bounds_not_lost() 
             await async_wait_until(lambda: len(capture.calls) == 1 and handle.stats().get("recorded_ok") == 1)
             kwargs, response, start, end = capture.calls[0]
             slo = {**kwargs["standard_logging_object"], "prompt_tokens": 10**12, "completion_tokens": 10**400}
-            altered = {**kwargs, "litellm_call_id": "replayed", "response_cost": 1e308, "standard_logging_object": slo,
-                       "start_time": start - datetime.timedelta(days=3650)}
+            altered = {
+                **kwargs,
+                "litellm_call_id": "replayed",
+                "response_cost": 1e308,
+                "standard_logging_object": slo,
+                "start_time": start - datetime.timedelta(days=3650),
+            }
             await handle.callback.async_log_success_event(altered, response, altered["start_time"], end)
             health = handle.middleware.health("x")
             assert health.successes == 2  # recorded, at the bounds

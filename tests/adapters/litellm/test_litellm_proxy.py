@@ -37,8 +37,10 @@ def _urls(sim: Simulator) -> dict[str, str]:
 def proxy(sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     require_proxy()
     directory = tmp_path_factory.mktemp("proxy")
-    started = Proxy(directory, config_yaml(_urls(sim), {"strategy": "health-shuffle", "failover": "aggressive",
-                                                       "base_ejection_s": 2}))
+    started = Proxy(
+        directory,
+        config_yaml(_urls(sim), {"strategy": "health-shuffle", "failover": "aggressive", "base_ejection_s": 2}),
+    )
     try:
         started.wait_ready()
         yield started
@@ -54,8 +56,7 @@ def _until(predicate: Any, timeout_s: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def test_a_provider_down_loses_its_traffic_without_client_errors_and_gets_it_back(proxy: Proxy,
-                                                                                   sim: Simulator) -> None:
+def test_a_provider_down_loses_its_traffic_without_client_errors_and_gets_it_back(proxy: Proxy, sim: Simulator) -> None:
     warm = proxy.served(10)  # the first request installs the middleware on the proxy's Router
     assert sum(warm.values()) == 10 and set(warm) <= {"alpha", "beta"}
     assert warm["alpha"] >= 1  # health-shuffle (config.yaml) spreads the traffic: alpha has its share
@@ -93,11 +94,29 @@ def test_the_proxy_log_has_no_middleware_errors(proxy: Proxy) -> None:
 def test_two_proxies_share_a_trip_through_redis(sim: Simulator, tmp_path: Path) -> None:
     require_proxy()
     port = free_port()
-    redis = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "no", "--dir", str(tmp_path)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    section = {"failover": "aggressive", "base_ejection_s": 30, "redis_url": f"redis://127.0.0.1:{port}/0",
-               "redis_cluster": "proxy-test"}
+    redis = subprocess.Popen(
+        [
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    section = {
+        "failover": "aggressive",
+        "base_ejection_s": 30,
+        "redis_url": f"redis://127.0.0.1:{port}/0",
+        "redis_cluster": "proxy-test",
+    }
     first = Proxy(tmp_path, config_yaml(_urls(sim), section), "first")
     second = Proxy(tmp_path, config_yaml(_urls(sim), section), "second")
     try:

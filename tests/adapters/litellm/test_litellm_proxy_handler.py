@@ -17,11 +17,16 @@ from pi_builder_middleware import ConfigError, ErrorKind, Outcome
 
 
 def test_settings_come_from_the_config_section_over_the_environment() -> None:
-    env = {"PBM_STRATEGY": "cost-optimal", "PBM_FAILOVER": "aggressive", "PBM_MAX_WAIT_S": "0.5",
-           "SECRET_URL": "redis://127.0.0.1:1/0"}
+    env = {
+        "PBM_STRATEGY": "cost-optimal",
+        "PBM_FAILOVER": "aggressive",
+        "PBM_MAX_WAIT_S": "0.5",
+        "SECRET_URL": "redis://127.0.0.1:1/0",
+    }
     settings = ProxySettings.load({"failover": "conservative", "redis_url": "os.environ/SECRET_URL"}, env)
-    assert settings == ProxySettings(strategy="cost-optimal", failover="conservative",
-                                     redis_url="redis://127.0.0.1:1/0", max_wait_s=0.5)
+    assert settings == ProxySettings(
+        strategy="cost-optimal", failover="conservative", redis_url="redis://127.0.0.1:1/0", max_wait_s=0.5
+    )
     assert ProxySettings.load(None, {}) == ProxySettings()
 
 
@@ -48,8 +53,9 @@ def fake_proxy_server() -> Iterator[types.ModuleType]:
 
 
 def _router() -> litellm.Router:
-    return litellm.Router(model_list=[mock_deployment("a", answer="a"), mock_deployment("b", answer="b")],
-                          num_retries=0)
+    return litellm.Router(
+        model_list=[mock_deployment("a", answer="a"), mock_deployment("b", answer="b")], num_retries=0
+    )
 
 
 async def test_the_handler_installs_when_the_router_appears_and_moves_with_a_rebuilt_one(fake_proxy_server) -> None:

@@ -25,8 +25,9 @@ def sim() -> Iterator[Simulator]:
 
 
 def scrape(proxy: Proxy) -> dict[str, list[tuple[dict[str, str], float]]]:
-    request = urllib.request.Request(f"http://127.0.0.1:{proxy.port}/metrics",
-                                     headers={"Authorization": f"Bearer {MASTER_KEY}"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{proxy.port}/metrics", headers={"Authorization": f"Bearer {MASTER_KEY}"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         text = response.read().decode()
     assert MASTER_KEY not in text and "sk-fake" not in text  # no key (master key, provider keys) in any label
@@ -44,8 +45,12 @@ def value(found: dict[str, list[tuple[dict[str, str], float]]], name: str, **lab
 def test_the_proxys_metrics_show_the_failed_deployments_breaker_open(sim: Simulator, tmp_path) -> None:
     require_proxy()
     urls = {name: sim.base_url(name) for name in ("alpha", "beta")}
-    proxy = Proxy(tmp_path, config_yaml(urls, {"strategy": "health-shuffle", "failover": "aggressive",
-                                               "base_ejection_s": 30}, prometheus=True))
+    proxy = Proxy(
+        tmp_path,
+        config_yaml(
+            urls, {"strategy": "health-shuffle", "failover": "aggressive", "base_ejection_s": 30}, prometheus=True
+        ),
+    )
     try:
         proxy.wait_ready()
         assert sum(proxy.served(6).values()) == 6  # the first request installs the middleware
@@ -63,8 +68,12 @@ def test_the_proxys_metrics_show_the_failed_deployments_breaker_open(sim: Simula
         assert value(found, "pi_builder_attempts_total", outcome="failure", model_id="alpha") >= 1
         assert value(found, "pi_builder_attempts_total", outcome="success", model_id="beta") >= 20
         # LiteLLM's own deployment series on the same endpoint, joinable on model_id
-        assert any(lbls.get("model_id") == "alpha" for name, samples in found.items()
-                   if name.startswith("litellm_") for lbls, _ in samples)
+        assert any(
+            lbls.get("model_id") == "alpha"
+            for name, samples in found.items()
+            if name.startswith("litellm_")
+            for lbls, _ in samples
+        )
     finally:
         proxy.stop()
         sim.up("alpha")

@@ -32,9 +32,11 @@ def sim_router(sim: Any, names: list[str], **kwargs: Any) -> litellm.Router:
 
 
 async def test_latency_optimal_sends_most_traffic_to_the_fastest_provider(make_sim) -> None:
-    sim = make_sim(SimProvider(name="fast", behaviour=Behaviour(latency=Latency.fixed(2))),
-                   SimProvider(name="mid", behaviour=Behaviour(latency=Latency.fixed(60))),
-                   SimProvider(name="slow", behaviour=Behaviour(latency=Latency.fixed(150))))
+    sim = make_sim(
+        SimProvider(name="fast", behaviour=Behaviour(latency=Latency.fixed(2))),
+        SimProvider(name="mid", behaviour=Behaviour(latency=Latency.fixed(60))),
+        SimProvider(name="slow", behaviour=Behaviour(latency=Latency.fixed(150))),
+    )
     router = sim_router(sim, ["fast", "mid", "slow"])
     with install(router, strategy="latency-optimal", seed=1) as handle:
         # Warm-up: the first call to each deployment pays for its HTTP client and connection; forget those.
@@ -69,11 +71,17 @@ async def test_cost_optimal_picks_the_cheapest_deployment(make_sim) -> None:
 
 
 async def test_cost_optimal_uses_litellms_price_map(make_sim) -> None:
-    sim = make_sim(SimProvider(name="gpt-4o", models=("gpt-4o",)),
-                   SimProvider(name="gpt-4o-mini", models=("gpt-4o-mini",)))
-    model_list = [{"model_name": "g", "model_info": {"id": n},
-                   "litellm_params": {"model": f"openai/{n}", "api_key": "sk-fake", "api_base": sim.base_url(n)}}
-                  for n in ("gpt-4o", "gpt-4o-mini")]
+    sim = make_sim(
+        SimProvider(name="gpt-4o", models=("gpt-4o",)), SimProvider(name="gpt-4o-mini", models=("gpt-4o-mini",))
+    )
+    model_list = [
+        {
+            "model_name": "g",
+            "model_info": {"id": n},
+            "litellm_params": {"model": f"openai/{n}", "api_key": "sk-fake", "api_base": sim.base_url(n)},
+        }
+        for n in ("gpt-4o", "gpt-4o-mini")
+    ]
     router = litellm.Router(model_list=model_list, num_retries=0)
     with install(router, strategy="cost-optimal") as handle:
         for _ in range(3):
@@ -84,9 +92,13 @@ async def test_cost_optimal_uses_litellms_price_map(make_sim) -> None:
 
 async def test_quality_optimal_and_per_request_strategy(make_sim) -> None:
     sim = make_sim(SimProvider(name="smart"), SimProvider(name="cheap"))
-    router = litellm.Router(model_list=[deployment(sim, "smart", quality=0.95, input_cost_per_token=1e-5),
-                                        deployment(sim, "cheap", quality=0.4, input_cost_per_token=1e-7)],
-                            num_retries=0)
+    router = litellm.Router(
+        model_list=[
+            deployment(sim, "smart", quality=0.95, input_cost_per_token=1e-5),
+            deployment(sim, "cheap", quality=0.4, input_cost_per_token=1e-7),
+        ],
+        num_retries=0,
+    )
     with install(router, strategy="quality-optimal"):
         assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "smart"
         options = {"pi_builder_middleware": {"strategy": "cost-optimal"}}
@@ -95,10 +107,13 @@ async def test_quality_optimal_and_per_request_strategy(make_sim) -> None:
 
 
 async def test_required_capabilities_are_a_hard_constraint() -> None:
-    router = litellm.Router(model_list=[mock_deployment("plain", quality=0.9, capabilities=["tools"],
-                                                        supports_vision=False),
-                                        mock_deployment("eyes", quality=0.3, capabilities=["vision"])],
-                            num_retries=0)
+    router = litellm.Router(
+        model_list=[
+            mock_deployment("plain", quality=0.9, capabilities=["tools"], supports_vision=False),
+            mock_deployment("eyes", quality=0.3, capabilities=["vision"]),
+        ],
+        num_retries=0,
+    )
     with install(router, strategy="quality-optimal"):
         need = {"pi_builder_middleware": {"required_capabilities": ["vision"]}}
         assert served_by(await router.acompletion(model="g", messages=MESSAGES, metadata=need)) == "eyes"
@@ -110,8 +125,9 @@ async def test_required_capabilities_are_a_hard_constraint() -> None:
 async def test_when_every_candidate_is_out_the_call_goes_to_the_soonest_readmission() -> None:
     """All breakers open: the middleware's all-out decision sends the call to the deployment back soonest, as
     its trial call; its success closes that breaker and routing carries on from there."""
-    router = litellm.Router(model_list=[mock_deployment("a", answer="from a"), mock_deployment("b", answer="from b")],
-                            num_retries=0)
+    router = litellm.Router(
+        model_list=[mock_deployment("a", answer="from a"), mock_deployment("b", answer="from b")], num_retries=0
+    )
     clock = ManualClock(0.0)
     no_jitter = FailoverConfig.preset("aggressive", jitter=0.0)
     with install(router, strategy="latency-optimal", failover=no_jitter, clock=clock) as handle:
@@ -133,11 +149,16 @@ async def test_when_every_candidate_is_out_the_call_goes_to_the_soonest_readmiss
 async def test_when_the_middleware_fails_all_out_requests_go_to_the_soonest_readmission() -> None:
     """RoutingConfig(when_all_out="fail"): we still do not fail the call ourselves; it goes to the deployment
     of LiteLLM's list that the middleware re-admits soonest (not a random one)."""
-    router = litellm.Router(model_list=[mock_deployment("a", answer="from a"), mock_deployment("b", answer="from b")],
-                            num_retries=0)
+    router = litellm.Router(
+        model_list=[mock_deployment("a", answer="from a"), mock_deployment("b", answer="from b")], num_retries=0
+    )
     clock = ManualClock()
-    mw = Middleware(strategy="latency-optimal", failover=FailoverConfig.preset("aggressive", jitter=0.0),
-                    routing=RoutingConfig(when_all_out="fail"), clock=clock)
+    mw = Middleware(
+        strategy="latency-optimal",
+        failover=FailoverConfig.preset("aggressive", jitter=0.0),
+        routing=RoutingConfig(when_all_out="fail"),
+        clock=clock,
+    )
     with install(router, middleware=mw) as handle:
         for pid in ("b", "a"):  # b is ejected first, so it is back first
             for _ in range(2):
@@ -156,8 +177,9 @@ async def test_when_the_middleware_fails_all_out_requests_go_to_the_soonest_read
 
 
 async def test_a_retry_prefers_an_available_tried_deployment_to_an_untried_one_that_is_out(make_sim) -> None:
-    sim = make_sim(SimProvider(name="flaky", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)),
-                   SimProvider(name="out"))
+    sim = make_sim(
+        SimProvider(name="flaky", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)), SimProvider(name="out")
+    )
     router = sim_router(sim, ["flaky", "out"], num_retries=1)
     with install(router, strategy="latency-optimal", failover="aggressive") as handle:
         mw = handle.middleware
@@ -171,8 +193,14 @@ async def test_a_retry_prefers_an_available_tried_deployment_to_an_untried_one_t
 
 
 async def test_open_breaker_is_filtered_out_but_the_rest_still_route() -> None:
-    router = litellm.Router(model_list=[mock_deployment("a", quality=0.9), mock_deployment("b", quality=0.5),
-                                        mock_deployment("c", quality=0.1)], num_retries=0)
+    router = litellm.Router(
+        model_list=[
+            mock_deployment("a", quality=0.9),
+            mock_deployment("b", quality=0.5),
+            mock_deployment("c", quality=0.1),
+        ],
+        num_retries=0,
+    )
     with install(router, strategy="quality-optimal", failover="aggressive") as handle:
         for _ in range(2):
             handle.middleware.record(Outcome("a", False, 0.01, error_kind=ErrorKind.SERVER_ERROR))
@@ -184,8 +212,13 @@ async def test_open_breaker_is_filtered_out_but_the_rest_still_route() -> None:
 
 def test_sync_completion_is_routed_too(make_sim) -> None:
     sim = make_sim(SimProvider(name="cheap"), SimProvider(name="pricey"))
-    router = litellm.Router(model_list=[deployment(sim, "cheap", input_cost_per_token=1e-7),
-                                        deployment(sim, "pricey", input_cost_per_token=1e-5)], num_retries=0)
+    router = litellm.Router(
+        model_list=[
+            deployment(sim, "cheap", input_cost_per_token=1e-7),
+            deployment(sim, "pricey", input_cost_per_token=1e-5),
+        ],
+        num_retries=0,
+    )
     with install(router, strategy="cost-optimal") as handle:
         for _ in range(3):
             assert served_by(router.completion(model="g", messages=MESSAGES)) == "cheap"
@@ -206,8 +239,9 @@ async def test_litellms_own_filters_still_apply_order_and_tags() -> None:
     router = litellm.Router(model_list=[eu, us], num_retries=0, enable_tag_filtering=True)
     with install(router, strategy="quality-optimal"):
         tagged = {"tags": ["eu"]}
-        assert {served_by(await router.acompletion(model="g", messages=MESSAGES, metadata=tagged))
-                for _ in range(3)} == {"eu"}
+        assert {
+            served_by(await router.acompletion(model="g", messages=MESSAGES, metadata=tagged)) for _ in range(3)
+        } == {"eu"}
         assert served_by(await router.acompletion(model="g", messages=MESSAGES, metadata={"tags": ["us"]})) == "us"
 
 
@@ -218,8 +252,9 @@ async def test_specific_deployment_calls_go_to_that_deployment_and_are_recorded(
     with install(router, strategy="quality-optimal") as handle:
         response = await router.acompletion(model="openai/gpt-4o", messages=MESSAGES, specific_deployment=True)
         assert served_by(response) == "named"
-        assert served_by(router.completion(model="openai/gpt-4o", messages=MESSAGES, specific_deployment=True)) \
-            == "named"
+        assert (
+            served_by(router.completion(model="openai/gpt-4o", messages=MESSAGES, specific_deployment=True)) == "named"
+        )
         with pytest.raises(litellm.RouterRateLimitError):
             router.completion(model="openai/no-such", messages=MESSAGES, specific_deployment=True)
         await async_wait_until(lambda: handle.middleware.health("named").calls == 2)
@@ -242,10 +277,16 @@ def two_ejected_deployments(max_wait_s: float, gap_s: float) -> tuple[Any, Middl
     """Router with deployments a and b, both tripped (b ``gap_s`` before a), installed with ``max_wait_s``."""
     clock = ManualClock(10.0)
     sleep = SleepLog(clock)
-    mw = Middleware(strategy="failover", failover=FailoverConfig.preset("aggressive", base_ejection_s=5.0, jitter=0.0),
-                    clock=clock, async_sleep=sleep, load_entrypoints=False)
-    router = litellm.Router(model_list=[mock_deployment("a", answer="from a"), mock_deployment("b", answer="from b")],
-                            num_retries=0)
+    mw = Middleware(
+        strategy="failover",
+        failover=FailoverConfig.preset("aggressive", base_ejection_s=5.0, jitter=0.0),
+        clock=clock,
+        async_sleep=sleep,
+        load_entrypoints=False,
+    )
+    router = litellm.Router(
+        model_list=[mock_deployment("a", answer="from a"), mock_deployment("b", answer="from b")], num_retries=0
+    )
     handle = install(router, middleware=mw, max_wait_s=max_wait_s)
     for pid in ("b", "a"):  # b trips first: its ejection ends first
         for _ in range(2):
@@ -318,8 +359,10 @@ async def test_a_no_limit_max_tokens_is_clamped_to_the_token_bound_not_refused()
 async def test_retries_stop_once_every_deployment_of_the_group_is_out(make_sim) -> None:
     """A request that already failed in its group is not sent again when every deployment is ejected:
     LiteLLM's retries do not multiply into a dead group (plain LiteLLM makes 1 + num_retries attempts)."""
-    sim = make_sim(SimProvider(name="a", behaviour=Behaviour.failing(SimOutcome.SERVICE_UNAVAILABLE)),
-                   SimProvider(name="b", behaviour=Behaviour.failing(SimOutcome.SERVICE_UNAVAILABLE)))
+    sim = make_sim(
+        SimProvider(name="a", behaviour=Behaviour.failing(SimOutcome.SERVICE_UNAVAILABLE)),
+        SimProvider(name="b", behaviour=Behaviour.failing(SimOutcome.SERVICE_UNAVAILABLE)),
+    )
     router = sim_router(sim, ["a", "b"], num_retries=4)
     failover = FailoverConfig.preset("aggressive", consecutive_failures=1, base_ejection_s=30.0)
     with install(router, strategy="latency-optimal", failover=failover) as handle:

@@ -23,8 +23,14 @@ async def consume(stream: Any) -> tuple[str, str]:
 
 
 async def test_ttft_is_recorded_for_streams(make_sim) -> None:
-    sim = make_sim(SimProvider(name="s", behaviour=Behaviour(latency=Latency.fixed(5), ttft=Latency.fixed(40),
-                                                             tokens_per_second=200, response_tokens=10)))
+    sim = make_sim(
+        SimProvider(
+            name="s",
+            behaviour=Behaviour(
+                latency=Latency.fixed(5), ttft=Latency.fixed(40), tokens_per_second=200, response_tokens=10
+            ),
+        )
+    )
     router = litellm.Router(model_list=[deployment(sim, "s")], num_retries=0)
     with install(router) as handle:
         for _ in range(2):  # the first also pays for the connection
@@ -42,8 +48,7 @@ async def test_ttft_is_recorded_for_streams(make_sim) -> None:
 
 async def test_streaming_requests_are_ranked_by_time_to_first_token() -> None:
     """RouteRequest(stream=True): a deployment that starts fast wins streams, one that finishes fast wins calls."""
-    router = litellm.Router(model_list=[mock_deployment("starts-fast"), mock_deployment("ends-fast")],
-                            num_retries=0)
+    router = litellm.Router(model_list=[mock_deployment("starts-fast"), mock_deployment("ends-fast")], num_retries=0)
     with install(router, strategy="latency-optimal") as handle:
         mw = handle.middleware
         for _ in range(6):
@@ -56,10 +61,16 @@ async def test_streaming_requests_are_ranked_by_time_to_first_token() -> None:
 
 
 async def test_failure_before_the_first_chunk_fails_over_through_litellm_retries(make_sim) -> None:
-    sim = make_sim(SimProvider(name="broken", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)),
-                   SimProvider(name="good", behaviour=Behaviour(ttft=Latency.fixed(10))))
-    router = litellm.Router(model_list=[deployment(sim, "broken", quality=0.9), deployment(sim, "good", quality=0.2)],
-                            num_retries=1, retry_after=0, disable_cooldowns=True)
+    sim = make_sim(
+        SimProvider(name="broken", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)),
+        SimProvider(name="good", behaviour=Behaviour(ttft=Latency.fixed(10))),
+    )
+    router = litellm.Router(
+        model_list=[deployment(sim, "broken", quality=0.9), deployment(sim, "good", quality=0.2)],
+        num_retries=1,
+        retry_after=0,
+        disable_cooldowns=True,
+    )
     log = OutcomeLog()
     with install(router, strategy="quality-optimal", plugins=[log]) as handle:
         text, served = await consume(await router.acompletion(model="g", messages=MESSAGES, stream=True))
@@ -73,11 +84,15 @@ async def test_failure_before_the_first_chunk_fails_over_through_litellm_retries
 
 
 async def test_failure_before_the_first_chunk_falls_back_to_another_group(make_sim) -> None:
-    sim = make_sim(SimProvider(name="main", behaviour=Behaviour.failing(SimOutcome.OVERLOADED)),
-                   SimProvider(name="reserve"))
-    router = litellm.Router(model_list=[deployment(sim, "main", group="primary"),
-                                        deployment(sim, "reserve", group="backup")],
-                            fallbacks=[{"primary": ["backup"]}], num_retries=0, disable_cooldowns=True)
+    sim = make_sim(
+        SimProvider(name="main", behaviour=Behaviour.failing(SimOutcome.OVERLOADED)), SimProvider(name="reserve")
+    )
+    router = litellm.Router(
+        model_list=[deployment(sim, "main", group="primary"), deployment(sim, "reserve", group="backup")],
+        fallbacks=[{"primary": ["backup"]}],
+        num_retries=0,
+        disable_cooldowns=True,
+    )
     log = OutcomeLog()
     with install(router, plugins=[log]):
         text, served = await consume(await router.acompletion(model="primary", messages=MESSAGES, stream=True))
@@ -88,11 +103,16 @@ async def test_failure_before_the_first_chunk_falls_back_to_another_group(make_s
 
 async def test_cut_mid_stream_is_recorded_as_a_failure_and_reaches_the_caller(make_sim) -> None:
     """LiteLLM cannot fail over once chunks were delivered; the cut is still counted against the deployment."""
-    sim = make_sim(SimProvider(name="flaky", behaviour=Behaviour.failing(SimOutcome.STREAM_CUT,
-                                                                         stream_cut_after_chunks=2)),
-                   SimProvider(name="other"))
-    router = litellm.Router(model_list=[deployment(sim, "flaky", quality=0.9), deployment(sim, "other", quality=0.1)],
-                            num_retries=1, retry_after=0, disable_cooldowns=True)
+    sim = make_sim(
+        SimProvider(name="flaky", behaviour=Behaviour.failing(SimOutcome.STREAM_CUT, stream_cut_after_chunks=2)),
+        SimProvider(name="other"),
+    )
+    router = litellm.Router(
+        model_list=[deployment(sim, "flaky", quality=0.9), deployment(sim, "other", quality=0.1)],
+        num_retries=1,
+        retry_after=0,
+        disable_cooldowns=True,
+    )
     log = OutcomeLog()
     with install(router, strategy="quality-optimal", plugins=[log]):
         stream = await router.acompletion(model="g", messages=MESSAGES, stream=True)

@@ -23,8 +23,9 @@ def ranked_router(sim: Any, qualities: dict[str, float], **kwargs: Any) -> litel
 def cool_down(router: litellm.Router, pid: str, seconds: float = 60.0) -> None:
     """Put ``pid`` into LiteLLM's own cooldown cache, as its failure handling does after a 429."""
     error = litellm.RateLimitError(message="slow down", llm_provider="openai", model="sim-model")
-    router.cooldown_cache.add_deployment_to_cooldown(model_id=pid, original_exception=error, exception_status=429,
-                                                     cooldown_time=seconds)
+    router.cooldown_cache.add_deployment_to_cooldown(
+        model_id=pid, original_exception=error, exception_status=429, cooldown_time=seconds
+    )
 
 
 async def test_failing_deployment_is_taken_out_and_comes_back(make_sim) -> None:
@@ -52,8 +53,9 @@ async def test_failing_deployment_is_taken_out_and_comes_back(make_sim) -> None:
 
 
 def test_sync_calls_fail_over_and_trip_the_breaker(make_sim) -> None:
-    sim = make_sim(SimProvider(name="primary", behaviour=Behaviour.failing(Outcome.SERVER_ERROR)),
-                   SimProvider(name="backup"))
+    sim = make_sim(
+        SimProvider(name="primary", behaviour=Behaviour.failing(Outcome.SERVER_ERROR)), SimProvider(name="backup")
+    )
     router = ranked_router(sim, {"primary": 0.9, "backup": 0.5})
     with install(router, strategy="failover", failover=FAST_BREAKER, clock=ManualClock(0.0)) as handle:
         served = [served_by(router.completion(model="g", messages=MESSAGES)) for _ in range(5)]
@@ -63,8 +65,9 @@ def test_sync_calls_fail_over_and_trip_the_breaker(make_sim) -> None:
 
 
 async def test_retries_inside_the_group_try_each_deployment_once(make_sim) -> None:
-    sim = make_sim(*(SimProvider(name=n, behaviour=Behaviour.failing(Outcome.SERVER_ERROR)) for n in "abc"),
-                   SimProvider(name="d"))
+    sim = make_sim(
+        *(SimProvider(name=n, behaviour=Behaviour.failing(Outcome.SERVER_ERROR)) for n in "abc"), SimProvider(name="d")
+    )
     router = ranked_router(sim, {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.1}, num_retries=3)
     with install(router, strategy="quality-optimal", failover="conservative"):
         assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "d"
@@ -81,8 +84,11 @@ async def test_litellm_cooldowns_are_respected(make_sim, sync: bool) -> None:
         assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "favourite"
         cool_down(router, "favourite")
         for _ in range(3):
-            response = router.completion(model="g", messages=MESSAGES) if sync \
+            response = (
+                router.completion(model="g", messages=MESSAGES)
+                if sync
                 else await router.acompletion(model="g", messages=MESSAGES)
+            )
             assert served_by(response) == "other"
         assert handle.middleware.failover.unavailable_reason("favourite") is None  # it was LiteLLM's cooldown
     assert sim.stats("favourite").total == 1
@@ -104,8 +110,10 @@ async def test_all_cooling_down_is_litellms_own_error(sync: bool) -> None:
 
 
 async def test_paused_deployments_are_not_candidates() -> None:
-    router = litellm.Router(model_list=[mock_deployment("paused", quality=0.9, blocked=True),
-                                        mock_deployment("live", quality=0.1)], num_retries=0)
+    router = litellm.Router(
+        model_list=[mock_deployment("paused", quality=0.9, blocked=True), mock_deployment("live", quality=0.1)],
+        num_retries=0,
+    )
     with install(router, strategy="quality-optimal"):
         assert {served_by(await router.acompletion(model="g", messages=MESSAGES)) for _ in range(3)} == {"live"}
         assert served_by(router.completion(model="g", messages=MESSAGES)) == "live"

@@ -18,9 +18,11 @@ from pi_builder_middleware import ConfigError
 
 
 def make_router(*deployments: dict[str, Any], **kwargs: Any) -> litellm.Router:
-    return litellm.Router(model_list=list(deployments) or [mock_deployment("a", quality=0.9),
-                                                           mock_deployment("b", quality=0.1)],
-                          num_retries=0, **kwargs)
+    return litellm.Router(
+        model_list=list(deployments) or [mock_deployment("a", quality=0.9), mock_deployment("b", quality=0.1)],
+        num_retries=0,
+        **kwargs,
+    )
 
 
 def test_this_is_a_litellm_without_register_plugin() -> None:
@@ -79,12 +81,14 @@ class PickB(CustomRoutingStrategyBase):
     def _b(self) -> dict[str, Any]:
         return next(d for d in self.router.model_list if d["model_info"]["id"] == "b")
 
-    async def async_get_available_deployment(self, model, messages=None, input=None, specific_deployment=False,
-                                             request_kwargs=None):
+    async def async_get_available_deployment(
+        self, model, messages=None, input=None, specific_deployment=False, request_kwargs=None
+    ):
         return self._b()
 
-    def get_available_deployment(self, model, messages=None, input=None, specific_deployment=False,
-                                 request_kwargs=None):
+    def get_available_deployment(
+        self, model, messages=None, input=None, specific_deployment=False, request_kwargs=None
+    ):
         return self._b()
 
 
@@ -132,16 +136,18 @@ async def test_specific_deployment_returns_the_named_deployment() -> None:
     with install(router, strategy="quality-optimal") as handle:
         response = await router.acompletion(model="openai/gpt-4o", messages=MESSAGES, specific_deployment=True)
         assert served_by(response) == "named"
-        assert served_by(router.completion(model="openai/gpt-4o", messages=MESSAGES, specific_deployment=True)) \
-            == "named"
+        assert (
+            served_by(router.completion(model="openai/gpt-4o", messages=MESSAGES, specific_deployment=True)) == "named"
+        )
         assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "best"
         assert handle.stats()["picks"] == 1  # LiteLLM resolved the named one; the middleware chose only for "g"
         await async_wait_until(lambda: handle.middleware.health("named").calls == 2)
 
 
 async def test_model_group_alias_and_deployment_id_resolve_as_in_litellm() -> None:
-    router = make_router(mock_deployment("best", quality=0.9), mock_deployment("worst", quality=0.1),
-                         model_group_alias={"smart": "g"})
+    router = make_router(
+        mock_deployment("best", quality=0.9), mock_deployment("worst", quality=0.1), model_group_alias={"smart": "g"}
+    )
     with install(router, strategy="quality-optimal") as handle:
         assert served_by(await router.acompletion(model="smart", messages=MESSAGES)) == "best"
         assert served_by(router.completion(model="smart", messages=MESSAGES)) == "best"

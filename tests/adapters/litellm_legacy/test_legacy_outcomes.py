@@ -15,10 +15,16 @@ from pi_builder_middleware.sim import Outcome as SimOutcome
 
 
 async def test_successes_and_failures_are_recorded_with_latency(make_sim) -> None:
-    sim = make_sim(SimProvider(name="bad", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)),
-                   SimProvider(name="good", behaviour=Behaviour(latency=Latency.fixed(40))))
-    router = litellm.Router(model_list=[deployment(sim, "bad", quality=0.9), deployment(sim, "good", quality=0.1)],
-                            num_retries=1, retry_after=0, disable_cooldowns=True)
+    sim = make_sim(
+        SimProvider(name="bad", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)),
+        SimProvider(name="good", behaviour=Behaviour(latency=Latency.fixed(40))),
+    )
+    router = litellm.Router(
+        model_list=[deployment(sim, "bad", quality=0.9), deployment(sim, "good", quality=0.1)],
+        num_retries=1,
+        retry_after=0,
+        disable_cooldowns=True,
+    )
     log = OutcomeLog()
     with install(router, strategy="failover", failover=NEVER_TRIP, plugins=[log]) as handle:
         for _ in range(4):
@@ -40,15 +46,27 @@ async def test_successes_and_failures_are_recorded_with_latency(make_sim) -> Non
 
 
 async def test_two_routers_in_one_process_stay_isolated(make_sim) -> None:
-    sim = make_sim(SimProvider(name="a1"), SimProvider(name="a2"), SimProvider(name="b1"),
-                   SimProvider(name="b2", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)))
+    sim = make_sim(
+        SimProvider(name="a1"),
+        SimProvider(name="a2"),
+        SimProvider(name="b1"),
+        SimProvider(name="b2", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)),
+    )
     router_a = litellm.Router(model_list=[deployment(sim, "a1"), deployment(sim, "a2")], num_retries=0)
-    router_b = litellm.Router(model_list=[deployment(sim, "b1", quality=0.1), deployment(sim, "b2", quality=0.9)],
-                              num_retries=1, retry_after=0, disable_cooldowns=True)
-    with install(router_a, strategy="latency-optimal") as ha, \
-            install(router_b, strategy="quality-optimal", failover=NEVER_TRIP) as hb:
-        await asyncio.gather(*(router_a.acompletion(model="g", messages=MESSAGES) for _ in range(5)),
-                             *(router_b.acompletion(model="g", messages=MESSAGES) for _ in range(3)))
+    router_b = litellm.Router(
+        model_list=[deployment(sim, "b1", quality=0.1), deployment(sim, "b2", quality=0.9)],
+        num_retries=1,
+        retry_after=0,
+        disable_cooldowns=True,
+    )
+    with (
+        install(router_a, strategy="latency-optimal") as ha,
+        install(router_b, strategy="quality-optimal", failover=NEVER_TRIP) as hb,
+    ):
+        await asyncio.gather(
+            *(router_a.acompletion(model="g", messages=MESSAGES) for _ in range(5)),
+            *(router_b.acompletion(model="g", messages=MESSAGES) for _ in range(3)),
+        )
         await async_wait_until(lambda: ha.stats().get("recorded_ok", 0) == 5 and hb.stats().get("recorded_ok", 0) == 3)
         assert set(ha.middleware.providers) == {"a1", "a2"}
         assert set(hb.middleware.providers) == {"b1", "b2"}

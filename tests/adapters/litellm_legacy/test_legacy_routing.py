@@ -18,9 +18,11 @@ def sim_router(sim: Any, names: list[str], **kwargs: Any) -> litellm.Router:
 
 
 async def test_latency_optimal_sends_most_traffic_to_the_fastest_deployment(make_sim) -> None:
-    sim = make_sim(SimProvider(name="fast", behaviour=Behaviour(latency=Latency.fixed(2))),
-                   SimProvider(name="mid", behaviour=Behaviour(latency=Latency.fixed(25))),
-                   SimProvider(name="slow", behaviour=Behaviour(latency=Latency.fixed(50))))
+    sim = make_sim(
+        SimProvider(name="fast", behaviour=Behaviour(latency=Latency.fixed(2))),
+        SimProvider(name="mid", behaviour=Behaviour(latency=Latency.fixed(25))),
+        SimProvider(name="slow", behaviour=Behaviour(latency=Latency.fixed(50))),
+    )
     router = sim_router(sim, ["fast", "mid", "slow"])
     with install(router, strategy="latency-optimal") as handle:
         # Warm-up: the first call to each deployment pays for its HTTP client and connection; forget those.
@@ -58,8 +60,13 @@ async def test_cost_optimal_picks_the_cheapest_deployment(make_sim) -> None:
 
 def test_sync_completion_is_routed_and_recorded(make_sim) -> None:
     sim = make_sim(SimProvider(name="cheap"), SimProvider(name="pricey"))
-    router = litellm.Router(model_list=[deployment(sim, "cheap", input_cost_per_token=1e-7),
-                                        deployment(sim, "pricey", input_cost_per_token=1e-5)], num_retries=0)
+    router = litellm.Router(
+        model_list=[
+            deployment(sim, "cheap", input_cost_per_token=1e-7),
+            deployment(sim, "pricey", input_cost_per_token=1e-5),
+        ],
+        num_retries=0,
+    )
     with install(router, strategy="cost-optimal") as handle:
         for _ in range(3):
             assert served_by(router.completion(model="g", messages=MESSAGES)) == "cheap"
@@ -72,9 +79,13 @@ def test_sync_completion_is_routed_and_recorded(make_sim) -> None:
 
 async def test_per_request_strategy_option_is_honoured(make_sim) -> None:
     sim = make_sim(SimProvider(name="smart"), SimProvider(name="cheap"))
-    router = litellm.Router(model_list=[deployment(sim, "smart", quality=0.95, input_cost_per_token=1e-5),
-                                        deployment(sim, "cheap", quality=0.4, input_cost_per_token=1e-7)],
-                            num_retries=0)
+    router = litellm.Router(
+        model_list=[
+            deployment(sim, "smart", quality=0.95, input_cost_per_token=1e-5),
+            deployment(sim, "cheap", quality=0.4, input_cost_per_token=1e-7),
+        ],
+        num_retries=0,
+    )
     with install(router, strategy="quality-optimal"):
         assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "smart"
         options = {"pi_builder_middleware": {"strategy": "cost-optimal"}}
