@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 import weakref
 from collections.abc import Container, Iterable, Mapping, Sequence
 from typing import Any, cast
@@ -140,7 +139,7 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
     async def _cooling(self, ctx: Any, model: str, entry: GroupEntry, fresh: bool) -> frozenset[str]:
         """LiteLLM's cooldowns in the group: read at most every ``cooldown_refresh_s`` while no failure
         event arrives (LiteLLM sets a cooldown after a failure; another replica's reaches us within that time)."""
-        now = time.monotonic()
+        now = self._binding.middleware.clock()  # the installation's clock (injectable in tests)
         failures = self._binding.failure_events
         cached = self._cooldowns.get(model)
         if not fresh and cached is not None and cached[0] > now and cached[1] == failures and cached[2] is entry:

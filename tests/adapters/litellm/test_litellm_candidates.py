@@ -6,7 +6,6 @@ wrong candidates (``strategy="quality-optimal"``) would land on it.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from typing import Any
 
@@ -183,12 +182,14 @@ async def test_a_cooldown_set_outside_this_process_is_seen_within_the_refresh_ti
     router = litellm.Router(
         model_list=[mock_deployment("best", quality=0.9), mock_deployment("other", quality=0.1)], num_retries=0
     )
-    with install(router, strategy="quality-optimal") as handle:
+    clock = ManualClock()
+    with install(router, strategy="quality-optimal", clock=clock) as handle:
         assert handle.strategy is not None
         handle.strategy.cooldown_refresh_s = 0.6
         assert await _served(router, 3) == {"best": 3}
         RoutingContext(router).health().cooldowns.add_deployment_to_cooldown("best", Exception("503"), 503, 30.0)
-        assert await _served(router, 1) == {"best": 1}  # the list read < 0.6 s ago is still used
-        await asyncio.sleep(0.65)
+        clock.advance(0.5)
+        assert await _served(router, 1) == {"best": 1}  # the list read 0.5 s ago is still used
+        clock.advance(0.15)  # the installation's clock, not wall time: no sleep
         assert await _served(router, 3) == {"other": 3}
         assert handle.stats()["picks_fast"] == 6  # all but the first, comparing pick
