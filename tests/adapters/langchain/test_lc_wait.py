@@ -1,8 +1,9 @@
 """``max_wait_s``: riding out a spell in which every provider is down, instead of failing at once.
 
-Real time, real LangChain runnables: the scripted models answer 503 until a moment on the monotonic
-clock, and the middleware's breakers eject for 0.2 s (0.4 s on the next trip), so the loop's waits
-follow the breakers' schedule.
+Real LangChain runnables on a manual clock: the scripted models answer 503 until a moment on the test's
+ManualClock, the middleware's breakers eject for 0.2 s (0.4 s on the next trip) on that clock, and its
+waits advance it (the injected ``sleep`` / ``async_sleep``), so the loop's waits follow the breakers'
+schedule exactly and no test waits on wall time.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pi_builder_middleware import (
     ConfigError,
     ErrorKind,
     FailoverConfig,
+    ManualClock,
     Middleware,
     NoProviderAvailableError,
     Provider,
@@ -37,13 +39,14 @@ FRONT_ENDS = [HealthAwareFallbacks, HealthAwareChatModel]
 
 
 class OutageChat(ScriptedChat):
-    """A scripted model that answers 503 until ``down_until`` (``time.monotonic()``), then recovers."""
+    """A scripted model that answers 503 until ``down_until`` (on ``clock``), then recovers."""
 
     down_until: float = 0.0
     calls_while_down: int = 0
+    clock: Any = time.monotonic
 
     def _down(self) -> None:
-        down = time.monotonic() < self.down_until
+        down = self.clock() < self.down_until
         self.calls_while_down += down
         self.fail = HTTPError(503, "overloaded") if down else None
 
@@ -56,26 +59,41 @@ class OutageChat(ScriptedChat):
         return super()._chunks()
 
 
+CLOCK = ManualClock()  # reset for each test (fixture below); waits advance it
+
+
+@pytest.fixture(autouse=True)
+def _fresh_clock() -> None:
+    global CLOCK
+    CLOCK = ManualClock(1000.0)
+
+
+async def _advance(seconds: float) -> None:
+    CLOCK.advance(seconds)
+
+
 def outage(seconds: float, *keys: str) -> dict[str, OutageChat]:
-    until = time.monotonic() + seconds
-    return {key: OutageChat(key=key, down_until=until) for key in keys}
+    until = CLOCK() + seconds
+    return {key: OutageChat(key=key, down_until=until, clock=CLOCK) for key in keys}
+
+
+def on_clock(keys: tuple[str, ...] | list[str], **kwargs: Any) -> Middleware:
+    """A middleware on the test's clock: its waits advance the clock instead of sleeping."""
+    clock = CLOCK
+    return Middleware([Provider(id=k) for k in keys], clock=clock, sleep=clock.advance, async_sleep=_advance, **kwargs)
 
 
 def middleware(*keys: str, ejection_s: float = 0.2, when_all_out: AllOutMode = AllOutMode.SOONEST) -> Middleware:
-    """Real clock; two failures in a row open a breaker for 0.2 s, a failed trial for 0.4 s."""
+    """Two failures in a row open a breaker for 0.2 s, a failed trial for 0.4 s."""
     config = FailoverConfig.preset("aggressive", base_ejection_s=ejection_s, jitter=0.0)
-    return Middleware(
-        [Provider(id=k) for k in keys],
-        strategy="failover",
-        failover=config,
-        seed=1,
-        routing=RoutingConfig(when_all_out=when_all_out),
+    return on_clock(
+        keys, strategy="failover", failover=config, seed=1, routing=RoutingConfig(when_all_out=when_all_out)
     )
 
 
 def timed(llm: Any, mode: str) -> tuple[str, float]:
-    start = time.monotonic()
-    return call(llm, mode), time.monotonic() - start
+    start = CLOCK()
+    return call(llm, mode), CLOCK() - start
 
 
 @pytest.mark.parametrize("front_end", FRONT_ENDS)
@@ -100,11 +118,11 @@ def test_without_max_wait_the_same_outage_fails_at_once(mode):
     models = outage(0.5, "a", "b")
     llm = HealthAwareFallbacks(models, middleware=middleware("a", "b"))
 
-    start = time.monotonic()
+    start = CLOCK()
     with pytest.raises(AllProvidersFailedError) as info:
         call(llm, mode)
 
-    assert time.monotonic() - start < 0.3
+    assert CLOCK() - start == 0  # no wait at all
     assert [a.provider_id for a in info.value.attempts] == ["a", "b"]
 
 
@@ -113,10 +131,10 @@ def test_a_deadline_shorter_than_the_outage_gives_up_with_every_pass_attempts(mo
     models = outage(3.0, "a", "b")
     llm = HealthAwareChatModel(models, middleware=middleware("a", "b"), max_wait_s=0.6)
 
-    start = time.monotonic()
+    start = CLOCK()
     with pytest.raises(AllProvidersFailedError) as info:
         call(llm, mode)
-    took = time.monotonic() - start
+    took = CLOCK() - start
 
     # Passes at 0, 0.05 and 0.25 s; then both breakers are open until 0.65 s, past the 0.6 s deadline,
     # so it gives up at once instead of sleeping until the deadline.
@@ -129,21 +147,21 @@ def test_a_deadline_shorter_than_the_outage_gives_up_with_every_pass_attempts(mo
 
 def test_the_deadline_bounds_the_call_when_providers_keep_coming_back_to_fail():
     config = FailoverConfig.preset("aggressive", base_ejection_s=0.05, ejection_multiplier=1.0, jitter=0.0)
-    mw = Middleware([Provider(id="a")], failover=config)
+    mw = on_clock(["a"], failover=config)
     llm = HealthAwareFallbacks(outage(3.0, "a"), middleware=mw, max_wait_s=0.4)
 
-    start = time.monotonic()
+    start = CLOCK()
     with pytest.raises(AllProvidersFailedError) as info:
         llm.invoke("q")
 
-    assert time.monotonic() - start < 0.4 + 0.2
+    assert CLOCK() - start <= 0.4
     assert len(info.value.attempts) >= 3  # a trial every 0.05 s ejection (at least the doubling backoff)
 
 
 def test_providers_failing_with_closed_breakers_get_a_doubling_backoff_not_a_hammering():
     config = FailoverConfig(consecutive_failures=1000, minimum_calls=1000, jitter=0.0)  # never trips
     models = outage(0.3, "a")
-    llm = HealthAwareFallbacks(models, middleware=Middleware([Provider(id="a")], failover=config), max_wait_s=2)
+    llm = HealthAwareFallbacks(models, middleware=on_clock(["a"], failover=config), max_wait_s=2)
 
     text, took = timed(llm, "invoke")
 
@@ -177,10 +195,10 @@ def test_providers_the_request_filters_out_are_not_waited_for():
         max_wait_s=2,
         route=RouteRequest(required_capabilities=frozenset({"vision"})),
     )
-    start = time.monotonic()
+    start = CLOCK()
     with pytest.raises(NoProviderAvailableError, match="missing capabilities"):
         llm.invoke("q")
-    assert time.monotonic() - start < 0.2
+    assert CLOCK() - start == 0
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -188,11 +206,11 @@ def test_a_bad_request_is_not_retried(mode):
     models = {key: ScriptedChat(key=key, fail=HTTPError(400, "bad field")) for key in ("a", "b")}
     llm = HealthAwareFallbacks(models, middleware=middleware("a", "b"), max_wait_s=2)
 
-    start = time.monotonic()
+    start = CLOCK()
     with pytest.raises(HTTPError):
         call(llm, mode)
 
-    assert time.monotonic() - start < 0.2
+    assert CLOCK() - start == 0
     assert (models["a"].calls, models["b"].calls) == (1, 0)
 
 
@@ -207,12 +225,21 @@ def test_a_stream_broken_after_its_first_chunk_is_not_retried(mode):
 
 
 async def test_the_async_wait_can_be_cancelled():
-    llm = HealthAwareFallbacks(outage(3.0, "a"), middleware=middleware("a"), max_wait_s=2)
-    start = time.monotonic()
-    with pytest.raises(TimeoutError):
-        async with asyncio.timeout(0.3):
-            await llm.ainvoke("q")
-    assert time.monotonic() - start < 0.5
+    waiting = asyncio.Event()
+
+    async def never(seconds: float) -> None:  # the wait that the caller cancels
+        waiting.set()
+        await asyncio.Event().wait()
+
+    mw = on_clock(["a"], strategy="failover", failover=FailoverConfig.preset("aggressive", jitter=0.0))
+    mw.async_sleep = never
+    llm = HealthAwareFallbacks(outage(3.0, "a"), middleware=mw, max_wait_s=2)
+    task = asyncio.ensure_future(llm.ainvoke("q"))
+    await asyncio.wait_for(waiting.wait(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert mw.monitor.candidate("a").inflight == 0
 
 
 @pytest.mark.parametrize("front_end", FRONT_ENDS)
