@@ -1,6 +1,6 @@
 """Provider simulator: real OpenAI-compatible HTTP servers on 127.0.0.1 with scripted faults.
 
-Used by tests, benchmarks and demos instead of real LLM providers::
+For your own tests (and this project's tests, benchmarks and demo) instead of real LLM providers::
 
     from pi_builder_middleware.testing import Behaviour, SimOutcome, SimProvider, Simulator
 
@@ -14,7 +14,11 @@ A successful answer is text that starts with the provider's name; a request that
 call of the first tool instead (arguments made from its schema) until the conversation holds a tool
 result, so agents run real tool loops against it.
 
-Needs the ``sim`` extra (aiohttp). Not imported by ``pi_builder_middleware`` itself.
+``SimOutcome`` is what the simulator does with a request, not the core's ``Outcome`` (what a caller
+reports); ``SimClock`` is any callable giving seconds since the simulator started. From a shell:
+``python -m pi_builder_middleware.testing --help``.
+
+Needs the ``sim`` extra (aiohttp). Imports the core only; the core never imports it.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from pi_builder_middleware.adapters.litellm import install
 from pi_builder_middleware.testing import Behaviour, Latency, SimOutcome, SimProvider
 
 from pi_builder_middleware import CircuitState, ErrorKind, EventKind, FailoverConfig, ManualClock, RoutingConfig
-from pi_builder_middleware import SimOutcome as CallOutcome
+from pi_builder_middleware import Outcome as CallOutcome
 
 # Trips on 2 consecutive failures (the failure-rate trip is kept out of the way), ejects for 0.3 s.
 FAST_BREAKER = FailoverConfig.preset(
