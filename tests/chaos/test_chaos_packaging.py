@@ -1,4 +1,4 @@
-"""A normal (non-editable) wheel ships the simulator, the chaos engine, its scenario files and the pi-builder command."""
+"""A normal (non-editable) wheel ships the simulator, the chaos engine, its scenarios and the pi-builder command."""
 
 from __future__ import annotations
 
