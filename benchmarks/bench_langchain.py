@@ -171,8 +171,7 @@ def fake_scenario(failure: str, phases: Phases) -> list[Result]:
 
 def http_scenario(phases: Phases) -> list[Result]:
     from langchain_openai import ChatOpenAI
-
-    from pi_builder_middleware.sim import Behaviour, Latency, SimProvider, Simulator
+    from pi_builder_middleware.testing import Behaviour, Latency, SimProvider, Simulator
 
     behaviour = Behaviour(latency=Latency.lognormal(30, 0.25, max_ms=200))
     results = []

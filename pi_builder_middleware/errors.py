@@ -13,7 +13,7 @@ Hierarchy::
     │   └── FirstChunkTimeoutError   a stream sent no chunk within first_chunk_timeout_s
     └── StreamInterruptedError       a stream failed after chunks were already delivered
 
-The provider simulator's :class:`~pi_builder_middleware.sim.SimulatorConfigError` is a ConfigError too.
+The provider simulator's :class:`~pi_builder_middleware.testing.SimulatorConfigError` is a ConfigError too.
 """
 
 from __future__ import annotations

@@ -23,9 +23,7 @@ import pytest
 from litellm.types.router import RetryPolicy
 from litellm_support import MESSAGES, deployment, mock_deployment, served_by
 from pi_builder_middleware.adapters.litellm import install
-
-from pi_builder_middleware.sim import Behaviour, SimProvider
-from pi_builder_middleware.sim import Outcome as SimOutcome
+from pi_builder_middleware.testing import Behaviour, SimOutcome, SimProvider
 
 NARROWING_CASES = [
     "test_a_provider_over_its_budget_gets_no_more_traffic",

@@ -13,8 +13,7 @@ import litellm
 import pytest
 from litellm_support import CALLBACK_LISTS, OutcomeLog
 from pi_builder_middleware.adapters.litellm import MiddlewareCallback
-
-from pi_builder_middleware.sim import SimProvider, Simulator
+from pi_builder_middleware.testing import SimProvider, Simulator
 
 __all__ = ["MakeSim", "make_sim", "outcomes", "remove_leftover_callbacks"]
 

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 import litellm
+from pi_builder_middleware.testing import Simulator
 
 from pi_builder_middleware import ErrorKind, Outcome, hookimpl
-from pi_builder_middleware.sim import Simulator
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 CALLBACK_LISTS = (

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from pi_builder_middleware.chaos import QUICK_CONTENDERS
-from pi_builder_middleware.chaos.report import COLUMNS
-from pi_builder_middleware.cli import main
+from pi_builder_middleware.tools.chaos import QUICK_CONTENDERS
+from pi_builder_middleware.tools.chaos.report import COLUMNS
+from pi_builder_middleware.tools.cli import main
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -113,7 +112,7 @@ def test_every_contender_reached_the_providers_over_http(contenders):
 
 
 def test_metrics_json_rebuilds_the_same_table(report):
-    from pi_builder_middleware.chaos.report import read_metrics, scenario_table
+    from pi_builder_middleware.tools.chaos.report import read_metrics, scenario_table
 
     rebuilt = read_metrics(report / "metrics.json")
     (scenario,) = rebuilt.scenarios

@@ -1,4 +1,4 @@
-"""A normal (non-editable) wheel ships the chaos engine, its scenario files and the pi-builder command."""
+"""A normal (non-editable) wheel ships the simulator, the chaos engine, its scenarios and the pi-builder command."""
 
 from __future__ import annotations
 
@@ -32,18 +32,19 @@ def test_wheel_has_the_chaos_package_scenarios_and_console_script(tmp_path):
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         entry_points = next(zf.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt"))
-    assert "pi_builder_middleware/cli.py" in names
-    assert "pi_builder_middleware/chaos/runner.py" in names
+    assert "pi_builder_middleware/tools/cli.py" in names
+    assert "pi_builder_middleware/tools/chaos/runner.py" in names
+    assert "pi_builder_middleware/testing/simulator.py" in names
     for scenario in ("outage", "brownout", "rate-limit", "flapping", "slow-ttft", "cost-vs-reliability", "all-down"):
-        assert f"pi_builder_middleware/chaos/scenarios/{scenario}.toml" in names
-    assert "pi-builder = pi_builder_middleware.cli:main" in entry_points
+        assert f"pi_builder_middleware/tools/chaos/scenarios/{scenario}.toml" in names
+    assert "pi-builder = pi_builder_middleware.tools.cli:main" in entry_points
 
     target = tmp_path / "site"
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(target)
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); "
-        "from pi_builder_middleware.chaos import builtin_scenarios, resolve_scenario; "
+        "from pi_builder_middleware.tools.chaos import builtin_scenarios, resolve_scenario; "
         "assert str(next(iter(builtin_scenarios().values()))).startswith(sys.argv[1]); "
         "print(resolve_scenario('outage').name)"
     )

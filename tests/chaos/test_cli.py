@@ -7,8 +7,7 @@ import sys
 import types
 
 import pytest
-
-from pi_builder_middleware.cli import main
+from pi_builder_middleware.tools.cli import main
 
 
 def test_bad_scenario_file_exits_2_naming_the_field(tmp_path, capsys):
@@ -28,7 +27,7 @@ def test_bad_scenario_in_a_real_process_exits_2_without_traceback(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[load]\nduration_s = 10\nrate_rps = 1\nconcurrency = 0\n[[providers]]\nname = "a"\n')
     proc = subprocess.run(
-        [sys.executable, "-m", "pi_builder_middleware.cli", "bench", "--scenario", str(bad)],
+        [sys.executable, "-m", "pi_builder_middleware.tools.cli", "bench", "--scenario", str(bad)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -74,14 +73,14 @@ def test_simulate_errors_keep_the_simulators_exit_code(capsys):
 
 def test_demo_is_imported_lazily_and_gets_the_arguments(monkeypatch):
     seen: list[list[str]] = []
-    fake = types.ModuleType("pi_builder_middleware.demo")
+    fake = types.ModuleType("pi_builder_middleware.tools.demo")
     fake.main = lambda args: seen.append(list(args)) or 0  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "pi_builder_middleware.demo", fake)
+    monkeypatch.setitem(sys.modules, "pi_builder_middleware.tools.demo", fake)
     assert main(["demo", "--fast", "x"]) == 0
     assert seen == [["--fast", "x"]]
 
 
-@pytest.mark.parametrize("module", ["pi_builder_middleware.chaos", "pi_builder_middleware.cli"])
+@pytest.mark.parametrize("module", ["pi_builder_middleware.tools.chaos", "pi_builder_middleware.tools.cli"])
 def test_core_import_does_not_pull_chaos_or_frameworks(module):
     code = (
         "import sys, pi_builder_middleware; "
@@ -95,7 +94,7 @@ def test_core_import_does_not_pull_chaos_or_frameworks(module):
 
 def test_chaos_import_does_not_pull_frameworks():
     code = (
-        "import sys, pi_builder_middleware.chaos, pi_builder_middleware.cli; "
+        "import sys, pi_builder_middleware.tools.chaos, pi_builder_middleware.tools.cli; "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('litellm', 'langchain_core', 'langchain_openai', "
         "'matplotlib', 'rich', 'openai')]; assert not bad, bad"
     )

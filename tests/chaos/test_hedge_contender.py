@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from pi_builder_middleware.chaos import SimulatorProcess, load_chaos_scenario, resolve_scenario, select_contenders
-from pi_builder_middleware.chaos.runner import run_scenario
+from pi_builder_middleware.tools.chaos import SimulatorProcess, load_chaos_scenario, resolve_scenario, select_contenders
+from pi_builder_middleware.tools.chaos.runner import run_scenario
 
 TAILED = load_chaos_scenario(
     {

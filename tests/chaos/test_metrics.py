@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from pi_builder_middleware.chaos import CallResult, Window, compute_metrics, load_chaos_scenario, trouble_windows
-from pi_builder_middleware.chaos.metrics import (
+from pi_builder_middleware.testing import RequestRecord, SimOutcome
+from pi_builder_middleware.tools.chaos import CallResult, Window, compute_metrics, load_chaos_scenario, trouble_windows
+from pi_builder_middleware.tools.chaos.metrics import (
     baseline_share,
     bucket_counts,
     detection_time,
@@ -14,12 +14,11 @@ from pi_builder_middleware.chaos.metrics import (
     share_return_time,
     wasted_attempts,
 )
-from pi_builder_middleware.sim import Outcome, RequestRecord
 
-OK, DOWN = Outcome.SUCCESS, Outcome.SERVICE_UNAVAILABLE
+OK, DOWN = SimOutcome.SUCCESS, SimOutcome.SERVICE_UNAVAILABLE
 
 
-def rec(at: float, outcome: Outcome = OK, n: int = 0) -> RequestRecord:
+def rec(at: float, outcome: SimOutcome = OK, n: int = 0) -> RequestRecord:
     return RequestRecord(n=n, at=at, outcome=outcome, stream=False, model="sim-model")
 
 

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pi_builder_middleware.chaos import ChaosScenario, ContenderMetrics, ScenarioResult, load_chaos_scenario
-from pi_builder_middleware.chaos.report import COLUMNS, scenario_section, scenario_table, targets, traffic_share_table
+from pi_builder_middleware.tools.chaos import ChaosScenario, ContenderMetrics, ScenarioResult, load_chaos_scenario
+from pi_builder_middleware.tools.chaos.report import (
+    COLUMNS,
+    scenario_section,
+    scenario_table,
+    targets,
+    traffic_share_table,
+)
 
 
 def scenario() -> ChaosScenario:

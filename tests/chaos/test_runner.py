@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-
-from pi_builder_middleware.chaos import Contender, ContenderSpec, Reply, SimulatorProcess, load_chaos_scenario
-from pi_builder_middleware.chaos.runner import run_scenario
+from pi_builder_middleware.tools.chaos import Contender, ContenderSpec, Reply, SimulatorProcess, load_chaos_scenario
+from pi_builder_middleware.tools.chaos.runner import run_scenario
 
 SCENARIO = load_chaos_scenario(
     {

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from pi_builder_middleware.chaos import (
+from pi_builder_middleware.testing import SimulatorConfigError
+from pi_builder_middleware.tools.chaos import (
     DEFAULT_CONTENDERS,
     QUICK_CONTENDERS,
     ChaosConfigError,
@@ -17,8 +17,7 @@ from pi_builder_middleware.chaos import (
     select_contenders,
     trouble_windows,
 )
-from pi_builder_middleware.chaos.oracle import oracle_order
-from pi_builder_middleware.sim import SimulatorConfigError
+from pi_builder_middleware.tools.chaos.oracle import oracle_order
 
 REQUIRED = {
     "outage",
@@ -184,7 +183,7 @@ def test_contender_selection():
 
 
 def test_oracle_waits_for_the_first_provider_back_when_everyone_is_down():
-    from pi_builder_middleware.chaos.oracle import next_healthy_at
+    from pi_builder_middleware.tools.chaos.oracle import next_healthy_at
 
     down = resolve_scenario("all-down")
     troubles = trouble_windows(down)

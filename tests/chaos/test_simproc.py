@@ -6,9 +6,8 @@ import time
 
 import httpx
 import pytest
-
-from pi_builder_middleware.chaos import SimulatorProcess
-from pi_builder_middleware.sim import FaultWindow, Outcome, SimProvider
+from pi_builder_middleware.testing import FaultWindow, SimOutcome, SimProvider
+from pi_builder_middleware.tools.chaos import SimulatorProcess
 
 
 def test_worker_serves_fresh_simulators_on_the_callers_clock():
@@ -24,7 +23,7 @@ def test_worker_serves_fresh_simulators_on_the_callers_clock():
             assert client.post(f"{urls['b']}/chat/completions", json=body).status_code == 200
         records = sims.records()
         ((a,), (b,)) = records["a"], records["b"]
-        assert a.outcome is Outcome.SERVER_ERROR and b.outcome is Outcome.SUCCESS
+        assert a.outcome is SimOutcome.SERVER_ERROR and b.outcome is SimOutcome.SUCCESS
         assert 1000.5 <= a.at < 1000.5 + 30  # the worker's clock counts from the caller's origin
         sims.stop()
         urls2 = sims.start([SimProvider(name="c")], seed=3)  # a fresh simulator in the same worker

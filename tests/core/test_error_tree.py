@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from pi_builder_middleware.adapters.langchain import FirstChunkTimeoutError as AdapterFirstChunkTimeoutError
+from pi_builder_middleware.testing import SimProvider, Simulator, SimulatorConfigError, SimulatorStateError
 
 from pi_builder_middleware import (
     AttemptTimeoutError,
@@ -15,7 +16,6 @@ from pi_builder_middleware import (
     Provider,
     UnknownProviderError,
 )
-from pi_builder_middleware.sim import SimProvider, Simulator, SimulatorConfigError, SimulatorStateError
 
 
 def test_an_unknown_provider_is_an_unknown_provider_error_everywhere() -> None:

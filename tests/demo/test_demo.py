@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
-from pi_builder_middleware.demo import main
+from pi_builder_middleware.tools.demo import main
 
 
 def test_demo_runs_traffic_through_both_frameworks_and_summarises(capsys):

@@ -7,8 +7,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import openai
 import pytest
-
-from pi_builder_middleware.sim import Clock, SimProvider, Simulator
+from pi_builder_middleware.testing import SimClock, SimProvider, Simulator
 
 MakeSim = Callable[..., Simulator]
 MESSAGES = [{"role": "user", "content": "Say hello."}]
@@ -19,7 +18,7 @@ def make_sim() -> Iterator[MakeSim]:
     """Start simulators on demand; every one is stopped after the test."""
     started: list[Simulator] = []
 
-    def factory(*providers: SimProvider, seed: int = 0, clock: Clock | None = None) -> Simulator:
+    def factory(*providers: SimProvider, seed: int = 0, clock: SimClock | None = None) -> Simulator:
         sim = Simulator(providers or [SimProvider(name="a")], seed=seed, clock=clock).start()
         started.append(sim)
         return sim

@@ -8,14 +8,13 @@ import time
 import httpx
 import openai
 import pytest
-
-from pi_builder_middleware.sim import (
+from pi_builder_middleware.testing import (
     Behaviour,
     ColdStart,
     FaultWindow,
     Latency,
     ManualClock,
-    Outcome,
+    SimOutcome,
     SimProvider,
     Simulator,
     SimulatorConfigError,
@@ -24,7 +23,7 @@ from pi_builder_middleware.sim import (
 
 from .conftest import MESSAGES, MakeSim, chat
 
-OK, LIMITED = Outcome.SUCCESS, Outcome.RATE_LIMIT
+OK, LIMITED = SimOutcome.SUCCESS, SimOutcome.RATE_LIMIT
 BODY = {"model": "sim-model", "messages": MESSAGES}
 
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from pi_builder_middleware.sim import Outcome, SimulatorConfigError
-from pi_builder_middleware.sim.cli import main, parse_provider_flag
+from pi_builder_middleware.testing import SimOutcome, SimulatorConfigError
+from pi_builder_middleware.testing.cli import main, parse_provider_flag
 
 from .conftest import MESSAGES
 
@@ -53,7 +52,7 @@ def test_parse_provider_flag() -> None:
     assert provider.name == "b"
     assert provider.behaviour.latency.median_ms == 200
     assert provider.behaviour.error_rate == 0.3
-    assert provider.behaviour.errors == {Outcome.RATE_LIMIT: 1.0, Outcome.STREAM_CUT: 1.0}
+    assert provider.behaviour.errors == {SimOutcome.RATE_LIMIT: 1.0, SimOutcome.STREAM_CUT: 1.0}
     assert parse_provider_flag("solo").behaviour.error_rate == 0
     with pytest.raises(SimulatorConfigError, match="expected NAME"):
         parse_provider_flag("a:1:2:3:4:5")
@@ -61,7 +60,7 @@ def test_parse_provider_flag() -> None:
 
 def test_python_dash_m_serves_until_ctrl_c() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pi_builder_middleware.sim", "--provider", "a:1:0"],
+        [sys.executable, "-m", "pi_builder_middleware.testing", "--provider", "a:1:0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -7,20 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
-
-from pi_builder_middleware.sim import (
+from pi_builder_middleware.testing import (
     Behaviour,
     FaultWindow,
     Latency,
     LatencyDistribution,
-    Outcome,
+    SimOutcome,
     SimProvider,
     SimulatorConfigError,
     load_scenario,
     load_scenario_file,
 )
-from pi_builder_middleware.sim.behaviour import decide, effective_behaviour
+from pi_builder_middleware.testing.behaviour import decide, effective_behaviour
+from pydantic import ValidationError
 
 
 @pytest.mark.parametrize(
@@ -107,8 +106,8 @@ def test_scenario_from_dict() -> None:
     primary, backup = scenario.providers
     assert scenario.seed == 7
     assert primary.behaviour.latency == Latency.lognormal(80, 0.3)
-    assert primary.behaviour.errors == {Outcome.SERVER_ERROR: 3, Outcome.RATE_LIMIT: 1}
-    assert primary.faults[0].errors == {Outcome.SERVICE_UNAVAILABLE: 1}
+    assert primary.behaviour.errors == {SimOutcome.SERVER_ERROR: 3, SimOutcome.RATE_LIMIT: 1}
+    assert primary.faults[0].errors == {SimOutcome.SERVICE_UNAVAILABLE: 1}
     assert backup.behaviour.latency == Latency.fixed(120)
 
 
@@ -136,7 +135,7 @@ def test_models_are_frozen_and_strict() -> None:
         behaviour.error_rate = 1.0  # type: ignore[misc]
     with pytest.raises(ValidationError):
         SimProvider(name="a", colour="blue")  # type: ignore[call-arg]
-    assert Behaviour.failing(Outcome.TIMEOUT, hang_s=1).errors == {Outcome.TIMEOUT: 1.0}
+    assert Behaviour.failing(SimOutcome.TIMEOUT, hang_s=1).errors == {SimOutcome.TIMEOUT: 1.0}
 
 
 def test_latency_sampling() -> None:
@@ -155,10 +154,10 @@ def test_fault_windows_apply_in_order() -> None:
     base = Behaviour(error_rate=0.1, latency_multiplier=2)
     faults = (
         FaultWindow(start_s=0, end_s=10, error_rate=0.5, latency_multiplier=3),
-        FaultWindow(start_s=5, error_rate=1.0, errors={Outcome.OVERLOADED: 1}, retry_after_s=9),
+        FaultWindow(start_s=5, error_rate=1.0, errors={SimOutcome.OVERLOADED: 1}, retry_after_s=9),
     )
     assert effective_behaviour(base, faults, 20) == base.model_copy(
-        update={"error_rate": 1.0, "errors": {Outcome.OVERLOADED: 1}, "retry_after_s": 9}
+        update={"error_rate": 1.0, "errors": {SimOutcome.OVERLOADED: 1}, "retry_after_s": 9}
     )
     during_both = effective_behaviour(base, faults, 7)
     assert (during_both.error_rate, during_both.latency_multiplier) == (1.0, 6)
@@ -167,21 +166,21 @@ def test_fault_windows_apply_in_order() -> None:
 
 
 def test_decide_is_a_pure_function_of_seed_name_and_n() -> None:
-    behaviour = Behaviour(latency=Latency.lognormal(50, 0.5), error_rate=0.3, errors={Outcome.TIMEOUT: 1})
+    behaviour = Behaviour(latency=Latency.lognormal(50, 0.5), error_rate=0.3, errors={SimOutcome.TIMEOUT: 1})
     first = [decide(1, "a", n, behaviour) for n in range(50)]
     assert first == [decide(1, "a", n, behaviour) for n in range(50)]
     assert first != [decide(2, "a", n, behaviour) for n in range(50)]
     assert first != [decide(1, "b", n, behaviour) for n in range(50)]
     assert len({d.latency_s for d in first}) == 50
-    errors = sum(d.outcome is Outcome.TIMEOUT for d in first)
+    errors = sum(d.outcome is SimOutcome.TIMEOUT for d in first)
     assert 5 <= errors <= 25
-    forced = decide(1, "a", 0, behaviour, Outcome.RATE_LIMIT)
-    assert forced.outcome is Outcome.RATE_LIMIT and forced.latency_s == first[0].latency_s
+    forced = decide(1, "a", 0, behaviour, SimOutcome.RATE_LIMIT)
+    assert forced.outcome is SimOutcome.RATE_LIMIT and forced.latency_s == first[0].latency_s
 
 
 def test_error_mix_follows_weights() -> None:
-    behaviour = Behaviour(error_rate=1.0, errors={Outcome.SERVER_ERROR: 3, Outcome.RATE_LIMIT: 1})
+    behaviour = Behaviour(error_rate=1.0, errors={SimOutcome.SERVER_ERROR: 3, SimOutcome.RATE_LIMIT: 1})
     outcomes = [decide(0, "a", n, behaviour).outcome for n in range(2000)]
-    share = outcomes.count(Outcome.SERVER_ERROR) / len(outcomes)
+    share = outcomes.count(SimOutcome.SERVER_ERROR) / len(outcomes)
     assert 0.70 < share < 0.80
-    assert set(outcomes) == {Outcome.SERVER_ERROR, Outcome.RATE_LIMIT}
+    assert set(outcomes) == {SimOutcome.SERVER_ERROR, SimOutcome.RATE_LIMIT}

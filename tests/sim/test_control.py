@@ -7,13 +7,12 @@ import threading
 
 import httpx
 import pytest
-
-from pi_builder_middleware.sim import (
+from pi_builder_middleware.testing import (
     Behaviour,
     FaultWindow,
     Latency,
     ManualClock,
-    Outcome,
+    SimOutcome,
     SimProvider,
     Simulator,
     SimulatorConfigError,
@@ -24,12 +23,12 @@ from .conftest import MakeSim, chat
 
 MIXED = Behaviour(
     error_rate=0.5,
-    errors={Outcome.SERVER_ERROR: 1, Outcome.RATE_LIMIT: 1, Outcome.SERVICE_UNAVAILABLE: 1},
+    errors={SimOutcome.SERVER_ERROR: 1, SimOutcome.RATE_LIMIT: 1, SimOutcome.SERVICE_UNAVAILABLE: 1},
     retry_after_s=0,
 )
 
 
-def _outcomes(sim: Simulator, http: httpx.Client, name: str, count: int) -> tuple[Outcome, ...]:
+def _outcomes(sim: Simulator, http: httpx.Client, name: str, count: int) -> tuple[SimOutcome, ...]:
     for _ in range(count):
         chat(http, sim.base_url(name))
     return sim.stats(name).outcomes
@@ -39,7 +38,7 @@ def test_same_seed_same_outcomes_different_seed_different(make_sim: MakeSim, htt
     runs = [_outcomes(make_sim(SimProvider(name="a", behaviour=MIXED), seed=seed), http, "a", 24) for seed in (7, 7, 8)]
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
-    assert {Outcome.SUCCESS, Outcome.SERVER_ERROR, Outcome.RATE_LIMIT} <= set(runs[0])
+    assert {SimOutcome.SUCCESS, SimOutcome.SERVER_ERROR, SimOutcome.RATE_LIMIT} <= set(runs[0])
 
 
 def test_sequence_depends_on_provider_name_not_on_other_traffic(make_sim: MakeSim, http: httpx.Client) -> None:
@@ -63,8 +62,8 @@ def test_reset_stats_replays_the_sequence(make_sim: MakeSim, http: httpx.Client)
 def test_fault_schedule_follows_injected_clock(make_sim: MakeSim, http: httpx.Client) -> None:
     clock = ManualClock()
     faults = (
-        FaultWindow(start_s=10, end_s=25, error_rate=1.0, errors={Outcome.SERVICE_UNAVAILABLE: 1}),
-        FaultWindow(start_s=30, latency_multiplier=10, error_rate=1.0, errors={Outcome.RATE_LIMIT: 1}),
+        FaultWindow(start_s=10, end_s=25, error_rate=1.0, errors={SimOutcome.SERVICE_UNAVAILABLE: 1}),
+        FaultWindow(start_s=30, latency_multiplier=10, error_rate=1.0, errors={SimOutcome.RATE_LIMIT: 1}),
     )
     sim = make_sim(SimProvider(name="a", behaviour=Behaviour(latency=Latency.fixed(2)), faults=faults), clock=clock)
     url = sim.base_url("a")
@@ -90,24 +89,24 @@ def test_down_and_up_at_runtime(sim: Simulator, http: httpx.Client) -> None:
     sim.down("a")
     assert sim.provider("a").is_down
     assert [chat(http, url).status_code for _ in range(3)] == [503, 503, 503]
-    sim.provider("a").down(Outcome.OVERLOADED)
+    sim.provider("a").down(SimOutcome.OVERLOADED)
     assert chat(http, url).status_code == 529
     sim.up("a")
     assert chat(http, url).status_code == 200
     assert chat(http, sim.base_url("b")).status_code == 200  # other providers unaffected
     with pytest.raises(ValueError, match="up"):
-        sim.down("a", Outcome.SUCCESS)
+        sim.down("a", SimOutcome.SUCCESS)
 
 
 def test_set_and_update_behaviour_at_runtime(sim: Simulator, http: httpx.Client) -> None:
-    sim.set_behaviour("a", Behaviour.failing(Outcome.SERVER_ERROR))
+    sim.set_behaviour("a", Behaviour.failing(SimOutcome.SERVER_ERROR))
     assert chat(http, sim.base_url("a")).status_code == 500
     updated = sim.update_behaviour("a", error_rate=0.0, response_tokens=4)
     assert updated.response_tokens == 4 and sim.provider("a").behaviour == updated
     assert chat(http, sim.base_url("a")).json()["usage"]["completion_tokens"] == 4
     with pytest.raises(SimulatorConfigError, match=r"behaviour\.error_rate: must be between 0 and 1"):
         sim.update_behaviour("a", error_rate=1.5)
-    sim.set_faults("a", [FaultWindow(error_rate=1.0, errors={Outcome.OVERLOADED: 1})])
+    sim.set_faults("a", [FaultWindow(error_rate=1.0, errors={SimOutcome.OVERLOADED: 1})])
     assert chat(http, sim.base_url("a")).status_code == 529
 
 
@@ -115,14 +114,14 @@ def test_request_counting(sim: Simulator, http: httpx.Client) -> None:
     for _ in range(3):
         chat(http, sim.base_url("a"))
     chat(http, sim.base_url("a"), stream=True)
-    sim.down("b", Outcome.RATE_LIMIT)
+    sim.down("b", SimOutcome.RATE_LIMIT)
     chat(http, sim.base_url("b"))
     a, b = sim.stats("a"), sim.stats("b")
     assert (a.total, a.successes, a.errors, a.streamed) == (4, 4, 0, 1)
     assert [r.n for r in a.records] == [0, 1, 2, 3]
     assert list(a.timestamps) == sorted(a.timestamps)
-    assert (b.total, b.count(Outcome.RATE_LIMIT), b.errors) == (1, 1, 1)
-    assert dict(b.by_outcome) == {Outcome.RATE_LIMIT: 1}
+    assert (b.total, b.count(SimOutcome.RATE_LIMIT), b.errors) == (1, 1, 1)
+    assert dict(b.by_outcome) == {SimOutcome.RATE_LIMIT: 1}
     assert set(sim.all_stats()) == {"a", "b"}
     sim.reset_stats()
     assert sim.stats("a").total == sim.stats("b").total == 0

@@ -10,8 +10,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-
-from pi_builder_middleware.sim import Behaviour, Outcome, SimProvider, Simulator
+from pi_builder_middleware.testing import Behaviour, SimOutcome, SimProvider, Simulator
 
 from .conftest import MESSAGES, MakeSim, chat
 
@@ -23,19 +22,19 @@ def _openai(sim: Simulator, timeout: float = 5.0) -> openai.OpenAI:
 @pytest.mark.parametrize(
     ("kind", "status", "error_type", "code"),
     [
-        (Outcome.SERVER_ERROR, 500, "server_error", None),
-        (Outcome.SERVICE_UNAVAILABLE, 503, "server_error", None),
-        (Outcome.OVERLOADED, 529, "overloaded_error", None),
-        (Outcome.RATE_LIMIT, 429, "requests", "rate_limit_exceeded"),
-        (Outcome.BAD_REQUEST, 400, "invalid_request_error", None),
-        (Outcome.AUTHENTICATION, 401, "invalid_request_error", "invalid_api_key"),
-        (Outcome.CONTEXT_LENGTH, 400, "invalid_request_error", "context_length_exceeded"),
-        (Outcome.CONTENT_POLICY, 400, "invalid_request_error", "content_policy_violation"),
+        (SimOutcome.SERVER_ERROR, 500, "server_error", None),
+        (SimOutcome.SERVICE_UNAVAILABLE, 503, "server_error", None),
+        (SimOutcome.OVERLOADED, 529, "overloaded_error", None),
+        (SimOutcome.RATE_LIMIT, 429, "requests", "rate_limit_exceeded"),
+        (SimOutcome.BAD_REQUEST, 400, "invalid_request_error", None),
+        (SimOutcome.AUTHENTICATION, 401, "invalid_request_error", "invalid_api_key"),
+        (SimOutcome.CONTEXT_LENGTH, 400, "invalid_request_error", "context_length_exceeded"),
+        (SimOutcome.CONTENT_POLICY, 400, "invalid_request_error", "content_policy_violation"),
     ],
 )
 @pytest.mark.parametrize("stream", [False, True])
 def test_status_errors_use_openai_error_format(
-    sim: Simulator, http: httpx.Client, kind: Outcome, status: int, error_type: str, code: str | None, stream: bool
+    sim: Simulator, http: httpx.Client, kind: SimOutcome, status: int, error_type: str, code: str | None, stream: bool
 ) -> None:
     sim.down("a", kind)
     resp = chat(http, sim.base_url("a"), stream=stream)
@@ -48,7 +47,7 @@ def test_status_errors_use_openai_error_format(
 
 
 def test_rate_limit_carries_retry_after(make_sim: MakeSim) -> None:
-    sim = make_sim(SimProvider(name="a", behaviour=Behaviour.failing(Outcome.RATE_LIMIT, retry_after_s=2.5)))
+    sim = make_sim(SimProvider(name="a", behaviour=Behaviour.failing(SimOutcome.RATE_LIMIT, retry_after_s=2.5)))
     with _openai(sim) as client, pytest.raises(openai.RateLimitError) as info:
         client.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
     headers = info.value.response.headers
@@ -61,13 +60,13 @@ def test_rate_limit_carries_retry_after(make_sim: MakeSim) -> None:
 @pytest.mark.parametrize(
     ("kind", "error"),
     [
-        (Outcome.SERVER_ERROR, openai.InternalServerError),
-        (Outcome.SERVICE_UNAVAILABLE, openai.InternalServerError),
-        (Outcome.OVERLOADED, openai.InternalServerError),
-        (Outcome.CONTEXT_LENGTH, openai.BadRequestError),
+        (SimOutcome.SERVER_ERROR, openai.InternalServerError),
+        (SimOutcome.SERVICE_UNAVAILABLE, openai.InternalServerError),
+        (SimOutcome.OVERLOADED, openai.InternalServerError),
+        (SimOutcome.CONTEXT_LENGTH, openai.BadRequestError),
     ],
 )
-def test_openai_sdk_maps_status_errors(sim: Simulator, kind: Outcome, error: type[Exception]) -> None:
+def test_openai_sdk_maps_status_errors(sim: Simulator, kind: SimOutcome, error: type[Exception]) -> None:
     sim.down("a", kind)
     with _openai(sim) as client, pytest.raises(error):
         client.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
@@ -75,7 +74,7 @@ def test_openai_sdk_maps_status_errors(sim: Simulator, kind: Outcome, error: typ
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_connection_reset_is_a_connection_error(sim: Simulator, http: httpx.Client, stream: bool) -> None:
-    sim.down("a", Outcome.CONNECTION_RESET)
+    sim.down("a", SimOutcome.CONNECTION_RESET)
     with pytest.raises(httpx.TransportError):
         chat(http, sim.base_url("a"), stream=stream)
     with _openai(sim) as client, pytest.raises(openai.APIConnectionError):
@@ -83,24 +82,24 @@ def test_connection_reset_is_a_connection_error(sim: Simulator, http: httpx.Clie
 
 
 def test_hang_causes_client_timeout(make_sim: MakeSim) -> None:
-    sim = make_sim(SimProvider(name="a", behaviour=Behaviour.failing(Outcome.TIMEOUT, hang_s=10)))
+    sim = make_sim(SimProvider(name="a", behaviour=Behaviour.failing(SimOutcome.TIMEOUT, hang_s=10)))
     start = time.perf_counter()
     with _openai(sim, timeout=0.2) as client, pytest.raises(openai.APITimeoutError):
         client.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
     with httpx.Client(timeout=0.2) as http, pytest.raises(httpx.ReadTimeout):
         chat(http, sim.base_url("a"))
     assert time.perf_counter() - start < 2
-    assert sim.stats("a").outcomes == (Outcome.TIMEOUT, Outcome.TIMEOUT)
+    assert sim.stats("a").outcomes == (SimOutcome.TIMEOUT, SimOutcome.TIMEOUT)
 
 
 def test_hang_ends_by_closing_the_connection(make_sim: MakeSim, http: httpx.Client) -> None:
-    sim = make_sim(SimProvider(name="a", behaviour=Behaviour.failing(Outcome.TIMEOUT, hang_s=0.1)))
+    sim = make_sim(SimProvider(name="a", behaviour=Behaviour.failing(SimOutcome.TIMEOUT, hang_s=0.1)))
     with pytest.raises(httpx.RemoteProtocolError):
         chat(http, sim.base_url("a"))
 
 
 def test_stop_cancels_hanging_requests(http: httpx.Client) -> None:
-    sim = Simulator([SimProvider(name="a", behaviour=Behaviour.failing(Outcome.TIMEOUT, hang_s=60))]).start()
+    sim = Simulator([SimProvider(name="a", behaviour=Behaviour.failing(SimOutcome.TIMEOUT, hang_s=60))]).start()
     errors: list[BaseException] = []
 
     def call() -> None:
@@ -123,7 +122,7 @@ def test_stop_cancels_hanging_requests(http: httpx.Client) -> None:
 
 
 def test_malformed_body_is_200_with_invalid_json(sim: Simulator, http: httpx.Client) -> None:
-    sim.down("a", Outcome.MALFORMED_BODY)
+    sim.down("a", SimOutcome.MALFORMED_BODY)
     resp = chat(http, sim.base_url("a"))
     assert resp.status_code == 200
     with pytest.raises(json.JSONDecodeError):
@@ -133,13 +132,13 @@ def test_malformed_body_is_200_with_invalid_json(sim: Simulator, http: httpx.Cli
 
 
 def test_malformed_stream_event_breaks_the_sdk(sim: Simulator) -> None:
-    sim.down("a", Outcome.MALFORMED_BODY)
+    sim.down("a", SimOutcome.MALFORMED_BODY)
     with _openai(sim) as client, pytest.raises(json.JSONDecodeError):
         list(client.chat.completions.create(model="m", messages=MESSAGES, stream=True))  # type: ignore[arg-type]
 
 
 def test_stream_cut_midway_raises_in_sdk_after_some_chunks(make_sim: MakeSim) -> None:
-    behaviour = Behaviour.failing(Outcome.STREAM_CUT, stream_cut_after_chunks=3)
+    behaviour = Behaviour.failing(SimOutcome.STREAM_CUT, stream_cut_after_chunks=3)
     sim = make_sim(SimProvider(name="a", behaviour=behaviour))
     received: list[Any] = []
     with _openai(sim) as client, pytest.raises((openai.APIConnectionError, httpx.TransportError)):
@@ -150,7 +149,7 @@ def test_stream_cut_midway_raises_in_sdk_after_some_chunks(make_sim: MakeSim) ->
 
 
 def test_stream_cut_raw_has_no_done(make_sim: MakeSim) -> None:
-    sim = make_sim(SimProvider(name="a", behaviour=Behaviour.failing(Outcome.STREAM_CUT)))
+    sim = make_sim(SimProvider(name="a", behaviour=Behaviour.failing(SimOutcome.STREAM_CUT)))
     seen: list[str] = []
     with httpx.Client(timeout=5) as http, pytest.raises(httpx.RemoteProtocolError):  # noqa: SIM117
         with http.stream(
@@ -162,6 +161,6 @@ def test_stream_cut_raw_has_no_done(make_sim: MakeSim) -> None:
 
 
 def test_non_streaming_cut_is_an_incomplete_body(sim: Simulator, http: httpx.Client) -> None:
-    sim.down("a", Outcome.STREAM_CUT)
+    sim.down("a", SimOutcome.STREAM_CUT)
     with pytest.raises(httpx.RemoteProtocolError):
         chat(http, sim.base_url("a"))

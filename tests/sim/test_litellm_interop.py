@@ -12,8 +12,7 @@ from typing import Any
 import litellm
 import pytest
 from litellm.exceptions import MidStreamFallbackError
-
-from pi_builder_middleware.sim import Behaviour, Outcome, SimProvider, Simulator
+from pi_builder_middleware.testing import Behaviour, SimOutcome, SimProvider, Simulator
 
 from .conftest import MESSAGES
 
@@ -64,7 +63,7 @@ def test_stream(sim: Simulator) -> None:
 
 
 def test_rate_limit_surfaces_with_retry_after(sim: Simulator) -> None:
-    sim.set_behaviour("a", Behaviour.failing(Outcome.RATE_LIMIT, retry_after_s=7))
+    sim.set_behaviour("a", Behaviour.failing(SimOutcome.RATE_LIMIT, retry_after_s=7))
     with pytest.raises(litellm.RateLimitError) as info:
         _call(sim)
     assert info.value.status_code == 429
@@ -76,17 +75,17 @@ def test_rate_limit_surfaces_with_retry_after(sim: Simulator) -> None:
 @pytest.mark.parametrize(
     ("kind", "error"),
     [
-        (Outcome.SERVER_ERROR, litellm.InternalServerError),
-        (Outcome.SERVICE_UNAVAILABLE, litellm.ServiceUnavailableError),
-        (Outcome.OVERLOADED, litellm.APIError),
-        (Outcome.CONTEXT_LENGTH, litellm.ContextWindowExceededError),
-        (Outcome.CONTENT_POLICY, litellm.ContentPolicyViolationError),
-        (Outcome.AUTHENTICATION, litellm.AuthenticationError),
-        (Outcome.CONNECTION_RESET, litellm.InternalServerError),
+        (SimOutcome.SERVER_ERROR, litellm.InternalServerError),
+        (SimOutcome.SERVICE_UNAVAILABLE, litellm.ServiceUnavailableError),
+        (SimOutcome.OVERLOADED, litellm.APIError),
+        (SimOutcome.CONTEXT_LENGTH, litellm.ContextWindowExceededError),
+        (SimOutcome.CONTENT_POLICY, litellm.ContentPolicyViolationError),
+        (SimOutcome.AUTHENTICATION, litellm.AuthenticationError),
+        (SimOutcome.CONNECTION_RESET, litellm.InternalServerError),
     ],
 )
 @pytest.mark.parametrize("stream", [False, True])
-def test_error_mapping(sim: Simulator, kind: Outcome, error: type[Exception], stream: bool) -> None:
+def test_error_mapping(sim: Simulator, kind: SimOutcome, error: type[Exception], stream: bool) -> None:
     sim.down("a", kind)
     with pytest.raises(error):
         result = _call(sim, stream=stream)
@@ -96,13 +95,13 @@ def test_error_mapping(sim: Simulator, kind: Outcome, error: type[Exception], st
 
 
 def test_hang_becomes_litellm_timeout(sim: Simulator) -> None:
-    sim.set_behaviour("a", Behaviour.failing(Outcome.TIMEOUT, hang_s=5))
+    sim.set_behaviour("a", Behaviour.failing(SimOutcome.TIMEOUT, hang_s=5))
     with pytest.raises(litellm.Timeout):
         _call(sim, timeout=0.2)
 
 
 def test_stream_cut_raises_while_iterating(sim: Simulator) -> None:
-    sim.set_behaviour("a", Behaviour.failing(Outcome.STREAM_CUT, stream_cut_after_chunks=2))
+    sim.set_behaviour("a", Behaviour.failing(SimOutcome.STREAM_CUT, stream_cut_after_chunks=2))
     received = []
     # LiteLLM 1.110 wraps a mid-stream break as MidStreamFallbackError (a ServiceUnavailableError).
     with pytest.raises(MidStreamFallbackError):

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from types import ModuleType
 
-import pi_builder_middleware.sim as sim_package
+import pi_builder_middleware.testing as sim_package
 
 
 def test_all_is_sorted_and_complete() -> None:
@@ -25,13 +25,13 @@ def test_import_hygiene() -> None:
         "import sys\n"
         "import pi_builder_middleware\n"
         "core = set(sys.modules)\n"
-        "import pi_builder_middleware.sim, pi_builder_middleware.sim.cli\n"
+        "import pi_builder_middleware.testing, pi_builder_middleware.testing.cli\n"
         "print(' '.join(core)); print(' '.join(sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     core_line, sim_line = out.splitlines()
     core = set(core_line.split())
-    assert "pi_builder_middleware.sim" not in core
+    assert "pi_builder_middleware.testing" not in core
     assert "aiohttp" not in core
     frameworks = {"litellm", "langchain", "langchain_core", "openai"}
     assert not {m for m in sim_line.split() if m.split(".")[0] in frameworks}

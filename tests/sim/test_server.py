@@ -9,8 +9,7 @@ import time
 import httpx
 import openai
 import pytest
-
-from pi_builder_middleware.sim import OUTCOME_HEADER, Behaviour, Latency, Outcome, SimProvider, Simulator
+from pi_builder_middleware.testing import OUTCOME_HEADER, Behaviour, Latency, SimOutcome, SimProvider, Simulator
 
 from .conftest import MESSAGES, MakeSim, chat
 
@@ -118,7 +117,7 @@ def test_invalid_request_is_400_and_counted(
     error = resp.json()["error"]
     assert error["type"] == "invalid_request_error"
     assert error["param"] == param
-    assert sim.stats("a").count(Outcome.BAD_REQUEST) == 1
+    assert sim.stats("a").count(SimOutcome.BAD_REQUEST) == 1
 
 
 def test_outcome_header_forces_one_request(sim: Simulator, http: httpx.Client) -> None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from pi_builder_middleware.sim import Behaviour, Latency, SimulatorConfigError, SlowTail
-from pi_builder_middleware.sim.behaviour import decide
+from pi_builder_middleware.testing import Behaviour, Latency, SimulatorConfigError, SlowTail
+from pi_builder_middleware.testing.behaviour import decide
 
 
 def test_a_slow_tail_multiplies_latency_and_ttft_of_its_share_and_nothing_else():

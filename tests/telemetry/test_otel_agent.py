@@ -12,9 +12,9 @@ from langchain_openai import ChatOpenAI
 from opentelemetry.trace import SpanKind, StatusCode
 from otel_support import Otel, events
 from pi_builder_middleware.adapters.langchain import HealthAwareModelMiddleware
+from pi_builder_middleware.testing import SimProvider, Simulator
 
 from pi_builder_middleware import FailoverConfig, Middleware, Provider
-from pi_builder_middleware.sim import SimProvider, Simulator
 
 
 @pytest.fixture

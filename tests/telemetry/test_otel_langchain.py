@@ -14,9 +14,9 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 from otel_support import Otel, events
 from pi_builder_middleware.adapters.langchain import HealthAwareChatModel, HealthAwareFallbacks
+from pi_builder_middleware.testing import SimOutcome, SimProvider, Simulator
 
 from pi_builder_middleware import FailoverConfig, Middleware, Provider
-from pi_builder_middleware.sim import Outcome, SimProvider, Simulator
 
 PROMPT = ChatPromptTemplate.from_messages([("user", "{question}")])
 
@@ -110,7 +110,7 @@ async def test_chat_model_ainvoke_that_fails_over(sim: Simulator, otel: Otel) ->
 @pytest.mark.parametrize("use_async", [False, True])
 async def test_chat_model_stream_that_fails_over(sim: Simulator, otel: Otel, use_async: bool) -> None:
     llm = HealthAwareChatModel({"a": chat(sim, "a"), "b": chat(sim, "b")}, middleware=mw(otel))
-    sim.down("a", Outcome.OVERLOADED)
+    sim.down("a", SimOutcome.OVERLOADED)
     if use_async:
         text = "".join([str(c.content) async for c in llm.astream("hi")])
     else:

@@ -12,9 +12,9 @@ import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 from otel_support import Otel, all_text, events
 from pi_builder_middleware.adapters.litellm import install
+from pi_builder_middleware.testing import SimOutcome, SimProvider, Simulator
 
 from pi_builder_middleware import CircuitState, FailoverConfig, Middleware
-from pi_builder_middleware.sim import Outcome, SimProvider, Simulator
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 
@@ -60,7 +60,7 @@ async def test_a_litellm_request_that_fails_over(sim: Simulator, otel: Otel) -> 
     )
     tracer = otel.tracer_provider.get_tracer("app")
     with install(router, middleware=mw):
-        sim.down("primary", Outcome.SERVER_ERROR)
+        sim.down("primary", SimOutcome.SERVER_ERROR)
         with tracer.start_as_current_span("app request"):
             response = await router.acompletion(model="g", messages=MESSAGES)
         assert response._hidden_params["model_id"] == "backup"
@@ -117,7 +117,7 @@ async def test_attempt_spans_nest_under_litellms_own_request_span(sim: Simulator
     tracer = otel.tracer_provider.get_tracer("litellm-like")
     litellm_span = tracer.start_span("litellm_request")
     with install(router, middleware=mw):
-        sim.down("primary", Outcome.SERVER_ERROR)
+        sim.down("primary", SimOutcome.SERVER_ERROR)
         with tracer.start_as_current_span("app"):
             await router.acompletion(model="g", messages=MESSAGES, metadata={"litellm_parent_otel_span": litellm_span})
         await wait_for_spans(otel, 2)

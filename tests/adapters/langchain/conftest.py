@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from langchain_openai import ChatOpenAI
+from pi_builder_middleware.testing import SimProvider, Simulator
 
 from pi_builder_middleware import FailoverConfig, ManualClock, Middleware, Provider, RoutingConfig
-from pi_builder_middleware.sim import SimProvider, Simulator
 
 MakeChat = Callable[..., ChatOpenAI]
 

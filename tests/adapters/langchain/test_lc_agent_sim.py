@@ -11,9 +11,9 @@ from langchain.agents import create_agent
 from langchain.agents.middleware import ModelFallbackMiddleware
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
 from pi_builder_middleware.adapters.langchain import HealthAwareModelMiddleware
+from pi_builder_middleware.testing import SimOutcome, Simulator
 
 from pi_builder_middleware import CircuitState, Provider
-from pi_builder_middleware.sim import Outcome, Simulator
 
 RUNS = 5
 
@@ -63,7 +63,7 @@ def test_dead_primary_gets_no_more_requests_once_its_breaker_opens_unlike_model_
 
 
 async def test_async_agent_streams_messages_once_and_records_time_to_first_token(sim: Simulator, make_chat, make_mw):
-    sim.down("a", Outcome.OVERLOADED)  # 529
+    sim.down("a", SimOutcome.OVERLOADED)  # 529
     primary = make_chat("a")
     mw = make_mw(Provider(id="a"), Provider(id="b"), consecutive_failures=100)
     agent = create_agent(
@@ -86,7 +86,7 @@ async def test_async_agent_streams_messages_once_and_records_time_to_first_token
 
 
 def test_rate_limited_primary_cools_down_for_its_retry_after(sim: Simulator, make_chat, make_mw):
-    sim.down("a", Outcome.RATE_LIMIT)  # 429 with Retry-After
+    sim.down("a", SimOutcome.RATE_LIMIT)  # 429 with Retry-After
     primary = make_chat("a")
     health = HealthAwareModelMiddleware({"a": primary, "b": make_chat("b")}, middleware=make_mw("a", "b"))
     agent = create_agent(primary, tools=[get_weather], middleware=[health])
@@ -97,7 +97,7 @@ def test_rate_limited_primary_cools_down_for_its_retry_after(sim: Simulator, mak
     assert health.middleware.failover.state("a") is CircuitState.CLOSED  # a 429 is no health failure
 
 
-@pytest.mark.parametrize("kind", [Outcome.BAD_REQUEST, Outcome.AUTHENTICATION])
+@pytest.mark.parametrize("kind", [SimOutcome.BAD_REQUEST, SimOutcome.AUTHENTICATION])
 def test_request_and_config_errors_over_http(sim: Simulator, make_chat, make_mw, kind):
     sim.down("a", kind)
     primary = make_chat("a")
@@ -106,7 +106,7 @@ def test_request_and_config_errors_over_http(sim: Simulator, make_chat, make_mw,
         tools=[get_weather],
         middleware=[HealthAwareModelMiddleware({"a": primary, "b": make_chat("b")}, middleware=make_mw("a", "b"))],
     )
-    if kind is Outcome.BAD_REQUEST:  # the request itself is wrong: raised at once, the backup not tried
+    if kind is SimOutcome.BAD_REQUEST:  # the request itself is wrong: raised at once, the backup not tried
         with pytest.raises(Exception, match="400"):
             agent.invoke(ask())
         assert sim.stats("b").total == 0
@@ -115,7 +115,7 @@ def test_request_and_config_errors_over_http(sim: Simulator, make_chat, make_mw,
 
 
 def test_the_simulators_tool_call_is_made_from_the_tools_schema():
-    from pi_builder_middleware.sim.wire import tool_call_for
+    from pi_builder_middleware.testing.wire import tool_call_for
 
     tool = {
         "type": "function",

@@ -8,6 +8,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from lc_fakes import Recorder
 from pi_builder_middleware.adapters.langchain import HealthAwareChatModel, HealthAwareFallbacks
+from pi_builder_middleware.testing import Latency, SimOutcome, Simulator
 
 from pi_builder_middleware import (
     AllProvidersFailedError,
@@ -17,7 +18,6 @@ from pi_builder_middleware import (
     Provider,
     StreamInterruptedError,
 )
-from pi_builder_middleware.sim import Latency, Outcome, Simulator
 
 PROMPT = ChatPromptTemplate.from_messages([("system", "Be brief."), ("user", "{question}")])
 MINI = Provider(id="a", cost_per_1k_input=0.15, cost_per_1k_output=0.6)
@@ -62,7 +62,7 @@ async def test_async_stream_fails_over_before_the_first_chunk(sim: Simulator, ma
         | HealthAwareFallbacks({"a": make_chat("a"), "b": make_chat("b")}, middleware=make_mw("a", "b"))
         | StrOutputParser()
     )
-    sim.down("a", Outcome.OVERLOADED)  # 529
+    sim.down("a", SimOutcome.OVERLOADED)  # 529
     pieces = [piece async for piece in chain.astream({"question": "hi"})]
     assert served_by("".join(pieces)) == "b"
     assert len([p for p in pieces if p]) == 16  # streamed token by token
@@ -73,7 +73,7 @@ async def test_async_stream_fails_over_before_the_first_chunk(sim: Simulator, ma
 @pytest.mark.parametrize("use_async", [False, True])
 async def test_stream_cut_mid_way_raises_stream_interrupted(sim: Simulator, make_chat, make_mw, use_async):
     llm = HealthAwareChatModel({"a": make_chat("a"), "b": make_chat("b")}, middleware=make_mw("a", "b"))
-    sim.down("a", Outcome.STREAM_CUT)  # sends two tokens, then closes the connection without [DONE]
+    sim.down("a", SimOutcome.STREAM_CUT)  # sends two tokens, then closes the connection without [DONE]
     seen: list[str] = []
     with pytest.raises(StreamInterruptedError) as info:
         if use_async:
@@ -107,7 +107,7 @@ async def test_provider_too_slow_to_start_streaming_is_failed_over(sim: Simulato
 
 def test_bad_request_propagates_without_trying_other_providers(sim: Simulator, make_chat, make_mw):
     llm = HealthAwareFallbacks({"a": make_chat("a"), "b": make_chat("b")}, middleware=make_mw("a", "b"))
-    sim.down("a", Outcome.BAD_REQUEST)
+    sim.down("a", SimOutcome.BAD_REQUEST)
     with pytest.raises(openai.BadRequestError):
         llm.invoke("hi")
     assert (sim.stats("a").total, sim.stats("b").total) == (1, 0)
@@ -115,9 +115,9 @@ def test_bad_request_propagates_without_trying_other_providers(sim: Simulator, m
 
 async def test_all_providers_failing_lists_every_attempt(sim: Simulator, make_chat, make_mw):
     llm = HealthAwareFallbacks({k: make_chat(k) for k in "abc"}, middleware=make_mw("a", "b", "c"))
-    sim.down("a", Outcome.SERVER_ERROR)
-    sim.down("b", Outcome.RATE_LIMIT)  # 429 with Retry-After: 1
-    sim.down("c", Outcome.CONNECTION_RESET)
+    sim.down("a", SimOutcome.SERVER_ERROR)
+    sim.down("b", SimOutcome.RATE_LIMIT)  # 429 with Retry-After: 1
+    sim.down("c", SimOutcome.CONNECTION_RESET)
     with pytest.raises(AllProvidersFailedError) as info:
         await llm.ainvoke("hi")
     attempts = info.value.attempts

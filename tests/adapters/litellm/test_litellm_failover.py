@@ -9,10 +9,10 @@ import litellm
 import pytest
 from litellm_support import MESSAGES, async_wait_until, deployment, served_by
 from pi_builder_middleware.adapters.litellm import install
+from pi_builder_middleware.testing import Behaviour, Latency, SimOutcome, SimProvider
 
 from pi_builder_middleware import CircuitState, ErrorKind, EventKind, FailoverConfig, ManualClock, RoutingConfig
 from pi_builder_middleware import Outcome as CallOutcome
-from pi_builder_middleware.sim import Behaviour, Latency, Outcome, SimProvider
 
 # Trips on 2 consecutive failures (the failure-rate trip is kept out of the way), ejects for 0.3 s.
 FAST_BREAKER = FailoverConfig.preset(
@@ -46,7 +46,7 @@ async def test_failing_provider_leaves_rotation_within_threshold_and_returns_aft
         for _ in range(3):
             assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "primary"
 
-        sim.down("primary", Outcome.SERVER_ERROR)
+        sim.down("primary", SimOutcome.SERVER_ERROR)
         sim.reset_stats()
         # After a failure "primary" is shed part of the time (recent failures), so its second failure may
         # take a few requests; each one still succeeds (retry → next deployment).
@@ -77,7 +77,7 @@ async def test_half_open_lets_one_trial_through_and_reopens_if_it_fails(make_sim
     router = ranked_router(sim, {"primary": 0.9, "backup": 0.5})
     clock = ManualClock(0.0)
     with install(router, strategy="quality-optimal", failover=FAST_BREAKER, clock=clock) as handle:
-        sim.down("primary", Outcome.SERVICE_UNAVAILABLE)
+        sim.down("primary", SimOutcome.SERVICE_UNAVAILABLE)
         for _ in range(30):  # shed part of the time after its first failure: may take a few requests
             await router.acompletion(model="g", messages=MESSAGES)
             if handle.middleware.failover.state("primary") is CircuitState.OPEN:
@@ -95,7 +95,7 @@ async def test_half_open_lets_one_trial_through_and_reopens_if_it_fails(make_sim
 @pytest.mark.parametrize("retry_after", [2, 7])
 async def test_429_keeps_the_provider_out_for_its_retry_after(make_sim, retry_after: int, candidates: str) -> None:
     sim = make_sim(
-        SimProvider(name="limited", behaviour=Behaviour.failing(Outcome.RATE_LIMIT, retry_after_s=retry_after)),
+        SimProvider(name="limited", behaviour=Behaviour.failing(SimOutcome.RATE_LIMIT, retry_after_s=retry_after)),
         SimProvider(name="other"),
     )
     router = ranked_router(sim, {"limited": 0.9, "other": 0.5})
@@ -130,8 +130,8 @@ async def test_litellm_cross_group_fallbacks_still_work(make_sim) -> None:
     router = litellm.Router(
         model_list=model_list, fallbacks=[{"primary": ["backup"]}], num_retries=0, disable_cooldowns=True
     )
-    sim.down("p1", Outcome.SERVER_ERROR)
-    sim.down("p2", Outcome.SERVER_ERROR)
+    sim.down("p1", SimOutcome.SERVER_ERROR)
+    sim.down("p2", SimOutcome.SERVER_ERROR)
     with install(router, strategy="latency-optimal") as handle:
         response = await router.acompletion(model="primary", messages=MESSAGES)
         assert served_by(response) == "b1"
@@ -144,7 +144,7 @@ async def test_litellm_cross_group_fallbacks_still_work(make_sim) -> None:
 
 async def test_retries_inside_the_group_try_each_deployment_once(make_sim, candidates: str) -> None:
     sim = make_sim(
-        *(SimProvider(name=n, behaviour=Behaviour.failing(Outcome.SERVER_ERROR)) for n in "abc"),
+        *(SimProvider(name=n, behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)) for n in "abc"),
         SimProvider(name="d", behaviour=Behaviour(latency=Latency.fixed(1))),
     )
     router = ranked_router(sim, {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.1}, num_retries=3)
@@ -184,7 +184,7 @@ async def test_all_cooling_down_is_litellms_own_error(make_sim, candidates: str)
 def test_sync_calls_fail_over_and_trip_the_breaker(make_sim) -> None:
     """router.completion: failure events arrive inline, so the breaker opens and retries go elsewhere."""
     sim = make_sim(
-        SimProvider(name="primary", behaviour=Behaviour.failing(Outcome.SERVER_ERROR)), SimProvider(name="backup")
+        SimProvider(name="primary", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)), SimProvider(name="backup")
     )
     router = ranked_router(sim, {"primary": 0.9, "backup": 0.5})
     with install(router, strategy="quality-optimal", failover=FAST_BREAKER, clock=ManualClock(0.0)) as handle:

@@ -13,6 +13,7 @@ import litellm
 import pytest
 from litellm_support import MESSAGES, OutcomeLog, async_wait_until, deployment, mock_deployment, served_by
 from pi_builder_middleware.adapters.litellm import METADATA_KEY, install
+from pi_builder_middleware.testing import Behaviour, SimOutcome, SimProvider
 
 from pi_builder_middleware import (
     MAX_TOKENS,
@@ -23,8 +24,6 @@ from pi_builder_middleware import (
     FailoverConfig,
     MonitorConfig,
 )
-from pi_builder_middleware.sim import Behaviour, SimProvider
-from pi_builder_middleware.sim import Outcome as SimOutcome
 
 
 @contextlib.contextmanager

@@ -13,10 +13,9 @@ import litellm
 import pytest
 from litellm_support import MESSAGES, async_wait_until, deployment, served_by
 from pi_builder_middleware.adapters.litellm import LiteLLMHandle, install
+from pi_builder_middleware.testing import Behaviour, Latency, SimOutcome, SimProvider
 
 from pi_builder_middleware import ManualClock
-from pi_builder_middleware.sim import Behaviour, Latency, SimProvider
-from pi_builder_middleware.sim import Outcome as SimOutcome
 
 
 def slow(name: str, ms: float = 300) -> SimProvider:

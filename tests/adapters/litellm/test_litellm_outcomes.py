@@ -11,10 +11,9 @@ import litellm
 from litellm.integrations.custom_logger import CustomLogger
 from litellm_support import MESSAGES, OutcomeLog, async_wait_until, deployment, mock_deployment, wait_until
 from pi_builder_middleware.adapters.litellm import install
+from pi_builder_middleware.testing import Behaviour, Latency, SimOutcome, SimProvider
 
 from pi_builder_middleware import MAX_COST, MAX_LATENCY_S, MAX_TOKENS, ErrorKind, FailoverConfig, Middleware, hookimpl
-from pi_builder_middleware.sim import Behaviour, Latency, SimProvider
-from pi_builder_middleware.sim import Outcome as SimOutcome
 
 NEVER_TRIP = FailoverConfig.preset("conservative", consecutive_failures=1000, minimum_calls=1000)
 

@@ -14,10 +14,8 @@ from typing import Any
 
 import openai
 import pytest
+from pi_builder_middleware.testing import SimOutcome, SimProvider, Simulator
 from proxy_support import Proxy, config_yaml, free_port, redis_server_binary, require_proxy
-
-from pi_builder_middleware.sim import Outcome as SimOutcome
-from pi_builder_middleware.sim import SimProvider, Simulator
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -9,10 +9,9 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from pi_builder_middleware.testing import SimProvider, Simulator
 from prometheus_client.parser import text_string_to_metric_families
 from proxy_support import MASTER_KEY, Proxy, config_yaml, require_proxy
-
-from pi_builder_middleware.sim import SimProvider, Simulator
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -10,6 +10,7 @@ import pytest
 from litellm.types.router import RouterRateLimitError
 from litellm_support import MESSAGES, async_wait_until, deployment, mock_deployment, served_by
 from pi_builder_middleware.adapters.litellm import install
+from pi_builder_middleware.testing import Behaviour, Latency, SimOutcome, SimProvider
 
 from pi_builder_middleware import (
     CircuitState,
@@ -22,8 +23,6 @@ from pi_builder_middleware import (
     Outcome,
     RoutingConfig,
 )
-from pi_builder_middleware.sim import Behaviour, Latency, SimProvider
-from pi_builder_middleware.sim import Outcome as SimOutcome
 
 
 def sim_router(sim: Any, names: list[str], **kwargs: Any) -> litellm.Router:

@@ -8,10 +8,9 @@ import litellm
 import pytest
 from litellm_support import MESSAGES, OutcomeLog, async_wait_until, deployment, mock_deployment, served_by
 from pi_builder_middleware.adapters.litellm import install
+from pi_builder_middleware.testing import Behaviour, Latency, SimOutcome, SimProvider
 
 from pi_builder_middleware import ErrorKind, Outcome
-from pi_builder_middleware.sim import Behaviour, Latency, SimProvider
-from pi_builder_middleware.sim import Outcome as SimOutcome
 
 
 async def consume(stream: Any) -> tuple[str, str]:

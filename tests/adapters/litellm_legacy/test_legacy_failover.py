@@ -9,9 +9,9 @@ import pytest
 from legacy_support import FAST_BREAKER
 from litellm_support import MESSAGES, async_wait_until, deployment, mock_deployment, served_by
 from pi_builder_middleware.adapters.litellm import install
+from pi_builder_middleware.testing import Behaviour, SimOutcome, SimProvider
 
 from pi_builder_middleware import CircuitState, ManualClock
-from pi_builder_middleware.sim import Behaviour, Outcome, SimProvider
 
 
 def ranked_router(sim: Any, qualities: dict[str, float], **kwargs: Any) -> litellm.Router:
@@ -37,7 +37,7 @@ async def test_failing_deployment_is_taken_out_and_comes_back(make_sim) -> None:
         for _ in range(3):
             assert served_by(await router.acompletion(model="g", messages=MESSAGES)) == "primary"
 
-        sim.down("primary", Outcome.SERVER_ERROR)
+        sim.down("primary", SimOutcome.SERVER_ERROR)
         sim.reset_stats()
         served = [served_by(await router.acompletion(model="g", messages=MESSAGES)) for _ in range(8)]
         assert served == ["backup"] * 8  # every caller request succeeded (num_retries → the next deployment)
@@ -54,7 +54,7 @@ async def test_failing_deployment_is_taken_out_and_comes_back(make_sim) -> None:
 
 def test_sync_calls_fail_over_and_trip_the_breaker(make_sim) -> None:
     sim = make_sim(
-        SimProvider(name="primary", behaviour=Behaviour.failing(Outcome.SERVER_ERROR)), SimProvider(name="backup")
+        SimProvider(name="primary", behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)), SimProvider(name="backup")
     )
     router = ranked_router(sim, {"primary": 0.9, "backup": 0.5})
     with install(router, strategy="failover", failover=FAST_BREAKER, clock=ManualClock(0.0)) as handle:
@@ -66,7 +66,8 @@ def test_sync_calls_fail_over_and_trip_the_breaker(make_sim) -> None:
 
 async def test_retries_inside_the_group_try_each_deployment_once(make_sim) -> None:
     sim = make_sim(
-        *(SimProvider(name=n, behaviour=Behaviour.failing(Outcome.SERVER_ERROR)) for n in "abc"), SimProvider(name="d")
+        *(SimProvider(name=n, behaviour=Behaviour.failing(SimOutcome.SERVER_ERROR)) for n in "abc"),
+        SimProvider(name="d"),
     )
     router = ranked_router(sim, {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.1}, num_retries=3)
     with install(router, strategy="quality-optimal", failover="conservative"):

@@ -8,10 +8,9 @@ import litellm
 from legacy_support import NEVER_TRIP
 from litellm_support import MESSAGES, OutcomeLog, async_wait_until, deployment, served_by, wait_until
 from pi_builder_middleware.adapters.litellm import install
+from pi_builder_middleware.testing import Behaviour, Latency, SimOutcome, SimProvider
 
 from pi_builder_middleware import ErrorKind, Middleware
-from pi_builder_middleware.sim import Behaviour, Latency, SimProvider
-from pi_builder_middleware.sim import Outcome as SimOutcome
 
 
 async def test_successes_and_failures_are_recorded_with_latency(make_sim) -> None:

@@ -8,8 +8,7 @@ from typing import Any
 import litellm
 from litellm_support import MESSAGES, async_wait_until, deployment, served_by
 from pi_builder_middleware.adapters.litellm import install
-
-from pi_builder_middleware.sim import Behaviour, Latency, SimProvider
+from pi_builder_middleware.testing import Behaviour, Latency, SimProvider
 
 
 def sim_router(sim: Any, names: list[str], **kwargs: Any) -> litellm.Router:
