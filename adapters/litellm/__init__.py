@@ -77,7 +77,7 @@ sync path has no selection to ask.
 LiteLLM's routing strategy names
 --------------------------------
 Without ``strategy=`` the router's ``routing_strategy`` decides: ``cost-based-routing`` → cost-optimal,
-``latency-based-routing`` → latency-optimal, LiteLLM's default ``simple-shuffle`` → latency-optimal; one
+``latency-based-routing`` → latency-optimal, LiteLLM's default ``simple-shuffle`` → :class:`HealthShuffle`; one
 without an equivalent (``usage-based-routing-v2``, ``least-busy``) keeps LiteLLM picking (``route=False``),
 logged once. Per request, ``routing_strategy=`` picks the mapped strategy (``simple-shuffle`` →
 :class:`HealthShuffle`). See ``_names``.

@@ -180,13 +180,14 @@ class LiteLLMHandle:
 def _strategy_from_router(router: Any, route: bool | None) -> tuple[str, bool | None]:
     """The strategy standing in for the router's own ``routing_strategy`` (see ``_names``), and ``route``.
 
-    LiteLLM's default (``simple-shuffle``, also when unset) keeps the middleware's default, latency-optimal;
-    ``cost-based-routing`` / ``latency-based-routing`` map onto cost- / latency-optimal; a strategy without
-    an equivalent keeps LiteLLM picking (``route=False`` unless given) and is logged once.
+    LiteLLM's ``simple-shuffle`` (its default, also when unset) maps onto ``health-shuffle`` (LiteLLM's
+    weighted shuffle with health in it); ``cost-based-routing`` / ``latency-based-routing`` map onto cost- /
+    latency-optimal; a strategy without an equivalent keeps LiteLLM picking (``route=False`` unless given)
+    and is logged once.
     """
     name = litellm_strategy_of(router)
     if name is None or name == "simple-shuffle":
-        return "latency-optimal", route
+        return HealthShuffle.name, route
     mapped = mapped_strategy(name)
     if mapped is not None:
         log.info("pi-builder-middleware: the router's routing_strategy %r is served by %r", name, mapped)

@@ -24,7 +24,7 @@ __all__ = [
     "test_a_users_own_middleware_gets_health_shuffle_too",
     "test_an_explicit_strategy_wins_over_the_routers",
     "test_health_shuffle_weighs_like_simple_shuffle_and_sheds_a_failing_deployment",
-    "test_litellms_default_keeps_the_middlewares_default",
+    "test_litellms_default_simple_shuffle_maps_to_the_health_aware_shuffle",
     "test_route_true_with_an_unmapped_router_strategy_routes_with_the_middleware",
     "test_router_level_cost_based_routing_picks_the_cheapest",
     "test_router_level_latency_based_routing_maps_to_latency_optimal",
@@ -81,9 +81,12 @@ async def test_router_level_latency_based_routing_maps_to_latency_optimal() -> N
         assert handle.strategy is not None
 
 
-async def test_litellms_default_keeps_the_middlewares_default() -> None:
-    with install(priced_router()) as handle:
-        assert handle.middleware.router.strategy.name == "latency-optimal"
+async def test_litellms_default_simple_shuffle_maps_to_the_health_aware_shuffle() -> None:
+    router = priced_router()  # routing_strategy left at LiteLLM's default, simple-shuffle
+    with install(router) as handle:
+        assert handle.middleware.router.strategy.name == "health-shuffle"
+        served = Counter([served_by(await router.acompletion(model="g", messages=MESSAGES)) for _ in range(40)])
+        assert sum(served.values()) == 40 and len(served) >= 2, served  # a shuffle, as on a plain router
 
 
 async def test_an_explicit_strategy_wins_over_the_routers() -> None:
