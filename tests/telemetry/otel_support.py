@@ -77,3 +77,17 @@ def all_text(spans: list[ReadableSpan]) -> str:
         parts.extend(repr((e.name, dict(e.attributes or {}))) for e in s.events)
         parts.append(str(s.status.description))
     return "\n".join(parts)
+
+
+def chat(sim: Any, name: str) -> Any:
+    """A real ChatOpenAI client of simulated provider ``name`` (no retries, usage in streams)."""
+    from langchain_openai import ChatOpenAI
+
+    return ChatOpenAI(
+        base_url=sim.base_url(name),
+        api_key="sk-fake-key",  # type: ignore[arg-type]
+        model="sim",
+        max_retries=0,
+        timeout=10,
+        stream_usage=True,
+    )

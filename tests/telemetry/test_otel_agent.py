@@ -3,35 +3,15 @@ clients over HTTP to the provider simulator, the primary down (in-memory SDK exp
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
-from langchain_openai import ChatOpenAI
 from opentelemetry.trace import SpanKind, StatusCode
-from otel_support import Otel, events
+from otel_support import Otel, chat, events
 from pi_builder_middleware.adapters.langchain import HealthAwareModelMiddleware
-from pi_builder_middleware.testing import SimProvider, Simulator
+from pi_builder_middleware.testing import Simulator
 
 from pi_builder_middleware import FailoverConfig, Middleware, Provider
-
-
-@pytest.fixture
-def sim() -> Iterator[Simulator]:
-    with Simulator([SimProvider(name="a"), SimProvider(name="b")], seed=7) as simulator:
-        yield simulator
-
-
-def chat(sim: Simulator, name: str) -> ChatOpenAI:
-    return ChatOpenAI(
-        base_url=sim.base_url(name),
-        api_key="sk-fake-key",
-        model="sim",
-        max_retries=0,  # type: ignore[arg-type]
-        timeout=10,
-        stream_usage=True,
-    )
 
 
 def get_weather(city: str) -> str:

@@ -3,39 +3,19 @@ ChatOpenAI clients over HTTP to the provider simulator (in-memory SDK exporters)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
-from langchain_openai import ChatOpenAI
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
-from otel_support import Otel, events
+from otel_support import Otel, chat, events
 from pi_builder_middleware.adapters.langchain import HealthAwareChatModel, HealthAwareFallbacks
-from pi_builder_middleware.testing import SimOutcome, SimProvider, Simulator
+from pi_builder_middleware.testing import SimOutcome, Simulator
 
 from pi_builder_middleware import FailoverConfig, Middleware, Provider
 
 PROMPT = ChatPromptTemplate.from_messages([("user", "{question}")])
-
-
-@pytest.fixture
-def sim() -> Iterator[Simulator]:
-    with Simulator([SimProvider(name="a"), SimProvider(name="b")], seed=7) as simulator:
-        yield simulator
-
-
-def chat(sim: Simulator, name: str) -> ChatOpenAI:
-    return ChatOpenAI(
-        base_url=sim.base_url(name),
-        api_key="sk-fake-key",
-        model="sim",
-        max_retries=0,  # type: ignore[arg-type]
-        timeout=10,
-        stream_usage=True,
-    )
 
 
 def mw(otel: Otel) -> Middleware:
