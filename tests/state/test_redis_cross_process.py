@@ -47,7 +47,11 @@ class Child:
             return self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait(timeout=10)
             raise
+        finally:
+            assert self.proc.stdout is not None
+            self.proc.stdout.close()
 
 
 @pytest.mark.timeout(60)
