@@ -23,7 +23,7 @@ for entry in "${LITELLM_LEGACY[@]}"; do
   fi
   "$venv/bin/python" -m pip install --quiet --upgrade pip
   "$venv/bin/python" -m pip install --quiet -e ".[sim]" "litellm==${entry#*=}" "pytest>=8" "pytest-asyncio>=0.23" \
-    "pytest-timeout>=2.3"
+    "pytest-timeout>=2.3" "pytest-xdist>=3.6"
 done
 # A real redis-server for the shared-state tests (tests/state; under CI they fail without it).
 if ! command -v redis-server >/dev/null 2>&1; then
