@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 
 import pytest
+from core_support import HTTPError, Sleeper
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,27 +29,6 @@ from pi_builder_middleware import (
     Usage,
 )
 from pi_builder_middleware.attempts import Sleep, attempt_steps
-
-
-class HTTPError(Exception):
-    def __init__(self, status_code: int) -> None:
-        super().__init__(f"HTTP {status_code}")
-        self.status_code = status_code
-
-
-class Sleeper:
-    """Injected sleeps that advance the manual clock instead of sleeping, and remember what was asked."""
-
-    def __init__(self, clock: ManualClock) -> None:
-        self.clock = clock
-        self.slept: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.clock.advance(seconds)
-
-    async def async_sleep(self, seconds: float) -> None:
-        self.sleep(seconds)
 
 
 @pytest.fixture

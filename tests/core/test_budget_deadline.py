@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from core_support import HTTPError, Sleeper
 
 from pi_builder_middleware import (
     AllProvidersFailedError,
@@ -19,25 +20,6 @@ from pi_builder_middleware import (
     RetryBudget,
     RouteRequest,
 )
-
-
-class HTTPError(Exception):
-    def __init__(self, status_code: int) -> None:
-        super().__init__(f"HTTP {status_code}")
-        self.status_code = status_code
-
-
-class Sleeper:
-    def __init__(self, clock: ManualClock) -> None:
-        self.clock = clock
-        self.slept: list[float] = []
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.clock.advance(seconds)
-
-    async def async_sleep(self, seconds: float) -> None:
-        self.sleep(seconds)
 
 
 def make(

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import pytest
+from core_support import HTTPError
 
 from pi_builder_middleware import (
     AllOutMode,
@@ -25,15 +26,6 @@ from pi_builder_middleware import (
     RoutingConfig,
     Usage,
 )
-
-
-class HTTPError(Exception):
-    """Shaped like the errors of HTTP SDKs: a status code and response headers."""
-
-    def __init__(self, status_code: int, message: str = "", headers: dict[str, str] | None = None) -> None:
-        super().__init__(message or f"HTTP {status_code}")
-        self.status_code = status_code
-        self.headers = headers or {}
 
 
 class RateLimitError(HTTPError):

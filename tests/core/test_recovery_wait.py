@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from core_support import HTTPError
 
 from pi_builder_middleware import (
     AllProvidersFailedError,
@@ -14,12 +15,6 @@ from pi_builder_middleware import (
     NoProviderAvailableError,
 )
 from pi_builder_middleware.recovery import RecoveryWait
-
-
-class HTTPError(Exception):
-    def __init__(self, status_code: int) -> None:
-        super().__init__(f"HTTP {status_code}")
-        self.status_code = status_code
 
 
 @pytest.fixture
