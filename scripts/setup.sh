@@ -14,7 +14,8 @@ fi
 # its dependencies: it caps vcrpy below 9, which tests/cassettes need; what its unit tests use (syrupy,
 # pytest-benchmark) comes with the dev extra.
 .venv/bin/python -m pip install --quiet --no-deps "langchain-tests>=1.1.9,<1.2"
-# The LiteLLM adapter on older LiteLLM (tests/adapters/litellm_legacy): a small venv per pinned release.
+# The LiteLLM adapter on older LiteLLM (tests/adapters/litellm_legacy): a small venv per pinned release (with
+# pytest-xdist: pyproject's pytest addopts name --dist; these suites run serially, -n gains nothing on them).
 source scripts/litellm-legacy.sh
 for entry in "${LITELLM_LEGACY[@]}"; do
   venv="${entry%%=*}"
