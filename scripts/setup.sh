@@ -14,8 +14,7 @@ fi
 # its dependencies: it caps vcrpy below 9, which tests/cassettes need; what its unit tests use (syrupy,
 # pytest-benchmark) comes with the dev extra.
 .venv/bin/python -m pip install --quiet --no-deps "langchain-tests>=1.1.9,<1.2"
-# The LiteLLM adapter on older LiteLLM (tests/adapters/litellm_legacy): a small venv per pinned release (with
-# pytest-xdist: pyproject's pytest addopts name --dist; these suites run serially, -n gains nothing on them).
+# The LiteLLM adapter on older LiteLLM (tests/adapters/litellm_legacy): a small venv per pinned release.
 source scripts/litellm-legacy.sh
 for entry in "${LITELLM_LEGACY[@]}"; do
   venv="${entry%%=*}"
@@ -24,7 +23,7 @@ for entry in "${LITELLM_LEGACY[@]}"; do
   fi
   "$venv/bin/python" -m pip install --quiet --upgrade pip
   "$venv/bin/python" -m pip install --quiet -e ".[sim]" "litellm==${entry#*=}" "pytest>=8" "pytest-asyncio>=0.23" \
-    "pytest-timeout>=2.3" "pytest-xdist>=3.6"
+    "pytest-timeout>=2.3"
 done
 # A real redis-server for the shared-state tests (tests/state; under CI they fail without it).
 if ! command -v redis-server >/dev/null 2>&1; then

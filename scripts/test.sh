@@ -12,8 +12,9 @@ export LITELLM_LOCAL_MODEL_COST_MAP=True
 .venv/bin/python scripts/layout.py
 (cd build/layout && ../../.venv/bin/lint-imports ../../pyproject.toml)
 .venv/bin/mypy
-# In parallel: one pytest-xdist worker per CPU (modules stay whole: --dist loadscope in pyproject addopts).
-.venv/bin/python -m pytest -q -p no:cacheprovider -n auto "$@"
+# In parallel, one pytest-xdist worker per CPU; --dist loadscope keeps each module in one worker, so a module-scoped
+# fixture (the chaos quick bench, the LiteLLM proxy processes) is set up once, not once per worker.
+.venv/bin/python -m pytest -q -p no:cacheprovider -n auto --dist loadscope "$@"
 # The LiteLLM adapter's legacy path (set_custom_routing_strategy) against each pinned older LiteLLM; only
 # tests/adapters/litellm_legacy (tests/adapters/conftest.py keeps each LiteLLM suite to its own LiteLLM).
 source scripts/litellm-legacy.sh
