@@ -25,14 +25,15 @@ from langchain_core.runnables.config import (
 )
 from langchain_core.runnables.utils import ConfigurableFieldSpec, get_unique_config_specs
 from langchain_core.utils.uuid import uuid7
-from pydantic import ConfigDict, PrivateAttr, SkipValidation
+from pydantic import PrivateAttr
 from typing_extensions import override
 
 from pi_builder_middleware import FailoverConfig, FailoverPreset, HedgePolicy, Middleware, RouteRequest, Strategy
 
 from ._loop import RoutingLoop
-from ._setup import ProvidersArg, derive, provider_tag, wrapper_fields
+from ._setup import ProvidersArg, check_models, check_routing, derive, provider_tag, runnable
 from ._standard import TOOL_OPTIONS_KEY, ToolBindings, ToolSpec, openai_tools, split_tool_kwargs, standard_ls_params
+from ._wrapper import RoutingWrapper
 from .fallbacks import HealthAwareFallbacks
 
 __all__ = ["HealthAwareChatModel"]
@@ -71,7 +72,7 @@ _CALLER_CONFIG: ContextVar[_CallerConfig | None] = ContextVar("pbm_langchain_cal
 _PASSED_KEYS = ("configurable", "recursion_limit", "max_concurrency")
 
 
-class HealthAwareChatModel(BaseChatModel):
+class HealthAwareChatModel(RoutingWrapper, BaseChatModel):
     """A chat model that sends each call to the provider the middleware picks, failing over as needed.
 
     ::
@@ -89,19 +90,7 @@ class HealthAwareChatModel(BaseChatModel):
 
     models: dict[str, Runnable[LanguageModelInput, BaseMessage]]
     """The wrapped chat models (or runnables returning messages, e.g. after ``bind_tools``) by provider id."""
-    middleware: SkipValidation[Middleware]
-    """Routing, health monitoring and breakers (shared by copies made with ``bind_tools`` & co)."""
-    first_chunk_timeout_s: float | None = None
-    """Fail a stream over when its first chunk takes longer than this (None: wait)."""
-    max_wait_s: float = 0.0
-    """When no provider can answer, wait for one to recover until this long after the call started (0: fail at once)."""
-    route: SkipValidation[RouteRequest | None] = None
-    """Request template for every call."""
-    hedge: bool = False
-    """Whether async calls (``ainvoke``, ``abatch``, ``astream``) are hedged (the middleware's HedgePolicy)."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-    _loop: RoutingLoop = PrivateAttr()
     _tool_loops: ToolBindings = PrivateAttr(default_factory=ToolBindings)
 
     def __init__(
@@ -118,9 +107,10 @@ class HealthAwareChatModel(BaseChatModel):
         hedge: HedgePolicy | bool | None = None,
         **kwargs: Any,
     ) -> None:
-        fields = wrapper_fields(
-            type(self).__name__,
-            models,
+        owner = type(self).__name__
+        routing = check_routing(
+            owner,
+            check_models(models, owner, runnable),
             middleware=middleware,
             strategy=strategy,
             failover=failover,
@@ -130,22 +120,7 @@ class HealthAwareChatModel(BaseChatModel):
             route=route,
             hedge=hedge,
         )
-        super().__init__(**fields, **kwargs)
-
-    @override
-    def model_post_init(self, context: Any, /) -> None:
-        super().model_post_init(context)
-        self._loop = self._new_loop(self.models)
-
-    def _new_loop(self, models: Mapping[str, Runnable[Any, Any]]) -> RoutingLoop:
-        return RoutingLoop(
-            self.middleware,
-            models,
-            route=self.route,
-            first_chunk_timeout_s=self.first_chunk_timeout_s,
-            max_wait_s=self.max_wait_s,
-            hedge=self.hedge,
-        )
+        super().__init__(**routing.fields(), **kwargs)
 
     def _routed(self, stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[RoutingLoop, dict[str, Any]]:
         """The loop for this call (over the models bound to its tools, if any) and the remaining call kwargs."""
@@ -419,14 +394,8 @@ class HealthAwareChatModel(BaseChatModel):
 
         Each provider uses its own structured-output method; the result is a :class:`HealthAwareFallbacks`.
         """
-        return HealthAwareFallbacks(
-            derive(self.models, "with_structured_output", (schema,), {"include_raw": include_raw, **kwargs}),
-            middleware=self.middleware,
-            first_chunk_timeout_s=self.first_chunk_timeout_s,
-            max_wait_s=self.max_wait_s,
-            route=self.route,
-            hedge=self.hedge,
-        )
+        structured = derive(self.models, "with_structured_output", (schema,), {"include_raw": include_raw, **kwargs})
+        return HealthAwareFallbacks(structured, **self._shared())
 
 
 def _call_kwargs(stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:

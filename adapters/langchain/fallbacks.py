@@ -14,18 +14,17 @@ from langchain_core.runnables.config import (
 )
 from langchain_core.runnables.utils import ConfigurableFieldSpec, Input, Output, get_unique_config_specs
 from langchain_core.utils.pydantic import TypeBaseModel
-from pydantic import ConfigDict, PrivateAttr, SkipValidation
 from typing_extensions import override
 
 from pi_builder_middleware import FailoverConfig, FailoverPreset, HedgePolicy, Middleware, RouteRequest, Strategy
 
-from ._loop import RoutingLoop
-from ._setup import ProvidersArg, derive, provider_tag, wrapper_fields
+from ._setup import ProvidersArg, check_models, check_routing, derive, provider_tag, runnable
+from ._wrapper import RoutingWrapper
 
 __all__ = ["HealthAwareFallbacks"]
 
 
-class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
+class HealthAwareFallbacks(RoutingWrapper, RunnableSerializable[Input, Output]):
     """Several runnables behind one, tried in the order the middleware decides for each call.
 
     ::
@@ -54,19 +53,6 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
 
     models: dict[str, Runnable[Input, Output]]
     """The wrapped runnables by provider id."""
-    middleware: SkipValidation[Middleware]
-    """Routing, health monitoring and breakers (shared by copies made with ``bind_tools`` & co)."""
-    first_chunk_timeout_s: float | None = None
-    """Fail a stream over when its first chunk takes longer than this (None: wait)."""
-    max_wait_s: float = 0.0
-    """When no provider can answer, wait for one to recover until this long after the call started (0: fail at once)."""
-    route: SkipValidation[RouteRequest | None] = None
-    """Request template for every call."""
-    hedge: bool = False
-    """Whether async calls (``ainvoke``, ``abatch``, ``astream``) are hedged (the middleware's HedgePolicy)."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-    _loop: RoutingLoop = PrivateAttr()
 
     def __init__(
         self,
@@ -82,9 +68,10 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
         hedge: HedgePolicy | bool | None = None,
         **kwargs: Any,
     ) -> None:
-        fields = wrapper_fields(
-            type(self).__name__,
-            models,
+        owner = type(self).__name__
+        routing = check_routing(
+            owner,
+            check_models(models, owner, runnable),
             middleware=middleware,
             strategy=strategy,
             failover=failover,
@@ -94,18 +81,7 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
             route=route,
             hedge=hedge,
         )
-        super().__init__(**fields, **kwargs)
-
-    @override
-    def model_post_init(self, context: Any, /) -> None:
-        self._loop = RoutingLoop(
-            self.middleware,
-            self.models,
-            route=self.route,
-            first_chunk_timeout_s=self.first_chunk_timeout_s,
-            max_wait_s=self.max_wait_s,
-            hedge=self.hedge,
-        )
+        super().__init__(**routing.fields(), **kwargs)
 
     # -- types ---------------------------------------------------------------------------------
     @property
@@ -226,14 +202,7 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
         return self._derive("with_structured_output", schema, **kwargs)
 
     def _derive(self, method: str, *args: Any, **kwargs: Any) -> HealthAwareFallbacks[Input, Any]:
-        return HealthAwareFallbacks(
-            derive(self.models, method, args, kwargs),
-            middleware=self.middleware,
-            first_chunk_timeout_s=self.first_chunk_timeout_s,
-            max_wait_s=self.max_wait_s,
-            route=self.route,
-            hedge=self.hedge,
-        )
+        return HealthAwareFallbacks(derive(self.models, method, args, kwargs), **self._shared())
 
 
 _NOTHING: Any = object()
