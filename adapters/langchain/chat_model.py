@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, NamedTuple, cast
 from uuid import UUID
@@ -122,13 +123,23 @@ class HealthAwareChatModel(RoutingWrapper, BaseChatModel):
         )
         super().__init__(**routing.fields(), **kwargs)
 
-    def _routed(self, stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[RoutingLoop, dict[str, Any]]:
-        """The loop for this call (over the models bound to its tools, if any) and the remaining call kwargs."""
+    def _prepared(
+        self,
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+        run_manager: RunManager | None,
+        *,
+        streaming: bool = False,
+    ) -> tuple[RoutingLoop, dict[str, Any], Callable[[str], RunnableConfig]]:
+        """What one call of a LangChain hook needs: the loop (over the models bound to its tools, if any),
+        the remaining call kwargs and the configs that make each attempt a child run of this one."""
         spec, rest = split_tool_kwargs(kwargs)
         call = _call_kwargs(stop, rest)
+        configs = self._child_configs(run_manager, streaming=streaming)
         if spec is None:
-            return self._loop, call
-        return self._tool_loops.get(spec, lambda: self._new_loop(self._tool_loops.derive(self.models, spec))), call
+            return self._loop, call, configs
+        loop = self._tool_loops.get(spec, lambda: self._new_loop(self._tool_loops.derive(self.models, spec)))
+        return loop, call, configs
 
     @property
     @override
@@ -160,10 +171,8 @@ class HealthAwareChatModel(RoutingWrapper, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        loop, call = self._routed(stop, kwargs)
-        pid, message = loop.invoke(
-            lambda model, cfg: model.invoke(messages, cfg, **call), self._child_configs(run_manager)
-        )
+        loop, call, configs = self._prepared(stop, kwargs, run_manager)
+        pid, message = loop.invoke(lambda model, cfg: model.invoke(messages, cfg, **call), configs)
         return _result(pid, message)
 
     @override
@@ -174,10 +183,8 @@ class HealthAwareChatModel(RoutingWrapper, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        loop, call = self._routed(stop, kwargs)
-        pid, message = await loop.ainvoke(
-            lambda model, cfg: model.ainvoke(messages, cfg, **call), self._child_configs(run_manager)
-        )
+        loop, call, configs = self._prepared(stop, kwargs, run_manager)
+        pid, message = await loop.ainvoke(lambda model, cfg: model.ainvoke(messages, cfg, **call), configs)
         return _result(pid, message)
 
     @override
@@ -188,10 +195,8 @@ class HealthAwareChatModel(RoutingWrapper, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        loop, call = self._routed(stop, kwargs)
-        chunks = loop.stream(
-            lambda model, cfg: model.stream(messages, cfg, **call), self._child_configs(run_manager, streaming=True)
-        )
+        loop, call, configs = self._prepared(stop, kwargs, run_manager, streaming=True)
+        chunks = loop.stream(lambda model, cfg: model.stream(messages, cfg, **call), configs)
         try:
             for chunk in chunks:
                 yield ChatGenerationChunk(message=_as_chunk(chunk))
@@ -219,10 +224,8 @@ class HealthAwareChatModel(RoutingWrapper, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None,
         **kwargs: Any,
     ) -> AsyncGenerator[ChatGenerationChunk, None]:
-        loop, call = self._routed(stop, kwargs)
-        chunks = loop.astream(
-            lambda model, cfg: model.astream(messages, cfg, **call), self._child_configs(run_manager, streaming=True)
-        )
+        loop, call, configs = self._prepared(stop, kwargs, run_manager, streaming=True)
+        chunks = loop.astream(lambda model, cfg: model.astream(messages, cfg, **call), configs)
         try:
             async for chunk in chunks:
                 yield ChatGenerationChunk(message=_as_chunk(chunk))
@@ -254,11 +257,8 @@ class HealthAwareChatModel(RoutingWrapper, BaseChatModel):
         **kwargs: Any,
     ) -> AIMessage:
         config = ensure_config(config)
-        token = _CALLER_CONFIG.set(_CallerConfig(self, config))
-        try:
+        with self._entered(config):
             return super().invoke(input, config, stop=stop, **kwargs)
-        finally:
-            _CALLER_CONFIG.reset(token)
 
     @override
     async def ainvoke(
@@ -270,11 +270,8 @@ class HealthAwareChatModel(RoutingWrapper, BaseChatModel):
         **kwargs: Any,
     ) -> AIMessage:
         config = ensure_config(config)
-        token = _CALLER_CONFIG.set(_CallerConfig(self, config))
-        try:
+        with self._entered(config):
             return await super().ainvoke(input, config, stop=stop, **kwargs)
-        finally:
-            _CALLER_CONFIG.reset(token)
 
     @override
     def stream(
@@ -291,13 +288,8 @@ class HealthAwareChatModel(RoutingWrapper, BaseChatModel):
             Generator[AIMessageChunk, None, None], super().stream(input, _pinned(config, parent), stop=stop, **kwargs)
         )
         try:
-            token = _STREAM_PARENT.set(parent)
-            caller = _CALLER_CONFIG.set(_CallerConfig(self, config))
-            try:
+            with self._entered(config, parent):
                 first = next(chunks, None)  # _stream starts inside this call and picks the parent up
-            finally:
-                _CALLER_CONFIG.reset(caller)
-                _STREAM_PARENT.reset(token)
             if first is not None:
                 yield first
                 yield from chunks
@@ -319,13 +311,8 @@ class HealthAwareChatModel(RoutingWrapper, BaseChatModel):
             AsyncGenerator[AIMessageChunk, None], super().astream(input, _pinned(config, parent), stop=stop, **kwargs)
         )
         try:
-            token = _STREAM_PARENT.set(parent)
-            caller = _CALLER_CONFIG.set(_CallerConfig(self, config))
-            try:
+            with self._entered(config, parent):
                 first = await anext(chunks, None)
-            finally:
-                _CALLER_CONFIG.reset(caller)
-                _STREAM_PARENT.reset(token)
             if first is not None:
                 yield first
                 async for chunk in chunks:
@@ -334,6 +321,18 @@ class HealthAwareChatModel(RoutingWrapper, BaseChatModel):
             await chunks.aclose()
             for opened in parent.opened:
                 await opened.aclose()
+
+    @contextmanager
+    def _entered(self, config: RunnableConfig, parent: _StreamParent | None = None) -> Iterator[None]:
+        """Record the caller's config (and, for a stream, this model's run) for the hooks LangChain calls inside."""
+        caller = _CALLER_CONFIG.set(_CallerConfig(self, config))
+        stream = None if parent is None else _STREAM_PARENT.set(parent)
+        try:
+            yield
+        finally:
+            if stream is not None:
+                _STREAM_PARENT.reset(stream)
+            _CALLER_CONFIG.reset(caller)
 
     def _child_configs(
         self, run_manager: RunManager | None, *, streaming: bool = False

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
+from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import (
     ensure_config,
@@ -115,49 +116,36 @@ class HealthAwareFallbacks(RoutingWrapper, RunnableSerializable[Input, Output]):
     @override
     def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
         config = ensure_config(config)
-        run_manager = get_callback_manager_for_config(config).on_chain_start(
-            None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None)
-        )
+        run = get_callback_manager_for_config(config).on_chain_start(**self._run_start(input, config))
         try:
-            served: tuple[str, Output] = self._loop.invoke(
-                lambda model, cfg: model.invoke(input, cfg, **kwargs),
-                lambda pid: patch_config(config, callbacks=run_manager.get_child(provider_tag(pid))),
-            )
+            served = self._loop.invoke(lambda model, cfg: model.invoke(input, cfg, **kwargs), _children(config, run))
         except BaseException as exc:
-            run_manager.on_chain_error(exc)
+            run.on_chain_error(exc)
             raise
-        output = served[1]
-        run_manager.on_chain_end(output)
+        output: Output = served[1]
+        run.on_chain_end(output)
         return output
 
     @override
     async def ainvoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
         config = ensure_config(config)
-        run_manager = await get_async_callback_manager_for_config(config).on_chain_start(
-            None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None)
-        )
+        run = await get_async_callback_manager_for_config(config).on_chain_start(**self._run_start(input, config))
         try:
-            served: tuple[str, Output] = await self._loop.ainvoke(
-                lambda model, cfg: model.ainvoke(input, cfg, **kwargs),
-                lambda pid: patch_config(config, callbacks=run_manager.get_child(provider_tag(pid))),
+            served = await self._loop.ainvoke(
+                lambda model, cfg: model.ainvoke(input, cfg, **kwargs), _children(config, run)
             )
         except BaseException as exc:
-            await run_manager.on_chain_error(exc)
+            await run.on_chain_error(exc)
             raise
-        output = served[1]
-        await run_manager.on_chain_end(output)
+        output: Output = served[1]
+        await run.on_chain_end(output)
         return output
 
     @override
     def stream(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any | None) -> Iterator[Output]:
         config = ensure_config(config)
-        run_manager = get_callback_manager_for_config(config).on_chain_start(
-            None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None)
-        )
-        chunks = self._loop.stream(
-            lambda model, cfg: model.stream(input, cfg, **kwargs),
-            lambda pid: patch_config(config, callbacks=run_manager.get_child(provider_tag(pid))),
-        )
+        run = get_callback_manager_for_config(config).on_chain_start(**self._run_start(input, config))
+        chunks = self._loop.stream(lambda model, cfg: model.stream(input, cfg, **kwargs), _children(config, run))
         output: Any = _NOTHING
         try:
             for chunk in chunks:
@@ -165,22 +153,17 @@ class HealthAwareFallbacks(RoutingWrapper, RunnableSerializable[Input, Output]):
                 output = _add(output, chunk)
         except BaseException as exc:
             chunks.close()
-            run_manager.on_chain_error(exc)
+            run.on_chain_error(exc)
             raise
-        run_manager.on_chain_end(None if output is _NOTHING else output)
+        run.on_chain_end(None if output is _NOTHING else output)
 
     @override
     async def astream(
         self, input: Input, config: RunnableConfig | None = None, **kwargs: Any | None
     ) -> AsyncIterator[Output]:
         config = ensure_config(config)
-        run_manager = await get_async_callback_manager_for_config(config).on_chain_start(
-            None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None)
-        )
-        chunks = self._loop.astream(
-            lambda model, cfg: model.astream(input, cfg, **kwargs),
-            lambda pid: patch_config(config, callbacks=run_manager.get_child(provider_tag(pid))),
-        )
+        run = await get_async_callback_manager_for_config(config).on_chain_start(**self._run_start(input, config))
+        chunks = self._loop.astream(lambda model, cfg: model.astream(input, cfg, **kwargs), _children(config, run))
         output: Any = _NOTHING
         try:
             async for chunk in chunks:
@@ -188,9 +171,18 @@ class HealthAwareFallbacks(RoutingWrapper, RunnableSerializable[Input, Output]):
                 output = _add(output, chunk)
         except BaseException as exc:
             await chunks.aclose()
-            await run_manager.on_chain_error(exc)
+            await run.on_chain_error(exc)
             raise
-        await run_manager.on_chain_end(None if output is _NOTHING else output)
+        await run.on_chain_end(None if output is _NOTHING else output)
+
+    def _run_start(self, input: Any, config: RunnableConfig) -> dict[str, Any]:
+        """``on_chain_start``'s arguments for this wrapper's run (named by the caller's run_name and run_id)."""
+        return {
+            "serialized": None,
+            "inputs": input,
+            "name": config.get("run_name") or self.get_name(),
+            "run_id": config.pop("run_id", None),
+        }
 
     # -- derived wrappers ----------------------------------------------------------------------
     def bind_tools(self, tools: Any, **kwargs: Any) -> HealthAwareFallbacks[Input, Any]:
@@ -206,6 +198,13 @@ class HealthAwareFallbacks(RoutingWrapper, RunnableSerializable[Input, Output]):
 
 
 _NOTHING: Any = object()
+
+
+def _children(
+    config: RunnableConfig, run: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun
+) -> Callable[[str], RunnableConfig]:
+    """Configs that make each attempt a child run of the wrapper's run, tagged with its provider."""
+    return lambda pid: patch_config(config, callbacks=run.get_child(provider_tag(pid)))
 
 
 def _add(total: Any, chunk: Any) -> Any:
