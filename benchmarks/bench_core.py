@@ -8,22 +8,10 @@ from __future__ import annotations
 import argparse
 import logging
 import random
-import statistics
-import time
-from collections.abc import Callable
+
+from _common import per_op_us, warm
 
 from pi_builder_middleware import ErrorKind, Middleware, Outcome, Provider, RouteRequest
-
-
-def per_op_us(fn: Callable[[], object], n: int, repeats: int) -> float:
-    """Median over ``repeats`` blocks of ``n`` calls, in µs per call."""
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        samples.append((time.perf_counter() - start) / n * 1e6)
-    return statistics.median(samples)
 
 
 def build(n_providers: int, strategy: str) -> Middleware:
@@ -39,19 +27,7 @@ def build(n_providers: int, strategy: str) -> Middleware:
         for i in range(n_providers)
     ]
     mw = Middleware(providers=providers, strategy=strategy, failover="balanced", load_entrypoints=False, seed=1)
-    for p in providers:  # warm every provider with data so strategies take their full path
-        for _ in range(20):
-            mw.record(
-                Outcome(
-                    p.id,
-                    True,
-                    rng.uniform(0.05, 2.0),
-                    ttft_s=rng.uniform(0.01, 0.3),
-                    input_tokens=100,
-                    output_tokens=50,
-                )
-            )
-    return mw
+    return warm(mw, rng)  # every provider with data, so strategies take their full path
 
 
 def main() -> None:
