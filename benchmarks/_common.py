@@ -19,16 +19,17 @@ if TYPE_CHECKING:
     from langchain_openai import ChatOpenAI
     from pi_builder_middleware.testing import Simulator
 
-    from pi_builder_middleware import Middleware
+    from pi_builder_middleware import Middleware, Provider
 
 __all__ = [
     "Phases",
     "Result",
     "aper_op_us",
     "cpu_us",
-    "outage_cells",
+    "outage_table",
     "pct",
     "per_op_us",
+    "random_providers",
     "run_phases",
     "warm",
     "with_outage",
@@ -142,17 +143,42 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
 
 
-def outage_cells(r: Result) -> str:
-    """The latency cells of a result's table row: p50 / p99 of every call, of the outage's calls, and the
-    share of recovered calls served by ``a``."""
-    every = [x for xs in r.latencies.values() for x in xs]
-    outage = r.latencies["outage"]
-    recovered = r.served_by["recovered"]
-    share = f"{recovered.count('a') / len(recovered):.0%}" if recovered else "n/a"
-    return (
-        f"| {pct(every, 0.5):.1f} / {pct(every, 0.99):.1f} | {pct(outage, 0.5):.1f} / {pct(outage, 0.99):.1f} "
-        f"| {share} |"
-    )
+def outage_table(
+    title: str, columns: list[str], results: list[Result], cells: Callable[[Result], list[object]], unit: str, verb: str
+) -> str:
+    """A markdown table of phased runs, a row per result: ``columns`` with ``cells(result)``, then the latency
+    of every call and of the outage's (p50 / p99) and the share of recovered calls ``a`` served (``unit``:
+    what a call is called, ``verb``: how it was served)."""
+    titles = [*columns, f"p50 / p99 ms, all {unit}", "p50 / p99 ms, outage", f"recovered {unit} {verb} by `a`"]
+    lines = [f"### {title}", "", "| " + " | ".join(titles) + " |", "|---" * len(titles) + "|"]
+    for r in results:
+        every = [x for xs in r.latencies.values() for x in xs]
+        outage = r.latencies["outage"]
+        recovered = r.served_by["recovered"]
+        share = f"{recovered.count('a') / len(recovered):.0%}" if recovered else "n/a"
+        latency = [
+            f"{pct(every, 0.5):.1f} / {pct(every, 0.99):.1f}",
+            f"{pct(outage, 0.5):.1f} / {pct(outage, 0.99):.1f}",
+            share,
+        ]
+        lines.append("| " + " | ".join(map(str, [*cells(r), *latency])) + " |")
+    return "\n".join(lines)
+
+
+def random_providers(n: int, rng: random.Random, *, tools_on_odd: bool = False) -> list[Provider]:
+    """``p0`` .. ``p<n-1>`` with random costs and quality (and the ``tools`` capability on odd ones)."""
+    from pi_builder_middleware import Provider
+
+    return [
+        Provider(
+            id=f"p{i}",
+            cost_per_1k_input=rng.uniform(0.0001, 0.01),
+            cost_per_1k_output=rng.uniform(0.0001, 0.03),
+            quality=rng.random(),
+            capabilities={"tools"} if tools_on_odd and i % 2 else set(),
+        )
+        for i in range(n)
+    ]
 
 
 def with_outage(sim: Any, provider: str, call: Callable[[], str]) -> Callable[[str], str]:

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from _common import Phases, Result, cpu_us, outage_cells, run_phases, simulated_chats, with_outage
+from _common import Phases, Result, cpu_us, outage_table, run_phases, simulated_chats, with_outage
 from langchain.agents import create_agent
 from langchain.agents.middleware import AgentMiddleware, ModelFallbackMiddleware, ModelRetryMiddleware
 from langchain_core.language_models import BaseChatModel
@@ -88,20 +88,13 @@ def http_scenario(phases: Phases) -> list[Result]:
 
 
 def table(title: str, results: list[Result]) -> str:
-    lines = [
-        f"### {title}",
-        "",
-        "| agent middleware | runs (outage) | requests to dead `a` | per outage run | caller errors "
-        "| p50 / p99 ms, all runs | p50 / p99 ms, outage | recovered runs answered by `a` |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
+    def cells(r: Result) -> list[object]:
         runs, outage = sum(map(len, r.latencies.values())), len(r.latencies["outage"])
         per_run = r.dead_attempts / outage if outage else float("nan")
-        lines.append(
-            f"| {r.name} | {runs} ({outage}) | {r.dead_attempts} | {per_run:.2f} | {r.errors} " + outage_cells(r)
-        )
-    return "\n".join(lines)
+        return [r.name, f"{runs} ({outage})", r.dead_attempts, f"{per_run:.2f}", r.errors]
+
+    columns = ["agent middleware", "runs (outage)", "requests to dead `a`", "per outage run", "caller errors"]
+    return outage_table(title, columns, results, cells, "runs", "answered")
 
 
 class InstantToolChat(BaseChatModel):

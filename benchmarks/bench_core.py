@@ -9,23 +9,14 @@ import argparse
 import logging
 import random
 
-from _common import per_op_us, warm
+from _common import per_op_us, random_providers, warm
 
-from pi_builder_middleware import ErrorKind, Middleware, Outcome, Provider, RouteRequest
+from pi_builder_middleware import ErrorKind, Middleware, Outcome, RouteRequest
 
 
 def build(n_providers: int, strategy: str) -> Middleware:
     rng = random.Random(1)
-    providers = [
-        Provider(
-            id=f"p{i}",
-            cost_per_1k_input=rng.uniform(0.0001, 0.01),
-            cost_per_1k_output=rng.uniform(0.0001, 0.03),
-            quality=rng.random(),
-            capabilities={"tools"} if i % 2 else set(),
-        )
-        for i in range(n_providers)
-    ]
+    providers = random_providers(n_providers, rng, tools_on_odd=True)
     mw = Middleware(providers=providers, strategy=strategy, failover="balanced", load_entrypoints=False, seed=1)
     return warm(mw, rng)  # every provider with data, so strategies take their full path
 

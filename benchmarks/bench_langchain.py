@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from _common import Phases, Result, cpu_us, outage_cells, run_phases, simulated_chats, with_outage
+from _common import Phases, Result, cpu_us, outage_table, run_phases, simulated_chats, with_outage
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import AIMessage, BaseMessage
@@ -80,17 +80,12 @@ class DelayedChat(BaseChatModel):
 
 
 def table(title: str, results: list[Result]) -> str:
-    lines = [
-        f"### {title}",
-        "",
-        "| wrapper | calls (outage) | attempts to dead `a` | caller errors | p50 / p99 ms, all calls "
-        "| p50 / p99 ms, outage | recovered calls served by `a` |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        runs, outage = sum(map(len, r.latencies.values())), len(r.latencies["outage"])
-        lines.append(f"| {r.name} | {runs} ({outage}) | {r.dead_attempts} | {r.errors} " + outage_cells(r))
-    return "\n".join(lines)
+    def cells(r: Result) -> list[object]:
+        calls, outage = sum(map(len, r.latencies.values())), len(r.latencies["outage"])
+        return [r.name, f"{calls} ({outage})", r.dead_attempts, r.errors]
+
+    columns = ["wrapper", "calls (outage)", "attempts to dead `a`", "caller errors"]
+    return outage_table(title, columns, results, cells, "calls", "served")
 
 
 def fake_scenario(failure: str, phases: Phases) -> list[Result]:

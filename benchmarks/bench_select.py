@@ -27,7 +27,7 @@ import random
 import tracemalloc
 from typing import Any
 
-from _common import aper_op_us, per_op_us, warm
+from _common import aper_op_us, per_op_us, random_providers, warm
 
 from pi_builder_middleware import ManualClock, Middleware, Outcome, Provider, RouteRequest
 
@@ -38,15 +38,7 @@ TARGET_US = {10: 10.0, 100: 30.0, 1000: 300.0}
 
 def build(n: int, strategy: str) -> Middleware:
     rng = random.Random(1)
-    providers = [
-        Provider(
-            id=f"p{i}",
-            cost_per_1k_input=rng.uniform(0.0001, 0.01),
-            cost_per_1k_output=rng.uniform(0.0001, 0.03),
-            quality=rng.random(),
-        )
-        for i in range(n)
-    ]
+    providers = random_providers(n, rng)
     mw = Middleware(providers=providers, strategy=strategy, load_entrypoints=False, seed=1)
     return warm(mw, rng, 5, ttft=False)
 
