@@ -8,8 +8,9 @@ inside ``start`` so listing contenders stays cheap.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .load import PlannedRequest, Reply, RunTime
 from .scenario import ChaosConfigError, ChaosScenario
@@ -20,8 +21,10 @@ __all__ = [
     "WAIT_SHARE",
     "Contender",
     "ContenderSpec",
+    "completion_reply",
     "contender_specs",
     "select_contenders",
+    "stream_reply",
 ]
 
 API_KEY = "sk-chaos-bench"
@@ -52,6 +55,38 @@ class Contender(ABC):
     def describe(self) -> dict[str, object]:
         """The exact settings this contender ran with (for the report)."""
         return {}
+
+
+def completion_reply(response: Any) -> Reply:
+    """The reply in an OpenAI-shaped chat completion (the ``openai`` client's or LiteLLM's)."""
+    usage = getattr(response, "usage", None)
+    return Reply(
+        text=response.choices[0].message.content or "",
+        input_tokens=_tokens(usage, "prompt_tokens"),
+        output_tokens=_tokens(usage, "completion_tokens"),
+    )
+
+
+async def stream_reply(stream: AsyncIterator[Any], clock: RunTime) -> Reply:
+    """The reply in an OpenAI-shaped chat completion stream (asked for with ``include_usage``): its text,
+    the load-clock time of its first content and the usage its last chunk carries."""
+    parts: list[str] = []
+    first: float | None = None
+    tokens_in = tokens_out = 0
+    async for chunk in stream:
+        choices = getattr(chunk, "choices", None)
+        if choices and choices[0].delta is not None and choices[0].delta.content:
+            if first is None:
+                first = clock()
+            parts.append(choices[0].delta.content)
+        usage = getattr(chunk, "usage", None)
+        if usage is not None:
+            tokens_in, tokens_out = _tokens(usage, "prompt_tokens"), _tokens(usage, "completion_tokens")
+    return Reply(text="".join(parts), input_tokens=tokens_in, output_tokens=tokens_out, first_token_s=first)
+
+
+def _tokens(usage: Any, name: str) -> int:
+    return int(getattr(usage, name, 0) or 0)
 
 
 @dataclass(frozen=True)
