@@ -8,7 +8,7 @@ inside ``start`` so listing contenders stays cheap.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +21,9 @@ __all__ = [
     "WAIT_SHARE",
     "Contender",
     "ContenderSpec",
-    "completion_reply",
     "contender_specs",
+    "openai_reply",
     "select_contenders",
-    "stream_reply",
 ]
 
 API_KEY = "sk-chaos-bench"
@@ -57,7 +56,26 @@ class Contender(ABC):
         return {}
 
 
-def completion_reply(response: Any) -> Reply:
+async def openai_reply(
+    create: Callable[..., Awaitable[Any]], model: str, request: PlannedRequest, clock: RunTime
+) -> Reply:
+    """Send ``request`` through an OpenAI-shaped ``create`` (the ``openai`` client's
+    ``chat.completions.create`` or LiteLLM's ``Router.acompletion``) and read the reply; a stream asks
+    for its usage and notes the load-clock time of its first content."""
+    if not request.stream:
+        response = await create(model=model, messages=request.messages, max_tokens=request.max_tokens)
+        return _completion_reply(response)
+    stream = await create(
+        model=model,
+        messages=request.messages,
+        max_tokens=request.max_tokens,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    return await _stream_reply(stream, clock)
+
+
+def _completion_reply(response: Any) -> Reply:
     """The reply in an OpenAI-shaped chat completion (the ``openai`` client's or LiteLLM's)."""
     usage = getattr(response, "usage", None)
     return Reply(
@@ -67,7 +85,7 @@ def completion_reply(response: Any) -> Reply:
     )
 
 
-async def stream_reply(stream: AsyncIterator[Any], clock: RunTime) -> Reply:
+async def _stream_reply(stream: AsyncIterator[Any], clock: RunTime) -> Reply:
     """The reply in an OpenAI-shaped chat completion stream (asked for with ``include_usage``): its text,
     the load-clock time of its first content and the usage its last chunk carries."""
     parts: list[str] = []

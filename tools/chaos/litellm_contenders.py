@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .contenders import API_KEY, WAIT_SHARE, Contender, completion_reply, stream_reply
+from .contenders import API_KEY, WAIT_SHARE, Contender, openai_reply
 from .load import PlannedRequest, Reply, RunTime
 from .scenario import ChaosScenario
 
@@ -100,19 +100,7 @@ class _RouterContender(Contender):
 
     async def call(self, request: PlannedRequest) -> Reply:
         assert self.router is not None and self._clock is not None
-        if not request.stream:
-            response = await self.router.acompletion(
-                model=GROUP, messages=request.messages, max_tokens=request.max_tokens
-            )
-            return completion_reply(response)
-        stream = await self.router.acompletion(
-            model=GROUP,
-            messages=request.messages,
-            max_tokens=request.max_tokens,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-        return await stream_reply(stream, self._clock)
+        return await openai_reply(self.router.acompletion, GROUP, request, self._clock)
 
     async def stop(self) -> None:
         if self._saved:

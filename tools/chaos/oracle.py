@@ -16,7 +16,7 @@ from typing import Any
 
 from pi_builder_middleware.testing.behaviour import effective_behaviour
 
-from .contenders import API_KEY, Contender, completion_reply, stream_reply
+from .contenders import API_KEY, Contender, openai_reply
 from .load import PlannedRequest, Reply, RunTime
 from .metrics import Window, trouble_windows
 from .scenario import ChaosProvider, ChaosScenario, Objective
@@ -135,19 +135,7 @@ class OracleContender(Contender):
         assert self._scenario is not None and self._clock is not None
         client = self._clients[name]
         model = self._scenario.provider(name).models[0]
-        if not request.stream:
-            response = await client.chat.completions.create(
-                model=model, messages=request.messages, max_tokens=request.max_tokens
-            )
-            return completion_reply(response)
-        stream = await client.chat.completions.create(
-            model=model,
-            messages=request.messages,
-            max_tokens=request.max_tokens,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-        return await stream_reply(stream, self._clock)
+        return await openai_reply(client.chat.completions.create, model, request, self._clock)
 
     async def stop(self) -> None:
         for client in self._clients.values():
