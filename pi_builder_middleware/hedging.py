@@ -25,7 +25,7 @@ __all__ = ["HedgePolicy", "Hedger", "LatencyTracker"]
 _RECENT = 128  # latencies kept per provider for the adaptive delay
 _STALE_AFTER = 8  # new samples before the cached quantile is computed again
 _MAX_OVER_MEDIAN = 3.0  # the adaptive delay is at most this many times the median
-_TAIL_SHARE = 0.1  # samples above the cap left out of the quantile while they are at most this share
+_TAIL_SHARE = 0.1  # samples above the cap left out of the quantile while one or at most this share
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +42,7 @@ class HedgePolicy:
       not run dry and refuse the slow calls their hedge; a lognormal body's p98 is only about 10 %
       later than its p95. Keep ``1 - quantile`` well below ``budget_ratio``. Slow answers that got in
       (calls that were not hedged: the first ``min_samples``, or refused by the budget) are left out
-      while they are at most a tenth of the samples, and the cap bounds the delay when there are more,
+      while they are one or at most a tenth of the samples, and the cap bounds the delay when there are more,
       so they cannot push it into the very tail it is meant to cut (nor hold it there: with few
       samples, a high quantile is the slowest one).
     - ``max_hedges``: hedges per request (0: none; the budget still throttles failover retries).
@@ -110,9 +110,9 @@ class LatencyTracker:
         """The ``q`` quantile (nearest rank) of the kept samples' body, at most three times their median; None
         with fewer than ``min_samples``.
 
-        The body: the samples up to three times the median, when those above are at most a tenth of them
-        (a few slow calls that were not hedged); otherwise all of them (a tail that big is the provider's
-        normal, and the cap decides).
+        The body: the samples up to three times the median, when those above are one or at most a tenth of
+        them (a few slow calls that were not hedged); otherwise all of them (a tail that big is the
+        provider's normal, and the cap decides).
         """
         n = len(self.samples)
         if n < min_samples:
@@ -121,7 +121,7 @@ class LatencyTracker:
             ordered = sorted(self.samples)
             cap = ordered[n // 2] * _MAX_OVER_MEDIAN
             body = bisect.bisect_right(ordered, cap)
-            m = body if n - body <= n * _TAIL_SHARE else n
+            m = body if n - body <= max(1.0, n * _TAIL_SHARE) else n
             value = ordered[min(max(math.ceil(q * m) - 1, 0), m - 1)]
             self._cached = value if value < cap else cap
             self._fresh = 0

@@ -160,11 +160,14 @@ def test_a_few_slow_answers_that_were_not_hedged_stay_out_of_the_delay(clock: Ma
     assert mw.hedger.delay("a", stream=False) == pytest.approx(0.109)
 
 
-def test_the_first_calls_hedge_after_five_answers_at_most_three_times_their_median(clock: ManualClock):
+def test_the_first_calls_hedge_after_five_answers_and_one_slow_answer_among_them_is_left_out(clock: ManualClock):
     mw = Middleware([Provider(id="a"), Provider(id="b")], clock=clock, load_entrypoints=False, hedge=HedgePolicy())
     assert mw.hedger is not None
-    for latency in (0.1, 0.1, 0.1, 0.1):
+    for latency in (0.1, 0.1, 0.11, 0.12):
         mw.record(Outcome("a", True, latency))
     assert mw.hedger.delay("a", stream=False) is None  # four answers: too few to judge by
-    mw.record(Outcome("a", True, 2.0))  # one slow among five is a fifth: not left out, but capped
-    assert mw.hedger.delay("a", stream=False) == pytest.approx(0.3)
+    mw.record(Outcome("a", True, 2.0))  # one slow call among the first five: not the body
+    assert mw.hedger.delay("a", stream=False) == pytest.approx(0.12)
+    for latency in (0.1, 0.1, 0.11, 0.12, 2.0, 2.0):  # two of six: too many to leave out
+        mw.record(Outcome("b", True, latency))
+    assert mw.hedger.delay("b", stream=False) == pytest.approx(0.36)  # at most three times the median
