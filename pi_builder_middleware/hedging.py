@@ -25,6 +25,7 @@ __all__ = ["HedgePolicy", "Hedger", "LatencyTracker"]
 _RECENT = 128  # latencies kept per provider for the adaptive delay
 _STALE_AFTER = 8  # new samples before the cached quantile is computed again
 _MAX_OVER_MEDIAN = 3.0  # the adaptive delay is at most this many times the median
+_STRETCH_BELOW = 0.75  # below this share of the budget the adaptive delay moves toward its cap
 _TAIL_SHARE = 0.1  # samples above the cap left out of the quantile while one or at most this share
 
 
@@ -44,7 +45,9 @@ class HedgePolicy:
       (calls that were not hedged: the first ``min_samples``, or refused by the budget) are left out
       while they are one or at most a tenth of the samples, and the cap bounds the delay when there are more,
       so they cannot push it into the very tail it is meant to cut (nor hold it there: with few
-      samples, a high quantile is the slowest one).
+      samples, a high quantile is the slowest one). When the budget falls below three quarters full the
+      delay moves toward the cap, reaching it where hedges stop: fewer normal calls hedge and the
+      budget recovers, while the slow calls still get theirs.
     - ``max_hedges``: hedges per request (0: none; the budget still throttles failover retries).
     - ``budget_ratio``: tokens a success puts back into the retry budget (gRPC's ``tokenRatio``): about
       one hedge or retry per ``1 / budget_ratio`` answered calls, none while failures drain it. None:
@@ -95,12 +98,13 @@ class HedgePolicy:
 class LatencyTracker:
     """The last answers' latencies of one provider (non-streamed) or times to first chunk (streamed)."""
 
-    __slots__ = ("_cached", "_fresh", "samples")
+    __slots__ = ("_cached", "_fresh", "ceiling", "samples")
 
     def __init__(self) -> None:
         self.samples: deque[float] = deque(maxlen=_RECENT)
         self._cached: float | None = None
         self._fresh = 0
+        self.ceiling = 0.0  # three times the median, as of the last :meth:`quantile`
 
     def add(self, seconds: float) -> None:
         self.samples.append(seconds)
@@ -124,6 +128,7 @@ class LatencyTracker:
             m = body if n - body <= max(1.0, n * _TAIL_SHARE) else n
             value = ordered[min(max(math.ceil(q * m) - 1, 0), m - 1)]
             self._cached = value if value < cap else cap
+            self.ceiling = cap
             self._fresh = 0
         return self._cached
 
@@ -161,18 +166,32 @@ class Hedger:
             budget.failed()
 
     def delay(self, provider_id: str, stream: bool) -> float | None:
-        """Seconds to wait for ``provider_id`` before hedging it, or None (no hedge: too little data)."""
+        """Seconds to wait for ``provider_id`` before hedging it, or None (no hedge: too little data).
+
+        Adaptive: the quantile of its recent latencies (see :class:`HedgePolicy`); while the budget is below
+        three quarters full it moves toward the cap (three times the median), reaching it where hedges stop
+        (half full): the hedges left go to the slowest calls rather than to calls only a bit slow.
+        """
         policy = self.policy
         if policy.delay_s is not None:
             return policy.delay_s
         value = None
+        tracker = None
         if stream:  # until enough streams answered, the whole-call latency (later than the first chunk) stands in
             tracker = self._ttft.get(provider_id)
             value = None if tracker is None else tracker.quantile(policy.quantile, policy.min_samples)
         if value is None:
             tracker = self._latency.get(provider_id)
             value = None if tracker is None else tracker.quantile(policy.quantile, policy.min_samples)
-        return value
+        budget = self.budget
+        if value is None or tracker is None or budget is None:
+            return value
+        tokens, low = budget.tokens, budget.threshold
+        high = budget.max_tokens * _STRETCH_BELOW
+        if tokens >= high:
+            return value
+        short = 1.0 - max(tokens - low, 0.0) / (high - low)
+        return value + (tracker.ceiling - value) * short
 
     def count(self, *, started: int = 0, won: int = 0, cancelled: int = 0, cost: float = 0.0) -> None:
         with self._lock:

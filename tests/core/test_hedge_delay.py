@@ -139,14 +139,30 @@ async def test_with_a_five_percent_tail_every_slow_call_is_hedged_and_few_normal
     assert settled and all(body_p95 < d < tail_min for d in settled)
 
 
-async def test_hedging_a_twentieth_of_normal_calls_on_top_of_the_tail_drains_the_budget():
-    # Why the default quantile is 0.98: at p95 about 10 % of calls hedge (the tail plus 5 % of the body),
-    # as many as the budget refills, so it runs low and refuses some slow calls their hedge.
-    mw, tally = await heavy_tail(HedgePolicy(quantile=0.95))
+async def test_a_quantile_that_hedges_as_much_as_the_budget_refills_stretches_the_delay_instead_of_refusing():
+    # At p90 a tenth of the normal calls plus the tail would hedge: more than the budget refills. As the
+    # budget falls the delay moves toward the cap (3x the median), so the slow calls keep their hedge.
+    mw, tally = await heavy_tail(HedgePolicy(quantile=0.9))
     stats = mw.stats()["hedging"]
     assert isinstance(stats, dict)
-    assert stats["budget"]["throttled_hedges"] > 0  # type: ignore[index]
-    assert tally.slow_hedged < tally.slow
+    assert stats["budget"]["throttled_hedges"] == 0  # type: ignore[index]
+    assert tally.slow_hedged == tally.slow
+    settled = tally.delays[50:]
+    assert min(settled) < 0.13 and max(settled) > 0.2  # stretched while the budget was low ...
+    assert max(settled) < BODY_MEDIAN_S * TAIL_MULTIPLIER * math.exp(-SPREAD * 3.0)  # ... never into the tail
+
+
+def test_the_delay_moves_to_the_cap_as_the_budget_falls_from_three_quarters_to_half(clock: ManualClock):
+    mw = Middleware([Provider(id="a"), Provider(id="b")], clock=clock, load_entrypoints=False, hedge=HedgePolicy())
+    for i in range(20):
+        mw.record(Outcome("a", True, 0.1 + 0.001 * i))  # median 0.11: cap 0.33; p98 0.119
+    hedger, budget = mw.hedger, mw.retry_budget
+    assert hedger is not None and budget is not None
+    delays = []
+    for tokens in (10.0, 7.5, 6.25, 5.0, 2.0):
+        budget.tokens = tokens
+        delays.append(hedger.delay("a", stream=False))
+    assert delays == pytest.approx([0.119, 0.119, (0.119 + 0.33) / 2, 0.33, 0.33])
 
 
 def test_a_few_slow_answers_that_were_not_hedged_stay_out_of_the_delay(clock: ManualClock):
