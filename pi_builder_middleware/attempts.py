@@ -397,7 +397,7 @@ def run_attempts(
     return step
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AsyncOptions:
     """How an async driver runs the attempts of one call (``Middleware.aexecute_open``'s keyword arguments).
 
