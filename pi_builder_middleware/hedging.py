@@ -46,7 +46,7 @@ class HedgePolicy:
       while they are one or at most a tenth of the samples, and the cap bounds the delay when there are more,
       so they cannot push it into the very tail it is meant to cut (nor hold it there: with few
       samples, a high quantile is the slowest one). When the budget falls below three quarters full the
-      delay moves toward the cap, reaching it where hedges stop: fewer normal calls hedge and the
+      delay moves toward the cap, nearing it where hedges stop (half full): fewer normal calls hedge and the
       budget recovers, while the slow calls still get theirs.
     - ``max_hedges``: hedges per request (0: none; the budget still throttles failover retries).
     - ``budget_ratio``: tokens a success puts back into the retry budget (gRPC's ``tokenRatio``): about
@@ -169,7 +169,7 @@ class Hedger:
         """Seconds to wait for ``provider_id`` before hedging it, or None (no hedge: too little data).
 
         Adaptive: the quantile of its recent latencies (see :class:`HedgePolicy`); while the budget is below
-        three quarters full it moves toward the cap (three times the median), reaching it where hedges stop
+        three quarters full it moves toward the cap (three times the median), nearing it where hedges stop
         (half full): the hedges left go to the slowest calls rather than to calls only a bit slow.
         """
         policy = self.policy
@@ -188,10 +188,9 @@ class Hedger:
             return value
         tokens, low = budget.tokens, budget.threshold
         high = budget.max_tokens * _STRETCH_BELOW
-        if tokens >= high:
+        if tokens >= high or tokens <= low:  # at or below half no hedge starts: its refusal is counted when due
             return value
-        short = 1.0 - max(tokens - low, 0.0) / (high - low)
-        return value + (tracker.ceiling - value) * short
+        return value + (tracker.ceiling - value) * (high - tokens) / (high - low)
 
     def count(self, *, started: int = 0, won: int = 0, cancelled: int = 0, cost: float = 0.0) -> None:
         with self._lock:
