@@ -15,7 +15,7 @@ from ._clock import Clock, monotonic_clock
 from ._guard import CallbackFailures
 from ._hedged import arun_hedged
 from ._registries import build_registries
-from .attempts import AttemptTimeoutError, OpenAttempt, arun_attempts, complete, run_attempts
+from .attempts import AsyncOptions, AttemptTimeoutError, OpenAttempt, arun_attempts, complete, run_attempts
 from .budget import RetryBudget
 from .config import FailoverConfig, MonitorConfig, RoutingConfig
 from .enums import AllOutMode, CircuitState, ErrorKind, FailoverPreset
@@ -328,21 +328,11 @@ class Middleware:
         Hedged when the middleware has a :class:`HedgePolicy` and the request does not say ``hedge=False``;
         ``discard(value)`` is awaited for an answer that came too late to be used (e.g. to close a stream).
         """
+        options = AsyncOptions(max_wait_s, timeout_s, timeout_error, discard)
         hedger = self.hedger
         if hedger is not None and hedger.policy.max_hedges and (request is None or getattr(request, "hedge", True)):
-            return await arun_hedged(
-                self,
-                hedger,
-                fn,
-                request,
-                max_wait_s=max_wait_s,
-                timeout_s=timeout_s,
-                timeout_error=timeout_error,
-                discard=discard,
-            )
-        return await arun_attempts(
-            self, fn, request, max_wait_s=max_wait_s, timeout_s=timeout_s, timeout_error=timeout_error
-        )
+            return await arun_hedged(self, hedger, fn, request, options)
+        return await arun_attempts(self, fn, request, options)
 
     # -- reading -------------------------------------------------------------------------------
     def health(self, provider_id: str) -> HealthSnapshot:

@@ -142,9 +142,6 @@ class AttemptTrace:
 
     def cancelled(self, error: BaseException) -> None:
         """The attempt was cancelled or interrupted (no outcome recorded)."""
-        if getattr(error, "lost_race", False):  # the hedging driver's signal: another attempt answered first
-            self.lost()
-            return
         self.failed(error, [])
 
     def lost(self) -> None:
