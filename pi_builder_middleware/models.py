@@ -6,6 +6,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -413,6 +414,15 @@ class RoutingDecision:
         return f"RoutingDecision({self.reason!r})"
 
 
+def _json_safe(record: Any) -> dict[str, Any]:
+    """The fields of a dataclass record in order, enums by their value (the records' ``to_dict``)."""
+    out = {}
+    for name in record.__dataclass_fields__:
+        value = getattr(record, name)
+        out[name] = value.value if isinstance(value, Enum) else value
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class HealthSnapshot:
     """Everything known about one provider's health at one moment. Latencies in milliseconds."""
@@ -450,9 +460,7 @@ class HealthSnapshot:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
-        out = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "extra"}
-        out["status"] = self.status.value
-        out["circuit"] = self.circuit.value
+        out = _json_safe(self)
         out["extra"] = dict(self.extra)
         return out
 
@@ -470,14 +478,7 @@ class Alert:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
-        return {
-            "kind": self.kind.value,
-            "provider_id": self.provider_id,
-            "message": self.message,
-            "value": self.value,
-            "threshold": self.threshold,
-            "at": self.at,
-        }
+        return _json_safe(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -492,13 +493,7 @@ class HealthChange:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
-        return {
-            "provider_id": self.provider_id,
-            "old": self.old.value,
-            "new": self.new.value,
-            "at": self.at,
-            "reason": self.reason,
-        }
+        return _json_safe(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -513,10 +508,4 @@ class FailoverEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
-        return {
-            "kind": self.kind.value,
-            "provider_id": self.provider_id,
-            "at": self.at,
-            "detail": self.detail,
-            "circuit": self.circuit.value,
-        }
+        return _json_safe(self)
