@@ -414,17 +414,22 @@ class RoutingDecision:
         return f"RoutingDecision({self.reason!r})"
 
 
-def _json_safe(record: Any) -> dict[str, Any]:
-    """The fields of a dataclass record in order, enums by their value (the records' ``to_dict``)."""
-    out = {}
-    for name in record.__dataclass_fields__:
-        value = getattr(record, name)
-        out[name] = value.value if isinstance(value, Enum) else value
-    return out
+class _Record:
+    """Base of the frozen records below: ``to_dict`` gives the fields in order, enums by their value."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        out = {}
+        for name in self.__dataclass_fields__:  # type: ignore[attr-defined]
+            value = getattr(self, name)
+            out[name] = value.value if isinstance(value, Enum) else value
+        return out
 
 
 @dataclass(frozen=True, slots=True)
-class HealthSnapshot:
+class HealthSnapshot(_Record):
     """Everything known about one provider's health at one moment. Latencies in milliseconds."""
 
     provider_id: str
@@ -460,13 +465,13 @@ class HealthSnapshot:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
-        out = _json_safe(self)
+        out = _Record.to_dict(self)  # not super(): slots=True makes a new class that its cell does not name
         out["extra"] = dict(self.extra)
         return out
 
 
 @dataclass(frozen=True, slots=True)
-class Alert:
+class Alert(_Record):
     """An alert raised (or cleared, for RECOVERED) by the monitor."""
 
     kind: AlertKind
@@ -476,13 +481,9 @@ class Alert:
     threshold: float
     at: float
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form."""
-        return _json_safe(self)
-
 
 @dataclass(frozen=True, slots=True)
-class HealthChange:
+class HealthChange(_Record):
     """A provider's health status changed."""
 
     provider_id: str
@@ -491,13 +492,9 @@ class HealthChange:
     at: float
     reason: str
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form."""
-        return _json_safe(self)
-
 
 @dataclass(frozen=True, slots=True)
-class FailoverEvent:
+class FailoverEvent(_Record):
     """One entry of the failover event log."""
 
     kind: EventKind
@@ -505,7 +502,3 @@ class FailoverEvent:
     at: float
     detail: str
     circuit: CircuitState
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form."""
-        return _json_safe(self)
