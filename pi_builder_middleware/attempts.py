@@ -25,7 +25,6 @@ at once, a stream ends it when its delivery ends.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
@@ -47,6 +46,8 @@ from .recovery import RecoveryWait
 from .telemetry._trace import traced
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .middleware import Middleware
     from .telemetry._trace import AttemptTrace, RequestTrace
 
@@ -445,6 +446,8 @@ async def arun_attempts(
                 if bound is None:
                     result = await fn(step)
                 else:
+                    import asyncio  # loaded already: this runs in an event loop
+
                     limit = asyncio.timeout(bound)
                     async with limit:
                         result = await fn(step)
