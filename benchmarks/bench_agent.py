@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
+from _common import Phases, Result, cpu_us, outage_table, run_phases, simulated_chats, with_outage
 from langchain.agents import create_agent
 from langchain.agents.middleware import AgentMiddleware, ModelFallbackMiddleware, ModelRetryMiddleware
 from langchain_core.language_models import BaseChatModel
@@ -48,61 +47,9 @@ def get_weather(city: str) -> str:
 QUESTION = {"messages": [HumanMessage("weather?")]}
 
 
-@dataclass
-class Phases:
-    """Healthy, outage and recovered phases of one run, in seconds since its start."""
-
-    healthy_s: float
-    outage_s: float
-    recovered_s: float
-    start: float = 0.0
-
-    @property
-    def total_s(self) -> float:
-        return self.healthy_s + self.outage_s + self.recovered_s
-
-    def phase(self, now: float) -> str:
-        t = now - self.start
-        if t < self.healthy_s:
-            return "healthy"
-        return "outage" if t < self.healthy_s + self.outage_s else "recovered"
-
-
-@dataclass
-class Result:
-    name: str
-    latencies: dict[str, list[float]] = field(default_factory=lambda: {"healthy": [], "outage": [], "recovered": []})
-    served_by: dict[str, list[str]] = field(default_factory=lambda: {"healthy": [], "outage": [], "recovered": []})
-    errors: int = 0
-    dead_requests: int = 0
-    model_calls: int = 0
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
-
-
 def http_scenario(phases: Phases) -> list[Result]:
-    from langchain_openai import ChatOpenAI
-    from pi_builder_middleware.testing import Behaviour, Latency, SimProvider, Simulator
-
-    behaviour = Behaviour(latency=Latency.lognormal(30, 0.25, max_ms=200))
     results = []
-    with Simulator(
-        [SimProvider(name="a", behaviour=behaviour), SimProvider(name="b", behaviour=behaviour)], seed=3
-    ) as sim:
-
-        def chat(name: str) -> ChatOpenAI:
-            return ChatOpenAI(
-                base_url=sim.base_url(name),
-                api_key="sk-fake",
-                model="sim",  # type: ignore[arg-type]
-                max_retries=0,
-                timeout=5,
-            )
+    with simulated_chats() as (sim, chat):
 
         def contenders() -> Iterator[tuple[str, BaseChatModel, list[AgentMiddleware[Any, Any, Any]]]]:
             a = chat("a")
@@ -125,53 +72,29 @@ def http_scenario(phases: Phases) -> list[Result]:
                 [HealthAwareModelMiddleware({"a": a, "b": chat("b")}, failover=FAILOVER)],
             )
 
+        def ask(agent: Any) -> str:
+            answer = agent.invoke(QUESTION)["messages"][-1]
+            return str(answer.content).split()[0] if isinstance(answer, AIMessage) else "?"
+
         for name, primary, middleware in contenders():
             agent = create_agent(primary, tools=[get_weather], middleware=middleware)
             sim.reset_stats()
             sim.up("a")
-            result = Result(name)
-            down = False
-            phases.start = time.perf_counter()
-            while (now := time.perf_counter()) - phases.start < phases.total_s:
-                phase = phases.phase(now)
-                if (phase == "outage") != down:
-                    down = phase == "outage"
-                    (sim.down if down else sim.up)("a")
-                try:
-                    answer = agent.invoke(QUESTION)["messages"][-1]
-                    served = str(answer.content).split()[0] if isinstance(answer, AIMessage) else "?"
-                except Exception:
-                    served = "error"
-                    result.errors += 1
-                result.latencies[phase].append(time.perf_counter() - now)
-                result.served_by[phase].append(served)
+            result = run_phases(name, with_outage(sim, "a", lambda agent=agent: ask(agent)), phases)
             sim.up("a")
-            result.dead_requests = sim.stats("a").errors
-            result.model_calls = sim.stats("a").total - sim.stats("a").errors + sim.stats("b").total
+            result.dead_attempts = sim.stats("a").errors
             results.append(result)
     return results
 
 
 def table(title: str, results: list[Result]) -> str:
-    lines = [
-        f"### {title}",
-        "",
-        "| agent middleware | runs (outage) | requests to dead `a` | per outage run | caller errors "
-        "| p50 / p99 ms, all runs | p50 / p99 ms, outage | recovered runs answered by `a` |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        every = [x for xs in r.latencies.values() for x in xs]
-        outage = r.latencies["outage"]
-        rec = r.served_by["recovered"]
-        share = f"{rec.count('a') / len(rec):.0%}" if rec else "n/a"
-        per_run = r.dead_requests / len(outage) if outage else float("nan")
-        lines.append(
-            f"| {r.name} | {len(every)} ({len(outage)}) | {r.dead_requests} | {per_run:.2f} | {r.errors} "
-            f"| {pct(every, 0.5):.1f} / {pct(every, 0.99):.1f} | {pct(outage, 0.5):.1f} / {pct(outage, 0.99):.1f} "
-            f"| {share} |"
-        )
-    return "\n".join(lines)
+    def cells(r: Result) -> list[object]:
+        runs, outage = sum(map(len, r.latencies.values())), len(r.latencies["outage"])
+        per_run = r.dead_attempts / outage if outage else float("nan")
+        return [r.name, f"{runs} ({outage})", r.dead_attempts, f"{per_run:.2f}", r.errors]
+
+    columns = ["agent middleware", "runs (outage)", "requests to dead `a`", "per outage run", "caller errors"]
+    return outage_table(title, columns, results, cells, "runs", "answered")
 
 
 class InstantToolChat(BaseChatModel):
@@ -198,17 +121,6 @@ class InstantToolChat(BaseChatModel):
 
 
 def overhead(runs: int) -> str:
-    def per_run_us(invoke: Callable[[], Any]) -> float:
-        for _ in range(50):
-            invoke()
-        best = float("inf")
-        for _ in range(5):  # CPU time, best of 5 rounds: the least disturbed by other work on the machine
-            start = time.process_time()
-            for _ in range(runs // 5):
-                invoke()
-            best = min(best, (time.process_time() - start) / (runs // 5) * 1e6)
-        return best
-
     a, b = InstantToolChat(key="a"), InstantToolChat(key="b")
     rows: list[tuple[str, list[AgentMiddleware[Any, Any, Any]]]] = [
         ("no model middleware", []),
@@ -218,7 +130,7 @@ def overhead(runs: int) -> str:
     measured = []
     for name, middleware in rows:
         agent = create_agent(a, tools=[get_weather], middleware=middleware)
-        measured.append((name, per_run_us(lambda agent=agent: agent.invoke(QUESTION))))
+        measured.append((name, cpu_us(lambda agent=agent: agent.invoke(QUESTION), runs // 5, 5, warmup=50)))
     base = measured[0][1]
     lines = [
         "### Overhead per agent run (instant model, 2 model calls + 1 tool call, sync invoke, CPU time, "

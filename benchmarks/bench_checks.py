@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import logging
 import random
-import time
-from collections.abc import Callable
 from typing import Any
+
+from _common import cpu_us, warm
 
 from pi_builder_middleware import ErrorKind, Middleware, Outcome, Provider, hookimpl
 
@@ -49,30 +49,7 @@ def build(n_providers: int, plugins: list[object], **kwargs: Any) -> Middleware:
         plugins=plugins,
         **kwargs,
     )
-    for p in providers:
-        for _ in range(20):
-            mw.record(
-                Outcome(
-                    p.id,
-                    True,
-                    rng.uniform(0.05, 2.0),
-                    ttft_s=rng.uniform(0.01, 0.3),
-                    input_tokens=100,
-                    output_tokens=50,
-                )
-            )
-    return mw
-
-
-def cpu_us(fn: Callable[[], object], n: int, repeats: int) -> float:
-    """Minimum over ``repeats`` blocks of ``n`` calls, CPU µs per call."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.process_time()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.process_time() - start) / n * 1e6)
-    return best
+    return warm(mw, rng)
 
 
 def row(mw: Middleware, n: int, repeats: int) -> tuple[float, float, float]:

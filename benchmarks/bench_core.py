@@ -8,50 +8,17 @@ from __future__ import annotations
 import argparse
 import logging
 import random
-import statistics
-import time
-from collections.abc import Callable
 
-from pi_builder_middleware import ErrorKind, Middleware, Outcome, Provider, RouteRequest
+from _common import per_op_us, random_providers, warm
 
-
-def per_op_us(fn: Callable[[], object], n: int, repeats: int) -> float:
-    """Median over ``repeats`` blocks of ``n`` calls, in µs per call."""
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        samples.append((time.perf_counter() - start) / n * 1e6)
-    return statistics.median(samples)
+from pi_builder_middleware import ErrorKind, Middleware, Outcome, RouteRequest
 
 
 def build(n_providers: int, strategy: str) -> Middleware:
     rng = random.Random(1)
-    providers = [
-        Provider(
-            id=f"p{i}",
-            cost_per_1k_input=rng.uniform(0.0001, 0.01),
-            cost_per_1k_output=rng.uniform(0.0001, 0.03),
-            quality=rng.random(),
-            capabilities={"tools"} if i % 2 else set(),
-        )
-        for i in range(n_providers)
-    ]
+    providers = random_providers(n_providers, rng, tools_on_odd=True)
     mw = Middleware(providers=providers, strategy=strategy, failover="balanced", load_entrypoints=False, seed=1)
-    for p in providers:  # warm every provider with data so strategies take their full path
-        for _ in range(20):
-            mw.record(
-                Outcome(
-                    p.id,
-                    True,
-                    rng.uniform(0.05, 2.0),
-                    ttft_s=rng.uniform(0.01, 0.3),
-                    input_tokens=100,
-                    output_tokens=50,
-                )
-            )
-    return mw
+    return warm(mw, rng)  # every provider with data, so strategies take their full path
 
 
 def main() -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
-import time
+
+from _common import aper_op_us, per_op_us
 
 from pi_builder_middleware import HedgePolicy, Middleware, Outcome, Provider, RouteRequest
 
@@ -42,23 +42,11 @@ async def aanswer(provider: Provider) -> str:
 
 
 def sync_us(mw: Middleware, n: int, repeats: int) -> float:
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(n):
-            mw.execute(answer, REQUEST)
-        samples.append((time.perf_counter() - start) / n * 1e6)
-    return statistics.median(samples)
+    return per_op_us(lambda: mw.execute(answer, REQUEST), n, repeats)
 
 
 def async_us(mw: Middleware, n: int, repeats: int) -> float:
-    async def block() -> float:
-        start = time.perf_counter()
-        for _ in range(n):
-            await mw.aexecute(aanswer, REQUEST)
-        return (time.perf_counter() - start) / n * 1e6
-
-    return statistics.median(asyncio.run(block()) for _ in range(repeats))
+    return asyncio.run(aper_op_us(lambda: mw.aexecute(aanswer, REQUEST), n, repeats))
 
 
 def main() -> None:

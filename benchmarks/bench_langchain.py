@@ -20,10 +20,9 @@ import argparse
 import random
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+from _common import Phases, Result, cpu_us, outage_table, run_phases, simulated_chats, with_outage
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import AIMessage, BaseMessage
@@ -46,26 +45,6 @@ class ProviderDown(Exception):
 
 class ConnectTimeout(Exception):
     """What an HTTP client raises when a connection attempt times out."""
-
-
-@dataclass
-class Phases:
-    """Healthy, outage and recovered phases of one run, in seconds since its start."""
-
-    healthy_s: float
-    outage_s: float
-    recovered_s: float
-    start: float = 0.0
-
-    @property
-    def total_s(self) -> float:
-        return self.healthy_s + self.outage_s + self.recovered_s
-
-    def phase(self, now: float) -> str:
-        t = now - self.start
-        if t < self.healthy_s:
-            return "healthy"
-        return "outage" if t < self.healthy_s + self.outage_s else "recovered"
 
 
 class DelayedChat(BaseChatModel):
@@ -100,56 +79,13 @@ class DelayedChat(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=self.key, usage_metadata=usage))])
 
 
-@dataclass
-class Result:
-    name: str
-    latencies: dict[str, list[float]] = field(default_factory=lambda: {"healthy": [], "outage": [], "recovered": []})
-    served_by: dict[str, list[str]] = field(default_factory=lambda: {"healthy": [], "outage": [], "recovered": []})
-    errors: int = 0
-    dead_attempts: int = 0
-
-
-def run(name: str, call: Callable[[], str], phases: Phases) -> Result:
-    result = Result(name)
-    phases.start = time.perf_counter()
-    while (now := time.perf_counter()) - phases.start < phases.total_s:
-        phase = phases.phase(now)
-        try:
-            served = call()
-        except Exception:
-            served = "error"
-            result.errors += 1
-        result.latencies[phase].append(time.perf_counter() - now)
-        result.served_by[phase].append(served)
-    return result
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
-
-
 def table(title: str, results: list[Result]) -> str:
-    lines = [
-        f"### {title}",
-        "",
-        "| wrapper | calls (outage) | attempts to dead `a` | caller errors | p50 / p99 ms, all calls "
-        "| p50 / p99 ms, outage | recovered calls served by `a` |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        every = [x for xs in r.latencies.values() for x in xs]
-        outage = r.latencies["outage"]
-        rec = r.served_by["recovered"]
-        share = f"{rec.count('a') / len(rec):.0%}" if rec else "n/a"
-        lines.append(
-            f"| {r.name} | {len(every)} ({len(outage)}) | {r.dead_attempts} | {r.errors} "
-            f"| {pct(every, 0.5):.1f} / {pct(every, 0.99):.1f} | {pct(outage, 0.5):.1f} / {pct(outage, 0.99):.1f} "
-            f"| {share} |"
-        )
-    return "\n".join(lines)
+    def cells(r: Result) -> list[object]:
+        calls, outage = sum(map(len, r.latencies.values())), len(r.latencies["outage"])
+        return [r.name, f"{calls} ({outage})", r.dead_attempts, r.errors]
+
+    columns = ["wrapper", "calls (outage)", "attempts to dead `a`", "caller errors"]
+    return outage_table(title, columns, results, cells, "calls", "served")
 
 
 def fake_scenario(failure: str, phases: Phases) -> list[Result]:
@@ -163,31 +99,15 @@ def fake_scenario(failure: str, phases: Phases) -> list[Result]:
     for name, llm in wrappers:
         a.start(phases)
         b.start(None)
-        result = run(name, lambda llm=llm: str(llm.invoke("hi").content), phases)
+        result = run_phases(name, lambda phase, llm=llm: str(llm.invoke("hi").content), phases)
         result.dead_attempts = a._attempts.get("outage", 0)
         results.append(result)
     return results
 
 
 def http_scenario(phases: Phases) -> list[Result]:
-    from langchain_openai import ChatOpenAI
-    from pi_builder_middleware.testing import Behaviour, Latency, SimProvider, Simulator
-
-    behaviour = Behaviour(latency=Latency.lognormal(30, 0.25, max_ms=200))
     results = []
-    with Simulator(
-        [SimProvider(name="a", behaviour=behaviour), SimProvider(name="b", behaviour=behaviour)], seed=3
-    ) as sim:
-
-        def chat(name: str) -> ChatOpenAI:
-            return ChatOpenAI(
-                base_url=sim.base_url(name),
-                api_key="sk-fake",
-                model="sim",  # type: ignore[arg-type]
-                max_retries=0,
-                timeout=5,
-            )
-
+    with simulated_chats() as (sim, chat):
         wrappers: list[tuple[str, Runnable[Any, Any]]] = [
             ("`ChatOpenAI.with_fallbacks`", chat("a").with_fallbacks([chat("b")])),
             ("`HealthAwareFallbacks`", HealthAwareFallbacks({"a": chat("a"), "b": chat("b")}, failover=FAILOVER)),
@@ -195,16 +115,8 @@ def http_scenario(phases: Phases) -> list[Result]:
         for name, llm in wrappers:
             sim.reset_stats()
             sim.up("a")
-            state = {"down": False}
-
-            def call(llm: Runnable[Any, Any] = llm, state: dict[str, bool] = state) -> str:
-                down = phases.phase(time.perf_counter()) == "outage"
-                if down != state["down"]:
-                    (sim.down if down else sim.up)("a")
-                    state["down"] = down
-                return str(llm.invoke("hi").content).split()[0]
-
-            result = run(name, call, phases)
+            ask = with_outage(sim, "a", lambda llm=llm: str(llm.invoke("hi").content).split()[0])
+            result = run_phases(name, ask, phases)
             result.dead_attempts = sim.stats("a").errors
             results.append(result)
             sim.up("a")
@@ -212,17 +124,6 @@ def http_scenario(phases: Phases) -> list[Result]:
 
 
 def overhead(calls: int) -> str:
-    def per_call_us(llm: Runnable[Any, Any]) -> float:
-        for _ in range(200):
-            llm.invoke("hi")
-        best = float("inf")
-        for _ in range(5):  # CPU time, best of 5 rounds: the least disturbed by other work on the machine
-            start = time.process_time()
-            for _ in range(calls // 5):
-                llm.invoke("hi")
-            best = min(best, (time.process_time() - start) / (calls // 5) * 1e6)
-        return best
-
     def fake() -> FakeListChatModel:
         return FakeListChatModel(responses=["ok"])
 
@@ -232,7 +133,7 @@ def overhead(calls: int) -> str:
         ("`HealthAwareFallbacks`", HealthAwareFallbacks({"a": fake(), "b": fake()})),
         ("`HealthAwareChatModel`", HealthAwareChatModel({"a": fake(), "b": fake()})),
     ]
-    measured = [(name, per_call_us(llm)) for name, llm in rows]
+    measured = [(name, cpu_us(lambda llm=llm: llm.invoke("hi"), calls // 5, 5, warmup=200)) for name, llm in rows]
     base = measured[0][1]
     lines = [
         "### Overhead per call (instant fake model, sync invoke, CPU time, best of 5 rounds)",

@@ -30,6 +30,7 @@ from collections import Counter
 from typing import Any
 
 import litellm
+from _common import aper_op_us
 from pi_builder_middleware.adapters.litellm import install
 
 from pi_builder_middleware import RouteRequest
@@ -185,13 +186,7 @@ async def own_time(calls: int) -> dict[str, float]:
 
 
 async def _pick_us(router: Any, n: int, repeats: int) -> float:
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(n):
-            await router.select("g", {})
-        samples.append((time.perf_counter() - start) / n * 1e6)
-    return statistics.median(samples)
+    return await aper_op_us(lambda: router.select("g", {}), n, repeats)
 
 
 async def decision(n_deployments: int, picks: int, repeats: int) -> dict[str, float]:

@@ -24,12 +24,10 @@ import asyncio
 import gc
 import logging
 import random
-import statistics
-import time
 import tracemalloc
 from typing import Any
 
-from bench_core import per_op_us  # the same timing helper (run from benchmarks/ or as a script)
+from _common import aper_op_us, per_op_us, random_providers, warm
 
 from pi_builder_middleware import ManualClock, Middleware, Outcome, Provider, RouteRequest
 
@@ -40,20 +38,9 @@ TARGET_US = {10: 10.0, 100: 30.0, 1000: 300.0}
 
 def build(n: int, strategy: str) -> Middleware:
     rng = random.Random(1)
-    providers = [
-        Provider(
-            id=f"p{i}",
-            cost_per_1k_input=rng.uniform(0.0001, 0.01),
-            cost_per_1k_output=rng.uniform(0.0001, 0.03),
-            quality=rng.random(),
-        )
-        for i in range(n)
-    ]
+    providers = random_providers(n, rng)
     mw = Middleware(providers=providers, strategy=strategy, load_entrypoints=False, seed=1)
-    for p in providers:
-        for _ in range(5):
-            mw.record(Outcome(p.id, True, rng.uniform(0.05, 2.0), input_tokens=100, output_tokens=50))
-    return mw
+    return warm(mw, rng, 5, ttft=False)
 
 
 def core_select(quick: bool) -> dict[tuple[int, str], tuple[float, float]]:
@@ -88,13 +75,7 @@ async def litellm_pick(n: int, quick: bool) -> float:
         await router.acompletion(model="g", messages=[{"role": "user", "content": "hi"}])
     await asyncio.sleep(0.2)
     picks = max(10, (200 if quick else 2_000) // n)
-    samples = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(picks):
-            await router.select("g", {})
-        samples.append((time.perf_counter() - start) / picks * 1e6)
-    return statistics.median(samples)
+    return await aper_op_us(lambda: router.select("g", {}), picks, 5)
 
 
 def record_us(quick: bool) -> float:

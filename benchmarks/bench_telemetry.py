@@ -16,28 +16,17 @@ import argparse
 import json
 import logging
 import os
-import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _common import per_op_us
+
 MODES = ("off", "otel-noop", "otel-sdk", "prometheus", "both")
-
-
-def per_op_us(fn: Callable[[], object], n: int, repeats: int) -> float:
-    """Median over ``repeats`` blocks of ``n`` calls, in µs per call."""
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        samples.append((time.perf_counter() - start) / n * 1e6)
-    return statistics.median(samples)
 
 
 def build(mode: str) -> Any:

@@ -12,13 +12,26 @@ from collections import Counter, deque
 from typing import Any
 
 from ._ratelimit import RateLimitTracker
-from .enums import CircuitState, EventKind
+from ._validation import is_number, require
+from .enums import CircuitState, ErrorKind, EventKind
 from .interfaces import BreakerWindow
 from .state import BreakerUpdate
 
-__all__ = ["Blocked", "Breaker"]
+__all__ = ["Blocked", "Breaker", "check_record_args"]
 
 _MAX_WINDOW = 10_000
+
+
+def check_record_args(ok: object, kind: object, retry_after_s: object) -> None:
+    """The arguments of :meth:`FailoverManager.record` that its fast check did not accept, named."""
+    require("ok", isinstance(ok, bool), "True or False", ok)
+    require("kind", kind is None or isinstance(kind, ErrorKind), "an ErrorKind or None", kind)
+    require(
+        "retry_after_s",
+        retry_after_s is None or is_number(retry_after_s),
+        "a finite number of seconds or None",
+        retry_after_s,
+    )
 
 
 class Blocked(enum.Enum):

@@ -21,7 +21,16 @@ from .enums import CircuitState, ErrorKind, EventKind
 from .interfaces import BreakerWindow, FailoverPolicy, PeerEjection
 from .models import FailoverEvent
 
-__all__ = ["Ejector", "EventFn", "cap_blocks", "ejection_s", "has_peer_checks", "peer_ejections", "trip_verdict"]
+__all__ = [
+    "EjectionMethods",
+    "Ejector",
+    "EventFn",
+    "cap_blocks",
+    "ejection_s",
+    "has_peer_checks",
+    "peer_ejections",
+    "trip_verdict",
+]
 
 #: Makes (and logs, stages, ...) one event: the manager's, called under its lock.
 EventFn = Callable[[EventKind, str, float, str, Breaker], FailoverEvent]
@@ -203,3 +212,32 @@ class Ejector:
                 b,
             )
         ]
+
+
+class EjectionMethods:
+    """The :class:`~pi_builder_middleware.FailoverManager` properties that read its :class:`Ejector` (a mixin)."""
+
+    _ejector: Ejector
+
+    @property
+    def policy(self) -> FailoverPolicy:
+        """The failover policy deciding trips and ejection times."""
+        return self._ejector.policy
+
+    @policy.setter
+    def policy(self, policy: FailoverPolicy) -> None:
+        self._ejector.policy = policy
+
+    @property
+    def max_ejection_percent(self) -> float | None:
+        """The ejection cap in use: ``FailoverConfig.max_ejection_percent``, else the policy's default."""
+        return self._ejector.max_ejection_percent
+
+    @property
+    def peer_check_errors(self) -> int:
+        """``peer_ejections`` calls that raised (or gave something that is no PeerEjection)."""
+        return self._ejector.peer_check_errors
+
+    @property
+    def _peer_checks(self) -> bool:
+        return self._ejector.peer_checks

@@ -21,16 +21,18 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .attempts import (
-    AttemptTimeoutError,
+    AsyncOptions,
     Command,
     Hold,
     Lane,
+    LostRace,
     OpenAttempt,
     Sleep,
     _failed,
     attempt_bound,
     attempt_steps,
     deadline_of,
+    resume,
 )
 from .errors import UnknownProviderError
 from .models import Provider, RouteRequest
@@ -43,12 +45,6 @@ if TYPE_CHECKING:
 __all__ = ["arun_hedged"]
 
 T = TypeVar("T")
-
-
-class _HedgeLost(BaseException):
-    """Thrown into the state machine when a hedge answered first: its own attempt ends without an outcome."""
-
-    lost_race = True  # telemetry ends the attempt's span as a lost race, not an error
 
 
 class _Racer(Generic[T]):
@@ -68,22 +64,15 @@ async def arun_hedged(
     middleware: Middleware,
     hedger: Hedger,
     fn: Callable[[Provider], Awaitable[T]],
-    request: RouteRequest | None = None,
-    *,
-    max_wait_s: float = 0.0,
-    timeout_s: float | None = None,
-    timeout_error: Callable[[str, float], AttemptTimeoutError] = AttemptTimeoutError,
-    discard: Callable[[T], Awaitable[object]] | None = None,
+    request: RouteRequest | None,
+    options: AsyncOptions,
 ) -> OpenAttempt[T]:
-    """Like :func:`~pi_builder_middleware.attempts.arun_attempts`, with hedges (see the module docstring).
-
-    ``discard(value)`` is awaited for an answer that came too late to be used (e.g. to close a stream).
-    """
+    """Like :func:`~pi_builder_middleware.attempts.arun_attempts`, with hedges (see the module docstring)."""
     end_by = deadline_of(middleware, request)
     lane = Lane()
-    steps = attempt_steps(middleware, request, max_wait_s=max_wait_s, deadline=end_by, lane=lane)
+    steps = attempt_steps(middleware, request, max_wait_s=options.max_wait_s, deadline=end_by, lane=lane)
     command: Command | None = next(steps)  # checks the arguments first
-    race = _Race(middleware, hedger, fn, steps, lane, request, timeout_s, timeout_error, end_by, discard)
+    race = _Race(middleware, hedger, fn, steps, lane, request, options, end_by)
     while True:
         if isinstance(command, Hold):  # the hedges it waited for ended without an answer
             command = steps.send(None)
@@ -106,7 +95,6 @@ class _Race(Generic[T]):
     """One call's hedging state across the loop's attempts."""
 
     __slots__ = (
-        "discard",
         "end_by",
         "fn",
         "hedger",
@@ -114,12 +102,11 @@ class _Race(Generic[T]):
         "input_tokens",
         "lane",
         "mw",
+        "options",
         "pending",
         "racers",
         "steps",
         "stream",
-        "timeout_error",
-        "timeout_s",
         "waiting",
     )
 
@@ -131,10 +118,8 @@ class _Race(Generic[T]):
         steps: Generator[Command, Any, OpenAttempt[Any]],
         lane: Lane,
         request: RouteRequest | None,
-        timeout_s: float | None,
-        timeout_error: Callable[[str, float], AttemptTimeoutError],
+        options: AsyncOptions,
         end_by: float | None,
-        discard: Callable[[T], Awaitable[object]] | None,
     ) -> None:
         self.mw = mw
         self.hedger = hedger
@@ -143,10 +128,8 @@ class _Race(Generic[T]):
         self.lane = lane
         self.stream = bool(request is not None and request.stream)
         self.input_tokens = (request or RouteRequest()).input_tokens
-        self.timeout_s = timeout_s
-        self.timeout_error = timeout_error
+        self.options = options
         self.end_by = end_by
-        self.discard = discard
         self.hedges_left = hedger.policy.max_hedges
         self.racers: dict[asyncio.Future[T], _Racer[T]] = {}
         self.waiting = False  # the state machine is suspended at its own attempt's yield
@@ -161,7 +144,7 @@ class _Race(Generic[T]):
                 span.leave(token)
 
     async def _call(self, provider: Provider) -> T:
-        bound = attempt_bound(self.mw, self.timeout_s, self.end_by)
+        bound = attempt_bound(self.mw, self.options.timeout_s, self.end_by)
         if bound is None:
             return await self.fn(provider)
         limit = asyncio.timeout(bound)
@@ -170,7 +153,7 @@ class _Race(Generic[T]):
                 return await self.fn(provider)
         except TimeoutError:
             if limit.expired():
-                raise self.timeout_error(provider.id, bound) from None
+                raise self.options.timeout_error(provider.id, bound) from None
             raise
 
     def _start(self, provider: Provider, primary: bool) -> None:
@@ -303,10 +286,8 @@ class _Race(Generic[T]):
             self.lane.trace.hand_over()  # the loop ends behind the hedge; the hedge ends the request
         await self._cancel_losers()
         if racer.primary:
-            try:
-                self.steps.send(value)
-            except StopIteration as stop:
-                opened: OpenAttempt[T] = stop.value
+            opened = resume(self.steps, value)
+            if isinstance(opened, OpenAttempt):
                 return opened
             raise RuntimeError("the attempt loop did not end with the answer")  # pragma: no cover
         self._close_machine()
@@ -323,9 +304,10 @@ class _Race(Generic[T]):
             task = racer.task
             if task.cancelled() or task.exception() is not None:  # retrieved: no "never retrieved" warning
                 continue
-            if self.discard is not None:
+            discard = self.options.discard
+            if discard is not None:
                 with contextlib.suppress(Exception):
-                    await self.discard(task.result())
+                    await discard(task.result())
 
     def _cancel_all(self) -> list[_Racer[T]]:
         losers = list(self.racers.values())
@@ -339,8 +321,8 @@ class _Race(Generic[T]):
         if racer.primary:
             if self.waiting:
                 self.waiting = False
-                with contextlib.suppress(_HedgeLost):
-                    self.steps.throw(_HedgeLost())  # the loop ends its own attempt the same way
+                with contextlib.suppress(LostRace):
+                    self.steps.throw(LostRace())  # the loop ends its own attempt the same way
         else:
             self.mw.end_attempt(racer.provider.id)
             self.mw.failover.release(racer.provider.id)
@@ -363,8 +345,8 @@ class _Race(Generic[T]):
     def _close_machine(self) -> None:
         """The call is answered (or abandoned): end the state machine without another attempt."""
         if isinstance(self.pending, Provider):  # begun by the loop, never started
-            with contextlib.suppress(_HedgeLost):
-                self.steps.throw(_HedgeLost())
+            with contextlib.suppress(LostRace):
+                self.steps.throw(LostRace())
         else:
             self.steps.close()
         self.pending = None

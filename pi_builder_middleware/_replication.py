@@ -17,11 +17,15 @@ from __future__ import annotations
 import dataclasses
 import enum
 import itertools
+import os
 import threading
+import uuid
 from collections import Counter, deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .enums import CircuitState, EventKind
+from .errors import ConfigError
 from .models import FailoverEvent
 from .state import (
     MAX_SHARED_S,
@@ -35,9 +39,11 @@ from .state import (
 
 if TYPE_CHECKING:
     from ._breaker import Breaker
-    from .failover import FailoverManager
+    from ._clock import Clock
+    from ._events import EventLog
+    from .config import FailoverConfig
 
-__all__ = ["RemoteResult", "Replicator"]
+__all__ = ["RemoteResult", "Replicator", "SharedState"]
 
 _COOLDOWN_SLACK_S = 0.05  # a cooldown extended by less than this is not re-shared
 _MIN_STEP = 1e-6  # keeps one replica's stamps strictly increasing when the wall clock stalls or steps back
@@ -54,7 +60,7 @@ class RemoteResult(enum.Enum):
 class Replicator:
     """Connects one :class:`FailoverManager` to a :class:`StateStore` (the :class:`StateReplica` it attaches)."""
 
-    def __init__(self, manager: FailoverManager, store: StateStore, replica_id: str) -> None:
+    def __init__(self, manager: SharedState, store: StateStore, replica_id: str) -> None:
         self.manager = manager
         self.store = store
         self.replica_id = replica_id
@@ -182,3 +188,77 @@ class Replicator:
         ):
             out[f"replica_{key}"] = self.counts[key]
         return out
+
+
+class SharedState:
+    """The :class:`FailoverManager` methods for shared state (the manager is this mixin's one user).
+
+    Without a store the manager has no :class:`Replicator` and these methods say so (or return nothing).
+    """
+
+    clock: Clock
+    config: FailoverConfig
+    _lock: threading.Lock
+    _breakers: dict[str, Breaker]
+    _log: EventLog
+
+    def _attach(self, store: StateStore, replica_id: str | None) -> None:
+        self._log.replica = Replicator(self, store, replica_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        store.attach(self._log.replica)
+
+    @property
+    def _replica(self) -> Replicator | None:
+        return self._log.replica
+
+    @property
+    def replica_id(self) -> str | None:
+        """This replica's id in the shared store (None without a store)."""
+        replica = self._log.replica
+        return replica.replica_id if replica is not None else None
+
+    def apply_update(self, update: BreakerUpdate) -> bool:
+        """Apply another replica's breaker update (stores call this); True if it was news."""
+        replica = self._log.replica
+        if replica is None:
+            raise ConfigError("store", "this FailoverManager has no state store; pass store=...")
+        return replica.apply_update(update)
+
+    def apply_remote(
+        self, update: BreakerUpdate, wall: float, is_news: Callable[[BreakerUpdate], bool]
+    ) -> RemoteResult:
+        """Move a breaker to another replica's checked ``update`` (``wall``: the store's time now).
+
+        The one way in for remote state (:mod:`pi_builder_middleware._replication` decides what is
+        applied): under the lock ``is_news`` says whether the update is newer than what is known; the
+        breaker takes its transition (or extends its cooldown) and subscribers get the event, which is
+        not shared again.
+        """
+        now = self.clock()
+        with self._lock:
+            b = self._breakers.get(update.provider_id)
+            if b is None:
+                return RemoteResult.UNKNOWN
+            if not is_news(update):
+                return RemoteResult.STALE
+            change = b.take_update(update, now, wall)
+            if change is not None:
+                kind, detail = change
+                event = self._log.add(
+                    kind, update.provider_id, now, f"from replica {update.origin}: {detail}", b, share=False
+                )
+        if change is not None:
+            self._log.emit([event])
+        return RemoteResult.APPLIED
+
+    def shared_updates(self) -> list[BreakerUpdate]:
+        """The latest transition and live cooldown per provider, for a store to resync."""
+        replica = self._log.replica
+        return replica.shared_updates() if replica is not None else []
+
+    def close(self) -> None:
+        """Hand over staged updates and detach from the state store (its threads stop with its last replica)."""
+        with self._lock:
+            replica, self._log.replica = self._log.replica, None
+        if replica is not None:
+            replica.flush()
+            replica.store.detach(replica)

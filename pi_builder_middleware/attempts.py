@@ -25,9 +25,9 @@ at once, a stream ends it when its delivery ends.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._validation import is_number, require
@@ -46,14 +46,18 @@ from .recovery import RecoveryWait
 from .telemetry._trace import traced
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .middleware import Middleware
     from .telemetry._trace import AttemptTrace, RequestTrace
 
 __all__ = [
+    "AsyncOptions",
     "AttemptTimeoutError",
     "Command",
     "Hold",
     "Lane",
+    "LostRace",
     "OpenAttempt",
     "Sleep",
     "arun_attempts",
@@ -61,6 +65,7 @@ __all__ = [
     "attempt_steps",
     "complete",
     "deadline_of",
+    "resume",
     "run_attempts",
 ]
 
@@ -93,6 +98,12 @@ class Hold(Sleep):
 
 #: What the attempt loop asks its driver for: call a provider, or sleep.
 Command = Provider | Sleep
+
+
+class LostRace(BaseException):
+    """Thrown into the attempt loop by a driver with a :class:`Lane` when another attempt of the call answered
+    first: the loop's own attempt ends without an outcome (in-flight count and trial permit given back), and
+    its telemetry span as a lost race, not an error."""
 
 
 class Lane:
@@ -333,11 +344,14 @@ def _steps(
                         lane.hold = False
                         yield Hold()
                     continue
-                except BaseException as exc:  # cancelled / interrupted: no outcome, give a half-open trial permit back
+                except BaseException as exc:  # cancelled / interrupted / lost the race: no outcome, permit given back
                     end(pid)
                     failover.release(pid)
                     if span is not None:
-                        span.cancelled(exc)
+                        if isinstance(exc, LostRace):
+                            span.lost()
+                        else:
+                            span.cancelled(exc)
                     raise
                 if span is not None:
                     span.answered()
@@ -369,70 +383,90 @@ def run_attempts(
 ) -> OpenAttempt[T]:
     """Drive :func:`attempt_steps` synchronously: ``fn(provider)`` per attempt, ``middleware.sleep`` between passes."""
     steps = attempt_steps(middleware, request, max_wait_s=max_wait_s, deadline=deadline_of(middleware, request))
-    try:
-        command = next(steps)
-        while True:
-            try:
-                if isinstance(command, Sleep):
-                    middleware.sleep(command.seconds)
-                    result: Any = None
-                else:
-                    result = fn(command)
-            except BaseException as exc:
-                command = steps.throw(exc)
+    step: Command | OpenAttempt[T] = next(steps)
+    while not isinstance(step, OpenAttempt):
+        try:
+            if isinstance(step, Sleep):
+                middleware.sleep(step.seconds)
+                result: Any = None
             else:
-                command = steps.send(result)
-    except StopIteration as stop:
-        opened: OpenAttempt[T] = stop.value
-        return opened
+                result = fn(step)
+        except BaseException as exc:
+            step = resume(steps, error=exc)
+        else:
+            step = resume(steps, result)
+    return step
+
+
+@dataclass(slots=True)
+class AsyncOptions:
+    """How an async driver runs the attempts of one call (``Middleware.aexecute_open``'s keyword arguments).
+
+    ``max_wait_s``: how long a call may wait for a recovery when a pass ends without an answer;
+    ``timeout_s``: bounds each ``await fn(provider)`` (a timeout fails over with
+    ``timeout_error(provider_id, seconds)``); ``discard(value)``: awaited for an answer that came too late
+    to be used (a hedged call's loser, e.g. to close a stream).
+    """
+
+    max_wait_s: float = 0.0
+    timeout_s: float | None = None
+    timeout_error: Callable[[str, float], AttemptTimeoutError] = AttemptTimeoutError
+    discard: Callable[[Any], Awaitable[object]] | None = None
+
+    def __post_init__(self) -> None:
+        v = self.timeout_s
+        require("timeout_s", v is None or (is_number(v) and v > 0), "a finite number of seconds > 0, or None", v)
+
+
+_NO_OPTIONS = AsyncOptions()
 
 
 async def arun_attempts(
     middleware: Middleware,
     fn: Callable[[Provider], Awaitable[T]],
     request: RouteRequest | None = None,
-    *,
-    max_wait_s: float = 0.0,
-    timeout_s: float | None = None,
-    timeout_error: Callable[[str, float], AttemptTimeoutError] = AttemptTimeoutError,
+    options: AsyncOptions = _NO_OPTIONS,
 ) -> OpenAttempt[T]:
-    """Drive :func:`attempt_steps` asynchronously; ``timeout_s`` bounds each ``await fn(provider)``.
+    """Drive :func:`attempt_steps` asynchronously; ``options.timeout_s`` bounds each ``await fn(provider)``.
 
     An attempt that runs out of time (``timeout_s``, or what is left of the request's deadline) fails
-    over with ``timeout_error(provider_id, seconds)``.
+    over with ``options.timeout_error(provider_id, seconds)``.
     """
-    require(
-        "timeout_s",
-        timeout_s is None or (is_number(timeout_s) and timeout_s > 0),
-        "a finite number of seconds > 0, or None",
-        timeout_s,
-    )
     end_by = deadline_of(middleware, request)
-    steps = attempt_steps(middleware, request, max_wait_s=max_wait_s, deadline=end_by)
-    try:
-        command = next(steps)
-        while True:
-            limit: asyncio.Timeout | None = None
-            try:
-                if isinstance(command, Sleep):
-                    await middleware.async_sleep(command.seconds)
-                    result: Any = None
-                else:
-                    bound = attempt_bound(middleware, timeout_s, end_by)
-                    if bound is None:
-                        result = await fn(command)
-                    else:
-                        limit = asyncio.timeout(bound)
-                        async with limit:
-                            result = await fn(command)
-            except BaseException as exc:
-                if limit is not None and isinstance(exc, TimeoutError) and limit.expired():
-                    assert isinstance(command, Provider)
-                    command = steps.throw(timeout_error(command.id, bound or 0.0))
-                else:
-                    command = steps.throw(exc)
+    steps = attempt_steps(middleware, request, max_wait_s=options.max_wait_s, deadline=end_by)
+    step: Command | OpenAttempt[T] = next(steps)
+    while not isinstance(step, OpenAttempt):
+        limit: asyncio.Timeout | None = None
+        try:
+            if isinstance(step, Sleep):
+                await middleware.async_sleep(step.seconds)
+                result: Any = None
             else:
-                command = steps.send(result)
+                bound = attempt_bound(middleware, options.timeout_s, end_by)
+                if bound is None:
+                    result = await fn(step)
+                else:
+                    import asyncio  # loaded already: this runs in an event loop
+
+                    limit = asyncio.timeout(bound)
+                    async with limit:
+                        result = await fn(step)
+        except BaseException as exc:
+            if limit is not None and isinstance(exc, TimeoutError) and limit.expired():
+                assert isinstance(step, Provider)
+                exc = options.timeout_error(step.id, bound or 0.0)
+            step = resume(steps, error=exc)
+        else:
+            step = resume(steps, result)
+    return step
+
+
+def resume(
+    steps: Generator[Command, Any, OpenAttempt[T]], value: Any = None, *, error: BaseException | None = None
+) -> Command | OpenAttempt[T]:
+    """Resume the attempt loop with ``value`` (or throw ``error`` into it): its next command, or its answer."""
+    try:
+        return steps.send(value) if error is None else steps.throw(error)
     except StopIteration as stop:
         opened: OpenAttempt[T] = stop.value
         return opened

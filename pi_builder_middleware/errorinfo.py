@@ -9,7 +9,6 @@ included, is ``limit_s`` (the middleware passes its ``FailoverConfig.max_rate_li
 
 from __future__ import annotations
 
-import email.utils
 import math
 import time
 from collections.abc import Mapping
@@ -141,6 +140,8 @@ def _seconds(value: object, now: float | None = None) -> float | None:
             pass
         else:
             return None if math.isnan(number) else max(number, 0.0)
+        import email.utils  # only an HTTP-date Retry-After needs it (it pulls in socket, calendar, ...)
+
         when = email.utils.parsedate_to_datetime(text)
         delta = when.timestamp() - (time.time() if now is None else now)
     except Exception:  # unparsable, or an object whose __str__ raises: no Retry-After

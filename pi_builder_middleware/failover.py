@@ -17,27 +17,24 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import threading
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ._breaker import Blocked, Breaker
+from ._breaker import Blocked, Breaker, check_record_args
 from ._clock import Clock, monotonic_clock
-from ._ejection import Ejector
+from ._ejection import EjectionMethods, Ejector
 from ._events import EventLog
 from ._guard import CallbackFailures
-from ._replication import RemoteResult, Replicator
-from ._validation import is_number, require
+from ._replication import SharedState
 from .config import FailoverConfig
 from .enums import CircuitState, ErrorKind, EventKind, FailoverPreset
-from .errors import ConfigError, UnknownProviderError
+from .errors import UnknownProviderError
 from .interfaces import FailoverPolicy
 from .models import FailoverEvent
-from .probes import HealthChecks, ProbeFn
-from .state import BreakerUpdate, StateStore
+from .probes import HealthCheckMethods, HealthChecks, ProbeFn
+from .state import StateStore
 
 __all__ = ["FailoverManager", "ProbeFn"]
 
@@ -46,19 +43,7 @@ _NUM = (float, int)
 _INF = math.inf
 
 
-def _check_record(ok: object, kind: object, retry_after_s: object) -> None:
-    """The arguments of :meth:`FailoverManager.record` that its fast check did not accept, named."""
-    require("ok", isinstance(ok, bool), "True or False", ok)
-    require("kind", kind is None or isinstance(kind, ErrorKind), "an ErrorKind or None", kind)
-    require(
-        "retry_after_s",
-        retry_after_s is None or is_number(retry_after_s),
-        "a finite number of seconds or None",
-        retry_after_s,
-    )
-
-
-class FailoverManager:
+class FailoverManager(EjectionMethods, HealthCheckMethods, SharedState):
     """Per-provider circuit breakers, rate-limit cooldowns, an event log and optional health checks.
 
     ``policy`` decides trips and ejection times; without one, the policy named in the config is
@@ -67,7 +52,9 @@ class FailoverManager:
     view of breaker states current); a subscriber that raises is counted in :attr:`callback_failures`,
     never raised into the call that made the event. ``store`` shares breaker transitions with other
     replicas (``replica_id`` names this one; default: pid and a random suffix); :meth:`close` detaches
-    from it.
+    from it. The methods for shared state, health checks and the ejector's figures are mixins kept
+    beside what they serve: ``_replication.SharedState``, ``probes.HealthCheckMethods``,
+    ``_ejection.EjectionMethods``.
     """
 
     def __init__(
@@ -104,35 +91,7 @@ class FailoverManager:
         )
         self.health_checks = HealthChecks(self)
         if store is not None:
-            log.replica = Replicator(self, store, replica_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
-            store.attach(log.replica)
-
-    @property
-    def policy(self) -> FailoverPolicy:
-        """The failover policy deciding trips and ejection times."""
-        return self._ejector.policy
-
-    @policy.setter
-    def policy(self, policy: FailoverPolicy) -> None:
-        self._ejector.policy = policy
-
-    @property
-    def max_ejection_percent(self) -> float | None:
-        """The ejection cap in use: ``FailoverConfig.max_ejection_percent``, else the policy's default."""
-        return self._ejector.max_ejection_percent
-
-    @property
-    def peer_check_errors(self) -> int:
-        """``peer_ejections`` calls that raised (or gave something that is no PeerEjection)."""
-        return self._ejector.peer_check_errors
-
-    @property
-    def _peer_checks(self) -> bool:
-        return self._ejector.peer_checks
-
-    @property
-    def _replica(self) -> Replicator | None:
-        return self._log.replica
+            self._attach(store, replica_id)
 
     # -- providers -----------------------------------------------------------------------------
     def add_provider(self, provider_id: str, *, group: str | None = None) -> None:
@@ -284,7 +243,7 @@ class FailoverManager:
             or (kind is not None and type(kind) is not ErrorKind)
             or (retry_after_s is not None and not (type(retry_after_s) in _NUM and -_INF < retry_after_s < _INF))
         ):
-            _check_record(ok, kind, retry_after_s)
+            check_record_args(ok, kind, retry_after_s)
         return self._record(provider_id, ok, kind, retry_after_s, probe, detail)
 
     def _record(
@@ -412,100 +371,7 @@ class FailoverManager:
         self._log.emit(pending)
         return info
 
-    # -- shared state --------------------------------------------------------------------------
-    @property
-    def replica_id(self) -> str | None:
-        """This replica's id in the shared store (None without a store)."""
-        replica = self._log.replica
-        return replica.replica_id if replica is not None else None
-
-    def apply_update(self, update: BreakerUpdate) -> bool:
-        """Apply another replica's breaker update (stores call this); True if it was news."""
-        replica = self._log.replica
-        if replica is None:
-            raise ConfigError("store", "this FailoverManager has no state store; pass store=...")
-        return replica.apply_update(update)
-
-    def apply_remote(
-        self, update: BreakerUpdate, wall: float, is_news: Callable[[BreakerUpdate], bool]
-    ) -> RemoteResult:
-        """Move a breaker to another replica's checked ``update`` (``wall``: the store's time now).
-
-        The one way in for remote state (:mod:`pi_builder_middleware._replication` decides what is
-        applied): under the lock ``is_news`` says whether the update is newer than what is known; the
-        breaker takes its transition (or extends its cooldown) and subscribers get the event, which is
-        not shared again.
-        """
-        now = self.clock()
-        with self._lock:
-            b = self._breakers.get(update.provider_id)
-            if b is None:
-                return RemoteResult.UNKNOWN
-            if not is_news(update):
-                return RemoteResult.STALE
-            change = b.take_update(update, now, wall)
-            if change is not None:
-                kind, detail = change
-                event = self._log.add(
-                    kind, update.provider_id, now, f"from replica {update.origin}: {detail}", b, share=False
-                )
-        if change is not None:
-            self._log.emit([event])
-        return RemoteResult.APPLIED
-
-    def shared_updates(self) -> list[BreakerUpdate]:
-        """The latest transition and live cooldown per provider, for a store to resync."""
-        replica = self._log.replica
-        return replica.shared_updates() if replica is not None else []
-
-    def close(self) -> None:
-        """Hand over staged updates and detach from the state store (its threads stop with its last replica)."""
-        with self._lock:
-            replica, self._log.replica = self._log.replica, None
-        if replica is not None:
-            replica.flush()
-            replica.store.detach(replica)
-
-    # -- health checks (the scheduler is :class:`~pi_builder_middleware.probes.HealthChecks`) ------
-    def start_health_checks(self, probe: ProbeFn, interval_s: float, timeout_s: float | None = None) -> None:
-        """Start an asyncio task that probes every provider each ``interval_s`` seconds.
-
-        Must be called from a running event loop. Each provider's probe runs in its own task, so one that
-        hangs holds back no other provider (see :mod:`pi_builder_middleware.probes`). A probe that returns
-        False, raises or exceeds ``timeout_s`` (default: ``FailoverConfig.health_check_timeout_s``) counts
-        as a failure of that provider; a successful probe of an OPEN provider moves it to HALF_OPEN early.
-        """
-        self.health_checks.start(probe, interval_s, timeout_s)
-
-    async def stop_health_checks(self) -> None:
-        """Stop the health-check task (and the probes it is running) and wait for it to end."""
-        await self.health_checks.stop()
-
-    async def run_health_checks_once(self, probe: ProbeFn, timeout_s: float | None = None) -> None:
-        """Probe every provider once, concurrently, each within ``timeout_s`` (default: the config's)."""
-        await self.health_checks.run_once(probe, timeout_s)
-
-    def provider_ids(self) -> list[str]:
-        """Providers with a breaker, in the order they were added."""
-        return list(self._breakers)
-
-    def classify(self, error: BaseException, provider_id: str) -> ErrorKind:
-        """What ``error`` from ``provider_id`` means, by the classifier given at construction."""
-        return self._classify(error, provider_id)
-
-    def count(self, provider_id: str, counter: str) -> None:
-        """Add one to a per-provider counter shown in :meth:`stats` (e.g. ``probe_overruns``); unknown ids: none."""
-        with self._lock:
-            b = self._breakers.get(provider_id)
-            if b is not None:
-                b.counts[counter] += 1
-
     # -- internals -----------------------------------------------------------------------------
-    def _known(self, provider_id: str) -> str:
-        if provider_id not in self._breakers:
-            raise UnknownProviderError(provider_id)
-        return provider_id
-
     def _breaker(self, provider_id: str) -> Breaker:
         try:
             return self._breakers[provider_id]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
@@ -13,9 +12,8 @@ import pluggy
 
 from ._clock import Clock, monotonic_clock
 from ._guard import CallbackFailures
-from ._hedged import arun_hedged
 from ._registries import build_registries
-from .attempts import AttemptTimeoutError, OpenAttempt, arun_attempts, complete, run_attempts
+from .attempts import AsyncOptions, AttemptTimeoutError, OpenAttempt, arun_attempts, complete, run_attempts
 from .budget import RetryBudget
 from .config import FailoverConfig, MonitorConfig, RoutingConfig
 from .enums import AllOutMode, CircuitState, ErrorKind, FailoverPreset
@@ -48,6 +46,13 @@ if TYPE_CHECKING:
 __all__ = ["Middleware"]
 
 T = TypeVar("T")
+
+
+async def _asyncio_sleep(seconds: float) -> None:
+    """:func:`asyncio.sleep`, imported when first awaited: a program that never awaits never loads asyncio."""
+    import asyncio
+
+    await asyncio.sleep(seconds)
 
 
 class Middleware:
@@ -132,7 +137,7 @@ class Middleware:
         self.registries = build_registries(self.plugins)
         self.clock: Clock = clock or monotonic_clock
         self.sleep: Callable[[float], object] = sleep or time.sleep
-        self.async_sleep: Callable[[float], Awaitable[object]] = async_sleep or asyncio.sleep
+        self.async_sleep: Callable[[float], Awaitable[object]] = async_sleep or _asyncio_sleep
         rng = random.Random(seed)
         fo_config = FailoverConfig.coerce(failover)
         if routing is not None and not isinstance(routing, RoutingConfig):
@@ -328,21 +333,13 @@ class Middleware:
         Hedged when the middleware has a :class:`HedgePolicy` and the request does not say ``hedge=False``;
         ``discard(value)`` is awaited for an answer that came too late to be used (e.g. to close a stream).
         """
+        options = AsyncOptions(max_wait_s, timeout_s, timeout_error, discard)
         hedger = self.hedger
         if hedger is not None and hedger.policy.max_hedges and (request is None or getattr(request, "hedge", True)):
-            return await arun_hedged(
-                self,
-                hedger,
-                fn,
-                request,
-                max_wait_s=max_wait_s,
-                timeout_s=timeout_s,
-                timeout_error=timeout_error,
-                discard=discard,
-            )
-        return await arun_attempts(
-            self, fn, request, max_wait_s=max_wait_s, timeout_s=timeout_s, timeout_error=timeout_error
-        )
+            from ._hedged import arun_hedged  # asyncio and the race load with the first hedged call
+
+            return await arun_hedged(self, hedger, fn, request, options)
+        return await arun_attempts(self, fn, request, options)
 
     # -- reading -------------------------------------------------------------------------------
     def health(self, provider_id: str) -> HealthSnapshot:

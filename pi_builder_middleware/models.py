@@ -6,6 +6,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -413,8 +414,22 @@ class RoutingDecision:
         return f"RoutingDecision({self.reason!r})"
 
 
+class _Record:
+    """Base of the frozen records below: ``to_dict`` gives the fields in order, enums by their value."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        out = {}
+        for name in self.__dataclass_fields__:  # type: ignore[attr-defined]
+            value = getattr(self, name)
+            out[name] = value.value if isinstance(value, Enum) else value
+        return out
+
+
 @dataclass(frozen=True, slots=True)
-class HealthSnapshot:
+class HealthSnapshot(_Record):
     """Everything known about one provider's health at one moment. Latencies in milliseconds."""
 
     provider_id: str
@@ -450,15 +465,13 @@ class HealthSnapshot:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
-        out = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "extra"}
-        out["status"] = self.status.value
-        out["circuit"] = self.circuit.value
+        out = _Record.to_dict(self)  # not super(): slots=True makes a new class that its cell does not name
         out["extra"] = dict(self.extra)
         return out
 
 
 @dataclass(frozen=True, slots=True)
-class Alert:
+class Alert(_Record):
     """An alert raised (or cleared, for RECOVERED) by the monitor."""
 
     kind: AlertKind
@@ -468,20 +481,9 @@ class Alert:
     threshold: float
     at: float
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form."""
-        return {
-            "kind": self.kind.value,
-            "provider_id": self.provider_id,
-            "message": self.message,
-            "value": self.value,
-            "threshold": self.threshold,
-            "at": self.at,
-        }
-
 
 @dataclass(frozen=True, slots=True)
-class HealthChange:
+class HealthChange(_Record):
     """A provider's health status changed."""
 
     provider_id: str
@@ -490,19 +492,9 @@ class HealthChange:
     at: float
     reason: str
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form."""
-        return {
-            "provider_id": self.provider_id,
-            "old": self.old.value,
-            "new": self.new.value,
-            "at": self.at,
-            "reason": self.reason,
-        }
-
 
 @dataclass(frozen=True, slots=True)
-class FailoverEvent:
+class FailoverEvent(_Record):
     """One entry of the failover event log."""
 
     kind: EventKind
@@ -510,13 +502,3 @@ class FailoverEvent:
     at: float
     detail: str
     circuit: CircuitState
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form."""
-        return {
-            "kind": self.kind.value,
-            "provider_id": self.provider_id,
-            "at": self.at,
-            "detail": self.detail,
-            "circuit": self.circuit.value,
-        }

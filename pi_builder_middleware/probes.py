@@ -13,7 +13,6 @@ answering for a provider removed meanwhile) can end the checks.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import math
@@ -26,14 +25,60 @@ from .errorinfo import error_text
 from .errors import ConfigError, UnknownProviderError
 
 if TYPE_CHECKING:
+    import asyncio
+    import threading
+
+    from ._breaker import Breaker
     from .failover import FailoverManager
 
-__all__ = ["HealthChecks", "ProbeFn", "check_loop", "probe_all", "probe_one"]
+__all__ = ["HealthCheckMethods", "HealthChecks", "ProbeFn", "check_loop", "probe_all", "probe_one"]
 
 #: A health probe: awaits a check of one provider id; returning False or raising is a failure.
 ProbeFn = Callable[[str], Awaitable[object]]
 
 log = logging.getLogger("pi_builder_middleware.probes")
+
+
+class HealthCheckMethods:
+    """The :class:`FailoverManager` methods for health checks (a mixin; the scheduler is :class:`HealthChecks`)."""
+
+    health_checks: HealthChecks
+    _breakers: dict[str, Breaker]
+    _classify: Callable[[BaseException, str], ErrorKind]
+    _lock: threading.Lock
+
+    def start_health_checks(self, probe: ProbeFn, interval_s: float, timeout_s: float | None = None) -> None:
+        """Start an asyncio task that probes every provider each ``interval_s`` seconds.
+
+        Must be called from a running event loop. Each provider's probe runs in its own task, so one that
+        hangs holds back no other provider (see :mod:`pi_builder_middleware.probes`). A probe that returns
+        False, raises or exceeds ``timeout_s`` (default: ``FailoverConfig.health_check_timeout_s``) counts
+        as a failure of that provider; a successful probe of an OPEN provider moves it to HALF_OPEN early.
+        """
+        self.health_checks.start(probe, interval_s, timeout_s)
+
+    async def stop_health_checks(self) -> None:
+        """Stop the health-check task (and the probes it is running) and wait for it to end."""
+        await self.health_checks.stop()
+
+    async def run_health_checks_once(self, probe: ProbeFn, timeout_s: float | None = None) -> None:
+        """Probe every provider once, concurrently, each within ``timeout_s`` (default: the config's)."""
+        await self.health_checks.run_once(probe, timeout_s)
+
+    def provider_ids(self) -> list[str]:
+        """Providers with a breaker, in the order they were added."""
+        return list(self._breakers)
+
+    def classify(self, error: BaseException, provider_id: str) -> ErrorKind:
+        """What ``error`` from ``provider_id`` means, by the classifier given at construction."""
+        return self._classify(error, provider_id)
+
+    def count(self, provider_id: str, counter: str) -> None:
+        """Add one to a per-provider counter shown in :meth:`stats` (e.g. ``probe_overruns``); unknown ids: none."""
+        with self._lock:
+            b = self._breakers.get(provider_id)
+            if b is not None:
+                b.counts[counter] += 1
 
 
 class HealthChecks:
@@ -54,6 +99,8 @@ class HealthChecks:
             "a finite number of seconds > 0, or None",
             timeout_s,
         )
+        import asyncio  # here and below: only health checks load asyncio, in the loop that runs them
+
         timeout = self.timeout(timeout_s)
         if self._task is not None and not self._task.done():
             raise ConfigError("health_checks", "already running; call stop_health_checks() first")
@@ -61,6 +108,8 @@ class HealthChecks:
 
     async def stop(self) -> None:
         """Stop the task (and the probes it is running) and wait for it to end."""
+        import asyncio
+
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -86,11 +135,15 @@ class HealthChecks:
 
 async def probe_all(manager: FailoverManager, probe: ProbeFn, timeout_s: float) -> None:
     """Probe every provider once, concurrently, each within ``timeout_s``."""
+    import asyncio
+
     await asyncio.gather(*(probe_one(manager, probe, pid, timeout_s) for pid in manager.provider_ids()))
 
 
 async def check_loop(manager: FailoverManager, probe: ProbeFn, interval_s: float, timeout_s: float) -> None:
     """Start a round every ``interval_s`` until cancelled (see the module docstring); cancels its probes on exit."""
+    import asyncio
+
     running: dict[str, asyncio.Task[None]] = {}
     try:
         while True:
@@ -114,6 +167,8 @@ async def check_loop(manager: FailoverManager, probe: ProbeFn, interval_s: float
 
 async def probe_one(manager: FailoverManager, probe: ProbeFn, provider_id: str, timeout_s: float) -> None:
     """Probe one provider and record the result as a probe outcome (never raises but cancellation)."""
+    import asyncio
+
     try:
         result = await asyncio.wait_for(probe(provider_id), timeout_s)
     except asyncio.CancelledError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -23,6 +23,7 @@ __all__ = [
     "Scenario",
     "SimOutcome",
     "SimProvider",
+    "check_provider_names",
 ]
 
 
@@ -301,10 +302,18 @@ class Scenario(_Frozen):
     @field_validator("providers")
     @classmethod
     def _check_providers(cls, value: tuple[SimProvider, ...]) -> tuple[SimProvider, ...]:
-        if not value:
-            raise ValueError("needs at least one provider")
-        names = [p.name for p in value]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate provider names: {', '.join(duplicates)}")
-        return value
+        return check_provider_names(value)
+
+
+P = TypeVar("P", bound=SimProvider)
+
+
+def check_provider_names(providers: tuple[P, ...]) -> tuple[P, ...]:
+    """``providers`` if there is at least one and no two share a name (a ``providers`` field validator)."""
+    if not providers:
+        raise ValueError("needs at least one provider")
+    names = [p.name for p in providers]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate provider names: {', '.join(duplicates)}")
+    return providers

@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from .errors import SimulatorConfigError, config_error_from_validation
 from .models import Scenario
 
-__all__ = ["load_scenario", "load_scenario_file"]
+__all__ = ["load_scenario", "load_scenario_file", "read_toml"]
 
 
 def load_scenario(data: Mapping[str, Any]) -> Scenario:
@@ -50,12 +50,17 @@ def load_scenario(data: Mapping[str, Any]) -> Scenario:
 
 def load_scenario_file(path: str | Path) -> Scenario:
     """Read a TOML scenario file (see the module docstring for the format)."""
+    return load_scenario(read_toml(path))
+
+
+def read_toml(path: str | Path, error: type[SimulatorConfigError] = SimulatorConfigError) -> dict[str, Any]:
+    """The data in a TOML file; ``error`` (a :class:`SimulatorConfigError`) naming the file if it cannot be
+    read or parsed."""
     file = Path(path)
     try:
         with file.open("rb") as handle:
-            data = tomllib.load(handle)
+            return tomllib.load(handle)
     except OSError as exc:
-        raise SimulatorConfigError.single(str(file), f"cannot read: {exc.strerror or exc}") from None
+        raise error.single(str(file), f"cannot read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise SimulatorConfigError.single(str(file), f"invalid TOML: {exc}") from None
-    return load_scenario(data)
+        raise error.single(str(file), f"invalid TOML: {exc}") from None

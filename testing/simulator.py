@@ -16,7 +16,7 @@ from typing import Any, Self
 from pydantic import ValidationError
 
 from .clock import MonotonicClock, SimClock
-from .errors import SimulatorStateError, config_error_from_validation
+from .errors import SimulatorConfigError, SimulatorStateError, config_error_from_validation
 from .models import Behaviour, FaultWindow, Scenario, SimOutcome, SimProvider
 from .server import ProviderServer
 from .state import ProviderState, ProviderStats
@@ -94,7 +94,11 @@ class ProviderHandle:
     def down(self, kind: SimOutcome = SimOutcome.SERVICE_UNAVAILABLE) -> None:
         """Fail every request with ``kind`` until :meth:`up` (overrides behaviour and schedule)."""
         if kind is SimOutcome.SUCCESS:
-            raise ValueError("down() needs an error outcome, not SUCCESS; call up() to recover")
+            raise SimulatorConfigError.single(
+                "kind",
+                f"down({self.name!r}) needs an error outcome (e.g. SimOutcome.SERVICE_UNAVAILABLE), not SUCCESS; "
+                f"call up() to end an outage",
+            )
         self._state.set_forced(kind)
 
     def up(self) -> None:

@@ -149,32 +149,24 @@ class RoutingLoop:
 
     def _deliver(self, opened: OpenAttempt[_Head[Iterator[T], T]]) -> Generator[T, None, None]:
         """The rest of the stream; the attempt ends when delivery ends (finished, broken, or stopped early)."""
-        started = opened.value
-        iterator, head, ended, handler = started.iterator, started.head, started.ended, started.handler
-        ttft = None if ended else opened.elapsed()
-        summed = UsageSum()
-        delivered = 0
+        iterator, head, ended = opened.value.iterator, opened.value.head, opened.value.ended
+        delivery = _Delivery(opened)
         try:
             for chunk in head:
-                summed.add(chunk)
-                yield chunk
-                delivered += 1
+                yield delivery.took(chunk)
             while not ended:
                 try:
                     chunk = next(iterator)
                 except StopIteration:
                     break
                 except Exception as exc:
-                    _broke(opened, exc, ttft)
-                    raise StreamInterruptedError(opened.provider_id, delivered, exc) from exc
-                summed.add(chunk)
-                yield chunk
-                delivered += 1
-            opened.succeeded(ttft_s=ttft, usage=_usage(handler, summed.tokens()))
+                    raise delivery.broke(exc) from exc
+                yield delivery.took(chunk)
+            delivery.succeeded()
         finally:
             if not opened.ended:  # the caller stopped reading early: the provider did nothing wrong
                 close_quietly(iterator)
-                opened.succeeded(ttft_s=ttft, usage=_usage(handler, summed.tokens()))
+                delivery.succeeded()
 
     async def astream(
         self, op: Callable[[AnyRunnable, RunnableConfig], AsyncIterator[T]], config_for: ConfigFor
@@ -210,32 +202,25 @@ class RoutingLoop:
             await delivery.aclose()
 
     async def _adeliver(self, opened: OpenAttempt[_Head[AsyncIterator[T], T]]) -> AsyncGenerator[T, None]:
-        started = opened.value
-        iterator, head, ended, handler = started.iterator, started.head, started.ended, started.handler
-        ttft = None if ended else opened.elapsed()
-        summed = UsageSum()
-        delivered = 0
+        """Async :meth:`_deliver`."""
+        iterator, head, ended = opened.value.iterator, opened.value.head, opened.value.ended
+        delivery = _Delivery(opened)
         try:
             for chunk in head:
-                summed.add(chunk)
-                yield chunk
-                delivered += 1
+                yield delivery.took(chunk)
             while not ended:
                 try:
                     chunk = await anext(iterator)
                 except StopAsyncIteration:
                     break
                 except Exception as exc:
-                    _broke(opened, exc, ttft)
-                    raise StreamInterruptedError(opened.provider_id, delivered, exc) from exc
-                summed.add(chunk)
-                yield chunk
-                delivered += 1
-            opened.succeeded(ttft_s=ttft, usage=_usage(handler, summed.tokens()))
+                    raise delivery.broke(exc) from exc
+                yield delivery.took(chunk)
+            delivery.succeeded()
         finally:
             if not opened.ended:  # stopped early or cancelled: the provider did nothing wrong
                 await aclose_quietly(iterator)
-                opened.succeeded(ttft_s=ttft, usage=_usage(handler, summed.tokens()))
+                delivery.succeeded()
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _config(self, pid: str, config_for: ConfigFor) -> tuple[RunnableConfig, UsageHandler | None]:
@@ -269,19 +254,42 @@ class _Head(Generic[It, T]):
     handler: UsageHandler | None
 
 
+class _Delivery(Generic[T]):
+    """What delivering one stream counts (chunks handed on, their tokens) and how its attempt ends."""
+
+    __slots__ = ("delivered", "handler", "opened", "summed", "ttft")
+
+    def __init__(self, opened: OpenAttempt[_Head[Any, T]]) -> None:
+        self.opened = opened
+        self.handler = opened.value.handler
+        self.ttft = None if opened.value.ended else opened.elapsed()
+        self.summed = UsageSum()
+        self.delivered = 0
+
+    def took(self, chunk: T) -> T:
+        """``chunk``, counted and summed, on its way to the caller."""
+        self.summed.add(chunk)
+        self.delivered += 1
+        return chunk
+
+    def broke(self, exc: BaseException) -> StreamInterruptedError:
+        """Record the stream as interrupted after its first chunk; the error to raise to the caller."""
+        kind = self.opened.interrupted(exc, ttft_s=self.ttft)
+        log.warning(
+            "stream from %r broke after its first chunk (%s: %s)",
+            self.opened.provider_id,
+            kind.value if kind is not None else "?",
+            type(exc).__name__,
+        )
+        return StreamInterruptedError(self.opened.provider_id, self.delivered, exc)
+
+    def succeeded(self) -> None:
+        self.opened.succeeded(ttft_s=self.ttft, usage=_usage(self.handler, self.summed.tokens()))
+
+
 async def _aclose_head(started: _Head[AsyncIterator[Any], Any]) -> None:
     """A hedged stream's loser that produced its first chunk too late: close it, nobody reads it."""
     await aclose_quietly(started.iterator)
-
-
-def _broke(opened: OpenAttempt[Any], exc: BaseException, ttft: float | None) -> None:
-    kind = opened.interrupted(exc, ttft_s=ttft)
-    log.warning(
-        "stream from %r broke after its first chunk (%s: %s)",
-        opened.provider_id,
-        kind.value if kind is not None else "?",
-        type(exc).__name__,
-    )
 
 
 def _usage(handler: UsageHandler | None, fallback: tuple[int, int]) -> Usage:

@@ -1,9 +1,10 @@
-"""Turning the front-ends' constructor arguments into a checked ``(middleware, models)`` pair."""
+"""Turning the entry points' constructor arguments into checked models, middleware and settings."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic, TypeVar
 
 from langchain_core.runnables import Runnable
 
@@ -14,21 +15,26 @@ from pi_builder_middleware import (
     HedgePolicy,
     Middleware,
     Provider,
+    RouteRequest,
     Strategy,
 )
 
 __all__ = [
     "DEFAULT_STRATEGY",
     "ProvidersArg",
+    "Routing",
     "build_middleware",
     "check_max_wait",
     "check_models",
+    "check_routing",
     "check_timeout",
     "derive",
     "hedges",
     "provider_tag",
-    "wrapper_fields",
+    "runnable",
 ]
+
+M = TypeVar("M", bound=Runnable[Any, Any])
 
 #: Default order: the keys' order (the ``failover`` strategy: priority order gated by the breakers; every
 #: provider has the same default priority, ties keep insertion order), so the first key is the primary and
@@ -41,22 +47,27 @@ DEFAULT_STRATEGY = "failover"
 ProvidersArg = Iterable[Provider] | Mapping[str, Provider | Mapping[str, Any]]
 
 
-def check_models(models: Mapping[str, Any], owner: str) -> dict[str, Runnable[Any, Any]]:
-    """A plain dict of the models; ConfigError if it is empty or holds something that is not a Runnable."""
+def runnable(where: str, model: object) -> Runnable[Any, Any]:
+    """``model`` if it is a LangChain Runnable; else ConfigError at ``where`` (e.g. ``"X.models['a']"``)."""
+    if not isinstance(model, Runnable):
+        raise ConfigError(where, f"expected a LangChain Runnable (e.g. a chat model), got {type(model).__name__}")
+    return model
+
+
+def check_models(
+    models: Mapping[str, Any], owner: str, accept: Callable[[str, Any], M], kind: str = "Runnable"
+) -> dict[str, M]:
+    """A plain dict of the models, each through ``accept(where, model)`` (``runnable`` or a stricter check);
+    ConfigError if ``models`` is no dict or empty, or a key no string (``kind``: what the values should be)."""
     if not isinstance(models, Mapping):
-        raise ConfigError(f"{owner}.models", f"expected a dict of key -> Runnable, got {type(models).__name__}")
+        raise ConfigError(f"{owner}.models", f"expected a dict of key -> {kind}, got {type(models).__name__}")
     if not models:
         raise ConfigError(f"{owner}.models", "give at least one model, e.g. {'openai/gpt-4o': ChatOpenAI(...)}")
-    out: dict[str, Runnable[Any, Any]] = {}
+    out: dict[str, M] = {}
     for key, model in models.items():
         if not isinstance(key, str) or not key:
             raise ConfigError(f"{owner}.models", f"keys must be non-empty strings (got {key!r})")
-        if not isinstance(model, Runnable):
-            raise ConfigError(
-                f"{owner}.models[{key!r}]",
-                f"expected a LangChain Runnable (e.g. a chat model), got {type(model).__name__}",
-            )
-        out[key] = model
+        out[key] = accept(f"{owner}.models[{key!r}]", model)
     return out
 
 
@@ -202,9 +213,25 @@ def derive(
     return out
 
 
-def wrapper_fields(
+@dataclasses.dataclass(frozen=True, slots=True)
+class Routing(Generic[M]):
+    """An entry point's checked routing arguments (what each of them keeps)."""
+
+    models: dict[str, M]
+    middleware: Middleware
+    route: RouteRequest | None
+    hedge: bool
+    first_chunk_timeout_s: float | None
+    max_wait_s: float
+
+    def fields(self) -> dict[str, Any]:
+        """The pydantic fields of the runnable wrappers (a shallow dict: the middleware is shared, not copied)."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+
+def check_routing(
     owner: str,
-    models: Mapping[str, Any],
+    models: dict[str, M],
     *,
     middleware: Middleware | None,
     strategy: str | Strategy | None,
@@ -212,13 +239,12 @@ def wrapper_fields(
     providers: ProvidersArg | None,
     first_chunk_timeout_s: float | None,
     max_wait_s: float,
-    route: Any,
-    hedge: HedgePolicy | bool | None = None,
-) -> dict[str, Any]:
-    """The checked pydantic fields both wrappers are built from (one place for their constructors)."""
-    checked = check_models(models, owner)
+    route: RouteRequest | None,
+    hedge: HedgePolicy | bool | None,
+) -> Routing[M]:
+    """The constructor checks of every entry point (wrappers and agent middleware), over checked ``models``."""
     mw = build_middleware(
-        checked,
+        models,
         middleware=middleware,
         strategy=strategy,
         failover=failover,
@@ -226,11 +252,13 @@ def wrapper_fields(
         owner=owner,
         hedge=hedge,
     )
-    return {
-        "models": checked,
-        "middleware": mw,
-        "route": route,
-        "hedge": hedges(mw, hedge),
-        "first_chunk_timeout_s": check_timeout(first_chunk_timeout_s, owner),
-        "max_wait_s": check_max_wait(max_wait_s, owner),
-    }
+    if route is not None and not isinstance(route, RouteRequest):
+        raise ConfigError(f"{owner}.route", f"expected a RouteRequest or None, got {type(route).__name__}")
+    return Routing(
+        models=models,
+        middleware=mw,
+        route=route,
+        hedge=hedges(mw, hedge),
+        first_chunk_timeout_s=check_timeout(first_chunk_timeout_s, owner),
+        max_wait_s=check_max_wait(max_wait_s, owner),
+    )

@@ -48,7 +48,7 @@ from pi_builder_middleware.attempts import run_attempts
 
 from ._agent_call import ControlFlow, Served, call_async, call_sync, is_streaming, response_messages, usage_of_response
 from ._loop import FirstChunkTimeoutError
-from ._setup import ProvidersArg, build_middleware, check_max_wait, check_timeout, hedges
+from ._setup import ProvidersArg, check_models, check_routing
 
 __all__ = ["HealthAwareModelMiddleware"]
 
@@ -95,22 +95,24 @@ class HealthAwareModelMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         hedge: HedgePolicy | bool | None = None,
     ) -> None:
         super().__init__()
-        self.models: dict[str, BaseChatModel] = _chat_models(models)
-        self.middleware: Middleware = build_middleware(
-            self.models,
+        routing = check_routing(
+            _OWNER,
+            check_models(models, _OWNER, _chat_model, "chat model"),
             middleware=middleware,
             strategy=strategy,
             failover=failover,
             providers=providers,
-            owner=_OWNER,
+            first_chunk_timeout_s=first_chunk_timeout_s,
+            max_wait_s=max_wait_s,
+            route=route,
             hedge=hedge,
         )
-        self.hedge = hedges(self.middleware, hedge)
-        self.first_chunk_timeout_s = check_timeout(first_chunk_timeout_s, _OWNER)
-        self.max_wait_s = check_max_wait(max_wait_s, _OWNER)
-        if route is not None and not isinstance(route, RouteRequest):
-            raise ConfigError(f"{_OWNER}.route", f"expected a RouteRequest or None, got {type(route).__name__}")
-        self.route = route or RouteRequest()
+        self.models: dict[str, BaseChatModel] = routing.models
+        self.middleware: Middleware = routing.middleware
+        self.hedge = routing.hedge
+        self.first_chunk_timeout_s = routing.first_chunk_timeout_s
+        self.max_wait_s = routing.max_wait_s
+        self.route = routing.route or RouteRequest()
         self._routes = self._group_routes()
 
     # -- which providers a request may go to ----------------------------------------------------
@@ -211,33 +213,24 @@ class HealthAwareModelMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         return served.response
 
 
-def _chat_models(models: Mapping[str, ModelArg]) -> dict[str, BaseChatModel]:
-    """The models as chat models (strings through ``init_chat_model``); ConfigError naming a bad entry."""
-    if not isinstance(models, Mapping):
-        raise ConfigError(f"{_OWNER}.models", f"expected a dict of key -> chat model, got {type(models).__name__}")
-    if not models:
-        raise ConfigError(f"{_OWNER}.models", "give at least one model, e.g. {'openai/gpt-4o': ChatOpenAI(...)}")
-    out: dict[str, BaseChatModel] = {}
-    for key, model in models.items():
-        if not isinstance(key, str) or not key:
-            raise ConfigError(f"{_OWNER}.models", f"keys must be non-empty strings (got {key!r})")
-        if isinstance(model, str):
-            try:
-                model = init_chat_model(model)
-            except Exception as exc:
-                raise ConfigError(
-                    f"{_OWNER}.models[{key!r}]",
-                    f"init_chat_model({model!r}) failed ({type(exc).__name__}: {exc}); give a "
-                    f"'provider:model' string whose provider package is installed, or a chat "
-                    f"model",
-                ) from exc
-        if not isinstance(model, BaseChatModel):
+def _chat_model(where: str, model: ModelArg) -> BaseChatModel:
+    """``model`` as a chat model (a string through ``init_chat_model``); else ConfigError at ``where``."""
+    if isinstance(model, str):
+        try:
+            model = init_chat_model(model)
+        except Exception as exc:
             raise ConfigError(
-                f"{_OWNER}.models[{key!r}]",
-                f"expected a BaseChatModel or a 'provider:model' string, got {type(model).__name__}",
-            )
-        out[key] = model
-    return out
+                where,
+                f"init_chat_model({model!r}) failed ({type(exc).__name__}: {exc}); give a "
+                f"'provider:model' string whose provider package is installed, or a chat "
+                f"model",
+            ) from exc
+    if not isinstance(model, BaseChatModel):
+        raise ConfigError(
+            where,
+            f"expected a BaseChatModel or a 'provider:model' string, got {type(model).__name__}",
+        )
+    return model
 
 
 def _sanitized(request: ModelRequest[Any], model: BaseChatModel) -> ModelRequest[Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, NamedTuple, cast
 from uuid import UUID
@@ -25,14 +26,15 @@ from langchain_core.runnables.config import (
 )
 from langchain_core.runnables.utils import ConfigurableFieldSpec, get_unique_config_specs
 from langchain_core.utils.uuid import uuid7
-from pydantic import ConfigDict, PrivateAttr, SkipValidation
+from pydantic import PrivateAttr
 from typing_extensions import override
 
 from pi_builder_middleware import FailoverConfig, FailoverPreset, HedgePolicy, Middleware, RouteRequest, Strategy
 
 from ._loop import RoutingLoop
-from ._setup import ProvidersArg, derive, provider_tag, wrapper_fields
+from ._setup import ProvidersArg, check_models, check_routing, derive, provider_tag, runnable
 from ._standard import TOOL_OPTIONS_KEY, ToolBindings, ToolSpec, openai_tools, split_tool_kwargs, standard_ls_params
+from ._wrapper import RoutingWrapper
 from .fallbacks import HealthAwareFallbacks
 
 __all__ = ["HealthAwareChatModel"]
@@ -71,7 +73,7 @@ _CALLER_CONFIG: ContextVar[_CallerConfig | None] = ContextVar("pbm_langchain_cal
 _PASSED_KEYS = ("configurable", "recursion_limit", "max_concurrency")
 
 
-class HealthAwareChatModel(BaseChatModel):
+class HealthAwareChatModel(RoutingWrapper, BaseChatModel):
     """A chat model that sends each call to the provider the middleware picks, failing over as needed.
 
     ::
@@ -89,19 +91,7 @@ class HealthAwareChatModel(BaseChatModel):
 
     models: dict[str, Runnable[LanguageModelInput, BaseMessage]]
     """The wrapped chat models (or runnables returning messages, e.g. after ``bind_tools``) by provider id."""
-    middleware: SkipValidation[Middleware]
-    """Routing, health monitoring and breakers (shared by copies made with ``bind_tools`` & co)."""
-    first_chunk_timeout_s: float | None = None
-    """Fail a stream over when its first chunk takes longer than this (None: wait)."""
-    max_wait_s: float = 0.0
-    """When no provider can answer, wait for one to recover until this long after the call started (0: fail at once)."""
-    route: SkipValidation[RouteRequest | None] = None
-    """Request template for every call."""
-    hedge: bool = False
-    """Whether async calls (``ainvoke``, ``abatch``, ``astream``) are hedged (the middleware's HedgePolicy)."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-    _loop: RoutingLoop = PrivateAttr()
     _tool_loops: ToolBindings = PrivateAttr(default_factory=ToolBindings)
 
     def __init__(
@@ -118,9 +108,10 @@ class HealthAwareChatModel(BaseChatModel):
         hedge: HedgePolicy | bool | None = None,
         **kwargs: Any,
     ) -> None:
-        fields = wrapper_fields(
-            type(self).__name__,
-            models,
+        owner = type(self).__name__
+        routing = check_routing(
+            owner,
+            check_models(models, owner, runnable),
             middleware=middleware,
             strategy=strategy,
             failover=failover,
@@ -130,30 +121,25 @@ class HealthAwareChatModel(BaseChatModel):
             route=route,
             hedge=hedge,
         )
-        super().__init__(**fields, **kwargs)
+        super().__init__(**routing.fields(), **kwargs)
 
-    @override
-    def model_post_init(self, context: Any, /) -> None:
-        super().model_post_init(context)
-        self._loop = self._new_loop(self.models)
-
-    def _new_loop(self, models: Mapping[str, Runnable[Any, Any]]) -> RoutingLoop:
-        return RoutingLoop(
-            self.middleware,
-            models,
-            route=self.route,
-            first_chunk_timeout_s=self.first_chunk_timeout_s,
-            max_wait_s=self.max_wait_s,
-            hedge=self.hedge,
-        )
-
-    def _routed(self, stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[RoutingLoop, dict[str, Any]]:
-        """The loop for this call (over the models bound to its tools, if any) and the remaining call kwargs."""
+    def _prepared(
+        self,
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+        run_manager: RunManager | None,
+        *,
+        streaming: bool = False,
+    ) -> tuple[RoutingLoop, dict[str, Any], Callable[[str], RunnableConfig]]:
+        """What one call of a LangChain hook needs: the loop (over the models bound to its tools, if any),
+        the remaining call kwargs and the configs that make each attempt a child run of this one."""
         spec, rest = split_tool_kwargs(kwargs)
         call = _call_kwargs(stop, rest)
+        configs = self._child_configs(run_manager, streaming=streaming)
         if spec is None:
-            return self._loop, call
-        return self._tool_loops.get(spec, lambda: self._new_loop(self._tool_loops.derive(self.models, spec))), call
+            return self._loop, call, configs
+        loop = self._tool_loops.get(spec, lambda: self._new_loop(self._tool_loops.derive(self.models, spec)))
+        return loop, call, configs
 
     @property
     @override
@@ -185,10 +171,8 @@ class HealthAwareChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        loop, call = self._routed(stop, kwargs)
-        pid, message = loop.invoke(
-            lambda model, cfg: model.invoke(messages, cfg, **call), self._child_configs(run_manager)
-        )
+        loop, call, configs = self._prepared(stop, kwargs, run_manager)
+        pid, message = loop.invoke(lambda model, cfg: model.invoke(messages, cfg, **call), configs)
         return _result(pid, message)
 
     @override
@@ -199,10 +183,8 @@ class HealthAwareChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        loop, call = self._routed(stop, kwargs)
-        pid, message = await loop.ainvoke(
-            lambda model, cfg: model.ainvoke(messages, cfg, **call), self._child_configs(run_manager)
-        )
+        loop, call, configs = self._prepared(stop, kwargs, run_manager)
+        pid, message = await loop.ainvoke(lambda model, cfg: model.ainvoke(messages, cfg, **call), configs)
         return _result(pid, message)
 
     @override
@@ -213,10 +195,8 @@ class HealthAwareChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        loop, call = self._routed(stop, kwargs)
-        chunks = loop.stream(
-            lambda model, cfg: model.stream(messages, cfg, **call), self._child_configs(run_manager, streaming=True)
-        )
+        loop, call, configs = self._prepared(stop, kwargs, run_manager, streaming=True)
+        chunks = loop.stream(lambda model, cfg: model.stream(messages, cfg, **call), configs)
         try:
             for chunk in chunks:
                 yield ChatGenerationChunk(message=_as_chunk(chunk))
@@ -244,10 +224,8 @@ class HealthAwareChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None,
         **kwargs: Any,
     ) -> AsyncGenerator[ChatGenerationChunk, None]:
-        loop, call = self._routed(stop, kwargs)
-        chunks = loop.astream(
-            lambda model, cfg: model.astream(messages, cfg, **call), self._child_configs(run_manager, streaming=True)
-        )
+        loop, call, configs = self._prepared(stop, kwargs, run_manager, streaming=True)
+        chunks = loop.astream(lambda model, cfg: model.astream(messages, cfg, **call), configs)
         try:
             async for chunk in chunks:
                 yield ChatGenerationChunk(message=_as_chunk(chunk))
@@ -279,11 +257,8 @@ class HealthAwareChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AIMessage:
         config = ensure_config(config)
-        token = _CALLER_CONFIG.set(_CallerConfig(self, config))
-        try:
+        with self._entered(config):
             return super().invoke(input, config, stop=stop, **kwargs)
-        finally:
-            _CALLER_CONFIG.reset(token)
 
     @override
     async def ainvoke(
@@ -295,11 +270,8 @@ class HealthAwareChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AIMessage:
         config = ensure_config(config)
-        token = _CALLER_CONFIG.set(_CallerConfig(self, config))
-        try:
+        with self._entered(config):
             return await super().ainvoke(input, config, stop=stop, **kwargs)
-        finally:
-            _CALLER_CONFIG.reset(token)
 
     @override
     def stream(
@@ -316,13 +288,8 @@ class HealthAwareChatModel(BaseChatModel):
             Generator[AIMessageChunk, None, None], super().stream(input, _pinned(config, parent), stop=stop, **kwargs)
         )
         try:
-            token = _STREAM_PARENT.set(parent)
-            caller = _CALLER_CONFIG.set(_CallerConfig(self, config))
-            try:
+            with self._entered(config, parent):
                 first = next(chunks, None)  # _stream starts inside this call and picks the parent up
-            finally:
-                _CALLER_CONFIG.reset(caller)
-                _STREAM_PARENT.reset(token)
             if first is not None:
                 yield first
                 yield from chunks
@@ -344,13 +311,8 @@ class HealthAwareChatModel(BaseChatModel):
             AsyncGenerator[AIMessageChunk, None], super().astream(input, _pinned(config, parent), stop=stop, **kwargs)
         )
         try:
-            token = _STREAM_PARENT.set(parent)
-            caller = _CALLER_CONFIG.set(_CallerConfig(self, config))
-            try:
+            with self._entered(config, parent):
                 first = await anext(chunks, None)
-            finally:
-                _CALLER_CONFIG.reset(caller)
-                _STREAM_PARENT.reset(token)
             if first is not None:
                 yield first
                 async for chunk in chunks:
@@ -359,6 +321,18 @@ class HealthAwareChatModel(BaseChatModel):
             await chunks.aclose()
             for opened in parent.opened:
                 await opened.aclose()
+
+    @contextmanager
+    def _entered(self, config: RunnableConfig, parent: _StreamParent | None = None) -> Iterator[None]:
+        """Record the caller's config (and, for a stream, this model's run) for the hooks LangChain calls inside."""
+        caller = _CALLER_CONFIG.set(_CallerConfig(self, config))
+        stream = None if parent is None else _STREAM_PARENT.set(parent)
+        try:
+            yield
+        finally:
+            if stream is not None:
+                _STREAM_PARENT.reset(stream)
+            _CALLER_CONFIG.reset(caller)
 
     def _child_configs(
         self, run_manager: RunManager | None, *, streaming: bool = False
@@ -419,14 +393,8 @@ class HealthAwareChatModel(BaseChatModel):
 
         Each provider uses its own structured-output method; the result is a :class:`HealthAwareFallbacks`.
         """
-        return HealthAwareFallbacks(
-            derive(self.models, "with_structured_output", (schema,), {"include_raw": include_raw, **kwargs}),
-            middleware=self.middleware,
-            first_chunk_timeout_s=self.first_chunk_timeout_s,
-            max_wait_s=self.max_wait_s,
-            route=self.route,
-            hedge=self.hedge,
-        )
+        structured = derive(self.models, "with_structured_output", (schema,), {"include_raw": include_raw, **kwargs})
+        return HealthAwareFallbacks(structured, **self._shared())
 
 
 def _call_kwargs(stop: list[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
+from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import (
     ensure_config,
@@ -14,18 +15,17 @@ from langchain_core.runnables.config import (
 )
 from langchain_core.runnables.utils import ConfigurableFieldSpec, Input, Output, get_unique_config_specs
 from langchain_core.utils.pydantic import TypeBaseModel
-from pydantic import ConfigDict, PrivateAttr, SkipValidation
 from typing_extensions import override
 
 from pi_builder_middleware import FailoverConfig, FailoverPreset, HedgePolicy, Middleware, RouteRequest, Strategy
 
-from ._loop import RoutingLoop
-from ._setup import ProvidersArg, derive, provider_tag, wrapper_fields
+from ._setup import ProvidersArg, check_models, check_routing, derive, provider_tag, runnable
+from ._wrapper import RoutingWrapper
 
 __all__ = ["HealthAwareFallbacks"]
 
 
-class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
+class HealthAwareFallbacks(RoutingWrapper, RunnableSerializable[Input, Output]):
     """Several runnables behind one, tried in the order the middleware decides for each call.
 
     ::
@@ -54,19 +54,6 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
 
     models: dict[str, Runnable[Input, Output]]
     """The wrapped runnables by provider id."""
-    middleware: SkipValidation[Middleware]
-    """Routing, health monitoring and breakers (shared by copies made with ``bind_tools`` & co)."""
-    first_chunk_timeout_s: float | None = None
-    """Fail a stream over when its first chunk takes longer than this (None: wait)."""
-    max_wait_s: float = 0.0
-    """When no provider can answer, wait for one to recover until this long after the call started (0: fail at once)."""
-    route: SkipValidation[RouteRequest | None] = None
-    """Request template for every call."""
-    hedge: bool = False
-    """Whether async calls (``ainvoke``, ``abatch``, ``astream``) are hedged (the middleware's HedgePolicy)."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-    _loop: RoutingLoop = PrivateAttr()
 
     def __init__(
         self,
@@ -82,9 +69,10 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
         hedge: HedgePolicy | bool | None = None,
         **kwargs: Any,
     ) -> None:
-        fields = wrapper_fields(
-            type(self).__name__,
-            models,
+        owner = type(self).__name__
+        routing = check_routing(
+            owner,
+            check_models(models, owner, runnable),
             middleware=middleware,
             strategy=strategy,
             failover=failover,
@@ -94,18 +82,7 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
             route=route,
             hedge=hedge,
         )
-        super().__init__(**fields, **kwargs)
-
-    @override
-    def model_post_init(self, context: Any, /) -> None:
-        self._loop = RoutingLoop(
-            self.middleware,
-            self.models,
-            route=self.route,
-            first_chunk_timeout_s=self.first_chunk_timeout_s,
-            max_wait_s=self.max_wait_s,
-            hedge=self.hedge,
-        )
+        super().__init__(**routing.fields(), **kwargs)
 
     # -- types ---------------------------------------------------------------------------------
     @property
@@ -139,49 +116,36 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
     @override
     def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
         config = ensure_config(config)
-        run_manager = get_callback_manager_for_config(config).on_chain_start(
-            None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None)
-        )
+        run = get_callback_manager_for_config(config).on_chain_start(**self._run_start(input, config))
         try:
-            served: tuple[str, Output] = self._loop.invoke(
-                lambda model, cfg: model.invoke(input, cfg, **kwargs),
-                lambda pid: patch_config(config, callbacks=run_manager.get_child(provider_tag(pid))),
-            )
+            served = self._loop.invoke(lambda model, cfg: model.invoke(input, cfg, **kwargs), _children(config, run))
         except BaseException as exc:
-            run_manager.on_chain_error(exc)
+            run.on_chain_error(exc)
             raise
-        output = served[1]
-        run_manager.on_chain_end(output)
+        output: Output = served[1]
+        run.on_chain_end(output)
         return output
 
     @override
     async def ainvoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
         config = ensure_config(config)
-        run_manager = await get_async_callback_manager_for_config(config).on_chain_start(
-            None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None)
-        )
+        run = await get_async_callback_manager_for_config(config).on_chain_start(**self._run_start(input, config))
         try:
-            served: tuple[str, Output] = await self._loop.ainvoke(
-                lambda model, cfg: model.ainvoke(input, cfg, **kwargs),
-                lambda pid: patch_config(config, callbacks=run_manager.get_child(provider_tag(pid))),
+            served = await self._loop.ainvoke(
+                lambda model, cfg: model.ainvoke(input, cfg, **kwargs), _children(config, run)
             )
         except BaseException as exc:
-            await run_manager.on_chain_error(exc)
+            await run.on_chain_error(exc)
             raise
-        output = served[1]
-        await run_manager.on_chain_end(output)
+        output: Output = served[1]
+        await run.on_chain_end(output)
         return output
 
     @override
     def stream(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any | None) -> Iterator[Output]:
         config = ensure_config(config)
-        run_manager = get_callback_manager_for_config(config).on_chain_start(
-            None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None)
-        )
-        chunks = self._loop.stream(
-            lambda model, cfg: model.stream(input, cfg, **kwargs),
-            lambda pid: patch_config(config, callbacks=run_manager.get_child(provider_tag(pid))),
-        )
+        run = get_callback_manager_for_config(config).on_chain_start(**self._run_start(input, config))
+        chunks = self._loop.stream(lambda model, cfg: model.stream(input, cfg, **kwargs), _children(config, run))
         output: Any = _NOTHING
         try:
             for chunk in chunks:
@@ -189,22 +153,17 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
                 output = _add(output, chunk)
         except BaseException as exc:
             chunks.close()
-            run_manager.on_chain_error(exc)
+            run.on_chain_error(exc)
             raise
-        run_manager.on_chain_end(None if output is _NOTHING else output)
+        run.on_chain_end(None if output is _NOTHING else output)
 
     @override
     async def astream(
         self, input: Input, config: RunnableConfig | None = None, **kwargs: Any | None
     ) -> AsyncIterator[Output]:
         config = ensure_config(config)
-        run_manager = await get_async_callback_manager_for_config(config).on_chain_start(
-            None, input, name=config.get("run_name") or self.get_name(), run_id=config.pop("run_id", None)
-        )
-        chunks = self._loop.astream(
-            lambda model, cfg: model.astream(input, cfg, **kwargs),
-            lambda pid: patch_config(config, callbacks=run_manager.get_child(provider_tag(pid))),
-        )
+        run = await get_async_callback_manager_for_config(config).on_chain_start(**self._run_start(input, config))
+        chunks = self._loop.astream(lambda model, cfg: model.astream(input, cfg, **kwargs), _children(config, run))
         output: Any = _NOTHING
         try:
             async for chunk in chunks:
@@ -212,9 +171,18 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
                 output = _add(output, chunk)
         except BaseException as exc:
             await chunks.aclose()
-            await run_manager.on_chain_error(exc)
+            await run.on_chain_error(exc)
             raise
-        await run_manager.on_chain_end(None if output is _NOTHING else output)
+        await run.on_chain_end(None if output is _NOTHING else output)
+
+    def _run_start(self, input: Any, config: RunnableConfig) -> dict[str, Any]:
+        """``on_chain_start``'s arguments for this wrapper's run (named by the caller's run_name and run_id)."""
+        return {
+            "serialized": None,
+            "inputs": input,
+            "name": config.get("run_name") or self.get_name(),
+            "run_id": config.pop("run_id", None),
+        }
 
     # -- derived wrappers ----------------------------------------------------------------------
     def bind_tools(self, tools: Any, **kwargs: Any) -> HealthAwareFallbacks[Input, Any]:
@@ -226,17 +194,17 @@ class HealthAwareFallbacks(RunnableSerializable[Input, Output]):
         return self._derive("with_structured_output", schema, **kwargs)
 
     def _derive(self, method: str, *args: Any, **kwargs: Any) -> HealthAwareFallbacks[Input, Any]:
-        return HealthAwareFallbacks(
-            derive(self.models, method, args, kwargs),
-            middleware=self.middleware,
-            first_chunk_timeout_s=self.first_chunk_timeout_s,
-            max_wait_s=self.max_wait_s,
-            route=self.route,
-            hedge=self.hedge,
-        )
+        return HealthAwareFallbacks(derive(self.models, method, args, kwargs), **self._shared())
 
 
 _NOTHING: Any = object()
+
+
+def _children(
+    config: RunnableConfig, run: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun
+) -> Callable[[str], RunnableConfig]:
+    """Configs that make each attempt a child run of the wrapper's run, tagged with its provider."""
+    return lambda pid: patch_config(config, callbacks=run.get_child(provider_tag(pid)))
 
 
 def _add(total: Any, chunk: Any) -> Any:

@@ -142,9 +142,6 @@ class AttemptTrace:
 
     def cancelled(self, error: BaseException) -> None:
         """The attempt was cancelled or interrupted (no outcome recorded)."""
-        if getattr(error, "lost_race", False):  # the hedging driver's signal: another attempt answered first
-            self.lost()
-            return
         self.failed(error, [])
 
     def lost(self) -> None:
@@ -172,23 +169,23 @@ class AttemptTrace:
 
     def succeeded(self, outcome: Outcome | None, token: object = None) -> None:
         """The answer was delivered: ends the attempt and the request."""
-        otel = self.request.hub.otel
-        if otel is not None:
-            if token is not None:
-                otel.detach(token)
-            if self.span is not None:
-                otel.end_attempt(self.span, outcome, None, None)
-        self.request._end(True, None, self.provider.id)
+        self._delivered(token, outcome, None, None)
 
     def interrupted(self, error: BaseException, kind: ErrorKind | None, token: object = None) -> None:
         """The delivery broke after the first chunk: ends the attempt and the request with ``error``."""
+        self._delivered(token, None, error, kind)
+
+    def _delivered(
+        self, token: object, outcome: Outcome | None, error: BaseException | None, kind: ErrorKind | None
+    ) -> None:
+        """End the delivery (``token``: from :meth:`enter`): the attempt's span, then the request."""
         otel = self.request.hub.otel
         if otel is not None:
             if token is not None:
                 otel.detach(token)
             if self.span is not None:
-                otel.end_attempt(self.span, None, error, kind)
-        self.request._end(False, error, self.provider.id)
+                otel.end_attempt(self.span, outcome, error, kind)
+        self.request._end(error is None, error, self.provider.id)
 
 
 def traced(steps: Generator[Any, Any, Any], trace: RequestTrace) -> Generator[Any, Any, Any]:

@@ -97,6 +97,16 @@ def test_file_errors_name_the_file_and_the_field(tmp_path):
         load_chaos_scenario_file(tmp_path / "missing.toml")
 
 
+@pytest.mark.parametrize(
+    ("providers", "message"),
+    [([], "providers: needs at least one provider"), ([{"name": "a"}, {"name": "a"}], "duplicate provider names: a")],
+)
+def test_providers_must_be_named_once_each(providers, message):
+    data = {"name": "x", "load": {"duration_s": 10, "rate_rps": 5}, "providers": providers}
+    with pytest.raises(ChaosConfigError, match=message):
+        load_chaos_scenario(data)
+
+
 def test_file_name_is_the_default_scenario_name(tmp_path):
     path = tmp_path / "mine.toml"
     path.write_text('[load]\nduration_s = 3\nrate_rps = 2\n[[providers]]\nname = "a"\n')

@@ -19,6 +19,8 @@ from pi_builder_middleware.testing import (
     SimulatorStateError,
 )
 
+from pi_builder_middleware import PiBuilderError
+
 from .conftest import MakeSim, chat
 
 MIXED = Behaviour(
@@ -94,8 +96,11 @@ def test_down_and_up_at_runtime(sim: Simulator, http: httpx.Client) -> None:
     sim.up("a")
     assert chat(http, url).status_code == 200
     assert chat(http, sim.base_url("b")).status_code == 200  # other providers unaffected
-    with pytest.raises(ValueError, match="up"):
+    with pytest.raises(SimulatorConfigError, match=r"error outcome.*up\(\)") as info:
         sim.down("a", SimOutcome.SUCCESS)
+    assert info.value.field == "kind" and isinstance(info.value, PiBuilderError)
+    assert not sim.provider("a").is_down  # refused: the provider keeps answering
+    assert chat(http, url).status_code == 200
 
 
 def test_set_and_update_behaviour_at_runtime(sim: Simulator, http: httpx.Client) -> None:

@@ -8,8 +8,9 @@ inside ``start`` so listing contenders stays cheap.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .load import PlannedRequest, Reply, RunTime
 from .scenario import ChaosConfigError, ChaosScenario
@@ -21,6 +22,7 @@ __all__ = [
     "Contender",
     "ContenderSpec",
     "contender_specs",
+    "openai_reply",
     "select_contenders",
 ]
 
@@ -52,6 +54,57 @@ class Contender(ABC):
     def describe(self) -> dict[str, object]:
         """The exact settings this contender ran with (for the report)."""
         return {}
+
+
+async def openai_reply(
+    create: Callable[..., Awaitable[Any]], model: str, request: PlannedRequest, clock: RunTime
+) -> Reply:
+    """Send ``request`` through an OpenAI-shaped ``create`` (the ``openai`` client's
+    ``chat.completions.create`` or LiteLLM's ``Router.acompletion``) and read the reply; a stream asks
+    for its usage and notes the load-clock time of its first content."""
+    if not request.stream:
+        response = await create(model=model, messages=request.messages, max_tokens=request.max_tokens)
+        return _completion_reply(response)
+    stream = await create(
+        model=model,
+        messages=request.messages,
+        max_tokens=request.max_tokens,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    return await _stream_reply(stream, clock)
+
+
+def _completion_reply(response: Any) -> Reply:
+    """The reply in an OpenAI-shaped chat completion (the ``openai`` client's or LiteLLM's)."""
+    usage = getattr(response, "usage", None)
+    return Reply(
+        text=response.choices[0].message.content or "",
+        input_tokens=_tokens(usage, "prompt_tokens"),
+        output_tokens=_tokens(usage, "completion_tokens"),
+    )
+
+
+async def _stream_reply(stream: AsyncIterator[Any], clock: RunTime) -> Reply:
+    """The reply in an OpenAI-shaped chat completion stream (asked for with ``include_usage``): its text,
+    the load-clock time of its first content and the usage its last chunk carries."""
+    parts: list[str] = []
+    first: float | None = None
+    tokens_in = tokens_out = 0
+    async for chunk in stream:
+        choices = getattr(chunk, "choices", None)
+        if choices and choices[0].delta is not None and choices[0].delta.content:
+            if first is None:
+                first = clock()
+            parts.append(choices[0].delta.content)
+        usage = getattr(chunk, "usage", None)
+        if usage is not None:
+            tokens_in, tokens_out = _tokens(usage, "prompt_tokens"), _tokens(usage, "completion_tokens")
+    return Reply(text="".join(parts), input_tokens=tokens_in, output_tokens=tokens_out, first_token_s=first)
+
+
+def _tokens(usage: Any, name: str) -> int:
+    return int(getattr(usage, name, 0) or 0)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .contenders import API_KEY, WAIT_SHARE, Contender
+from .contenders import API_KEY, WAIT_SHARE, Contender, openai_reply
 from .load import PlannedRequest, Reply, RunTime
 from .scenario import ChaosScenario
 
@@ -22,16 +22,6 @@ __all__ = ["LiteLLMRouterContender", "MiddlewareLiteLLMContender", "router_setti
 
 GROUP = "chat"
 FALLBACK_GROUP = "chat-fallback"
-_CALLBACK_LISTS = (
-    "callbacks",
-    "input_callback",
-    "success_callback",
-    "failure_callback",
-    "service_callback",
-    "_async_success_callback",
-    "_async_failure_callback",
-    "_async_input_callback",
-)
 
 
 def _import_litellm() -> Any:
@@ -97,9 +87,11 @@ class _RouterContender(Contender):
         self, scenario: ChaosScenario, urls: Mapping[str, str], clock: RunTime, settings: dict[str, Any]
     ) -> Any:
         litellm = _import_litellm()
+        from pi_builder_middleware.adapters.litellm._candidates import CALLBACK_LISTS
+
         # LiteLLM callbacks are process-wide; put the lists back as they were after the run.
         self._saved = {
-            n: list(getattr(litellm, n)) for n in _CALLBACK_LISTS if isinstance(getattr(litellm, n, None), list)
+            n: list(getattr(litellm, n)) for n in CALLBACK_LISTS if isinstance(getattr(litellm, n, None), list)
         }
         self._clock = clock
         self.settings = settings
@@ -108,37 +100,7 @@ class _RouterContender(Contender):
 
     async def call(self, request: PlannedRequest) -> Reply:
         assert self.router is not None and self._clock is not None
-        if not request.stream:
-            response = await self.router.acompletion(
-                model=GROUP, messages=request.messages, max_tokens=request.max_tokens
-            )
-            usage = getattr(response, "usage", None)
-            return Reply(
-                text=response.choices[0].message.content or "",
-                input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-                output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            )
-        stream = await self.router.acompletion(
-            model=GROUP,
-            messages=request.messages,
-            max_tokens=request.max_tokens,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-        parts: list[str] = []
-        first: float | None = None
-        tokens_in = tokens_out = 0
-        async for chunk in stream:
-            choices = getattr(chunk, "choices", None)
-            if choices and choices[0].delta is not None and choices[0].delta.content:
-                if first is None:
-                    first = self._clock()
-                parts.append(choices[0].delta.content)
-            usage = getattr(chunk, "usage", None)
-            if usage is not None:
-                tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
-                tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
-        return Reply(text="".join(parts), input_tokens=tokens_in, output_tokens=tokens_out, first_token_s=first)
+        return await openai_reply(self.router.acompletion, GROUP, request, self._clock)
 
     async def stop(self) -> None:
         if self._saved:

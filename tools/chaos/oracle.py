@@ -16,7 +16,7 @@ from typing import Any
 
 from pi_builder_middleware.testing.behaviour import effective_behaviour
 
-from .contenders import API_KEY, Contender
+from .contenders import API_KEY, Contender, openai_reply
 from .load import PlannedRequest, Reply, RunTime
 from .metrics import Window, trouble_windows
 from .scenario import ChaosProvider, ChaosScenario, Objective
@@ -135,34 +135,7 @@ class OracleContender(Contender):
         assert self._scenario is not None and self._clock is not None
         client = self._clients[name]
         model = self._scenario.provider(name).models[0]
-        if not request.stream:
-            response = await client.chat.completions.create(
-                model=model, messages=request.messages, max_tokens=request.max_tokens
-            )
-            usage = response.usage
-            return Reply(
-                text=response.choices[0].message.content or "",
-                input_tokens=usage.prompt_tokens if usage else 0,
-                output_tokens=usage.completion_tokens if usage else 0,
-            )
-        stream = await client.chat.completions.create(
-            model=model,
-            messages=request.messages,
-            max_tokens=request.max_tokens,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-        parts: list[str] = []
-        first: float | None = None
-        tokens_in = tokens_out = 0
-        async for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta.content:
-                if first is None:
-                    first = self._clock()
-                parts.append(chunk.choices[0].delta.content)
-            if chunk.usage is not None:
-                tokens_in, tokens_out = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
-        return Reply(text="".join(parts), input_tokens=tokens_in, output_tokens=tokens_out, first_token_s=first)
+        return await openai_reply(client.chat.completions.create, model, request, self._clock)
 
     async def stop(self) -> None:
         for client in self._clients.values():

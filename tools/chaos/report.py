@@ -128,50 +128,46 @@ def targets(result: ScenarioResult) -> list[Target]:
     litellm = [m for m in result.metrics if m.contender.startswith("litellm-")]
     oracle = by_name.get("oracle")
     out: list[Target] = []
+
+    def met(m: ContenderMetrics, name: str, ok: bool, detail: str) -> None:
+        out.append(Target(m.contender, name, ok, detail))
+
     for m in result.metrics:
         if not m.contender.startswith("pbm-"):
             continue
         if baselines:
             best = max(baselines, key=lambda b: b.success_rate)
-            out.append(
-                Target(
-                    m.contender,
-                    "success >= every baseline",
-                    m.success_rate >= best.success_rate,
-                    f"{m.success_rate * 100:.1f} % vs {best.success_rate * 100:.1f} % ({best.contender})",
-                )
+            met(
+                m,
+                "success >= every baseline",
+                m.success_rate >= best.success_rate,
+                f"{m.success_rate * 100:.1f} % vs {best.success_rate * 100:.1f} % ({best.contender})",
             )
         if litellm:
             least = min(litellm, key=lambda b: b.wasted_attempts)
-            out.append(
-                Target(
-                    m.contender,
-                    "wasted <= 1/3 of LiteLLM",
-                    m.wasted_attempts * 3 <= least.wasted_attempts,
-                    f"{m.wasted_attempts} vs {least.wasted_attempts} ({least.contender})",
-                )
+            met(
+                m,
+                "wasted <= 1/3 of LiteLLM",
+                m.wasted_attempts * 3 <= least.wasted_attempts,
+                f"{m.wasted_attempts} vs {least.wasted_attempts} ({least.contender})",
             )
             p99s = [b for b in litellm if b.latency_p99_ms is not None]
             if p99s and m.latency_p99_ms is not None:
                 fastest = min(p99s, key=lambda b: b.latency_p99_ms or 0.0)
                 assert fastest.latency_p99_ms is not None
-                out.append(
-                    Target(
-                        m.contender,
-                        "p99 <= LiteLLM",
-                        m.latency_p99_ms <= fastest.latency_p99_ms,
-                        f"{m.latency_p99_ms:,.0f} vs {fastest.latency_p99_ms:,.0f} ms ({fastest.contender})",
-                    )
+                met(
+                    m,
+                    "p99 <= LiteLLM",
+                    m.latency_p99_ms <= fastest.latency_p99_ms,
+                    f"{m.latency_p99_ms:,.0f} vs {fastest.latency_p99_ms:,.0f} ms ({fastest.contender})",
                 )
         if result.scenario.bench.objective is Objective.COST and oracle is not None and oracle.cost > 0:
             ratio = m.cost / oracle.cost
-            out.append(
-                Target(
-                    m.contender,
-                    "cost within 5 % of oracle",
-                    ratio <= 1.05,
-                    f"{m.cost:.4f} vs {oracle.cost:.4f} $ ({(ratio - 1) * 100:+.1f} %)",
-                )
+            met(
+                m,
+                "cost within 5 % of oracle",
+                ratio <= 1.05,
+                f"{m.cost:.4f} vs {oracle.cost:.4f} $ ({(ratio - 1) * 100:+.1f} %)",
             )
     return out
 

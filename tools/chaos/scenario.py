@@ -34,7 +34,6 @@ number > 0``.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from enum import StrEnum
 from importlib import resources
@@ -43,7 +42,8 @@ from typing import Annotated, Any
 
 from pi_builder_middleware.testing import FaultWindow, SimProvider, SimulatorConfigError
 from pi_builder_middleware.testing.errors import config_error_from_validation
-from pi_builder_middleware.testing.models import NonNegative, Positive, Rate
+from pi_builder_middleware.testing.models import NonNegative, Positive, Rate, check_provider_names
+from pi_builder_middleware.testing.scenario import read_toml
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 __all__ = [
@@ -176,13 +176,7 @@ class ChaosScenario(_Frozen):
     @field_validator("providers")
     @classmethod
     def _check_providers(cls, value: tuple[ChaosProvider, ...]) -> tuple[ChaosProvider, ...]:
-        if len(value) < 1:
-            raise ValueError("needs at least one provider")
-        names = [p.name for p in value]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate provider names: {', '.join(duplicates)}")
-        return value
+        return check_provider_names(value)
 
     @model_validator(mode="after")
     def _check_windows(self) -> ChaosScenario:
@@ -275,13 +269,7 @@ def _prefixed(source: str, path: str) -> str:
 def load_chaos_scenario_file(path: str | Path) -> ChaosScenario:
     """Read a TOML scenario; the scenario's ``name`` defaults to the file's stem."""
     file = Path(path)
-    try:
-        with file.open("rb") as handle:
-            data = tomllib.load(handle)
-    except OSError as exc:
-        raise ChaosConfigError([(str(file), f"cannot read: {exc.strerror or exc}")]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ChaosConfigError([(str(file), f"invalid TOML: {exc}")]) from None
+    data = read_toml(file, ChaosConfigError)
     data.setdefault("name", file.stem)
     return load_chaos_scenario(data, source=file.name)
 

@@ -56,59 +56,26 @@ class DemoScenario:
 def default_scenario(duration_s: float = 60.0) -> DemoScenario:
     """An outage, a rate-limit burst and a brown-out, scaled to ``duration_s``."""
     d = duration_s
-    fast = SimProvider(
-        name="openai-fast",
-        behaviour=Behaviour(
-            latency=Latency.lognormal(120, 0.25),
-            ttft=Latency.lognormal(60, 0.3),
-            tokens_per_second=400,
-            response_tokens=24,
-        ),
-        faults=(
-            FaultWindow(start_s=0.15 * d, end_s=0.45 * d, error_rate=1.0, errors={SimOutcome.SERVICE_UNAVAILABLE: 1.0}),
-        ),
+    outage = FaultWindow(start_s=0.15 * d, end_s=0.45 * d, error_rate=1.0, errors={SimOutcome.SERVICE_UNAVAILABLE: 1.0})
+    rate_limited = FaultWindow(
+        start_s=0.55 * d,
+        end_s=0.65 * d,
+        error_rate=0.8,
+        errors={SimOutcome.RATE_LIMIT: 1.0},
+        retry_after_s=max(1.0, 0.05 * d),
     )
-    solid = SimProvider(
-        name="anthropic-solid",
-        behaviour=Behaviour(
-            latency=Latency.lognormal(260, 0.2),
-            ttft=Latency.lognormal(120, 0.3),
-            tokens_per_second=300,
-            response_tokens=24,
-        ),
-        faults=(
-            FaultWindow(
-                start_s=0.55 * d,
-                end_s=0.65 * d,
-                error_rate=0.8,
-                errors={SimOutcome.RATE_LIMIT: 1.0},
-                retry_after_s=max(1.0, 0.05 * d),
-            ),
-        ),
-    )
-    cheap = SimProvider(
-        name="local-cheap",
-        behaviour=Behaviour(
-            latency=Latency.lognormal(400, 0.3),
-            ttft=Latency.lognormal(200, 0.3),
-            tokens_per_second=200,
-            response_tokens=24,
-        ),
-        faults=(
-            FaultWindow(
-                start_s=0.7 * d,
-                end_s=0.85 * d,
-                error_rate=0.3,
-                latency_multiplier=5.0,
-                errors={SimOutcome.SERVER_ERROR: 1.0},
-            ),
-        ),
+    brown_out = FaultWindow(
+        start_s=0.7 * d,
+        end_s=0.85 * d,
+        error_rate=0.3,
+        latency_multiplier=5.0,
+        errors={SimOutcome.SERVER_ERROR: 1.0},
     )
     return DemoScenario(
         providers=(
-            DemoProvider(fast, 0.0025, 0.01, 0.9),
-            DemoProvider(solid, 0.003, 0.015, 0.95),
-            DemoProvider(cheap, 0.0002, 0.0006, 0.6),
+            _provider("openai-fast", (120, 0.25), 60, 400, outage, prices=(0.0025, 0.01, 0.9)),
+            _provider("anthropic-solid", (260, 0.2), 120, 300, rate_limited, prices=(0.003, 0.015, 0.95)),
+            _provider("local-cheap", (400, 0.3), 200, 200, brown_out, prices=(0.0002, 0.0006, 0.6)),
         ),
         duration_s=d,
         rate_per_s=10.0,
@@ -116,6 +83,26 @@ def default_scenario(duration_s: float = 60.0) -> DemoScenario:
         stream_share=0.25,
         seed=7,
     )
+
+
+def _provider(
+    name: str,
+    latency: tuple[float, float],
+    ttft_ms: float,
+    tokens_per_second: float,
+    fault: FaultWindow,
+    *,
+    prices: tuple[float, float, float],
+) -> DemoProvider:
+    """A demo provider: lognormal latency (median ms, spread), first token, stream speed, one fault window;
+    ``prices``: cost per 1k input and output tokens, and quality."""
+    behaviour = Behaviour(
+        latency=Latency.lognormal(*latency),
+        ttft=Latency.lognormal(ttft_ms, 0.3),
+        tokens_per_second=tokens_per_second,
+        response_tokens=24,
+    )
+    return DemoProvider(SimProvider(name=name, behaviour=behaviour, faults=(fault,)), *prices)
 
 
 def from_chaos(name_or_path: str, duration_s: float | None = None) -> DemoScenario:

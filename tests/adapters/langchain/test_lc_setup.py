@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 from langchain_core.runnables import RunnableLambda
 from lc_fakes import ScriptedChat
-from pi_builder_middleware.adapters.langchain import HealthAwareChatModel, HealthAwareFallbacks
+from pi_builder_middleware.adapters.langchain import (
+    HealthAwareChatModel,
+    HealthAwareFallbacks,
+    HealthAwareModelMiddleware,
+)
 
 from pi_builder_middleware import ConfigError, Middleware, Provider
 
@@ -60,6 +64,7 @@ def test_settings_belonging_to_a_given_middleware_are_refused(extra):
         ({"models": models("a"), "providers": {"a": Provider(id="b")}}, "HealthAwareFallbacks.providers['a']"),
         ({"models": models("a"), "first_chunk_timeout_s": 0}, "HealthAwareFallbacks.first_chunk_timeout_s"),
         ({"models": models("a"), "strategy": "no-such-strategy"}, "strategy"),
+        ({"models": models("a"), "route": {"timeout_s": 1}}, "HealthAwareFallbacks.route"),
     ],
 )
 def test_bad_configuration_raises_config_error_naming_the_field(kwargs, field):
@@ -86,3 +91,17 @@ def test_tokens_of_a_chain_are_counted_once():
         outer.middleware.failover.record("nested", False)
     assert outer.invoke("q") == "c says hi"
     assert (outer.middleware.health("chain").tokens_in, outer.middleware.health("chain").tokens_out) == (7, 3)
+
+
+def test_every_entry_point_checks_its_arguments_the_same_way():
+    """The two wrappers and the agent middleware share one set of constructor checks, each naming itself."""
+    for entry in (HealthAwareFallbacks, HealthAwareChatModel, HealthAwareModelMiddleware):
+        for kwargs, field in (
+            ({"models": {"": ScriptedChat(key="a")}}, "models"),
+            ({"models": models("a"), "max_wait_s": -1}, "max_wait_s"),
+            ({"models": models("a"), "route": "fast"}, "route"),
+            ({"models": models("a"), "hedge": "yes"}, "hedge"),
+        ):
+            with pytest.raises(ConfigError) as info:
+                entry(**kwargs)
+            assert info.value.field == f"{entry.__name__}.{field}"
