@@ -52,7 +52,7 @@ def remove_leftover_callbacks() -> Iterator[None]:
     Our logger: a test that fails before uninstalling must not leak it into the next test. The Routers': every
     ``litellm.Router`` appends its own bound methods to ``success_callback``, ``failure_callback``,
     ``_async_success_callback`` and ``_async_failure_callback`` and never takes them out (LiteLLM 1.80.0
-    ``router.py:555-582``, ``Router.__init__``, "USAGE TRACKING" / "COOLDOWNS"; still so in 1.108), and
+    ``router.py:554-582``, ``Router.__init__``, "USAGE TRACKING" / "COOLDOWNS"; still so in 1.108), and
     LiteLLM refuses any callback once a list holds ``MAX_CALLBACKS`` entries, with a warning only (1.80.0
     ``litellm_core_utils/logging_callback_manager.py:25,134``: 30; later ``litellm.constants.MAX_CALLBACKS``,
     100 in 1.108). On 1.80 some thirty Routers built by earlier tests fill the lists, so a later installation's
