@@ -6,7 +6,6 @@ import asyncio
 
 import litellm
 from legacy_support import NEVER_TRIP
-from litellm_shared_callbacks import test_full_litellm_callback_lists_do_not_silence_the_logger  # noqa: F401
 from litellm_support import MESSAGES, OutcomeLog, async_wait_until, deployment, served_by, wait_until
 from pi_builder_middleware.adapters.litellm import install
 from pi_builder_middleware.testing import Behaviour, Latency, SimOutcome, SimProvider
