@@ -80,6 +80,48 @@ def _remove_callback(callback: object) -> None:
                 entries[:] = [c for c in entries if c is not callback]
 
 
+# The lists LiteLLM copies a logger into from ``litellm.callbacks`` on its next call, each through
+# ``logging_callback_manager``, which refuses (a warning only) once a list holds ``MAX_CALLBACKS`` entries.
+_PROMOTED_LISTS = ("success_callback", "failure_callback", "_async_success_callback", "_async_failure_callback")
+
+
+def _callback_limit() -> int | None:
+    """LiteLLM's cap per callback list (1.80: ``LoggingCallbackManager.MAX_CALLBACKS``, 30; later
+    ``litellm.constants.MAX_CALLBACKS``, 100), None if this LiteLLM has none."""
+    limit = getattr(getattr(litellm, "constants", None), "MAX_CALLBACKS", None)
+    if limit is None:
+        limit = getattr(getattr(litellm, "logging_callback_manager", None), "MAX_CALLBACKS", None)
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) else None
+
+
+def _promote_if_full(callback: object) -> None:
+    """Put the logger into the lists LiteLLM would refuse it on the next call because they are full.
+
+    LiteLLM before 1.110 keeps every Router's own callbacks in these lists for good, so a process that built
+    about ``MAX_CALLBACKS`` Routers would drop the logger and the middleware would see no outcome.
+    """
+    limit = _callback_limit()
+    if limit is None:
+        return
+    full = [
+        name
+        for name in _PROMOTED_LISTS
+        if isinstance(entries := getattr(litellm, name, None), list) and len(entries) >= limit
+    ]
+    for name in full:
+        entries = getattr(litellm, name)
+        if callback not in entries:
+            entries.append(callback)
+    if full:
+        log.warning(
+            "pi-builder-middleware: LiteLLM's callback lists %s hold %d entries (its MAX_CALLBACKS): LiteLLM "
+            "adds no more callbacks there; the middleware's logger was added directly. Many Routers built in "
+            "one process fill them (each leaves its own callbacks): build Routers once and reuse them",
+            ", ".join(full),
+            limit,
+        )
+
+
 class LiteLLMHandle:
     """What :func:`install` returns: the middleware, the installed parts, and :meth:`uninstall`.
 
@@ -364,6 +406,7 @@ def install(
             else:  # LiteLLM before register_plugin
                 router.set_custom_routing_strategy(routing)
         litellm.callbacks.append(callback)
+        _promote_if_full(callback)
         handle = LiteLLMHandle(router, binding, callback, routing, snapshot)
         _handles[router] = handle
     return handle

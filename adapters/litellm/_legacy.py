@@ -214,6 +214,22 @@ class LegacyCandidates:
             return 0.0
         return float(value) if isinstance(value, int | float) else 0.0
 
+    def _start(
+        self,
+        model: str,
+        request_kwargs: dict[str, Any],
+        messages: object,
+        input: object,
+        specific_deployment: bool | None,
+    ) -> tuple[Any, Found, list[str]]:
+        """The router, LiteLLM's resolution of ``model``, and the ids whose cooldowns to read (none for a
+        single resolved deployment or ``specific_deployment=True``)."""
+        router = self._router()
+        found = self._resolve(router, model, request_kwargs, messages, input, specific_deployment)
+        if isinstance(found, Mapping) or specific_deployment is True:
+            return router, found, []
+        return router, found, self._ids(found)
+
     def candidates(
         self,
         model: str,
@@ -224,17 +240,10 @@ class LegacyCandidates:
         specific_deployment: bool | None = False,
     ) -> Found:
         """The sync pick's candidates: a single resolved deployment, or a non-empty list to choose from."""
-        router = self._router()
-        found = self._resolve(router, model, request_kwargs, messages, input, specific_deployment)
+        router, found, ids = self._start(model, request_kwargs, messages, input, specific_deployment)
         if isinstance(found, Mapping):
             return found
-        specific = specific_deployment is True
-        ids = self._ids(found)
-        active = (
-            router.cooldown_cache.get_active_cooldowns(model_ids=ids, parent_otel_span=None)
-            if ids and not specific
-            else None
-        )
+        active = router.cooldown_cache.get_active_cooldowns(model_ids=ids, parent_otel_span=None) if ids else None
         return self._finish(router, model, request_kwargs, found, self._cooling(active), specific_deployment)
 
     async def async_candidates(
@@ -247,15 +256,12 @@ class LegacyCandidates:
         specific_deployment: bool | None = False,
     ) -> Found:
         """The async pick's candidates (LiteLLM's cooldown cache read without blocking)."""
-        router = self._router()
-        found = self._resolve(router, model, request_kwargs, messages, input, specific_deployment)
+        router, found, ids = self._start(model, request_kwargs, messages, input, specific_deployment)
         if isinstance(found, Mapping):
             return found
-        specific = specific_deployment is True
-        ids = self._ids(found)
         active = (
             await router.cooldown_cache.async_get_active_cooldowns(model_ids=ids, parent_otel_span=None)
-            if ids and not specific
+            if ids
             else None
         )
         return self._finish(router, model, request_kwargs, found, self._cooling(active), specific_deployment)

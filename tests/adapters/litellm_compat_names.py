@@ -94,9 +94,7 @@ async def test_an_explicit_strategy_wins_over_the_routers() -> None:
         assert handle.middleware.router.strategy.name == "quality-optimal"
 
 
-# 1.80 leaves the handlers of a usage-based / least-busy Router in its process-wide callbacks, where they stop
-# the next tests' events (seen only on 1.80): not run there.
-@pytest.mark.parametrize("name", ["usage-based-routing-v2", "least-busy"] if _release() >= (1, 81) else [])
+@pytest.mark.parametrize("name", ["usage-based-routing-v2", "least-busy"])
 async def test_a_strategy_without_equivalent_stays_litellms_and_is_logged_once(name: str, caplog) -> None:
     from pi_builder_middleware.adapters.litellm import _names
 
@@ -130,10 +128,9 @@ async def test_route_true_with_an_unmapped_router_strategy_routes_with_the_middl
         assert handle.strategy is not None
 
 
-# A plain Router honours a per-request routing_strategy from about 1.81 on. 1.80 ignores it, and an event loop
-# that passed it to 1.80 does not close (its logging worker hangs the next tests): not run there.
-PER_REQUEST = _release() >= (1, 81)
-PER_REQUEST_MODES = ["plain", "installed"] if PER_REQUEST else []
+# A plain Router honours a per-request routing_strategy from about 1.81 on (1.80 ignores it: its pick is
+# the router's strategy); installed, the mapping applies on every supported LiteLLM.
+PER_REQUEST_MODES = ["plain", "installed"] if _release() >= (1, 81) else ["installed"]
 
 
 @pytest.mark.parametrize("mode", PER_REQUEST_MODES)
@@ -156,8 +153,7 @@ async def test_a_per_request_cost_based_routing_picks_the_cheapest(mode: str) ->
             handle.uninstall()
 
 
-@pytest.mark.parametrize("mode", ["installed"] if PER_REQUEST else [])
-async def test_a_per_request_simple_shuffle_uses_health_shuffle(mode: str) -> None:
+async def test_a_per_request_simple_shuffle_uses_health_shuffle() -> None:
     router = priced_router(routing_strategy="cost-based-routing")
     with install(router, seed=4) as handle:
         served = Counter(

@@ -40,11 +40,28 @@ def make_sim() -> Iterator[MakeSim]:
         sim.stop()
 
 
+def _leftover(entry: object) -> bool:
+    """Our logger, or a callback bound to a ``litellm.Router`` (see :func:`remove_leftover_callbacks`)."""
+    return isinstance(entry, MiddlewareCallback) or isinstance(getattr(entry, "__self__", None), litellm.Router)
+
+
 @pytest.fixture(autouse=True)
 def remove_leftover_callbacks() -> Iterator[None]:
-    """A test that fails before uninstalling must not leak its callback into the next test."""
+    """Our logger and the test's Routers' own callbacks leave LiteLLM's process-wide callback lists after the test.
+
+    Our logger: a test that fails before uninstalling must not leak it into the next test. The Routers': every
+    ``litellm.Router`` appends its own bound methods to ``success_callback``, ``failure_callback``,
+    ``_async_success_callback`` and ``_async_failure_callback`` and never takes them out (LiteLLM 1.80.0
+    ``router.py:554-582``, ``Router.__init__``, "USAGE TRACKING" / "COOLDOWNS"; still so in 1.108), and
+    LiteLLM refuses any callback once a list holds ``MAX_CALLBACKS`` entries, with a warning only (1.80.0
+    ``litellm_core_utils/logging_callback_manager.py:25,134``: 30; later ``litellm.constants.MAX_CALLBACKS``,
+    100 in 1.108). On 1.80 some thirty Routers built by earlier tests fill the lists, so a later installation's
+    logger is never promoted into them and receives no event.
+    """
+    before = {name: list(entries) for name in CALLBACK_LISTS if isinstance(entries := getattr(litellm, name), list)}
     yield
-    for name in CALLBACK_LISTS:
-        entries = getattr(litellm, name, None)
-        if isinstance(entries, list):
-            entries[:] = [c for c in entries if not isinstance(c, MiddlewareCallback)]
+    for name, entries in before.items():
+        current = getattr(litellm, name, None)
+        if isinstance(current, list):
+            kept = {id(c) for c in entries if not isinstance(c, MiddlewareCallback)}
+            current[:] = [c for c in current if id(c) in kept or not _leftover(c)]

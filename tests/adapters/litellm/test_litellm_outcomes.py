@@ -9,6 +9,7 @@ from typing import Any
 
 import litellm
 from litellm.integrations.custom_logger import CustomLogger
+from litellm_shared_callbacks import test_full_litellm_callback_lists_do_not_silence_the_logger  # noqa: F401
 from litellm_support import MESSAGES, OutcomeLog, async_wait_until, deployment, mock_deployment, wait_until
 from pi_builder_middleware.adapters.litellm import install
 from pi_builder_middleware.testing import Behaviour, Latency, SimOutcome, SimProvider
