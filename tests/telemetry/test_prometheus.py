@@ -104,9 +104,13 @@ def test_the_demo_serves_metrics_and_the_failed_providers_breaker_is_open_there(
             found = samples(text)
             if total(found, "pi_builder_breaker_state", model_id="openai-fast") == 2:
                 seen_open = found
-            # counters are monotonic: wait until the request that failed over has also been counted (the
-            # breaker can open before the request whose attempt opened it reaches its next provider)
-            if seen_open is not None and total(found, "pi_builder_failovers_total", model_id="openai-fast") >= 1:
+            # counters are monotonic: wait until the failed attempt and the ejection are counted too (the
+            # gauge is read when scraped, the counters when the events are handled)
+            if (
+                seen_open is not None
+                and total(found, "pi_builder_attempts_total", outcome="failure", model_id="openai-fast") > 0
+                and total(found, "pi_builder_ejections_total", model_id="openai-fast") >= 1
+            ):
                 counted = found
                 break
             time.sleep(0.2)
@@ -119,7 +123,9 @@ def test_the_demo_serves_metrics_and_the_failed_providers_breaker_is_open_there(
     fast = {"model_id": "openai-fast", "model_group": "chat", "api_provider": "openai"}
     assert total(counted, "pi_builder_attempts_total", outcome="failure", **fast) > 0
     assert total(counted, "pi_builder_ejections_total", **fast) >= 1
-    assert total(counted, "pi_builder_failovers_total", **fast) >= 1
+    # pi_builder_failovers_total is not asserted here: only the core attempt loop (the demo's LangChain part)
+    # counts a move along a chain, LiteLLM's own retries are not counted, and which part of the demo meets the
+    # outage first is timing; test_series_and_labels_of_a_request_that_fails_over asserts the series.
     assert (
         total(counted, "pi_builder_attempts_total", outcome="success", model_id="anthropic-solid")
         + total(counted, "pi_builder_attempts_total", outcome="success", model_id="local-cheap")
