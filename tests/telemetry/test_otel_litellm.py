@@ -46,7 +46,8 @@ async def wait_for_spans(otel: Otel, count: int) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_a_litellm_request_that_fails_over(sim: Simulator, otel: Otel) -> None:
+def _router_and_middleware(sim: Simulator, otel: Otel) -> tuple[litellm.Router, Middleware]:
+    """A router over primary (quality 0.9) and backup (0.5) with one retry, and a middleware that trips at once."""
     router = litellm.Router(
         model_list=[deployment(sim, "primary", 0.9), deployment(sim, "backup", 0.5)],
         num_retries=1,
@@ -58,6 +59,11 @@ async def test_a_litellm_request_that_fails_over(sim: Simulator, otel: Otel) -> 
         failover=FailoverConfig(consecutive_failures=1, jitter=0.0),
         telemetry=otel.telemetry,
     )
+    return router, mw
+
+
+async def test_a_litellm_request_that_fails_over(sim: Simulator, otel: Otel) -> None:
+    router, mw = _router_and_middleware(sim, otel)
     tracer = otel.tracer_provider.get_tracer("app")
     with install(router, middleware=mw):
         sim.down("primary", SimOutcome.SERVER_ERROR)
@@ -103,17 +109,7 @@ async def test_a_litellm_request_that_fails_over(sim: Simulator, otel: Otel) -> 
 
 async def test_attempt_spans_nest_under_litellms_own_request_span(sim: Simulator, otel: Otel) -> None:
     """The proxy's OpenTelemetry integration hands its request span over as ``litellm_parent_otel_span``."""
-    router = litellm.Router(
-        model_list=[deployment(sim, "primary", 0.9), deployment(sim, "backup", 0.5)],
-        num_retries=1,
-        retry_after=0,
-        disable_cooldowns=True,
-    )
-    mw = Middleware(
-        strategy="quality-optimal",
-        failover=FailoverConfig(consecutive_failures=1, jitter=0.0),
-        telemetry=otel.telemetry,
-    )
+    router, mw = _router_and_middleware(sim, otel)
     tracer = otel.tracer_provider.get_tracer("litellm-like")
     litellm_span = tracer.start_span("litellm_request")
     with install(router, middleware=mw):
