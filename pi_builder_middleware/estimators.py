@@ -25,6 +25,7 @@ __all__ = ["DecayedBeta", "DecayedCount", "PeakEwma", "Slowdown", "decay_factor"
 
 _LN2 = math.log(2.0)
 _MIN_STEP = 0.1  # PeakEwma: the least a faster sample moves the estimate toward itself
+_BOUND_STEP = 0.1  # PeakEwma: how far a lower bound (a cancelled call's elapsed time) pulls the estimate up
 _FAST_WEIGHT = 0.5  # Slowdown: the weight of each new call in the "now" average (two calls move it most of the way)
 _MAX_BASE_STEP = 0.05  # Slowdown: the most one call moves the baseline (a burst of slow calls cannot drag it up)
 _MIN_BASE_STEP = 0.01  # Slowdown: the least one call moves it while the provider is not suspect
@@ -71,13 +72,17 @@ class PeakEwma:
     def at_least(self, bound: float, now: float) -> bool:
         """A call known to take at least ``bound`` seconds (cancelled before it ended); whether the estimate rose.
 
-        Like a slow sample, a bound above the estimate raises it at once; a bound below it says nothing
-        (the call might have been slower still), so nothing changes. It does not count as a sample: an
-        estimate still warming up, or with no samples, is left alone.
+        A bound above the estimate pulls it a tenth of the way up (``_BOUND_STEP``), never at once as a slow
+        sample does: the call was at least that slow, but it was cut short because another answered first
+        (a hedge took care of its tail), so one such call must not steer traffic away; a provider that
+        keeps losing races still climbs (half the gap after seven losses), and its calls that are not hedged
+        count in full.
+        A bound below the estimate says nothing (the call might have been slower still). It does not count
+        as a sample: an estimate still warming up, or with no samples, is left alone.
         """
         value = self.value
         if value is not None and self.count >= self.warmup and bound > value:
-            self.value = bound
+            self.value = value + (bound - value) * _BOUND_STEP
             self.at = max(self.at, now)
             return True
         return False

@@ -241,7 +241,8 @@ class Middleware:
         """An attempt on ``provider_id`` was cancelled after ``seconds`` with no outcome (a hedge that lost).
 
         Not a failure and not a sample: the provider's routing latency estimate (time to first token for
-        a stream) rises to ``seconds`` if it was below, since the call took at least that long.
+        a stream) moves a tenth of the way up to ``seconds`` if it was below, since the call took at least
+        that long (a lost race is weaker news than a slow answer: a hedge took care of its tail).
         """
         self.monitor.record_at_least(provider_id, seconds, stream=stream)
 

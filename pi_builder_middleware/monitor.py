@@ -210,8 +210,8 @@ class HealthMonitor:
     def record_at_least(self, provider_id: str, seconds: float, *, stream: bool = False) -> None:
         """A call to ``provider_id`` was cancelled after ``seconds`` without an outcome (a hedge that lost).
 
-        Not a sample of the window and not a failure: it only raises the routing latency estimate
-        (TTFT for a stream) to ``seconds`` if that is above it (:meth:`PeakEwma.at_least`).
+        Not a sample of the window and not a failure: it only pulls the routing latency estimate (TTFT for
+        a stream) a tenth of the way up to ``seconds`` if that is above it (:meth:`PeakEwma.at_least`).
         """
         now = self.clock()
         with self._lock:
