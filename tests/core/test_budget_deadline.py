@@ -77,6 +77,7 @@ def test_a_hedge_takes_a_token_and_is_refused_at_half():
         ({"max_hedges": True}, "HedgePolicy.max_hedges"),
         ({"delay_s": float("nan")}, "HedgePolicy.delay_s"),
         ({"quantile": 1.0}, "HedgePolicy.quantile"),
+        ({"stream_quantile": 0.2}, "HedgePolicy.stream_quantile"),
         ({"min_samples": 0}, "HedgePolicy.min_samples"),
     ],
 )

@@ -204,3 +204,21 @@ def test_the_first_calls_hedge_after_five_answers_and_one_slow_answer_among_them
     for latency in (0.1, 0.1, 0.11, 0.12, 2.0, 2.0):  # two of six: too many to leave out
         mw.record(Outcome("b", True, latency))
     assert mw.hedger.delay("b", stream=False) == pytest.approx(0.36)  # at most three times the median
+
+
+def test_streams_hedge_at_the_p90_of_their_time_to_first_chunk(clock: ManualClock):
+    # A stream's hedge races only until the first chunk, and a slow stream also pays the hedge's whole
+    # token stream after it: streams hedge earlier (p90 of the first chunk) than whole calls (p98).
+    mw = Middleware([Provider(id="a"), Provider(id="b")], clock=clock, load_entrypoints=False, hedge=HedgePolicy())
+    for i in range(50):
+        mw.record(Outcome("a", True, 0.2 + 0.002 * i, ttft_s=0.05 + 0.001 * i))  # first chunk 50 .. 99 ms
+        mw.record(Outcome("a", True, 0.1 + 0.001 * i))  # whole calls 100 .. 149 ms
+    assert mw.hedger is not None
+    assert mw.hedger.delay("a", stream=True) == pytest.approx(0.094)  # nearest rank 45 of 50
+    assert mw.hedger.delay("a", stream=False) == pytest.approx(0.148)  # nearest rank 49 of 50
+    strict = Middleware(
+        [Provider(id="a")], clock=clock, load_entrypoints=False, hedge=HedgePolicy(stream_quantile=0.98)
+    )
+    for i in range(50):
+        strict.record(Outcome("a", True, 0.2, ttft_s=0.05 + 0.001 * i))
+    assert strict.hedger is not None and strict.hedger.delay("a", stream=True) == pytest.approx(0.098)

@@ -296,7 +296,7 @@ async def test_a_cancelled_loser_gives_its_half_open_trial_permit_back(clock, sc
 
 
 async def test_the_adaptive_delay_is_the_first_providers_recent_p95_and_ttft_for_streams(clock, script):
-    mw = make(clock, script, HedgePolicy(delay_s=None, quantile=0.95, min_samples=20))
+    mw = make(clock, script, HedgePolicy(delay_s=None, quantile=0.95, stream_quantile=0.95, min_samples=20))
     task = start(mw.aexecute(script.call))
     await settle()
     assert script.timers == []  # no data yet: no hedge

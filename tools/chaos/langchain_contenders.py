@@ -171,6 +171,7 @@ class MiddlewareLangChainContender(_RunnableContender):
                 "max_hedges": policy.max_hedges,
                 "budget_ratio": policy.budget_ratio,
                 "quantile": policy.quantile,
+                "stream_quantile": policy.stream_quantile,
             }
 
     def describe(self) -> dict[str, object]:
