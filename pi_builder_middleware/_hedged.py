@@ -282,6 +282,10 @@ class _Race(Generic[T]):
     async def _win(self, task: asyncio.Future[T]) -> OpenAttempt[T]:
         racer = self.racers.pop(task)
         value = task.result()
+        if not racer.primary:
+            for other in self.racers.values():
+                if other.primary:  # still waiting for its own attempt: it was slower than delay + the hedge
+                    self.hedger.hedge_won(other.provider.id, self.stream)
         if not racer.primary and self.lane.trace is not None:
             self.lane.trace.hand_over()  # the loop ends behind the hedge; the hedge ends the request
         await self._cancel_losers()

@@ -27,6 +27,7 @@ _STALE_AFTER = 8  # new samples before the cached quantile is computed again
 _MAX_OVER_MEDIAN = 3.0  # the adaptive delay is at most this many times the median
 _STRETCH_BELOW = 0.75  # below this share of the budget the adaptive delay moves toward its cap
 _TAIL_SHARE = 0.1  # samples above the cap left out of the quantile while one or at most this share
+_TAIL_MEMORY = 500  # answers after the last sign of a tail that the adaptive delay still hedges
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +37,10 @@ class HedgePolicy:
     - ``delay_s``: start a hedge after this many seconds without an answer; None (adaptive): after the
       first provider's recent ``quantile`` latency (``stream_quantile`` of its time to first chunk for
       streams), at most three
-      times its median, and no hedge until it has ``min_samples`` answers to judge by. Calls a hedge
+      times its median, and no hedge until it has ``min_samples`` answers to judge by, nor while it shows
+      no tail a hedge can cut: an answer above three times its median, or a hedge that answered before it,
+      within its last 500 answers (a provider whose calls all end near the median would only pay the hedges'
+      attempts; the first slow call of a heavy tail is the sign, later ones are hedged). Calls a hedge
       won are not answers of the first provider, so its answers are the *body* of its latency and the
       quantile sits at the body's edge: about ``1 - quantile`` of its normal calls hedge, on top of the
       slow ones. The default 0.98 keeps that share (2 %) plus a tail of up to about 6 % of slow calls
@@ -106,19 +110,42 @@ class HedgePolicy:
 
 
 class LatencyTracker:
-    """The last answers' latencies of one provider (non-streamed) or times to first chunk (streamed)."""
+    """The last answers' latencies of one provider (non-streamed) or times to first chunk (streamed).
 
-    __slots__ = ("_cached", "_fresh", "ceiling", "samples")
+    It also remembers when the provider last showed a tail that a hedge can cut (:meth:`tail_seen`): an
+    answer above three times the median, or a hedge that answered before it.
+    """
+
+    __slots__ = ("_cached", "_fresh", "ceiling", "samples", "seen", "tail_at")
 
     def __init__(self) -> None:
         self.samples: deque[float] = deque(maxlen=_RECENT)
         self._cached: float | None = None
         self._fresh = 0
         self.ceiling = 0.0  # three times the median, as of the last :meth:`quantile`
+        self.seen = 0  # answers added so far
+        self.tail_at: int | None = None  # ``seen`` when the last sign of a tail came
 
     def add(self, seconds: float) -> None:
         self.samples.append(seconds)
         self._fresh += 1
+        self.seen += 1
+        if 0.0 < self.ceiling < seconds:
+            self.tail_at = self.seen
+
+    def tail_seen(self) -> None:
+        """A hedge answered before this provider: it has a tail a hedge can cut."""
+        self.tail_at = self.seen
+
+    def has_tail(self) -> bool:
+        """Whether a sign of a tail came within the last ``_TAIL_MEMORY`` answers."""
+        if self.ceiling == 0.0 and len(self.samples) > 1:  # no quantile read yet: look at the samples once
+            ordered = sorted(self.samples)
+            self.ceiling = ordered[len(ordered) // 2] * _MAX_OVER_MEDIAN
+            if ordered[-1] > self.ceiling:
+                self.tail_at = self.seen
+        at = self.tail_at
+        return at is not None and self.seen - at <= _TAIL_MEMORY
 
     def quantile(self, q: float, min_samples: int) -> float | None:
         """The ``q`` quantile (nearest rank) of the kept samples' body, at most three times their median; None
@@ -135,6 +162,8 @@ class LatencyTracker:
             ordered = sorted(self.samples)
             cap = ordered[n // 2] * _MAX_OVER_MEDIAN
             body = bisect.bisect_right(ordered, cap)
+            if body < n:  # answers above three times the median among the kept ones: a tail
+                self.tail_at = self.seen
             m = body if n - body <= max(1.0, n * _TAIL_SHARE) else n
             value = ordered[min(max(math.ceil(q * m) - 1, 0), m - 1)]
             self._cached = value if value < cap else cap
@@ -176,23 +205,33 @@ class Hedger:
             budget.failed()
 
     def delay(self, provider_id: str, stream: bool) -> float | None:
-        """Seconds to wait for ``provider_id`` before hedging it, or None (no hedge: too little data).
+        """Seconds to wait for ``provider_id`` before hedging it, or None (no hedge: too little data, or no tail).
 
-        Adaptive: the quantile of its recent latencies (see :class:`HedgePolicy`); while the budget is below
-        three quarters full it moves toward the cap (three times the median), nearing it where hedges stop
+        Adaptive: the quantile of its recent latencies (see :class:`HedgePolicy`), and only while the
+        provider has shown a tail a hedge can cut within its last 500 answers (an answer above three times its
+        median, or a hedge that answered first): a provider whose calls are all near its median gains nothing
+        from a hedge, since its slowest calls end soon after the delay. While the budget is below three
+        quarters full the delay moves toward the cap (three times the median), nearing it where hedges stop
         (half full): the hedges left go to the slowest calls rather than to calls only a bit slow.
         """
         policy = self.policy
         if policy.delay_s is not None:
             return policy.delay_s
         value = None
-        tracker = None
-        if stream:  # until enough streams answered, the whole-call latency (later than the first chunk) stands in
-            tracker = self._ttft.get(provider_id)
-            value = None if tracker is None else tracker.quantile(policy.stream_quantile, policy.min_samples)
+        ttft = self._ttft.get(provider_id)
+        latency = self._latency.get(provider_id)
+        tracker = ttft if stream else None
+        if (
+            tracker is not None
+        ):  # until enough streams answered, the whole-call latency (later than the first chunk) stands in
+            value = tracker.quantile(policy.stream_quantile, policy.min_samples)
         if value is None:
-            tracker = self._latency.get(provider_id)
-            value = None if tracker is None else tracker.quantile(policy.quantile, policy.min_samples)
+            tracker = latency
+            value = None if latency is None else latency.quantile(policy.quantile, policy.min_samples)
+        if value is None or not (
+            (latency is not None and latency.has_tail()) or (ttft is not None and ttft.has_tail())
+        ):
+            return None
         budget = self.budget
         if value is None or tracker is None or budget is None:
             return value
@@ -201,6 +240,12 @@ class Hedger:
         if tokens >= high or tokens <= low:  # at or below half no hedge starts: its refusal is counted when due
             return value
         return value + (tracker.ceiling - value) * (high - tokens) / (high - low)
+
+    def hedge_won(self, provider_id: str, stream: bool) -> None:
+        """A hedge answered before ``provider_id``'s own attempt: a sign of a tail that hedges cut."""
+        tracker = (self._ttft.get(provider_id) if stream else None) or self._latency.get(provider_id)
+        if tracker is not None:
+            tracker.tail_seen()
 
     def count(self, *, started: int = 0, won: int = 0, cancelled: int = 0, cost: float = 0.0) -> None:
         with self._lock:

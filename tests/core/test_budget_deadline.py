@@ -241,7 +241,8 @@ def test_reset_refills_the_budget_and_forgets_latencies(clock):
     mw, _ = make(clock, HedgePolicy(min_samples=1))
     for _ in range(8):
         mw.record(Outcome("a", False, 0.1, error=HTTPError(503)))
-    mw.record(Outcome("b", True, 0.2))
+    for latency in (0.2, 0.2, 0.2, 2.0):  # one slow answer: a tail a hedge can cut
+        mw.record(Outcome("b", True, latency))
     assert mw.retry_budget is not None and mw.retry_budget.tokens < 5
     assert mw.hedger is not None and mw.hedger.delay("b", stream=False) == 0.2
     mw.reset("b")

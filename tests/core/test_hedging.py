@@ -302,6 +302,7 @@ async def test_the_adaptive_delay_is_the_first_providers_recent_p95_and_ttft_for
     assert script.timers == []  # no data yet: no hedge
     script.answer("a")
     await task
+    mw.record(Outcome("a", True, 2.0, ttft_s=0.5))  # a tail a hedge can cut (ten times the median's first chunk)
     for i in range(100):
         mw.record(Outcome("a", True, 0.01 * (i + 1)))  # 0.01 .. 1.00 s
         mw.record(Outcome("a", True, 2.0, ttft_s=0.001 * (i + 1)))  # streams: TTFT 0.001 .. 0.1 s
