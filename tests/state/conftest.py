@@ -6,11 +6,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from redis_support import RedisServer, require_redis_server
 
 from pi_builder_middleware import FailoverConfig, ManualClock, Middleware, Provider
 from pi_builder_middleware.state import StateStore
-
-from ._redis import RedisServer, require_redis_server
 
 PROVIDERS = ("x", "y", "z")
 _clusters = itertools.count()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from redis_support import wait_until
 
 from pi_builder_middleware import ErrorKind, ManualClock, MemoryStateStore, Middleware, Outcome
 from pi_builder_middleware.redis_store import RedisStateStore
 
-from ._redis import wait_until
 from .conftest import MakeReplica
 
 

@@ -7,11 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from redis_support import wait_until
 
 from pi_builder_middleware import CircuitState, ErrorKind, Outcome
 from pi_builder_middleware.redis_store import RedisStateStore
-
-from ._redis import wait_until
 
 CHILD = Path(__file__).with_name("_replica_proc.py")
 

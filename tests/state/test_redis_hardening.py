@@ -13,12 +13,12 @@ import time
 from typing import Any
 
 import pytest
+from redis_support import RedisServer, require_redis_server, wait_until
 
 from pi_builder_middleware import CircuitState, ConfigError, ErrorKind, FailoverConfig, Middleware, Outcome
 from pi_builder_middleware.redis_store import RedisStateStore
 from pi_builder_middleware.state import MAX_CLOCK_AHEAD_S
 
-from ._redis import RedisServer, require_redis_server, wait_until
 from .conftest import MakeReplica
 from .test_redis_store import STORE_LOG, store_of, trip
 

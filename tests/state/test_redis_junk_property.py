@@ -16,11 +16,11 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redis_support import wait_until
 
 from pi_builder_middleware import CircuitState, EventKind, Middleware
 from pi_builder_middleware.redis_store import RedisStateStore
 
-from ._redis import wait_until
 from .conftest import PROVIDERS
 from .test_redis_hardening import barrier, blip, entry, keys
 from .test_redis_store import STORE_LOG, store_of, trip

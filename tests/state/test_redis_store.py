@@ -6,6 +6,7 @@ import json
 import logging
 
 import pytest
+from redis_support import RedisServer, require_redis_server, wait_until
 
 from pi_builder_middleware import (
     CircuitState,
@@ -19,7 +20,6 @@ from pi_builder_middleware import (
 )
 from pi_builder_middleware.redis_store import RedisStateStore
 
-from ._redis import RedisServer, require_redis_server, wait_until
 from .conftest import MakeReplica
 
 STORE_LOG = "pi_builder_middleware.redis_store"

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pi_builder_middleware.testing import SimProvider, Simulator
 
 MASTER_KEY = "sk-pbm-proxy-test-0123456789"
 LITELLM = Path(sys.executable).with_name("litellm")
@@ -137,11 +138,33 @@ class Proxy:
                 self.process.wait(timeout=10)
 
 
-def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found is None:
-        pytest.fail(
-            "redis-server is not installed; the shared-state proxy test needs a real one "
-            "(apt-get install redis-server; scripts/setup.sh does this as root)"
-        )
+@pytest.fixture(scope="module")
+def proxy_sim() -> Iterator[Simulator]:
+    """Two simulated providers, alpha and beta, for the proxy tests of one module."""
+    simulator = Simulator([SimProvider(name="alpha"), SimProvider(name="beta")], seed=0).start()
+    yield simulator
+    simulator.stop()
+
+
+def scrape(proxy: Proxy) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """The proxy's ``/metrics`` (needs ``config_yaml(..., prometheus=True)``), parsed: name -> [(labels, value)]."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{proxy.port}/metrics", headers={"Authorization": f"Bearer {MASTER_KEY}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+    assert MASTER_KEY not in text and "sk-fake" not in text  # no key (master key, provider keys) in any label
+    found: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
     return found
+
+
+def value(found: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` whose labels include ``labels``."""
+    return sum(v for lbls, v in found.get(name, []) if all(lbls.get(k) == want for k, want in labels.items()))

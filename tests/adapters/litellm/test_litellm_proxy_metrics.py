@@ -5,45 +5,17 @@ proxy handler exports, with labels that join LiteLLM's deployment series; scrape
 from __future__ import annotations
 
 import time
-import urllib.request
-from collections.abc import Iterator
 
 import pytest
-from pi_builder_middleware.testing import SimProvider, Simulator
-from prometheus_client.parser import text_string_to_metric_families
-from proxy_support import MASTER_KEY, Proxy, config_yaml, require_proxy
+from pi_builder_middleware.testing import Simulator
+from proxy_support import Proxy, config_yaml, require_proxy, scrape, value
 
 pytestmark = pytest.mark.timeout(600)
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    simulator = Simulator([SimProvider(name="alpha"), SimProvider(name="beta")], seed=0).start()
-    yield simulator
-    simulator.stop()
-
-
-def scrape(proxy: Proxy) -> dict[str, list[tuple[dict[str, str], float]]]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{proxy.port}/metrics", headers={"Authorization": f"Bearer {MASTER_KEY}"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        text = response.read().decode()
-    assert MASTER_KEY not in text and "sk-fake" not in text  # no key (master key, provider keys) in any label
-    found: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
-    return found
-
-
-def value(found: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float:
-    return sum(v for lbls, v in found.get(name, []) if all(lbls.get(k) == want for k, want in labels.items()))
-
-
-def test_the_proxys_metrics_show_the_failed_deployments_breaker_open(sim: Simulator, tmp_path) -> None:
+def test_the_proxys_metrics_show_the_failed_deployments_breaker_open(proxy_sim: Simulator, tmp_path) -> None:
     require_proxy()
-    urls = {name: sim.base_url(name) for name in ("alpha", "beta")}
+    urls = {name: proxy_sim.base_url(name) for name in ("alpha", "beta")}
     proxy = Proxy(
         tmp_path,
         config_yaml(
@@ -53,7 +25,7 @@ def test_the_proxys_metrics_show_the_failed_deployments_breaker_open(sim: Simula
     try:
         proxy.wait_ready()
         assert sum(proxy.served(6).values()) == 6  # the first request installs the middleware
-        sim.down("alpha")
+        proxy_sim.down("alpha")
         served = proxy.served(20)
         assert sum(served.values()) == 20  # no client error: LiteLLM's retries reach beta
         deadline = time.monotonic() + 30
@@ -75,4 +47,4 @@ def test_the_proxys_metrics_show_the_failed_deployments_breaker_open(sim: Simula
         )
     finally:
         proxy.stop()
-        sim.up("alpha")
+        proxy_sim.up("alpha")
