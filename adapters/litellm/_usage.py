@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from ._providers import deployment_id
@@ -41,11 +42,13 @@ def _tpm_limit(deployment: Mapping[str, Any]) -> object:
 def _input_tokens(deployments: list[dict[str, Any]], messages: object, input: object) -> int:
     """The request's input tokens as v2 counts them (0 where it cannot count them, as in v2)."""
     try:
-        from functools import partial
+        try:
+            from litellm.litellm_core_utils.deployment_pricing import deployment_backend_models
+            from litellm.litellm_core_utils.token_counter import embedding_aware_token_count
+        except ImportError:  # LiteLLM before 1.110: v2 counts with token_counter
+            from litellm import token_counter
 
-        from litellm.litellm_core_utils.deployment_pricing import deployment_backend_models
-        from litellm.litellm_core_utils.token_counter import embedding_aware_token_count
-
+            return int(token_counter(messages=messages, text=input))
         return int(embedding_aware_token_count(messages, input, partial(deployment_backend_models, deployments)))
     except Exception:  # v2 counts 0 tokens when it cannot count them
         return 0
