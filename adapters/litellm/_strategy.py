@@ -171,8 +171,8 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
             )
             if isinstance(found, Mapping):
                 return found
-            found = await self._usage.async_within(model, found, messages, input)
-            return self.choose(found, request, messages=messages, input=input)
+            roomy = await self._usage.async_within(model, found, messages, input)
+            return self.choose(roomy, request, messages=messages, input=input)
         ctx = self._context()
         if self.max_wait_s > 0 and not specific_deployment:
             await self._wait_for_readmission(ctx, model)

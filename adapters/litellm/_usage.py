@@ -39,7 +39,7 @@ def _tpm_limit(deployment: Mapping[str, Any]) -> object:
     return None
 
 
-def _input_tokens(deployments: list[dict[str, Any]], messages: object, input: object) -> int:
+def _input_tokens(deployments: list[dict[str, Any]], messages: Any, input: Any) -> int:
     """The request's input tokens as v2 counts them (0 where it cannot count them, as in v2)."""
     try:
         try:

@@ -23,7 +23,7 @@ import litellm
 import pytest
 from litellm.types.router import RetryPolicy
 from litellm_support import MESSAGES, deployment, mock_deployment, served_by
-from pi_builder_middleware.adapters.litellm import install
+from pi_builder_middleware.adapters.litellm import install, installed
 from pi_builder_middleware.testing import Behaviour, SimOutcome, SimProvider
 
 NARROWING_CASES = [
@@ -165,6 +165,9 @@ async def test_usage_based_routing_v2_limits_keep_a_full_deployment_out(build, l
         return
     served = _served_sync(router, 8) if limit.endswith("sync calls") else await _served(router, 8)
     assert served["limited"] <= 1 and served["roomy"] >= 7 and sum(served.values()) == 8
+    handle = installed(router)
+    if handle is not None and handle.strategy is not None and limit == "rpm in model_info":
+        assert handle.strategy.auto_status()["g"]["fast"]  # picked from the group, not LiteLLM's healthy list
 
 
 async def test_usage_based_routing_v2_with_every_deployment_full_answers_its_rate_limit_error(build) -> None:
