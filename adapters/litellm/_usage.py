@@ -9,9 +9,10 @@ first, read from v2's own counters and judged by v2's own test (``_return_potent
 pick never lands on a full deployment. If every candidate is full, v2's own pick answers (its
 ``RateLimitError``, as on a plain router).
 
-Cost: routers on any other strategy pay one cached attribute read per pick; v2 routers one batch read of
-the counters (the request's prefetched read when LiteLLM armed one), plus a token count when a candidate
-has a tpm limit. LiteLLM releases without ``usage_counter_keys`` (before 1.110) are left as they are.
+Cost: routers on any other strategy pay one cached attribute read per pick; v2 routers a look at the
+candidates' limits and, when one has an rpm or tpm limit, one batch read of the counters (the request's
+prefetched read when LiteLLM armed one), plus v2's token count when one has a tpm limit. A v2 selector without
+``usage_counter_keys`` (LiteLLM 1.80) leaves the pick as it was.
 """
 
 from __future__ import annotations
@@ -31,12 +32,18 @@ _SELECTOR_ATTRIBUTE = "lowesttpm_logger_v2"
 _SELECTOR_FEATURES = ("usage_counter_keys", "_return_potential_deployments", "router_cache")
 
 
-def _tpm_limit(deployment: Mapping[str, Any]) -> object:
-    """The deployment's tpm limit, where v2 looks for it (the deployment, ``litellm_params``, ``model_info``)."""
+def _limit(deployment: Mapping[str, Any], name: str) -> object:
+    """The deployment's ``name`` limit (rpm, tpm) where v2 looks for it: the deployment, ``litellm_params``,
+    ``model_info``; None if it has none (v2: no limit)."""
     for source in (deployment, deployment.get("litellm_params"), deployment.get("model_info")):
-        if isinstance(source, Mapping) and source.get("tpm") is not None:
-            return source["tpm"]
+        if isinstance(source, Mapping) and source.get(name) is not None:
+            return source[name]
     return None
+
+
+def _limited(candidates: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether any candidate has an rpm or tpm limit (without one, v2 leaves no deployment out)."""
+    return any(_limit(d, "rpm") is not None or _limit(d, "tpm") is not None for d in candidates)
 
 
 def _input_tokens(deployments: list[dict[str, Any]], messages: Any, input: Any) -> int:
@@ -95,7 +102,7 @@ class UsageLimits:
     ) -> Sequence[Mapping[str, Any]]:
         """``candidates`` less those at their rpm/tpm limits; v2's own pick (or its error) if all are."""
         selector = self.selector()
-        if selector is None or not candidates:
+        if selector is None or not _limited(candidates):
             return candidates
         deployments = [dict(d) for d in candidates]
         tpm_keys, rpm_keys = selector.usage_counter_keys(deployments)
@@ -113,7 +120,7 @@ class UsageLimits:
     ) -> Sequence[Mapping[str, Any]]:
         """:meth:`async_within` for a sync pick."""
         selector = self.selector()
-        if selector is None or not candidates:
+        if selector is None or not _limited(candidates):
             return candidates
         deployments = [dict(d) for d in candidates]
         tpm_keys, rpm_keys = selector.usage_counter_keys(deployments)
@@ -154,7 +161,7 @@ class UsageLimits:
         if not isinstance(values, Sequence) or len(values) != 2 * n:
             return list(candidates)  # the counters could not be read: v2's pre-call check does not fail calls either
         tokens = (
-            _input_tokens(deployments, messages, input) if any(_tpm_limit(d) is not None for d in deployments) else 0
+            _input_tokens(deployments, messages, input) if any(_limit(d, "tpm") is not None for d in deployments) else 0
         )
         kept: list[Mapping[str, Any]] = []
         for i, (candidate, deployment) in enumerate(zip(candidates, deployments, strict=True)):
