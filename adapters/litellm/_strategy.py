@@ -16,7 +16,7 @@ try:  # LiteLLM >= 1.109; older routers get their candidates from ._legacy
 except ImportError:  # pragma: no cover - exercised by tests/adapters/litellm_legacy
     RoutingContext = None  # type: ignore[assignment,misc]
 
-from pi_builder_middleware import ConfigError, NoProviderAvailableError, RouteRequest
+from pi_builder_middleware import ConfigError, NoProviderAvailableError
 
 from ._binding import Binding, metadata_field
 from ._candidates import (
@@ -28,6 +28,7 @@ from ._candidates import (
     narrowing_reason,
     request_narrows,
 )
+from ._fallback import fallback_pick
 from ._legacy import legacy_candidates
 from ._providers import deployment_id
 from ._request import attempted, route_request, stamp
@@ -387,50 +388,4 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
             if decision.trial:
                 binding.trial_started(request_kwargs.get("litellm_call_id"), decision.provider.id)
             return by_id[decision.provider.id]
-        return self._fallback(by_id, tried, request, avoid)
-
-    def _fallback(
-        self,
-        by_id: Mapping[str, Mapping[str, Any]],
-        attempted: frozenset[str],
-        request: RouteRequest,
-        avoid: frozenset[str],
-    ) -> Mapping[str, Any]:
-        """Every candidate is unavailable to the middleware: draw from LiteLLM's healthy list instead.
-
-        What the caller asked for explicitly (``exclude`` / ``required_capabilities`` in the request
-        options) still holds; if no candidate meets it, NoProviderAvailableError is raised.
-        """
-        binding = self._binding
-        providers = binding.middleware.providers
-        user_excluded = request.exclude - avoid
-        needs = request.required_capabilities
-        reasons: dict[str, str] = {}
-        allowed: dict[str, Mapping[str, Any]] = {}
-        for pid, deployment in by_id.items():
-            have = providers[pid].capabilities if pid in providers else frozenset()
-            if pid in user_excluded:
-                reasons[pid] = "excluded by the request's options"
-            elif not needs <= have:
-                reasons[pid] = f"missing capabilities: {', '.join(sorted(needs - have))}"
-            else:
-                allowed[pid] = deployment
-        if not allowed:
-            raise NoProviderAvailableError(reasons)
-        pool = [pid for pid in allowed if pid not in attempted] or list(allowed)
-        binding.counts["fallback_picks"] += 1
-        if binding.counts["fallback_picks"] == 1 or log.isEnabledFor(logging.DEBUG):
-            log.warning(
-                "pi-builder-middleware: every candidate of this request is unavailable to the middleware "
-                "(%s); sending it to the one re-admitted soonest",
-                ", ".join(sorted(by_id)),
-            )
-        return allowed[self._soonest(pool)]
-
-    def _soonest(self, pool: Sequence[str]) -> str:
-        """The deployment of ``pool`` whose re-admission is soonest (``available_at``); ties drawn at random."""
-        failover = self._binding.middleware.failover
-        known = self._binding.known
-        at = {pid: failover.available_at(pid) if pid in known else float("-inf") for pid in pool}
-        first = min(at.values())
-        return self._rng.choice([pid for pid in pool if at[pid] == first])
+        return fallback_pick(self._binding, self._rng, by_id, tried, request, avoid)
