@@ -48,7 +48,7 @@ __all__ = ["build", *NARROWING_CASES, *FAILURE_CASES]
 
 
 @pytest.fixture(params=["plain", "installed"])
-def build(request: pytest.FixtureRequest) -> Iterator[Any]:
+def build(request: pytest.FixtureRequest, room_for_router_callbacks: None) -> Iterator[Any]:
     handles: list[Any] = []
     routers: list[litellm.Router] = []
 

@@ -23,7 +23,7 @@ V2 = "usage-based-routing-v2"
 
 
 @pytest.fixture
-def routers() -> Iterator[list[litellm.Router]]:
+def routers(room_for_router_callbacks: None) -> Iterator[list[litellm.Router]]:
     """Routers built by the case, retired afterwards (their v2 selectors leave LiteLLM's callbacks)."""
     built: list[litellm.Router] = []
     yield built
