@@ -35,10 +35,13 @@ _SELECTOR_FEATURES = ("usage_counter_keys", "_return_potential_deployments", "ro
 def _limit(deployment: Mapping[str, Any], name: str) -> object:
     """The deployment's ``name`` limit (rpm, tpm) where v2 looks for it: the deployment, ``litellm_params``,
     ``model_info``; None if it has none (v2: no limit)."""
-    for source in (deployment, deployment.get("litellm_params"), deployment.get("model_info")):
-        if isinstance(source, Mapping) and source.get(name) is not None:
-            return source[name]
-    return None
+    value = deployment.get(name)
+    for part in ("litellm_params", "model_info"):
+        if value is not None:
+            return value
+        source = deployment.get(part)
+        value = source.get(name) if source is not None and hasattr(source, "get") else None
+    return value
 
 
 def _limited(candidates: Sequence[Mapping[str, Any]]) -> bool:
