@@ -20,10 +20,11 @@ except ImportError:  # pragma: no cover - older LiteLLM
 from pi_builder_middleware import Clock, ConfigError, FailoverConfig, Middleware, MonitorConfig, Strategy
 
 from ._binding import Binding
-from ._candidates import CALLBACK_LISTS, CANDIDATE_MODES
+from ._candidates import CANDIDATE_MODES
 from ._events import MiddlewareCallback
 from ._legacy import check_legacy_router, litellm_version, unsupported_reason
 from ._names import litellm_strategy_of, mapped_strategy, unmapped_once
+from ._registration import Snapshot, current_strategy, promote_if_full, remove_callback, restore, snapshot
 from ._shuffle import HealthShuffle, shuffle_weight
 from ._strategy import MiddlewareRoutingStrategy
 
@@ -31,95 +32,8 @@ __all__ = ["LiteLLMHandle", "install", "installed"]
 
 log = logging.getLogger("pi_builder_middleware.adapters.litellm")
 
-_MISSING = object()
-# Where a custom routing strategy lives on a router: the Rust core (1.110: ``_custom_strategy`` plus an
-# instance-level sync pick) and the older Python Router (instance-level picks set by
-# ``set_custom_routing_strategy``). Install snapshots these and uninstall puts them back.
-_STRATEGY_SLOTS = (
-    "_custom_strategy",
-    "_custom_discovery",
-    "get_available_deployment",
-    "_core_async_get_available_deployment",
-    "async_get_available_deployment",
-)
-
 _handles: weakref.WeakKeyDictionary[Any, LiteLLMHandle] = weakref.WeakKeyDictionary()
 _install_lock = threading.Lock()
-
-
-def _holders(router: Any) -> list[Any]:
-    """The objects whose ``__dict__`` can hold the router's custom strategy (facade, and its core if any)."""
-    holders = [router]
-    core = vars(router).get("_core")
-    if core is not None:
-        holders.append(core)
-    return holders
-
-
-def _snapshot(router: Any) -> list[tuple[Any, dict[str, object]]]:
-    return [(h, {slot: vars(h).get(slot, _MISSING) for slot in _STRATEGY_SLOTS}) for h in _holders(router)]
-
-
-def _current_strategy(router: Any) -> object:
-    for holder in reversed(_holders(router)):
-        value = vars(holder).get("_custom_strategy", _MISSING)
-        if value is not _MISSING:
-            return value
-        pick = vars(holder).get("get_available_deployment")
-        if pick is not None:
-            return getattr(pick, "__self__", pick)
-    return None
-
-
-def _remove_callback(callback: object) -> None:
-    lock = getattr(getattr(litellm, "logging_callback_manager", None), "callback_lists_lock", None) or threading.Lock()
-    with lock:
-        for name in CALLBACK_LISTS:
-            entries = getattr(litellm, name, None)
-            if isinstance(entries, list):
-                entries[:] = [c for c in entries if c is not callback]
-
-
-# The lists LiteLLM copies a logger into from ``litellm.callbacks`` on its next call, each through
-# ``logging_callback_manager``, which refuses (a warning only) once a list holds ``MAX_CALLBACKS`` entries.
-_PROMOTED_LISTS = ("success_callback", "failure_callback", "_async_success_callback", "_async_failure_callback")
-
-
-def _callback_limit() -> int | None:
-    """LiteLLM's cap per callback list (1.80: ``LoggingCallbackManager.MAX_CALLBACKS``, 30; later
-    ``litellm.constants.MAX_CALLBACKS``, 100), None if this LiteLLM has none."""
-    limit = getattr(getattr(litellm, "constants", None), "MAX_CALLBACKS", None)
-    if limit is None:
-        limit = getattr(getattr(litellm, "logging_callback_manager", None), "MAX_CALLBACKS", None)
-    return limit if isinstance(limit, int) and not isinstance(limit, bool) else None
-
-
-def _promote_if_full(callback: object) -> None:
-    """Put the logger into the lists LiteLLM would refuse it on the next call because they are full.
-
-    LiteLLM before 1.110 keeps every Router's own callbacks in these lists for good, so a process that built
-    about ``MAX_CALLBACKS`` Routers would drop the logger and the middleware would see no outcome.
-    """
-    limit = _callback_limit()
-    if limit is None:
-        return
-    full = [
-        name
-        for name in _PROMOTED_LISTS
-        if isinstance(entries := getattr(litellm, name, None), list) and len(entries) >= limit
-    ]
-    for name in full:
-        entries = getattr(litellm, name)
-        if callback not in entries:
-            entries.append(callback)
-    if full:
-        log.warning(
-            "pi-builder-middleware: LiteLLM's callback lists %s hold %d entries (its MAX_CALLBACKS): LiteLLM "
-            "adds no more callbacks there; the middleware's logger was added directly. Many Routers built in "
-            "one process fill them (each leaves its own callbacks): build Routers once and reuse them",
-            ", ".join(full),
-            limit,
-        )
 
 
 class LiteLLMHandle:
@@ -134,15 +48,15 @@ class LiteLLMHandle:
         binding: Binding,
         callback: MiddlewareCallback,
         strategy: MiddlewareRoutingStrategy | None,
-        snapshot: list[tuple[Any, dict[str, object]]],
+        saved: Snapshot,
     ) -> None:
         self._router_ref = weakref.ref(router)
         self._binding = binding
         self.callback = callback
         self.strategy = strategy
-        self._snapshot = snapshot
+        self._snapshot = saved
         self._installed = True
-        self._finalizer = weakref.finalize(router, _remove_callback, callback)
+        self._finalizer = weakref.finalize(router, remove_callback, callback)
 
     @property
     def middleware(self) -> Middleware:
@@ -181,20 +95,14 @@ class LiteLLMHandle:
             if not self._installed:
                 return
             self._installed = False
-            _remove_callback(self.callback)
+            remove_callback(self.callback)
             self._finalizer.detach()
             router = self._router_ref()
             if router is None:
                 return
             if self.strategy is not None:
-                if _current_strategy(router) is self.strategy:
-                    for holder, slots in self._snapshot:
-                        state = vars(holder)
-                        for slot, value in slots.items():
-                            if value is _MISSING:
-                                state.pop(slot, None)
-                            else:
-                                state[slot] = value
+                if current_strategy(router) is self.strategy:
+                    restore(self._snapshot)
                 else:
                     log.warning(
                         "pi-builder-middleware: the router's routing strategy was replaced after install; "
@@ -393,7 +301,7 @@ def install(
         binding.sync()
         binding.check_overrides()
         callback = MiddlewareCallback(binding)
-        snapshot = _snapshot(router)
+        saved = snapshot(router)
         routing = (
             MiddlewareRoutingStrategy(router, binding, seed=seed, mode=candidates, max_wait_s=float(max_wait_s))
             if route
@@ -406,7 +314,7 @@ def install(
             else:  # LiteLLM before register_plugin
                 router.set_custom_routing_strategy(routing)
         litellm.callbacks.append(callback)
-        _promote_if_full(callback)
-        handle = LiteLLMHandle(router, binding, callback, routing, snapshot)
+        promote_if_full(callback)
+        handle = LiteLLMHandle(router, binding, callback, routing, saved)
         _handles[router] = handle
     return handle

@@ -14,7 +14,8 @@
 Router level: ``install(router)`` without ``strategy=`` / ``middleware=`` takes the router's own
 ``routing_strategy``. Per request: ``routing_strategy=`` in the call (or the proxy request body) picks
 the mapped strategy for that request; a name without an equivalent is routed by the installation's
-strategy among the healthy deployments (logged once per name).
+strategy among the healthy deployments (logged once per name). Where the middleware picks on a
+``usage-based-routing-v2`` router, v2's rpm/tpm limits still hold (``_usage``).
 """
 
 from __future__ import annotations

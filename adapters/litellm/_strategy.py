@@ -16,7 +16,7 @@ try:  # LiteLLM >= 1.109; older routers get their candidates from ._legacy
 except ImportError:  # pragma: no cover - exercised by tests/adapters/litellm_legacy
     RoutingContext = None  # type: ignore[assignment,misc]
 
-from pi_builder_middleware import ConfigError, NoProviderAvailableError, RouteRequest
+from pi_builder_middleware import ConfigError, NoProviderAvailableError
 
 from ._binding import Binding, metadata_field
 from ._candidates import (
@@ -28,10 +28,12 @@ from ._candidates import (
     narrowing_reason,
     request_narrows,
 )
+from ._fallback import fallback_pick
 from ._legacy import legacy_candidates
 from ._providers import deployment_id
 from ._request import attempted, route_request, stamp
 from ._resolve import default_deployment, deployment_by_id
+from ._usage import UsageLimits
 
 __all__ = ["MiddlewareRoutingStrategy", "route_request"]
 
@@ -114,6 +116,7 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
         self._verdicts: dict[str, AutoVerdict] = {}
         self._cooldowns: dict[str, tuple[float, int, GroupEntry, frozenset[str]]] = {}
         self._legacy = legacy_candidates(router, binding)  # None where LiteLLM has registry()/RoutingContext
+        self._usage = UsageLimits(router, binding.middleware.clock)  # usage-based-routing-v2's rpm/tpm limits
 
     def auto_status(self) -> dict[str, dict[str, object]]:
         """``candidates="auto"``: per model group, whether picks use the cheap source and, if not, why."""
@@ -167,7 +170,10 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
             found = await self._legacy.async_candidates(
                 model, request, messages=messages, input=input, specific_deployment=specific_deployment
             )
-            return found if isinstance(found, Mapping) else self.choose(found, request, messages=messages, input=input)
+            if isinstance(found, Mapping):
+                return found
+            roomy = await self._usage.async_within(model, found, messages, input)
+            return self.choose(roomy, request, messages=messages, input=input)
         ctx = self._context()
         if self.max_wait_s > 0 and not specific_deployment:
             await self._wait_for_readmission(ctx, model)
@@ -184,16 +190,18 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
                     return picked
             if mode == "group":
                 self._binding.counts["picks_fast"] += 1
-                return self.choose_by_id(
-                    await self._fast(ctx, registry, model), request, messages=messages, input=input
+                fast = await self._usage.async_within_by_id(
+                    model, await self._fast(ctx, registry, model), messages, input
                 )
+                return self.choose_by_id(fast, request, messages=messages, input=input)
         selected = await ctx.select(
             model, request, kind="healthy", messages=messages, input=input, specific_deployment=specific_deployment
         )
         if isinstance(selected, Mapping):
             return selected  # a specific deployment was asked for: LiteLLM already resolved it
         self._binding.counts["picks_healthy"] += 1
-        return self.choose(list(selected), request, messages=messages, input=input)
+        healthy = await self._usage.async_within(model, list(selected), messages, input)
+        return self.choose(healthy, request, messages=messages, input=input)
 
     async def _wait_for_readmission(self, ctx: Any, model: str) -> None:
         """With every deployment of ``model`` out, sleep until the soonest re-admission within ``max_wait_s``."""
@@ -256,6 +264,7 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
             if previous is None or previous.reason != reason:
                 log.info("pi-builder-middleware: picks for %r use LiteLLM's healthy list: %s", model, reason)
         self._binding.counts["picks_healthy"] += 1
+        healthy = list(await self._usage.async_within(model, healthy, messages, input))
         return "healthy", self.choose(healthy, request, messages=messages, input=input)
 
     def get_available_deployment(  # type: ignore[override]  # LiteLLM's base is annotated -> None
@@ -277,7 +286,11 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
             found = self._legacy.candidates(
                 model, request, messages=messages, input=input, specific_deployment=specific_deployment
             )
-            return found if isinstance(found, Mapping) else self.choose(found, request, messages=messages, input=input)
+            if isinstance(found, Mapping):
+                return found
+            return self.choose(
+                self._usage.within(model, found, messages, input), request, messages=messages, input=input
+            )
         ctx = self._context()
         if specific_deployment:  # ``model`` names one deployment's litellm model: no choice to make
             named = [
@@ -303,8 +316,9 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
                     raise _no_deployments(model)
                 return fallback
         cooling = {pid for pid, _ in ctx.health().cooldowns.get_active_cooldowns(entry.id_list, None)}
+        usable = self._binding.filter_by_id(_usable(model, entry, cooling))
         return self.choose_by_id(
-            self._binding.filter_by_id(_usable(model, entry, cooling)), request, messages=messages, input=input
+            self._usage.within_by_id(model, usable, messages, input), request, messages=messages, input=input
         )
 
     def choose(
@@ -374,50 +388,4 @@ class MiddlewareRoutingStrategy(CustomRoutingStrategyBase):
             if decision.trial:
                 binding.trial_started(request_kwargs.get("litellm_call_id"), decision.provider.id)
             return by_id[decision.provider.id]
-        return self._fallback(by_id, tried, request, avoid)
-
-    def _fallback(
-        self,
-        by_id: Mapping[str, Mapping[str, Any]],
-        attempted: frozenset[str],
-        request: RouteRequest,
-        avoid: frozenset[str],
-    ) -> Mapping[str, Any]:
-        """Every candidate is unavailable to the middleware: draw from LiteLLM's healthy list instead.
-
-        What the caller asked for explicitly (``exclude`` / ``required_capabilities`` in the request
-        options) still holds; if no candidate meets it, NoProviderAvailableError is raised.
-        """
-        binding = self._binding
-        providers = binding.middleware.providers
-        user_excluded = request.exclude - avoid
-        needs = request.required_capabilities
-        reasons: dict[str, str] = {}
-        allowed: dict[str, Mapping[str, Any]] = {}
-        for pid, deployment in by_id.items():
-            have = providers[pid].capabilities if pid in providers else frozenset()
-            if pid in user_excluded:
-                reasons[pid] = "excluded by the request's options"
-            elif not needs <= have:
-                reasons[pid] = f"missing capabilities: {', '.join(sorted(needs - have))}"
-            else:
-                allowed[pid] = deployment
-        if not allowed:
-            raise NoProviderAvailableError(reasons)
-        pool = [pid for pid in allowed if pid not in attempted] or list(allowed)
-        binding.counts["fallback_picks"] += 1
-        if binding.counts["fallback_picks"] == 1 or log.isEnabledFor(logging.DEBUG):
-            log.warning(
-                "pi-builder-middleware: every candidate of this request is unavailable to the middleware "
-                "(%s); sending it to the one re-admitted soonest",
-                ", ".join(sorted(by_id)),
-            )
-        return allowed[self._soonest(pool)]
-
-    def _soonest(self, pool: Sequence[str]) -> str:
-        """The deployment of ``pool`` whose re-admission is soonest (``available_at``); ties drawn at random."""
-        failover = self._binding.middleware.failover
-        known = self._binding.known
-        at = {pid: failover.available_at(pid) if pid in known else float("-inf") for pid in pool}
-        first = min(at.values())
-        return self._rng.choice([pid for pid in pool if at[pid] == first])
+        return fallback_pick(self._binding, self._rng, by_id, tried, request, avoid)

@@ -31,8 +31,9 @@ from litellm.integrations.custom_logger import CustomLogger
 from pi_builder_middleware import ConfigError, FailoverConfig, Middleware
 
 from ._events import MiddlewareCallback
-from ._install import LiteLLMHandle, _remove_callback, _strategy_from_router, install, weight_lookup
+from ._install import LiteLLMHandle, _strategy_from_router, install, weight_lookup
 from ._proxy_settings import CONFIG_KEY, ProxySettings
+from ._registration import remove_callback
 from ._shuffle import HealthShuffle
 
 __all__ = ["ProxyHandler", "handler"]
@@ -88,7 +89,7 @@ class ProxyHandler(CustomLogger):
             if handle is not None:
                 handle.uninstall()  # the proxy replaced its Router: the same middleware moves to the new one
             self.handle = self._install(router)
-            _remove_callback(self.handle.callback)  # its events come through this handler (see the hooks)
+            remove_callback(self.handle.callback)  # its events come through this handler (see the hooks)
             # The proxy gives a request's logging events another litellm_trace_id than its pick saw; with one
             # Router per proxy process the router token alone tells the installation's events.
             self.handle._binding.check_trace = False

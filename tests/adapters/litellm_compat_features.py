@@ -13,6 +13,7 @@ versions*), ``FAILURE_CASES`` on every supported version.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -22,7 +23,7 @@ import litellm
 import pytest
 from litellm.types.router import RetryPolicy
 from litellm_support import MESSAGES, deployment, mock_deployment, served_by
-from pi_builder_middleware.adapters.litellm import install
+from pi_builder_middleware.adapters.litellm import install, installed
 from pi_builder_middleware.testing import Behaviour, SimOutcome, SimProvider
 
 NARROWING_CASES = [
@@ -30,6 +31,8 @@ NARROWING_CASES = [
     "test_tag_filtering_sends_a_tagged_request_to_its_tag",
     "test_order_groups_use_the_first_order_while_it_is_healthy",
     "test_rpm_limits_with_pre_call_checks_keep_a_full_deployment_out",
+    "test_usage_based_routing_v2_limits_keep_a_full_deployment_out",
+    "test_usage_based_routing_v2_with_every_deployment_full_answers_its_rate_limit_error",
     "test_pre_call_checks_leave_out_a_deployment_whose_context_window_is_too_small",
 ]
 FAILURE_CASES = [
@@ -45,12 +48,14 @@ __all__ = ["build", *NARROWING_CASES, *FAILURE_CASES]
 
 
 @pytest.fixture(params=["plain", "installed"])
-def build(request: pytest.FixtureRequest) -> Iterator[Any]:
+def build(request: pytest.FixtureRequest, room_for_router_callbacks: None) -> Iterator[Any]:
     handles: list[Any] = []
+    routers: list[litellm.Router] = []
 
     def factory(*deployments: dict[str, Any], **settings: Any) -> litellm.Router:
         settings.setdefault("num_retries", 0)
         router = litellm.Router(model_list=list(deployments), **settings)
+        routers.append(router)
         if request.param == "installed":
             handles.append(install(router, strategy="latency-optimal", seed=7))
         return router
@@ -58,6 +63,12 @@ def build(request: pytest.FixtureRequest) -> Iterator[Any]:
     yield factory
     for handle in handles:
         handle.uninstall()
+    for router in routers:
+        # LiteLLM keeps a router's strategy selectors (usage-based-routing-v2's counters and pre-call check) in
+        # its process-wide callbacks, where they would check later tests' deployments of the same ids.
+        retire = getattr(router, "retire", None) or getattr(router, "discard", None)
+        if callable(retire):
+            retire()
 
 
 async def _served(router: litellm.Router, n: int, **kwargs: Any) -> Counter[str]:
@@ -70,6 +81,25 @@ async def _served(router: litellm.Router, n: int, **kwargs: Any) -> Counter[str]
         except Exception as exc:
             served[f"error {type(exc).__name__}"] += 1
     return served
+
+
+def _served_sync(router: litellm.Router, n: int) -> Counter[str]:
+    """:func:`_served` through the sync ``Router.completion``."""
+    served: Counter[str] = Counter()
+    for _ in range(n):
+        try:
+            served[served_by(router.completion(model="g", messages=MESSAGES))] += 1
+        except Exception as exc:
+            served[f"error {type(exc).__name__}"] += 1
+    return served
+
+
+async def _in_one_minute() -> None:
+    """Wait for the next UTC minute if this one is nearly over: LiteLLM's rpm/tpm counters start again with
+    each minute (``<id>:<model>:rpm:<HH-MM>``), so a case that fills one must run within a single minute."""
+    left = 60.0 - time.time() % 60.0
+    if left < 5.0:
+        await asyncio.sleep(left + 0.1)
 
 
 def _release() -> tuple[int, int]:
@@ -107,8 +137,49 @@ async def test_rpm_limits_with_pre_call_checks_keep_a_full_deployment_out(build)
         enable_pre_call_checks=True,
         routing_strategy="usage-based-routing-v2",
     )
+    await _in_one_minute()
     served = await _served(router, 8)
     assert served["limited"] <= 1 and served["roomy"] >= 7 and sum(served.values()) == 8
+
+
+LONG = [{"role": "user", "content": "word " * 40}]  # some 45 tokens as LiteLLM counts them
+
+
+@pytest.mark.parametrize("limit", ["rpm", "rpm in model_info", "tpm", "rpm, sync calls"])
+async def test_usage_based_routing_v2_limits_keep_a_full_deployment_out(build, limit: str) -> None:
+    """The pick honours v2's rpm/tpm counters: on the healthy list (rpm/tpm in ``litellm_params`` narrow it),
+    on the group (rpm in ``model_info`` does not), on the sync path; v2 enforces no tpm on its own there."""
+    limited, roomy = mock_deployment("limited"), mock_deployment("roomy")
+    if limit == "rpm in model_info":
+        limited["model_info"]["rpm"] = 1
+    elif limit == "tpm":  # full for any request of LONG's size, whatever the minute's counters say
+        _with(limited, tpm=10)
+        _with(roomy, tpm=1_000_000)
+    else:
+        _with(limited, rpm=1)
+        _with(roomy, rpm=1000)
+    router = build(limited, roomy, routing_strategy="usage-based-routing-v2")
+    await _in_one_minute()
+    if limit == "tpm":
+        assert await _served(router, 8, messages=LONG) == {"roomy": 8}
+        return
+    served = _served_sync(router, 8) if limit.endswith("sync calls") else await _served(router, 8)
+    assert served["limited"] <= 1 and served["roomy"] >= 7 and sum(served.values()) == 8
+    handle = installed(router)
+    if handle is not None and handle.strategy is not None and limit == "rpm in model_info":
+        assert handle.strategy.auto_status()["g"]["fast"]  # picked from the group, not LiteLLM's healthy list
+
+
+async def test_usage_based_routing_v2_with_every_deployment_full_answers_its_rate_limit_error(build) -> None:
+    router = build(
+        _with(mock_deployment("a"), rpm=1),
+        _with(mock_deployment("b"), rpm=1),
+        routing_strategy="usage-based-routing-v2",
+    )
+    await _in_one_minute()
+    # each serves its one request of the minute, then v2's own "no deployments available" RateLimitError
+    # (not a pick into a full deployment, whose pre-call check would fail it and cool it down)
+    assert await _served(router, 6) == {"a": 1, "b": 1, "error RateLimitError": 4}
 
 
 async def test_pre_call_checks_leave_out_a_deployment_whose_context_window_is_too_small(build) -> None:

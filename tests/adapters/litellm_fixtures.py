@@ -15,7 +15,7 @@ from litellm_support import CALLBACK_LISTS, OutcomeLog
 from pi_builder_middleware.adapters.litellm import MiddlewareCallback
 from pi_builder_middleware.testing import SimProvider, Simulator
 
-__all__ = ["MakeSim", "make_sim", "outcomes", "remove_leftover_callbacks"]
+__all__ = ["MakeSim", "make_sim", "outcomes", "remove_leftover_callbacks", "room_for_router_callbacks"]
 
 MakeSim = Callable[..., Simulator]
 
@@ -65,3 +65,29 @@ def remove_leftover_callbacks() -> Iterator[None]:
         if isinstance(current, list):
             kept = {id(c) for c in entries if not isinstance(c, MiddlewareCallback)}
             current[:] = [c for c in current if id(c) in kept or not _leftover(c)]
+
+
+def _strategy_selector(entry: object) -> bool:
+    """A Router's routing-strategy selector (LiteLLM's latency, usage, cost, least-busy loggers)."""
+    return type(entry).__module__.startswith("litellm.router_strategy.")
+
+
+@pytest.fixture
+def room_for_router_callbacks() -> Iterator[None]:
+    """Earlier Routers' strategy selectors step out of LiteLLM's callback lists for the test, and back after it.
+
+    Every Router leaves its selectors in ``litellm.callbacks``, and LiteLLM refuses a callback once a list holds
+    ``MAX_CALLBACKS`` entries (a warning only): a ``usage-based-routing-v2`` Router built late in a long test
+    run then has no rpm counting or pre-call check at all, plain or installed. The selectors of other Routers
+    also check deployments of the same ids. A case about v2's limits needs a Router as a fresh process builds it.
+    """
+    saved = {name: list(entries) for name in CALLBACK_LISTS if isinstance(entries := getattr(litellm, name), list)}
+    for name, entries in saved.items():
+        getattr(litellm, name)[:] = [c for c in entries if not _strategy_selector(c)]
+    yield
+    for name, entries in saved.items():
+        current = getattr(litellm, name)
+        kept = {id(c) for c in current}
+        current[:] = [c for c in entries if id(c) in kept or _strategy_selector(c)] + [
+            c for c in current if all(c is not e for e in entries)
+        ]

@@ -14,7 +14,7 @@ from typing import Any
 
 import litellm
 from litellm_support import CALLBACK_LISTS, MESSAGES, async_wait_until, mock_deployment, served_by
-from pi_builder_middleware.adapters.litellm import MiddlewareCallback, _install, install
+from pi_builder_middleware.adapters.litellm import MiddlewareCallback, _registration, install
 
 __all__ = ["test_full_litellm_callback_lists_do_not_silence_the_logger"]
 
@@ -28,10 +28,10 @@ async def _async_ignore(*args: Any, **kwargs: Any) -> None:
 
 
 async def test_full_litellm_callback_lists_do_not_silence_the_logger(caplog) -> None:
-    limit = _install._callback_limit()
+    limit = _registration.callback_limit()
     assert limit is not None
     before = {name: list(getattr(litellm, name)) for name in CALLBACK_LISTS}
-    for name in _install._PROMOTED_LISTS:  # full, as after many Routers
+    for name in _registration.PROMOTED_LISTS:  # full, as after many Routers
         entries = getattr(litellm, name)
         entries.extend([_async_ignore if name.startswith("_async") else _ignore] * max(0, limit - len(entries)))
     caplog.set_level(logging.WARNING, logger="pi_builder_middleware.adapters.litellm")

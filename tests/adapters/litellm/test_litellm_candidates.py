@@ -16,7 +16,7 @@ from litellm.router_api import ChangeSet, RoutingContext
 from litellm.types.router import Deployment
 from litellm_support import MESSAGES, mock_deployment, served_by
 from pi_builder_middleware.adapters.litellm import _candidates, install
-from pi_builder_middleware.adapters.litellm._install import _remove_callback
+from pi_builder_middleware.adapters.litellm._registration import remove_callback as _remove_callback
 
 from pi_builder_middleware import ManualClock
 

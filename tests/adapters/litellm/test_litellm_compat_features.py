@@ -16,6 +16,8 @@ from litellm_compat_features import (
     test_pre_call_checks_leave_out_a_deployment_whose_context_window_is_too_small,
     test_rpm_limits_with_pre_call_checks_keep_a_full_deployment_out,
     test_tag_filtering_sends_a_tagged_request_to_its_tag,
+    test_usage_based_routing_v2_limits_keep_a_full_deployment_out,
+    test_usage_based_routing_v2_with_every_deployment_full_answers_its_rate_limit_error,
 )
 
 __all__ = [
@@ -32,4 +34,6 @@ __all__ = [
     "test_pre_call_checks_leave_out_a_deployment_whose_context_window_is_too_small",
     "test_rpm_limits_with_pre_call_checks_keep_a_full_deployment_out",
     "test_tag_filtering_sends_a_tagged_request_to_its_tag",
+    "test_usage_based_routing_v2_limits_keep_a_full_deployment_out",
+    "test_usage_based_routing_v2_with_every_deployment_full_answers_its_rate_limit_error",
 ]

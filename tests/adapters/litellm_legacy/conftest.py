@@ -10,9 +10,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
-from litellm_fixtures import make_sim, outcomes, remove_leftover_callbacks
+from litellm_fixtures import make_sim, outcomes, remove_leftover_callbacks, room_for_router_callbacks
 
-__all__ = ["litellm_logging_worker_per_loop", "make_sim", "outcomes", "remove_leftover_callbacks"]
+__all__ = [
+    "litellm_logging_worker_per_loop",
+    "make_sim",
+    "outcomes",
+    "remove_leftover_callbacks",
+    "room_for_router_callbacks",
+]
 
 # LiteLLM 1.80's logging worker (litellm_core_utils/logging_worker.py) predates the event-loop handling later
 # releases have (1.108: ``_bound_loop``, a fresh queue and worker on a loop change).
