@@ -95,7 +95,11 @@ async def test_the_preferred_deployment_serves_its_rpm_then_the_pick_moves_on(ro
 
 @pytest.mark.parametrize("sync", [False, True], ids=["async", "sync"])
 async def test_every_deployment_full_gets_v2s_own_error(routers, sync: bool) -> None:
-    plain = _router(routers, _rpm(mock_deployment("a"), 1), routing_strategy=V2)
+    # Another model on the plain router: v2's selectors are process-wide callbacks that count every router's
+    # calls by deployment id and model, so the plain router's calls must not fill the installed one's "a".
+    other_model = mock_deployment("a")
+    other_model["litellm_params"]["model"] = "openai/gpt-4o"
+    plain = _router(routers, _rpm(other_model, 1), routing_strategy=V2)
     router = _router(routers, _rpm(mock_deployment("a"), 1), routing_strategy=V2)
     with install(router, strategy="latency-optimal") as handle:
         await _in_one_minute()
