@@ -213,8 +213,9 @@ def _names_check(value: Any) -> Any:
     if isinstance(value, Mapping) or not isinstance(value, Iterable):
         raise _Invalid(f"must be a set of names (got {_short(value)})")
     names = tuple(value)
-    if not all(isinstance(name, str) for name in names):
-        raise _Invalid(f"names must be strings (got {_short(names)})")
+    for i, name in enumerate(names):
+        if not isinstance(name, str):
+            raise _Invalid(f"names must be strings (got {_short(name)})", str(i))
     return frozenset(names)
 
 
@@ -348,8 +349,8 @@ def settings(cls: type[T]) -> type[T]:
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         if not made.FIELDS.issuperset(kwargs) or (not args and not all(name in kwargs for name in required)):
-            problems = [(key, _UNKNOWN) for key in kwargs if key not in made.FIELDS]
-            problems += [(name, "required") for name in required[len(args) :] if name not in kwargs]
+            problems = [(name, "required") for name in required[len(args) :] if name not in kwargs]
+            problems += [(key, _UNKNOWN) for key in kwargs if key not in made.FIELDS]
             _raise(made.__name__, problems)
         generated(self, *args, **kwargs)
 
