@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -268,20 +269,36 @@ def _check_for(annotation: Any) -> Callable[[Any], Any]:
 
 
 class SettingsBase:
-    """Base of the ``@settings`` classes: ``FIELDS``, ``to_dict()`` and the checks run on construction."""
+    """Base of the ``@settings`` classes: construction with checks, ``FIELDS``, ``to_dict()``, and the
+    methods a frozen dataclass would generate (``__init__``, ``__repr__``, ``__eq__``, ``__hash__``,
+    ``__setattr__``): written once here instead of compiled for every class at import.
+    """
 
     __slots__ = ()
 
-    #: The names of the settings, in declaration order (what ``__init__`` and ``to_dict`` take and give).
+    #: The names of the settings (what ``__init__`` takes and ``to_dict`` gives).
     FIELDS: ClassVar[frozenset[str]] = frozenset()
+    _names: ClassVar[tuple[str, ...]] = ()
+    _defaults: ClassVar[dict[str, Any]] = {}
     _checks: ClassVar[tuple[tuple[str, Callable[[Any], Any], tuple[AtLeast | AtMost, ...]], ...]] = ()
 
-    def __post_init__(self) -> None:
-        owner = type(self).__name__
-        problems: list[tuple[str, str]] = []
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        cls, names = type(self), self._names
+        if len(args) > len(names):
+            raise TypeError(f"{cls.__name__}() takes {len(names)} positional arguments but {len(args)} were given")
+        given = dict(zip(names, args, strict=False))
+        twice = given.keys() & kwargs.keys()
+        if twice:
+            raise TypeError(f"{cls.__name__}() got multiple values for argument {min(twice)!r}")
+        given.update(kwargs)
+        problems = [(name, "required") for name in names if name not in given and name not in self._defaults]
+        problems += [(key, _UNKNOWN) for key in given if key not in self.FIELDS]
+        if problems:
+            _raise(cls.__name__, problems)
         for name, check, relations in self._checks:
+            raw = given[name] if name in given else self._defaults[name]
             try:
-                value = check(getattr(self, name))
+                value = check(raw)
             except _Invalid as exc:
                 problems.append((f"{name}.{exc.path}" if exc.path else name, exc.message))
                 continue
@@ -297,7 +314,35 @@ class SettingsBase:
                 elif isinstance(rel, AtMost) and value > bound:
                     problems.append((name, f"must be <= {rel.other} ({bound}), got {value}"))
         if problems:
-            _raise(owner, problems)
+            _raise(cls.__name__, problems)
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self._names)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._names)
+        return f"{type(self).__qualname__}({inner})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return self._values()
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:  # pickle and copy: the values were checked
+        for name, value in zip(self._names, state, strict=True):
+            object.__setattr__(self, name, value)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: enums by value, nested settings as dicts, sets as sorted lists.
@@ -305,7 +350,7 @@ class SettingsBase:
         ``type(x)(**x.to_dict()) == x`` for every instance.
         """
         out: dict[str, Any] = {}
-        for name in self.__dataclass_fields__:  # type: ignore[attr-defined]
+        for name in self._names:
             value = getattr(self, name)
             if isinstance(value, SettingsBase):
                 value = value.to_dict()
@@ -325,17 +370,32 @@ def _raise(owner: str, problems: list[tuple[str, str]]) -> typing.NoReturn:
     raise ConfigError(f"{owner}.{field}", message)
 
 
+def _annotations(cls: type, names: Iterable[str]) -> dict[str, Any]:
+    """The fields' annotations, evaluated: what ``typing.get_type_hints`` gives, with one ``eval`` per class
+    instead of one compile per annotation (``from __future__ import annotations`` makes them strings)."""
+    raw = {name: cls.__annotations__[name] for name in names}
+    text = {name: ann for name, ann in raw.items() if isinstance(ann, str)}
+    if text:
+        module = vars(sys.modules[cls.__module__])
+        values = eval(f"({', '.join(text.values())},)", dict(module))  # the module's own annotations
+        raw.update(zip(text, values, strict=True))
+    return raw
+
+
 @dataclass_transform(frozen_default=True)
 def settings(cls: type[T]) -> type[T]:
     """Make ``cls`` (a :class:`SettingsBase` subclass) a frozen, slotted dataclass whose fields are checked.
 
-    The checks come from the annotations (see the module docstring). Unknown keyword arguments and
-    missing required ones raise :class:`ConfigError` as bad values do.
+    The checks come from the annotations (see the module docstring). It is a dataclass
+    (``dataclasses.fields``, ``replace``, ``asdict`` work); its methods are :class:`SettingsBase`'s.
+    Unknown keyword arguments and missing required ones raise :class:`ConfigError` as bad values do.
     """
-    made: Any = dataclasses.dataclass(frozen=True, slots=True)(cls)
-    hints = typing.get_type_hints(made, include_extras=True)
+    made: Any = dataclasses.dataclass(init=False, repr=False, eq=False, slots=True)(cls)
     fields = dataclasses.fields(made)
-    made.FIELDS = frozenset(f.name for f in fields)
+    hints = _annotations(made, (f.name for f in fields))
+    made._names = tuple(f.name for f in fields)
+    made.FIELDS = frozenset(made._names)
+    made._defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
     made._checks = tuple(
         (
             f.name,
@@ -344,18 +404,6 @@ def settings(cls: type[T]) -> type[T]:
         )
         for f in fields
     )
-    required = tuple(f.name for f in fields if f.default is dataclasses.MISSING)
-    generated = made.__init__
-
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        if not made.FIELDS.issuperset(kwargs) or (not args and not all(name in kwargs for name in required)):
-            problems = [(name, "required") for name in required[len(args) :] if name not in kwargs]
-            problems += [(key, _UNKNOWN) for key in kwargs if key not in made.FIELDS]
-            _raise(made.__name__, problems)
-        generated(self, *args, **kwargs)
-
-    __init__.__doc__ = generated.__doc__
-    made.__init__ = __init__
     return made  # type: ignore[no-any-return]
 
 
