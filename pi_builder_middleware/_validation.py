@@ -51,14 +51,16 @@ _FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
 _UNKNOWN = "unknown setting; check the spelling against the documented fields"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+# The constraint markers are plain classes, not dataclasses: a dataclass compiles its methods at import.
 class Range:
     """Bounds of a number setting: ``Annotated[float, Range(ge=0, le=1)]``."""
 
-    ge: float | None = None
-    gt: float | None = None
-    le: float | None = None
-    lt: float | None = None
+    __slots__ = ("ge", "gt", "le", "lt")
+
+    def __init__(
+        self, *, ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None
+    ) -> None:
+        self.ge, self.gt, self.le, self.lt = ge, gt, le, lt
 
     def holds(self, v: float) -> bool:
         """Whether ``v`` is within every bound given."""
@@ -73,26 +75,43 @@ class Range:
         bounds = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
         return " and ".join(f"{op} {getattr(self, name):g}" for name, op in bounds if getattr(self, name) is not None)
 
+    def __repr__(self) -> str:
+        given = (f"{name}={getattr(self, name)!r}" for name in self.__slots__ if getattr(self, name) is not None)
+        return f"Range({', '.join(given)})"
 
-@dataclasses.dataclass(frozen=True, slots=True)
+
 class MinLength:
     """Shortest accepted string: ``Annotated[str, MinLength(1)]``."""
 
-    length: int
+    __slots__ = ("length",)
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __repr__(self) -> str:
+        return f"MinLength({self.length})"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class AtLeast:
+class _Relation:
+    __slots__ = ("other",)
+
+    def __init__(self, other: str) -> None:
+        self.other = other
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.other!r})"
+
+
+class AtLeast(_Relation):
     """Cross-field check: this setting must be >= the earlier setting ``other``."""
 
-    other: str
+    __slots__ = ()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class AtMost:
+class AtMost(_Relation):
     """Cross-field check: this setting must be <= the earlier setting ``other``."""
 
-    other: str
+    __slots__ = ()
 
 
 class _Invalid(Exception):
@@ -280,7 +299,7 @@ class SettingsBase:
     FIELDS: ClassVar[frozenset[str]] = frozenset()
     _names: ClassVar[tuple[str, ...]] = ()
     _defaults: ClassVar[dict[str, Any]] = {}
-    _checks: ClassVar[tuple[tuple[str, Callable[[Any], Any], tuple[AtLeast | AtMost, ...]], ...]] = ()
+    _checks: ClassVar[tuple[tuple[str, Callable[[Any], Any], tuple[_Relation, ...]], ...]] = ()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         cls, names = type(self), self._names
@@ -400,7 +419,7 @@ def settings(cls: type[T]) -> type[T]:
         (
             f.name,
             _check_for(hints[f.name]),
-            tuple(e for e in getattr(hints[f.name], "__metadata__", ()) if isinstance(e, AtLeast | AtMost)),
+            tuple(e for e in getattr(hints[f.name], "__metadata__", ()) if isinstance(e, _Relation)),
         )
         for f in fields
     )
