@@ -1,4 +1,9 @@
-"""Configuration models. Every invalid value raises :class:`ConfigError` naming the field."""
+"""Configuration settings. Every invalid value raises :class:`ConfigError` naming the field.
+
+Each class is a frozen, slotted dataclass built by ``_validation.settings``: a field's bounds and cross-field
+rules are in its annotation (``Annotated[float, Range(gt=0), AtLeast("base_ejection_s")]``), nested settings
+may be given as dicts, ``to_dict()`` gives the JSON-ready form, ``dataclasses.replace`` a checked copy.
+"""
 
 from __future__ import annotations
 
