@@ -5,8 +5,9 @@ the core (BENCHMARKS.md "Import cost"), and most programs have no third-party pl
 answers "no" only where ``importlib.metadata.entry_points(group=...)`` would find nothing: it looks where that
 function looks when the standard path finder is the only distribution finder (the ``*.dist-info`` and
 ``*.egg-info`` directories of each directory on ``sys.path``) and reads ``entry_points.txt`` section headers as
-it does. Anything it cannot read the same way (a zip or an egg on the path, another finder, an undecodable
-file) answers "maybe". On "maybe" the caller asks importlib.metadata, which decides as before.
+it does. Anything it cannot read the same way (a zip or an egg on the path, an undecodable file, another
+distribution finder such as the importlib_metadata backport's, which importing LiteLLM installs) answers
+"maybe". On "maybe" the caller asks importlib.metadata, which decides as before.
 """
 
 from __future__ import annotations
