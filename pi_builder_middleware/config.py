@@ -1,6 +1,6 @@
 """Configuration settings. Every invalid value raises :class:`ConfigError` naming the field.
 
-Each class is a frozen, slotted dataclass built by ``_validation.settings``: a field's bounds and cross-field
+Each class is a frozen, slotted dataclass built by ``_settings.settings``: a field's bounds and cross-field
 rules are in its annotation (``Annotated[float, Range(gt=0), AtLeast("base_ejection_s")]``), nested settings
 may be given as dicts, ``to_dict()`` gives the JSON-ready form, ``dataclasses.replace`` a checked copy.
 """
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from ._validation import AtLeast, AtMost, MinLength, Range, SettingsBase, settings
+from ._settings import SettingsBase, settings
+from ._validation import AtLeast, AtMost, MinLength, Range
 from .enums import AllOutMode, FailoverPreset
 from .errorinfo import RETRY_AFTER_LIMIT_S
 from .errors import ConfigError

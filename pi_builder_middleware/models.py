@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Annotated, Any
 
-from ._validation import MinLength, Range, SettingsBase, in_range, is_number, require, settings
+from ._settings import SettingsBase, settings
+from ._validation import MinLength, Range, in_range, is_number, require
 from .enums import AlertKind, CircuitState, ErrorKind, EventKind, HealthStatus
 from .errors import ConfigError
 from .interfaces import Strategy

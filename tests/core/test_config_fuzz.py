@@ -39,7 +39,7 @@ from pi_builder_middleware import (
     Strategy,
     hookimpl,
 )
-from pi_builder_middleware._validation import SettingsBase
+from pi_builder_middleware._settings import SettingsBase
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 Tagged = tuple[bool, Any]  # (is_ok, value)

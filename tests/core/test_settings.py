@@ -1,6 +1,6 @@
 """The settings classes (Provider, the *Config and *Thresholds classes): frozen, slotted dataclasses with checks.
 
-They are built by ``_validation.settings`` rather than pydantic (import cost, BENCHMARKS.md "Import cost"); these
+They are built by ``_settings.settings`` rather than pydantic (import cost, BENCHMARKS.md "Import cost"); these
 tests hold them to what the pydantic models gave: pydantic's lax conversions, ConfigError with the field path,
 JSON-ready dumps that build the same object again, copies, pickling, equality and hashing.
 """
