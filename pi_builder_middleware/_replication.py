@@ -19,7 +19,6 @@ import enum
 import itertools
 import os
 import threading
-import uuid
 from collections import Counter, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -203,6 +202,8 @@ class SharedState:
     _log: EventLog
 
     def _attach(self, store: StateStore, replica_id: str | None) -> None:
+        import uuid  # here, not at import: it loads platform, and only a state store needs it
+
         self._log.replica = Replicator(self, store, replica_id or f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
         store.attach(self._log.replica)
 

@@ -1,12 +1,16 @@
-"""Configuration models. Every invalid value raises :class:`ConfigError` naming the field."""
+"""Configuration settings. Every invalid value raises :class:`ConfigError` naming the field.
+
+Each class is a frozen, slotted dataclass built by ``_settings.settings``: a field's bounds and cross-field
+rules are in its annotation (``Annotated[float, Range(gt=0), AtLeast("base_ejection_s")]``), nested settings
+may be given as dicts, ``to_dict()`` gives the JSON-ready form, ``dataclasses.replace`` a checked copy.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, ValidationInfo, field_validator
-
-from ._validation import ConfigModel
+from ._settings import SettingsBase, settings
+from ._validation import AtLeast, AtMost, MinLength, Range
 from .enums import AllOutMode, FailoverPreset
 from .errorinfo import RETRY_AFTER_LIMIT_S
 from .errors import ConfigError
@@ -14,55 +18,28 @@ from .errors import ConfigError
 __all__ = ["AlertThresholds", "FailoverConfig", "HealthThresholds", "MonitorConfig", "OutlierConfig", "RoutingConfig"]
 
 
-def _at_most(value: float, info: ValidationInfo, other: str) -> float:
-    bound = info.data.get(other)  # absent when that field failed its own validation
-    if bound is not None and value > bound:
-        raise ValueError(f"must be <= {other} ({bound}), got {value}")
-    return value
-
-
-def _at_least(value: float, info: ValidationInfo, other: str) -> float:
-    bound = info.data.get(other)
-    if bound is not None and value < bound:
-        raise ValueError(f"must be >= {other} ({bound}), got {value}")
-    return value
-
-
-class HealthThresholds(ConfigModel):
+@settings
+class HealthThresholds(SettingsBase):
     """Boundaries between health states (defaults: the seed's 99 % / 95 % / 50 %, 1 % / 5 %)."""
 
-    healthy_availability: float = Field(default=0.99, ge=0, le=1)
-    healthy_error_rate: float = Field(default=0.01, ge=0, le=1)
-    degraded_availability: float = Field(default=0.95, validate_default=True, ge=0, le=1)
-    degraded_error_rate: float = Field(default=0.05, validate_default=True, ge=0, le=1)
-    offline_availability: float = Field(default=0.5, validate_default=True, ge=0, le=1)
-
-    # Cross-field checks are field validators (on the later field) so the error names a field.
-    @field_validator("degraded_availability")
-    @classmethod
-    def _not_above_healthy(cls, value: float, info: ValidationInfo) -> float:
-        return _at_most(value, info, "healthy_availability")
-
-    @field_validator("offline_availability")
-    @classmethod
-    def _not_above_degraded(cls, value: float, info: ValidationInfo) -> float:
-        return _at_most(value, info, "degraded_availability")
-
-    @field_validator("degraded_error_rate")
-    @classmethod
-    def _error_rates_ordered(cls, value: float, info: ValidationInfo) -> float:
-        return _at_least(value, info, "healthy_error_rate")
+    healthy_availability: Annotated[float, Range(ge=0, le=1)] = 0.99
+    healthy_error_rate: Annotated[float, Range(ge=0, le=1)] = 0.01
+    degraded_availability: Annotated[float, Range(ge=0, le=1), AtMost("healthy_availability")] = 0.95
+    degraded_error_rate: Annotated[float, Range(ge=0, le=1), AtLeast("healthy_error_rate")] = 0.05
+    offline_availability: Annotated[float, Range(ge=0, le=1), AtMost("degraded_availability")] = 0.5
 
 
-class AlertThresholds(ConfigModel):
+@settings
+class AlertThresholds(SettingsBase):
     """When alerts fire. Each alert fires once when its condition starts and clears when it ends."""
 
-    high_latency_ms: float = Field(default=5000.0, gt=0)
-    high_error_rate: float = Field(default=0.05, ge=0, le=1)
-    min_samples: int = Field(default=5, ge=1)
+    high_latency_ms: Annotated[float, Range(gt=0)] = 5000.0
+    high_error_rate: Annotated[float, Range(ge=0, le=1)] = 0.05
+    min_samples: Annotated[int, Range(ge=1)] = 5
 
 
-class MonitorConfig(ConfigModel):
+@settings
+class MonitorConfig(SettingsBase):
     """Sliding-window monitor settings.
 
     ``window_s`` is the time window metrics cover; ``max_samples`` bounds memory per provider (oldest
@@ -72,10 +49,10 @@ class MonitorConfig(ConfigModel):
     taken as now. Routing does not read these windows: it reads decayed estimates (:class:`RoutingConfig`).
     """
 
-    window_s: float = Field(default=300.0, gt=0)
-    max_samples: int = Field(default=2048, ge=8, le=1_000_000)
-    min_samples: int = Field(default=5, ge=1)
-    max_clock_skew_s: float = Field(default=300.0, gt=0, le=86_400)
+    window_s: Annotated[float, Range(gt=0)] = 300.0
+    max_samples: Annotated[int, Range(ge=8, le=1_000_000)] = 2048
+    min_samples: Annotated[int, Range(ge=1)] = 5
+    max_clock_skew_s: Annotated[float, Range(gt=0, le=86_400)] = 300.0
     thresholds: HealthThresholds = HealthThresholds()
     alerts: AlertThresholds = AlertThresholds()
 
@@ -117,7 +94,8 @@ _PRESETS: dict[FailoverPreset, dict[str, Any]] = {
 }
 
 
-class OutlierConfig(ConfigModel):
+@settings
+class OutlierConfig(SettingsBase):
     """Settings of the ``outlier`` failover policy: peer-relative ejection, after Envoy's outlier detection.
 
     Every ``interval_s`` at most (checked lazily when outcomes are recorded) the policy compares the
@@ -137,16 +115,17 @@ class OutlierConfig(ConfigModel):
     Peer-relative means that a group which is equally bad everywhere keeps serving.
     """
 
-    interval_s: float = Field(default=10.0, gt=0)
-    success_rate_minimum_hosts: int = Field(default=3, ge=1)
-    success_rate_request_volume: int = Field(default=20, ge=1)
-    success_rate_stdev_factor: float = Field(default=1.0, ge=0)
-    success_rate_minimum_gap: float = Field(default=0.1, ge=0, le=1)
-    failure_percentage_threshold: float | None = Field(default=85.0, gt=0, le=100)
-    failure_percentage_request_volume: int = Field(default=20, ge=1)
+    interval_s: Annotated[float, Range(gt=0)] = 10.0
+    success_rate_minimum_hosts: Annotated[int, Range(ge=1)] = 3
+    success_rate_request_volume: Annotated[int, Range(ge=1)] = 20
+    success_rate_stdev_factor: Annotated[float, Range(ge=0)] = 1.0
+    success_rate_minimum_gap: Annotated[float, Range(ge=0, le=1)] = 0.1
+    failure_percentage_threshold: Annotated[float | None, Range(gt=0, le=100)] = 85.0
+    failure_percentage_request_volume: Annotated[int, Range(ge=1)] = 20
 
 
-class FailoverConfig(ConfigModel):
+@settings
+class FailoverConfig(SettingsBase):
     """Circuit-breaker settings per provider (defaults are the ``balanced`` preset).
 
     A provider trips OPEN after ``consecutive_failures`` health failures in a row, or when at least
@@ -185,39 +164,31 @@ class FailoverConfig(ConfigModel):
     ``health_check_timeout_s`` unless told otherwise; a probe that takes longer is a timeout failure.
     """
 
-    policy: str = Field(default="default", min_length=1)
-    consecutive_failures: int = Field(default=5, ge=1)
-    failure_rate_threshold: float = Field(default=0.5, gt=0, le=1)
-    minimum_calls: int = Field(default=10, ge=1)
-    window_s: float = Field(default=60.0, gt=0)
-    base_ejection_s: float = Field(default=30.0, gt=0)
-    ejection_multiplier: float = Field(default=2.0, ge=1)
-    max_ejection_s: float = Field(default=300.0, validate_default=True, gt=0)
-    jitter: float = Field(default=0.1, ge=0, lt=1)
-    half_open_max_calls: int = Field(default=1, ge=1)
-    recovery_successes: int = Field(default=2, ge=1)
-    half_open_permit_timeout_s: float = Field(default=60.0, gt=0)
-    rate_limit_base_cooldown_s: float = Field(default=0.25, ge=0)
-    default_rate_limit_cooldown_s: float = Field(default=5.0, ge=0)
-    max_rate_limit_cooldown_s: float = Field(default=RETRY_AFTER_LIMIT_S, validate_default=True, ge=0)
-    rate_limit_streak_s: float = Field(default=5.0, ge=0)
-    rate_limit_pressure_half_life_s: float = Field(default=10.0, gt=0)
-    trip_memory_s: float = Field(default=900.0, ge=0)
+    policy: Annotated[str, MinLength(1)] = "default"
+    consecutive_failures: Annotated[int, Range(ge=1)] = 5
+    failure_rate_threshold: Annotated[float, Range(gt=0, le=1)] = 0.5
+    minimum_calls: Annotated[int, Range(ge=1)] = 10
+    window_s: Annotated[float, Range(gt=0)] = 60.0
+    base_ejection_s: Annotated[float, Range(gt=0)] = 30.0
+    ejection_multiplier: Annotated[float, Range(ge=1)] = 2.0
+    max_ejection_s: Annotated[float, Range(gt=0), AtLeast("base_ejection_s")] = 300.0
+    jitter: Annotated[float, Range(ge=0, lt=1)] = 0.1
+    half_open_max_calls: Annotated[int, Range(ge=1)] = 1
+    recovery_successes: Annotated[int, Range(ge=1)] = 2
+    half_open_permit_timeout_s: Annotated[float, Range(gt=0)] = 60.0
+    rate_limit_base_cooldown_s: Annotated[float, Range(ge=0)] = 0.25
+    default_rate_limit_cooldown_s: Annotated[float, Range(ge=0)] = 5.0
+    max_rate_limit_cooldown_s: Annotated[float, Range(ge=0), AtLeast("default_rate_limit_cooldown_s")] = (
+        RETRY_AFTER_LIMIT_S
+    )
+    rate_limit_streak_s: Annotated[float, Range(ge=0)] = 5.0
+    rate_limit_pressure_half_life_s: Annotated[float, Range(gt=0)] = 10.0
+    trip_memory_s: Annotated[float, Range(ge=0)] = 900.0
     escalate_when_all_out: bool = True
-    max_ejection_percent: float | None = Field(default=None, gt=0, le=100)
+    max_ejection_percent: Annotated[float | None, Range(gt=0, le=100)] = None
     outlier: OutlierConfig = OutlierConfig()
-    max_events: int = Field(default=1000, ge=1, le=1_000_000)
-    health_check_timeout_s: float = Field(default=10.0, gt=0)
-
-    @field_validator("max_ejection_s")
-    @classmethod
-    def _max_ejection(cls, value: float, info: ValidationInfo) -> float:
-        return _at_least(value, info, "base_ejection_s")
-
-    @field_validator("max_rate_limit_cooldown_s")
-    @classmethod
-    def _max_cooldown(cls, value: float, info: ValidationInfo) -> float:
-        return _at_least(value, info, "default_rate_limit_cooldown_s")
+    max_events: Annotated[int, Range(ge=1, le=1_000_000)] = 1000
+    health_check_timeout_s: Annotated[float, Range(gt=0)] = 10.0
 
     @classmethod
     def preset(cls, name: FailoverPreset | str, **overrides: Any) -> FailoverConfig:
@@ -241,7 +212,8 @@ class FailoverConfig(ConfigModel):
         raise ConfigError("failover", f"expected a preset name or FailoverConfig, got {type(value).__name__}")
 
 
-class RoutingConfig(ConfigModel):
+@settings
+class RoutingConfig(SettingsBase):
     """How routing estimates providers and spreads traffic (see README "Strategies").
 
     Estimates: latency and TTFT are peak-EWMAs with ``latency_half_life_s`` (a slow call counts at
@@ -269,19 +241,19 @@ class RoutingConfig(ConfigModel):
     soonest (as a trial call), ``fail`` raises :class:`NoProviderAvailableError`.
     """
 
-    latency_half_life_s: float = Field(default=5.0, gt=0, le=86_400)
-    latency_warmup: int = Field(default=3, ge=1, le=1000)
-    availability_half_life_s: float = Field(default=60.0, gt=0, le=86_400)
-    availability_prior: float = Field(default=0.95, gt=0, lt=1)
-    availability_prior_weight: float = Field(default=4.0, gt=0, le=1e6)
-    failure_half_life_s: float = Field(default=5.0, gt=0, le=86_400)
-    rate_limit_half_life_s: float = Field(default=10.0, gt=0, le=86_400)
-    concurrency_memory_s: float = Field(default=30.0, gt=0, le=86_400)
-    spread_within: float = Field(default=1.5, ge=1, le=1e6)
-    suspect_failures: float = Field(default=1.5, gt=0, le=1e6)
-    slow_factor: float | None = Field(default=3.0, gt=1, le=1e6)
-    baseline_half_life_s: float = Field(default=600.0, gt=0, le=86_400)
-    probe_interval_s: float = Field(default=0.5, ge=0, le=86_400)
-    explore_after_s: float = Field(default=15.0, gt=0, le=86_400)
-    explore_share: float = Field(default=0.02, ge=0, le=1)
+    latency_half_life_s: Annotated[float, Range(gt=0, le=86_400)] = 5.0
+    latency_warmup: Annotated[int, Range(ge=1, le=1000)] = 3
+    availability_half_life_s: Annotated[float, Range(gt=0, le=86_400)] = 60.0
+    availability_prior: Annotated[float, Range(gt=0, lt=1)] = 0.95
+    availability_prior_weight: Annotated[float, Range(gt=0, le=1e6)] = 4.0
+    failure_half_life_s: Annotated[float, Range(gt=0, le=86_400)] = 5.0
+    rate_limit_half_life_s: Annotated[float, Range(gt=0, le=86_400)] = 10.0
+    concurrency_memory_s: Annotated[float, Range(gt=0, le=86_400)] = 30.0
+    spread_within: Annotated[float, Range(ge=1, le=1e6)] = 1.5
+    suspect_failures: Annotated[float, Range(gt=0, le=1e6)] = 1.5
+    slow_factor: Annotated[float | None, Range(gt=1, le=1e6)] = 3.0
+    baseline_half_life_s: Annotated[float, Range(gt=0, le=86_400)] = 600.0
+    probe_interval_s: Annotated[float, Range(ge=0, le=86_400)] = 0.5
+    explore_after_s: Annotated[float, Range(gt=0, le=86_400)] = 15.0
+    explore_share: Annotated[float, Range(ge=0, le=1)] = 0.02
     when_all_out: AllOutMode = AllOutMode.SOONEST

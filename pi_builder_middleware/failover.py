@@ -354,7 +354,7 @@ class FailoverManager(EjectionMethods, HealthCheckMethods, SharedState):
     def export(self) -> dict[str, Any]:
         """JSON-safe state: config, per-provider breakers, event log."""
         out = self.stats()
-        out["config"] = self.config.model_dump(mode="json")
+        out["config"] = self.config.to_dict()
         out["policy"] = self.policy.name
         with self._lock:  # events are appended under the lock by other threads
             log = list(self.events)

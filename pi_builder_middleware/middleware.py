@@ -403,7 +403,7 @@ class Middleware:
             "config": {
                 "strategy": self.router.strategy.name,
                 "health_scorer": self.router.health_scorer.name,
-                "providers": [p.model_dump(mode="json") for p in self.router.providers.values()],
+                "providers": [p.to_dict() for p in self.router.providers.values()],
             },
             "health": health,
             "monitor": self.monitor.export(metrics),

@@ -7,11 +7,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
-
-from ._validation import ConfigModel, in_range, is_number, require
+from ._settings import SettingsBase, settings
+from ._validation import MinLength, Range, in_range, is_number, require
 from .enums import AlertKind, CircuitState, ErrorKind, EventKind, HealthStatus
 from .errors import ConfigError
 from .interfaces import Strategy
@@ -41,35 +40,26 @@ MAX_COST = 1e9
 MAX_TOKENS = 10**9
 
 
-class Provider(ConfigModel):
+@settings
+class Provider(SettingsBase):
     """One place a request can be sent: a deployment, a model at a vendor, a local server.
 
     Costs are in currency units (USD by convention) per 1,000 tokens, at most :data:`MAX_COST`.
     ``quality`` is a 0–1 score the user assigns (higher is more capable). ``priority`` breaks ties,
-    lower first.
+    lower first. ``capabilities`` is any collection of names but one string, kept as a frozenset.
+    Built from keyword arguments (``Provider(**fields)``, unknown keys refused); ``to_dict()`` gives
+    them back JSON-ready.
     """
 
-    id: str = Field(min_length=1)
-    cost_per_1k_input: float = Field(default=0.0, ge=0, le=MAX_COST)
-    cost_per_1k_output: float = Field(default=0.0, ge=0, le=MAX_COST)
-    quality: float = Field(default=0.5, ge=0, le=1)
+    id: Annotated[str, MinLength(1)]
+    cost_per_1k_input: Annotated[float, Range(ge=0, le=MAX_COST)] = 0.0
+    cost_per_1k_output: Annotated[float, Range(ge=0, le=MAX_COST)] = 0.0
+    quality: Annotated[float, Range(ge=0, le=1)] = 0.5
     capabilities: AbstractSet[str] = frozenset()
-    max_context_tokens: int | None = Field(default=None, gt=0)
+    max_context_tokens: Annotated[int | None, Range(gt=0)] = None
     priority: int = 0
     model: str | None = None
     group: str | None = None
-
-    @field_validator("capabilities", mode="before")
-    @classmethod
-    def _caps(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            raise ValueError("give a set of capability names, e.g. {'tools', 'vision'}, not one string")
-        return value
-
-    @field_validator("capabilities", mode="after")
-    @classmethod
-    def _freeze(cls, value: AbstractSet[str]) -> frozenset[str]:
-        return frozenset(value)
 
     def cost_of(self, input_tokens: int, output_tokens: int) -> float:
         """Cost of a call with these token counts at this provider's prices."""

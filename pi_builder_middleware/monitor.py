@@ -351,7 +351,7 @@ class HealthMonitor:
             m["status"] = m["status"].value
             providers[pid] = m
         return {
-            "config": self.config.model_dump(mode="json"),
+            "config": self.config.to_dict(),
             "providers": providers,
             "alerts": [a.to_dict() for a in list(self.alert_log)],
         }  # copy: other threads append

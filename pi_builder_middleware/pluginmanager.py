@@ -10,19 +10,21 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from importlib.metadata import entry_points
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
+from ._entrypoints import may_declare
 from .enums import ErrorKind
 from .errorinfo import error_text
 from .errors import ConfigError
 from .hookspecs import PROJECT_NAME
 
 if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
     from .models import Alert, HealthChange, Outcome, Provider, RoutingDecision
     from .registry import FailoverPolicyRegistry, HealthScorerRegistry, StrategyRegistry
 
@@ -59,6 +61,16 @@ _OWN_PREFIX = "pi_builder_middleware."
 def _blocked_from_env() -> set[str]:
     raw = os.environ.get(BLOCK_ENV_VAR, "")
     return {name.strip() for name in raw.split(",") if name.strip()}
+
+
+def entry_points(*, group: str) -> Iterable[EntryPoint]:
+    """``importlib.metadata.entry_points(group=group)``; nothing, without importing importlib.metadata, when
+    no installed distribution declares that group (:func:`may_declare`: most programs have no plugin)."""
+    if not may_declare(group):
+        return ()
+    from importlib.metadata import entry_points as installed
+
+    return installed(group=group)
 
 
 def get_plugin_manager(

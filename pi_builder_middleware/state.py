@@ -15,7 +15,6 @@ Stores: :class:`MemoryStateStore` (several middlewares in one process; the refer
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -126,6 +125,8 @@ class BreakerUpdate:
 
     def to_json(self) -> str:
         """Compact, strict JSON: provider id, states, numbers and the origin replica id. Never error text."""
+        import json  # here, not at import: only a state store sends updates
+
         return json.dumps(
             {
                 "f": _FORMAT,
@@ -156,6 +157,8 @@ class BreakerUpdate:
                 text = bytes(text).decode("utf-8")
         except UnicodeDecodeError:
             raise MalformedUpdate(MalformedReason.ENCODING, "not UTF-8") from None
+        import json
+
         try:
             d = json.loads(text, parse_constant=_no_constant)
         except (ValueError, RecursionError) as exc:

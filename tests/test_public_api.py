@@ -103,6 +103,29 @@ def test_import_loads_no_submodule_and_no_pydantic():
     assert out == "[]"
 
 
+def test_first_use_of_the_core_loads_no_pydantic():
+    """Settings, a Middleware (entry points loaded, as by default), select, record, health, stats, export: no pydantic.
+
+    The core's settings are hand-checked dataclasses (``_validation.settings``) because importing pydantic and
+    building its schemas cost more than the whole first-use budget (BENCHMARKS.md, "Import cost").
+    """
+    out = _fresh(
+        "import json, sys\n"
+        "from pi_builder_middleware import (FailoverConfig, Middleware, MonitorConfig, Outcome, Provider,\n"
+        "    RouteRequest, RoutingConfig)\n"
+        "mw = Middleware([Provider(id='a', capabilities=['tools']), Provider(**{'id': 'b', 'quality': '0.9'})],\n"
+        "    failover=FailoverConfig.preset('aggressive', outlier={'interval_s': 5}),\n"
+        "    monitor=MonitorConfig(thresholds={'healthy_availability': 0.98}),\n"
+        "    routing=RoutingConfig(when_all_out='fail'))\n"
+        "decision = mw.select(RouteRequest())\n"
+        "mw.record(Outcome(decision.provider.id, True, 0.1))\n"
+        "assert mw.health(decision.provider.id).calls == 1\n"
+        "json.dumps([mw.stats(), mw.export()])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'pydantic_core')))"
+    )
+    assert out == "[]"
+
+
 def test_sync_use_loads_no_asyncio():
     """A sync program (select, record, execute) never loads asyncio: the async paths import it when awaited."""
     out = _fresh(

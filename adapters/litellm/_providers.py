@@ -28,7 +28,7 @@ CAPABILITY_FLAGS: Mapping[str, str] = {
     "supports_computer_use": "computer_use",
 }
 
-_PROVIDER_FIELDS = frozenset(Provider.model_fields)
+_PROVIDER_FIELDS = Provider.FIELDS
 
 
 def deployment_id(deployment: Mapping[str, Any]) -> str | None:

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
 
 from pi_builder_middleware import (
     MAX_COST,
@@ -40,6 +39,7 @@ from pi_builder_middleware import (
     Strategy,
     hookimpl,
 )
+from pi_builder_middleware._settings import SettingsBase
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 Tagged = tuple[bool, Any]  # (is_ok, value)
@@ -173,8 +173,8 @@ class Spec:
 THRESHOLDS = Spec(
     HealthThresholds,
     "HealthThresholds",
-    {name: number(0, 1) for name in HealthThresholds.model_fields},
-    HealthThresholds().model_dump(),
+    {name: number(0, 1) for name in HealthThresholds.FIELDS},
+    HealthThresholds().to_dict(),
     relations=(
         (
             ("degraded_availability", "healthy_availability"),
@@ -192,7 +192,7 @@ ALERTS = Spec(
     AlertThresholds,
     "AlertThresholds",
     {"high_latency_ms": number(0, None, lo_open=True), "high_error_rate": number(0, 1), "min_samples": integer(1)},
-    AlertThresholds().model_dump(),
+    AlertThresholds().to_dict(),
 )
 
 PROVIDER = Spec(
@@ -268,9 +268,9 @@ def run_spec(spec: Spec, case: Case) -> Any:
         assert_config_error(exc, spec.owner, blamed)
         return None
     assert not blamed, f"{spec.owner}({kwargs!r}) accepted although {sorted(blamed)} are invalid"
-    if isinstance(built, BaseModel):
+    if isinstance(built, SettingsBase):
         # A valid config round-trips through its JSON form, and every number in it is finite.
-        dumped = built.model_dump(mode="json")
+        dumped = built.to_dict()
         assert type(built)(**dumped) == built
         assert all(math.isfinite(v) for v in dumped.values() if isinstance(v, float))
     return built
@@ -300,7 +300,7 @@ OUTLIER = Spec(
         "failure_percentage_threshold": number(0, 100, lo_open=True, optional=True),
         "failure_percentage_request_volume": integer(1, None),
     },
-    OutlierConfig().model_dump(),
+    OutlierConfig().to_dict(),
 )
 
 FAILOVER = Spec(
@@ -330,7 +330,7 @@ FAILOVER = Spec(
         "max_events": integer(1, 1_000_000),
         "health_check_timeout_s": number(0, None, lo_open=True),
     },
-    FailoverConfig().model_dump(),
+    FailoverConfig().to_dict(),
     relations=(
         (("base_ejection_s", "max_ejection_s"), lambda c: c["max_ejection_s"] >= c["base_ejection_s"]),
         (

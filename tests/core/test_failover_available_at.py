@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pi_builder_middleware import CircuitState, ErrorKind, FailoverConfig, ManualClock
 from pi_builder_middleware.failover import FailoverManager
 
@@ -53,7 +55,7 @@ def test_escalate_when_all_out_false_keeps_the_base_ejection_while_every_provide
     """With nowhere else to go, a failed trial re-ejects for the base time instead of a doubled one."""
     for escalate, expected in ((True, 20.0), (False, 10.0)):
         clock = ManualClock(100.0)
-        fm = FailoverManager(CONFIG.model_copy(update={"escalate_when_all_out": escalate}), clock=clock)
+        fm = FailoverManager(dataclasses.replace(CONFIG, escalate_when_all_out=escalate), clock=clock)
         for pid in ("a", "b"):
             fm.add_provider(pid)
             _trip(fm, pid)  # first trips: base ejection (10 s) either way
@@ -66,7 +68,7 @@ def test_escalate_when_all_out_false_keeps_the_base_ejection_while_every_provide
 
 def test_escalation_still_applies_when_another_provider_is_serving() -> None:
     clock = ManualClock(100.0)
-    fm = FailoverManager(CONFIG.model_copy(update={"escalate_when_all_out": False}), clock=clock)
+    fm = FailoverManager(dataclasses.replace(CONFIG, escalate_when_all_out=False), clock=clock)
     fm.add_provider("a")
     fm.add_provider("b")  # healthy: callers have somewhere to go
     _trip(fm, "a")

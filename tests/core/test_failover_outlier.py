@@ -364,7 +364,7 @@ def test_outlier_settings_accept_a_model_a_dict_and_none_for_failure_percentage(
     cfg = FailoverConfig(policy="outlier", outlier=OutlierConfig(interval_s=1.0, failure_percentage_threshold=None))
     assert cfg.outlier.failure_percentage_threshold is None
     assert FailoverConfig(outlier={"interval_s": 1.0}).outlier == OutlierConfig(interval_s=1.0)
-    assert FailoverConfig(**cfg.model_dump(mode="json")) == cfg
+    assert FailoverConfig(**cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match=r"OutlierConfig\.interval_s"):
         OutlierConfig(interval_s=-1)
     with pytest.raises(ConfigError, match="unknown failover policy 'outliers'"):
