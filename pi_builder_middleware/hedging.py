@@ -56,7 +56,7 @@ class HedgePolicy:
     - ``stream_quantile``: the adaptive delay's quantile for streams (0.9): a stream's race ends at the
       first chunk, so a normal stream that hedges costs little, while a slow one also waits for the whole
       token stream of its hedge after it; streams are a part of the calls, so hedging a tenth of their
-      body stays within the budget (with the default 25 % of streams measured: +0.8 % attempts).
+      body stays within the budget (with 25 % of calls streamed: about one point more attempts).
     - ``max_hedges``: hedges per request (0: none; the budget still throttles failover retries).
     - ``budget_ratio``: tokens a success puts back into the retry budget (gRPC's ``tokenRatio``): about
       one hedge or retry per ``1 / budget_ratio`` answered calls, none while failures drain it. None:

@@ -31,8 +31,12 @@ async def test_latency_optimal_sends_most_traffic_to_the_fastest_deployment(make
         handle.middleware.reset()
         sim.reset_stats()
         picks: Counter[str] = Counter()
-        for _ in range(60):
+        for i in range(60):
             picks[served_by(await router.acompletion(model="g", messages=MESSAGES))] += 1
+            # LiteLLM before 1.109 reports outcomes from its logging worker, a moment after the call returns:
+            # wait for each, so the next pick knows it (on a busy machine the lag let "slow", still unmeasured
+            # and costed like the best, take more than its warm-up calls)
+            await async_wait_until(lambda n=i: handle.stats().get("recorded_ok", 0) == 7 + n)
         # power of two choices: the fastest wins every pair it is in (about 2/3 of the calls once each
         # deployment has its 3 warm-up calls); the slowest gets its warm-up calls (costed like the best
         # until measured) and a few more
