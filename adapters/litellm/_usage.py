@@ -100,16 +100,23 @@ class UsageLimits:
         self._selector, self._until = found, now + self.refresh_s
         return found
 
+    def _plan(self, candidates: Sequence[Mapping[str, Any]]) -> tuple[Any, list[dict[str, Any]], list[str]] | None:
+        """The selector, the candidates as v2 takes them and the counter keys to read; None: nothing to filter."""
+        selector = self.selector()
+        if selector is None or not _limited(candidates):
+            return None
+        deployments = [dict(d) for d in candidates]
+        tpm_keys, rpm_keys = selector.usage_counter_keys(deployments)
+        return selector, deployments, tpm_keys + rpm_keys
+
     async def async_within(
         self, model: str, candidates: Sequence[Mapping[str, Any]], messages: object, input: object
     ) -> Sequence[Mapping[str, Any]]:
         """``candidates`` less those at their rpm/tpm limits; v2's own pick (or its error) if all are."""
-        selector = self.selector()
-        if selector is None or not _limited(candidates):
+        plan = self._plan(candidates)
+        if plan is None:
             return candidates
-        deployments = [dict(d) for d in candidates]
-        tpm_keys, rpm_keys = selector.usage_counter_keys(deployments)
-        keys = tpm_keys + rpm_keys
+        selector, deployments, keys = plan
         values = _prefetched(keys)
         if values is None:
             values = await selector.router_cache.async_batch_get_cache(keys=keys)
@@ -122,13 +129,13 @@ class UsageLimits:
         self, model: str, candidates: Sequence[Mapping[str, Any]], messages: object, input: object
     ) -> Sequence[Mapping[str, Any]]:
         """:meth:`async_within` for a sync pick."""
-        selector = self.selector()
-        if selector is None or not _limited(candidates):
+        plan = self._plan(candidates)
+        if plan is None:
             return candidates
-        deployments = [dict(d) for d in candidates]
-        tpm_keys, rpm_keys = selector.usage_counter_keys(deployments)
-        values = selector.router_cache.batch_get_cache(keys=tpm_keys + rpm_keys)
-        kept = self._kept(selector, candidates, deployments, values, messages, input)
+        selector, deployments, keys = plan
+        kept = self._kept(
+            selector, candidates, deployments, selector.router_cache.batch_get_cache(keys=keys), messages, input
+        )
         if kept is not None:
             return kept
         return [selector.get_available_deployments(model, deployments, messages=messages, input=input)]
