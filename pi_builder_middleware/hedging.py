@@ -116,13 +116,14 @@ class LatencyTracker:
     answer above three times the median, or a hedge that answered before it.
     """
 
-    __slots__ = ("_cached", "_fresh", "ceiling", "samples", "seen", "tail_at")
+    __slots__ = ("_cached", "_fresh", "_looked", "ceiling", "samples", "seen", "tail_at")
 
     def __init__(self) -> None:
         self.samples: deque[float] = deque(maxlen=_RECENT)
         self._cached: float | None = None
         self._fresh = 0
         self.ceiling = 0.0  # three times the median, as of the last :meth:`quantile`
+        self._looked = False  # whether the samples were sorted once (by :meth:`quantile` or :meth:`has_tail`)
         self.seen = 0  # answers added so far
         self.tail_at: int | None = None  # ``seen`` when the last sign of a tail came
 
@@ -139,7 +140,8 @@ class LatencyTracker:
 
     def has_tail(self) -> bool:
         """Whether a sign of a tail came within the last ``_TAIL_MEMORY`` answers."""
-        if self.ceiling == 0.0 and len(self.samples) > 1:  # no quantile read yet: look at the samples once
+        if not self._looked and len(self.samples) > 1:  # no quantile read yet: look at the samples once
+            self._looked = True
             ordered = sorted(self.samples)
             self.ceiling = ordered[len(ordered) // 2] * _MAX_OVER_MEDIAN
             if ordered[-1] > self.ceiling:
@@ -169,6 +171,7 @@ class LatencyTracker:
             self._cached = value if value < cap else cap
             self.ceiling = cap
             self._fresh = 0
+            self._looked = True
         return self._cached
 
 
