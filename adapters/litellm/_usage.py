@@ -177,12 +177,27 @@ class UsageLimits:
         for i, (candidate, deployment) in enumerate(zip(candidates, deployments, strict=True)):
             info = deployment.get("model_info")
             pid = info.get("id") if isinstance(info, Mapping) else None
-            tpm, rpm = values[i], values[n + i]
+            tpm, rpm = _count(values[i]), _count(values[n + i])
             # v2's own test, one deployment at a time: it answers [deployment] unless that one is full (its
             # pick would also keep only the least used of the rest, which is the middleware's choice here).
-            if selector._return_potential_deployments([deployment], {pid: tpm or 0}, tokens, {pid: rpm}):
+            if selector._return_potential_deployments([deployment], {pid: tpm}, tokens, {pid: rpm}):
                 kept.append(candidate)
         return kept or None
+
+
+def _count(value: object) -> int:
+    """A usage counter as read from the router's cache (in-memory or Redis): a whole number of 0 or more; anything
+    else (missing, junk, negative, not finite) counts as 0, as a counter nobody has written yet."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, bytes | str):
+        try:
+            value = float(value)
+        except ValueError:
+            return 0
+    if isinstance(value, int | float) and 0 <= value < float("inf"):
+        return int(value)
+    return 0
 
 
 def _by_id(

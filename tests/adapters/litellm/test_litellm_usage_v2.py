@@ -68,6 +68,25 @@ async def test_candidates_without_limits_are_passed_through_unread(routers) -> N
         assert handle.strategy._usage.within("g", candidates, MESSAGES, None) is candidates
 
 
+@pytest.mark.parametrize("junk", ["lots", b"\xff", -5, float("nan"), {"n": 1}, [3], True])
+async def test_junk_usage_counters_in_the_cache_count_as_zero(routers, junk: object) -> None:
+    # The counters come from the router's cache (Redis for a shared one): read like user input, never a crash.
+    router = _router(routers, _rpm(mock_deployment("a"), 2), _rpm(mock_deployment("b"), 2), routing_strategy=V2)
+    with install(router, strategy="latency-optimal") as handle:
+        assert handle.strategy is not None
+        candidates = list(router.registry().deployments("g"))
+        selector = router.lowesttpm_logger_v2
+        tpm_keys, rpm_keys = selector.usage_counter_keys([dict(d) for d in candidates])
+        for key in tpm_keys + rpm_keys:
+            await selector.router_cache.async_set_cache(key=key, value=junk)
+        assert await handle.strategy._usage.async_within("g", candidates, MESSAGES, None) == candidates
+        assert handle.strategy._usage.within("g", candidates, MESSAGES, None) == candidates
+        full = 2  # a real count at the limit still keeps "a" out
+        await selector.router_cache.async_set_cache(key=rpm_keys[0], value=full)
+        kept = await handle.strategy._usage.async_within("g", candidates, MESSAGES, None)
+        assert [d["model_info"]["id"] for d in kept] == ["b"]
+
+
 async def _outcome(router: litellm.Router, sync: bool) -> str:
     """Who answered one call to group ``g``, or the error's type and the start of its message."""
     try:
